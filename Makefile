@@ -1,0 +1,48 @@
+# LesionOps — `make help` lists the targets. Every target creates/reuses the environment itself.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+TASK ?= es_skin
+N_IMAGES ?= 400
+
+.DEFAULT_GOAL := help
+
+help: ## list targets
+	@grep -E '^[a-z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml constraints.txt
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check "uv==0.13.8"
+	$(BIN)/uv pip install --python $(BIN)/python --quiet -c constraints.txt -e ".[test]"
+	@touch $(STAMP)
+
+venv: $(STAMP) ## create or update the virtual environment (.venv) from constraints.txt
+
+data: $(STAMP) ## generate the synthetic labelImg dataset into data/raw and track it with DVC
+	$(BIN)/lesionops synth --out data/raw --n-images $(N_IMAGES) --seed 7
+	$(BIN)/lesionops data-track data/raw
+
+demo: $(STAMP) ## install, generate data, run the training pipeline with kfp.local, print the champion
+	$(BIN)/lesionops demo --n-images $(N_IMAGES) --task $(TASK)
+
+repro: $(STAMP) ## run the same stages through DVC (dvc.yaml + params.yaml)
+	$(BIN)/dvc repro
+
+compile: $(STAMP) ## compile the Kubeflow pipelines to YAML under pipelines/compiled/
+	$(BIN)/lesionops pipeline compile --out-dir pipelines/compiled
+
+test: $(STAMP) ## install and run the test suite (CPU; GPU tests skip without CUDA)
+	$(BIN)/python -m pytest -n 2 --timeout 900 -q
+
+bench: $(STAMP) ## run the benchmarks
+	@for b in benchmarks/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+ui: $(STAMP) ## open the MLflow UI on the embedded SQLite store
+	$(BIN)/mlflow ui --backend-store-uri sqlite:///mlruns/mlflow.db --default-artifact-root mlruns/artifacts
+
+clean: ## remove generated data, models and the MLflow store (keeps .venv)
+	rm -rf data models reports .kfp_local mlruns/mlflow.db mlruns/artifacts
+
+.PHONY: help venv data demo repro compile test bench ui clean

@@ -1,0 +1,1 @@
+"""Code shared by every stage: params, storage, labelImg formats, images, manifests, MLflow."""

@@ -1,0 +1,53 @@
+"""MLflow set-up shared by the stages that log: one tracking URI, one experiment per task.
+
+The embedded default is SQLite under `mlruns/` with artifacts beside it, so `make demo` needs no
+server. `MLFLOW_TRACKING_URI` (the standard variable) overrides params.yaml for remote stores.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import mlflow
+from mlflow.tracking import MlflowClient
+
+
+@dataclass(frozen=True)
+class TrackingConfig:
+    """The `mlflow` section of params.yaml."""
+
+    tracking_uri: str = "sqlite:///mlruns/mlflow.db"
+    artifact_root: str = "mlruns/artifacts"
+    experiment: str = "lesionops"
+    registered_model: str = "lesionops-classifier"
+
+
+def resolved_uri(cfg: TrackingConfig) -> str:
+    """The tracking URI in force: the environment wins, then params.yaml."""
+    uri = os.environ.get("MLFLOW_TRACKING_URI") or cfg.tracking_uri
+    if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
+        db = Path(uri.removeprefix("sqlite:///")).resolve()
+        db.parent.mkdir(parents=True, exist_ok=True)
+        uri = f"sqlite:///{db}"
+    return uri
+
+
+def _artifact_location(cfg: TrackingConfig) -> str:
+    if "://" in cfg.artifact_root:
+        return cfg.artifact_root
+    root = Path(cfg.artifact_root).resolve()
+    root.mkdir(parents=True, exist_ok=True)
+    return root.as_uri()
+
+
+def setup(cfg: TrackingConfig, experiment: str | None = None) -> str:
+    """Point MLflow at the store and make sure the experiment exists; returns its id."""
+    mlflow.set_tracking_uri(resolved_uri(cfg))
+    name = experiment or cfg.experiment
+    client = MlflowClient()
+    found = client.get_experiment_by_name(name)
+    exp_id = found.experiment_id if found else client.create_experiment(name, _artifact_location(cfg))
+    mlflow.set_experiment(experiment_id=exp_id)
+    return exp_id

@@ -1,0 +1,50 @@
+"""Patient-grouped splits that stay put when the dataset grows.
+
+A patient's split is a pure function of its id and a salt, so adding patients never moves an
+existing one (a test patient never silently becomes a training patient between data versions).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+import pandas as pd
+
+from components.common.errors import ConfigError, DataError
+
+SPLITS = ("train", "val", "test")
+
+
+@dataclass(frozen=True)
+class SplitConfig:
+    train: float = 0.6
+    val: float = 0.2
+    test: float = 0.2
+    salt: str = "lesionops-v1"
+
+    def __post_init__(self) -> None:
+        fractions = (self.train, self.val, self.test)
+        if min(fractions) < 0 or abs(sum(fractions) - 1.0) > 1e-6:
+            raise ConfigError(f"crop_patches.split: fractions must be ≥ 0 and sum to 1, found {fractions}")
+
+
+def unit_hash(patient_id: str, salt: str) -> float:
+    """Map (salt, patient) to [0, 1) uniformly and reproducibly across machines and Python versions."""
+    digest = hashlib.sha256(f"{salt}\x00{patient_id}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64
+
+
+def assign_split(patient_id: str, cfg: SplitConfig) -> str:
+    u = unit_hash(patient_id, cfg.salt)
+    if u < cfg.train:
+        return "train"
+    return "val" if u < cfg.train + cfg.val else "test"
+
+
+def check_no_leak(frame: pd.DataFrame, where: str) -> None:
+    """Fail if any patient appears in more than one split (the error names the patients)."""
+    per_patient = frame.groupby("patient_id")["split"].nunique()
+    leaked = per_patient[per_patient > 1].index.tolist()
+    if leaked:
+        raise DataError(where, f"patient leak across splits for {len(leaked)} patient(s): {leaked[:5]}")

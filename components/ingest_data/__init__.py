@@ -1,0 +1,1 @@
+"""ingest_data: inventory a labelImg dataset folder into one manifest table."""

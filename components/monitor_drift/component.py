@@ -1,0 +1,31 @@
+"""Kubeflow interface of monitor_drift: also surfaces retrain / alert for `dsl.If`.
+
+The reference is a URI string, not an input artifact, so the monitoring pipeline can run on a
+schedule on its own, against the crop output of whichever training run produced the champion.
+"""
+
+from typing import NamedTuple
+
+from kfp import dsl
+
+from components.common.kfp_image import IMAGE
+
+
+@dsl.component(base_image=IMAGE, install_kfp_package=False)
+def monitor_drift(reference_uri: str, source_uri: str, current_uri: str, params_json: str,
+                  accepted_feedback: int, report: dsl.Output[dsl.Artifact],
+                  history_uri: str = "") -> NamedTuple("Outputs", [("retrain", bool), ("alert", bool)]):
+    import json
+    import os
+    from collections import namedtuple
+
+    from components.common.launch import launch
+
+    args = ["--reference", reference_uri, "--source", source_uri, "--current", current_uri,
+            "--out", report.path, "--accepted-feedback", str(accepted_feedback), "--params-json", params_json]
+    if history_uri:  # a persistent path (volume, bucket mount): without it every window stands alone
+        args += ["--history", history_uri]
+    launch("monitor_drift", args)
+    with open(os.path.join(report.path, "decision.json"), encoding="utf-8") as fh:
+        decision = json.load(fh)
+    return namedtuple("Outputs", ["retrain", "alert"])(bool(decision["retrain"]), bool(decision["alert"]))

@@ -1,0 +1,113 @@
+"""Per-image acquisition statistics: the columns the drift test compares.
+
+These are deliberately model-free: a camera swap, new lighting or a failing upload shows up in
+brightness, colour, sharpness and resolution before any label is known, and they cost one small
+decode per image. Pixels are taken in the stored frame (no EXIF rotation), like every other stage.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from PIL import Image, UnidentifiedImageError
+from scipy import ndimage
+
+from components.common.errors import DataError
+from components.common.images import to_rgb8
+
+FEATURES: tuple[str, ...] = (
+    "brightness", "contrast", "mean_r", "mean_g", "mean_b", "saturation", "sharpness", "width", "height",
+)
+IMAGE_EXTENSIONS: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
+# ITU-R BT.601 weights, the same luma PIL uses for mode "L".
+_LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
+
+
+@dataclass(frozen=True)
+class FeatureTable:
+    """Features of the images that could be read, and the files that could not (with why)."""
+
+    frame: pd.DataFrame  # columns: path + FEATURES, one row per readable image
+    unreadable: tuple[tuple[str, str], ...] = ()
+
+
+def image_features(img: Image.Image, max_side: int = 256,
+                   original_size: tuple[int, int] | None = None) -> dict[str, float]:
+    """Statistics of one image, computed on a copy downscaled to ≤ `max_side` pixels per side.
+
+    `original_size` is the size as stored on disk when `img` was already reduced while decoding
+    (JPEG draft mode); width/height report the stored size because resolution is itself a signal.
+    """
+    width, height = original_size or img.size
+    rgb = to_rgb8(img)
+    if max(rgb.size) > max_side:
+        rgb.thumbnail((max_side, max_side), Image.Resampling.BILINEAR)
+    arr = np.asarray(rgb, dtype=np.float32)
+    luma = arr @ _LUMA
+    hi, lo = arr.max(axis=2), arr.min(axis=2)
+    saturation = np.divide(hi - lo, hi, out=np.zeros_like(hi), where=hi > 0)  # HSV saturation, 0..1
+    means = arr.reshape(-1, 3).mean(axis=0)
+    return {
+        "brightness": float(luma.mean()),
+        "contrast": float(luma.std()),
+        "mean_r": float(means[0]), "mean_g": float(means[1]), "mean_b": float(means[2]),
+        "saturation": float(saturation.mean()),
+        # Variance of the Laplacian: the classic focus measure; blur removes high frequencies.
+        "sharpness": float(ndimage.laplace(luma, mode="reflect").var()),
+        "width": float(width), "height": float(height),
+    }
+
+
+def read_features(path: Path, max_side: int = 256) -> dict[str, float]:
+    """Decode `path` cheaply and return its features; DataError when it cannot be decoded."""
+    try:
+        with Image.open(path) as img:
+            size = img.size
+            # JPEG only: decode at a reduced DCT scale (still ≥ max_side), several times faster.
+            img.draft("RGB", (max_side, max_side))
+            img.load()
+            return image_features(img, max_side, original_size=size)
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+        raise DataError(path, f"cannot decode image ({exc})") from exc
+
+
+def _safe(args: tuple[Path, int]) -> tuple[Path, dict[str, float] | None, str]:
+    path, max_side = args
+    try:
+        return path, read_features(path, max_side), ""
+    except DataError as exc:
+        return path, None, exc.problem
+
+
+def features_frame(paths: Sequence[Path], max_side: int = 256, workers: int = 0) -> FeatureTable:
+    """Features of many images; unreadable ones are skipped and listed, never fatal.
+
+    A file that does not decode is an acquisition failure worth counting, not a reason to lose
+    the whole window. Threads suffice: PIL and numpy release the GIL while decoding and reducing.
+    """
+    n_workers = workers or min(8, os.cpu_count() or 1)
+    rows: list[dict[str, object]] = []
+    bad: list[tuple[str, str]] = []
+    with ThreadPoolExecutor(max_workers=n_workers) as pool:
+        for path, feats, problem in pool.map(_safe, [(Path(p), max_side) for p in paths]):
+            if feats is None:
+                bad.append((str(path), problem))
+            else:
+                rows.append({"path": str(path), **feats})
+    frame = pd.DataFrame(rows, columns=["path", *FEATURES])
+    frame[list(FEATURES)] = frame[list(FEATURES)].astype(float)
+    return FeatureTable(frame, tuple(bad))
+
+
+def list_images(folder: Path, extensions: Sequence[str] = IMAGE_EXTENSIONS) -> list[Path]:
+    """Every image file under `folder` (recursive), sorted so runs are reproducible."""
+    if not folder.is_dir():
+        raise DataError(folder, "current window folder does not exist")
+    exts = {e.lower() for e in extensions}
+    return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in exts)

@@ -1,0 +1,1 @@
+"""validate_annotations: check every image and labelImg box, quarantine only what is broken."""

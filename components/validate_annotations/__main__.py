@@ -1,0 +1,26 @@
+"""`python -m components.validate_annotations --manifest DIR --out DIR`: check and quarantine."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from components.common.cli import base_parser, params_from, run_main
+from components.common.params import section
+from components.common.task import load_task
+from components.validate_annotations.checks import ValidateConfig
+from components.validate_annotations.core import run
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = base_parser(__doc__ or "")
+    parser.add_argument("--manifest", type=Path, required=True, help="folder holding manifest.parquet")
+    parser.add_argument("--out", type=Path, required=True, help="output folder")
+    args = parser.parse_args(argv)
+    doc = params_from(args)
+    report = run(section(doc, "validate_annotations", ValidateConfig), load_task(doc), args.manifest, args.out)
+    print(f"validate_annotations: {report['n_accepted_images']}/{report['n_images']} images accepted, "
+          f"{report['n_accepted_boxes']} boxes, findings {report['by_code'] or 'none'}")
+
+
+if __name__ == "__main__":
+    run_main(main)

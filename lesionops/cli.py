@@ -1,0 +1,154 @@
+"""`lesionops`: every stage, the synthetic data generator, and the pipeline drivers in one CLI.
+
+Stage commands forward their arguments untouched to `python -m components.<stage>`, so the CLI,
+DVC and Kubeflow all run the same entry point.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import time
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from components.common.cli import run_main
+from components.common.params import load_params, section
+from components.common.tracking import TrackingConfig
+
+STAGES = ("ingest_data", "validate_annotations", "crop_patches", "train_model", "evaluate_model",
+          "promote_model", "monitor_drift")
+
+app = typer.Typer(help="LesionOps: labelImg data → validated patches → gated, promoted models.",
+                  no_args_is_help=True, add_completion=False)
+pipeline_app = typer.Typer(help="Run the Kubeflow pipeline locally (kfp.local) or compile it.",
+                           no_args_is_help=True)
+app.add_typer(pipeline_app, name="pipeline")
+console = Console()
+
+ParamsOpt = Annotated[Path, typer.Option("--params", help="params.yaml to use")]
+
+
+def _stage_command(stage: str) -> None:
+    def forward(ctx: typer.Context) -> None:
+        module = importlib.import_module(f"components.{stage}.__main__")
+        run_main(module.main, list(ctx.args))
+
+    forward.__doc__ = f"Run the {stage} stage (`--help` lists its options)."
+    app.command(stage, context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+                add_help_option=False)(forward)
+
+
+for _stage in STAGES:
+    _stage_command(_stage)
+
+
+@app.command()
+def synth(
+    out: Annotated[Path, typer.Option(help="output dataset folder")] = Path("data"),
+    n_images: Annotated[Optional[int], typer.Option(help="number of photos")] = None,
+    seed: Annotated[Optional[int], typer.Option(help="random seed (same seed → same bytes)")] = None,
+    width: Annotated[Optional[int], typer.Option(help="image width")] = None,
+    height: Annotated[Optional[int], typer.Option(help="image height")] = None,
+    priors: Annotated[Optional[str], typer.Option(help="class priors, comma-separated, in task order")] = None,
+    params: ParamsOpt = Path("params.yaml"),
+) -> None:
+    """Generate a synthetic labelImg dataset of skin-lesion photos (seed 002's five diseases)."""
+    from lesionops.synth.skin import SynthConfig, generate_skin_dataset
+
+    doc = load_params(params)
+    defaults = doc.get("synth", {}) or {}
+    cfg = SynthConfig(
+        out_dir=out, n_images=n_images or defaults.get("n_images", 400),
+        seed=seed if seed is not None else defaults.get("seed", 7),
+        image_width=width or defaults.get("image_width", 640),
+        image_height=height or defaults.get("image_height", 480),
+        classes=tuple(doc["task"]["classes"]),
+        class_priors=tuple(float(p) for p in priors.split(",")) if priors else None,
+    )
+    summary = generate_skin_dataset(cfg)
+    console.print(f"synth: {summary.n_images} images, {summary.n_boxes} boxes, "
+                  f"{summary.n_patients} patients → {out}  {summary.per_class_boxes}")
+
+
+@app.command("data-track")
+def data_track(path: Annotated[Path, typer.Argument(help="dataset folder")] = Path("data")) -> None:
+    """Track the raw dataset with DVC (`dvc add`), writing `<path>.dvc`."""
+    from lesionops.datavc import track
+
+    console.print(f"data version (DVC md5): {track(path)}")
+
+
+def _print_champion(tracking: TrackingConfig) -> dict[str, Any] | None:
+    from lesionops.champion import champion_summary
+
+    summary = champion_summary(tracking)
+    if summary is None:
+        console.print("[bold red]No champion model in the registry (the gate has never passed).[/]")
+        return None
+    table = Table(title=f"Champion: {summary['name']} v{summary['version']} "
+                        f"(aliases {', '.join(summary['aliases'])}; run {summary['run_id']})")
+    table.add_column("test metric")
+    table.add_column("value", justify="right")
+    for key, value in summary["test_metrics"].items():
+        table.add_row(key, f"{value:.4f}")
+    console.print(table)
+    return summary
+
+
+@app.command()
+def champion(params: ParamsOpt = Path("params.yaml")) -> None:
+    """Show the champion model: registry version, aliases and test metrics."""
+    if _print_champion(section(load_params(params), "mlflow", TrackingConfig)) is None:
+        raise typer.Exit(1)
+
+
+@pipeline_app.command("run")
+def pipeline_run(
+    source: Annotated[Path, typer.Option(help="raw dataset folder")] = Path("data"),
+    params: ParamsOpt = Path("params.yaml"),
+    pipeline_root: Annotated[Path, typer.Option(help="where kfp.local keeps task outputs")] = Path(".kfp_local"),
+) -> None:
+    """Run the training pipeline locally with kfp.local (same components as on Kubeflow)."""
+    from lesionops.datavc import data_version
+    from pipelines.local import run_training
+
+    doc = load_params(params)
+    started = time.monotonic()
+    run_training(source, doc, pipeline_root, data_version(Path(f"{source}.dvc")))
+    console.print(f"pipeline finished in {time.monotonic() - started:.0f} s")
+    _print_champion(section(doc, "mlflow", TrackingConfig))
+
+
+@pipeline_app.command("compile")
+def pipeline_compile(
+    out_dir: Annotated[Path, typer.Option(help="folder for the compiled YAML")] = Path("pipelines/compiled"),
+    params: ParamsOpt = Path("params.yaml"),
+) -> None:
+    """Compile the training and monitoring pipelines to Kubeflow YAML."""
+    from pipelines.compile import compile_all
+    from pipelines.local import portable_params
+
+    for path in compile_all(out_dir, portable_params(load_params(params))):
+        console.print(f"compiled {path}")
+
+
+@app.command()
+def demo(
+    n_images: Annotated[int, typer.Option(help="synthetic photos to generate")] = 400,
+    source: Annotated[Path, typer.Option(help="raw dataset folder")] = Path("data"),
+    params: ParamsOpt = Path("params.yaml"),
+) -> None:
+    """Generate data (if absent), track it with DVC, run the pipeline with kfp.local, show the champion."""
+    from lesionops.datavc import track
+
+    if not (source / "metadata.csv").is_file():
+        synth(out=source, n_images=n_images, params=params)
+    console.print(f"data version (DVC md5): {track(source)}")
+    pipeline_run(source=source, params=params)
+    console.print("\nBrowse runs and the registry:  .venv/bin/mlflow ui --backend-store-uri "
+                  f"{json.dumps(section(load_params(params), 'mlflow', TrackingConfig).tracking_uri)}")

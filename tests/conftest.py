@@ -1,0 +1,63 @@
+"""Shared fixtures: a tiny synthetic labelImg dataset and a params document sized for CPU tests."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+TINY_CLASSES = ("lichen_planus", "psoriasis")
+
+
+def deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(base)
+    for key, value in over.items():
+        out[key] = deep_merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def tiny_params(tmp: Path, **overrides: Any) -> dict[str, Any]:
+    """The repo's params.yaml shrunk for a fast, deterministic CPU run with its own MLflow store."""
+    doc = yaml.safe_load((REPO / "params.yaml").read_text())
+    small = {
+        "task": {"classes": list(TINY_CLASSES)},
+        "crop_patches": {"patch_size": 32, "workers": 1},
+        "train_model": {"arch": "small_cnn", "image_size": 32, "epochs": 3, "batch_size": 32,
+                        "threads": 1, "patience": 3},
+        "evaluate_model": {"gate": {"min_accuracy": 0.0, "min_macro_f1": 0.0, "min_class_recall": 0.0,
+                                    "min_test_samples": 5}},
+        "mlflow": {"tracking_uri": f"sqlite:///{tmp / 'mlruns' / 'mlflow.db'}",
+                   "artifact_root": str(tmp / "mlruns" / "artifacts")},
+    }
+    return deep_merge(deep_merge(doc, small), overrides)
+
+
+@pytest.fixture(scope="session")
+def tiny_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """80 small photos of 2 classes, 1-2 photos per patient so every split gets patients."""
+    from lesionops.synth.skin import SynthConfig, generate_skin_dataset
+
+    out = tmp_path_factory.mktemp("tiny") / "data"
+    generate_skin_dataset(SynthConfig(out_dir=out, n_images=80, seed=3, image_width=160, image_height=120,
+                                      classes=TINY_CLASSES, class_priors=(0.5, 0.5),
+                                      images_per_patient_min=1, images_per_patient_max=2), progress=False)
+    return out
+
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> None:
+    torch.set_num_threads(1)  # two xdist workers on two cores: avoid oversubscription
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA device")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)

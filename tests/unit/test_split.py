@@ -1,0 +1,44 @@
+import pandas as pd
+import pytest
+
+from components.common.errors import ConfigError, DataError
+from components.crop_patches.core import crop_window
+from components.crop_patches.split import SplitConfig, assign_split, check_no_leak
+
+CFG = SplitConfig()
+
+
+def test_split_is_stable_when_patients_are_added() -> None:
+    before = {p: assign_split(p, CFG) for p in (f"P{i}" for i in range(200))}
+    after = {p: assign_split(p, CFG) for p in (f"P{i}" for i in range(1000))}
+    assert all(after[p] == s for p, s in before.items())
+
+
+def test_split_fractions_are_respected_and_salt_matters() -> None:
+    splits = pd.Series([assign_split(f"P{i}", CFG) for i in range(5000)]).value_counts(normalize=True)
+    assert splits["train"] == pytest.approx(0.6, abs=0.03)
+    assert splits["test"] == pytest.approx(0.2, abs=0.03)
+    other = SplitConfig(salt="other")
+    assert any(assign_split(f"P{i}", CFG) != assign_split(f"P{i}", other) for i in range(50))
+
+
+def test_leak_is_reported_with_patient() -> None:
+    frame = pd.DataFrame({"patient_id": ["a", "a", "b"], "split": ["train", "test", "val"]})
+    with pytest.raises(DataError, match="'a'"):
+        check_no_leak(frame, "patches.parquet")
+    check_no_leak(frame.iloc[1:], "patches.parquet")
+
+
+def test_bad_fractions_refused() -> None:
+    with pytest.raises(ConfigError):
+        SplitConfig(train=0.7, val=0.2, test=0.2)
+
+
+@pytest.mark.parametrize(("box", "expected"), [
+    ((11, 11, 30, 20), (8, 3, 32, 27)),       # square around the box with 10 % margin
+    ((1, 1, 20, 20), (0, 0, 24, 24)),         # at the top-left corner: shifted inside
+    ((90, 70, 100, 80), (87, 67, 100, 80)),   # at the bottom-right corner: shifted inside
+    ((1, 1, 100, 80), (0, 0, 100, 80)),       # bigger than the image: the whole image
+])
+def test_crop_window_stays_inside(box: tuple, expected: tuple) -> None:
+    assert crop_window(box, 100, 80, 0.1, True) == expected
