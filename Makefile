@@ -4,7 +4,6 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-TASK ?= es_skin
 N_IMAGES ?= 400
 
 .DEFAULT_GOAL := help
@@ -25,10 +24,10 @@ data: $(STAMP) ## generate the synthetic labelImg dataset into data/raw and trac
 	$(BIN)/lesionops data-track data/raw
 
 demo: $(STAMP) ## install, generate data, run the training pipeline with kfp.local, print the champion
-	$(BIN)/lesionops demo --n-images $(N_IMAGES) --task $(TASK)
+	$(BIN)/lesionops demo --n-images $(N_IMAGES)
 
 repro: $(STAMP) ## run the same stages through DVC (dvc.yaml + params.yaml)
-	$(BIN)/dvc repro
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/dvc repro
 
 compile: $(STAMP) ## compile the Kubeflow pipelines to YAML under pipelines/compiled/
 	$(BIN)/lesionops pipeline compile --out-dir pipelines/compiled

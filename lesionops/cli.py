@@ -119,8 +119,19 @@ def pipeline_run(
 
     doc = load_params(params)
     started = time.monotonic()
-    run_training(source, doc, pipeline_root, data_version(Path(f"{source}.dvc")))
-    console.print(f"pipeline finished in {time.monotonic() - started:.0f} s")
+    log = pipeline_root / "pipeline.log"
+    pipeline_root.mkdir(parents=True, exist_ok=True)
+    try:
+        with console.status(f"kfp.local: running the training pipeline (task log: {log})"):
+            run_training(source, doc, pipeline_root, data_version(Path(f"{source}.dvc")), log)
+    except RuntimeError as exc:
+        tail = "\n".join(log.read_text(encoding="utf-8", errors="replace").splitlines()[-25:])
+        console.print(f"{tail}\n[bold red]pipeline failed:[/] {exc}\nfull log: {log}")
+        raise typer.Exit(1) from None
+    for line in log.read_text(encoding="utf-8", errors="replace").splitlines():
+        if line.lstrip().startswith(tuple(f"{s}:" for s in STAGES)) or "Skipping conditional" in line:
+            console.print(f"  {line.strip()}")
+    console.print(f"pipeline finished in {time.monotonic() - started:.0f} s (task log: {log})")
     _print_champion(section(doc, "mlflow", TrackingConfig))
 
 

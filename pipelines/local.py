@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import re
+import warnings
 from pathlib import Path
 from typing import Any
+
+# Compiled conditions read `inputs.parameter_values['pipelinechannel--x'] == true` (CEL).
+_CEL_PARAM = re.compile(r"inputs\.parameter_values\['(pipelinechannel--[^']+)'\]")
 
 
 def portable_params(params: dict[str, Any]) -> dict[str, Any]:
@@ -20,14 +26,48 @@ def portable_params(params: dict[str, Any]) -> dict[str, Any]:
     return doc
 
 
-def run_training(source: Path, params: dict[str, Any], pipeline_root: Path, data_version: str) -> None:
-    """Execute `training_pipeline` with kfp.local's SubprocessRunner (offline, no venv per task)."""
+def cel_to_python(condition: str) -> str:
+    """`inputs.parameter_values['pipelinechannel--t-Output'] == true` → `pipelinechannel--t-Output == True`."""
+    expr = _CEL_PARAM.sub(r"\1", condition)
+    return re.sub(r"\bfalse\b", "False", re.sub(r"\btrue\b", "True", expr))
+
+
+def _fix_kfp_local_conditions() -> None:
+    """kfp.local 2.16 evaluates compiled `dsl.If` conditions with Python `eval` but does not
+    translate their CEL form, so every condition reads False and gated tasks never run. Translate
+    first; the channel lookup and evaluation stay kfp's own."""
+    from kfp.local.orchestrator import enhanced_dag_orchestrator as orchestrator
+
+    original = orchestrator.ConditionEvaluator.evaluate_condition
+    if getattr(original, "__lesionops_cel__", False):
+        return
+
+    def evaluate_condition(condition: str, io_store: Any) -> bool:
+        return original(cel_to_python(condition), io_store)
+
+    evaluate_condition.__lesionops_cel__ = True  # type: ignore[attr-defined]
+    orchestrator.ConditionEvaluator.evaluate_condition = staticmethod(evaluate_condition)
+
+
+def run_training(source: Path, params: dict[str, Any], pipeline_root: Path, data_version: str,
+                 log_path: Path | None = None) -> None:
+    """Execute `training_pipeline` with kfp.local's SubprocessRunner (offline, no venv per task).
+
+    kfp.local prints every task's full executor input; with `log_path` that goes to a file.
+    """
     from kfp import local
 
     from pipelines.training import training_pipeline
 
+    _fix_kfp_local_conditions()
     pipeline_root.mkdir(parents=True, exist_ok=True)
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(pipeline_root.resolve()),
                raise_on_error=True)
-    training_pipeline(source_uri=str(source.resolve()), params_json=json.dumps(portable_params(params)),
-                      data_version=data_version)
+    with contextlib.ExitStack() as stack:
+        if log_path is not None:
+            log = stack.enter_context(log_path.open("w", encoding="utf-8"))
+            stack.enter_context(contextlib.redirect_stdout(log))
+            stack.enter_context(contextlib.redirect_stderr(log))
+        warnings.filterwarnings("ignore", message="You may be attemping to run a task that uses custom")
+        training_pipeline(source_uri=str(source.resolve()), params_json=json.dumps(portable_params(params)),
+                          data_version=data_version)

@@ -44,7 +44,7 @@ def _challenger(train_dir: Path, n_classes: int) -> tuple[torch.nn.Module, dict[
     ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
     model = build_model(ckpt["config"]["arch"], n_classes, ckpt["config"]["dropout"])
     model.load_state_dict(ckpt["state_dict"])
-    return model, ckpt, read_json(summary_path)
+    return model.eval(), ckpt, read_json(summary_path)
 
 
 def champion_model(tracking: TrackingConfig, alias: str) -> tuple[torch.nn.Module | None, str | None]:
@@ -55,7 +55,10 @@ def champion_model(tracking: TrackingConfig, alias: str) -> tuple[torch.nn.Modul
     except MlflowException:
         return None, None
     uri = f"models:/{tracking.registered_model}/{version.version}"
-    return mlflow.pytorch.load_model(uri, map_location="cpu"), version.version
+    loaded = mlflow.pytorch.load_model(uri, map_location="cpu")
+    # Logged as pt2 (torch.export) in eval mode; the exported module refuses `.eval()`.
+    module = loaded.module() if isinstance(loaded, torch.export.ExportedProgram) else loaded
+    return module, str(version.version)
 
 
 def run(cfg: EvaluateConfig, task: TaskConfig, tracking: TrackingConfig, patch_dir: Path,

@@ -37,7 +37,7 @@ def _read(path: Path) -> dict[str, Any]:
 
 def _current(client: MlflowClient, name: str, alias: str) -> str | None:
     try:
-        return client.get_model_version_by_alias(name, alias).version
+        return str(client.get_model_version_by_alias(name, alias).version)
     except MlflowException:
         return None
 
@@ -47,7 +47,7 @@ def _existing_version(client: MlflowClient, name: str, run_id: str) -> str | Non
         found = client.search_model_versions(f"name='{name}' and run_id='{run_id}'")
     except MlflowException:
         return None
-    return found[0].version if found else None
+    return str(found[0].version) if found else None
 
 
 def run(cfg: PromoteConfig, tracking: TrackingConfig, train_dir: Path, eval_dir: Path,
@@ -62,7 +62,7 @@ def run(cfg: PromoteConfig, tracking: TrackingConfig, train_dir: Path, eval_dir:
     name = tracking.registered_model
     version = _existing_version(client, name, summary["run_id"])
     if version is None:
-        version = mlflow.register_model(summary["model_uri"], name).version
+        version = str(mlflow.register_model(summary["model_uri"], name).version)
     old = _current(client, name, cfg.alias)
     if old != version:
         if old is not None:

@@ -77,8 +77,8 @@ def pick_device(name: str) -> torch.device:
 
 @torch.no_grad()
 def predict(model: nn.Module, images: torch.Tensor, device: torch.device, batch: int = 256) -> np.ndarray:
-    """Class probabilities for uint8 images, in eval mode."""
-    model.eval()
+    """Class probabilities for uint8 images. The caller puts the model in eval mode (exported
+    models from the registry are already frozen in it and refuse `.eval()`)."""
     out = [torch.softmax(model(normalize(images[i:i + batch].to(device))).float(), 1).cpu()
            for i in range(0, len(images), batch)]
     return torch.cat(out).numpy() if out else np.zeros((0, 0))
@@ -122,6 +122,7 @@ def _fit(model: nn.Module, train: PatchSet, val: PatchSet, cfg: TrainConfig, tas
         bar = progress.add_task("train_model", total=cfg.epochs)
         for epoch in range(cfg.epochs):
             train_loss = _epoch(model, train, cfg, opt, loss_fn, device, gen)
+            model.eval()
             probs = predict(model, val.images, device)
             m = classification_metrics(val.labels.numpy(), probs.argmax(1), task.classes)
             row = {"train_loss": train_loss, "val_accuracy": m["accuracy"], "val_macro_f1": m["macro_f1"]}
