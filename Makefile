@@ -24,7 +24,7 @@ data: $(STAMP) ## generate the synthetic labelImg dataset into data/raw and trac
 	$(BIN)/lesionops data-track data/raw
 
 demo: $(STAMP) ## install, generate data, run the training pipeline with kfp.local, print the champion
-	$(BIN)/lesionops demo --n-images $(N_IMAGES)
+	$(BIN)/lesionops demo --n-images $(N_IMAGES) $(if $(FORCE),--force)
 
 repro: $(STAMP) ## run the same stages through DVC (dvc.yaml + params.yaml)
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/dvc repro

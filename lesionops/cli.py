@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.table import Table
 
 from components.common.cli import run_main
-from components.common.params import load_params, section
+from components.common.params import load_params, params_hash, section
 from components.common.tracking import TrackingConfig
 
 STAGES = ("ingest_data", "validate_annotations", "crop_patches", "train_model", "evaluate_model",
@@ -153,13 +153,35 @@ def demo(
     n_images: Annotated[int, typer.Option(help="synthetic photos to generate")] = 400,
     source: Annotated[Path, typer.Option(help="raw dataset folder")] = Path("data"),
     params: ParamsOpt = Path("params.yaml"),
+    force: Annotated[bool, typer.Option(help="rerun even if data and params are unchanged")] = False,
+    pipeline_root: Annotated[Path, typer.Option(help="where kfp.local keeps task outputs")] = Path(".kfp_local"),
 ) -> None:
-    """Generate data (if absent), track it with DVC, run the pipeline with kfp.local, show the champion."""
+    """Generate data (if absent), track it with DVC, run the pipeline with kfp.local, show the champion.
+
+    Like `dvc repro`, a rerun with the same data version and params does no work: the record of
+    the last run (`<pipeline-root>/last_run.json`) must match the registry's champion.
+    """
+    from lesionops.champion import champion_summary
     from lesionops.datavc import track
 
     if not (source / "metadata.csv").is_file():
         synth(out=source, n_images=n_images, params=params)
-    console.print(f"data version (DVC md5): {track(source)}")
-    pipeline_run(source=source, params=params)
+    version = track(source)
+    console.print(f"data version (DVC md5): {version}")
+    doc = load_params(params)
+    tracking = section(doc, "mlflow", TrackingConfig)
+    inputs = {"data_version": version, "params_hash": params_hash(doc)}
+    record = pipeline_root / "last_run.json"
+    last = json.loads(record.read_text()) if record.is_file() else {}
+    current = champion_summary(tracking)
+    if not force and current and last == {**inputs, "champion": current["version"]}:
+        console.print(f"data and params unchanged since champion v{current['version']} was trained "
+                      "(--force to rerun)")
+        _print_champion(tracking)
+    else:
+        pipeline_run(source=source, params=params, pipeline_root=pipeline_root)
+        now = champion_summary(tracking)
+        if now is not None and (current is None or now["version"] != current["version"]):
+            record.write_text(json.dumps({**inputs, "champion": now["version"]}))  # promoted
     console.print("\nBrowse runs and the registry:  .venv/bin/mlflow ui --backend-store-uri "
                   f"{json.dumps(section(load_params(params), 'mlflow', TrackingConfig).tracking_uri)}")

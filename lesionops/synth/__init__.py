@@ -1,0 +1,1 @@
+"""Seeded synthetic datasets (images + labelImg XML) so the pipeline can run without patient data."""
