@@ -4,7 +4,6 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-N_IMAGES ?= 400
 
 .DEFAULT_GOAL := help
 
@@ -19,12 +18,12 @@ $(STAMP): pyproject.toml constraints.txt
 
 venv: $(STAMP) ## create or update the virtual environment (.venv) from constraints.txt
 
-data: $(STAMP) ## generate the synthetic labelImg dataset into data/raw and track it with DVC
-	$(BIN)/lesionops synth --out data/raw --n-images $(N_IMAGES) --seed 7
-	$(BIN)/lesionops data-track data/raw
+data: $(STAMP) ## generate the synthetic labelImg dataset into data/ and track it with DVC (data.dvc)
+	$(BIN)/lesionops synth --out data
+	$(BIN)/lesionops data-track data
 
 demo: $(STAMP) ## install, generate data, run the training pipeline with kfp.local, print the champion
-	$(BIN)/lesionops demo --n-images $(N_IMAGES) $(if $(FORCE),--force)
+	$(BIN)/lesionops demo $(if $(FORCE),--force)
 
 repro: $(STAMP) ## run the same stages through DVC (dvc.yaml + params.yaml)
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/dvc repro

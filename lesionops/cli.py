@@ -150,7 +150,7 @@ def pipeline_compile(
 
 @app.command()
 def demo(
-    n_images: Annotated[int, typer.Option(help="synthetic photos to generate")] = 400,
+    n_images: Annotated[Optional[int], typer.Option(help="synthetic photos (default: params synth)")] = None,
     source: Annotated[Path, typer.Option(help="raw dataset folder")] = Path("data"),
     params: ParamsOpt = Path("params.yaml"),
     force: Annotated[bool, typer.Option(help="rerun even if data and params are unchanged")] = False,
@@ -183,5 +183,8 @@ def demo(
         now = champion_summary(tracking)
         if now is not None and (current is None or now["version"] != current["version"]):
             record.write_text(json.dumps({**inputs, "champion": now["version"]}))  # promoted
-    console.print("\nBrowse runs and the registry:  .venv/bin/mlflow ui --backend-store-uri "
-                  f"{json.dumps(section(load_params(params), 'mlflow', TrackingConfig).tracking_uri)}")
+    if champion_summary(tracking) is None:
+        console.print("[bold red]demo: no model passed the gate[/]; see evaluate_model's decision.json")
+        raise typer.Exit(1)
+    console.print(f"\nBrowse runs and the registry:  make ui   (mlflow ui --backend-store-uri "
+                  f"{tracking.tracking_uri} --default-artifact-root {tracking.artifact_root})")

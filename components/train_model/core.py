@@ -49,6 +49,8 @@ class TrainConfig:
     momentum: float = 0.9
     dropout: float = 0.2
     label_smoothing: float = 0.0
+    class_weights: str = "none"  # none | balanced (inverse class frequency, for imbalanced data)
+    scheduler: str = "cosine"  # none | cosine (annealed over `epochs`)
     patience: int = 4
     min_delta: float = 0.002
     seed: int = 42
@@ -67,6 +69,16 @@ def make_optimizer(cfg: TrainConfig, params: Any) -> torch.optim.Optimizer:
     if cfg.optimizer not in kinds:
         raise ConfigError(f"train_model.optimizer: unknown {cfg.optimizer!r}; choose from {sorted(kinds)}")
     return kinds[cfg.optimizer]()
+
+
+def class_weights(cfg: TrainConfig, data: PatchSet, n_classes: int) -> torch.Tensor | None:
+    """Inverse-frequency weights so rare diseases count as much as common ones in the loss."""
+    if cfg.class_weights == "none":
+        return None
+    if cfg.class_weights != "balanced":
+        raise ConfigError(f"train_model.class_weights: 'none' or 'balanced', found {cfg.class_weights!r}")
+    counts = torch.bincount(data.labels, minlength=n_classes).float().clamp(min=1)
+    return counts.sum() / (n_classes * counts)
 
 
 def pick_device(name: str) -> torch.device:
@@ -115,13 +127,18 @@ def _fit(model: nn.Module, train: PatchSet, val: PatchSet, cfg: TrainConfig, tas
     """Epoch loop with early stopping; returns the best state, the history and the optimizer."""
     gen = torch.Generator().manual_seed(cfg.seed)
     opt = make_optimizer(cfg, model.parameters())
-    loss_fn = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, cfg.epochs) if cfg.scheduler == "cosine" else None
+    weights = class_weights(cfg, train, len(task.classes))
+    loss_fn = nn.CrossEntropyLoss(weight=None if weights is None else weights.to(device),
+                                  label_smoothing=cfg.label_smoothing)
     best: dict[str, Any] = {"score": -1.0, "epoch": -1, "state": None}
     history: list[dict[str, float]] = []
     with Progress() as progress:
         bar = progress.add_task("train_model", total=cfg.epochs)
         for epoch in range(cfg.epochs):
             train_loss = _epoch(model, train, cfg, opt, loss_fn, device, gen)
+            if sched is not None:
+                sched.step()
             model.eval()
             probs = predict(model, val.images, device)
             m = classification_metrics(val.labels.numpy(), probs.argmax(1), task.classes)

@@ -39,6 +39,7 @@ def test_repo_params_build_every_stage_config() -> None:
     from components.crop_patches.core import CropConfig
     from components.evaluate_model.core import EvaluateConfig
     from components.ingest_data.core import IngestConfig
+    from components.monitor_drift.core import MonitorConfig
     from components.promote_model.core import PromoteConfig
     from components.train_model.core import TrainConfig
     from components.validate_annotations.checks import ValidateConfig
@@ -46,7 +47,8 @@ def test_repo_params_build_every_stage_config() -> None:
     doc = load_params(REPO / "params.yaml")
     for name, cls in [("ingest_data", IngestConfig), ("validate_annotations", ValidateConfig),
                       ("crop_patches", CropConfig), ("train_model", TrainConfig),
-                      ("evaluate_model", EvaluateConfig), ("promote_model", PromoteConfig)]:
+                      ("evaluate_model", EvaluateConfig), ("promote_model", PromoteConfig),
+                      ("monitor_drift", MonitorConfig)]:
         section(doc, name, cls)
     assert load_task(doc).classes[-1] == "psoriasis"
 
