@@ -55,6 +55,8 @@ def synth(
     width: Annotated[Optional[int], typer.Option(help="image width")] = None,
     height: Annotated[Optional[int], typer.Option(help="image height")] = None,
     priors: Annotated[Optional[str], typer.Option(help="class priors, comma-separated, in task order")] = None,
+    defects: Annotated[bool, typer.Option("--defects", help="then break ~35 images, one known defect each "
+                                          "(writes <out>/defects.json: code → files)")] = False,
     params: ParamsOpt = Path("params.yaml"),
 ) -> None:
     """Generate a synthetic labelImg dataset of skin-lesion photos (seed 002's five diseases)."""
@@ -73,6 +75,13 @@ def synth(
     summary = generate_skin_dataset(cfg)
     console.print(f"synth: {summary.n_images} images, {summary.n_boxes} boxes, "
                   f"{summary.n_patients} patients → {out}  {summary.per_class_boxes}")
+    if defects:
+        from lesionops.synth.defects import inject_defects
+
+        injected = inject_defects(out, cfg.seed)
+        (out / "defects.json").write_text(json.dumps(injected, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        console.print(f"synth: injected {len(injected)} defect codes into {sum(map(len, injected.values()))} "
+                      f"files → {out / 'defects.json'}")
 
 
 @app.command("data-track")

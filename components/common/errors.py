@@ -10,11 +10,16 @@ class LesionOpsError(Exception):
 
 
 class DataError(LesionOpsError):
-    """A specific input file is wrong; the message says which file, what was expected and found."""
+    """A specific input file is wrong; the message says which file, what was expected and found.
 
-    def __init__(self, path: Path | str, problem: str) -> None:
+    `code` (e.g. IMAGE_CORRUPT, XML_UNSAFE) lets ingestion record *which* kind of problem it was, so
+    validation can report a precise finding without parsing the human-readable message.
+    """
+
+    def __init__(self, path: Path | str, problem: str, code: str | None = None) -> None:
         self.path = str(path)
         self.problem = problem
+        self.code = code
         super().__init__(f"{self.path}: {problem}")
 
 

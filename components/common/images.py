@@ -7,7 +7,10 @@ records the orientation tag so that later checks can warn about rotated photos.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +19,9 @@ from PIL import Image, UnidentifiedImageError
 from components.common.errors import DataError
 
 EXIF_ORIENTATION = 0x0112
+IMAGE_CORRUPT = "IMAGE_CORRUPT"
+IMAGE_TOO_LARGE = "IMAGE_TOO_LARGE"
+_BIT_DEPTH = {"1": 1, "I;16": 16, "I;16B": 16, "I;16L": 16, "I;16N": 16, "I": 32, "F": 32}
 
 
 @dataclass(frozen=True)
@@ -25,39 +31,85 @@ class ImageInfo:
     mode: str
     format: str
     orientation: int
+    bit_depth: int = 8
+    phash: str | None = None
 
 
-def probe(path: Path) -> ImageInfo:
-    """Size, mode, format and EXIF orientation, after proving the pixel data decodes.
+@contextmanager
+def _pixel_limit(max_pixels: int | None) -> Iterator[None]:
+    """Pillow's bomb guard is a module global; swap it for the call and make its warning fatal.
+
+    Pillow only *warns* between 1x and 2x the limit; an upload that size is still hostile or a
+    mistake, so both the warning and the error become IMAGE_TOO_LARGE.
+    """
+    previous = Image.MAX_IMAGE_PIXELS
+    if max_pixels is not None:
+        Image.MAX_IMAGE_PIXELS = max_pixels
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            yield
+    finally:
+        Image.MAX_IMAGE_PIXELS = previous
+
+
+def probe(path: Path, max_pixels: int | None = None, with_phash: bool = False) -> ImageInfo:
+    """Size, mode, format, bit depth and EXIF orientation, after proving the pixel data decodes.
 
     Truncated JPEGs have a perfect header, so we decode; JPEGs at 1/8 scale (`draft`), which
-    still reads every byte of the entropy-coded data but costs a fraction of a full decode.
+    still reads every byte of the entropy-coded data but costs a fraction of a full decode. The
+    perceptual hash is taken from that same decoded image so near-duplicates cost no extra read.
+    Errors carry `code` IMAGE_TOO_LARGE (over `max_pixels`) or IMAGE_CORRUPT (anything else).
     """
     try:
-        with Image.open(path) as img:
+        with _pixel_limit(max_pixels), Image.open(path) as img:
             orientation = int(img.getexif().get(EXIF_ORIENTATION, 1) or 1)
-            info = ImageInfo(img.width, img.height, img.mode, img.format or "", orientation)
+            info = ImageInfo(img.width, img.height, img.mode, img.format or "", orientation,
+                             _BIT_DEPTH.get(img.mode, 8))
             if img.format == "JPEG":
                 img.draft(img.mode, (max(img.width // 8, 1), max(img.height // 8, 1)))
             img.load()
+            if with_phash:
+                info = replace(info, phash=phash(to_rgb8(img)))
             return info
-    except (UnidentifiedImageError, OSError, SyntaxError) as exc:
-        raise DataError(path, f"not a readable image ({exc})") from exc
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise DataError(path, f"image too large ({exc})", code=IMAGE_TOO_LARGE) from exc
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise DataError(path, f"not a readable image ({exc})", code=IMAGE_CORRUPT) from exc
+
+
+def phash(img: Image.Image) -> str:
+    """64-bit DCT perceptual hash as 16 hex chars: low 8x8 DCT frequencies of a 32x32 grey image
+    thresholded at their median, so re-encoded/resized copies of one photo land a few bits apart."""
+    from scipy.fft import dctn
+
+    grey = np.asarray(img.convert("L").resize((32, 32), Image.Resampling.LANCZOS), dtype=np.float64)
+    low = dctn(grey, norm="ortho")[:8, :8].ravel()
+    bits = low > np.median(low[1:])
+    return f"{int(''.join('1' if b else '0' for b in bits), 2):016x}"
 
 
 def load_rgb(path: Path) -> Image.Image:
-    """Decode fully to 8-bit RGB in the stored frame; truncated files raise DataError."""
+    """Decode fully to 8-bit RGB in the stored frame; truncated files raise DataError.
+
+    DICOM files go through the DICOM reader (rescale, window, MONOCHROME1) so every stage that
+    crops or measures pixels sees the same 8-bit RGB image that ingestion hashed and probed.
+    """
+    if path.suffix.lower() == ".dcm":
+        from components.common.dicom import read_dicom
+
+        return read_dicom(path).image
     try:
         with Image.open(path) as img:
             img.load()
             return to_rgb8(img)
     except (UnidentifiedImageError, OSError, SyntaxError) as exc:
-        raise DataError(path, f"cannot decode image ({exc})") from exc
+        raise DataError(path, f"cannot decode image ({exc})", code=IMAGE_CORRUPT) from exc
 
 
 def to_rgb8(img: Image.Image) -> Image.Image:
     """Grey, 16-bit, RGBA, CMYK and palette images all become 8-bit RGB the same way."""
-    if img.mode in ("I;16", "I;16B", "I;16L", "I"):
+    if img.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
         arr = np.asarray(img, dtype=np.float64)
         hi = float(arr.max()) or 1.0
         img = Image.fromarray((arr * (255.0 / hi)).astype(np.uint8), mode="L")

@@ -160,13 +160,13 @@ def read_voc(path: Path) -> VocAnnotation:
     validation can report them with a precise code instead of failing here.
     """
     try:
-        root = SafeET.parse(path).getroot()
+        root = SafeET.parse(path, forbid_dtd=True).getroot()  # labelImg never writes a DTD
     except DefusedXmlException as exc:
-        raise DataError(path, f"unsafe XML refused ({type(exc).__name__})") from exc
+        raise DataError(path, f"unsafe XML refused ({type(exc).__name__})", code="XML_UNSAFE") from exc
     except ET.ParseError as exc:
-        raise DataError(path, f"malformed XML: {exc}") from exc
+        raise DataError(path, f"malformed XML: {exc}", code="XML_MALFORMED") from exc
     if root.tag != "annotation":
-        raise DataError(path, f"root element is <{root.tag}>, expected <annotation>")
+        raise DataError(path, f"root element is <{root.tag}>, expected <annotation>", code="XML_MALFORMED")
     size = root.find("size")
     boxes = tuple(_parse_box(obj, path) for obj in root.findall("object"))
     return VocAnnotation(

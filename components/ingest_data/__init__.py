@@ -1,1 +1,1 @@
-"""ingest_data: inventory a labelImg dataset folder into one manifest table."""
+"""ingest_data: inventory a labelImg dataset (folder, .zip or S3 prefix) into one manifest table."""

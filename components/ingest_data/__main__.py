@@ -1,4 +1,4 @@
-"""`python -m components.ingest_data --source DIR --out DIR`: the one entry point for DVC, kfp and containers."""
+"""`python -m components.ingest_data --source URI --out DIR`: the one entry point for DVC, kfp and containers."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ from components.ingest_data.core import IngestConfig, run
 
 def main(argv: list[str] | None = None) -> None:
     parser = base_parser(__doc__ or "")
-    parser.add_argument("--source", type=Path, required=True, help="dataset folder (images + labelImg XML)")
+    parser.add_argument("--source", required=True,
+                        help="dataset: a folder, a .zip file, file:///abs/dir or s3://bucket/prefix")
     parser.add_argument("--out", type=Path, required=True, help="output folder for manifest.parquet")
     args = parser.parse_args(argv)
     cfg = section(params_from(args), "ingest_data", IngestConfig)

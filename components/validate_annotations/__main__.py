@@ -7,7 +7,8 @@ from pathlib import Path
 from components.common.cli import base_parser, params_from, run_main
 from components.common.params import section
 from components.common.task import load_task
-from components.validate_annotations.checks import ValidateConfig
+from components.common.tracking import TrackingConfig
+from components.validate_annotations.config import ValidateConfig
 from components.validate_annotations.core import run
 
 
@@ -17,9 +18,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, required=True, help="output folder")
     args = parser.parse_args(argv)
     doc = params_from(args)
-    report = run(section(doc, "validate_annotations", ValidateConfig), load_task(doc), args.manifest, args.out)
+    tracking = section(doc, "mlflow", TrackingConfig) if "mlflow" in doc else None
+    report = run(section(doc, "validate_annotations", ValidateConfig), load_task(doc), args.manifest,
+                 args.out, tracking)
     print(f"validate_annotations: {report['n_accepted_images']}/{report['n_images']} images accepted, "
-          f"{report['n_accepted_boxes']} boxes, findings {report['by_code'] or 'none'}")
+          f"{report['n_quarantined']} files quarantined, {report['n_accepted_boxes']} boxes, "
+          f"findings {report['by_code'] or 'none'}")
 
 
 if __name__ == "__main__":
