@@ -92,6 +92,30 @@ def data_track(path: Annotated[Path, typer.Argument(help="dataset folder")] = Pa
     console.print(f"data version (DVC md5): {track(path)}")
 
 
+@app.command("data-review")
+def data_review(
+    rev_a: Annotated[str, typer.Argument(help="base git revision (or WORKTREE: the uncommitted folder)")],
+    rev_b: Annotated[str, typer.Argument(help="revision to review (or WORKTREE)")],
+    dataset: Annotated[Path, typer.Option(help="DVC-tracked folder (its .dvc file is <dataset>.dvc)")] = Path("data"),
+    params: ParamsOpt = Path("params.yaml"),
+    out: Annotated[Path, typer.Option(help="Markdown report (a .json twin is written next to it)")] = Path("review.md"),
+    work_dir: Annotated[Optional[Path], typer.Option(help="where versions are rebuilt (default: a temp dir)")] = None,
+) -> None:
+    """Review a data change for a PR: images, boxes, classes, patients and findings from REV_A to REV_B."""
+    from components.common.errors import LesionOpsError
+    from lesionops.review import review
+
+    try:
+        done = review(rev_a, rev_b, dataset, params, out, work_dir)
+    except LesionOpsError as exc:
+        console.print(f"[bold red]data-review failed:[/] {exc}")
+        raise typer.Exit(2) from None
+    verdict = done.result["verdict"]
+    colour = "green" if verdict["ok"] else "yellow"
+    console.print(f"[bold {colour}]{verdict['status']}[/]: {'; '.join(verdict['reasons'])}")
+    console.print(f"report: {done.markdown}  (JSON: {done.json})")
+
+
 def _print_champion(tracking: TrackingConfig) -> dict[str, Any] | None:
     from lesionops.champion import champion_summary
 

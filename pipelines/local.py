@@ -17,7 +17,7 @@ def portable_params(params: dict[str, Any]) -> dict[str, Any]:
     """Pin relative MLflow locations to absolute ones so every task subprocess sees the same store."""
     doc = json.loads(json.dumps(params))
     ml = doc.setdefault("mlflow", {})
-    uri = ml.get("tracking_uri", "")
+    uri = ml.get("tracking_uri") or ""
     if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
         ml["tracking_uri"] = f"sqlite:///{Path(uri.removeprefix('sqlite:///')).resolve()}"
     root = ml.get("artifact_root", "")

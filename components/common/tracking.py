@@ -1,7 +1,10 @@
 """MLflow set-up shared by the stages that log: one tracking URI, one experiment per task.
 
 The embedded default is SQLite under `mlruns/` with artifacts beside it, so `make demo` needs no
-server. `MLFLOW_TRACKING_URI` (the standard variable) overrides params.yaml for remote stores.
+server. Set `mlflow.tracking_uri` to a server URL, or to null to use the standard
+`MLFLOW_TRACKING_URI` variable. params.yaml wins over the variable on purpose:
+`mlflow.set_tracking_uri` itself writes that variable, so in a long-lived process it holds
+whatever store was used last, not what the user asked for.
 """
 
 from __future__ import annotations
@@ -13,20 +16,24 @@ from pathlib import Path
 import mlflow
 from mlflow.tracking import MlflowClient
 
+from components.common.errors import ConfigError
+
 
 @dataclass(frozen=True)
 class TrackingConfig:
     """The `mlflow` section of params.yaml."""
 
-    tracking_uri: str = "sqlite:///mlruns/mlflow.db"
+    tracking_uri: str | None = "sqlite:///mlruns/mlflow.db"  # None: MLFLOW_TRACKING_URI
     artifact_root: str = "mlruns/artifacts"
     experiment: str = "lesionops"
     registered_model: str = "lesionops-classifier"
 
 
 def resolved_uri(cfg: TrackingConfig) -> str:
-    """The tracking URI in force: the environment wins, then params.yaml."""
-    uri = os.environ.get("MLFLOW_TRACKING_URI") or cfg.tracking_uri
+    """The tracking URI in force: params.yaml, else MLFLOW_TRACKING_URI (see the module doc)."""
+    uri = cfg.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
+    if not uri:
+        raise ConfigError("mlflow.tracking_uri is null and MLFLOW_TRACKING_URI is not set")
     if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
         db = Path(uri.removeprefix("sqlite:///")).resolve()
         db.parent.mkdir(parents=True, exist_ok=True)

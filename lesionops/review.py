@@ -1,0 +1,175 @@
+"""`lesionops data-review REV_A REV_B`: what a data change does, as a Markdown report for its PR.
+
+A change to `data.dvc` is one opaque md5 in a diff. This module rebuilds both data versions from
+DVC's local cache (no remote, no `dvc checkout` of the user's `data/`), runs the real `ingest_data`
+and `validate_annotations` logic on each (no MLflow: a review must not pollute the run history),
+and compares the manifests and validation reports (`lesionops.review_diff`).
+
+The cache is read through DVC's own object database (`Repo.cache.local`), so a configured
+`cache.dir` is honoured; the folder's `.dir` manifest lists every file's md5, and each cached
+file is hard-linked (or copied across devices) into a work folder.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import yaml
+
+from components.common.errors import DataError
+from components.common.io import read_json, write_json
+from components.common.params import load_params, section
+
+from lesionops.review_diff import ReviewConfig, Side, compare, render_markdown
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+WORKTREE = "WORKTREE"  # the special revision: the current (uncommitted) dataset folder
+
+
+class CacheMissError(DataError):
+    """A revision's data version is not in the local DVC cache (never added here, or not pulled)."""
+
+
+@dataclass(frozen=True)
+class ReviewResult:
+    """Where the report went and what it says."""
+
+    markdown: Path
+    json: Path
+    result: dict[str, Any]
+
+
+def _git_show(rev: str, dvc_file: Path) -> str:
+    """`dvc_file` as committed at `rev` (`./name` makes git resolve it relative to its folder)."""
+    spec = f"{rev}:./{dvc_file.name}"
+    try:
+        proc = subprocess.run(["git", "show", spec], cwd=dvc_file.parent, capture_output=True, text=True,
+                              check=False)
+    except FileNotFoundError as exc:
+        raise DataError(spec, "git is not installed; it is needed to read a past data.dvc") from exc
+    if proc.returncode != 0:
+        raise DataError(spec, f"cannot read the DVC file at revision {rev!r}: {proc.stderr.strip()}")
+    return proc.stdout
+
+
+def dir_md5(rev: str, dvc_file: Path) -> str:
+    """The `.dir` md5 that `dvc_file` pinned at `rev`; refuses a .dvc file that tracks no folder."""
+    where = f"{rev}:{dvc_file.name}"
+    try:
+        doc = yaml.safe_load(_git_show(rev, dvc_file)) or {}
+    except yaml.YAMLError as exc:
+        raise DataError(where, f"not valid YAML: {exc}") from exc
+    outs = doc.get("outs") if isinstance(doc, dict) else None
+    md5 = str((outs or [{}])[0].get("md5") or "")
+    if not md5.endswith(".dir"):
+        raise DataError(where, f"expected one tracked folder (an md5 ending in .dir), found {md5 or 'none'!r}")
+    return md5
+
+
+def _cache_db(root: Path) -> Any:
+    """DVC's local object database for the repo containing `root` (honours `cache.dir`)."""
+    from dvc.repo import Repo
+
+    repo = Repo(str(root))
+    try:
+        return repo.cache.local
+    finally:
+        repo.close()
+
+
+def materialise(rev: str, dvc_file: Path, dest: Path) -> str:
+    """Rebuild the folder pinned by `dvc_file` at `rev` under `dest` from the cache; returns its md5."""
+    md5 = dir_md5(rev, dvc_file)
+    db = _cache_db(dvc_file.parent)
+    listing = Path(db.oid_to_path(md5))
+    if not listing.is_file():
+        raise CacheMissError(f"{rev}:{dvc_file.name}", f"data version {md5} of revision {rev!r} is not in the "
+                             f"local DVC cache ({listing} missing); run `dvc fetch --rev {rev}` or `dvc pull`")
+    entries = json.loads(listing.read_text(encoding="utf-8"))
+    missing = [e for e in entries if not Path(db.oid_to_path(e["md5"])).is_file()]
+    if missing:
+        raise CacheMissError(f"{rev}:{dvc_file.name}", f"data version {md5} of revision {rev!r} is incomplete in "
+                             f"the local DVC cache: {len(missing)} file(s) missing, e.g. "
+                             f"{missing[0]['relpath']} (md5 {missing[0]['md5']}); run `dvc fetch --rev {rev}`")
+    if dest.exists():
+        shutil.rmtree(dest)  # a stale file from another version would be reviewed as if it were in this one
+    for e in entries:
+        target = dest / e["relpath"]
+        target.parent.mkdir(parents=True, exist_ok=True)
+        src = db.oid_to_path(e["md5"])
+        try:
+            os.link(src, target)  # the stages only read; a hard link costs no space
+        except OSError:
+            shutil.copyfile(src, target)
+    return md5
+
+
+def analyse(folder: Path, doc: dict[str, Any], out: Path) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Run ingest_data and validate_annotations on `folder`; returns (manifest, validation report).
+
+    Validation refuses (DataError) when too much is quarantined or the contract is broken, but it
+    has written its report first: that refusal is exactly what a reviewer needs to see, so the
+    report is read back instead of aborting the review.
+    """
+    from components.common.task import load_task
+    from components.ingest_data.core import IngestConfig
+    from components.ingest_data.core import run as ingest
+    from components.validate_annotations.config import ValidateConfig
+    from components.validate_annotations.core import run as validate
+    from components.validate_annotations.report import REPORT_JSON
+
+    manifest = ingest(section(doc, "ingest_data", IngestConfig), folder, out / "ingest_data")
+    vout = out / "validate_annotations"
+    if vout.exists():
+        shutil.rmtree(vout)
+    cfg = section(doc, "validate_annotations", ValidateConfig)
+    try:
+        report = validate(cfg, load_task(doc), out / "ingest_data", vout, tracking=None)
+    except DataError:
+        if not (vout / REPORT_JSON).is_file():
+            raise
+        report = read_json(vout / REPORT_JSON)
+    return manifest, report
+
+
+def _side(rev: str, dataset: Path, doc: dict[str, Any], work: Path, slot: str) -> Side:
+    if rev == WORKTREE:
+        if not dataset.is_dir():
+            raise DataError(dataset, "WORKTREE: the dataset folder does not exist")
+        manifest, report = analyse(dataset, doc, work / slot)
+        return Side(rev, "uncommitted", manifest, report)
+    md5 = materialise(rev, Path(f"{dataset}.dvc"), work / slot / "data")
+    manifest, report = analyse(work / slot / "data", doc, work / slot)
+    return Side(rev, md5, manifest, report)
+
+
+def review(rev_a: str, rev_b: str, dataset: Path, params: Path, out: Path,
+           work_dir: Path | None = None) -> ReviewResult:
+    """Compare the dataset at two revisions; writes `out` (Markdown) and its `.json` twin.
+
+    The same params (today's `params.yaml`) judge both versions, so the report shows what the
+    data change did, not what a params change did.
+    """
+    dataset = dataset.resolve()
+    doc = load_params(params)
+    cfg = section(doc, "data_review", ReviewConfig) if "data_review" in doc else ReviewConfig()
+    limit = float((doc.get("validate_annotations") or {}).get("max_quarantine_fraction", 0.2))
+    with tempfile.TemporaryDirectory(prefix="lesionops-review-") as tmp:
+        work = Path(work_dir) if work_dir is not None else Path(tmp)
+        a = _side(rev_a, dataset, doc, work, "a")
+        same = rev_a == rev_b or (WORKTREE not in (rev_a, rev_b) and dir_md5(rev_b, Path(f"{dataset}.dvc")) == a.md5)
+        b = Side(rev_b, a.md5, a.manifest, a.report) if same else _side(rev_b, dataset, doc, work, "b")
+        result = compare(a, b, cfg, limit)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(render_markdown(result), encoding="utf-8")
+    twin = write_json(out.with_suffix(".json"), result)
+    return ReviewResult(out, twin, result)

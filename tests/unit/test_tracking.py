@@ -1,0 +1,25 @@
+from pathlib import Path
+
+import pytest
+
+from components.common.errors import ConfigError
+from components.common.tracking import TrackingConfig, resolved_uri
+
+
+def test_params_win_over_the_variable_mlflow_itself_sets(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "sqlite:////somewhere/else.db")
+    uri = resolved_uri(TrackingConfig(tracking_uri=f"sqlite:///{tmp_path}/m.db"))
+    assert uri == f"sqlite:///{tmp_path}/m.db"
+
+
+def test_null_uri_uses_the_standard_variable(monkeypatch) -> None:
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://mlflow.internal:5000")
+    assert resolved_uri(TrackingConfig(tracking_uri=None)) == "http://mlflow.internal:5000"
+    monkeypatch.delenv("MLFLOW_TRACKING_URI")
+    with pytest.raises(ConfigError, match="MLFLOW_TRACKING_URI"):
+        resolved_uri(TrackingConfig(tracking_uri=None))
+
+
+def test_relative_sqlite_path_is_made_absolute(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert resolved_uri(TrackingConfig()) == f"sqlite:///{tmp_path}/mlruns/mlflow.db"
