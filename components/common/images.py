@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import IO
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -21,6 +22,11 @@ from components.common.errors import DataError
 EXIF_ORIENTATION = 0x0112
 IMAGE_CORRUPT = "IMAGE_CORRUPT"
 IMAGE_TOO_LARGE = "IMAGE_TOO_LARGE"
+# full: decode every pixel at full size. draft: JPEGs decode at 1/8 scale, which still reads every
+# byte of the entropy-coded data, so truncated files are caught as surely, at a fraction of the cost
+# (other formats decode at full size); both give a perceptual hash. header: size/mode/format/
+# orientation only, no pixels: corrupt bodies and near-duplicates go unchecked.
+DECODE_MODES = ("full", "draft", "header")
 _BIT_DEPTH = {"1": 1, "I;16": 16, "I;16B": 16, "I;16L": 16, "I;16N": 16, "I": 32, "F": 32}
 
 
@@ -53,29 +59,40 @@ def _pixel_limit(max_pixels: int | None) -> Iterator[None]:
         Image.MAX_IMAGE_PIXELS = previous
 
 
-def probe(path: Path, max_pixels: int | None = None, with_phash: bool = False) -> ImageInfo:
-    """Size, mode, format, bit depth and EXIF orientation, after proving the pixel data decodes.
+def probe(path: Path | IO[bytes], max_pixels: int | None = None, with_phash: bool = False,
+          decode: str = "draft") -> ImageInfo:
+    """Size, mode, format, bit depth and EXIF orientation; unless `header`, after proving the pixels decode.
 
-    Truncated JPEGs have a perfect header, so we decode; JPEGs at 1/8 scale (`draft`), which
-    still reads every byte of the entropy-coded data but costs a fraction of a full decode. The
-    perceptual hash is taken from that same decoded image so near-duplicates cost no extra read.
-    Errors carry `code` IMAGE_TOO_LARGE (over `max_pixels`) or IMAGE_CORRUPT (anything else).
+    Truncated JPEGs have a perfect header, so `full` and `draft` decode; `draft` decodes JPEGs at
+    1/8 scale, which still reads every byte of the entropy-coded data but costs a fraction of a
+    full decode (other formats decode at full size). The perceptual hash is taken from that same decoded image so
+    near-duplicates cost no extra read. `header` stops after the header: no pixel is decoded, so a
+    truncated or corrupt body is NOT detected and `phash` stays None, whatever `with_phash` says;
+    the pixel-count guard still applies (Pillow checks it when it reads the header).
+    `path` may be an open binary file, so a caller that already holds the bytes (to hash them) does
+    not open the file twice. Errors carry `code` IMAGE_TOO_LARGE (over `max_pixels`) or
+    IMAGE_CORRUPT (anything else).
     """
+    if decode not in DECODE_MODES:
+        raise ValueError(f"decode: expected one of {list(DECODE_MODES)}, found {decode!r}")
+    name = path if isinstance(path, Path) else Path(str(getattr(path, "name", "<bytes>")))
     try:
         with _pixel_limit(max_pixels), Image.open(path) as img:
             orientation = int(img.getexif().get(EXIF_ORIENTATION, 1) or 1)
             info = ImageInfo(img.width, img.height, img.mode, img.format or "", orientation,
                              _BIT_DEPTH.get(img.mode, 8))
-            if img.format == "JPEG":
+            if decode == "header":
+                return info
+            if decode == "draft" and img.format == "JPEG":
                 img.draft(img.mode, (max(img.width // 8, 1), max(img.height // 8, 1)))
             img.load()
             if with_phash:
                 info = replace(info, phash=phash(to_rgb8(img)))
             return info
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise DataError(path, f"image too large ({exc})", code=IMAGE_TOO_LARGE) from exc
+        raise DataError(name, f"image too large ({exc})", code=IMAGE_TOO_LARGE) from exc
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        raise DataError(path, f"not a readable image ({exc})", code=IMAGE_CORRUPT) from exc
+        raise DataError(name, f"not a readable image ({exc})", code=IMAGE_CORRUPT) from exc
 
 
 def phash(img: Image.Image) -> str:

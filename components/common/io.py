@@ -36,5 +36,11 @@ def write_parquet(path: Path, frame: pd.DataFrame) -> Path:
 
 
 def records(frame: pd.DataFrame) -> list[dict[str, Any]]:
-    """Rows as dicts with missing values as None (parquet turns None into NaN in mixed tables)."""
-    return frame.astype(object).where(frame.notna(), None).to_dict("records")
+    """Rows as dicts with missing values as None (parquet turns None into NaN in mixed tables).
+
+    Built from `itertuples` on the object-typed frame: `to_dict("records")` boxes every cell again
+    and was a third of validation time on 10,000 images.
+    """
+    clean = frame.astype(object).where(frame.notna(), None)
+    columns = [str(c) for c in clean.columns]
+    return [dict(zip(columns, row)) for row in clean.itertuples(index=False, name=None)]

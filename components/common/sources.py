@@ -61,7 +61,9 @@ def stage_source(uri: str | Path, cache_dir: Path, s3: S3Config | None = None,
         return _stage_zip(path.resolve(), cache_dir, zip_limits or ZipLimits())
     if not path.is_dir():
         raise DataError(path, "source folder does not exist (expected a folder, a .zip or s3://bucket/prefix)")
-    return StagedSource(path, "folder", lambda p: p.resolve().as_uri())
+    base = path.resolve()  # once, not per file
+    return StagedSource(path, "folder",
+                        lambda p: (base / p.relative_to(path)).as_uri() if p.is_relative_to(path) else p.resolve().as_uri())
 
 
 def _uri_under(root: Path, base_uri: str) -> Callable[[Path], str]:

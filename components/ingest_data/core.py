@@ -18,6 +18,7 @@ from rich.progress import track
 
 from components.common.errors import ConfigError, DataError
 from components.common.formats import SPLIT_NAMES
+from components.common.images import DECODE_MODES
 from components.common.io import write_json, write_parquet
 from components.common.params import params_hash
 from components.common.sources import S3Config, StagedSource, ZipLimits, stage_source
@@ -55,16 +56,23 @@ class IngestConfig:
     zip: ZipLimits = field(default_factory=ZipLimits)
     s3: S3Config = field(default_factory=S3Config)
     cache_dir: str = ".cache/lesionops/sources"
+    # full: decode every pixel; draft: JPEGs at 1/8 scale (still reads every byte: truncation caught,
+    # perceptual hash kept) at a fraction of the cost; header: header + sha256 only, so corrupt
+    # pixels and near-duplicates are NOT checked (validation says so with DECODE_SKIPPED).
+    decode: str = "draft"
 
     def __post_init__(self) -> None:
         if self.layout not in LAYOUTS:
             raise ConfigError(f"ingest_data.layout: expected one of {list(LAYOUTS)}, found {self.layout!r}")
         if self.max_image_pixels < 1:
             raise ConfigError(f"ingest_data.max_image_pixels: must be positive, found {self.max_image_pixels}")
+        if self.decode not in DECODE_MODES:
+            raise ConfigError(f"ingest_data.decode: expected one of {list(DECODE_MODES)}, found {self.decode!r}")
 
     def rows_hash(self) -> str:
-        """Only the settings that change what a file's row says decide whether rows are reused."""
-        return params_hash(ROWS_VERSION, self.layout, self.max_image_pixels)
+        """Only the settings that change what a file's row says decide whether rows are reused
+        (`decode` does: header rows lack the decode check and phash, so switching re-reads all)."""
+        return params_hash(ROWS_VERSION, self.layout, self.max_image_pixels, self.decode)
 
 
 def _load_metadata(source: Path, cfg: IngestConfig) -> dict[str, dict[str, str]]:
@@ -110,7 +118,7 @@ def _ingest_one(pair: Pairing, root: Path, prev: Previous, cfg: IngestConfig,
     image_reused = image is not None
     counts["images_reused" if image_reused else "images_read"] += 1
     if image is None:
-        image = read_image(pair.image, cfg.max_image_pixels)
+        image = read_image(pair.image, cfg.max_image_pixels, cfg.decode)
     ann_rel = pair.ann_path.relative_to(root).as_posix() if pair.ann_path else None
     old = reused_annotation(prev, pair.rel, ann_rel, pair.ann_format,
                             annotation_mtime(pair, root)) if image_reused else None
@@ -176,7 +184,7 @@ def _report(out_dir: Path, cfg: IngestConfig, source_uri: str, staged: StagedSou
     names = {p.image.name for p in inv.pairs} | {p.rel for p in inv.pairs}
     write_json(out_dir / REPORT, {
         "source": source_uri, "source_kind": staged.kind, "staging": staged.stats,
-        "config_hash": cfg.rows_hash(), **counts,
+        "config_hash": cfg.rows_hash(), "decode": cfg.decode, **counts,
         "n_images": len(images), "n_boxes": int((manifest.row_type == "box").sum()),
         "n_orphan_annotations": len(inv.orphans), "n_patients": int(images.patient_id.nunique()),
         "by_annotation_format": images.annotation_format.fillna("none").value_counts().to_dict(),
@@ -185,4 +193,5 @@ def _report(out_dir: Path, cfg: IngestConfig, source_uri: str, staged: StagedSou
     })
     if unknown:
         print(f"warning: {len(unknown)} image(s) have no patient id; each is its own group: {unknown[:5]}")
-    print(f"ingest_data: read {counts['images_read']} image(s), reused {counts['images_reused']} unchanged")
+    print(f"ingest_data: read {counts['images_read']} image(s) (decode: {cfg.decode}), "
+          f"reused {counts['images_reused']} unchanged")

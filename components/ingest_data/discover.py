@@ -92,7 +92,7 @@ def _pair(image: Path, root: Path, layout: str,
         return Pairing(image, rel, "voc", xml)
     if txt := _first_file(_yolo_candidates(image)):
         return Pairing(image, rel, "yolo", txt)
-    if hit := createml.get(image.resolve()):
+    if createml and (hit := createml.get(image.resolve())):
         return Pairing(image, rel, "createml", hit[0], hit[1])
     return Pairing(image, rel, None)
 

@@ -7,9 +7,10 @@ box touches only the XML, so an incremental re-run re-reads the XML and keeps th
 
 from __future__ import annotations
 
+import hashlib
 from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from components.common.dicom import read_dicom
 from components.common.errors import DataError
@@ -28,38 +29,55 @@ from components.ingest_data.discover import Pairing
 READS: Counter[str] = Counter()  # "image" / "annotation": files actually opened since import
 
 IMAGE_FIELDS = ("sha256", "file_size", "mtime_ns", "width", "height", "mode", "format", "bit_depth",
-                "orientation", "modality", "image_error", "image_error_code", "phash")
+                "orientation", "modality", "image_error", "image_error_code", "phash", "decode")
 ANNOTATION_FIELDS = ("annotation_path", "annotation_format", "annotation_error", "annotation_error_code",
                      "xml_filename", "xml_path", "declared_width", "declared_height", "declared_depth",
                      "classes_txt", "classes_txt_path", "image_label", "annotation_mtime_ns")
 BOX_FIELDS = ("box_index", "label_raw", "xmin", "ymin", "xmax", "ymax", "difficult", "truncated")
 
 
-def _decoded_fields(path: Path, max_pixels: int) -> dict[str, Any]:
-    if path.suffix.lower() == ".dcm":
-        dcm = read_dicom(path)
-        bits = int(dcm.tags.get("BitsStored", 8))
-        return {"width": dcm.image.width, "height": dcm.image.height,
-                "mode": str(dcm.tags.get("PhotometricInterpretation", "")), "format": "DICOM",
-                "bit_depth": 8 if bits <= 8 else 16, "orientation": 1, "modality": "dicom",
-                "phash": phash(dcm.image)}
-    info = probe(path, max_pixels=max_pixels, with_phash=True)
+def _dicom_fields(path: Path) -> dict[str, Any]:
+    """DICOM is always read in full (the 8-bit conversion needs the pixels), whatever the mode."""
+    dcm = read_dicom(path)
+    bits = int(dcm.tags.get("BitsStored", 8))
+    return {"width": dcm.image.width, "height": dcm.image.height,
+            "mode": str(dcm.tags.get("PhotometricInterpretation", "")), "format": "DICOM",
+            "bit_depth": 8 if bits <= 8 else 16, "orientation": 1, "modality": "dicom",
+            "phash": phash(dcm.image), "decode": "full"}
+
+
+def _photo_fields(fh: IO[bytes], max_pixels: int, decode: str) -> dict[str, Any]:
+    info = probe(fh, max_pixels=max_pixels, with_phash=True, decode=decode)
     return {"width": info.width, "height": info.height, "mode": info.mode, "format": info.format,
             "bit_depth": info.bit_depth, "orientation": info.orientation, "modality": "photo",
-            "phash": info.phash}
+            "phash": info.phash, "decode": decode}
 
 
-def read_image(path: Path, max_pixels: int) -> dict[str, Any]:
-    """Hash, size and decode check of one image file; errors are recorded, never raised."""
+def read_image(path: Path, max_pixels: int, decode: str = "draft") -> dict[str, Any]:
+    """Hash, size and (unless `header`) decode check of one image file; errors are recorded, never raised.
+
+    A photo is opened once: hashed through the open handle, rewound, then probed, because on a
+    header-only run the open/read syscalls are a visible share of the per-image cost. The `decode`
+    field records what was really done to the row (DICOM is always `full`) so validation can say
+    which images were never pixel-checked.
+    """
     READS["image"] += 1
     stat = path.stat()
-    out: dict[str, Any] = {"sha256": sha256_file(path), "file_size": stat.st_size,
-                           "mtime_ns": stat.st_mtime_ns, "image_error": None, "image_error_code": None}
+    out: dict[str, Any] = {"file_size": stat.st_size, "mtime_ns": stat.st_mtime_ns,
+                           "image_error": None, "image_error_code": None}
+    dicom = path.suffix.lower() == ".dcm"
     try:
-        out.update(_decoded_fields(path, max_pixels))
+        if dicom:
+            out["sha256"] = sha256_file(path)
+            out.update(_dicom_fields(path))
+        else:
+            with path.open("rb") as fh:
+                out["sha256"] = hashlib.file_digest(fh, "sha256").hexdigest()
+                fh.seek(0)
+                out.update(_photo_fields(fh, max_pixels, decode))
     except DataError as exc:
         out.update(width=0, height=0, mode="", format="", bit_depth=0, orientation=1, phash=None,
-                   modality="dicom" if path.suffix.lower() == ".dcm" else "photo",
+                   modality="dicom" if dicom else "photo", decode="full" if dicom else decode,
                    image_error=exc.problem, image_error_code=exc.code or IMAGE_CORRUPT)
     return out
 
@@ -91,6 +109,8 @@ def _rel(path: str | Path | None, root: Path) -> str | None:
     if path is None:
         return None
     p = Path(path)
+    if p.is_relative_to(root):  # discovered under root: no filesystem round-trip needed
+        return p.relative_to(root).as_posix()
     try:
         return p.resolve().relative_to(root.resolve()).as_posix()
     except ValueError:

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from components.common.task import TaskConfig
-from components.validate_annotations.checks import ERROR, WARNING, Finding
+from components.validate_annotations.checks import ERROR, INFO, WARNING, Finding
 from components.validate_annotations.config import ValidateConfig
 
 Row = dict[str, Any]
@@ -67,8 +67,9 @@ def near_duplicate_images(images: list[Row], cfg: ValidateConfig) -> list[Findin
     out: list[Finding] = []
     for j in range(1, len(rows)):
         dist = np.bitwise_count(hashes[:j] ^ hashes[j])
-        candidates = [i for i in np.argsort(dist, kind="stable")
-                      if dist[i] <= cfg.near_duplicate_phash_distance and rows[i].get("sha256") != rows[j].get("sha256")]
+        close = np.flatnonzero(dist <= cfg.near_duplicate_phash_distance)  # few: sort only these
+        candidates = [i for i in close[np.argsort(dist[close], kind="stable")]
+                      if rows[i].get("sha256") != rows[j].get("sha256")]
         if candidates:
             i = int(candidates[0])
             out.append(_finding("IMAGE_NEAR_DUPLICATE", WARNING, rows[j],
@@ -221,8 +222,21 @@ def class_balance(counts: dict[str, int], task: TaskConfig, cfg: ValidateConfig,
     return out
 
 
+def decode_skipped(images: list[Row]) -> list[Finding]:
+    """One dataset-level note when ingest ran header-only, so a fast run is never mistaken for a full
+    check: those rows never had their pixels decoded (a truncated file looks healthy) and carry no
+    perceptual hash (IMAGE_NEAR_DUPLICATE cannot fire). Manifests without the column were decoded."""
+    skipped = [img for img in images if img.get("decode") == "header"]
+    if not skipped:
+        return []
+    return [Finding("DECODE_SKIPPED", INFO, dataset_root(images),
+                    f"header-only mode: truncated/corrupt pixel data and near-duplicates are not checked "
+                    f"({len(skipped)} of {len(images)} images; ingest_data.decode: full checks them)")]
+
+
 def check_dataset(images: list[Row], orphans: list[Row], cfg: ValidateConfig) -> list[Finding]:
     """Every dataset-wide check that decides about individual files (class balance comes later,
     on what is finally accepted)."""
     return [*orphan_annotations(orphans), *duplicate_images(images), *near_duplicate_images(images, cfg),
-            *patient_checks(images), *filename_checks(images), *classes_txt_checks(images)]
+            *patient_checks(images), *filename_checks(images), *classes_txt_checks(images),
+            *decode_skipped(images)]
