@@ -40,7 +40,7 @@ bench: $(STAMP) ## run the benchmarks
 ui: $(STAMP) ## open the MLflow UI on the embedded SQLite store
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///mlruns/mlflow.db --default-artifact-root mlruns/artifacts
 
-clean: ## remove generated data, models and the MLflow store (keeps .venv)
-	rm -rf data models reports .kfp_local mlruns/mlflow.db mlruns/artifacts
+clean: ## remove generated data, stage outputs and the MLflow store (keeps .venv)
+	rm -rf data outputs .kfp_local .cache mlruns/mlflow.db mlruns/artifacts dvc.lock
 
 .PHONY: help venv data demo repro compile test bench ui clean
