@@ -137,7 +137,7 @@ def test_changing_the_mode_rereads_every_image(photos: Path, tmp_path: Path) -> 
 @pytest.mark.slow
 def test_validate_benchmark_quick_run() -> None:
     start = time.perf_counter()
-    done = subprocess.run([sys.executable, "benchmarks/validate.py", "--n-images", "300"], cwd=REPO,
+    done = subprocess.run([sys.executable, "benchmarks/validate.py", "--n-images", "300", "--width", "640", "--height", "480"], cwd=REPO,
                           capture_output=True, text=True, timeout=180, check=False)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "ratio header vs full, timed work" in done.stdout
