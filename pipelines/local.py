@@ -15,14 +15,14 @@ _CEL_PARAM = re.compile(r"inputs\.parameter_values\['(pipelinechannel--[^']+)'\]
 
 def portable_params(params: dict[str, Any]) -> dict[str, Any]:
     """Pin relative MLflow locations to absolute ones so every task subprocess sees the same store."""
+    from components.common.tracking import absolute_root, absolute_sqlite
+
     doc = json.loads(json.dumps(params))
     ml = doc.setdefault("mlflow", {})
-    uri = ml.get("tracking_uri") or ""
-    if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
-        ml["tracking_uri"] = f"sqlite:///{Path(uri.removeprefix('sqlite:///')).resolve()}"
-    root = ml.get("artifact_root", "")
-    if root and "://" not in root:
-        ml["artifact_root"] = str(Path(root).resolve())
+    if ml.get("tracking_uri"):
+        ml["tracking_uri"] = absolute_sqlite(ml["tracking_uri"])
+    if ml.get("artifact_root"):
+        ml["artifact_root"] = absolute_root(ml["artifact_root"])
     return doc
 
 

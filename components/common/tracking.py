@@ -29,24 +29,35 @@ class TrackingConfig:
     registered_model: str = "lesionops-classifier"
 
 
+def absolute_sqlite(uri: str) -> str:
+    """`sqlite:///relative.db` → `sqlite:////abs/relative.db`: one store whatever the working dir."""
+    if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
+        return f"sqlite:///{Path(uri.removeprefix('sqlite:///')).resolve()}"
+    return uri
+
+
+def absolute_root(root: str) -> str:
+    """A local artifact root as an absolute path; URIs (s3://, file://) unchanged."""
+    return root if "://" in root else str(Path(root).resolve())
+
+
 def resolved_uri(cfg: TrackingConfig) -> str:
     """The tracking URI in force: params.yaml, else MLFLOW_TRACKING_URI (see the module doc)."""
     uri = cfg.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
     if not uri:
         raise ConfigError("mlflow.tracking_uri is null and MLFLOW_TRACKING_URI is not set")
-    if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
-        db = Path(uri.removeprefix("sqlite:///")).resolve()
-        db.parent.mkdir(parents=True, exist_ok=True)
-        uri = f"sqlite:///{db}"
+    uri = absolute_sqlite(uri)
+    if uri.startswith("sqlite:///"):
+        Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     return uri
 
 
 def _artifact_location(cfg: TrackingConfig) -> str:
-    if "://" in cfg.artifact_root:
-        return cfg.artifact_root
-    root = Path(cfg.artifact_root).resolve()
-    root.mkdir(parents=True, exist_ok=True)
-    return root.as_uri()
+    root = absolute_root(cfg.artifact_root)
+    if "://" in root:
+        return root
+    Path(root).mkdir(parents=True, exist_ok=True)
+    return Path(root).as_uri()
 
 
 def setup(cfg: TrackingConfig, experiment: str | None = None) -> str:
