@@ -5,19 +5,17 @@ from __future__ import annotations
 from typing import Any
 
 import mlflow
-from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from components.common.tracking import TrackingConfig, resolved_uri
+from components.common.tracking import TrackingConfig, resolved_uri, version_by_alias
 
 
 def champion_summary(tracking: TrackingConfig, alias: str = "champion") -> dict[str, Any] | None:
     """The version behind `models:/<name>@<alias>` with its run's test metrics, or None."""
     mlflow.set_tracking_uri(resolved_uri(tracking))
     client = MlflowClient()
-    try:
-        version = client.get_model_version_by_alias(tracking.registered_model, alias)
-    except MlflowException:
+    version = version_by_alias(client, tracking.registered_model, alias)
+    if version is None:
         return None
     metrics = client.get_run(version.run_id).data.metrics if version.run_id else {}
     return {

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import mlflow
+from mlflow.entities.model_registry import ModelVersion
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from components.common.errors import ConfigError
@@ -69,3 +71,12 @@ def setup(cfg: TrackingConfig, experiment: str | None = None) -> str:
     exp_id = found.experiment_id if found else client.create_experiment(name, _artifact_location(cfg))
     mlflow.set_experiment(experiment_id=exp_id)
     return exp_id
+
+
+def version_by_alias(client: MlflowClient, name: str, alias: str) -> ModelVersion | None:
+    """The registered version behind `<name>@<alias>`, or None when there is none yet: "no
+    champion" is a normal state (the first model), not an error."""
+    try:
+        return client.get_model_version_by_alias(name, alias)
+    except MlflowException:
+        return None

@@ -13,14 +13,13 @@ from typing import Any
 import mlflow
 import numpy as np
 import torch
-from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from components.common.errors import DataError
 from components.common.io import read_json, write_json
 from components.common.metrics import classification_metrics
 from components.common.task import TaskConfig
-from components.common.tracking import TrackingConfig, resolved_uri
+from components.common.tracking import TrackingConfig, resolved_uri, version_by_alias
 from components.evaluate_model.gate import GateConfig, decide
 from components.evaluate_model.plots import plot_confusion
 from components.train_model.core import CHECKPOINT, SUMMARY, pick_device, predict
@@ -50,9 +49,8 @@ def _challenger(train_dir: Path, n_classes: int) -> tuple[torch.nn.Module, dict[
 def champion_model(tracking: TrackingConfig, alias: str) -> tuple[torch.nn.Module | None, str | None]:
     """The model behind `models:/<name>@<alias>`, or (None, None) when there is no champion yet."""
     mlflow.set_tracking_uri(resolved_uri(tracking))
-    try:
-        version = MlflowClient().get_model_version_by_alias(tracking.registered_model, alias)
-    except MlflowException:
+    version = version_by_alias(MlflowClient(), tracking.registered_model, alias)
+    if version is None:
         return None, None
     uri = f"models:/{tracking.registered_model}/{version.version}"
     loaded = mlflow.pytorch.load_model(uri, map_location="cpu")

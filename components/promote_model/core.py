@@ -17,7 +17,7 @@ from mlflow.tracking import MlflowClient
 
 from components.common.errors import DataError, GateFailed
 from components.common.io import read_json, write_json
-from components.common.tracking import TrackingConfig, resolved_uri
+from components.common.tracking import TrackingConfig, resolved_uri, version_by_alias
 from components.train_model.core import SUMMARY
 
 
@@ -36,10 +36,8 @@ def _read(path: Path) -> dict[str, Any]:
 
 
 def _current(client: MlflowClient, name: str, alias: str) -> str | None:
-    try:
-        return str(client.get_model_version_by_alias(name, alias).version)
-    except MlflowException:
-        return None
+    version = version_by_alias(client, name, alias)
+    return None if version is None else str(version.version)
 
 
 def _existing_version(client: MlflowClient, name: str, run_id: str) -> str | None:
