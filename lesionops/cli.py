@@ -211,12 +211,13 @@ def demo(
         console.print(f"data and params unchanged since champion v{current['version']} was trained "
                       "(--force to rerun)")
         _print_champion(tracking)
+        final = current
     else:
         pipeline_run(source=source, params=params, pipeline_root=pipeline_root)
-        now = champion_summary(tracking)
-        if now is not None and (current is None or now["version"] != current["version"]):
-            record.write_text(json.dumps({**inputs, "champion": now["version"]}))  # promoted
-    if champion_summary(tracking) is None:
+        final = champion_summary(tracking)
+        if final is not None and (current is None or final["version"] != current["version"]):
+            record.write_text(json.dumps({**inputs, "champion": final["version"]}))  # promoted
+    if final is None:
         console.print("[bold red]demo: no model passed the gate[/]; see evaluate_model's decision.json")
         raise typer.Exit(1)
     console.print(f"\nBrowse runs and the registry:  make ui   (mlflow ui --backend-store-uri "
