@@ -7,7 +7,8 @@ from pathlib import Path
 from components.common.cli import base_parser, params_from, run_main
 from components.common.params import section
 from components.common.task import load_task
-from components.crop_patches.core import CropConfig, run
+from components.crop_patches.config import CropConfig
+from components.crop_patches.core import run
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,16 +1,23 @@
-"""Crop every accepted box into a fixed-size patch, split by patient, and record lineage.
+"""Crop accepted boxes (or whole images) into a balanced, patient-split patch dataset with lineage.
 
-Each image is decoded once for all its boxes. Patches never carry EXIF/GPS metadata: they are
-re-encoded from pixels only. `patches.parquet` links every patch to its raw image sha256 and box.
+Patch files are content-addressed: a patch's id hashes its raw image sha256, its box and the
+settings that shape its pixels (`CropConfig.pixel_hash`). A re-run therefore decodes only images
+with a patch that does not exist yet; new split, balance or k-fold settings re-select patches
+without re-cropping; files no longer referenced are pruned at the end.
+
+Outputs: `crops.parquet` (every crop: the lineage table), `patches.parquet` (what training and
+evaluation read: balanced train + natural val/test), `folds.parquet` (optional grouped k-fold),
+`detection/` (raw images + COCO boxes per split), `contact_sheet.png` and `crop_report.json`.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
-import shutil
 from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -18,106 +25,183 @@ import pandas as pd
 from PIL import Image
 from rich.progress import track
 
-from components.common.errors import ConfigError, DataError
-from components.common.images import load_rgb
-from components.common.io import write_json, write_parquet
+from components.common.errors import DataError
+from components.common.io import records, write_json, write_parquet
 from components.common.params import params_hash
 from components.common.task import TaskConfig
-from components.crop_patches.split import SPLITS, SplitConfig, assign_split, check_no_leak
+from components.crop_patches.balance import augment_patch, balance, check_empty
+from components.crop_patches.config import CropConfig
+from components.crop_patches.contact_sheet import make_contact_sheet
+from components.crop_patches.detection import export_detection
+from components.crop_patches.geometry import Window, box_window
+from components.crop_patches.kfold import check_folds, fold_counts, grouped_kfold
+from components.crop_patches.pixels import CropItem, ImageJob, crop_image, save
+from components.crop_patches.split import SPLITS, assign_split, check_no_leak
 
-PATCHES = "patches.parquet"
-REPORT = "crop_report.json"
-
-
-@dataclass(frozen=True)
-class CropConfig:
-    """The `crop_patches` section of params.yaml."""
-
-    patch_size: int = 64
-    context_margin: float = 0.1  # fraction of the box side added on each side
-    square: bool = True
-    image_format: str = "jpg"
-    jpeg_quality: int = 92
-    workers: int = 0  # 0 = one per CPU core
-    split: SplitConfig = field(default_factory=SplitConfig)
-
-    def __post_init__(self) -> None:
-        if self.patch_size < 8:
-            raise ConfigError(f"crop_patches.patch_size: must be ≥ 8, found {self.patch_size}")
-        if self.image_format not in ("jpg", "png"):
-            raise ConfigError(f"crop_patches.image_format: 'jpg' or 'png', found {self.image_format!r}")
+CROPS, PATCHES, FOLDS = "crops.parquet", "patches.parquet", "folds.parquet"
+REPORT, SHEET, PATCH_DIR = "crop_report.json", "contact_sheet.png", "patches"
 
 
-def crop_window(box: tuple[float, float, float, float], width: int, height: int,
-                margin: float, square: bool) -> tuple[int, int, int, int]:
-    """Pixel window (0-based, exclusive end) around a 1-based labelImg box, shifted inside the image."""
-    x0, y0, x1, y1 = box[0] - 1, box[1] - 1, box[2], box[3]
-    bw, bh = x1 - x0, y1 - y0
-    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
-    w, h = bw * (1 + 2 * margin), bh * (1 + 2 * margin)
-    if square:
-        w = h = max(w, h)
-    w, h = min(w, width), min(h, height)
-    left = min(max(cx - w / 2, 0), width - w)
-    top = min(max(cy - h / 2, 0), height - h)
-    return round(left), round(top), round(left + w), round(top + h)
+def patch_id(sha256: str, box_index: int, box: tuple[float, ...], pixel_hash: str) -> str:
+    key = json.dumps([sha256, int(box_index), [float(v) for v in box], pixel_hash])
+    return hashlib.sha256(key.encode()).hexdigest()[:16]
 
 
-def _crop_image(job: tuple[Path, list[dict[str, Any]], CropConfig, Path]) -> list[dict[str, Any]]:
-    """Decode one image once and write all its patches (runs in a worker process)."""
-    path, boxes, cfg, out_dir = job
-    img = load_rgb(path)
+def _box_rows(accepted: pd.DataFrame, whole: bool) -> list[dict[str, Any]]:
+    """One row per crop with its image's size and orientation (box rows do not carry them)."""
+    images = {r["rel_path"]: r for r in records(accepted[accepted.row_type == "image"])}
+    if whole:
+        return [{**img, "box_index": -1, "xmin": 1.0, "ymin": 1.0, "xmax": float(img["width"]),
+                 "ymax": float(img["height"])} for img in images.values() if img.get("label")]
     rows = []
-    for b in boxes:
-        window = crop_window((b["xmin"], b["ymin"], b["xmax"], b["ymax"]), img.width, img.height,
-                             cfg.context_margin, cfg.square)
-        patch = img.crop(window).resize((cfg.patch_size, cfg.patch_size), Image.Resampling.BILINEAR)
-        name = f"{b['sha256'][:16]}_{int(b['box_index']):03d}.{cfg.image_format}"
-        target = out_dir / b["split"] / b["label"] / name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        if cfg.image_format == "jpg":
-            patch.save(target, quality=cfg.jpeg_quality)
-        else:
-            patch.save(target)
-        rows.append({**b, "patch_path": target.relative_to(out_dir).as_posix(),
-                     "window": list(window)})
+    for box in records(accepted[accepted.row_type == "box"]):
+        img = images.get(box["rel_path"], {})
+        rows.append({**box, "width": img.get("width"), "height": img.get("height"),
+                     "orientation": img.get("orientation") or 1})
     return rows
 
 
-def _jobs(accepted: pd.DataFrame, source: Path, cfg: CropConfig, out_dir: Path) -> list[tuple]:
-    boxes = accepted[accepted.row_type == "box"].copy()
-    boxes["split"] = boxes["patient_id"].map(lambda p: assign_split(str(p), cfg.split))
-    cols = ["rel_path", "sha256", "box_index", "label", "patient_id", "split",
-            "xmin", "ymin", "xmax", "ymax"]
-    return [(source / rel, group[cols].to_dict("records"), cfg, out_dir / "patches")
-            for rel, group in boxes.groupby("rel_path", sort=True)]
+def plan(accepted: pd.DataFrame, cfg: CropConfig, task: TaskConfig, where: Path) -> tuple[pd.DataFrame, list]:
+    """Every crop's id, window and split, computed from the table alone (no pixel is decoded)."""
+    whole, pixel_hash = task.sample == "whole_image", cfg.pixel_hash()
+    crops, skipped = [], []
+    for row in _box_rows(accepted, whole):
+        if row.get("width") is None or row.get("height") is None:
+            raise DataError(where, f"{row['rel_path']}: no image row with width/height for this box")
+        w, h = int(row["width"]), int(row["height"])
+        box = (row["xmin"], row["ymin"], row["xmax"], row["ymax"])
+        side = min(box[2] - box[0] + 1, box[3] - box[1] + 1)
+        if not whole and side < cfg.min_box_side:
+            skipped.append({"rel_path": row["rel_path"], "box_index": int(row["box_index"]), "side": side})
+            continue
+        window = Window(0, 0, w, h) if whole else box_window(box, w, h, cfg.context_margin, cfg.shape, cfg.edge)
+        pid = patch_id(str(row["sha256"]), int(row["box_index"]), box, pixel_hash)
+        crops.append({
+            "patch_id": pid, "patch_path": f"{pid[:2]}/{pid}.{cfg.image_format}",
+            "rel_path": row["rel_path"], "sha256": row["sha256"], "box_index": int(row["box_index"]),
+            "label": row["label"], "patient_id": str(row["patient_id"]),
+            "split": assign_split(str(row["patient_id"]), cfg.split),
+            "xmin": box[0], "ymin": box[1], "xmax": box[2], "ymax": box[3],
+            "window": [window.left, window.top, window.right, window.bottom],
+            "image_width": w, "image_height": h, "orientation": int(row.get("orientation") or 1),
+        })
+    frame = pd.DataFrame(crops)
+    if frame.empty:
+        raise DataError(where, "no accepted boxes to crop" if not whole else "no labelled images to resize")
+    return frame.sort_values("patch_id").reset_index(drop=True), skipped
+
+
+def _jobs(crops: pd.DataFrame, source: Path, root: Path) -> list[ImageJob]:
+    """One job per raw image that still has a patch to write (existing patch files are reused)."""
+    todo = crops[[not (root / p).is_file() for p in crops.patch_path]]
+    jobs = []
+    for rel, group in todo.groupby("rel_path", sort=True):
+        first = group.iloc[0]
+        items = tuple(CropItem(r.patch_id, Window(*r.window), str(root / r.patch_path)) for r in group.itertuples())
+        jobs.append(ImageJob(str(source / rel), int(first.image_width), int(first.image_height),
+                             int(first.orientation), items))
+    return jobs
+
+
+def _crop_all(jobs: list[ImageJob], cfg: CropConfig, whole: bool) -> tuple[int, list[dict[str, str]]]:
+    """Run the jobs on a process pool sized to the machine; return (patches written, failures)."""
+    if not jobs:
+        return 0, []
+    workers = min(cfg.workers or os.cpu_count() or 1, len(jobs))
+    work = partial(crop_image, cfg=cfg, whole=whole)
+    written, failures = 0, []
+    if workers == 1:
+        results = map(work, jobs)
+    else:
+        pool = ProcessPoolExecutor(max_workers=workers)
+        results = pool.map(work, jobs, chunksize=max(1, len(jobs) // (workers * 16)))
+    try:
+        for path, n, error in track(results, total=len(jobs), description="crop_patches"):
+            written += n
+            if error:
+                failures.append({"file": path, "problem": error})
+    finally:
+        if workers > 1:
+            pool.shutdown()
+    return written, failures
+
+
+def _copies(patches: pd.DataFrame, root: Path, cfg: CropConfig) -> int:
+    """Write the augmented copies that balancing asked for (a flip of a small patch: cheap)."""
+    made, path_of = 0, dict(zip(patches.patch_id, patches.patch_path))
+    for row in patches[patches.augment != "none"].itertuples():
+        target = root / row.patch_path
+        if target.is_file():
+            continue
+        with Image.open(root / path_of[row.base_patch_id]) as img:
+            save(augment_patch(img.convert("RGB"), row.augment), target, cfg)
+        made += 1
+    return made
+
+
+def _prune(root: Path, keep: set[str]) -> int:
+    """Delete patch files no current row references (old settings, removed images)."""
+    pruned = 0
+    for path in root.rglob("*"):
+        if path.is_file() and path.relative_to(root).as_posix() not in keep:
+            path.unlink()
+            pruned += 1
+    return pruned
+
+
+def _counts(frame: pd.DataFrame, classes: tuple[str, ...], column: str = "label") -> dict[str, dict[str, int]]:
+    out = {}
+    for split in SPLITS:
+        part = frame[frame.split == split]
+        per = Counter(part[column]) if column == "label" else part.groupby("label")["patient_id"].nunique()
+        out[split] = {c: int(per.get(c, 0)) for c in classes}
+    return out
 
 
 def run(cfg: CropConfig, task: TaskConfig, accepted_dir: Path, source: Path, out_dir: Path) -> pd.DataFrame:
-    """Crop `accepted_dir/accepted.parquet` boxes from images under `source` into `out_dir`."""
-    if task.sample != "patches":
-        raise ConfigError(f"crop_patches: task.sample={task.sample!r} is not handled by this stage yet")
-    path = accepted_dir / "accepted.parquet"
-    if not path.is_file():
-        raise DataError(path, "accepted table not found; run validate_annotations first")
-    jobs = _jobs(pd.read_parquet(path), source, cfg, out_dir)
-    if not jobs:
-        raise DataError(path, "no accepted boxes to crop")
-    shutil.rmtree(out_dir / "patches", ignore_errors=True)  # our own output: no stale patches
-    workers = cfg.workers or os.cpu_count() or 1
-    rows: list[dict[str, Any]] = []
-    with ProcessPoolExecutor(max_workers=workers) as pool:
-        for result in track(pool.map(_crop_image, jobs, chunksize=8), total=len(jobs),
-                            description="crop_patches"):
-            rows.extend(result)
-    patches = pd.DataFrame(rows)
-    patches["params_hash"] = params_hash(cfg)
-    check_no_leak(patches, str(out_dir / PATCHES))
+    """Crop `accepted_dir/accepted.parquet` rows from images under `source` into `out_dir`."""
+    table = accepted_dir / "accepted.parquet"
+    if not table.is_file():
+        raise DataError(table, "accepted table not found; run validate_annotations first")
+    accepted = pd.read_parquet(table)
+    crops, skipped = plan(accepted, cfg, task, table)
+    unknown = sorted(set(crops.label) - set(task.classes))
+    if unknown:
+        raise DataError(table, f"labels {unknown} are not in task.classes {list(task.classes)}")
+    check_no_leak(crops, str(out_dir / CROPS))
+    root, whole = out_dir / PATCH_DIR, task.sample == "whole_image"
+    written, failures = _crop_all(_jobs(crops, source, root), cfg, whole)
+    failed = {f["file"] for f in failures}
+    crops = crops[[str(source / r) not in failed for r in crops.rel_path]]
+    patches, balance_report = balance(crops, task.classes, cfg.balance)
+    warnings = check_empty(balance_report, cfg.balance, str(out_dir / PATCHES))
+    copies = _copies(patches, root, cfg)
+    patches = patches.assign(params_hash=params_hash(cfg), pixel_hash=cfg.pixel_hash())
+    report: dict[str, Any] = {
+        "n_crops": len(crops), "n_patches": len(patches), "cropped_now": written, "reused": len(crops) - written,
+        "augmented_copies_written": copies, "skipped_small_boxes": skipped, "failed_images": failures,
+        "warnings": warnings, "params_hash": params_hash(cfg), "pixel_hash": cfg.pixel_hash(),
+        "per_split_class_counts": _counts(patches, task.classes), "crops_per_split_class": _counts(crops, task.classes),
+        "patients_per_split_class": _counts(crops, task.classes, "patient_id"),
+        "patients_per_split": {s: int(crops.loc[crops.split == s, "patient_id"].nunique()) for s in SPLITS},
+        "balance": balance_report,
+    }
+    if cfg.kfold.enabled:
+        folds = grouped_kfold(crops, cfg.kfold)
+        check_folds(folds, str(out_dir / FOLDS))
+        write_parquet(out_dir / FOLDS, folds)
+        report["kfold"] = {"folds": cfg.kfold.folds, "repeats": cfg.kfold.repeats, "counts": fold_counts(crops, folds)}
+    if not whole and cfg.detection.enabled:
+        report["detection"] = export_detection(accepted, source, lambda p: assign_split(str(p), cfg.split),
+                                               task.classes, cfg.detection, out_dir / "detection")
+    report["pruned"] = _prune(root, set(patches.patch_path))
+    write_parquet(out_dir / CROPS, crops)
     write_parquet(out_dir / PATCHES, patches)
-    counts = {s: dict(Counter(patches.loc[patches.split == s, "label"])) for s in SPLITS}
-    write_json(out_dir / REPORT, {
-        "n_patches": len(patches), "params_hash": params_hash(cfg),
-        "per_split_class_counts": {s: {c: counts[s].get(c, 0) for c in task.classes} for s in SPLITS},
-        "patients_per_split": {s: int(patches.loc[patches.split == s, "patient_id"].nunique()) for s in SPLITS},
-    })
+    make_contact_sheet(patches, root, task.classes, cfg.contact_sheet_per_class, out_dir / SHEET,
+                       title=f"{task.name}: {len(patches)} patches")
+    write_json(out_dir / REPORT, report)
+    if failures:
+        raise DataError(failures[0]["file"], f"{failures[0]['problem']} — {len(failures)} image(s) failed to "
+                        f"crop (all listed in {out_dir / REPORT}); every other patch was written and is reused "
+                        "on the next run")
     return patches

@@ -168,6 +168,22 @@ def _log_model(model: nn.Module, sample: torch.Tensor, task: TaskConfig, cfg: Tr
     return info.model_uri
 
 
+def _log_dataset(patch_dir: Path) -> None:
+    """Record what this model learned from: the patch table as an MLflow dataset input (digest,
+    per-row split/label/augmentation) plus crop_patches' class counts and contact sheet."""
+    import mlflow.data
+    import pandas as pd
+
+    table = pd.read_parquet(patch_dir / "patches.parquet")
+    keep = [c for c in ("patch_id", "base_patch_id", "sha256", "box_index", "label", "patient_id", "split",
+                        "augment") if c in table.columns]
+    mlflow.log_input(mlflow.data.from_pandas(table[keep], source=str(patch_dir.resolve()), targets="label",
+                                             name="patches"), context="training")
+    for name in ("crop_report.json", "contact_sheet.png"):
+        if (patch_dir / name).is_file():
+            mlflow.log_artifact(str(patch_dir / name), artifact_path="dataset")
+
+
 def run(cfg: TrainConfig, task: TaskConfig, tracking: TrackingConfig, patch_dir: Path, out_dir: Path,
         data_version: str = "unknown") -> dict[str, Any]:
     """Train on `patch_dir` (crop_patches output); write checkpoint + summary into `out_dir`."""
@@ -186,6 +202,7 @@ def run(cfg: TrainConfig, task: TaskConfig, tracking: TrackingConfig, patch_dir:
         mlflow.log_params({**dataclasses.asdict(cfg), "task": task.name, "classes": ",".join(task.classes),
                            "n_train": len(train.labels), "n_val": len(val.labels), "device": str(device)})
         mlflow.set_tags({"data_version": data_version, "git_commit": _git_commit(), "stage": "train_model"})
+        _log_dataset(patch_dir)
         best, history, opt = _fit(model, train, val, cfg, task, device)
         model.load_state_dict(best["state"])
         torch.save({"state_dict": best["state"], "optimizer": opt.state_dict(), "epoch": best["epoch"],

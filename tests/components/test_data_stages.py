@@ -60,7 +60,9 @@ def test_breakage_is_quarantined_and_the_rest_kept(broken_dataset: tuple[Path, d
 
     patches = crop(section(doc, "crop_patches", CropConfig), load_task(doc), tmp_path / "validate", data,
                    tmp_path / "crop")
-    assert len(patches) == report["n_accepted_boxes"]
+    crops = pd.read_parquet(tmp_path / "crop" / "crops.parquet")
+    assert len(crops) == report["n_accepted_boxes"]
+    assert set(crops.patch_id) <= set(patches.base_patch_id) | set(crops.loc[crops.split == "train", "patch_id"])
     assert set(patches.split) == {"train", "val", "test"}
     assert (patches.groupby("patient_id").split.nunique() == 1).all()
     # Lineage: any patch leads back to the exact raw bytes and box it came from.

@@ -2,7 +2,6 @@ import pandas as pd
 import pytest
 
 from components.common.errors import ConfigError, DataError
-from components.crop_patches.core import crop_window
 from components.crop_patches.split import SplitConfig, assign_split, check_no_leak
 
 CFG = SplitConfig()
@@ -32,13 +31,3 @@ def test_leak_is_reported_with_patient() -> None:
 def test_bad_fractions_refused() -> None:
     with pytest.raises(ConfigError):
         SplitConfig(train=0.7, val=0.2, test=0.2)
-
-
-@pytest.mark.parametrize(("box", "expected"), [
-    ((11, 11, 30, 20), (8, 3, 32, 27)),       # square around the box with 10 % margin
-    ((1, 1, 20, 20), (0, 0, 24, 24)),         # at the top-left corner: shifted inside
-    ((90, 70, 100, 80), (87, 67, 100, 80)),   # at the bottom-right corner: shifted inside
-    ((1, 1, 100, 80), (0, 0, 100, 80)),       # bigger than the image: the whole image
-])
-def test_crop_window_stays_inside(box: tuple, expected: tuple) -> None:
-    assert crop_window(box, 100, 80, 0.1, True) == expected

@@ -1,0 +1,70 @@
+"""Patient-grouped, class-stratified repeated k-fold, as seed 002 evaluated (10 × 3-fold).
+
+All patches are pooled regardless of their train/val/test split, as in the seed. Folds are
+assigned per patient, so no patient's patches ever sit on both sides of a fold boundary
+(patches of one lesion are near-duplicates; splitting them would inflate the scores).
+Repeat r shuffles with seed + r, so repeats differ yet every run reproduces exactly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from sklearn.model_selection import StratifiedGroupKFold
+
+from components.common.errors import ConfigError, DataError
+
+
+@dataclass(frozen=True)
+class KFoldConfig:
+    enabled: bool = False
+    folds: int = 3
+    repeats: int = 10
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.folds < 2:
+            raise ConfigError(f"crop_patches.kfold.folds: must be ≥ 2, found {self.folds}")
+        if self.repeats < 1:
+            raise ConfigError(f"crop_patches.kfold.repeats: must be ≥ 1, found {self.repeats}")
+
+
+def grouped_kfold(crops: pd.DataFrame, cfg: KFoldConfig) -> pd.DataFrame:
+    """One row per (repeat, patient) with the fold that patient is held out in for that repeat."""
+    patients = crops["patient_id"].astype(str)
+    n_patients = patients.nunique()
+    if n_patients < cfg.folds:
+        raise DataError("patches", f"{n_patients} patient(s) cannot fill {cfg.folds} folds; "
+                        "lower crop_patches.kfold.folds or add patients")
+    labels = crops["label"].astype(str).to_numpy()
+    groups = patients.to_numpy()
+    rows = []
+    for repeat in range(cfg.repeats):
+        splitter = StratifiedGroupKFold(n_splits=cfg.folds, shuffle=True, random_state=cfg.seed + repeat)
+        for fold, (_, test_idx) in enumerate(splitter.split(np.zeros(len(labels)), labels, groups)):
+            for patient in np.unique(groups[test_idx]):
+                rows.append((str(patient), repeat, fold))
+    folds = pd.DataFrame(rows, columns=["patient_id", "repeat", "fold"])
+    return folds.sort_values(["repeat", "patient_id"], kind="stable").reset_index(drop=True)
+
+
+def check_folds(folds: pd.DataFrame, where: str) -> None:
+    """Fail if a patient is held out in more than one fold of the same repeat (a patient leak)."""
+    per_patient = folds.groupby(["repeat", "patient_id"])["fold"].nunique()
+    leaked = sorted(set(per_patient[per_patient > 1].index.get_level_values("patient_id")))
+    if leaked:
+        raise DataError(where, f"patient leak across folds for {len(leaked)} patient(s): {leaked[:5]}")
+
+
+def fold_counts(crops: pd.DataFrame, folds: pd.DataFrame) -> dict:
+    """{repeat: {fold: {class: n_crops}}} with str keys, every class listed (0 when absent)."""
+    classes = sorted(crops["label"].astype(str).unique())
+    merged = crops.assign(patient_id=crops["patient_id"].astype(str)).merge(folds, on="patient_id")
+    table = merged.groupby(["repeat", "fold", "label"]).size()
+    n_folds = int(folds["fold"].max()) + 1 if len(folds) else 0
+    return {
+        str(r): {str(f): {c: int(table.get((r, f, c), 0)) for c in classes} for f in range(n_folds)}
+        for r in sorted(folds["repeat"].unique().tolist())
+    }
