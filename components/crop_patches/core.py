@@ -36,7 +36,7 @@ from components.crop_patches.detection import export_detection
 from components.crop_patches.geometry import Window, box_window
 from components.crop_patches.kfold import check_folds, fold_counts, grouped_kfold
 from components.crop_patches.pixels import CropItem, ImageJob, crop_image, save
-from components.crop_patches.split import SPLITS, assign_split, check_no_leak
+from components.crop_patches.split import SPLITS, assign_split, check_no_leak, thin_classes
 
 CROPS, PATCHES, FOLDS = "crops.parquet", "patches.parquet", "folds.parquet"
 REPORT, SHEET, PATCH_DIR = "crop_report.json", "contact_sheet.png", "patches"
@@ -174,7 +174,8 @@ def run(cfg: CropConfig, task: TaskConfig, accepted_dir: Path, source: Path, out
     failed = {f["file"] for f in failures}
     crops = crops[[str(source / r) not in failed for r in crops.rel_path]]
     patches, balance_report = balance(crops, task.classes, cfg.balance)
-    warnings = check_empty(balance_report, cfg.balance, str(out_dir / PATCHES))
+    warnings = thin_classes(crops, cfg.split, task.classes)
+    warnings += check_empty(balance_report, cfg.balance, str(out_dir / PATCHES))
     copies = _copies(patches, root, cfg)
     patches = patches.assign(params_hash=params_hash(cfg), pixel_hash=cfg.pixel_hash())
     report: dict[str, Any] = {

@@ -42,6 +42,25 @@ def assign_split(patient_id: str, cfg: SplitConfig) -> str:
     return "val" if u < cfg.train + cfg.val else "test"
 
 
+def thin_classes(crops: pd.DataFrame, cfg: SplitConfig, classes: tuple[str, ...]) -> list[str]:
+    """Warnings for classes that a split with a non-zero share got no patient of.
+
+    Hash splits are class-stratified only in expectation (exact stratification would need to look
+    at other patients, and then adding a patient could move an existing one); with few patients
+    per class a split can miss a class, and a per-class metric on it would be meaningless.
+    """
+    warnings = []
+    for split in SPLITS:
+        if getattr(cfg, split) == 0:
+            continue
+        present = set(crops.loc[crops.split == split, "label"])
+        missing = [c for c in classes if c not in present and c in set(crops.label)]
+        if missing:
+            warnings.append(f"split {split!r} has no patient with class(es) {missing}; "
+                            "add patients or change crop_patches.split.salt")
+    return warnings
+
+
 def check_no_leak(frame: pd.DataFrame, where: str) -> None:
     """Fail if any patient appears in more than one split (the error names the patients)."""
     per_patient = frame.groupby("patient_id")["split"].nunique()

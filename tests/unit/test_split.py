@@ -2,7 +2,7 @@ import pandas as pd
 import pytest
 
 from components.common.errors import ConfigError, DataError
-from components.crop_patches.split import SplitConfig, assign_split, check_no_leak
+from components.crop_patches.split import SplitConfig, assign_split, check_no_leak, thin_classes
 
 CFG = SplitConfig()
 
@@ -31,3 +31,13 @@ def test_leak_is_reported_with_patient() -> None:
 def test_bad_fractions_refused() -> None:
     with pytest.raises(ConfigError):
         SplitConfig(train=0.7, val=0.2, test=0.2)
+
+
+def test_a_class_missing_from_a_split_is_reported() -> None:
+    crops = pd.DataFrame({"label": ["a", "a", "b", "b"], "split": ["train", "test", "train", "val"],
+                          "patient_id": ["1", "2", "3", "4"]})
+    warnings = thin_classes(crops, CFG, ("a", "b", "c"))
+    assert len(warnings) == 2 and "'val'" in warnings[0] and "['a']" in warnings[0]
+    assert "'test'" in warnings[1] and "['b']" in warnings[1]  # 'c' has no patient anywhere: not a split problem
+    assert thin_classes(crops, SplitConfig(train=0.5, val=0.0, test=0.5), ("a", "b")) == [
+        "split 'test' has no patient with class(es) ['b']; add patients or change crop_patches.split.salt"]
