@@ -29,6 +29,7 @@ class TrackingConfig:
     artifact_root: str = "mlruns/artifacts"
     experiment: str = "lesionops"
     registered_model: str = "lesionops-classifier"
+    registered_detector: str = "lesionops-detector"
 
 
 def absolute_sqlite(uri: str) -> str:

@@ -28,10 +28,19 @@ from components.train_model.models import build_model
 
 
 @dataclass(frozen=True)
+class BootstrapConfig:
+    n_resamples: int = 1000
+    confidence: float = 0.95
+    seed: int = 0
+
+
+@dataclass(frozen=True)
 class EvaluateConfig:
     """The `evaluate_model` section of params.yaml."""
 
     champion_alias: str = "champion"
+    bootstrap: BootstrapConfig = field(default_factory=BootstrapConfig)
+    calibration_bins: int = 15
     gate: GateConfig = field(default_factory=GateConfig)
 
 

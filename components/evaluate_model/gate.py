@@ -20,6 +20,9 @@ class GateConfig:
     min_class_recall: float = 0.2  # every class, so no disease is silently ignored
     max_drop_vs_champion: float = 0.02  # non-inferiority margin on macro-F1
     min_test_samples: int = 20
+    min_gain_vs_baseline: float = 0.0  # macro-F1 the CNN must beat the classic baseline by
+    require_validation_passed: bool = True
+    require_no_patient_leak: bool = True
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,8 @@ class PromoteConfig:
 
     alias: str = "champion"
     previous_alias: str = "previous"
+    audit_log: str = "mlruns/audit.jsonl"
+    lock_timeout_s: float = 30.0
 
 
 def _read(path: Path) -> dict[str, Any]:
