@@ -11,8 +11,12 @@ from kfp import compiler
 
 def compile_all(out_dir: Path, params: dict[str, Any]) -> list[Path]:
     """Compile every pipeline with `params` baked in as the default `params_json`."""
+    from components.common.params import section
+    from components.common.task import TaskConfig
     from pipelines.monitoring import monitoring_pipeline
-    from pipelines.training import training_pipeline
+    from pipelines.training import build_training_pipeline
+
+    training_pipeline = build_training_pipeline(section(params, "task", TaskConfig).models)
 
     out_dir.mkdir(parents=True, exist_ok=True)
     defaults = {"params_json": json.dumps(params, sort_keys=True)}

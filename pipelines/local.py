@@ -23,6 +23,9 @@ def portable_params(params: dict[str, Any]) -> dict[str, Any]:
         ml["tracking_uri"] = absolute_sqlite(ml["tracking_uri"])
     if ml.get("artifact_root"):
         ml["artifact_root"] = absolute_root(ml["artifact_root"])
+    promote = doc.get("promote_model") or {}
+    if promote.get("audit_log"):  # one audit log (and its lock) for every promotion task
+        promote["audit_log"] = absolute_root(promote["audit_log"])
     return doc
 
 
@@ -57,7 +60,9 @@ def run_training(source: Path, params: dict[str, Any], pipeline_root: Path, data
     """
     from kfp import local
 
-    from pipelines.training import training_pipeline
+    from components.common.params import section
+    from components.common.task import TaskConfig
+    from pipelines.training import build_training_pipeline
 
     _fix_kfp_local_conditions()
     pipeline_root.mkdir(parents=True, exist_ok=True)
@@ -69,5 +74,6 @@ def run_training(source: Path, params: dict[str, Any], pipeline_root: Path, data
             stack.enter_context(contextlib.redirect_stdout(log))
             stack.enter_context(contextlib.redirect_stderr(log))
         warnings.filterwarnings("ignore", message="You may be attemping to run a task that uses custom")
+        training_pipeline = build_training_pipeline(section(params, "task", TaskConfig).models)
         training_pipeline(source_uri=str(source.resolve()), params_json=json.dumps(portable_params(params)),
                           data_version=data_version)

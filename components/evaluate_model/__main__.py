@@ -1,4 +1,5 @@
-"""`python -m components.evaluate_model --patches DIR --model DIR --out DIR`: test metrics + gate."""
+"""`python -m components.evaluate_model --patches DIR --model DIR --out DIR [--baseline DIR]
+[--validation DIR]`: test metrics, CIs, calibration, and the gate."""
 
 from __future__ import annotations
 
@@ -15,11 +16,17 @@ def main(argv: list[str] | None = None) -> None:
     parser = base_parser(__doc__ or "")
     parser.add_argument("--patches", type=Path, required=True, help="crop_patches output folder")
     parser.add_argument("--model", type=Path, required=True, help="train_model output folder")
-    parser.add_argument("--out", type=Path, required=True, help="output folder (metrics, decision)")
+    parser.add_argument("--out", type=Path, required=True, help="output folder (metrics, decision, plots)")
+    parser.add_argument("--baseline", type=Path, help="train_baseline output folder (baseline_metrics.json); "
+                                                      "without it the beats_baseline rule fails")
+    parser.add_argument("--validation", type=Path, help="validate_annotations output folder "
+                                                        "(validation_report.json); without it the "
+                                                        "validation_passed rule fails when required")
     args = parser.parse_args(argv)
     doc = params_from(args)
     report = run(section(doc, "evaluate_model", EvaluateConfig), load_task(doc),
-                 section(doc, "mlflow", TrackingConfig), args.patches, args.model, args.out)
+                 section(doc, "mlflow", TrackingConfig), args.patches, args.model, args.out,
+                 baseline_dir=args.baseline, validation_dir=args.validation)
     verdict = "PASSED" if report["passed"] else f"FAILED ({', '.join(report['failed'])})"
     print(f"evaluate_model: gate {verdict}")
 

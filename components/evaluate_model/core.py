@@ -1,37 +1,48 @@
 """Evaluate the challenger and the current champion on the same test split, then decide.
 
-Outputs: `metrics.json` (DVC metrics), `decision.json` (every gate rule with value, threshold and
-verdict), `confusion_matrix.png`. The same numbers are logged to the training run in MLflow.
+Outputs: `metrics.json` (DVC metrics: flat test metrics, patient-bootstrap CIs, ROC-AUC, ECE
+before/after temperature scaling and the fitted temperature for serving, the champion's block
+and the paired difference CI), `decision.json` (every gate rule with value, threshold, verdict
+and reason), `confusion_matrix.png`, `reliability.png`, `roc.png`. The same numbers are logged to
+the training run in MLflow.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import json
+import tempfile
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import mlflow
 import numpy as np
+import pandas as pd
 import torch
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
+from scipy.special import softmax
 
 from components.common.errors import DataError
 from components.common.io import read_json, write_json
 from components.common.metrics import classification_metrics
 from components.common.task import TaskConfig
 from components.common.tracking import TrackingConfig, resolved_uri, version_by_alias
+from components.evaluate_model import plots
+from components.evaluate_model.bootstrap import (BootstrapConfig, confidence_intervals, paired_difference,
+                                                 patient_counts)
+from components.evaluate_model.calibration import (calibrated, expected_calibration_error, fit_temperature,
+                                                   reliability_bins)
 from components.evaluate_model.gate import GateConfig, decide
-from components.evaluate_model.plots import plot_confusion
-from components.train_model.core import CHECKPOINT, SUMMARY, pick_device, predict
-from components.train_model.data import load_split
+from components.train_model.core import CHECKPOINT, SUMMARY, pick_device
+from components.train_model.data import PatchSet, load_split, normalize
 from components.train_model.models import build_model
 
+__all__ = ["BootstrapConfig", "EvaluateConfig", "GateConfig", "run"]
 
-@dataclass(frozen=True)
-class BootstrapConfig:
-    n_resamples: int = 1000
-    confidence: float = 0.95
-    seed: int = 0
+BASELINE_FILE = "baseline_metrics.json"
+VALIDATION_FILE = "validation_report.json"
+PLOTS = ("confusion_matrix.png", "reliability.png", "roc.png")
 
 
 @dataclass(frozen=True)
@@ -42,6 +53,24 @@ class EvaluateConfig:
     bootstrap: BootstrapConfig = field(default_factory=BootstrapConfig)
     calibration_bins: int = 15
     gate: GateConfig = field(default_factory=GateConfig)
+
+
+@dataclass(frozen=True)
+class Scored:
+    """One model on the test split: its metrics (with CIs and calibration), logits and predictions."""
+
+    metrics: dict[str, Any]
+    logits: np.ndarray
+    pred: np.ndarray
+
+
+@torch.no_grad()
+def predict_logits(model: torch.nn.Module, images: torch.Tensor, device: torch.device,
+                   batch: int = 256) -> np.ndarray:
+    """Raw logits (float64) for uint8 images: temperature scaling needs them before the softmax.
+    The caller puts the model in eval mode (exported registry models are frozen in it)."""
+    out = [model(normalize(images[i:i + batch].to(device))).float().cpu() for i in range(0, len(images), batch)]
+    return torch.cat(out).double().numpy() if out else np.zeros((0, 0))
 
 
 def _challenger(train_dir: Path, n_classes: int) -> tuple[torch.nn.Module, dict[str, Any], dict[str, Any]]:
@@ -55,46 +84,158 @@ def _challenger(train_dir: Path, n_classes: int) -> tuple[torch.nn.Module, dict[
     return model.eval(), ckpt, read_json(summary_path)
 
 
-def champion_model(tracking: TrackingConfig, alias: str) -> tuple[torch.nn.Module | None, str | None]:
-    """The model behind `models:/<name>@<alias>`, or (None, None) when there is no champion yet."""
+def _logged_image_size(run_id: str) -> int | None:
+    """The input size the champion was trained at (its `preprocessing.json`), None if not logged."""
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            path = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="preprocessing.json",
+                                                       dst_path=tmp)
+            return int(json.loads(Path(path).read_text())["image_size"])
+    except (MlflowException, OSError, KeyError, ValueError):
+        return None
+
+
+def champion_model(tracking: TrackingConfig, alias: str) -> tuple[torch.nn.Module | None, str | None, int | None]:
+    """(model, version, image size) behind `models:/<name>@<alias>`; Nones when there is no champion yet."""
     mlflow.set_tracking_uri(resolved_uri(tracking))
     version = version_by_alias(MlflowClient(), tracking.registered_model, alias)
     if version is None:
-        return None, None
-    uri = f"models:/{tracking.registered_model}/{version.version}"
-    loaded = mlflow.pytorch.load_model(uri, map_location="cpu")
+        return None, None, None
+    loaded = mlflow.pytorch.load_model(f"models:/{tracking.registered_model}/{version.version}", map_location="cpu")
     # Logged as pt2 (torch.export) in eval mode; the exported module refuses `.eval()`.
     module = loaded.module() if isinstance(loaded, torch.export.ExportedProgram) else loaded
-    return module, str(version.version)
+    return module, str(version.version), _logged_image_size(version.run_id)
 
 
-def run(cfg: EvaluateConfig, task: TaskConfig, tracking: TrackingConfig, patch_dir: Path,
-        train_dir: Path, out_dir: Path) -> dict[str, Any]:
-    model, ckpt, summary = _challenger(train_dir, len(task.classes))
-    test = load_split(patch_dir, "test", task.classes, ckpt["config"]["image_size"])
+def leak_patients(patch_dir: Path) -> list[str]:
+    """Test patients that also appear in train or val, computed from the patch table itself (a
+    flag written upstream could be stale or wrong; the rows cannot)."""
+    table = pd.read_parquet(patch_dir / "patches.parquet", columns=["patient_id", "split"])
+    patients = table.patient_id.astype(str)
+    test = set(patients[table.split == "test"])
+    return sorted(test & set(patients[table.split.isin(["train", "val"])]))
+
+
+def read_baseline(baseline_dir: Path | None) -> dict[str, Any] | None:
+    """The classic baseline's test metrics (`baseline_metrics.json` → "test"), None when not given."""
+    if baseline_dir is None:
+        return None
+    path = baseline_dir / BASELINE_FILE
+    if not path.is_file():
+        raise DataError(path, "not found; run train_baseline first (or leave out --baseline)")
+    test = read_json(path).get("test")
+    if not isinstance(test, dict) or not isinstance(test.get("macro_f1"), int | float):
+        raise DataError(path, "expected a 'test' block with a numeric 'macro_f1'")
+    return test
+
+
+def read_validation(validation_dir: Path | None) -> bool | None:
+    """validate_annotations' verdict (`validation_report.json` → "passed"), None when not given."""
+    if validation_dir is None:
+        return None
+    path = validation_dir / VALIDATION_FILE
+    if not path.is_file():
+        raise DataError(path, "not found; run validate_annotations first (or leave out --validation)")
+    passed = read_json(path).get("passed")
+    if not isinstance(passed, bool):
+        raise DataError(path, f"expected a boolean 'passed', found {passed!r}")
+    return passed
+
+
+def score(model: torch.nn.Module, test: PatchSet, val: PatchSet, classes: tuple[str, ...], cfg: EvaluateConfig,
+          boot: tuple[np.ndarray, np.ndarray], device: torch.device) -> Scored:
+    """Metrics of one model on test; its temperature is fitted on val (never on test)."""
+    logits = predict_logits(model.to(device), test.images, device)
+    y, probs = test.labels.numpy(), softmax(logits, axis=1)
+    pred = probs.argmax(1)
+    m = classification_metrics(y, pred, classes, probs)
+    temperature = fit_temperature(predict_logits(model, val.images, device), val.labels.numpy())
+    m.update(temperature=temperature, ece=expected_calibration_error(probs, y, cfg.calibration_bins),
+             ece_calibrated=expected_calibration_error(calibrated(logits, temperature), y, cfg.calibration_bins),
+             ci=confidence_intervals(y, pred, *boot, len(classes), cfg.bootstrap.confidence))
+    return Scored(m, logits, pred)
+
+
+def summary(m: dict[str, Any]) -> dict[str, Any]:
+    """The metrics.json block of one model: flat DVC-friendly keys plus CIs and per-class detail."""
+    return {"test_accuracy": m["accuracy"], "test_macro_f1": m["macro_f1"], "test_macro_recall": m["macro_recall"],
+            "n_test": m["n"], **{f"test_recall_{c}": pc["recall"] for c, pc in m["per_class"].items()},
+            "test_roc_auc_macro": m["roc_auc_macro"], "test_ece": m["ece"], "test_ece_calibrated": m["ece_calibrated"],
+            "temperature": m["temperature"], "ci": m["ci"], "per_class": m["per_class"],
+            "confusion_matrix": m["confusion_matrix"]}
+
+
+def _champion(tracking: TrackingConfig, cfg: EvaluateConfig, patch_dir: Path, classes: tuple[str, ...],
+              size: int, boot: tuple[np.ndarray, np.ndarray], device: torch.device,
+              data: tuple[PatchSet, PatchSet]) -> tuple[Scored | None, str | None]:
+    """Score the registry champion on the same test patches (resized to its own input size)."""
+    model, version, champ_size = champion_model(tracking, cfg.champion_alias)
+    if model is None:
+        return None, None
+    if champ_size is not None and champ_size != size:
+        data = (load_split(patch_dir, "test", classes, champ_size), load_split(patch_dir, "val", classes, champ_size))
+    return score(model, data[0], data[1], classes, cfg, boot, device), version
+
+
+def _plots(out_dir: Path, challenger: Scored, y: np.ndarray, classes: tuple[str, ...], bins: int) -> None:
+    m = challenger.metrics
+    plots.plot_confusion(np.array(m["confusion_matrix"]), classes, out_dir / "confusion_matrix.png")
+    raw, cal = softmax(challenger.logits, axis=1), calibrated(challenger.logits, m["temperature"])
+    plots.plot_reliability({"raw": (reliability_bins(raw, y, bins), m["ece"]),
+                            f"T = {m['temperature']:.2f} (fitted on val)":
+                                (reliability_bins(cal, y, bins), m["ece_calibrated"])}, out_dir / "reliability.png")
+    plots.plot_roc(y, raw, classes, {c: pc["roc_auc"] for c, pc in m["per_class"].items()}, out_dir / "roc.png")
+
+
+def _metrics_doc(challenger: Scored, champion: Scored | None, baseline: dict[str, Any] | None,
+                 diff_ci: list[float] | None) -> dict[str, Any]:
+    """metrics.json's model part: the challenger's block, its gain on the baseline, the champion's block."""
+    f1 = challenger.metrics["macro_f1"]
+    return {**summary(challenger.metrics),
+            "baseline_macro_f1": None if baseline is None else baseline["macro_f1"],
+            "gain_vs_baseline": None if baseline is None else f1 - baseline["macro_f1"],
+            "champion": None if champion is None else summary(champion.metrics),
+            "diff_macro_f1": None if champion is None else f1 - champion.metrics["macro_f1"], "diff_ci": diff_ci}
+
+
+def _log(run_id: str, metrics: dict[str, Any], passed: bool, out_dir: Path) -> None:
+    """Numbers and files onto the training run, so the registry entry carries its evaluation."""
+    numbers = {k: float(v) for k, v in metrics.items() if isinstance(v, int | float) and not isinstance(v, bool)}
+    for name, (lo, hi) in metrics["ci"].items():
+        numbers.update({f"test_{name}_ci_low": lo, f"test_{name}_ci_high": hi})
+    if metrics["diff_ci"] is not None:
+        numbers.update({"diff_macro_f1_ci_low": metrics["diff_ci"][0], "diff_macro_f1_ci_high": metrics["diff_ci"][1]})
+    with mlflow.start_run(run_id=run_id):
+        mlflow.log_metrics(numbers)
+        mlflow.set_tag("gate_passed", str(passed).lower())
+        for name in ("decision.json", "metrics.json", *PLOTS):
+            mlflow.log_artifact(str(out_dir / name), artifact_path="evaluation")
+
+
+def run(cfg: EvaluateConfig, task: TaskConfig, tracking: TrackingConfig, patch_dir: Path, train_dir: Path,
+        out_dir: Path, baseline_dir: Path | None = None, validation_dir: Path | None = None) -> dict[str, Any]:
+    baseline, validation_passed = read_baseline(baseline_dir), read_validation(validation_dir)
+    model, ckpt, train_summary = _challenger(train_dir, len(task.classes))
+    size = ckpt["config"]["image_size"]
+    test, val = load_split(patch_dir, "test", task.classes, size), load_split(patch_dir, "val", task.classes, size)
     if len(test.labels) == 0:
         raise DataError(patch_dir / "patches.parquet", "the test split is empty")
-    device = pick_device("auto")
-    y = test.labels.numpy()
-    challenger = classification_metrics(y, predict(model.to(device), test.images, device).argmax(1), task.classes)
-    champ_model, champ_version = champion_model(tracking, cfg.champion_alias)
-    champion = None
-    if champ_model is not None:
-        champion = classification_metrics(y, predict(champ_model.to(device), test.images, device).argmax(1),
-                                          task.classes)
-    decision = decide(challenger, champion, cfg.gate)
+    device, y = pick_device("auto"), test.labels.numpy()
+    boot = patient_counts(test.patients, cfg.bootstrap)
+    challenger = score(model, test, val, task.classes, cfg, boot, device)
+    champion, champ_version = _champion(tracking, cfg, patch_dir, task.classes, size, boot, device, (test, val))
+    diff_ci = None if champion is None else paired_difference(
+        y, challenger.pred, champion.pred, *boot, len(task.classes), cfg.bootstrap.confidence)
+    leaks = leak_patients(patch_dir)
+    decision = decide(challenger.metrics, None if champion is None else champion.metrics, cfg.gate,
+                      baseline=baseline, validation_passed=validation_passed, leak_patients=leaks, diff_ci=diff_ci)
     out_dir.mkdir(parents=True, exist_ok=True)
-    plot_confusion(np.array(challenger["confusion_matrix"]), task.classes, out_dir / "confusion_matrix.png")
-    flat = {"test_accuracy": challenger["accuracy"], "test_macro_f1": challenger["macro_f1"],
-            "test_macro_recall": challenger["macro_recall"], "n_test": challenger["n"],
-            **{f"test_recall_{c}": m["recall"] for c, m in challenger["per_class"].items()}}
-    write_json(out_dir / "metrics.json", {**flat, "per_class": challenger["per_class"],
-                                          "champion": champion, "champion_version": champ_version})
-    report = {**decision.as_dict(), "run_id": summary["run_id"], "champion_version": champ_version}
+    _plots(out_dir, challenger, y, task.classes, cfg.calibration_bins)
+    metrics = {**_metrics_doc(challenger, champion, baseline, diff_ci), "champion_version": champ_version,
+               "bootstrap": asdict(cfg.bootstrap), "n_test_patients": int(len(set(test.patients))),
+               "leak_patients": leaks, "validation_passed": validation_passed}
+    write_json(out_dir / "metrics.json", metrics)
+    report = {**decision.as_dict(), "run_id": train_summary["run_id"], "champion_version": champ_version}
     write_json(out_dir / "decision.json", report)
-    with mlflow.start_run(run_id=summary["run_id"]):
-        mlflow.log_metrics({k: float(v) for k, v in flat.items()})
-        mlflow.set_tag("gate_passed", str(decision.passed).lower())
-        for name in ("decision.json", "metrics.json", "confusion_matrix.png"):
-            mlflow.log_artifact(str(out_dir / name), artifact_path="evaluation")
+    _log(train_summary["run_id"], metrics, decision.passed, out_dir)
     return report

@@ -1,0 +1,128 @@
+"""evaluate_model end to end on real stages: CIs, calibration, baseline, leak check, champion."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+
+from components.common.errors import DataError
+from components.common.io import write_json
+from components.common.metrics import classification_metrics
+from components.common.params import section
+from components.common.task import TaskConfig, load_task
+from components.common.tracking import TrackingConfig
+from components.crop_patches.config import CropConfig
+from components.crop_patches.core import run as crop
+from components.evaluate_model.__main__ import main as evaluate_cli
+from components.evaluate_model.core import EvaluateConfig, leak_patients
+from components.evaluate_model.core import run as evaluate
+from components.ingest_data.core import IngestConfig
+from components.ingest_data.core import run as ingest
+from components.train_model.core import TrainConfig
+from components.train_model.core import run as train
+from components.validate_annotations.checks import ValidateConfig
+from components.validate_annotations.core import run as validate
+from tests.conftest import tiny_params
+
+RULES = {"min_test_samples", "min_accuracy", "min_macro_f1", "beats_baseline", "non_inferior_to_champion",
+         "validation_passed", "no_patient_leak"}
+
+
+def majority_baseline(patch_dir: Path, task: TaskConfig, out: Path) -> dict:
+    """A real (if trivial) baseline: always predict the most common training class, scored on the
+    same test patches the CNN is scored on."""
+    table = pd.read_parquet(patch_dir / "patches.parquet")
+    majority = task.classes.index(table[(table.split == "train") & (table.augment == "none")].label.mode()[0])
+    y = np.array([task.classes.index(c) for c in table[table.split == "test"].label])
+    test = classification_metrics(y, np.full(len(y), majority), task.classes)
+    write_json(out / "baseline_metrics.json", {"test": test, "model": "majority"})
+    return test
+
+
+def check_block(block: dict, classes: tuple[str, ...]) -> None:
+    for metric in ("accuracy", "macro_f1", "macro_recall"):
+        lo, hi = block["ci"][metric]
+        assert 0.0 <= lo <= block[f"test_{metric}"] <= hi <= 1.0
+    assert 0.0 <= block["test_ece"] <= 1.0 and 0.0 <= block["test_ece_calibrated"] <= 1.0
+    assert block["temperature"] > 0
+    assert block["test_roc_auc_macro"] is None or 0.0 <= block["test_roc_auc_macro"] <= 1.0
+    assert set(block["per_class"]) == set(classes)
+    assert all({"precision", "recall", "roc_auc"} <= set(m) for m in block["per_class"].values())
+    assert {f"test_recall_{c}" for c in classes} <= set(block)
+
+
+@pytest.mark.slow
+def test_evaluate_with_baseline_then_against_itself_as_champion(tiny_dataset: Path, tmp_path: Path,
+                                                                capsys: pytest.CaptureFixture[str]) -> None:
+    doc = tiny_params(tmp_path, train_model={"epochs": 2},
+                      crop_patches={"balance": {"target_per_class": 40}, "detection": {"enabled": False}})
+    task, tracking = load_task(doc), section(doc, "mlflow", TrackingConfig)
+    cfg = section(doc, "evaluate_model", EvaluateConfig)
+    ingest(section(doc, "ingest_data", IngestConfig), tiny_dataset, tmp_path / "ingest")
+    validate(section(doc, "validate_annotations", ValidateConfig), task, tmp_path / "ingest", tmp_path / "val")
+    crop(section(doc, "crop_patches", CropConfig), task, tmp_path / "val", tiny_dataset, tmp_path / "crop")
+    summary = train(section(doc, "train_model", TrainConfig), task, tracking, tmp_path / "crop", tmp_path / "train")
+    baseline = majority_baseline(tmp_path / "crop", task, tmp_path / "baseline")
+
+    with pytest.raises(DataError, match="baseline_metrics.json"):
+        evaluate(cfg, task, tracking, tmp_path / "crop", tmp_path / "train", tmp_path / "x",
+                 baseline_dir=tmp_path / "nowhere")
+
+    # First model: through the command line, as dvc and kfp run it.
+    evaluate_cli(["--patches", str(tmp_path / "crop"), "--model", str(tmp_path / "train"), "--out",
+                  str(tmp_path / "eval1"), "--baseline", str(tmp_path / "baseline"), "--validation",
+                  str(tmp_path / "val"), "--params-json", json.dumps(doc)])
+    assert "evaluate_model: gate" in capsys.readouterr().out
+    metrics = json.loads((tmp_path / "eval1" / "metrics.json").read_text())
+    decision = json.loads((tmp_path / "eval1" / "decision.json").read_text())
+    check_block(metrics, task.classes)
+    assert metrics["n_test"] == baseline["n"] and metrics["champion"] is None and metrics["diff_ci"] is None
+    assert metrics["gain_vs_baseline"] == pytest.approx(metrics["test_macro_f1"] - baseline["macro_f1"])
+    assert metrics["leak_patients"] == [] and metrics["validation_passed"] is True
+    rules = {r["name"]: r for r in decision["rules"]}
+    assert RULES | {f"recall[{c}]" for c in task.classes} == set(rules)
+    assert rules["beats_baseline"]["value"] == pytest.approx(metrics["gain_vs_baseline"])
+    assert rules["non_inferior_to_champion"]["reason"] == "no champion yet: first model"
+    assert rules["validation_passed"]["passed"] and rules["no_patient_leak"]["passed"]
+    assert decision["passed"] == all(r["passed"] for r in decision["rules"])
+    assert decision["run_id"] == summary["run_id"] and decision["champion_version"] is None
+    assert all((tmp_path / "eval1" / name).stat().st_size > 0
+               for name in ("confusion_matrix.png", "reliability.png", "roc.png"))
+    client = mlflow.MlflowClient(tracking.tracking_uri)
+    logged = client.get_run(summary["run_id"]).data.metrics
+    assert logged["test_ece"] == pytest.approx(metrics["test_ece"]) and "test_macro_f1_ci_low" in logged
+    assert {f.path for f in client.list_artifacts(summary["run_id"], "evaluation")} >= {
+        "evaluation/reliability.png", "evaluation/roc.png", "evaluation/metrics.json"}
+
+    # The same model as champion (the registry's pt2 export): identical scores, difference CI at 0.
+    version = mlflow.register_model(summary["model_uri"], tracking.registered_model).version
+    client.set_registered_model_alias(tracking.registered_model, cfg.champion_alias, version)
+    report = evaluate(cfg, task, tracking, tmp_path / "crop", tmp_path / "train", tmp_path / "eval2",
+                      baseline_dir=tmp_path / "baseline", validation_dir=tmp_path / "val")
+    again = json.loads((tmp_path / "eval2" / "metrics.json").read_text())
+    champion = again["champion"]
+    check_block(champion, task.classes)
+    assert report["champion_version"] == again["champion_version"] == str(version)
+    for key in ("test_accuracy", "test_macro_f1", "test_macro_recall", "n_test"):
+        assert champion[key] == pytest.approx(again[key])
+    assert champion["test_ece"] == pytest.approx(again["test_ece"], abs=1e-4)
+    assert champion["temperature"] == pytest.approx(again["temperature"], rel=1e-3)
+    lo, hi = again["diff_ci"]
+    assert lo <= 0.0 <= hi and again["diff_macro_f1"] == pytest.approx(0.0)
+    rule = next(r for r in report["rules"] if r["name"] == "non_inferior_to_champion")
+    assert rule["passed"] and "paired patient-bootstrap CI" in rule["reason"]
+
+
+@pytest.mark.parametrize(("rows", "expected"), [
+    ([("p1", "train"), ("p2", "val"), ("p3", "test")], []),
+    ([("p1", "train"), ("p2", "val"), ("p3", "test"), ("p1", "test"), ("p2", "test")], ["p1", "p2"]),
+    ([("p3", "test"), ("p3", "test")], []),
+])
+def test_leak_check_reads_the_patch_table(tmp_path: Path, rows: list[tuple[str, str]], expected: list[str]) -> None:
+    pd.DataFrame(rows, columns=["patient_id", "split"]).to_parquet(tmp_path / "patches.parquet")
+    assert leak_patients(tmp_path) == expected
