@@ -1,0 +1,144 @@
+"""Evaluate the challenger detector and the current champion on the same test split, then decide.
+
+Outputs: `metrics.json` (VOC mAP@0.5 as seed 002 reports it, COCO mAP@0.5:0.95, per-class AP),
+`decision.json` (every gate rule with value, threshold and verdict) and `predictions.png` (test
+photos with predicted and true boxes). The same numbers are logged to the training run in MLflow.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import numpy as np
+import torch
+from mlflow.tracking import MlflowClient
+
+from components.common.detection_metrics import evaluate_detections
+from components.common.errors import ConfigError, DataError
+from components.common.io import read_json, write_json
+from components.common.task import TaskConfig
+from components.common.tracking import TrackingConfig, resolved_uri, version_by_alias
+from components.evaluate_detector.gate import DetectorGateConfig, decide
+from components.train_detector.core import CHECKPOINT, SUMMARY, DetectorConfig, build_detector, pick_device, predict
+from components.train_detector.data import DetectionSplit, load_image, load_split
+
+Predictions = list[tuple[np.ndarray, np.ndarray, np.ndarray]]
+
+
+@dataclass(frozen=True)
+class EvaluateDetectorConfig:
+    """The `evaluate_detector` section of params.yaml."""
+
+    champion_alias: str = "champion"
+    iou_threshold: float = 0.5  # the gate's mAP is VOC mAP at this IoU
+    gate: DetectorGateConfig = field(default_factory=DetectorGateConfig)
+
+    def __post_init__(self) -> None:
+        if not 0 < self.iou_threshold < 1:
+            raise ConfigError(f"evaluate_detector.iou_threshold: in (0, 1), found {self.iou_threshold}")
+
+
+def _challenger(model_dir: Path, n_classes: int) -> tuple[torch.nn.Module, dict[str, Any]]:
+    ckpt_path, summary_path = model_dir / CHECKPOINT, model_dir / SUMMARY
+    for p in (ckpt_path, summary_path):
+        if not p.is_file():
+            raise DataError(p, "not found; run train_detector first")
+    ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+    model = build_detector(DetectorConfig(**ckpt["config"]), n_classes)
+    model.load_state_dict(ckpt["state_dict"])
+    return model.eval(), read_json(summary_path)
+
+
+def champion_detector(tracking: TrackingConfig, alias: str) -> tuple[torch.nn.Module | None, str | None]:
+    """The detector behind `models:/<registered_detector>@<alias>`, or (None, None) when none yet."""
+    mlflow.set_tracking_uri(resolved_uri(tracking))
+    version = version_by_alias(MlflowClient(), tracking.registered_detector, alias)
+    if version is None:
+        return None, None
+    model = mlflow.pytorch.load_model(f"models:/{tracking.registered_detector}/{version.version}",
+                                      map_location="cpu")
+    return model.eval(), str(version.version)
+
+
+def score(preds: Predictions, test: DetectionSplit, classes: tuple[str, ...], iou: float) -> dict[str, Any]:
+    """Flat test metrics of one detector (VOC interpolation; COCO for mAP@0.5:0.95)."""
+    m = evaluate_detections(test.ground_truth(), preds, len(classes), iou_thresholds=(iou,))
+    return {"test_map50": m["map50"], "test_map50_95": m["map50_95"], "iou_threshold": iou,
+            "test_map_at_iou": m["map_at"][f"{iou:.2f}"], "n_test_images": m["n_images"],
+            "n_test_boxes": m["n_gt"], "n_predictions": m["n_pred"],
+            "per_class_ap50": {classes[k]: v for k, v in m["per_class_ap50"].items()}}
+
+
+def _gate_view(metrics: dict[str, Any]) -> dict[str, Any]:
+    return {"map50": metrics["test_map_at_iou"], "n_images": metrics["n_test_images"],
+            "iou_threshold": metrics["iou_threshold"]}
+
+
+def plot_predictions(test: DetectionSplit, preds: Predictions, classes: tuple[str, ...], path: Path,
+                     n: int = 6, min_score: float = 0.3) -> Path:
+    """A few test photos: true boxes dashed green, predictions (score ≥ min_score) red with labels."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Rectangle
+
+    shown = list(range(min(n, len(test.items))))
+    cols = min(3, max(len(shown), 1))
+    rows = max(1, -(-len(shown) // cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 3.2 * rows), squeeze=False)
+    for ax in axes.ravel():
+        ax.axis("off")
+    for ax, i in zip(axes.ravel(), shown, strict=False):
+        item, (boxes, scores, labels) = test.items[i], preds[i]
+        # extent: pixel i covers [i, i+1), the boxes' continuous frame
+        ax.imshow(load_image(item).permute(1, 2, 0).numpy(), extent=(0, item.width, item.height, 0))
+        ax.set_title(item.path.name, fontsize=8)
+        for x0, y0, x1, y1 in item.boxes:
+            ax.add_patch(Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, ec="lime", ls="--", lw=1.5))
+        for (x0, y0, x1, y1), s, lab in list(zip(boxes, scores, labels, strict=True))[:10]:
+            if s >= min_score:
+                ax.add_patch(Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, ec="red", lw=1.5))
+                ax.text(x0, y0, f"{classes[int(lab)]} {s:.2f}", color="white", fontsize=7, va="bottom",
+                        bbox={"facecolor": "red", "alpha": 0.7, "pad": 1, "lw": 0})
+    fig.suptitle("green dashed: ground truth, red: prediction (label score)", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def run(cfg: EvaluateDetectorConfig, task: TaskConfig, tracking: TrackingConfig, patch_dir: Path,
+        model_dir: Path, out_dir: Path) -> dict[str, Any]:
+    """Score challenger and champion on `detection/annotations_test.json`; write and log the verdict."""
+    if "detector" not in task.models:
+        raise ConfigError(f"task.models: {list(task.models)} has no 'detector'; evaluate_detector does not apply")
+    model, summary = _challenger(model_dir, len(task.classes))
+    test = load_split(patch_dir, "test", task.classes)
+    if not test.items:
+        raise DataError(test.annotations, "the test split has no images")
+    device = pick_device("auto")
+    preds = predict(model.to(device), test, device)
+    challenger = score(preds, test, task.classes, cfg.iou_threshold)
+    champ_model, champ_version = champion_detector(tracking, cfg.champion_alias)
+    champion = None
+    if champ_model is not None:
+        champion = score(predict(champ_model.to(device), test, device), test, task.classes, cfg.iou_threshold)
+    decision = decide(_gate_view(challenger), None if champion is None else _gate_view(champion), cfg.gate)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    plot_predictions(test, preds, task.classes, out_dir / "predictions.png")
+    write_json(out_dir / "metrics.json", {**challenger, "champion": champion, "champion_version": champ_version})
+    report = {**decision.as_dict(), "run_id": summary["run_id"], "champion_version": champ_version}
+    write_json(out_dir / "decision.json", report)
+    mlflow.set_tracking_uri(resolved_uri(tracking))
+    with mlflow.start_run(run_id=summary["run_id"]):
+        flat = {**{k: v for k, v in challenger.items() if k.startswith(("test_", "n_"))},
+                **{f"test_ap50_{c}": v for c, v in challenger["per_class_ap50"].items()}}
+        mlflow.log_metrics({k: float(v) for k, v in flat.items() if v is not None})
+        mlflow.set_tag("gate_passed", str(decision.passed).lower())
+        for name in ("decision.json", "metrics.json", "predictions.png"):
+            mlflow.log_artifact(str(out_dir / name), artifact_path="evaluation")
+    return report
