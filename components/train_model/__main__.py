@@ -1,7 +1,9 @@
-"""`python -m components.train_model --patches DIR --out DIR`: train, checkpoint, log to MLflow."""
+"""`python -m components.train_model --patches DIR --out DIR [--resume last.pt]`: train, checkpoint,
+log to MLflow. Under `torchrun --nproc_per_node N -m components.train_model …` it trains with DDP."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 from components.common.cli import base_parser, params_from, run_main
@@ -16,12 +18,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--patches", type=Path, required=True, help="crop_patches output folder")
     parser.add_argument("--out", type=Path, required=True, help="output folder (checkpoint, summary)")
     parser.add_argument("--data-version", default="unknown", help="DVC hash of the raw data")
+    parser.add_argument("--resume", help="a last.pt to continue from (overrides train_model.resume)")
     args = parser.parse_args(argv)
     doc = params_from(args)
-    summary = run(section(doc, "train_model", TrainConfig), load_task(doc),
-                  section(doc, "mlflow", TrackingConfig), args.patches, args.out, args.data_version)
-    print(f"train_model: run {summary['run_id']} best val macro-F1 {summary['best_val_macro_f1']:.3f} "
-          f"at epoch {summary['best_epoch']} ({summary['epochs_run']} epochs)")
+    cfg = section(doc, "train_model", TrainConfig)
+    if args.resume:
+        cfg = dataclasses.replace(cfg, resume=args.resume)
+    summary = run(cfg, load_task(doc), section(doc, "mlflow", TrackingConfig), args.patches, args.out,
+                  args.data_version)
+    if "run_id" in summary:  # DDP ranks other than 0 train silently
+        print(f"train_model: run {summary['run_id']} best val macro-F1 {summary['best_val_macro_f1']:.3f} "
+              f"at epoch {summary['best_epoch']} ({summary['epochs_run']} epochs)")
 
 
 if __name__ == "__main__":

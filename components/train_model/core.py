@@ -1,117 +1,68 @@
 """Train a classifier on patches with early stopping; log everything to MLflow.
 
-The loop keeps the best-on-validation weights (macro-F1, min-delta, patience as seeds 000/003 do),
-writes a resumable checkpoint, and logs the model with its signature, class list and
-preprocessing so the registry entry is usable on its own.
+`run` wires the pieces (torchvision references/classification style): `loader` (batches on the
+device), `engine` (one step / epoch / validation pass), `loop` (epochs, early stopping, `last.pt`,
+resume), `distributed` (torchrun DDP), `checkpoint`, `models`/`pretrained`. It keeps the best-on-
+validation weights (macro-F1, min-delta, patience as seeds 000/003 do) in `checkpoint.pt`, and logs
+the model with its signature, class list and preprocessing so the registry entry is usable alone.
+Under DDP only rank 0 talks to MLflow and writes files.
 """
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import json
 import subprocess
-from dataclasses import dataclass
+import time
 from pathlib import Path
 from typing import Any
 
 import mlflow
-import numpy as np
 import torch
+from mlflow.entities import Metric
 from mlflow.models import infer_signature
-from rich.progress import Progress
+from mlflow.tracking import MlflowClient
 from torch import nn
 
-from components.common.errors import ConfigError, DataError
+from components.common.errors import DataError
 from components.common.io import write_json
-from components.common.metrics import classification_metrics
 from components.common.task import TaskConfig
 from components.common.tracking import TrackingConfig, setup
-from components.train_model.data import MEAN, STD, PatchSet, augment, load_split, normalize
-from components.train_model.models import build_model
+from components.train_model import distributed
+from components.train_model.checkpoint import CHECKPOINT, LAST, load_resume, save_best
+from components.train_model.config import TrainConfig
+from components.train_model.data import MEAN, STD, normalize
+from components.train_model.distributed import Dist
+from components.train_model.engine import amp_dtype, pick_device, predict
+from components.train_model.loader import Source, open_split
+from components.train_model.loop import FitState, fit
+from components.train_model.models import build_model, freeze, trainable
 from components.train_model.plots import plot_curves
+from components.train_model.pretrained import LoadReport, load_pretrained
 
-CHECKPOINT = "checkpoint.pt"
+__all__ = ["CHECKPOINT", "LAST", "SUMMARY", "TrainConfig", "pick_device", "predict", "run"]
+
 SUMMARY = "train_summary.json"
 
 
-@dataclass(frozen=True)
-class TrainConfig:
-    """The `train_model` section of params.yaml."""
+class EpochLogger:
+    """Per-epoch metrics to MLflow in one `log_batch` call per `every` epochs (one round trip to a
+    remote tracking server instead of one per metric)."""
 
-    arch: str = "resnet18"
-    image_size: int = 64
-    epochs: int = 20
-    batch_size: int = 64
-    optimizer: str = "adamw"
-    lr: float = 1e-3
-    weight_decay: float = 1e-4
-    momentum: float = 0.9
-    dropout: float = 0.2
-    label_smoothing: float = 0.0
-    class_weights: str = "none"  # none | balanced (inverse class frequency, for imbalanced data)
-    scheduler: str = "cosine"  # none | cosine (annealed over `epochs`)
-    patience: int = 4
-    min_delta: float = 0.002
-    seed: int = 42
-    device: str = "auto"
-    threads: int = 0  # 0 = let torch decide
-    pretrained_path: str | None = None
+    def __init__(self, run_id: str, every: int) -> None:
+        self.client, self.run_id, self.every = MlflowClient(), run_id, every
+        self.buffer: list[Metric] = []
 
+    def __call__(self, epoch: int, row: dict[str, float]) -> None:
+        stamp = int(time.time() * 1000)
+        self.buffer += [Metric(k, float(v), stamp, epoch) for k, v in row.items() if k != "epoch"]
+        if (epoch + 1) % self.every == 0:
+            self.flush()
 
-def make_optimizer(cfg: TrainConfig, params: Any) -> torch.optim.Optimizer:
-    kinds = {
-        "sgd": lambda: torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay),
-        "adam": lambda: torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay),
-        "adamw": lambda: torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay),
-        "adagrad": lambda: torch.optim.Adagrad(params, lr=cfg.lr, weight_decay=cfg.weight_decay),
-    }
-    if cfg.optimizer not in kinds:
-        raise ConfigError(f"train_model.optimizer: unknown {cfg.optimizer!r}; choose from {sorted(kinds)}")
-    return kinds[cfg.optimizer]()
-
-
-def class_weights(cfg: TrainConfig, data: PatchSet, n_classes: int) -> torch.Tensor | None:
-    """Inverse-frequency weights so rare diseases count as much as common ones in the loss."""
-    if cfg.class_weights == "none":
-        return None
-    if cfg.class_weights != "balanced":
-        raise ConfigError(f"train_model.class_weights: 'none' or 'balanced', found {cfg.class_weights!r}")
-    counts = torch.bincount(data.labels, minlength=n_classes).float().clamp(min=1)
-    return counts.sum() / (n_classes * counts)
-
-
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
-
-
-@torch.no_grad()
-def predict(model: nn.Module, images: torch.Tensor, device: torch.device, batch: int = 256) -> np.ndarray:
-    """Class probabilities for uint8 images. The caller puts the model in eval mode (exported
-    models from the registry are already frozen in it and refuse `.eval()`)."""
-    out = [torch.softmax(model(normalize(images[i:i + batch].to(device))).float(), 1).cpu()
-           for i in range(0, len(images), batch)]
-    return torch.cat(out).numpy() if out else np.zeros((0, 0))
-
-
-def _epoch(model: nn.Module, data: PatchSet, cfg: TrainConfig, opt: torch.optim.Optimizer,
-           loss_fn: nn.Module, device: torch.device, gen: torch.Generator) -> float:
-    model.train()
-    order = torch.randperm(len(data.labels), generator=gen)
-    total = 0.0
-    for start in range(0, len(order), cfg.batch_size):
-        idx = order[start:start + cfg.batch_size]
-        x = normalize(augment(data.images[idx], gen).to(device, non_blocking=True))
-        y = data.labels[idx].to(device, non_blocking=True)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-            loss = loss_fn(model(x), y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        total += loss.item() * len(idx)
-    return total / max(len(order), 1)
+    def flush(self) -> None:
+        for start in range(0, len(self.buffer), 1000):  # the API's per-call limit
+            self.client.log_batch(self.run_id, metrics=self.buffer[start:start + 1000])
+        self.buffer = []
 
 
 def _git_commit() -> str:
@@ -122,39 +73,8 @@ def _git_commit() -> str:
         return "unknown"
 
 
-def _fit(model: nn.Module, train: PatchSet, val: PatchSet, cfg: TrainConfig, task: TaskConfig,
-         device: torch.device) -> tuple[dict[str, Any], list[dict[str, float]], Any]:
-    """Epoch loop with early stopping; returns the best state, the history and the optimizer."""
-    gen = torch.Generator().manual_seed(cfg.seed)
-    opt = make_optimizer(cfg, model.parameters())
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, cfg.epochs) if cfg.scheduler == "cosine" else None
-    weights = class_weights(cfg, train, len(task.classes))
-    loss_fn = nn.CrossEntropyLoss(weight=None if weights is None else weights.to(device),
-                                  label_smoothing=cfg.label_smoothing)
-    best: dict[str, Any] = {"score": -1.0, "epoch": -1, "state": None}
-    history: list[dict[str, float]] = []
-    with Progress() as progress:
-        bar = progress.add_task("train_model", total=cfg.epochs)
-        for epoch in range(cfg.epochs):
-            train_loss = _epoch(model, train, cfg, opt, loss_fn, device, gen)
-            if sched is not None:
-                sched.step()
-            model.eval()
-            probs = predict(model, val.images, device)
-            m = classification_metrics(val.labels.numpy(), probs.argmax(1), task.classes)
-            row = {"train_loss": train_loss, "val_accuracy": m["accuracy"], "val_macro_f1": m["macro_f1"]}
-            history.append(row)
-            mlflow.log_metrics(row, step=epoch)
-            progress.update(bar, advance=1, description=f"epoch {epoch} val_f1={m['macro_f1']:.3f}")
-            if m["macro_f1"] > best["score"] + cfg.min_delta:
-                best = {"score": m["macro_f1"], "epoch": epoch, "state": copy.deepcopy(model.state_dict())}
-            elif epoch - best["epoch"] >= cfg.patience:
-                break
-    return best, history, opt
-
-
 def _log_model(model: nn.Module, sample: torch.Tensor, task: TaskConfig, cfg: TrainConfig, out_dir: Path) -> str:
-    model = model.cpu().eval()
+    model = model.cpu().to(memory_format=torch.contiguous_format).eval()
     example = normalize(sample[:2]).numpy()
     with torch.no_grad():
         signature = infer_signature(example, model(torch.from_numpy(example)).numpy())
@@ -184,36 +104,96 @@ def _log_dataset(patch_dir: Path) -> None:
             mlflow.log_artifact(str(patch_dir / name), artifact_path="dataset")
 
 
+def _log_start(cfg: TrainConfig, task: TaskConfig, train: Source, val: Source, model: nn.Module,
+               device: torch.device, ctx: Dist, report: LoadReport | None, resume: dict[str, Any] | None,
+               data_version: str) -> None:
+    dtype = amp_dtype(cfg, device)
+    mlflow.log_params({**dataclasses.asdict(cfg), "task": task.name, "classes": ",".join(task.classes),
+                       "n_train": len(train), "n_val": len(val), "device": str(device), "world_size": ctx.world,
+                       "amp_dtype": str(dtype).removeprefix("torch.") if dtype else "off",
+                       "trainable_params": sum(p.numel() for p in trainable(model)),
+                       "total_params": sum(p.numel() for p in model.parameters()),
+                       **(report.as_params() if report else {})})
+    tags = {"data_version": data_version, "git_commit": _git_commit(), "stage": "train_model"}
+    if resume:
+        tags.update(resumed_from_run=str(resume.get("mlflow_run_id")), resumed_after_epoch=str(resume["epoch"]))
+    mlflow.set_tags(tags)
+
+
+def _finish(model: nn.Module, state: FitState, train: Source, cfg: TrainConfig, task: TaskConfig, out_dir: Path,
+            active: mlflow.ActiveRun, data_version: str) -> dict[str, Any]:
+    """Best weights into checkpoint.pt, curves and model into MLflow; returns the summary."""
+    assert state.best_state is not None  # the first epoch always beats the initial score of -1
+    model.load_state_dict(state.best_state)
+    save_best(out_dir / CHECKPOINT, state.best_state, cfg, task.classes, state.best_epoch, state.best_score)
+    plot_curves(state.history, out_dir / "curves.png")
+    mlflow.log_artifact(str(out_dir / "curves.png"))
+    model_uri = _log_model(model, train.sample(2), task, cfg, out_dir)
+    mlflow.log_metrics({"best_val_macro_f1": state.best_score, "best_epoch": state.best_epoch})
+    return {"run_id": active.info.run_id, "experiment_id": active.info.experiment_id, "kind": "classifier",
+            "model_uri": model_uri, "arch": cfg.arch, "best_epoch": state.best_epoch,
+            "best_val_macro_f1": state.best_score, "epochs_run": len(state.history),
+            "classes": list(task.classes), "data_version": data_version}
+
+
 def run(cfg: TrainConfig, task: TaskConfig, tracking: TrackingConfig, patch_dir: Path, out_dir: Path,
         data_version: str = "unknown") -> dict[str, Any]:
-    """Train on `patch_dir` (crop_patches output); write checkpoint + summary into `out_dir`."""
+    """Train on `patch_dir` (crop_patches output); write checkpoints + summary into `out_dir`.
+
+    Returns the summary (on DDP ranks other than 0: only `{"rank": r}`; they write nothing).
+    """
+    ctx, device = distributed.init(cfg.device)
+    try:
+        return _train(cfg, task, tracking, patch_dir, out_dir, data_version, ctx, device)
+    finally:
+        distributed.shutdown(ctx)
+
+
+def _model(cfg: TrainConfig, n_classes: int, device: torch.device, ctx: Dist,
+           loads_weights: bool) -> tuple[nn.Module, list[nn.Module], LoadReport | None]:
+    """The network on its device: pretrained weights (rank 0 only: DDP copies them to the other
+    ranks; a resume overwrites them anyway), frozen blocks, channels-last on CUDA."""
+    model = build_model(cfg.arch, n_classes, cfg.dropout)
+    report = None
+    if cfg.pretrained_path and ctx.main and loads_weights:
+        report = load_pretrained(model, cfg.pretrained_path)
+        print(f"train_model: pretrained {report.source}: {report.loaded} tensors loaded, {report.missing} missing, "
+              f"{report.unexpected} unexpected, {report.mismatched} of another shape")
+    frozen = freeze(model, cfg.arch, cfg.freeze_layers)
+    model = model.to(device)
+    if cfg.channels_last and device.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
+    if ctx.enabled:
+        torch.manual_seed(cfg.seed + ctx.rank)  # same initial weights (above), different dropout masks
+    return model, frozen, report
+
+
+def _train(cfg: TrainConfig, task: TaskConfig, tracking: TrackingConfig, patch_dir: Path, out_dir: Path,
+           data_version: str, ctx: Dist, device: torch.device) -> dict[str, Any]:
     torch.manual_seed(cfg.seed)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    train = load_split(patch_dir, "train", task.classes, cfg.image_size)
-    val = load_split(patch_dir, "val", task.classes, cfg.image_size)
-    if len(train.labels) == 0 or len(val.labels) == 0:
-        raise DataError(patch_dir, f"need patches in train and val, found {len(train.labels)}/{len(val.labels)}")
-    device = pick_device(cfg.device)
-    model = build_model(cfg.arch, len(task.classes), cfg.dropout, cfg.pretrained_path).to(device)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # fixed patch size: pick the fastest kernels once
+    train = open_split(patch_dir, "train", task.classes, cfg, device)
+    val = open_split(patch_dir, "val", task.classes, cfg, device)
+    if len(train) == 0 or len(val) == 0:
+        raise DataError(patch_dir, f"need patches in train and val, found {len(train)}/{len(val)}")
+    resume = load_resume(cfg.resume, cfg, task.classes) if cfg.resume else None
+    model, frozen, report = _model(cfg, len(task.classes), device, ctx, loads_weights=not resume)
+    if not ctx.main:
+        fit(model, train, val, cfg, task, device, ctx, out_dir, frozen, resume)
+        return {"rank": ctx.rank}
     out_dir.mkdir(parents=True, exist_ok=True)
     setup(tracking, f"{tracking.experiment}-{task.name}")
     with mlflow.start_run(run_name=f"train-{cfg.arch}") as active:
-        mlflow.log_params({**dataclasses.asdict(cfg), "task": task.name, "classes": ",".join(task.classes),
-                           "n_train": len(train.labels), "n_val": len(val.labels), "device": str(device)})
-        mlflow.set_tags({"data_version": data_version, "git_commit": _git_commit(), "stage": "train_model"})
+        _log_start(cfg, task, train, val, model, device, ctx, report, resume, data_version)
         _log_dataset(patch_dir)
-        best, history, opt = _fit(model, train, val, cfg, task, device)
-        model.load_state_dict(best["state"])
-        torch.save({"state_dict": best["state"], "optimizer": opt.state_dict(), "epoch": best["epoch"],
-                    "config": dataclasses.asdict(cfg), "classes": list(task.classes)}, out_dir / CHECKPOINT)
-        plot_curves(history, out_dir / "curves.png")
-        mlflow.log_artifact(str(out_dir / "curves.png"))
-        model_uri = _log_model(model, train.images, task, cfg, out_dir)
-        mlflow.log_metrics({"best_val_macro_f1": best["score"], "best_epoch": best["epoch"]})
-        summary = {"run_id": active.info.run_id, "experiment_id": active.info.experiment_id,
-                   "model_uri": model_uri, "arch": cfg.arch, "best_epoch": best["epoch"],
-                   "best_val_macro_f1": best["score"], "epochs_run": len(history),
-                   "classes": list(task.classes), "data_version": data_version}
+        logger = EpochLogger(active.info.run_id, cfg.log_every)
+        for row in resume["history"] if resume else []:  # the resumed run shows the whole curve
+            logger(int(row["epoch"]), row)
+        state = fit(model, train, val, cfg, task, device, ctx, out_dir, frozen, resume, logger, active.info.run_id)
+        logger.flush()
+        summary = _finish(model, state, train, cfg, task, out_dir, active, data_version)
     write_json(out_dir / SUMMARY, summary)
     return summary

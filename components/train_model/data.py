@@ -1,4 +1,7 @@
-"""Patch datasets as in-memory uint8 tensors: patches are small, so decode once and train fast."""
+"""Patch datasets as in-memory uint8 tensors: patches are small, so decode once and train fast.
+
+`loader.py` turns these into batches on the training device (and reads files per batch when a
+dataset does not fit in memory)."""
 
 from __future__ import annotations
 
@@ -24,27 +27,35 @@ class PatchSet:
     patients: tuple[str, ...]
 
 
-def load_split(patch_dir: Path, split: str, classes: tuple[str, ...], size: int) -> PatchSet:
-    """Load one split of `patches.parquet`, resized to `size`, labels indexed by `classes`."""
+def split_table(patch_dir: Path, split: str, classes: tuple[str, ...]) -> tuple[pd.DataFrame, torch.Tensor]:
+    """Rows of one split of `patches.parquet` (sorted by path: a stable order) and their label indices."""
     table = patch_dir / "patches.parquet"
     if not table.is_file():
         raise DataError(table, "patch table not found; run crop_patches first")
     frame = pd.read_parquet(table)
-    frame = frame[frame.split == split].sort_values("patch_path")
+    frame = frame[frame.split == split].sort_values("patch_path").reset_index(drop=True)
     unknown = set(frame.label) - set(classes)
     if unknown:
         raise DataError(table, f"labels {sorted(unknown)} are not in task.classes {list(classes)}")
-    arrays = []
-    for rel in frame.patch_path:
-        with Image.open(patch_dir / "patches" / rel) as img:
-            img = img.convert("RGB")
-            if img.size != (size, size):
-                img = img.resize((size, size), Image.Resampling.BILINEAR)
-            arrays.append(np.asarray(img))
-    images = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous() if arrays \
-        else torch.empty(0, 3, size, size, dtype=torch.uint8)
     index = {c: i for i, c in enumerate(classes)}
-    labels = torch.tensor([index[c] for c in frame.label], dtype=torch.int64)
+    return frame, torch.tensor([index[c] for c in frame.label], dtype=torch.int64)
+
+
+def decode_patch(path: Path, size: int) -> np.ndarray:
+    """One patch file → H×W×3 uint8 at `size` (bilinear, as at inference)."""
+    with Image.open(path) as img:
+        img = img.convert("RGB")
+        if img.size != (size, size):
+            img = img.resize((size, size), Image.Resampling.BILINEAR)
+        return np.array(img)  # a writable copy: torch.from_numpy warns on read-only buffers
+
+
+def load_split(patch_dir: Path, split: str, classes: tuple[str, ...], size: int) -> PatchSet:
+    """Load one split of `patches.parquet`, resized to `size`, labels indexed by `classes`."""
+    frame, labels = split_table(patch_dir, split, classes)
+    images = torch.empty(len(frame), 3, size, size, dtype=torch.uint8)
+    for i, rel in enumerate(frame.patch_path):  # straight into the tensor: no list of arrays + stack copy
+        images[i] = torch.from_numpy(decode_patch(patch_dir / "patches" / rel, size)).permute(2, 0, 1)
     return PatchSet(images, labels, tuple(frame.patient_id.astype(str)))
 
 
@@ -53,13 +64,3 @@ def normalize(batch: torch.Tensor) -> torch.Tensor:
     mean = torch.tensor(MEAN, device=batch.device).view(1, 3, 1, 1)
     std = torch.tensor(STD, device=batch.device).view(1, 3, 1, 1)
     return (batch.float() / 255.0 - mean) / std
-
-
-def augment(batch: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """Lesions have no canonical orientation: random flips and 90° turns per batch, seeded."""
-    if torch.rand(1, generator=generator).item() < 0.5:
-        batch = batch.flip(3)
-    if torch.rand(1, generator=generator).item() < 0.5:
-        batch = batch.flip(2)
-    k = int(torch.randint(0, 4, (1,), generator=generator).item())
-    return torch.rot90(batch, k, dims=(2, 3)) if k else batch

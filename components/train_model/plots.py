@@ -6,13 +6,14 @@ from pathlib import Path
 
 
 def plot_curves(history: list[dict[str, float]], path: Path) -> Path:
+    """Loss, validation scores and the learning rate per epoch (the schedule explains many bends)."""
     import matplotlib
 
     matplotlib.use("Agg")  # headless: pipelines run without a display
     import matplotlib.pyplot as plt
 
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(9, 3.5))
-    epochs = range(len(history))
+    fig, (ax1, ax2, ax3) = plt.subplots(1, 3, figsize=(13, 3.5))
+    epochs = [int(h.get("epoch", i)) for i, h in enumerate(history)]
     ax1.plot(epochs, [h["train_loss"] for h in history], label="train loss")
     ax1.set_xlabel("epoch")
     ax1.legend()
@@ -21,6 +22,11 @@ def plot_curves(history: list[dict[str, float]], path: Path) -> Path:
     ax2.set_xlabel("epoch")
     ax2.set_ylim(0, 1)
     ax2.legend()
+    if all("lr" in h for h in history):
+        ax3.plot(epochs, [h["lr"] for h in history], label="learning rate")
+        ax3.set_yscale("log")
+        ax3.legend()
+    ax3.set_xlabel("epoch")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

@@ -1,0 +1,89 @@
+"""Batch augmentation presets, run on the training device on uint8 batches, seeded.
+
+Random parameters (a few numbers per batch or per image) are drawn on the host from the run's
+seeded `torch.Generator`, so a preset gives the same pixels for the same seed on CPU or GPU and a
+resumed run continues the same sequence; the pixel work then happens where the batch already is
+(one H2D copy of uint8 per batch, no per-image Python, no worker processes).
+
+- `none`: nothing.
+- `flips` (the stage's original behaviour): one horizontal/vertical flip and 90° turn per batch —
+  lesions have no canonical orientation.
+- `light`: flips + per-image brightness and contrast ×U(0.9, 1.1).
+- `strong`: flips + per-image random resized crop (area 60–100 %, aspect 3/4–4/3) + brightness,
+  contrast and saturation ×U(0.75, 1.25).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+from components.common.errors import ConfigError
+
+PRESETS = ("none", "flips", "light", "strong")
+_LUMA = (0.299, 0.587, 0.114)
+
+
+def flips(batch: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """Random flips and 90° turns, one draw per batch (cheap: views and one copy)."""
+    if torch.rand(1, generator=gen).item() < 0.5:
+        batch = batch.flip(3)
+    if torch.rand(1, generator=gen).item() < 0.5:
+        batch = batch.flip(2)
+    k = int(torch.randint(0, 4, (1,), generator=gen).item())
+    return torch.rot90(batch, k, dims=(2, 3)) if k else batch
+
+
+def _factors(n: int, spread: float, gen: torch.Generator, device: torch.device) -> torch.Tensor:
+    return (1.0 + (torch.rand(n, generator=gen) * 2 - 1) * spread).view(n, 1, 1, 1).to(device)
+
+
+def _grey(x: torch.Tensor) -> torch.Tensor:
+    r, g, b = x.unbind(1)
+    return (_LUMA[0] * r + _LUMA[1] * g + _LUMA[2] * b).unsqueeze(1)
+
+
+def _jitter(x: torch.Tensor, gen: torch.Generator, spread: float, saturation: bool) -> torch.Tensor:
+    """Brightness, contrast (around each image's mean grey) and optionally saturation, on 0–255 floats."""
+    n = x.shape[0]
+    b, c = _factors(n, spread, gen, x.device), _factors(n, spread, gen, x.device)
+    x = (x * b).clamp(0, 255)
+    mean = _grey(x).mean(dim=(1, 2, 3), keepdim=True)
+    x = ((x - mean) * c + mean).clamp(0, 255)
+    if saturation:
+        s = _factors(n, spread, gen, x.device)
+        grey = _grey(x)
+        x = ((x - grey) * s + grey).clamp(0, 255)
+    return x
+
+
+def _resized_crop(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """Per-image random crop resized back to the input size: one affine grid_sample for the batch."""
+    n = x.shape[0]
+    area = 0.6 + 0.4 * torch.rand(n, generator=gen)
+    ratio = torch.exp(math.log(3 / 4) + (math.log(4 / 3) - math.log(3 / 4)) * torch.rand(n, generator=gen))
+    sw, sh = (area * ratio).sqrt().clamp(max=1.0), (area / ratio).sqrt().clamp(max=1.0)
+    cx = (torch.rand(n, generator=gen) * 2 - 1) * (1 - sw)
+    cy = (torch.rand(n, generator=gen) * 2 - 1) * (1 - sh)
+    theta = torch.zeros(n, 2, 3)
+    theta[:, 0, 0], theta[:, 0, 2], theta[:, 1, 1], theta[:, 1, 2] = sw, cx, sh, cy
+    grid = F.affine_grid(theta.to(x.device), list(x.shape), align_corners=False)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+
+def augment(batch: torch.Tensor, preset: str, gen: torch.Generator) -> torch.Tensor:
+    """uint8 N×3×H×W → augmented uint8 N×3×H×W on the same device (presets: the module doc)."""
+    if preset == "none":
+        return batch
+    if preset not in PRESETS:
+        raise ConfigError(f"train_model.augment: expected one of {list(PRESETS)}, found {preset!r}")
+    batch = flips(batch, gen)
+    if preset == "flips" or batch.shape[0] == 0:
+        return batch
+    x = batch.float()
+    if preset == "strong":
+        x = _resized_crop(x, gen)
+    x = _jitter(x, gen, 0.1 if preset == "light" else 0.25, saturation=preset == "strong")
+    return x.round_().clamp_(0, 255).to(torch.uint8)

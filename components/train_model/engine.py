@@ -1,0 +1,138 @@
+"""One training step, one epoch, one validation pass (cf. torchvision references/classification's
+engine.py), plus the optimizer, scheduler and precision they run with.
+
+GPU paths switch on only on CUDA, so the same code runs (exactly reproducibly) on CPU: bf16
+autocast (fp16 + a grad scaler on GPUs without bf16), channels-last memory format, uint8 batches
+converted and augmented on the device, and no per-batch host synchronisation (the loss is summed
+on the device and read once per epoch).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from components.train_model.augment import augment
+from components.train_model.config import TrainConfig
+from components.train_model.data import normalize
+from components.train_model.loader import Source
+from components.train_model.models import hold_frozen
+
+Scheduler = torch.optim.lr_scheduler.LRScheduler | torch.optim.lr_scheduler.ReduceLROnPlateau
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def amp_dtype(cfg: TrainConfig, device: torch.device) -> torch.dtype | None:
+    """bf16 where the GPU has it (no loss scaling needed), fp16 on older GPUs, none on CPU."""
+    if cfg.amp == "off" or device.type != "cuda":
+        return None
+    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+
+def make_optimizer(cfg: TrainConfig, params: Any) -> torch.optim.Optimizer:
+    kinds = {
+        "sgd": lambda: torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay),
+        "adam": lambda: torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay),
+        "adamw": lambda: torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay),
+        "adagrad": lambda: torch.optim.Adagrad(params, lr=cfg.lr, weight_decay=cfg.weight_decay),
+    }
+    return kinds[cfg.optimizer]()
+
+
+def make_scheduler(cfg: TrainConfig, opt: torch.optim.Optimizer) -> Scheduler | None:
+    """Stepped once per epoch; `plateau` watches val macro-F1 (mode max), the early-stopping score."""
+    if cfg.scheduler == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(opt, cfg.epochs)
+    if cfg.scheduler == "step":
+        return torch.optim.lr_scheduler.StepLR(opt, cfg.step_size, cfg.gamma)
+    if cfg.scheduler == "plateau":
+        return torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="max", factor=cfg.gamma,
+                                                          patience=cfg.plateau_patience, threshold=cfg.min_delta,
+                                                          threshold_mode="abs")
+    return None
+
+
+def step_scheduler(sched: Scheduler | None, score: float) -> None:
+    if isinstance(sched, torch.optim.lr_scheduler.ReduceLROnPlateau):
+        sched.step(score)
+    elif sched is not None:
+        sched.step()
+
+
+def class_weights(cfg: TrainConfig, labels: torch.Tensor, n_classes: int) -> torch.Tensor | None:
+    """Inverse-frequency weights so rare diseases count as much as common ones in the loss."""
+    if cfg.class_weights == "none":
+        return None
+    counts = torch.bincount(labels, minlength=n_classes).float().clamp(min=1)
+    return counts.sum() / (n_classes * counts)
+
+
+@torch.no_grad()
+def predict(model: nn.Module, images: torch.Tensor, device: torch.device, batch: int = 256) -> np.ndarray:
+    """Class probabilities for uint8 images. The caller puts the model in eval mode (exported
+    models from the registry are already frozen in it and refuse `.eval()`)."""
+    out = [torch.softmax(model(normalize(images[i:i + batch].to(device))).float(), 1).cpu()
+           for i in range(0, len(images), batch)]
+    return torch.cat(out).numpy() if out else np.zeros((0, 0))
+
+
+@dataclass
+class Trainer:
+    """What one optimisation step needs; `model` may be the DDP wrapper."""
+
+    model: nn.Module
+    opt: torch.optim.Optimizer
+    loss_fn: nn.Module
+    device: torch.device
+    augment: str
+    aug_gen: torch.Generator
+    dtype: torch.dtype | None = None
+    channels_last: bool = False
+    frozen: list[nn.Module] = field(default_factory=list)
+    scaler: torch.amp.GradScaler = field(default_factory=lambda: torch.amp.GradScaler("cpu", enabled=False))
+
+    def prepare(self, x: torch.Tensor, train: bool) -> torch.Tensor:
+        """uint8 batch on the device → (augmented) normalised float, channels-last on CUDA (converted
+        while still uint8: a quarter of the bytes; the float ops keep the layout)."""
+        x = augment(x, self.augment, self.aug_gen) if train else x
+        return normalize(x.contiguous(memory_format=torch.channels_last) if self.channels_last else x)
+
+    def step(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Forward, backward, update on a prepared batch; returns the loss (still on the device)."""
+        with torch.autocast(self.device.type, dtype=self.dtype or torch.bfloat16, enabled=self.dtype is not None):
+            loss = self.loss_fn(self.model(x), y)
+        self.opt.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.scaler.step(self.opt)
+        self.scaler.update()
+        return loss.detach()
+
+    def epoch(self, source: Source, indices: torch.Tensor, batch_size: int) -> tuple[float, int]:
+        """One pass over `indices` of `source`; returns (summed loss, images seen)."""
+        self.model.train()
+        hold_frozen(self.frozen)
+        total = torch.zeros((), device=self.device)
+        seen = 0
+        for x, y in source.batches(indices, batch_size):
+            total += self.step(self.prepare(x, train=True), y) * len(y)
+            seen += len(y)
+        return float(total.item()), seen
+
+    @torch.no_grad()
+    def probabilities(self, model: nn.Module, source: Source, batch_size: int = 256) -> np.ndarray:
+        """Validation pass (no augmentation) with the unwrapped `model`, in the training precision."""
+        model.eval()
+        out = []
+        for x, _ in source.batches(torch.arange(len(source)), batch_size):
+            with torch.autocast(self.device.type, dtype=self.dtype or torch.bfloat16, enabled=self.dtype is not None):
+                out.append(torch.softmax(model(self.prepare(x, train=False)).float(), 1))
+        return torch.cat(out).cpu().numpy() if out else np.zeros((0, 0))

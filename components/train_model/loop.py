@@ -1,0 +1,149 @@
+"""The epoch loop: train, validate, schedule, stop early, checkpoint — and resume where it stopped.
+
+Early stopping follows seeds 000/003: the best val macro-F1 counts only if it beats the previous
+best by `min_delta`, and training stops `patience` epochs after the last such gain. The best
+weights are kept in memory and in `last.pt`, so a resumed run knows what it is trying to beat.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from rich.progress import Progress
+from torch import nn
+
+from components.common.metrics import classification_metrics
+from components.common.task import TaskConfig
+from components.train_model import distributed
+from components.train_model.checkpoint import FORMAT, LAST, rng_state, save_atomic, set_rng_state
+from components.train_model.config import TrainConfig
+from components.train_model.distributed import Dist
+from components.train_model.engine import (
+    Scheduler, Trainer, amp_dtype, class_weights, make_optimizer, make_scheduler, step_scheduler,
+)
+from components.train_model.loader import Source
+from components.train_model.models import trainable
+
+EpochHook = Callable[[int, dict[str, float]], None]
+
+
+@dataclass
+class FitState:
+    next_epoch: int = 0
+    best_score: float = -1.0
+    best_epoch: int = -1
+    best_state: dict[str, torch.Tensor] | None = None
+    history: list[dict[str, float]] = field(default_factory=list)
+    stopped: bool = False
+
+
+def augment_seed(seed: int, rank: int) -> int:
+    """Each rank its own augmentation stream, all derived from the one configured seed."""
+    return (seed * 1_000_003 + 7919 * (rank + 1)) % (2**63)
+
+
+@dataclass
+class Parts:
+    """Everything an epoch needs besides the data (built once per run by `_parts`)."""
+
+    trainer: Trainer
+    sched: Scheduler | None
+    order: torch.Generator  # the epoch permutations: the same stream on every rank
+    cfg: TrainConfig
+    task: TaskConfig
+    ctx: Dist
+    device: torch.device
+
+
+def _parts(model: nn.Module, train: Source, cfg: TrainConfig, task: TaskConfig, device: torch.device, ctx: Dist,
+           frozen: list[nn.Module]) -> Parts:
+    opt = make_optimizer(cfg, trainable(model))
+    dtype = amp_dtype(cfg, device)
+    weights = class_weights(cfg, train.labels, len(task.classes))
+    loss_fn = nn.CrossEntropyLoss(weight=None if weights is None else weights.to(device),
+                                  label_smoothing=cfg.label_smoothing)
+    aug = torch.Generator().manual_seed(augment_seed(cfg.seed, ctx.rank))
+    trainer = Trainer(model, opt, loss_fn, device, cfg.augment, aug, dtype, cfg.channels_last and device.type == "cuda",
+                      frozen, torch.amp.GradScaler(device.type, enabled=dtype == torch.float16))
+    return Parts(trainer, make_scheduler(cfg, opt), torch.Generator().manual_seed(cfg.seed), cfg, task, ctx, device)
+
+
+def _restore(ckpt: dict[str, Any], model: nn.Module, p: Parts) -> FitState:
+    model.load_state_dict(ckpt["state_dict"])
+    p.trainer.opt.load_state_dict(ckpt["optimizer"])
+    if p.sched is not None and ckpt["scheduler"] is not None:
+        p.sched.load_state_dict(ckpt["scheduler"])
+    if ckpt["scaler"]:
+        p.trainer.scaler.load_state_dict(ckpt["scaler"])
+    if not set_rng_state(ckpt["rng"], p.ctx.rank, p.order, p.trainer.aug_gen):
+        print(f"train_model: resumed with {p.ctx.world} processes from {len(ckpt['rng'])}: not bit-exact")
+    return FitState(next_epoch=ckpt["next_epoch"], best_score=ckpt["best_score"], best_epoch=ckpt["best_epoch"],
+                    best_state=ckpt["best_state_dict"], history=list(ckpt["history"]), stopped=ckpt["stopped"])
+
+
+def _save_last(path: Path, model: nn.Module, p: Parts, state: FitState, rngs: list[Any], run_id: str | None) -> None:
+    save_atomic({
+        "format": FORMAT, "state_dict": model.state_dict(), "optimizer": p.trainer.opt.state_dict(),
+        "scheduler": None if p.sched is None else p.sched.state_dict(), "scaler": p.trainer.scaler.state_dict(),
+        "epoch": state.next_epoch - 1, "next_epoch": state.next_epoch, "stopped": state.stopped,
+        "best_score": state.best_score, "best_epoch": state.best_epoch, "best_state_dict": state.best_state,
+        "history": state.history, "rng": rngs, "config": dataclasses.asdict(p.cfg), "classes": list(p.task.classes),
+        "world_size": len(rngs), "mlflow_run_id": run_id}, path)
+
+
+def _validate(p: Parts, model: nn.Module, val: Source, state: FitState, epoch: int) -> tuple[list[float], float]:
+    """Rank 0's [macro-F1, improved, stop] and val accuracy."""
+    m = classification_metrics(val.labels.numpy(), p.trainer.probabilities(model, val).argmax(1), p.task.classes)
+    improved = m["macro_f1"] > state.best_score + p.cfg.min_delta
+    stop = not improved and epoch - state.best_epoch >= p.cfg.patience
+    return [m["macro_f1"], float(improved), float(stop)], m["accuracy"]
+
+
+def _epoch(p: Parts, model: nn.Module, train: Source, val: Source, state: FitState, epoch: int) -> dict[str, float]:
+    """Train one epoch on this rank's shard, validate on rank 0, update `state` on every rank."""
+    start, lr = time.perf_counter(), float(p.trainer.opt.param_groups[0]["lr"])
+    shard = distributed.shard(torch.randperm(len(train), generator=p.order), p.ctx)
+    loss_sum, seen = distributed.sum_all(list(p.trainer.epoch(train, shard, p.cfg.batch_size)), p.ctx, p.device)
+    verdict, accuracy = _validate(p, model, val, state, epoch) if p.ctx.main else ([0.0] * 3, 0.0)
+    score, improved, stop = distributed.from_main(verdict, p.ctx, p.device)
+    step_scheduler(p.sched, score)
+    seconds = time.perf_counter() - start
+    row = {"epoch": epoch, "train_loss": loss_sum / max(seen, 1), "val_accuracy": accuracy, "val_macro_f1": score,
+           "lr": lr, "epoch_seconds": seconds, "train_images_per_s": seen / seconds}
+    state.history.append(row)
+    if improved:
+        state.best_score, state.best_epoch = score, epoch
+        state.best_state = copy.deepcopy(model.state_dict())
+    state.next_epoch, state.stopped = epoch + 1, bool(stop)
+    return row
+
+
+def fit(model: nn.Module, train: Source, val: Source, cfg: TrainConfig, task: TaskConfig, device: torch.device,
+        ctx: Dist, out_dir: Path, frozen: list[nn.Module], resume: dict[str, Any] | None = None,
+        on_epoch: EpochHook | None = None, run_id: str | None = None) -> FitState:
+    """Train `model` (already on `device`) until `cfg.epochs` or early stopping, from `resume` (a
+    loaded last.pt) if given; rank 0 writes `last.pt` after every epoch, then calls `on_epoch`."""
+    p = _parts(model, train, cfg, task, device, ctx, frozen)
+    state = _restore(resume, model, p) if resume else FitState()
+    p.trainer.model = distributed.wrap(model, ctx, device)  # after the restore: DDP syncs from rank 0
+    last = state.next_epoch if state.stopped else cfg.epochs  # a resumed, stopped run only finishes
+    with Progress(disable=not ctx.main) as progress:
+        bar = progress.add_task("train_model", total=cfg.epochs, completed=state.next_epoch)
+        for epoch in range(state.next_epoch, last):
+            row = _epoch(p, model, train, val, state, epoch)
+            rngs = distributed.gather(rng_state(p.order, p.trainer.aug_gen), ctx)
+            if ctx.main:
+                _save_last(out_dir / LAST, model, p, state, rngs, run_id)
+                if on_epoch is not None:
+                    on_epoch(epoch, row)
+                progress.update(bar, advance=1, description=f"epoch {epoch} val_f1={row['val_macro_f1']:.3f}")
+            if state.stopped:
+                break
+    return state

@@ -1,0 +1,95 @@
+"""Backbone weights from a local file or `s3://bucket/key` (never from a model hub).
+
+Loading is lenient on purpose (`strict=False`): an ImageNet file has a 1000-class head and a
+previous LesionOps checkpoint may have another class list, so keys that do not fit are skipped.
+What was skipped is counted and reported, so "loaded nothing" is visible in the log and in MLflow
+rather than silently training from scratch.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from components.common.errors import ConfigError, DataError
+
+
+@dataclass(frozen=True)
+class LoadReport:
+    source: str
+    loaded: int  # tensors copied into the model
+    missing: int  # model keys the file did not provide (e.g. the new head)
+    unexpected: int  # file keys the model has no place for (e.g. the ImageNet head)
+    mismatched: int  # same name, different shape: skipped (counted in `missing` as well)
+
+    def as_params(self) -> dict[str, int | str]:
+        return {"pretrained_loaded_keys": self.loaded, "pretrained_missing_keys": self.missing,
+                "pretrained_unexpected_keys": self.unexpected, "pretrained_mismatched_keys": self.mismatched}
+
+
+def _split_s3(uri: str) -> tuple[str, str]:
+    bucket, _, key = uri.removeprefix("s3://").partition("/")
+    if not bucket or not key or key.endswith("/"):
+        raise ConfigError(f"train_model.pretrained_path: expected s3://bucket/key of one file, found {uri!r}")
+    return bucket, key
+
+
+@contextlib.contextmanager
+def local_copy(uri: str) -> Iterator[Path]:
+    """A readable local path for `uri`; S3 objects go to a temporary file removed afterwards.
+
+    Credentials, region and endpoint come from the standard AWS chain (environment, ~/.aws,
+    instance role; `AWS_ENDPOINT_URL_S3` for MinIO-like stores), as for any boto3 client.
+    """
+    if not uri.startswith("s3://"):
+        path = Path(uri)
+        if not path.is_file():
+            raise DataError(path, "pretrained weights not found (train_model.pretrained_path)")
+        yield path
+        return
+    import boto3
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    bucket, key = _split_s3(uri)
+    with tempfile.TemporaryDirectory(prefix="lesionops-weights-") as tmp:
+        target = Path(tmp) / Path(key).name
+        try:
+            boto3.client("s3").download_file(bucket, key, str(target))
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code", "?")
+            why = "no such object (or bucket)" if code in ("404", "NoSuchKey", "NoSuchBucket") else "refused"
+            raise DataError(uri, f"cannot download pretrained weights: {why} [S3 {code}]") from exc
+        except BotoCoreError as exc:
+            raise DataError(uri, f"cannot download pretrained weights: {exc}") from exc
+        yield target
+
+
+def _state_dict(path: Path, source: str) -> dict[str, torch.Tensor]:
+    """A plain state_dict, a LesionOps checkpoint ({"state_dict": …}) or a DDP one ("module." keys)."""
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises pickle, zip and runtime errors for a bad file
+        raise DataError(source, f"not a torch state_dict file: {exc}") from exc
+    if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
+        obj = obj["state_dict"]
+    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise DataError(source, "expected a mapping of parameter names to tensors (a state_dict)")
+    return {k.removeprefix("module."): v for k, v in obj.items()}
+
+
+def load_pretrained(model: nn.Module, uri: str) -> LoadReport:
+    """Copy every tensor of `uri` whose name and shape fit `model`; count what did not."""
+    with local_copy(uri) as path:
+        state = _state_dict(path, uri)
+    own = model.state_dict()
+    fits = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+    mismatched = sum(1 for k, v in state.items() if k in own and own[k].shape != v.shape)
+    result = model.load_state_dict(fits, strict=False)
+    return LoadReport(source=uri, loaded=len(fits), missing=len(result.missing_keys),
+                      unexpected=len(set(state) - set(own)), mismatched=mismatched)

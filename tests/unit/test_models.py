@@ -1,0 +1,168 @@
+"""Architectures, heads, freezing, pretrained loading, schedulers and augmentation presets of train_model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from torch import nn
+
+from components.common.errors import ConfigError, DataError
+from components.train_model.augment import PRESETS, augment
+from components.train_model.config import TrainConfig
+from components.train_model.engine import Trainer, make_optimizer, make_scheduler, step_scheduler
+from components.train_model.loader import MemorySource
+from components.train_model.models import ARCHS, build_model, freeze, trainable
+from components.train_model.pretrained import load_pretrained
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_every_arch_builds_a_new_head_and_classifies_small_patches(arch: str) -> None:
+    torch.manual_seed(0)
+    model = build_model(arch, 3, dropout=0.25).eval()
+    heads = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    assert heads[-1].out_features == 3
+    assert any(isinstance(m, nn.Dropout) and m.p == 0.25 for m in model.modules())
+    size = 32 if arch != "small_cnn" else 48
+    with torch.no_grad():
+        out = model(torch.randn(2, 3, size, size))
+    assert out.shape == (2, 3) and torch.isfinite(out).all()
+
+
+# (arch, N, parameter-name prefixes of the first N blocks): the table in models.py.
+FROZEN = [
+    ("small_cnn", 2, ("0.", "1.")),
+    ("resnet18", 1, ("conv1.", "bn1.")),
+    ("resnet50", 3, ("conv1.", "bn1.", "layer1.", "layer2.")),
+    ("vgg16", 4, tuple(f"features.{i}." for i in (0, 2, 5, 7, 10, 12, 14, 17, 19, 21))),
+    ("densenet121", 3, ("features.conv0.", "features.norm0.", "features.denseblock1.", "features.transition1.")),
+    ("convnext_tiny", 2, ("features.0.", "features.1.")),
+    ("efficientnet_b0", 3, ("features.0.", "features.1.", "features.2.")),
+    ("mobilenet_v3_small", 4, ("features.0.", "features.1.", "features.2.", "features.3.")),
+]
+
+
+@pytest.mark.parametrize(("arch", "n", "prefixes"), FROZEN)
+def test_freeze_layers_fixes_exactly_the_first_blocks(arch: str, n: int, prefixes: tuple[str, ...]) -> None:
+    model = build_model(arch, 2)
+    blocks = freeze(model, arch, n)
+    assert len(blocks) == n
+    frozen = {name for name, p in model.named_parameters() if not p.requires_grad}
+    assert frozen == {name for name, _ in model.named_parameters() if name.startswith(prefixes)}
+    opt = make_optimizer(TrainConfig(optimizer="sgd"), trainable(model))
+    in_opt = {id(p) for group in opt.param_groups for p in group["params"]}
+    assert in_opt == {id(p) for p in model.parameters() if p.requires_grad} and in_opt
+
+
+def test_frozen_blocks_keep_weights_and_batchnorm_statistics_while_the_rest_learns() -> None:
+    torch.manual_seed(0)
+    model = build_model("resnet18", 2)
+    blocks = freeze(model, "resnet18", 2)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    cfg = TrainConfig(optimizer="sgd", lr=0.1, augment="none")
+    trainer = Trainer(model, make_optimizer(cfg, trainable(model)), nn.CrossEntropyLoss(), torch.device("cpu"),
+                      "none", torch.Generator(), frozen=blocks)
+    source = MemorySource(torch.randint(0, 256, (8, 3, 32, 32), dtype=torch.uint8), torch.arange(8) % 2,
+                          torch.device("cpu"))
+    trainer.epoch(source, torch.arange(8), 4)
+    after = model.state_dict()
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert not any(k.startswith(("conv1.", "bn1.", "layer1.")) for k in changed)
+    assert {"layer2.0.conv1.weight", "layer2.0.bn1.running_mean", "fc.1.weight"} <= changed
+
+
+@pytest.mark.parametrize(("arch", "n"), [("resnet18", 6), ("vgg16", 6), ("small_cnn", 5)])
+def test_freezing_more_blocks_than_the_backbone_has_is_a_config_error(arch: str, n: int) -> None:
+    with pytest.raises(ConfigError, match="train_model.freeze_layers"):
+        build_model(arch, 2, freeze_layers=n)
+
+
+def test_pretrained_state_dict_loads_leniently_and_counts_what_did_not_fit(tmp_path: Path) -> None:
+    from torchvision.models import resnet18
+
+    imagenet = resnet18(weights=None)  # the layout of a torchvision ImageNet file: fc is 1000 × 512
+    torch.save(imagenet.state_dict(), tmp_path / "imagenet.pt")
+    model = build_model("resnet18", 2)
+    report = load_pretrained(model, str(tmp_path / "imagenet.pt"))
+    assert (report.missing, report.unexpected, report.mismatched) == (2, 2, 0)  # fc.1.* vs fc.*
+    assert report.loaded == len(imagenet.state_dict()) - 2
+    assert torch.equal(model.layer4[1].conv2.weight, imagenet.layer4[1].conv2.weight)
+    torch.save({"state_dict": {f"module.{k}": v for k, v in model.state_dict().items()}}, tmp_path / "ddp.pt")
+    assert load_pretrained(build_model("resnet18", 2), str(tmp_path / "ddp.pt")).missing == 0
+    with pytest.raises(DataError, match="pretrained weights not found"):
+        load_pretrained(model, str(tmp_path / "absent.pt"))
+
+
+def test_vgg16_takes_the_convolutions_of_a_torchvision_vgg16_file(tmp_path: Path) -> None:
+    donor = build_model("vgg16", 2)
+    layout = {k: v for k, v in donor.state_dict().items() if k.startswith("features.")}
+    layout |= {"classifier.0.weight": torch.zeros(4096, 8), "classifier.6.bias": torch.zeros(1000)}  # fc6, fc8
+    torch.save(layout, tmp_path / "vgg16.pt")
+    model = build_model("vgg16", 2)
+    report = load_pretrained(model, str(tmp_path / "vgg16.pt"))
+    assert (report.loaded, report.missing, report.unexpected) == (26, 2, 2)  # 13 convs; our head; fc6/fc8
+    assert torch.equal(model.features[28].weight, donor.features[28].weight)
+
+
+def _lrs(cfg: TrainConfig, scores: list[float]) -> list[float]:
+    opt = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=cfg.lr)
+    sched = make_scheduler(cfg, opt)
+    out = []
+    for score in scores:
+        out.append(opt.param_groups[0]["lr"])
+        opt.step()
+        step_scheduler(sched, score)
+    return out
+
+
+@pytest.mark.parametrize(("overrides", "scores", "expected"), [
+    ({"scheduler": "none"}, [0.5] * 4, [1.0, 1.0, 1.0, 1.0]),
+    ({"scheduler": "cosine", "epochs": 4}, [0.5] * 4, [1.0, 0.8535533905932737, 0.5, 0.14644660940672627]),
+    ({"scheduler": "step", "step_size": 2, "gamma": 0.5}, [0.5] * 5, [1.0, 1.0, 0.5, 0.5, 0.25]),
+    ({"scheduler": "plateau", "plateau_patience": 1, "gamma": 0.1}, [0.5, 0.6, 0.6, 0.6, 0.7],
+     [1.0, 1.0, 1.0, 1.0, 0.1]),
+    ({"scheduler": "plateau", "plateau_patience": 0, "gamma": 0.5, "min_delta": 0.05}, [0.5, 0.52, 0.6],
+     [1.0, 1.0, 0.5]),
+])
+def test_scheduler_choices(overrides: dict[str, Any], scores: list[float], expected: list[float]) -> None:
+    assert _lrs(TrainConfig(lr=1.0, **overrides), scores) == pytest.approx(expected)
+
+
+@pytest.mark.parametrize(("field", "value"), [
+    ("scheduler", "onecycle"), ("augment", "heavy"), ("loader", "dali"), ("amp", "fp8"), ("arch", "vit_b_16"),
+    ("optimizer", "lion"), ("freeze_layers", -1), ("log_every", 0), ("gamma", 0.0),
+])
+def test_config_refuses_unknown_choices_naming_the_key(field: str, value: Any) -> None:
+    with pytest.raises(ConfigError, match=f"train_model.{field}"):
+        TrainConfig(**{field: value})
+
+
+def test_default_config_is_the_stage_as_it_was() -> None:
+    cfg = TrainConfig()
+    assert (cfg.augment, cfg.scheduler, cfg.freeze_layers, cfg.loader, cfg.amp, cfg.resume) == (
+        "flips", "cosine", 0, "memory", "auto", None)
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+def test_augment_presets_keep_shape_and_dtype_and_are_seeded(preset: str) -> None:
+    batch = torch.randint(0, 256, (6, 3, 24, 24), dtype=torch.uint8, generator=torch.Generator().manual_seed(1))
+    runs = [augment(batch, preset, torch.Generator().manual_seed(seed)) for seed in (7, 7, 8, 9, 10)]
+    assert all(r.shape == batch.shape and r.dtype == torch.uint8 for r in runs)
+    assert torch.equal(runs[0], runs[1])
+    if preset == "none":
+        assert torch.equal(runs[0], batch)
+    else:  # over several seeds at least one differs from another (flips alone may draw "identity")
+        assert any(not torch.equal(runs[0], r) for r in runs[2:])
+
+
+@pytest.mark.parametrize("preset", ["light", "strong"])
+def test_photometric_presets_change_each_image_differently(preset: str) -> None:
+    batch = torch.full((4, 3, 16, 16), 120, dtype=torch.uint8)
+    batch[:, :, 4:12, 4:12] = 200
+    out = augment(batch, preset, torch.Generator().manual_seed(3)).float()
+    means = out.mean(dim=(1, 2, 3))
+    assert len(set(means.tolist())) == 4  # per-image factors, not one per batch
+    assert (means - batch.float().mean()).abs().max() < (15 if preset == "light" else 60)
+
