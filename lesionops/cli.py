@@ -47,9 +47,50 @@ for _stage in STAGES:
     _stage_command(_stage)
 
 
+# Pipeline stages beyond STAGES whose one-line summaries `pipeline run` echoes from the task log.
+_MODEL_STAGES = ("train_baseline", "train_detector", "evaluate_detector")
+TaskOpt = Annotated[Optional[str], typer.Option(
+    "--task", help="task preset tasks/NAME.yaml merged over --params (es_skin, acupoint, chest_xray, "
+                   "ct_pneumonia, monkeypox); unknown names list the available ones")]
+SetOpt = Annotated[Optional[list[str]], typer.Option(
+    "--set", help="SECTION.KEY=VALUE (YAML value) applied after the preset, e.g. train_model.epochs=2; repeatable")]
+
+
+def _task_params(params: Path, task: str | None, overrides: list[str] | None, command: str) -> dict[str, Any]:
+    """params.yaml, then the task preset, then `--set` overrides; a bad one exits 2 with its message."""
+    from components.common.errors import LesionOpsError
+    from lesionops.presets import apply_overrides, load_preset
+
+    try:
+        doc = load_params(params)
+        doc = load_preset(task, doc) if task is not None else doc
+        return apply_overrides(doc, overrides or [])
+    except LesionOpsError as exc:
+        console.print(f"[bold red]{command} failed:[/] {exc}")
+        raise typer.Exit(2) from None
+
+
+def _generate(doc: dict[str, Any], out: Path, **overrides: Any) -> None:
+    """Run the generator the document's `synth` section names (skin unless a preset says otherwise)."""
+    from dataclasses import replace
+
+    from components.common.errors import LesionOpsError
+    from lesionops.presets import generate, synth_settings
+
+    try:
+        settings = replace(synth_settings(doc), **{k: v for k, v in overrides.items() if v is not None})
+        done = generate(settings, tuple(doc["task"]["classes"]), out)
+    except LesionOpsError as exc:
+        console.print(f"[bold red]synth failed:[/] {exc}")
+        raise typer.Exit(2) from None
+    what = f"{done.n_boxes} boxes" if done.n_boxes else "one label per image"
+    console.print(f"synth ({done.generator}): {done.n_images} images, {what}, {done.n_patients} patients "
+                  f"→ {out}  {done.per_class}")
+
+
 @app.command()
 def synth(
-    out: Annotated[Path, typer.Option(help="output dataset folder")] = Path("data"),
+    out: Annotated[Optional[Path], typer.Option(help="output dataset folder (default: synth.out, i.e. data)")] = None,
     n_images: Annotated[Optional[int], typer.Option(help="number of photos")] = None,
     seed: Annotated[Optional[int], typer.Option(help="random seed (same seed → same bytes)")] = None,
     width: Annotated[Optional[int], typer.Option(help="image width")] = None,
@@ -58,27 +99,25 @@ def synth(
     defects: Annotated[bool, typer.Option("--defects", help="then break ~35 images, one known defect each "
                                           "(writes <out>/defects.json: code → files)")] = False,
     params: ParamsOpt = Path("params.yaml"),
+    task: TaskOpt = None,
 ) -> None:
-    """Generate a synthetic labelImg dataset of skin-lesion photos (seed 002's five diseases)."""
-    from lesionops.synth.skin import SynthConfig, generate_skin_dataset
+    """Generate a synthetic dataset: labelImg skin-lesion photos (seed 002) unless --task picks another
+    seed's generator (acupoint hands, chest X-rays, CT DICOM slices, monkeypox photos)."""
+    from lesionops.presets import synth_settings
 
-    doc = load_params(params)
-    defaults = doc.get("synth", {}) or {}
-    cfg = SynthConfig(
-        out_dir=out, n_images=n_images or defaults.get("n_images", 400),
-        seed=seed if seed is not None else defaults.get("seed", 7),
-        image_width=width or defaults.get("image_width", 640),
-        image_height=height or defaults.get("image_height", 480),
-        classes=tuple(doc["task"]["classes"]),
-        class_priors=tuple(float(p) for p in priors.split(",")) if priors else None,
-    )
-    summary = generate_skin_dataset(cfg)
-    console.print(f"synth: {summary.n_images} images, {summary.n_boxes} boxes, "
-                  f"{summary.n_patients} patients → {out}  {summary.per_class_boxes}")
+    doc = _task_params(params, task, None, "synth")
+    settings = synth_settings(doc)
+    if defects and settings.generator != "skin":
+        console.print(f"[bold red]synth failed:[/] --defects breaks labelImg skin photos only, not "
+                      f"the {settings.generator} generator")
+        raise typer.Exit(2)
+    out = out if out is not None else Path(settings.out)
+    _generate(doc, out, n_images=n_images, seed=seed, image_width=width, image_height=height,
+              class_priors=tuple(float(p) for p in priors.split(",")) if priors else None)
     if defects:
         from lesionops.synth.defects import inject_defects
 
-        injected = inject_defects(out, cfg.seed)
+        injected = inject_defects(out, seed if seed is not None else settings.seed)
         (out / "defects.json").write_text(json.dumps(injected, indent=2, sort_keys=True) + "\n", encoding="utf-8")
         console.print(f"synth: injected {len(injected)} defect codes into {sum(map(len, injected.values()))} "
                       f"files → {out / 'defects.json'}")
@@ -142,15 +181,25 @@ def champion(params: ParamsOpt = Path("params.yaml")) -> None:
 
 @pipeline_app.command("run")
 def pipeline_run(
-    source: Annotated[Path, typer.Option(help="raw dataset folder")] = Path("data"),
+    source: Annotated[Optional[Path], typer.Option(
+        help="raw dataset folder (default: data; with --task the preset's synth.out, generated when absent)")] = None,
     params: ParamsOpt = Path("params.yaml"),
     pipeline_root: Annotated[Path, typer.Option(help="where kfp.local keeps task outputs")] = Path(".kfp_local"),
+    task: TaskOpt = None,
+    overrides: SetOpt = None,
 ) -> None:
     """Run the training pipeline locally with kfp.local (same components as on Kubeflow)."""
     from lesionops.datavc import data_version
     from pipelines.local import run_training
 
-    doc = load_params(params)
+    doc = _task_params(params, task, overrides, "pipeline run")
+    if source is None:
+        from lesionops.presets import synth_settings
+
+        source = Path(synth_settings(doc).out) if task is not None else Path("data")
+        if task is not None and not source.exists():
+            console.print(f"no dataset at {source}: generating the {task} preset's synthetic data")
+            _generate(doc, source)
     started = time.monotonic()
     log = pipeline_root / "pipeline.log"
     pipeline_root.mkdir(parents=True, exist_ok=True)
@@ -161,11 +210,24 @@ def pipeline_run(
         tail = "\n".join(log.read_text(encoding="utf-8", errors="replace").splitlines()[-25:])
         console.print(f"{tail}\n[bold red]pipeline failed:[/] {exc}\nfull log: {log}")
         raise typer.Exit(1) from None
+    reported = tuple(f"{s}:" for s in dict.fromkeys((*STAGES, *_MODEL_STAGES)))
     for line in log.read_text(encoding="utf-8", errors="replace").splitlines():
-        if line.lstrip().startswith(tuple(f"{s}:" for s in STAGES)) or "Skipping conditional" in line:
+        if line.lstrip().startswith(reported) or "Skipping conditional" in line:
             console.print(f"  {line.strip()}")
     console.print(f"pipeline finished in {time.monotonic() - started:.0f} s (task log: {log})")
-    _print_champion(section(doc, "mlflow", TrackingConfig))
+    _print_champions(doc)
+
+
+def _print_champions(doc: dict[str, Any]) -> None:
+    """The champion of each model the task trains (a detector-only task has no classifier)."""
+    from dataclasses import replace
+
+    tracking = section(doc, "mlflow", TrackingConfig)
+    models = (doc.get("task") or {}).get("models") or ["classifier"]
+    if "classifier" in models:
+        _print_champion(tracking)
+    if "detector" in models:
+        _print_champion(replace(tracking, registered_model=tracking.registered_detector))
 
 
 @pipeline_app.command("compile")
