@@ -10,6 +10,10 @@ from mlflow.tracking import MlflowClient
 from components.common.tracking import TrackingConfig, resolved_uri, version_by_alias
 
 
+# How far the CNN is above seed 002's HOG+SVM floor, on the same test split (evaluate_model logs them).
+BASELINE_KEYS = ("baseline_macro_f1", "gain_vs_baseline")
+
+
 def champion_summary(tracking: TrackingConfig, alias: str = "champion") -> dict[str, Any] | None:
     """The version behind `models:/<name>@<alias>` with its run's test metrics, or None."""
     mlflow.set_tracking_uri(resolved_uri(tracking))
@@ -21,6 +25,6 @@ def champion_summary(tracking: TrackingConfig, alias: str = "champion") -> dict[
     return {
         "name": tracking.registered_model, "version": str(version.version), "alias": alias,
         "run_id": version.run_id, "aliases": list(version.aliases),
-        "test_metrics": {k: v for k, v in sorted(metrics.items()) if k.startswith("test_")},
+        "test_metrics": {k: v for k, v in sorted(metrics.items()) if k.startswith("test_") or k in BASELINE_KEYS},
         "tags": dict(version.tags),
     }

@@ -20,8 +20,8 @@ from components.common.cli import run_main
 from components.common.params import load_params, params_hash, section
 from components.common.tracking import TrackingConfig
 
-STAGES = ("ingest_data", "validate_annotations", "crop_patches", "train_model", "evaluate_model",
-          "promote_model", "monitor_drift")
+STAGES = ("ingest_data", "validate_annotations", "crop_patches", "train_baseline", "train_model",
+          "evaluate_model", "train_detector", "evaluate_detector", "promote_model", "monitor_drift")
 
 app = typer.Typer(help="LesionOps: labelImg data → validated patches → gated, promoted models.",
                   no_args_is_help=True, add_completion=False)
@@ -47,8 +47,6 @@ for _stage in STAGES:
     _stage_command(_stage)
 
 
-# Pipeline stages beyond STAGES whose one-line summaries `pipeline run` echoes from the task log.
-_MODEL_STAGES = ("train_baseline", "train_detector", "evaluate_detector")
 TaskOpt = Annotated[Optional[str], typer.Option(
     "--task", help="task preset tasks/NAME.yaml merged over --params (es_skin, acupoint, chest_xray, "
                    "ct_pneumonia, monkeypox); unknown names list the available ones")]
@@ -179,6 +177,31 @@ def champion(params: ParamsOpt = Path("params.yaml")) -> None:
         raise typer.Exit(1)
 
 
+@app.command()
+def rollback(
+    kind: Annotated[str, typer.Option(help="classifier or detector")] = "classifier",
+    reason: Annotated[str, typer.Option(help="why (kept in the audit log)")] = "",
+    params: ParamsOpt = Path("params.yaml"),
+) -> None:
+    """Move `champion` back to the `previous` version (recorded in the promotion audit log)."""
+    from components.common.errors import LesionOpsError
+    from components.promote_model.core import PromoteConfig, PromotionRefused
+    from components.promote_model.rollback import rollback as do_rollback
+
+    doc = load_params(params)
+    try:
+        done = do_rollback(section(doc, "promote_model", PromoteConfig), section(doc, "mlflow", TrackingConfig),
+                           kind, reason)
+    except PromotionRefused as exc:
+        console.print(f"[bold red]rollback refused:[/] {exc}")
+        raise typer.Exit(4) from None
+    except LesionOpsError as exc:
+        console.print(f"[bold red]rollback failed:[/] {exc}")
+        raise typer.Exit(2) from None
+    console.print(f"{done['name']}: @{done['alias']} v{done['from_version']} → v{done['to_version']}; "
+                  f"@{done['previous_alias']} → {done['previous_version'] or 'removed'} (audit: {done['audit_log']})")
+
+
 @pipeline_app.command("run")
 def pipeline_run(
     source: Annotated[Optional[Path], typer.Option(
@@ -210,7 +233,7 @@ def pipeline_run(
         tail = "\n".join(log.read_text(encoding="utf-8", errors="replace").splitlines()[-25:])
         console.print(f"{tail}\n[bold red]pipeline failed:[/] {exc}\nfull log: {log}")
         raise typer.Exit(1) from None
-    reported = tuple(f"{s}:" for s in dict.fromkeys((*STAGES, *_MODEL_STAGES)))
+    reported = tuple(f"{s}:" for s in STAGES)
     for line in log.read_text(encoding="utf-8", errors="replace").splitlines():
         if line.lstrip().startswith(reported) or "Skipping conditional" in line:
             console.print(f"  {line.strip()}")
