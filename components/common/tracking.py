@@ -10,6 +10,7 @@ whatever store was used last, not what the user asked for.
 from __future__ import annotations
 
 import os
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -81,3 +82,12 @@ def version_by_alias(client: MlflowClient, name: str, alias: str) -> ModelVersio
         return client.get_model_version_by_alias(name, alias)
     except MlflowException:
         return None
+
+
+def git_commit() -> str:
+    """The code version a run came from (a tag on every training run); "unknown" outside git."""
+    try:
+        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
+                              check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"

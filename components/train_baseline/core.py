@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import subprocess
 import tempfile
 import warnings
 from dataclasses import dataclass
@@ -29,7 +28,7 @@ from components.common.errors import ConfigError, DataError
 from components.common.io import write_json
 from components.common.metrics import classification_metrics
 from components.common.task import TaskConfig
-from components.common.tracking import TrackingConfig, setup
+from components.common.tracking import TrackingConfig, git_commit, setup
 from components.evaluate_model.plots import plot_confusion
 from components.train_baseline.features import extract_features
 from components.train_model.data import load_split
@@ -116,15 +115,6 @@ def _features(patch_dir: Path, split: str, cfg: BaselineConfig,
     return extract_features(images, cfg), data.labels.numpy()
 
 
-def _git_commit() -> str:
-    """The code version for the run's tags (same as train_model's; a shared helper in
-    components.common would save the copies)."""
-    try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
-                              check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
 
 def _dump(model: Pipeline, path: Path) -> Path:
     """joblib dump through a temp file, so a crash never leaves half a model behind."""
@@ -156,7 +146,7 @@ def run(cfg: BaselineConfig, task: TaskConfig, tracking: TrackingConfig, patch_d
     setup(tracking, f"{tracking.experiment}-{task.name}")
     with mlflow.start_run(run_name=RUN_NAME) as active:
         mlflow.set_tags({"stage": "train_baseline", "kind": "baseline", "data_version": data_version,
-                         "git_commit": _git_commit()})
+                         "git_commit": git_commit()})
         mlflow.log_params({**dataclasses.asdict(cfg), "task": task.name, "classes": ",".join(task.classes),
                            "chosen_C": chosen, "n_features": report["n_features"], "n_train": report["n_train"],
                            "n_val": report["n_val"], "n_test": report["n_test"]})

@@ -11,7 +11,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import subprocess
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,7 +30,7 @@ from components.common.detection_metrics import evaluate_detections
 from components.common.errors import ConfigError, DataError
 from components.common.io import write_json
 from components.common.task import TaskConfig
-from components.common.tracking import TrackingConfig, setup
+from components.common.tracking import TrackingConfig, git_commit, setup
 from components.train_detector.data import DETECTION_DIR, DetectionSplit, batches, load_image, load_split, sample
 
 CHECKPOINT = "detector.pt"
@@ -247,13 +246,6 @@ def _log_dataset(patch_dir: Path) -> None:
                                              targets="label", name="detection"), context="training")
 
 
-def _git_commit() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
-                              check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
 
 def run(cfg: DetectorConfig, task: TaskConfig, tracking: TrackingConfig, patch_dir: Path, out_dir: Path,
         data_version: str = "unknown") -> dict[str, Any]:
@@ -278,7 +270,7 @@ def run(cfg: DetectorConfig, task: TaskConfig, tracking: TrackingConfig, patch_d
         mlflow.log_params({**dataclasses.asdict(cfg), **loaded, "task": task.name, "classes": ",".join(task.classes),
                            "n_train_images": len(train.items), "n_val_images": len(val.items),
                            "device": str(device)})
-        mlflow.set_tags({"data_version": data_version, "git_commit": _git_commit(), "stage": "train_detector",
+        mlflow.set_tags({"data_version": data_version, "git_commit": git_commit(), "stage": "train_detector",
                          "kind": "detector"})
         _log_dataset(patch_dir)
         best, history, opt = _fit(model, train, val, cfg, len(task.classes), device)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -27,7 +26,7 @@ from torch import nn
 from components.common.errors import DataError
 from components.common.io import write_json
 from components.common.task import TaskConfig
-from components.common.tracking import TrackingConfig, setup
+from components.common.tracking import TrackingConfig, git_commit, setup
 from components.train_model import distributed
 from components.train_model.checkpoint import CHECKPOINT, LAST, load_resume, save_best
 from components.train_model.config import TrainConfig
@@ -64,13 +63,6 @@ class EpochLogger:
             self.client.log_batch(self.run_id, metrics=self.buffer[start:start + 1000])
         self.buffer = []
 
-
-def _git_commit() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
-                              check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
 
 
 def _log_model(model: nn.Module, sample: torch.Tensor, task: TaskConfig, cfg: TrainConfig, out_dir: Path) -> str:
@@ -114,7 +106,7 @@ def _log_start(cfg: TrainConfig, task: TaskConfig, train: Source, val: Source, m
                        "trainable_params": sum(p.numel() for p in trainable(model)),
                        "total_params": sum(p.numel() for p in model.parameters()),
                        **(report.as_params() if report else {})})
-    tags = {"data_version": data_version, "git_commit": _git_commit(), "stage": "train_model"}
+    tags = {"data_version": data_version, "git_commit": git_commit(), "stage": "train_model"}
     if resume:
         tags.update(resumed_from_run=str(resume.get("mlflow_run_id")), resumed_after_epoch=str(resume["epoch"]))
     mlflow.set_tags(tags)
