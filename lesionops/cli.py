@@ -305,5 +305,10 @@ def demo(
     if final is None:
         console.print("[bold red]demo: no model passed the gate[/]; see evaluate_model's decision.json")
         raise typer.Exit(1)
+    metrics = final["test_metrics"]
+    if "baseline_macro_f1" in metrics:
+        console.print(f"CNN vs the classic HOG+SVM baseline on the same test split: macro-F1 "
+                      f"{metrics['test_macro_f1']:.3f} vs {metrics['baseline_macro_f1']:.3f} "
+                      f"({100 * (metrics['test_macro_f1'] - metrics['baseline_macro_f1']):+.1f} points)")
     console.print(f"\nBrowse runs and the registry:  make ui   (mlflow ui --backend-store-uri "
                   f"{tracking.tracking_uri} --default-artifact-root {tracking.artifact_root})")
