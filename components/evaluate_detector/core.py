@@ -22,7 +22,8 @@ from components.common.io import read_json, write_json
 from components.common.task import TaskConfig
 from components.common.tracking import TrackingConfig, resolved_uri, version_by_alias
 from components.evaluate_detector.gate import DetectorGateConfig, decide
-from components.train_detector.core import CHECKPOINT, SUMMARY, DetectorConfig, build_detector, pick_device, predict
+from components.train_detector.core import CHECKPOINT, SUMMARY, DetectorConfig, build_detector, predict
+from components.train_model.core import pick_device
 from components.train_detector.data import DetectionSplit, load_image, load_split
 
 Predictions = list[tuple[np.ndarray, np.ndarray, np.ndarray]]

@@ -11,7 +11,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,6 +31,8 @@ from components.common.io import write_json
 from components.common.task import TaskConfig
 from components.common.tracking import TrackingConfig, git_commit, setup
 from components.train_detector.data import DETECTION_DIR, DetectionSplit, batches, load_image, load_split, sample
+from components.train_model.core import pick_device
+from components.train_model.pretrained import local_copy
 
 CHECKPOINT = "detector.pt"
 SUMMARY = "train_summary.json"
@@ -74,13 +75,6 @@ class DetectorConfig:
             raise ConfigError("train_detector: need epochs ≥ 1, batch_size ≥ 1 and 0 < min_size ≤ max_size")
 
 
-def pick_device(name: str) -> torch.device:
-    """`auto` = CUDA when present, else CPU; any other value is a torch device string."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
-
-
 def build_detector(cfg: DetectorConfig, n_classes: int) -> FasterRCNN:
     """Faster R-CNN + FPN with random weights, built from torchvision's public backbone helpers.
 
@@ -106,18 +100,12 @@ def build_detector(cfg: DetectorConfig, n_classes: int) -> FasterRCNN:
 
 
 def _read_state(uri: str) -> dict[str, torch.Tensor]:
-    """A state_dict from a local file or `s3://bucket/key` (standard AWS config; nothing else)."""
-    if uri.startswith("s3://"):
-        import boto3
-
-        bucket, _, key = uri.removeprefix("s3://").partition("/")
-        with tempfile.TemporaryDirectory() as tmp:
-            local = Path(tmp) / "weights.pt"
-            boto3.client("s3").download_file(bucket, key, str(local))
-            return _read_state(str(local))
-    if not Path(uri).is_file():
+    """A state_dict from a local file or `s3://bucket/key` (downloaded the way train_model does:
+    standard AWS config, a DataError naming the URI when the object is missing)."""
+    if not uri.startswith("s3://") and not Path(uri).is_file():
         raise ConfigError(f"train_detector.pretrained_path: {uri} is not a file")
-    state = torch.load(uri, map_location="cpu", weights_only=True)
+    with local_copy(uri) as path:
+        state = torch.load(path, map_location="cpu", weights_only=True)
     for wrapper in ("state_dict", "model"):  # our checkpoint / torchvision references' checkpoint
         if isinstance(state, dict) and isinstance(state.get(wrapper), dict):
             state = state[wrapper]
