@@ -102,8 +102,9 @@ def champion_model(tracking: TrackingConfig, alias: str) -> tuple[torch.nn.Modul
     if version is None:
         return None, None, None
     loaded = mlflow.pytorch.load_model(f"models:/{tracking.registered_model}/{version.version}", map_location="cpu")
-    # Logged as pt2 (torch.export) in eval mode; the exported module refuses `.eval()`.
-    module = loaded.module() if isinstance(loaded, torch.export.ExportedProgram) else loaded
+    # Pickled nn.Module since serving needs embeddings; older versions were pt2 (torch.export), frozen in
+    # eval mode (the exported module refuses `.eval()`).
+    module = loaded.module() if isinstance(loaded, torch.export.ExportedProgram) else loaded.eval()
     return module, str(version.version), _logged_image_size(version.run_id)
 
 

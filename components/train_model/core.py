@@ -70,8 +70,10 @@ def _log_model(model: nn.Module, sample: torch.Tensor, task: TaskConfig, cfg: Tr
     example = normalize(sample[:2]).numpy()
     with torch.no_grad():
         signature = infer_signature(example, model(torch.from_numpy(example)).numpy())
+    # Pickled nn.Module, not a torch.export program: serving and drift monitoring hook the last Linear
+    # layer for embeddings (components/common/embedding.py), which an exported graph does not allow.
     info = mlflow.pytorch.log_model(
-        model, name="model", signature=signature, input_example=example,
+        model, name="model", signature=signature, input_example=example, serialization_format="pickle",
         pip_requirements=[f"torch=={torch.__version__.split('+')[0]}", "torchvision==0.29.2"])
     prep = {"classes": list(task.classes), "image_size": cfg.image_size, "mean": MEAN, "std": STD,
             "input": "RGB uint8 patch resized to image_size, scaled to [0,1], normalised"}
