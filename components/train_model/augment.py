@@ -8,6 +8,11 @@ resumed run continues the same sequence; the pixel work then happens where the b
 - `none`: nothing.
 - `flips` (the stage's original behaviour): one horizontal/vertical flip and 90° turn per batch —
   lesions have no canonical orientation.
+
+Which orientations are label-preserving is a property of the modality, not of the preset, so it is
+a separate setting (`train_model.augment_orientation`): `any` (flips and 90° turns: skin photos),
+`hflip` (left-right mirror only: a chest film or CT slice upside down or turned is not a film any
+more), `none` (no geometric change; photometric jitter still applies).
 - `light`: flips + per-image brightness and contrast ×U(0.9, 1.1).
 - `strong`: flips + per-image random resized crop (area 60–100 %, aspect 3/4–4/3) + brightness,
   contrast and saturation ×U(0.75, 1.25).
@@ -23,11 +28,17 @@ import torch.nn.functional as F
 from components.common.errors import ConfigError
 
 PRESETS = ("none", "flips", "light", "strong")
+ORIENTATIONS = ("any", "hflip", "none")
 _LUMA = (0.299, 0.587, 0.114)
 
 
-def flips(batch: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-    """Random flips and 90° turns, one draw per batch (cheap: views and one copy)."""
+def flips(batch: torch.Tensor, gen: torch.Generator, orientation: str = "any") -> torch.Tensor:
+    """Random flips and 90° turns (`any`) or a left-right mirror only (`hflip`), one draw per batch
+    (cheap: views and one copy)."""
+    if orientation == "none":
+        return batch
+    if orientation == "hflip":
+        return batch.flip(3) if torch.rand(1, generator=gen).item() < 0.5 else batch
     if torch.rand(1, generator=gen).item() < 0.5:
         batch = batch.flip(3)
     if torch.rand(1, generator=gen).item() < 0.5:
@@ -73,13 +84,16 @@ def _resized_crop(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
 
 
-def augment(batch: torch.Tensor, preset: str, gen: torch.Generator) -> torch.Tensor:
+def augment(batch: torch.Tensor, preset: str, gen: torch.Generator, orientation: str = "any") -> torch.Tensor:
     """uint8 N×3×H×W → augmented uint8 N×3×H×W on the same device (presets: the module doc)."""
     if preset == "none":
         return batch
     if preset not in PRESETS:
         raise ConfigError(f"train_model.augment: expected one of {list(PRESETS)}, found {preset!r}")
-    batch = flips(batch, gen)
+    if orientation not in ORIENTATIONS:
+        raise ConfigError(f"train_model.augment_orientation: expected one of {list(ORIENTATIONS)}, "
+                          f"found {orientation!r}")
+    batch = flips(batch, gen, orientation)
     if preset == "flips" or batch.shape[0] == 0:
         return batch
     x = batch.float()

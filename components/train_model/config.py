@@ -9,10 +9,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from components.common.errors import ConfigError
+from components.train_model.augment import ORIENTATIONS
+from components.train_model.augment import PRESETS as AUGMENTS
 
 OPTIMIZERS = ("sgd", "adam", "adamw", "adagrad")
 SCHEDULERS = ("none", "cosine", "step", "plateau")
-AUGMENTS = ("none", "flips", "light", "strong")
 LOADERS = ("memory", "dataloader")
 
 
@@ -43,6 +44,7 @@ class TrainConfig:
     pretrained_path: str | None = None  # local file or s3://bucket/key with a state_dict
     freeze_layers: int = 0  # first N backbone blocks kept fixed (see models.backbone_blocks)
     augment: str = "flips"  # none | flips | light | strong (see augment.py)
+    augment_orientation: str = "any"  # any (flips + 90° turns) | hflip (mirror only) | none
     amp: str = "auto"  # auto: bf16 autocast on CUDA (fp16 + grad scaler where bf16 is missing) | off
     channels_last: bool = True  # NHWC on CUDA (tensor cores); ignored on CPU
     loader: str = "memory"  # memory: decode once, batches from RAM | dataloader: read files per batch
@@ -71,6 +73,8 @@ class TrainConfig:
             (self.patience >= 0, "patience", "≥ 0", self.patience),
             (self.freeze_layers >= 0, "freeze_layers", "≥ 0", self.freeze_layers),
             (self.augment in AUGMENTS, "augment", f"one of {list(AUGMENTS)}", self.augment),
+            (self.augment_orientation in ORIENTATIONS, "augment_orientation", f"one of {list(ORIENTATIONS)}",
+             self.augment_orientation),
             (self.amp in ("auto", "off"), "amp", "'auto' or 'off'", self.amp),
             (self.loader in LOADERS, "loader", f"one of {list(LOADERS)}", self.loader),
             (self.num_workers >= 0, "num_workers", "≥ 0", self.num_workers),

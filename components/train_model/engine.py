@@ -99,11 +99,12 @@ class Trainer:
     channels_last: bool = False
     frozen: list[nn.Module] = field(default_factory=list)
     scaler: torch.amp.GradScaler = field(default_factory=lambda: torch.amp.GradScaler("cpu", enabled=False))
+    orientation: str = "any"  # which flips/turns keep the label (augment.ORIENTATIONS)
 
     def prepare(self, x: torch.Tensor, train: bool) -> torch.Tensor:
         """uint8 batch on the device → (augmented) normalised float, channels-last on CUDA (converted
         while still uint8: a quarter of the bytes; the float ops keep the layout)."""
-        x = augment(x, self.augment, self.aug_gen) if train else x
+        x = augment(x, self.augment, self.aug_gen, self.orientation) if train else x
         return normalize(x.contiguous(memory_format=torch.channels_last) if self.channels_last else x)
 
     def step(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

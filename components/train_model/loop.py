@@ -71,7 +71,8 @@ def _parts(model: nn.Module, train: Source, cfg: TrainConfig, task: TaskConfig, 
                                   label_smoothing=cfg.label_smoothing)
     aug = torch.Generator().manual_seed(augment_seed(cfg.seed, ctx.rank))
     trainer = Trainer(model, opt, loss_fn, device, cfg.augment, aug, dtype, cfg.channels_last and device.type == "cuda",
-                      frozen, torch.amp.GradScaler(device.type, enabled=dtype == torch.float16))
+                      frozen, torch.amp.GradScaler(device.type, enabled=dtype == torch.float16),
+                      orientation=cfg.augment_orientation)
     return Parts(trainer, make_scheduler(cfg, opt), torch.Generator().manual_seed(cfg.seed), cfg, task, ctx, device)
 
 

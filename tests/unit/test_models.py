@@ -166,3 +166,25 @@ def test_photometric_presets_change_each_image_differently(preset: str) -> None:
     assert len(set(means.tolist())) == 4  # per-image factors, not one per batch
     assert (means - batch.float().mean()).abs().max() < (15 if preset == "light" else 60)
 
+
+
+def test_hflip_orientation_only_ever_mirrors_left_right() -> None:
+    """Chest films / CT slices: over many draws the output is the input or its mirror, never turned
+    or upside down; and both outcomes occur."""
+    batch = torch.arange(2 * 3 * 8 * 8, dtype=torch.int64).remainder(256).to(torch.uint8).view(2, 3, 8, 8)
+    gen = torch.Generator().manual_seed(0)
+    seen = set()
+    for _ in range(40):
+        out = augment(batch, "flips", gen, orientation="hflip")
+        assert torch.equal(out, batch) or torch.equal(out, batch.flip(3))
+        seen.add(torch.equal(out, batch))
+    assert seen == {True, False}
+
+
+def test_orientation_none_keeps_geometry_and_bad_orientation_is_named() -> None:
+    batch = torch.randint(0, 256, (3, 3, 8, 8), dtype=torch.uint8, generator=torch.Generator().manual_seed(2))
+    assert torch.equal(augment(batch, "flips", torch.Generator().manual_seed(5), orientation="none"), batch)
+    with pytest.raises(ConfigError, match="augment_orientation"):
+        augment(batch, "flips", torch.Generator(), orientation="sideways")
+    with pytest.raises(ConfigError, match="augment_orientation"):
+        TrainConfig(augment_orientation="sideways")
