@@ -62,8 +62,16 @@ class DetectorConfig:
     seed: int = 42
     device: str = "auto"
     threads: int = 0
+    # RPN anchors in pixels of the resized image; None = torchvision's (32 … 512). Small objects (seed
+    # 000's 8–20 px acupoints) need smaller ones. ResNet FPN: exactly 5, one per pyramid level.
+    anchor_sizes: tuple[int, ...] | None = None
+    aspect_ratios: tuple[float, ...] = (0.5, 1.0, 2.0)
 
     def __post_init__(self) -> None:
+        if self.anchor_sizes is not None:  # YAML gives lists; the frozen config keeps tuples
+            object.__setattr__(self, "anchor_sizes", tuple(int(a) for a in self.anchor_sizes))
+        object.__setattr__(self, "aspect_ratios", tuple(float(r) for r in self.aspect_ratios))
+        self._check_anchors()
         if self.arch not in ARCHS:
             raise ConfigError(f"train_detector.arch: unknown {self.arch!r}; choose from {sorted(ARCHS)}")
         if self.optimizer not in ("sgd", "adamw"):
@@ -73,6 +81,16 @@ class DetectorConfig:
                               f"{self.arch}, found {self.trainable_backbone_layers}")
         if self.epochs < 1 or self.batch_size < 1 or not 0 < self.min_size <= self.max_size:
             raise ConfigError("train_detector: need epochs ≥ 1, batch_size ≥ 1 and 0 < min_size ≤ max_size")
+
+    def _check_anchors(self) -> None:
+        sizes, ratios = self.anchor_sizes, self.aspect_ratios
+        if sizes is not None and (not sizes or min(sizes) < 1 or list(sizes) != sorted(set(sizes))):
+            raise ConfigError(f"train_detector.anchor_sizes: increasing positive pixel sizes, found {list(sizes)}")
+        if sizes is not None and self.arch != "fasterrcnn_mobilenet_v3_large_fpn" and len(sizes) != 5:
+            raise ConfigError(f"train_detector.anchor_sizes: {self.arch} has 5 FPN levels, one size each; "
+                              f"found {len(sizes)} sizes {list(sizes)}")
+        if not ratios or min(ratios) <= 0:
+            raise ConfigError(f"train_detector.aspect_ratios: positive height/width ratios, found {list(ratios)}")
 
 
 def build_detector(cfg: DetectorConfig, n_classes: int) -> FasterRCNN:
@@ -89,14 +107,16 @@ def build_detector(cfg: DetectorConfig, n_classes: int) -> FasterRCNN:
     layers = cfg.trainable_backbone_layers if pretrained else most
     heads: dict[str, Any] = {"min_size": cfg.min_size, "max_size": cfg.max_size,
                              "box_score_thresh": cfg.score_threshold}
-    if name.startswith("mobilenet"):
+    sizes = cfg.anchor_sizes or (32, 64, 128, 256, 512)
+    if name.startswith("mobilenet"):  # 3 feature maps, every size on each (torchvision's layout)
         backbone = mobilenet_backbone(backbone_name=name, weights=None, fpn=True, norm_layer=norm,
                                       trainable_layers=layers)
-        anchors = AnchorGenerator(((32, 64, 128, 256, 512),) * 3, ((0.5, 1.0, 2.0),) * 3)
-        heads.update(rpn_anchor_generator=anchors, rpn_score_thresh=0.05)
-    else:
+        anchors = AnchorGenerator((sizes,) * 3, (cfg.aspect_ratios,) * 3)
+        heads.update(rpn_score_thresh=0.05)
+    else:  # 5 pyramid levels, one size each
         backbone = resnet_fpn_backbone(backbone_name=name, weights=None, norm_layer=norm, trainable_layers=layers)
-    return FasterRCNN(backbone, num_classes=n_classes + 1, **heads)
+        anchors = AnchorGenerator(tuple((s,) for s in sizes), (cfg.aspect_ratios,) * len(sizes))
+    return FasterRCNN(backbone, num_classes=n_classes + 1, rpn_anchor_generator=anchors, **heads)
 
 
 def _read_state(uri: str) -> dict[str, torch.Tensor]:

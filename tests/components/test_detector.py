@@ -270,3 +270,28 @@ def test_gate_branches(challenger: dict, champion: dict | None, failed: list[str
     assert [r["name"] for r in decision["rules"]] == ["min_test_images", "min_map50", "non_inferior_to_champion"]
     if champion is None:
         assert "no champion yet" in decision["rules"][-1]["reason"]
+
+
+@pytest.mark.parametrize("arch, sizes", [("fasterrcnn_mobilenet_v3_large_fpn", (8, 16, 32)),
+                                         ("fasterrcnn_resnet50_fpn", (8, 16, 32, 64, 128))])
+def test_anchor_sizes_and_ratios_reach_the_rpn(arch: str, sizes: tuple[int, ...]) -> None:
+    """Acupoints are 8–20 px: the smallest default anchor (32 px) barely overlaps them, so the sizes
+    must be a setting that really changes the RPN (anchors per location follow the ratios)."""
+    model = build_detector(DetectorConfig(arch=arch, anchor_sizes=list(sizes), aspect_ratios=[1.0]), 2)
+    gen = model.rpn.anchor_generator
+    flat = sorted({s for level in gen.sizes for s in level})
+    assert flat == list(sizes)
+    assert all(r == (1.0,) for r in gen.aspect_ratios)
+    per_location = gen.num_anchors_per_location()[0]
+    assert model.rpn.head.cls_logits.out_channels == per_location == (len(sizes) if "mobilenet" in arch else 1)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"anchor_sizes": [16, 8]}, "increasing"),
+    ({"anchor_sizes": [0, 8]}, "increasing"),
+    ({"arch": "fasterrcnn_resnet50_fpn", "anchor_sizes": [8, 16, 32]}, "5 FPN levels"),
+    ({"aspect_ratios": [0.0, 1.0]}, "aspect_ratios"),
+])
+def test_bad_anchor_settings_are_named(kwargs: dict, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        DetectorConfig(**kwargs)
