@@ -1,0 +1,166 @@
+"""Close the loop: reviewed feedback → the training data → a training run → a new champion.
+
+The expert review page writes every accepted report as a labelImg Pascal VOC pair (image +
+`<stem>.xml` beside it) into the feedback dataset (`serve.feedback_dir`, its own `.dvc` file). When
+the retrain policy says so, `merge_feedback` links those pairs into a subfolder of the training
+data and adds a metadata.csv row per image (patient `feedback:<image sha>` so a reported image can
+never sit on both sides of a split, label source `expert_review`); then both folders are
+re-versioned with DVC and the same training pipeline runs (kfp.local here, a Kubeflow run when
+`retrain.target: kubeflow`). The new data passes ingest and validation like any upload, so a bad
+review is quarantined with a reason, not trained on.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import os
+import re
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from components.common.errors import ConfigError, DataError
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd])\s*$")
+_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+@dataclass(frozen=True)
+class RetrainConfig:
+    """The `retrain` section of params.yaml: where feedback goes and what a trigger launches."""
+
+    target: str = "local"  # local: kfp.local on this machine | kubeflow: a run on `kubeflow_host`
+    kubeflow_host: str | None = None  # KFP API endpoint; credentials from the standard kube config
+    experiment: str = "lesionops"  # Kubeflow experiment the triggered runs are filed under
+    data: str = "data"  # the DVC-tracked training dataset the feedback is merged into
+    merge_folder: str = "feedback"  # subfolder of `data` that receives the accepted reports
+    pipeline_root: str = ".kfp_local"
+
+    def __post_init__(self) -> None:
+        if self.target not in ("local", "kubeflow"):
+            raise ConfigError(f"retrain.target: 'local' or 'kubeflow', found {self.target!r}")
+        if self.target == "kubeflow" and not self.kubeflow_host:
+            raise ConfigError("retrain.target is 'kubeflow' but retrain.kubeflow_host is not set")
+        if not self.merge_folder or Path(self.merge_folder).is_absolute() or ".." in Path(self.merge_folder).parts:
+            raise ConfigError(f"retrain.merge_folder: a relative subfolder of the data, found {self.merge_folder!r}")
+
+
+@dataclass(frozen=True)
+class MergeResult:
+    added: int  # pairs new in the training data this time
+    present: int  # pairs already there from an earlier merge (same bytes)
+    folder: Path
+
+
+def parse_interval(text: str) -> float:
+    """'90s', '15m', '1h', '1d' → seconds (what `lesionops monitor --every` accepts)."""
+    match = _DURATION.match(text)
+    if not match or float(match.group(1)) <= 0:
+        raise ConfigError(f"--every: expected a positive duration like 30s, 15m, 1h or 1d; found {text!r}")
+    return float(match.group(1)) * _SECONDS[match.group(2)]
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _link(src: Path, dst: Path) -> bool:
+    """Place `src` at `dst` (hard link, copy across filesystems); False when the same bytes are
+    already there. A different file under the same name is an error: never overwrite data."""
+    if dst.exists():
+        if _sha256(dst) == _sha256(src):
+            return False
+        raise DataError(dst, f"already exists with different content than {src}; refusing to overwrite")
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
+    return True
+
+
+def feedback_pairs(feedback_dir: Path) -> list[tuple[Path, Path]]:
+    """(image, VOC xml) pairs of the feedback dataset; an image without its XML is an error."""
+    if not feedback_dir.is_dir():
+        return []
+    pairs = []
+    for image in sorted(p for p in feedback_dir.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES):
+        xml = image.with_suffix(".xml")
+        if not xml.is_file():
+            raise DataError(image, f"accepted feedback image has no annotation {xml.name} beside it")
+        pairs.append((image, xml))
+    return pairs
+
+
+def _append_metadata(data_dir: Path, rows: list[dict[str, str]]) -> None:
+    path = data_dir / "metadata.csv"
+    fields = ["filename", "patient_id", "body_site", "label_source"]
+    known: set[str] = set()
+    if path.is_file():
+        with path.open(newline="", encoding="utf-8") as fh:
+            reader = csv.DictReader(fh)
+            fields = list(reader.fieldnames or fields)
+            known = {r["filename"] for r in reader}
+    new = [r for r in rows if r["filename"] not in known]
+    if not new:
+        return
+    write_header = not path.is_file()
+    with path.open("a", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, fieldnames=fields, extrasaction="ignore", restval="")
+        if write_header:
+            writer.writeheader()
+        writer.writerows(new)
+
+
+def merge_feedback(feedback_dir: Path, cfg: RetrainConfig) -> MergeResult:
+    """Link every accepted (image, xml) pair into `<data>/<merge_folder>/` and list the images in
+    the data's metadata.csv. Idempotent: a second merge of the same feedback adds nothing."""
+    data_dir = Path(cfg.data)
+    if not data_dir.is_dir():
+        raise DataError(data_dir, "training data folder does not exist (retrain.data)")
+    target = data_dir / cfg.merge_folder
+    added = present = 0
+    rows = []
+    for image, xml in feedback_pairs(feedback_dir):
+        rel = image.relative_to(feedback_dir)
+        new_image = _link(image, target / rel)
+        _link(xml, (target / rel).with_suffix(".xml"))
+        added, present = added + new_image, present + (not new_image)
+        rows.append({"filename": (target / rel).relative_to(data_dir).as_posix(),
+                     "patient_id": f"feedback:{_sha256(image)[:16]}", "body_site": "",
+                     "label_source": "expert_review"})
+    _append_metadata(data_dir, rows)
+    return MergeResult(added, present, target)
+
+
+def launch_training(doc: dict[str, Any], cfg: RetrainConfig, data_version: str) -> dict[str, Any]:
+    """Run the training pipeline on the merged data: kfp.local here, or submit it to Kubeflow."""
+    source = Path(cfg.data)
+    if cfg.target == "local":
+        from pipelines.local import run_training
+
+        root = Path(cfg.pipeline_root)
+        root.mkdir(parents=True, exist_ok=True)
+        run_training(source, doc, root, data_version, root / "retrain.log")
+        return {"target": "local", "log": str(root / "retrain.log")}
+    import json
+
+    import kfp
+
+    from components.common.params import section
+    from components.common.task import TaskConfig
+    from pipelines.training import build_training_pipeline
+
+    client = kfp.Client(host=cfg.kubeflow_host)
+    pipeline = build_training_pipeline(section(doc, "task", TaskConfig).models)
+    run = client.create_run_from_pipeline_func(
+        pipeline, experiment_name=cfg.experiment, run_name=f"retrain-{data_version[:12]}",
+        arguments={"source_uri": str(source), "params_json": json.dumps(doc), "data_version": data_version})
+    return {"target": "kubeflow", "run_id": run.run_id, "host": cfg.kubeflow_host}
