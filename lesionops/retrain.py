@@ -32,6 +32,7 @@ _SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 class RetrainConfig:
     """The `retrain` section of params.yaml: where feedback goes and what a trigger launches."""
 
+    every: str = "1h"  # `lesionops monitor` interval (also the Kubeflow recurring run's)
     target: str = "local"  # local: kfp.local on this machine | kubeflow: a run on `kubeflow_host`
     kubeflow_host: str | None = None  # KFP API endpoint; credentials from the standard kube config
     experiment: str = "lesionops"  # Kubeflow experiment the triggered runs are filed under
@@ -40,6 +41,7 @@ class RetrainConfig:
     pipeline_root: str = ".kfp_local"
 
     def __post_init__(self) -> None:
+        parse_interval(self.every)
         if self.target not in ("local", "kubeflow"):
             raise ConfigError(f"retrain.target: 'local' or 'kubeflow', found {self.target!r}")
         if self.target == "kubeflow" and not self.kubeflow_host:
