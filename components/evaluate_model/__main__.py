@@ -10,6 +10,9 @@ from components.common.params import section
 from components.common.task import load_task
 from components.common.tracking import TrackingConfig
 from components.evaluate_model.core import EvaluateConfig, run
+from components.evaluate_model.kfold import run_kfold
+from components.train_baseline.core import BaselineConfig
+from components.train_model.config import TrainConfig
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -24,11 +27,16 @@ def main(argv: list[str] | None = None) -> None:
                                                         "validation_passed rule fails when required")
     args = parser.parse_args(argv)
     doc = params_from(args)
-    report = run(section(doc, "evaluate_model", EvaluateConfig), load_task(doc),
-                 section(doc, "mlflow", TrackingConfig), args.patches, args.model, args.out,
+    cfg, task, tracking = section(doc, "evaluate_model", EvaluateConfig), load_task(doc), section(doc, "mlflow",
+                                                                                                  TrackingConfig)
+    report = run(cfg, task, tracking, args.patches, args.model, args.out,
                  baseline_dir=args.baseline, validation_dir=args.validation)
     verdict = "PASSED" if report["passed"] else f"FAILED ({', '.join(report['failed'])})"
     print(f"evaluate_model: gate {verdict}")
+    if cfg.kfold.enabled:  # the grouped repeated k-fold report, into <out>/kfold/ (reported, not gated)
+        summary = run_kfold(cfg.kfold, task, tracking, args.patches, args.out / "kfold",
+                            section(doc, "train_model", TrainConfig), section(doc, "train_baseline", BaselineConfig))
+        print(f"evaluate_model: k-fold report in {args.out / 'kfold'} (MLflow run {summary['parent_run_id']})")
 
 
 if __name__ == "__main__":

@@ -34,6 +34,7 @@ from components.evaluate_model.bootstrap import (BootstrapConfig, confidence_int
 from components.evaluate_model.calibration import (calibrated, expected_calibration_error, fit_temperature,
                                                    reliability_bins)
 from components.evaluate_model.gate import GateConfig, decide
+from components.evaluate_model.kfold import KFoldReportConfig
 from components.train_model.core import CHECKPOINT, SUMMARY, pick_device
 from components.train_model.data import PatchSet, load_split, normalize
 from components.train_model.models import build_model
@@ -53,6 +54,7 @@ class EvaluateConfig:
     bootstrap: BootstrapConfig = field(default_factory=BootstrapConfig)
     calibration_bins: int = 15
     gate: GateConfig = field(default_factory=GateConfig)
+    kfold: KFoldReportConfig = field(default_factory=KFoldReportConfig)  # the report "when asked"
 
 
 @dataclass(frozen=True)
