@@ -31,7 +31,15 @@ repro: $(STAMP) ## run the same stages through DVC (dvc.yaml + params.yaml)
 compile: $(STAMP) ## compile the Kubeflow pipelines to YAML under pipelines/compiled/
 	$(BIN)/lesionops pipeline compile --out-dir pipelines/compiled
 
-test: $(STAMP) ## install and run the test suite (CPU; GPU tests skip without CUDA)
+browser: ## Debian's headless Chromium + ChromeDriver for the browser tests (skipped where they cannot be installed)
+	@if [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; then :; \
+	elif command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+		echo "installing chromium + chromium-driver (browser tests)"; \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null \
+		|| echo "chromium could not be installed: the browser tests will be skipped"; \
+	else echo "no /usr/bin/chromium and no root apt-get: the browser tests will be skipped"; fi
+
+test: $(STAMP) browser ## install and run the test suite (CPU; GPU tests skip without CUDA)
 	$(BIN)/python -m pytest -n 2 --timeout 900 -q
 
 bench: $(STAMP) ## run the benchmarks
@@ -43,4 +51,4 @@ ui: $(STAMP) ## open the MLflow UI on the embedded SQLite store
 clean: ## remove generated data, stage outputs and the MLflow store (keeps .venv)
 	rm -rf data outputs .kfp_local .cache mlruns/mlflow.db mlruns/artifacts dvc.lock
 
-.PHONY: help venv data demo repro compile test bench ui clean
+.PHONY: help venv data demo repro compile browser test bench ui clean
