@@ -202,6 +202,78 @@ def rollback(
                   f"@{done['previous_alias']} → {done['previous_version'] or 'removed'} (audit: {done['audit_log']})")
 
 
+@app.command()
+def serve(
+    params: ParamsOpt = Path("params.yaml"),
+    task: TaskOpt = None,
+    host: Annotated[Optional[str], typer.Option(help="bind address (default: serve.host)")] = None,
+    port: Annotated[Optional[int], typer.Option(help="port (default: serve.port)")] = None,
+) -> None:
+    """Serve the champion models (classify, detect, feedback, expert review) with FastAPI + uvicorn.
+
+    The feedback/review token is read from the environment variable named by serve.token_env
+    (default LESIONOPS_TOKEN); without it those routes answer 503."""
+    import dataclasses
+    import os
+
+    import uvicorn
+
+    from components.common.errors import LesionOpsError
+    from components.common.task import load_task
+    from components.crop_patches.config import CropConfig
+    from lesionops.serve.app import create_app
+    from lesionops.serve.config import ServeConfig
+
+    doc = _task_params(params, task, None, "serve")
+    try:
+        cfg = section(doc, "serve", ServeConfig)
+        cfg = dataclasses.replace(cfg, host=host or cfg.host, port=port if port is not None else cfg.port)
+        api = create_app(cfg, section(doc, "mlflow", TrackingConfig), load_task(doc),
+                         token=os.environ.get(cfg.token_env) or None, crop=section(doc, "crop_patches", CropConfig))
+    except LesionOpsError as exc:
+        console.print(f"[bold red]serve failed:[/] {exc}")
+        raise typer.Exit(2) from None
+    url = cfg.public_url or f"http://{cfg.host}:{cfg.port}/"
+    console.print(f"LesionOps serving on {url}  (review: {url.rstrip('/')}/review, API docs: {url.rstrip('/')}/docs)")
+    if not os.environ.get(cfg.token_env):
+        console.print(f"[yellow]${cfg.token_env} is not set: feedback and review are disabled[/]")
+    uvicorn.run(api, host=cfg.host, port=cfg.port, log_level="info")
+
+
+@app.command()
+def kfold(
+    patches: Annotated[Path, typer.Option(help="crop_patches output with folds.parquet "
+                                               "(crop_patches.kfold.enabled: true)")],
+    out: Annotated[Path, typer.Option(help="report folder (kfold_report.json/.md/.png)")] = Path("outputs/kfold"),
+    params: ParamsOpt = Path("params.yaml"),
+    task: TaskOpt = None,
+    overrides: SetOpt = None,
+    max_folds: Annotated[Optional[int], typer.Option(help="first N (repeat, fold) pairs; 0 = all")] = None,
+    epochs: Annotated[Optional[int], typer.Option(help="CNN epochs per fold")] = None,
+) -> None:
+    """Grouped repeated k-fold report (seed 002's 10 × 3): baseline and CNN trained per fold."""
+    import dataclasses
+
+    from components.common.errors import LesionOpsError
+    from components.common.task import load_task
+    from components.evaluate_model.kfold import load_config, run_kfold
+    from components.train_baseline.core import BaselineConfig
+    from components.train_model.config import TrainConfig
+
+    doc = _task_params(params, task, overrides, "kfold")
+    try:
+        cfg = load_config(doc)
+        cfg = dataclasses.replace(cfg, **{k: v for k, v in (("max_folds", max_folds), ("epochs", epochs))
+                                          if v is not None})
+        report = run_kfold(cfg, load_task(doc), section(doc, "mlflow", TrackingConfig), patches, out,
+                           section(doc, "train_model", TrainConfig), section(doc, "train_baseline", BaselineConfig))
+    except LesionOpsError as exc:
+        console.print(f"[bold red]kfold failed:[/] {exc}")
+        raise typer.Exit(2) from None
+    console.print((out / "kfold_report.md").read_text(encoding="utf-8"))
+    console.print(f"report: {out}/kfold_report.md, .json, .png (MLflow run {report['parent_run_id']})")
+
+
 @pipeline_app.command("run")
 def pipeline_run(
     source: Annotated[Optional[Path], typer.Option(

@@ -1,0 +1,190 @@
+"""Claim: `/classify` serves at a stated p50/p99 latency and requests/s on this CPU, and we know how
+much of that is the model: the same run times the bare model call (preprocess + forward).
+
+Set-up (all in a temp folder): the classifier architecture and input size of params.yaml
+(`train_model.arch`, `image_size`; random weights: speed does not depend on them) logged by
+train_model's own `_log_model`, registered and made `champion` in a fresh SQLite MLflow registry;
+a few synthetic 640×480 labelImg photos from `lesionops synth`'s generator; the real app
+(`create_app`) under uvicorn on loopback in this process, with its SQLite store (WAL, FULL sync).
+
+Measured:
+1. API: `--clients` threads with their own httpx connection post `--requests` /classify calls
+   (photo + its lesion box) after `--warmup` untimed ones: p50/p99 latency and requests/s.
+   Each call decodes, hashes and stores (fsync) the image, crops, classifies, computes the drift
+   features and commits the prediction row (SQLite, synchronous=FULL).
+2. bare model: `patch_for` + `to_batch` + the forward pass with embeddings, the exact calls the
+   route makes, sequentially in this thread (half before, half after the API load): p50, calls/s.
+   The ratio API req/s ÷ bare calls/s says how much throughput the HTTP, storage and drift-feature
+   work costs (the server and its clients share this process and its cores).
+
+    .venv/bin/python benchmarks/serve.py [--requests 400] [--clients 4] [--arch ARCH] [--image-size N]
+        [--warmup 20] [--bare 200] [--threads N] [--params params.yaml]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import statistics
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import mlflow
+import numpy as np
+import torch
+import uvicorn
+from mlflow.tracking import MlflowClient
+
+from components.common.params import load_params, section
+from components.common.task import TaskConfig
+from components.common.tracking import TrackingConfig, setup
+from components.common.voc import read_voc
+from components.crop_patches.config import CropConfig
+from components.train_model.config import TrainConfig
+from components.train_model.core import _log_model
+from components.train_model.models import build_model
+from lesionops.serve.app import create_app
+from lesionops.serve.config import ServeConfig
+from lesionops.serve.inference import patch_for, run_classifier, to_batch
+from lesionops.serve.models import Champions
+from lesionops.synth.skin import SynthConfig, generate_skin_dataset
+
+
+def registry(root: Path, task: TaskConfig, cfg: TrainConfig) -> TrackingConfig:
+    """A fresh registry whose `champion` is `cfg.arch`, logged exactly as train_model logs it."""
+    tracking = TrackingConfig(tracking_uri=f"sqlite:///{root / 'mlflow.db'}", artifact_root=str(root / "artifacts"),
+                              experiment="bench-serve", registered_model="bench_classifier")
+    setup(tracking)
+    model = build_model(cfg.arch, len(task.classes), cfg.dropout).eval()
+    sample = torch.randint(0, 256, (2, 3, cfg.image_size, cfg.image_size), dtype=torch.uint8)
+    with mlflow.start_run():
+        uri = _log_model(model, sample, task, cfg, root)
+        mlflow.log_metric("temperature", 1.3)
+    version = mlflow.register_model(uri, tracking.registered_model).version
+    MlflowClient().set_registered_model_alias(tracking.registered_model, "champion", version)
+    return tracking
+
+
+def photos(root: Path, task: TaskConfig) -> list[tuple[bytes, str]]:
+    """Synthetic 640×480 photos with the first lesion box of each, as the API's `box` field."""
+    generate_skin_dataset(SynthConfig(out_dir=root, n_images=8, seed=5, image_width=640, image_height=480,
+                                      classes=task.classes), progress=False)
+    out = []
+    for xml in sorted(root.rglob("*.xml")):
+        ann = read_voc(xml)
+        if ann.boxes:
+            b = ann.boxes[0]
+            box = f"{b.xmin - 1:g},{b.ymin - 1:g},{b.xmax:g},{b.ymax:g}"
+            out.append(((xml.parent / ann.filename).read_bytes(), box))
+    return out
+
+
+def serve(app: object) -> tuple[uvicorn.Server, threading.Thread, str]:
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))  # type: ignore[arg-type]
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.05)
+    return server, thread, f"http://127.0.0.1:{sock.getsockname()[1]}"
+
+
+def load(url: str, images: list[tuple[bytes, str]], n: int, clients: int) -> tuple[list[float], float]:
+    """Per-request latencies (s) and the wall time of `n` /classify calls from `clients` threads."""
+    def worker(k: int) -> list[float]:
+        times = []
+        with httpx.Client(base_url=url, timeout=60) as client:
+            for i in range(k, n, clients):
+                data, box = images[i % len(images)]
+                start = time.perf_counter()
+                r = client.post("/classify", files={"file": ("p.jpg", data, "image/jpeg")}, data={"box": box})
+                times.append(time.perf_counter() - start)
+                if r.status_code != 200:
+                    raise RuntimeError(f"/classify answered {r.status_code}: {r.text}")
+        return times
+
+    start = time.perf_counter()
+    with ThreadPoolExecutor(clients) as pool:
+        latencies = [t for part in pool.map(worker, range(clients)) for t in part]
+    return latencies, time.perf_counter() - start
+
+
+def bare(tracking: TrackingConfig, task: TaskConfig, crop: CropConfig, root: Path, images: list[tuple[bytes, str]],
+         n: int, threads: int) -> list[float]:
+    """The route's model work alone: crop + preprocess + forward, on the stored image files."""
+    champions = Champions(tracking, "champion", task.classes, ("classifier",))
+    champions.refresh()
+    model = champions.classifier
+    assert model is not None
+    files = []
+    for i, (data, box) in enumerate(images):
+        path = root / f"bare{i}.jpg"
+        path.write_bytes(data)
+        files.append((path, [float(v) for v in box.split(",")]))
+    times = []
+    for i in range(-3, n):  # 3 untimed warm-up calls
+        path, box = files[i % len(files)]
+        start = time.perf_counter()
+        run_classifier(model, to_batch(patch_for(path, (640, 480), box, 1, crop), model), threads)
+        if i >= 0:
+            times.append(time.perf_counter() - start)
+    return times
+
+
+def pct(values: list[float], q: float) -> float:
+    return float(np.percentile(np.asarray(values) * 1000, q))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--params", type=Path, default=Path("params.yaml"))
+    parser.add_argument("--requests", type=int, default=400)
+    parser.add_argument("--clients", type=int, default=4)
+    parser.add_argument("--warmup", type=int, default=20)
+    parser.add_argument("--bare", type=int, default=200)
+    parser.add_argument("--arch", default=None, help="default: train_model.arch of --params")
+    parser.add_argument("--image-size", type=int, default=None, help="default: train_model.image_size")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: serve.torch_threads)")
+    args = parser.parse_args()
+    doc = load_params(args.params)
+    train = section(doc, "train_model", TrainConfig)
+    train = TrainConfig(arch=args.arch or train.arch, image_size=args.image_size or train.image_size)
+    task = TaskConfig(name="bench", classes=tuple(doc["task"]["classes"]))
+    crop = section(doc, "crop_patches", CropConfig)
+    threads = args.threads if args.threads is not None else section(doc, "serve", ServeConfig).torch_threads
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        tracking = registry(root / "mlruns", task, train)
+        images = photos(root / "photos", task)
+        cfg = ServeConfig(store_url=f"sqlite:///{root / 'serve.db'}", image_dir=str(root / "images"),
+                          feedback_dir=str(root / "feedback"), reload_every_s=0, torch_threads=threads)
+        # bare calls before and after the API load, so a shared machine's drifting load hits both alike
+        bare_times = bare(tracking, task, crop, root, images, args.bare // 2, threads)
+        server, thread, url = serve(create_app(cfg, tracking, task, token=None, crop=crop))
+        try:
+            load(url, images, args.warmup, args.clients)
+            latencies, wall = load(url, images, args.requests, args.clients)
+        finally:
+            server.should_exit = True
+            thread.join(timeout=30)
+        bare_times += bare(tracking, task, crop, root, images, args.bare - args.bare // 2, threads)
+    api_rps, bare_rps = len(latencies) / wall, 1 / statistics.mean(bare_times)
+    print(f"serve benchmark: {train.arch} @ {train.image_size}px, {len(task.classes)} classes, 640x480 JPEG + box; "
+          f"{os.cpu_count()} CPUs, torch threads {threads or torch.get_num_threads()}, {args.clients} clients, "
+          f"{args.requests} requests")
+    print(f"  API  /classify : p50 {pct(latencies, 50):7.1f} ms  p99 {pct(latencies, 99):7.1f} ms  "
+          f"{api_rps:7.1f} req/s")
+    print(f"  bare model call: p50 {pct(bare_times, 50):7.1f} ms  p99 {pct(bare_times, 99):7.1f} ms  "
+          f"{bare_rps:7.1f} calls/s  (crop + preprocess + forward, one thread)")
+    print(f"  ratio API req/s / bare calls/s = {api_rps / bare_rps:.2f}; "
+          f"API p50 / bare p50 = {pct(latencies, 50) / pct(bare_times, 50):.1f}x")
+
+
+if __name__ == "__main__":
+    main()

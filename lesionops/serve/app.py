@@ -1,0 +1,149 @@
+"""The LesionOps serving app: predictions, feedback, expert review, health, metrics and the pages.
+
+`create_app` builds everything from configs and opens nothing until the server starts: the
+lifespan loads the champions, starts the alias poller, and closes the store on the way out.
+Errors always answer `{"detail": "<reason>"}` — including FastAPI's validation errors (422), which
+are flattened to one sentence — and nothing a client sends produces a 500.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from io import BytesIO
+from pathlib import Path
+from typing import Any
+
+import segno
+from fastapi import Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from components.common.task import TaskConfig
+from components.common.tracking import TrackingConfig
+from components.crop_patches.config import CropConfig
+from lesionops.serve import predict, review
+from lesionops.serve.config import ServeConfig
+from lesionops.serve.limits import BodyLimitMiddleware
+from lesionops.serve.metrics import MetricsMiddleware, ServeMetrics
+from lesionops.serve.models import Champions, Poller
+from lesionops.serve.schemas import Health
+from lesionops.serve.state import ServeState, get_state, require_token
+from lesionops.serve.store import Store
+from lesionops.serve.uploads import InputError
+
+log = logging.getLogger("lesionops.serve")
+STATIC_DIR = Path(__file__).parent / "static"
+PAGES = {"/": "index.html", "/review": "review.html"}
+
+
+def _validation_detail(exc: RequestValidationError) -> str:
+    """FastAPI's list of errors as one sentence: "missing field 'file' (body); ..."."""
+    parts = []
+    for err in exc.errors():
+        where = ".".join(str(p) for p in err.get("loc", ()) if p not in ("body", "query", "path", "header"))
+        kind = "missing field" if err.get("type") == "missing" else "invalid field"
+        parts.append(f"{kind} '{where}': {err.get('msg', '')}" if kind != "missing field" else f"{kind} '{where}'")
+    return "; ".join(parts) or "invalid request"
+
+
+def _install_handlers(app: FastAPI) -> None:
+    @app.exception_handler(InputError)
+    async def input_error(_request: Request, exc: InputError) -> JSONResponse:
+        return JSONResponse({"detail": exc.detail}, status_code=exc.status)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        return JSONResponse({"detail": _validation_detail(exc)}, status_code=422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return JSONResponse({"detail": str(exc.detail)}, status_code=exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(Exception)
+    async def server_error(_request: Request, exc: Exception) -> JSONResponse:
+        log.exception("serve: unhandled error", exc_info=exc)
+        return JSONResponse({"detail": f"internal error ({type(exc).__name__}); see the server log"}, status_code=500)
+
+
+def _health(state: ServeState) -> dict[str, Any]:
+    clf, det = state.champions.classifier, state.champions.detector
+    return {"status": "ok", "classifier": clf.info() if clf else None, "detector": det.info() if det else None,
+            "problems": dict(state.champions.problems), "classes": list(state.task.classes)}
+
+
+def _refresh(state: ServeState) -> dict[str, Any]:
+    state.champions.refresh()
+    state.metrics.set_models(state.champions.models)
+    return _health(state)
+
+
+def _page(name: str) -> Response:
+    path = STATIC_DIR / name
+    if not path.is_file():
+        return JSONResponse({"detail": f"page not built: lesionops/serve/static/{name} is missing"}, status_code=404)
+    return FileResponse(path, media_type="text/html")
+
+
+def _install_routes(app: FastAPI) -> None:
+    @app.get("/health", response_model=Health, tags=["ops"], summary="Liveness and the model versions in service")
+    def health(request: Request) -> dict[str, Any]:
+        return _health(get_state(request))
+
+    @app.get("/metrics", tags=["ops"], summary="Prometheus metrics", response_class=Response)
+    def metrics(request: Request) -> Response:
+        return Response(generate_latest(get_state(request).metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    @app.post("/reload", response_model=Health, tags=["ops"], dependencies=[Depends(require_token)],
+              summary="Follow the registry aliases now instead of at the next poll")
+    def reload(request: Request) -> dict[str, Any]:
+        return _refresh(get_state(request))
+
+    @app.get("/qr.svg", tags=["pages"], summary="QR code of the page URL, for opening it on a phone",
+             response_class=Response)
+    def qr(request: Request) -> Response:
+        url = get_state(request).cfg.public_url or str(request.base_url)
+        buf = BytesIO()
+        segno.make(url, error="m").save(buf, kind="svg", scale=6, border=2, title=url)
+        return Response(buf.getvalue(), media_type="image/svg+xml")
+
+    for route, name in PAGES.items():
+        app.add_api_route(route, lambda name=name: _page(name), methods=["GET"], include_in_schema=False)
+    app.mount("/static", StaticFiles(directory=STATIC_DIR, check_dir=False), name="static")
+
+
+def create_app(cfg: ServeConfig, tracking: TrackingConfig, task: TaskConfig, *, token: str | None,
+               crop: CropConfig | None = None) -> FastAPI:
+    """The app for these configs. `crop` (the crop_patches section) must be the one the classifier
+    was trained with: serving rebuilds patches with it. `token=None` disables feedback and review."""
+    crop = crop or CropConfig()
+    champions = Champions(tracking, cfg.champion_alias, task.classes)
+    metrics = ServeMetrics()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        state = ServeState(cfg, task, crop, token or None, Store(cfg.store_url), champions, metrics)
+        app.state.serve = state
+        _refresh(state)
+        poller = Poller(champions, cfg.reload_every_s, on_change=lambda: metrics.set_models(champions.models))
+        poller.start()
+        try:
+            yield
+        finally:
+            poller.stop()
+            state.store.close()
+
+    app = FastAPI(title="LesionOps", version="1", lifespan=lifespan,
+                  description="Classify and detect skin lesions, report wrong results, review the reports. "
+                              "Boxes are x1,y1,x2,y2 in pixels of the image as stored (no EXIF rotation).")
+    _install_handlers(app)
+    _install_routes(app)
+    app.include_router(predict.router, tags=["predict"])
+    app.include_router(review.router)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=cfg.max_upload_bytes)
+    app.add_middleware(MetricsMiddleware, metrics=metrics)  # outermost: counts the 413s too
+    return app

@@ -1,0 +1,209 @@
+"""The champion classifier and detector, loaded from the MLflow registry and swapped when the alias moves.
+
+`models:/<name>@champion` is resolved to a version; that version's pickled nn.Module is loaded
+with everything serving needs from its training run: `preprocessing.json` (classes, input size,
+mean/std, logged by train_model / train_detector) and the metric `temperature` (fitted on val by
+evaluate_model; 1.0 when absent, i.e. uncalibrated softmax). No champion yet is a normal state,
+reported with its reason, never a crash.
+
+Reload: `Champions.refresh()` asks the registry which version each alias points at and loads only
+what changed; the new model is built completely before the reference is swapped, so a request
+sees either the old or the new model, never half of one. A failed load keeps the model in service
+and records the error. The app polls every `serve.reload_every_s` and `POST /reload` forces it.
+All registry calls go through an explicit client for this store: MLflow's process-global tracking
+URI is never touched (tests run several apps on several stores in one process).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import tempfile
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import mlflow
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+import torch
+from torch import nn
+
+from components.common.tracking import TrackingConfig, resolved_uri, version_by_alias
+
+log = logging.getLogger("lesionops.serve")
+KINDS = ("classifier", "detector")
+
+
+class LoadError(Exception):
+    """A registry version that cannot be served (missing artifact, unreadable model)."""
+
+
+@dataclass(frozen=True)
+class Classifier:
+    name: str
+    version: str
+    run_id: str
+    module: nn.Module
+    classes: tuple[str, ...]
+    image_size: int
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    temperature: float
+    # logits_and_embedding hooks the shared module per call: one forward at a time (see inference.py)
+    lock: threading.Lock = field(default_factory=threading.Lock, compare=False, repr=False)
+
+    def info(self) -> dict[str, str]:
+        return {"name": self.name, "version": self.version}
+
+
+@dataclass(frozen=True)
+class Detector:
+    name: str
+    version: str
+    run_id: str
+    module: nn.Module
+    classes: tuple[str, ...]
+    label_offset: int  # model label = class index + offset (0 is background)
+    lock: threading.Lock = field(default_factory=threading.Lock, compare=False, repr=False)
+
+    def info(self) -> dict[str, str]:
+        return {"name": self.name, "version": self.version}
+
+
+def _run_json(client: MlflowClient, run_id: str, name: str) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            path = client.download_artifacts(run_id, name, tmp)
+        except (MlflowException, OSError) as exc:
+            raise LoadError(f"run {run_id} has no {name} artifact ({exc})") from exc
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+def _load_module(client: MlflowClient, uri: str, name: str, version: str) -> nn.Module:
+    """The pickled module of one registry version. The download goes through this store's client:
+    a `models:/` URI would be resolved against MLflow's process-global registry instead."""
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            source = client.get_model_version_download_uri(name, version)
+            local = mlflow.artifacts.download_artifacts(artifact_uri=source, dst_path=tmp, tracking_uri=uri)
+            loaded = mlflow.pytorch.load_model(local, map_location="cpu")
+        except (MlflowException, OSError, RuntimeError, AttributeError, ModuleNotFoundError) as exc:
+            raise LoadError(f"models:/{name}/{version} cannot be loaded ({exc})") from exc
+    exported = isinstance(loaded, torch.export.ExportedProgram) or isinstance(loaded, torch.fx.GraphModule)
+    if exported or not isinstance(loaded, nn.Module):
+        raise LoadError(f"models:/{name}/{version} is a {type(loaded).__name__} (a torch.export program), not a "
+                        "pickled nn.Module: serving needs the module to take embeddings; retrain to register "
+                        "a servable version (train_model now logs pickled modules)")
+    return loaded.eval()
+
+
+def load_classifier(client: MlflowClient, uri: str, name: str, version: Any) -> Classifier:
+    prep = _run_json(client, version.run_id, "preprocessing.json")
+    try:
+        classes, size = tuple(str(c) for c in prep["classes"]), int(prep["image_size"])
+        mean, std = tuple(float(v) for v in prep["mean"]), tuple(float(v) for v in prep["std"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise LoadError(f"run {version.run_id}: preprocessing.json lacks classes/image_size/mean/std ({exc})") from exc
+    temperature = float(client.get_run(version.run_id).data.metrics.get("temperature", 1.0))
+    if not temperature > 0:
+        raise LoadError(f"run {version.run_id}: temperature {temperature} is not positive")
+    module = _load_module(client, uri, name, str(version.version))
+    return Classifier(name, str(version.version), version.run_id, module, classes, size,
+                      mean, std, temperature)  # type: ignore[arg-type]
+
+
+def load_detector(client: MlflowClient, uri: str, name: str, version: Any, fallback: tuple[str, ...]) -> Detector:
+    try:
+        prep = _run_json(client, version.run_id, "preprocessing.json")
+    except LoadError:
+        prep = {}  # older detectors: the task's classes, background at 0
+    classes = tuple(str(c) for c in prep.get("classes", fallback))
+    module = _load_module(client, uri, name, str(version.version))
+    return Detector(name, str(version.version), version.run_id, module, classes, int(prep.get("label_offset", 1)))
+
+
+class Champions:
+    """The models in service, and why one is missing; `refresh()` follows the registry aliases."""
+
+    def __init__(self, tracking: TrackingConfig, alias: str, task_classes: tuple[str, ...],
+                 wanted: tuple[str, ...] = KINDS) -> None:
+        self.uri = resolved_uri(tracking)
+        self.names = {"classifier": tracking.registered_model, "detector": tracking.registered_detector}
+        self.alias, self.task_classes, self.wanted = alias, task_classes, wanted
+        self.client = MlflowClient(tracking_uri=self.uri, registry_uri=self.uri)
+        self.models: dict[str, Classifier | Detector | None] = dict.fromkeys(KINDS)
+        self.problems: dict[str, str] = {}
+        self._refresh_lock = threading.Lock()
+
+    @property
+    def classifier(self) -> Classifier | None:
+        return self.models["classifier"]  # type: ignore[return-value]
+
+    @property
+    def detector(self) -> Detector | None:
+        return self.models["detector"]  # type: ignore[return-value]
+
+    def reason(self, kind: str) -> str:
+        """Why `kind` is not being served (for the 503)."""
+        return self.problems.get(kind, f"no {kind} champion loaded")
+
+    def refresh(self) -> dict[str, str | None]:
+        """Load whatever the aliases point at now; returns kind → version in service."""
+        with self._refresh_lock:  # the poller and POST /reload must not load the same version twice
+            for kind in self.wanted:
+                self._refresh_one(kind)
+            return {k: (m.version if m else None) for k, m in self.models.items()}
+
+    def _refresh_one(self, kind: str) -> None:
+        name, current = self.names[kind], self.models[kind]
+        try:
+            version = version_by_alias(self.client, name, self.alias)
+        except MlflowException as exc:  # registry unreachable: keep serving what we have
+            self.problems[kind] = f"registry unreachable ({exc})"
+            return
+        if version is None:
+            self.models[kind] = None
+            self.problems[kind] = f"no {kind} champion yet: models:/{name}@{self.alias} does not exist"
+            return
+        if current is not None and current.version == str(version.version):
+            return
+        try:
+            loaded = (load_classifier(self.client, self.uri, name, version) if kind == "classifier"
+                      else load_detector(self.client, self.uri, name, version, self.task_classes))
+        except LoadError as exc:
+            log.error("serve: keeping %s %s: %s", kind, current.version if current else "none", exc)
+            self.problems[kind] = str(exc)
+            return
+        self.models[kind] = loaded
+        self.problems.pop(kind, None)
+        log.info("serve: %s %s version %s in service", kind, name, loaded.version)
+
+
+class Poller:
+    """Background thread calling `champions.refresh()` every `every_s` seconds until stopped."""
+
+    def __init__(self, champions: Champions, every_s: float, on_change: Callable[[], None] | None = None) -> None:
+        self.champions, self.every_s, self.on_change = champions, every_s, on_change
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="champion-poller", daemon=True)
+
+    def start(self) -> None:
+        if self.every_s > 0:
+            self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=10)
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.every_s):
+            try:
+                before = {k: (m.version if m else None) for k, m in self.champions.models.items()}
+                if self.champions.refresh() != before and self.on_change is not None:
+                    self.on_change()
+            except Exception:  # noqa: BLE001 - a poll must never kill the poller; the error is logged
+                log.exception("serve: champion refresh failed")

@@ -1,0 +1,164 @@
+"""POST /classify, /detect and /feedback: decode, check, answer, and record everything durably.
+
+Routes are plain `def`: FastAPI runs them in its thread pool, so decoding, cropping and feature
+extraction of several requests overlap while each model runs one forward at a time.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, File, Form, HTTPException, Request, UploadFile
+
+from components.common.errors import DataError
+from components.monitor_drift.features import read_features
+from lesionops.serve.inference import annotate, classify, detect, patch_for
+from lesionops.serve.schemas import ClassifyResponse, DetectResponse, FeedbackResponse
+from lesionops.serve.state import ServeState, get_state, require_form, require_token
+from lesionops.serve.store import Feedback, Prediction, StoredImage, utc_now
+from lesionops.serve.uploads import InputError, Upload, check_content_type, decode_image, parse_box, store_image
+
+router = APIRouter()
+OTHER = "other"  # a reporter may say "none of these classes"
+
+FileField = Annotated[UploadFile, File(description="the photo (JPEG, PNG, BMP, TIFF, WebP)")]
+BoxField = Annotated[str | None, Form(description="x1,y1,x2,y2 in stored-image pixels (0-based, x2/y2 exclusive)")]
+
+
+def read_upload(file: UploadFile, state: ServeState) -> Upload:
+    check_content_type(file.content_type)
+    return decode_image(file.file.read(), state.cfg.max_image_pixels)
+
+
+def drift_features(state: ServeState, stored: StoredImage) -> dict[str, float]:
+    """Features of the full stored image, by the very function the drift reference was built with
+    (`read_features`: same reduced JPEG decode, same downscale), so the two are comparable."""
+    try:
+        return read_features(state.image_dir / stored.path, state.cfg.feature_max_side)
+    except DataError as exc:
+        raise InputError(400, f"'file': {exc.problem}") from exc
+
+
+def _record(state: ServeState, stored: StoredImage, kind: str, model: Any, box: list[float] | None,
+            outputs: dict[str, Any], top: tuple[str | None, float | None], embedding: Any = None) -> str:
+    """The prediction row, with the drift features of the full uploaded image."""
+    prediction_id = uuid.uuid4().hex
+    state.store.add_prediction(Prediction(
+        prediction_id, utc_now(), kind, model.name, model.version, stored, box, outputs, top[0], top[1],
+        drift_features(state, stored), embedding))
+    state.metrics.predictions.labels(kind, top[0] or "none").inc()
+    return prediction_id
+
+
+@router.post("/classify", response_model=ClassifyResponse, dependencies=[Depends(require_form)],
+             summary="Top-k classes of a photo or of a boxed region, with calibrated confidences")
+def classify_route(request: Request, file: FileField, box: BoxField = None,
+                   top_k: Annotated[int | None, Form(description="how many classes (default serve.top_k)")] = None,
+                   ) -> dict[str, Any]:
+    state = get_state(request)
+    model = state.champions.classifier
+    if model is None:
+        raise HTTPException(503, state.champions.reason("classifier"))
+    upload = read_upload(file, state)
+    width, height = upload.size
+    region = parse_box(box, width, height, state.crop.min_box_side)
+    k = min(state.cfg.top_k, len(model.classes)) if top_k is None else top_k
+    if not 1 <= k <= len(model.classes):
+        raise InputError(400, f"'top_k': expected 1..{len(model.classes)}, found {k}")
+    stored = store_image(state.image_dir, upload)
+    try:
+        patch = patch_for(state.image_dir / stored.path, upload.size, region, upload.orientation, state.crop)
+    except DataError as exc:
+        raise InputError(400, f"'file': {exc.problem}") from exc
+    answer = classify(model, patch, k, state.cfg.torch_threads)
+    top1 = answer.top[0]
+    prediction_id = _record(state, stored, "classify", model, region, {"top": answer.top},
+                            (top1["label"], top1["confidence"]), answer.embedding)
+    return {"prediction_id": prediction_id, "kind": "classify", "model": model.info(), "top": answer.top,
+            "box": region, "image": {"width": width, "height": height}}
+
+
+@router.post("/detect", response_model=DetectResponse, response_model_exclude_none=True,
+             dependencies=[Depends(require_form)], summary="Lesion boxes, classes and scores on a raw photo")
+def detect_route(request: Request, file: FileField,
+                 annotated: Annotated[bool, Form(description="also return the image with boxes drawn")] = False,
+                 ) -> dict[str, Any]:
+    state = get_state(request)
+    model = state.champions.detector
+    if model is None:
+        raise HTTPException(503, state.champions.reason("detector"))
+    upload = read_upload(file, state)
+    detections = detect(model, upload.image, state.cfg.detect_score_threshold, state.cfg.torch_threads)
+    best = (detections[0]["label"], detections[0]["score"]) if detections else (None, None)
+    stored = store_image(state.image_dir, upload)
+    prediction_id = _record(state, stored, "detect", model, None, {"detections": detections}, best)
+    width, height = upload.size
+    out = {"prediction_id": prediction_id, "kind": "detect", "model": model.info(), "detections": detections,
+           "image": {"width": width, "height": height}}
+    if annotated:
+        out["annotated_png"] = annotate(upload.image, detections, model.classes)
+    return out
+
+
+def iou(a: list[float], b: list[float]) -> float:
+    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
+
+
+def model_label(prediction: dict[str, Any], box: list[float] | None) -> str | None:
+    """What the model said about the reported region: top-1, or the detection overlapping the box most."""
+    if prediction["kind"] == "classify" or box is None:
+        return prediction["predicted_class"]  # type: ignore[no-any-return]
+    scored = [(iou(d["box"], box), d["label"]) for d in prediction["outputs"].get("detections", [])]
+    best = max(scored, default=(0.0, None))
+    return best[1] if best[0] >= 0.5 else None
+
+
+def _label(state: ServeState, text: str) -> str:
+    label = OTHER if text.strip().lower() == OTHER else state.task.normalize(text)
+    if label is None:
+        raise InputError(400, f"'suggested_label': {text!r} is not one of {[*state.task.classes, OTHER]}")
+    return label
+
+
+def _subject(state: ServeState, prediction_id: str | None, file: UploadFile | None,
+             ) -> tuple[StoredImage, dict[str, Any] | None]:
+    """The image a report is about: a stored prediction's, or a freshly uploaded one."""
+    if (prediction_id is None) == (file is None):
+        raise InputError(422, "give exactly one of 'prediction_id' (a prediction to report) or 'file' (an image)")
+    if prediction_id is not None:
+        prediction = state.store.get_prediction(prediction_id.strip())
+        if prediction is None:
+            raise InputError(404, f"unknown prediction_id {prediction_id!r}")
+        image = StoredImage(prediction["input_sha256"], prediction["image_path"], prediction["image_width"],
+                            prediction["image_height"])
+        return image, prediction
+    assert file is not None
+    return store_image(state.image_dir, read_upload(file, state)), None
+
+
+@router.post("/feedback", status_code=201, response_model=FeedbackResponse,
+             dependencies=[Depends(require_token), Depends(require_form)],
+             summary="Report a wrong result (or an unclassified image) for expert review")
+def feedback_route(request: Request,
+                   suggested_label: Annotated[str, Form(description="a task class, or 'other'")],
+                   prediction_id: Annotated[str | None, Form()] = None,
+                   file: Annotated[UploadFile | None, File(description="the image, if no prediction")] = None,
+                   note: Annotated[str | None, Form(max_length=2000)] = None, box: BoxField = None,
+                   ) -> dict[str, Any]:
+    state = get_state(request)
+    label = _label(state, suggested_label)
+    image, prediction = _subject(state, prediction_id, file)
+    region = parse_box(box, image.width, image.height)
+    if region is None and prediction is not None:
+        region = prediction["box"]
+    feedback_id = uuid.uuid4().hex
+    state.store.add_feedback(Feedback(feedback_id, utc_now(), prediction["prediction_id"] if prediction else None,
+                                      image, label, note, region,
+                                      model_label(prediction, region) if prediction else None))
+    state.metrics.feedback.labels("reported").inc()
+    return {"feedback_id": feedback_id, "status": "pending"}

@@ -1,0 +1,73 @@
+"""Response and request bodies: they document the API in /docs and keep answers to the contract."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+
+class ModelRef(BaseModel):
+    name: str
+    version: str
+
+
+class ImageSize(BaseModel):
+    width: int
+    height: int
+
+
+class Health(BaseModel):
+    status: Literal["ok"]
+    classifier: ModelRef | None
+    detector: ModelRef | None
+    problems: dict[str, str] = Field(description="why a model is not (or no longer) being updated")
+    classes: list[str] = Field(description="the task's classes: what a report may suggest (or 'other')")
+
+
+class Ranked(BaseModel):
+    label: str
+    confidence: float = Field(description="softmax(logits / T), T fitted on validation data")
+
+
+class ClassifyResponse(BaseModel):
+    prediction_id: str
+    kind: Literal["classify"]
+    model: ModelRef
+    top: list[Ranked]
+    box: list[float] | None = Field(description="x1,y1,x2,y2 in stored-image pixels (0-based, x2/y2 exclusive)")
+    image: ImageSize
+
+
+class Detection(BaseModel):
+    label: str
+    score: float
+    box: list[float]
+
+
+class DetectResponse(BaseModel):
+    prediction_id: str
+    kind: Literal["detect"]
+    model: ModelRef
+    detections: list[Detection]
+    image: ImageSize
+    annotated_png: str | None = Field(None, description="data:image/png;base64,... when annotated=true")
+
+
+class FeedbackResponse(BaseModel):
+    feedback_id: str
+    status: Literal["pending"]
+
+
+class ReviewBody(BaseModel):
+    action: Literal["accept", "reject"]
+    true_label: str | None = Field(None, description="required to accept: one of the task classes")
+    box: list[float] | None = Field(None, description="x1,y1,x2,y2; default: the report's or prediction's box, "
+                                                      "else the whole image")
+    reviewer: str = Field("unknown", max_length=200)
+
+
+class ReviewResponse(BaseModel):
+    feedback_id: str
+    status: Literal["accepted", "rejected"]
+    export: str | None = Field(description="the VOC xml written, relative to serve.feedback_dir")

@@ -1,0 +1,322 @@
+"""Durable record of every prediction and every feedback report (SQLAlchemy Core, any dialect).
+
+SQLite is the default because it needs no server; it runs in WAL mode with `synchronous=FULL`,
+so a transaction that returned from COMMIT survives a killed process (and a power cut): the API
+acknowledges a feedback report (201) only after that commit. PostgreSQL works by URL with the same
+code: nothing here is dialect-specific (JSON and LargeBinary map to JSON/BLOB and JSON/BYTEA).
+
+Times are stored as naive UTC and handed back timezone-aware (UTC). Embeddings are float32 bytes:
+4 bytes a dimension instead of ~20 as JSON text. The drift monitor reads this store through
+`recent_predictions`, `reviewed_feedback` and `count_feedback` only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sqlalchemy import (JSON, Column, DateTime, Float, ForeignKey, Integer, LargeBinary, MetaData, String, Table,
+                        Text, create_engine, event, func, select, update)
+from sqlalchemy.engine import Connection, Engine, make_url
+
+from components.monitor_drift.features import FEATURES
+
+STATUSES = ("pending", "accepted", "rejected")
+metadata = MetaData()
+
+predictions = Table(
+    "predictions", metadata,
+    Column("prediction_id", String(32), primary_key=True),
+    Column("created_at", DateTime, nullable=False, index=True),
+    Column("kind", String(16), nullable=False, index=True),  # classify | detect
+    Column("model_name", String(200), nullable=False),
+    Column("model_version", String(50), nullable=False),
+    Column("input_sha256", String(64), nullable=False, index=True),
+    Column("image_path", String(300), nullable=False),  # relative to serve.image_dir
+    Column("image_width", Integer, nullable=False),
+    Column("image_height", Integer, nullable=False),
+    Column("box", JSON),  # [x1, y1, x2, y2] or null
+    Column("outputs", JSON, nullable=False),  # the answer as returned (top-k or detections)
+    Column("predicted_class", String(200)),  # top-1 class (detect: best-scoring box), null if none
+    Column("confidence", Float),
+    Column("features", JSON, nullable=False),  # monitor_drift's features of the full uploaded image
+    Column("embedding", LargeBinary),  # float32 penultimate-layer activations (classifier only)
+)
+
+feedback = Table(
+    "feedback", metadata,
+    Column("feedback_id", String(32), primary_key=True),
+    Column("created_at", DateTime, nullable=False, index=True),
+    Column("prediction_id", String(32), ForeignKey("predictions.prediction_id"), index=True),
+    Column("input_sha256", String(64), nullable=False),
+    Column("image_path", String(300), nullable=False),
+    Column("image_width", Integer, nullable=False),
+    Column("image_height", Integer, nullable=False),
+    Column("suggested_label", String(200), nullable=False),
+    Column("note", Text),
+    Column("box", JSON),
+    Column("model_label", String(200)),  # what the model answered (null: no prediction behind it)
+    Column("status", String(16), nullable=False, index=True),
+    Column("reviewed_at", DateTime, index=True),
+    Column("reviewer", String(200)),
+    Column("true_label", String(200)),
+    Column("review_box", JSON),
+    Column("export_path", String(300)),  # the VOC xml written on accept, relative to serve.feedback_dir
+)
+
+
+@dataclass(frozen=True)
+class StoredImage:
+    """Where an uploaded image lives (content-addressed) and what it is."""
+
+    sha256: str
+    path: str  # relative to serve.image_dir
+    width: int
+    height: int
+
+
+@dataclass(frozen=True)
+class Prediction:
+    prediction_id: str
+    created_at: datetime
+    kind: str
+    model_name: str
+    model_version: str
+    image: StoredImage
+    box: list[float] | None
+    outputs: dict[str, Any]
+    predicted_class: str | None
+    confidence: float | None
+    features: dict[str, float]
+    embedding: np.ndarray | None = None
+
+
+@dataclass(frozen=True)
+class Feedback:
+    feedback_id: str
+    created_at: datetime
+    prediction_id: str | None
+    image: StoredImage
+    suggested_label: str
+    note: str | None
+    box: list[float] | None
+    model_label: str | None
+
+
+@dataclass(frozen=True)
+class Review:
+    """The expert's decision on one report."""
+
+    status: str  # accepted | rejected
+    true_label: str | None
+    box: list[float] | None
+    reviewer: str
+    reviewed_at: datetime
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _naive_utc(when: datetime) -> datetime:
+    """Stored form: naive UTC (SQLite has no time zones); a naive input is taken as UTC."""
+    return when.astimezone(UTC).replace(tzinfo=None) if when.tzinfo else when
+
+
+def _aware(when: datetime | None) -> datetime | None:
+    if when is None:
+        return None
+    return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    """WAL (readers never block the writer), FULL sync (a commit is on disk), a generous busy wait."""
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=FULL")
+    cur.execute("PRAGMA busy_timeout=30000")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.close()
+
+
+def make_engine(url: str) -> Engine:
+    """An engine for `url`; SQLite files get their folder created and the durability pragmas."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite":
+        return create_engine(url, pool_pre_ping=True)
+    if parsed.database and parsed.database != ":memory:":
+        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+    event.listen(engine, "connect", _sqlite_pragmas)
+    return engine
+
+
+def _embedding_bytes(vec: np.ndarray | None) -> bytes | None:
+    return None if vec is None else np.asarray(vec, dtype="<f4").ravel().tobytes()
+
+
+def _embedding_list(blob: bytes | None) -> list[float] | None:
+    return None if blob is None else np.frombuffer(blob, dtype="<f4").astype(float).tolist()
+
+
+def _since(column: Any, since: datetime | None) -> list[Any]:
+    return [] if since is None else [column >= _naive_utc(since)]
+
+
+class Store:
+    """Predictions and feedback in one database; safe to share between threads."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.engine = make_engine(url)
+        metadata.create_all(self.engine)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    @contextmanager
+    def _tx(self) -> Iterator[Connection]:
+        with self.engine.begin() as conn:
+            yield conn
+
+    # ---- writes -------------------------------------------------------------------------------
+    def add_prediction(self, p: Prediction) -> None:
+        row = {**{k: v for k, v in asdict(p).items() if k not in ("image", "embedding")},
+               "created_at": _naive_utc(p.created_at), "embedding": _embedding_bytes(p.embedding),
+               **_image_columns(p.image)}
+        with self._tx() as conn:
+            conn.execute(predictions.insert().values(**row))
+
+    def add_feedback(self, f: Feedback) -> None:
+        """Insert a pending report; returns only once it is committed (the 201 means durable)."""
+        row = {**{k: v for k, v in asdict(f).items() if k != "image"}, "created_at": _naive_utc(f.created_at),
+               "status": "pending", **_image_columns(f.image)}
+        with self._tx() as conn:
+            conn.execute(feedback.insert().values(**row))
+
+    def review(self, feedback_id: str, decision: Review,
+               export: Callable[[dict[str, Any]], str | None]) -> dict[str, Any] | None:
+        """Close a pending report; None when it is not pending (reviewed meanwhile, or unknown).
+
+        The row is claimed with a conditional UPDATE (only one of two concurrent reviewers wins),
+        then `export(row)` writes the VOC files inside the same transaction: if writing fails the
+        claim rolls back and the report stays pending.
+        """
+        values = {"status": decision.status, "true_label": decision.true_label, "review_box": decision.box,
+                  "reviewer": decision.reviewer, "reviewed_at": _naive_utc(decision.reviewed_at)}
+        with self._tx() as conn:
+            claimed = conn.execute(update(feedback).where(feedback.c.feedback_id == feedback_id,
+                                                          feedback.c.status == "pending").values(**values))
+            if claimed.rowcount != 1:
+                return None
+            row = _feedback_row(conn.execute(select(feedback).where(feedback.c.feedback_id == feedback_id)).one())
+            path = export(row)
+            if path is not None:
+                conn.execute(update(feedback).where(feedback.c.feedback_id == feedback_id).values(export_path=path))
+            return {**row, "export_path": path}
+
+    # ---- reads used by the API ----------------------------------------------------------------
+    def get_prediction(self, prediction_id: str) -> dict[str, Any] | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(predictions).where(predictions.c.prediction_id == prediction_id)).first()
+        return None if row is None else _prediction_row(row)
+
+    def get_feedback(self, feedback_id: str) -> dict[str, Any] | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(feedback).where(feedback.c.feedback_id == feedback_id)).first()
+        return None if row is None else _feedback_row(row)
+
+    def list_feedback(self, status: str | None = "pending", limit: int = 200) -> list[dict[str, Any]]:
+        """Reports oldest first (a queue), with the prediction each one is about (or None)."""
+        query = select(feedback).order_by(feedback.c.created_at, feedback.c.feedback_id).limit(limit)
+        if status is not None:
+            query = query.where(feedback.c.status == status)
+        with self.engine.connect() as conn:
+            rows = [_feedback_row(r) for r in conn.execute(query)]
+            ids = [r["prediction_id"] for r in rows if r["prediction_id"]]
+            preds = {r.prediction_id: _prediction_row(r)
+                     for r in conn.execute(select(predictions).where(predictions.c.prediction_id.in_(ids)))}
+        return [{**r, "prediction": preds.get(r["prediction_id"])} for r in rows]
+
+    def count_predictions(self, kind: str | None = None) -> int:
+        query = select(func.count()).select_from(predictions)
+        if kind is not None:
+            query = query.where(predictions.c.kind == kind)
+        with self.engine.connect() as conn:
+            return int(conn.execute(query).scalar_one())
+
+    # ---- the drift monitor's contract ---------------------------------------------------------
+    def recent_predictions(self, limit: int, kind: str = "classify", since: datetime | None = None) -> pd.DataFrame:
+        """The latest `limit` predictions of `kind` (at or after `since`), oldest first.
+
+        Columns: prediction_id, created_at (UTC), kind, model_version, predicted_class, confidence,
+        one column per drift feature (monitor_drift.features.FEATURES), embedding (list or None).
+        """
+        cols = [predictions.c[c] for c in ("prediction_id", "created_at", "kind", "model_version", "predicted_class",
+                                           "confidence", "features", "embedding")]
+        query = (select(*cols).where(predictions.c.kind == kind, *_since(predictions.c.created_at, since))
+                 .order_by(predictions.c.created_at.desc(), predictions.c.prediction_id.desc()).limit(limit))
+        with self.engine.connect() as conn:
+            rows = list(conn.execute(query))[::-1]
+        records = [{"prediction_id": r.prediction_id, "created_at": _aware(r.created_at), "kind": r.kind,
+                    "model_version": r.model_version, "predicted_class": r.predicted_class,
+                    "confidence": r.confidence, **{f: float(r.features.get(f, np.nan)) for f in FEATURES},
+                    "embedding": _embedding_list(r.embedding)} for r in rows]
+        columns = ["prediction_id", "created_at", "kind", "model_version", "predicted_class", "confidence",
+                   *FEATURES, "embedding"]
+        frame = pd.DataFrame(records, columns=columns)
+        frame["created_at"] = pd.to_datetime(frame["created_at"], utc=True)
+        frame["confidence"] = frame["confidence"].astype(float)
+        return frame
+
+    def reviewed_feedback(self, since: datetime | None = None) -> pd.DataFrame:
+        """Closed reports (accepted and rejected) reviewed at or after `since`, in review order.
+
+        Columns: feedback_id, reviewed_at (UTC), status, model_label, true_label, correct
+        (model_label == true_label; False when there was no model answer).
+        """
+        query = (select(feedback.c.feedback_id, feedback.c.reviewed_at, feedback.c.status, feedback.c.model_label,
+                        feedback.c.true_label)
+                 .where(feedback.c.status.in_(("accepted", "rejected")), *_since(feedback.c.reviewed_at, since))
+                 .order_by(feedback.c.reviewed_at, feedback.c.feedback_id))
+        with self.engine.connect() as conn:
+            rows = [r._asdict() for r in conn.execute(query)]
+        frame = pd.DataFrame(rows, columns=["feedback_id", "reviewed_at", "status", "model_label", "true_label"])
+        frame["reviewed_at"] = pd.to_datetime(frame["reviewed_at"], utc=True)
+        frame["correct"] = [m is not None and m == t for m, t in zip(frame.model_label, frame.true_label, strict=True)]
+        frame["correct"] = frame["correct"].astype(bool)
+        return frame
+
+    def count_feedback(self, status: str = "accepted", since: datetime | None = None) -> int:
+        """Reports in `status`; `since` filters on the review time (on the report time for pending)."""
+        if status not in STATUSES:
+            raise ValueError(f"status: expected one of {list(STATUSES)}, found {status!r}")
+        when = feedback.c.created_at if status == "pending" else feedback.c.reviewed_at
+        query = select(func.count()).select_from(feedback).where(feedback.c.status == status, *_since(when, since))
+        with self.engine.connect() as conn:
+            return int(conn.execute(query).scalar_one())
+
+
+def _image_columns(image: StoredImage) -> dict[str, Any]:
+    return {"input_sha256": image.sha256, "image_path": image.path, "image_width": image.width,
+            "image_height": image.height}
+
+
+def _prediction_row(row: Any) -> dict[str, Any]:
+    out = row._asdict()
+    out["created_at"] = _aware(out["created_at"])
+    out["embedding"] = _embedding_list(out["embedding"])
+    return out
+
+
+def _feedback_row(row: Any) -> dict[str, Any]:
+    out = row._asdict()
+    out["created_at"] = _aware(out["created_at"])
+    out["reviewed_at"] = _aware(out["reviewed_at"])
+    return out

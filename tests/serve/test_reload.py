@@ -1,0 +1,78 @@
+"""Alias reload: moving `champion` in the registry changes the model in service, by the poller and
+on demand; a version that cannot be served leaves the current one in place with the reason."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import mlflow
+import pytest
+import torch
+from mlflow.tracking import MlflowClient
+
+from components.common.tracking import setup
+from tests.serve.fixtures import TOKEN, ServeSetup, build_serving, image_bytes, log_classifier, serve_in_thread
+
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+
+@pytest.fixture(scope="module")
+def reloading(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ServeSetup, str]]:
+    serving = build_serving(tmp_path_factory.mktemp("reload"), detector=False, reload_every_s=0.5)
+    with serve_in_thread(serving.app()) as url:
+        yield serving, url
+
+
+def _classify(url: str) -> dict:
+    r = httpx.post(url + "/classify", files={"file": ("a.jpg", image_bytes(), "image/jpeg")}, timeout=60)
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def _version(url: str) -> str | None:
+    clf = httpx.get(url + "/health").json()["classifier"]
+    return None if clf is None else clf["version"]
+
+
+def test_poller_and_reload_follow_the_alias(reloading: tuple[ServeSetup, str], tmp_path: Path) -> None:
+    serving, url = reloading
+    assert _version(url) == "1" and _classify(url)["model"]["version"] == "1"
+    before = _classify(url)["top"]
+
+    log_classifier(serving.tracking, serving.task, tmp_path, seed=1, temperature=0.5)  # champion → v2
+    deadline = time.monotonic() + 60
+    while _version(url) != "2" and time.monotonic() < deadline:  # the poller picks it up
+        time.sleep(0.2)
+    assert _version(url) == "2"
+    answer = _classify(url)
+    assert answer["model"] == {"name": "tiny_classifier", "version": "2"} and answer["top"] != before
+    assert 'lesionops_model_info{kind="classifier",name="tiny_classifier",version="2"} 1.0' in \
+        httpx.get(url + "/metrics").text
+
+    MlflowClient(serving.tracking.tracking_uri).set_registered_model_alias("tiny_classifier", "champion", "1")
+    r = httpx.post(url + "/reload", headers=AUTH, timeout=60)  # rollback, applied at once on demand
+    assert r.status_code == 200 and r.json()["classifier"]["version"] == "1"
+    assert _classify(url)["model"]["version"] == "1" and _classify(url)["top"] == before
+    metrics = httpx.get(url + "/metrics").text
+    assert 'version="1"} 1.0' in metrics
+    assert 'lesionops_model_info{kind="classifier",name="tiny_classifier",version="2"}' not in metrics
+    assert httpx.post(url + "/reload").status_code == 401
+
+
+def test_unservable_version_keeps_the_current_one(reloading: tuple[ServeSetup, str]) -> None:
+    """A champion without preprocessing.json (not logged by train_model) is refused, not half-loaded."""
+    serving, url = reloading
+    current = _version(url)
+    setup(serving.tracking)
+    with mlflow.start_run():
+        info = mlflow.pytorch.log_model(torch.nn.Linear(2, 2), name="model", serialization_format="pickle",
+                                        pip_requirements=["torch"])
+    version = mlflow.register_model(info.model_uri, "tiny_classifier").version
+    MlflowClient().set_registered_model_alias("tiny_classifier", "champion", str(version))
+    body = httpx.post(url + "/reload", headers=AUTH, timeout=60).json()
+    assert body["classifier"]["version"] == current
+    assert "preprocessing.json" in body["problems"]["classifier"]
+    assert _classify(url)["model"]["version"] == current

@@ -1,0 +1,96 @@
+"""The store's contract with the drift monitor, on a real SQLite file: columns, order, filters, WAL."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pytest
+from sqlalchemy import text
+
+from components.monitor_drift.features import FEATURES
+from lesionops.serve.store import Feedback, Prediction, Review, StoredImage, Store
+
+T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+IMAGE = StoredImage("ab" * 32, "ab/abab.jpg", 160, 120)
+
+
+def _prediction(i: int, kind: str = "classify", label: str = "psoriasis") -> Prediction:
+    features = {f: float(i) for f in FEATURES}
+    embedding = np.arange(4, dtype=np.float32) + i if kind == "classify" else None
+    return Prediction(f"p{i:03d}", T0 + timedelta(minutes=i), kind, "clf", str(1 + i // 5), IMAGE, None,
+                      {"top": []}, label, 0.5 + i / 100, features, embedding)
+
+
+@pytest.fixture()
+def store(tmp_path: Path) -> Store:
+    s = Store(f"sqlite:///{tmp_path / 'deep' / 'serve.db'}")
+    for i in range(10):
+        s.add_prediction(_prediction(i))
+    s.add_prediction(_prediction(10, kind="detect", label="lichen_planus"))
+    return s
+
+
+def test_sqlite_is_durable_by_configuration(store: Store) -> None:
+    with store.engine.connect() as conn:
+        assert conn.execute(text("PRAGMA journal_mode")).scalar() == "wal"
+        assert conn.execute(text("PRAGMA synchronous")).scalar() == 2  # FULL
+
+
+def test_recent_predictions(store: Store) -> None:
+    frame = store.recent_predictions(3)
+    assert list(frame.columns) == ["prediction_id", "created_at", "kind", "model_version", "predicted_class",
+                                   "confidence", *FEATURES, "embedding"]
+    assert list(frame.prediction_id) == ["p007", "p008", "p009"]  # the latest 3, oldest first
+    assert str(frame.created_at.dt.tz) == "UTC" and frame.created_at.iloc[0] == T0 + timedelta(minutes=7)
+    assert frame.embedding.iloc[0] == [7.0, 8.0, 9.0, 10.0] and frame.brightness.iloc[0] == 7.0
+    assert frame.confidence.dtype == float and list(frame.model_version) == ["2", "2", "2"]
+    since = store.recent_predictions(100, since=T0 + timedelta(minutes=8))
+    assert list(since.prediction_id) == ["p008", "p009"]
+    naive = store.recent_predictions(100, since=(T0 + timedelta(minutes=8)).replace(tzinfo=None))
+    assert list(naive.prediction_id) == ["p008", "p009"]
+    detect = store.recent_predictions(10, kind="detect")
+    assert list(detect.prediction_id) == ["p010"] and detect.embedding.iloc[0] is None
+    assert store.recent_predictions(5, kind="nothing").empty
+
+
+def _feedback(store: Store, i: int, model_label: str | None) -> str:
+    fid = f"f{i:03d}"
+    store.add_feedback(Feedback(fid, T0 + timedelta(hours=i), f"p{i:03d}", IMAGE, "psoriasis", None, None,
+                                model_label))
+    return fid
+
+
+def test_reviewed_feedback_and_counts(store: Store) -> None:
+    ids = [_feedback(store, i, label) for i, label in enumerate(["psoriasis", "eczema", None, "eczema"])]
+    decisions = [("accepted", "psoriasis"), ("accepted", "psoriasis"), ("accepted", "eczema"), ("rejected", "eczema")]
+    for i, (fid, (status, label)) in enumerate(zip(ids[:3], decisions, strict=False)):
+        done = store.review(fid, Review(status, label, [0, 0, 5, 5], "dr", T0 + timedelta(days=1, hours=i)),
+                            lambda row: f"Annotations/{row['feedback_id']}.xml")
+        assert done is not None and done["export_path"] == f"Annotations/{fid}.xml"
+    assert store.review(ids[3], Review("rejected", "eczema", None, "dr", T0 + timedelta(days=2)),
+                        lambda row: None) is not None
+    assert store.review(ids[0], Review("rejected", None, None, "x", T0), lambda row: None) is None  # final
+    frame = store.reviewed_feedback()
+    assert list(frame.columns) == ["feedback_id", "reviewed_at", "status", "model_label", "true_label", "correct"]
+    assert list(frame.feedback_id) == ids and list(frame.correct) == [True, False, False, True]
+    assert frame.correct.dtype == bool and str(frame.reviewed_at.dt.tz) == "UTC"
+    assert list(store.reviewed_feedback(since=T0 + timedelta(days=1, hours=1)).feedback_id) == ids[1:]
+    assert store.count_feedback() == 3 and store.count_feedback("rejected") == 1
+    assert store.count_feedback("accepted", since=T0 + timedelta(days=1, hours=2)) == 1
+    _feedback(store, 5, "psoriasis")
+    assert store.count_feedback("pending") == 1
+    with pytest.raises(ValueError, match="status"):
+        store.count_feedback("done")
+
+
+def test_a_failing_export_rolls_the_review_back(store: Store) -> None:
+    fid = _feedback(store, 0, "psoriasis")
+
+    def broken(_row: dict) -> str:
+        raise OSError("disk full")
+
+    with pytest.raises(OSError):
+        store.review(fid, Review("accepted", "psoriasis", None, "dr", T0), broken)
+    assert store.get_feedback(fid)["status"] == "pending"
