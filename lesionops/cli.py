@@ -384,3 +384,5 @@ def demo(
                       f"({100 * (metrics['test_macro_f1'] - metrics['baseline_macro_f1']):+.1f} points)")
     console.print(f"\nBrowse runs and the registry:  make ui   (mlflow ui --backend-store-uri "
                   f"{tracking.tracking_uri} --default-artifact-root {tracking.artifact_root})")
+    console.print("Serve the champion with the clinician page (/), expert review (/review) and API docs (/docs):\n"
+                  "  LESIONOPS_TOKEN=<a clinic secret> .venv/bin/lesionops serve   → http://127.0.0.1:8000/")
