@@ -1,7 +1,7 @@
 """Close the loop: reviewed feedback → the training data → a training run → a new champion.
 
-The expert review page writes every accepted report as a labelImg Pascal VOC pair (image +
-`<stem>.xml` beside it) into the feedback dataset (`serve.feedback_dir`, its own `.dvc` file). When
+The expert review page writes every accepted report as a labelImg Pascal VOC pair (`images/` +
+`Annotations/<stem>.xml`, the VOC devkit layout ingest_data pairs) into the feedback dataset (`serve.feedback_dir`, its own `.dvc` file). When
 the retrain policy says so, `merge_feedback` links those pairs into a subfolder of the training
 data and adds a metadata.csv row per image (patient `feedback:<image sha>` so a reported image can
 never sit on both sides of a split, label source `expert_review`); then both folders are
@@ -39,6 +39,7 @@ class RetrainConfig:
     data: str = "data"  # the DVC-tracked training dataset the feedback is merged into
     merge_folder: str = "feedback"  # subfolder of `data` that receives the accepted reports
     pipeline_root: str = ".kfp_local"
+    monitor_dir: str = "outputs/monitor"  # one folder per window + history.json (the policy's memory)
 
     def __post_init__(self) -> None:
         parse_interval(self.every)
@@ -89,14 +90,18 @@ def _link(src: Path, dst: Path) -> bool:
 
 
 def feedback_pairs(feedback_dir: Path) -> list[tuple[Path, Path]]:
-    """(image, VOC xml) pairs of the feedback dataset; an image without its XML is an error."""
+    """(image, VOC xml) pairs of the feedback dataset, paired by ingest_data's own rule (XML beside
+    the image or in a sibling `Annotations/`); an image without its XML is an error."""
+    from components.ingest_data.discover import voc_candidates
+
     if not feedback_dir.is_dir():
         return []
     pairs = []
     for image in sorted(p for p in feedback_dir.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES):
-        xml = image.with_suffix(".xml")
-        if not xml.is_file():
-            raise DataError(image, f"accepted feedback image has no annotation {xml.name} beside it")
+        xml = next((c for c in voc_candidates(image) if c.is_file()), None)
+        if xml is None:
+            raise DataError(image, f"accepted feedback image has no annotation {image.stem}.xml beside it "
+                                   "or in ../Annotations/")
         pairs.append((image, xml))
     return pairs
 
@@ -133,7 +138,7 @@ def merge_feedback(feedback_dir: Path, cfg: RetrainConfig) -> MergeResult:
     for image, xml in feedback_pairs(feedback_dir):
         rel = image.relative_to(feedback_dir)
         new_image = _link(image, target / rel)
-        _link(xml, (target / rel).with_suffix(".xml"))
+        _link(xml, target / xml.relative_to(feedback_dir))  # same layout, so ingest pairs them the same way
         added, present = added + new_image, present + (not new_image)
         rows.append({"filename": (target / rel).relative_to(data_dir).as_posix(),
                      "patient_id": f"feedback:{_sha256(image)[:16]}", "body_site": "",
@@ -166,3 +171,43 @@ def launch_training(doc: dict[str, Any], cfg: RetrainConfig, data_version: str) 
         pipeline, experiment_name=cfg.experiment, run_name=f"retrain-{data_version[:12]}",
         arguments={"source_uri": str(source), "params_json": json.dumps(doc), "data_version": data_version})
     return {"target": "kubeflow", "run_id": run.run_id, "host": cfg.kubeflow_host}
+
+
+def retrain_now(doc: dict[str, Any], cfg: RetrainConfig, feedback_dir: Path) -> dict[str, Any]:
+    """Merge accepted feedback into the data, re-version both with DVC, launch the training pipeline."""
+    from lesionops.datavc import track
+
+    merged = merge_feedback(feedback_dir, cfg)
+    versions = {"feedback": track(feedback_dir) if feedback_pairs(feedback_dir) else "empty",
+                "data": track(Path(cfg.data))}
+    launched = launch_training(doc, cfg, versions["data"])
+    return {"merged": merged.added, "already_merged": merged.present, "data_version": versions["data"],
+            "feedback_version": versions["feedback"], **launched}
+
+
+def monitor_cycle(doc: dict[str, Any], *, reference: Path | None = None, now: Any = None) -> dict[str, Any]:
+    """One scheduled window: drift tests + policy on the serving store; on "retrain", do it.
+
+    Writes `<monitor_dir>/<window time>/` (drift.json, reports, decision.json, and retrain.json when
+    a run was launched) and appends the window to `<monitor_dir>/history.json`."""
+    import json
+    from datetime import UTC, datetime
+
+    from components.common.params import section
+    from components.common.tracking import TrackingConfig
+    from components.monitor_drift.config import MonitorConfig
+    from components.monitor_drift.core import run_store
+    from lesionops.serve.config import ServeConfig
+
+    cfg, serve = section(doc, "retrain", RetrainConfig), section(doc, "serve", ServeConfig)
+    when = now or datetime.now(UTC)
+    root = Path(cfg.monitor_dir)
+    out = root / when.strftime("%Y%m%dT%H%M%S%fZ")
+    result = run_store(section(doc, "monitor_drift", MonitorConfig), serve.store_url, out, reference_dir=reference,
+                       tracking=section(doc, "mlflow", TrackingConfig), alias=serve.champion_alias,
+                       history_file=root / "history.json", now=when)
+    result["out"] = str(out)
+    if result["decision"]["retrain"]:
+        result["retrain"] = retrain_now(doc, cfg, Path(serve.feedback_dir))
+        (out / "retrain.json").write_text(json.dumps(result["retrain"], indent=2), encoding="utf-8")
+    return result

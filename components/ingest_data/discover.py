@@ -68,7 +68,8 @@ def _createml_index(root: Path, jsons: list[Path]) -> tuple[dict[Path, tuple[Pat
     return index, ignored
 
 
-def _voc_candidates(image: Path) -> list[Path]:
+def voc_candidates(image: Path) -> list[Path]:
+    """Where labelImg / the VOC devkit put an image's XML: beside it, or in a sibling `Annotations/`."""
     return [image.with_suffix(".xml"), image.parent.parent / "Annotations" / f"{image.stem}.xml"]
 
 
@@ -88,7 +89,7 @@ def _pair(image: Path, root: Path, layout: str,
     rel = image.relative_to(root).as_posix()
     if layout == "folder_per_class":
         return Pairing(image, rel, "folder")
-    if xml := _first_file(_voc_candidates(image)):
+    if xml := _first_file(voc_candidates(image)):
         return Pairing(image, rel, "voc", xml)
     if txt := _first_file(_yolo_candidates(image)):
         return Pairing(image, rel, "yolo", txt)
@@ -105,7 +106,7 @@ def discover(root: Path, extensions: set[str], layout: str) -> Inventory:
     pairs = [_pair(p, root, layout, createml) for p in images]
     # A file that *could* pair with an existing image is not an orphan even if another format won
     # (labelImg users often save both VOC and YOLO for the same photo).
-    used = {c for p in images for c in (*_voc_candidates(p), *_yolo_candidates(p))}
+    used = {c for p in images for c in (*voc_candidates(p), *_yolo_candidates(p))}
     orphans = [Orphan(p.relative_to(root).as_posix(), "voc", p) for p in files
                if p.suffix.lower() == ".xml" and p not in used]
     orphans += [Orphan(p.relative_to(root).as_posix(), "yolo", p) for p in files

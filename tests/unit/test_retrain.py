@@ -82,3 +82,16 @@ def test_parse_interval(text: str, seconds: float) -> None:
 def test_parse_interval_rejects(text: str) -> None:
     with pytest.raises(ConfigError, match="--every"):
         parse_interval(text)
+
+
+def test_voc_devkit_layout_is_paired_and_kept(tmp_path: Path) -> None:
+    """What the review page writes: images/<id>.jpg + Annotations/<id>.xml (ingest_data's pairing)."""
+    data, feedback = _data(tmp_path), tmp_path / "feedback"
+    (feedback / "images").mkdir(parents=True)
+    (feedback / "Annotations").mkdir()
+    (feedback / "images" / "ab12.jpg").write_bytes(b"img")
+    (feedback / "Annotations" / "ab12.xml").write_text("<annotation/>")
+    assert feedback_pairs(feedback) == [(feedback / "images" / "ab12.jpg", feedback / "Annotations" / "ab12.xml")]
+    merge_feedback(feedback, RetrainConfig(data=str(data)))
+    assert (data / "feedback" / "images" / "ab12.jpg").is_file()
+    assert (data / "feedback" / "Annotations" / "ab12.xml").is_file()
