@@ -3,8 +3,9 @@
 Outputs: `metrics.json` (DVC metrics: flat test metrics, patient-bootstrap CIs, ROC-AUC, ECE
 before/after temperature scaling and the fitted temperature for serving, the champion's block
 and the paired difference CI), `decision.json` (every gate rule with value, threshold, verdict
-and reason), `confusion_matrix.png`, `reliability.png`, `roc.png`. The same numbers are logged to
-the training run in MLflow.
+and reason), `confusion_matrix.png`, `reliability.png`, `roc.png`, and `reference/` (the drift
+reference serving's champion is monitored against: components/monitor_drift/reference.py). The same
+numbers and files are logged to the training run in MLflow.
 """
 
 from __future__ import annotations
@@ -35,6 +36,8 @@ from components.evaluate_model.calibration import (calibrated, expected_calibrat
                                                    reliability_bins)
 from components.evaluate_model.gate import GateConfig, decide
 from components.evaluate_model.kfold import KFoldReportConfig
+from components.monitor_drift.reference import ARTIFACT_PATH as REFERENCE_DIR
+from components.monitor_drift.reference import build_reference
 from components.train_model.core import CHECKPOINT, SUMMARY, pick_device
 from components.train_model.data import PatchSet, load_split, normalize
 from components.train_model.models import build_model
@@ -213,6 +216,7 @@ def _log(run_id: str, metrics: dict[str, Any], passed: bool, out_dir: Path) -> N
         mlflow.set_tag("gate_passed", str(passed).lower())
         for name in ("decision.json", "metrics.json", *PLOTS):
             mlflow.log_artifact(str(out_dir / name), artifact_path="evaluation")
+        mlflow.log_artifacts(str(out_dir / REFERENCE_DIR), artifact_path=REFERENCE_DIR)  # drift reference
 
 
 def run(cfg: EvaluateConfig, task: TaskConfig, tracking: TrackingConfig, patch_dir: Path, train_dir: Path,
@@ -234,6 +238,9 @@ def run(cfg: EvaluateConfig, task: TaskConfig, tracking: TrackingConfig, patch_d
                       baseline=baseline, validation_passed=validation_passed, leak_patients=leaks, diff_ci=diff_ci)
     out_dir.mkdir(parents=True, exist_ok=True)
     _plots(out_dir, challenger, y, task.classes, cfg.calibration_bins)
+    # What serving's champion is monitored against (components/monitor_drift/reference.py).
+    build_reference(model, [("val", val), ("test", test)], task.classes, challenger.metrics["temperature"],
+                    patch_dir, out_dir / REFERENCE_DIR, device=device)
     metrics = {**_metrics_doc(challenger, champion, baseline, diff_ci), "champion_version": champ_version,
                "bootstrap": asdict(cfg.bootstrap), "n_test_patients": int(len(set(test.patients))),
                "leak_patients": leaks, "validation_passed": validation_passed}

@@ -26,7 +26,10 @@ def _fields(model: type) -> set[str]:
 
 
 def test_spec_uses_only_kfp_v2beta1_fields(compiled: Path) -> None:
-    spec = recurring_run_spec(compiled, {"params_json": "{}"}, every_s=3600)
+    store_mode = {"params_json": "{}", "store_url": "postgresql://monitor@db/lesionops",
+                  "history_uri": "/mnt/monitor/history.json"}  # a window of the serving store
+    spec = recurring_run_spec(compiled, store_mode, every_s=3600)
+    assert spec["runtime_config"]["parameters"] == store_mode
     assert set(spec) <= _fields(kfp_server_api.V2beta1RecurringRun)
     assert set(spec["trigger"]) <= _fields(kfp_server_api.V2beta1Trigger)
     assert set(spec["trigger"]["periodic_schedule"]) <= _fields(kfp_server_api.V2beta1PeriodicSchedule)

@@ -1,11 +1,10 @@
-"""monitor_drift: image features, the KS verdict, the retrain policy, core.run, the CLI and the pipeline."""
+"""monitor_drift: image features, the KS verdict, folder-mode core.run, the CLI and the pipeline (policy: test_drift_policy.py)."""
 
 from __future__ import annotations
 
 import json
 import subprocess
 import sys
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +16,6 @@ from components.common.errors import DataError
 from components.common.io import read_json
 from components.monitor_drift.core import MonitorConfig, assess, load_history, reference_paths, run
 from components.monitor_drift.features import FEATURES, features_frame, image_features
-from components.monitor_drift.policy import WindowResult, decide, drift_streak
 
 REPO = Path(__file__).resolve().parents[2]
 CFG = MonitorConfig(min_window=20, consecutive_windows=2, retrain_feedback_threshold=50)
@@ -48,13 +46,6 @@ def _fake_crop(tmp: Path, n_train: int = 30, level: float = 100, seed: int = 1) 
     crop.mkdir(parents=True)
     pd.DataFrame(rows).to_parquet(crop / "patches.parquet", index=False)
     return crop, source
-
-
-def _window(verdict: str = "drift", alert: bool = False, n: int = 40) -> WindowResult:
-    drifted = ("brightness", "mean_r", "mean_g", "mean_b") if verdict == "drift" else ()
-    return WindowResult(verdict=verdict, n_current=n, drifted_share=len(drifted) / 9, drifted_features=drifted,
-                        n_features=9, acquisition_alert=alert, acquisition_failure_share=0.3 if alert else 0.0,
-                        n_dark=12 if alert else 0)
 
 
 # --- features ---------------------------------------------------------------------------------
@@ -141,62 +132,6 @@ def test_dark_and_unreadable_images_raise_an_acquisition_alert(tmp_path: Path) -
     assert (window.n_dark, window.n_unreadable) == (3, 1)
     assert window.acquisition_failure_share == pytest.approx(4 / 34)
     assert window.acquisition_alert
-
-
-# --- the policy -------------------------------------------------------------------------------
-
-def test_enough_feedback_retrains_without_drift() -> None:
-    d = decide(_window("no_drift"), [], accepted_feedback=50, cfg=CFG)
-    assert d.retrain and not d.alert
-    assert any("feedback 50 ≥ 50" in r for r in d.reasons)
-
-
-def test_one_drifted_window_waits_for_confirmation() -> None:
-    d = decide(_window("drift"), [{"verdict": "no_drift"}], accepted_feedback=0, cfg=CFG)
-    assert not d.retrain and not d.alert
-    assert any("waiting for confirmation" in r for r in d.reasons)
-
-
-def test_two_consecutive_drifted_windows_retrain() -> None:
-    d = decide(_window("drift"), [{"verdict": "drift", "retrain": False}], accepted_feedback=0, cfg=CFG)
-    assert d.retrain
-    assert any("persisted over 2 consecutive" in r for r in d.reasons)
-
-
-def test_a_non_drift_window_breaks_the_streak() -> None:
-    history = [{"verdict": "drift"}, {"verdict": "insufficient_data"}]
-    assert drift_streak(history) == 0
-    assert not decide(_window("drift"), history, 0, CFG).retrain
-
-
-def test_cooldown_after_a_retrain() -> None:
-    history = [{"verdict": "drift"}, {"verdict": "drift", "retrain": True}]
-    assert drift_streak(history) == 0
-    d = decide(_window("drift"), history, 0, CFG)
-    assert not d.retrain and any("1 consecutive" in r for r in d.reasons)
-
-
-def test_acquisition_alert_alerts_and_never_retrains() -> None:
-    d = decide(_window("drift", alert=True), [{"verdict": "drift"}], accepted_feedback=500, cfg=CFG)
-    assert d.alert and not d.retrain
-    assert any("acquisition alert" in r for r in d.reasons)
-    assert any("deferred" in r for r in d.reasons)
-
-
-def test_insufficient_data_does_not_retrain_and_says_why() -> None:
-    d = decide(_window("insufficient_data", n=5), [{"verdict": "drift"}], 0, CFG)
-    assert not d.retrain and not d.alert
-    assert any("insufficient data: 5 readable" in r and "need 20" in r for r in d.reasons)
-
-
-def test_no_drift_gives_reasons() -> None:
-    d = decide(_window("no_drift"), [], 3, CFG)
-    assert not d.retrain and len(d.reasons) == 2
-    assert d.reasons[0].startswith("accepted feedback 3 < 50") and d.reasons[1].startswith("no drift")
-
-
-def test_single_window_policy_retrains_at_once() -> None:
-    assert decide(_window("drift"), [], 0, replace(CFG, consecutive_windows=1)).retrain
 
 
 # --- core.run, CLI, pipeline ------------------------------------------------------------------
