@@ -96,14 +96,22 @@ def synth(
     priors: Annotated[Optional[str], typer.Option(help="class priors, comma-separated, in task order")] = None,
     defects: Annotated[bool, typer.Option("--defects", help="then break ~35 images, one known defect each "
                                           "(writes <out>/defects.json: code → files)")] = False,
+    shift: Annotated[Optional[str], typer.Option(help="instead: a stream of skin photos as a clinic would upload "
+                                                      "them, under a shift (none, lighting, blur, skin_tone, camera, "
+                                                      "class_prior, wrong_modality) → <out>/images, stream.csv")] = None,
+    severity: Annotated[float, typer.Option(help="--shift strength; 1 = a change a clinician would notice")] = 1.0,
     params: ParamsOpt = Path("params.yaml"),
     task: TaskOpt = None,
 ) -> None:
     """Generate a synthetic dataset: labelImg skin-lesion photos (seed 002) unless --task picks another
-    seed's generator (acupoint hands, chest X-rays, CT DICOM slices, monkeypox photos)."""
+    seed's generator (acupoint hands, chest X-rays, CT DICOM slices, monkeypox photos); with --shift,
+    a shifted upload stream for drift monitoring."""
     from lesionops.presets import synth_settings
 
     doc = _task_params(params, task, None, "synth")
+    if shift is not None:
+        _shifted_stream(doc, out or Path("shifted"), shift, severity, n_images, seed, width, height)
+        return
     settings = synth_settings(doc)
     if defects and settings.generator != "skin":
         console.print(f"[bold red]synth failed:[/] --defects breaks labelImg skin photos only, not "
@@ -119,6 +127,22 @@ def synth(
         (out / "defects.json").write_text(json.dumps(injected, indent=2, sort_keys=True) + "\n", encoding="utf-8")
         console.print(f"synth: injected {len(injected)} defect codes into {sum(map(len, injected.values()))} "
                       f"files → {out / 'defects.json'}")
+
+
+def _shifted_stream(doc: dict[str, Any], out: Path, shift: str, severity: float, n: int | None, seed: int | None,
+                    width: int | None, height: int | None) -> None:
+    from components.common.errors import LesionOpsError
+    from components.common.task import load_task
+    from lesionops.synth.shift import ShiftConfig, write_stream
+
+    options = {k: v for k, v in (("n", n), ("seed", seed), ("width", width), ("height", height)) if v is not None}
+    try:
+        done = write_stream(out, ShiftConfig(shift=shift, severity=severity, classes=load_task(doc).classes, **options))
+    except LesionOpsError as exc:
+        console.print(f"[bold red]synth failed:[/] {exc}")
+        raise typer.Exit(2) from None
+    console.print(f"synth: {sum(done['per_label'].values())} '{shift}' images (severity {severity}) → "
+                  f"{out / 'images'}, {out / 'stream.csv'}")
 
 
 @app.command("data-track")
@@ -272,6 +296,48 @@ def kfold(
         raise typer.Exit(2) from None
     console.print((out / "kfold_report.md").read_text(encoding="utf-8"))
     console.print(f"report: {out}/kfold_report.md, .json, .png (MLflow run {report['parent_run_id']})")
+
+
+@app.command()
+def monitor(
+    every: Annotated[Optional[str], typer.Option(help="interval between windows, e.g. 15m, 1h "
+                                                      "(default: retrain.every)")] = None,
+    once: Annotated[bool, typer.Option("--once", help="check one window and exit (for cron / CI)")] = False,
+    reference: Annotated[Optional[Path], typer.Option(
+        help="drift reference folder (default: the champion's `reference/` artifacts in MLflow)")] = None,
+    params: ParamsOpt = Path("params.yaml"),
+    task: TaskOpt = None,
+    overrides: SetOpt = None,
+) -> None:
+    """Watch the serving store: drift tests on each new window, then the retrain policy; a "retrain"
+    merges accepted feedback into the data and runs the training pipeline."""
+    from components.common.errors import LesionOpsError
+    from lesionops.retrain import RetrainConfig, monitor_cycle, parse_interval
+
+    doc = _task_params(params, task, overrides, "monitor")
+    try:
+        interval = parse_interval(every or section(doc, "retrain", RetrainConfig).every)
+    except LesionOpsError as exc:
+        console.print(f"[bold red]monitor:[/] {exc}")
+        raise typer.Exit(2) from None
+    while True:
+        try:
+            result = monitor_cycle(doc, reference=reference)
+        except LesionOpsError as exc:  # one bad window must not end a schedule; --once reports it
+            console.print(f"[bold red]monitor window failed:[/] {exc}")
+            if once:
+                raise typer.Exit(1) from None
+        else:
+            drift, decision = result["drift"], result["decision"]
+            console.print(f"{drift['verdict']} on {drift['counts']['usable']} image(s); retrain="
+                          f"{'yes' if decision['retrain'] else 'no'} alert={'yes' if decision['alert'] else 'no'}: "
+                          f"{'; '.join(decision['reasons'])}  ({result['out']})")
+            if "retrain" in result:
+                console.print(f"retrain launched: {result['retrain']}")
+                _print_champions(doc)
+        if once:
+            return
+        time.sleep(interval)
 
 
 @pipeline_app.command("run")
