@@ -25,4 +25,23 @@ def compile_all(out_dir: Path, params: dict[str, Any]) -> list[Path]:
         path = out_dir / f"{name}.yaml"
         compiler.Compiler().compile(pipeline, str(path), pipeline_parameters=defaults)
         written.append(path)
+    written.append(_recurring_run(out_dir / "monitoring.yaml", params))
     return written
+
+
+def _recurring_run(compiled: Path, params: dict[str, Any]) -> Path:
+    """The monitoring pipeline every `retrain.every` on the serving store (`serve.store_url`; on a
+    cluster a PostgreSQL URL), as a KFP v2beta1 RecurringRun body (pipelines/schedule.py)."""
+    from lesionops.retrain import RetrainConfig, parse_interval
+    from components.common.params import section
+    from lesionops.serve.config import ServeConfig
+    from pipelines.schedule import recurring_run_spec
+
+    retrain, serve = section(params, "retrain", RetrainConfig), section(params, "serve", ServeConfig)
+    spec = recurring_run_spec(compiled, {"params_json": json.dumps(params, sort_keys=True),
+                                         "store_url": serve.store_url,
+                                         "history_uri": f"{retrain.monitor_dir}/history.json"},
+                              every_s=parse_interval(retrain.every))
+    path = compiled.with_name("monitoring-recurring-run.json")
+    path.write_text(json.dumps(spec, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    return path

@@ -19,7 +19,10 @@ STAGES = ["ingest-data", "validate-annotations", "crop-patches", "train-model", 
 def test_training_pipeline_compiles_with_gate_and_versioned_image(tmp_path: Path) -> None:
     params = load_params(REPO / "params.yaml")
     paths = compile_all(tmp_path, params)
-    assert [p.name for p in paths] == ["training.yaml", "monitoring.yaml"]
+    assert [p.name for p in paths] == ["training.yaml", "monitoring.yaml", "monitoring-recurring-run.json"]
+    schedule = json.loads((tmp_path / "monitoring-recurring-run.json").read_text())
+    assert schedule["trigger"]["periodic_schedule"]["interval_second"] == "3600"  # retrain.every: 1h
+    assert schedule["runtime_config"]["parameters"]["store_url"] == params["serve"]["store_url"]
     spec = yaml.safe_load((tmp_path / "training.yaml").read_text())
     tasks = spec["root"]["dag"]["tasks"]
     assert set(STAGES) - {"promote-model"} <= set(tasks)

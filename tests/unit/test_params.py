@@ -42,13 +42,18 @@ def test_repo_params_build_every_stage_config() -> None:
     from components.monitor_drift.core import MonitorConfig
     from components.promote_model.core import PromoteConfig
     from components.train_model.core import TrainConfig
+    from components.train_baseline.core import BaselineConfig
+    from components.train_detector.core import DetectorConfig
     from components.validate_annotations.checks import ValidateConfig
+    from lesionops.retrain import RetrainConfig
+    from lesionops.serve.config import ServeConfig
 
     doc = load_params(REPO / "params.yaml")
     for name, cls in [("ingest_data", IngestConfig), ("validate_annotations", ValidateConfig),
                       ("crop_patches", CropConfig), ("train_model", TrainConfig),
+                      ("train_baseline", BaselineConfig), ("train_detector", DetectorConfig),
                       ("evaluate_model", EvaluateConfig), ("promote_model", PromoteConfig),
-                      ("monitor_drift", MonitorConfig)]:
+                      ("monitor_drift", MonitorConfig), ("serve", ServeConfig), ("retrain", RetrainConfig)]:
         section(doc, name, cls)
     assert load_task(doc).classes[-1] == "psoriasis"
 
