@@ -107,9 +107,11 @@ def champion_model(tracking: TrackingConfig, alias: str) -> tuple[torch.nn.Modul
     if version is None:
         return None, None, None
     loaded = mlflow.pytorch.load_model(f"models:/{tracking.registered_model}/{version.version}", map_location="cpu")
-    # Pickled nn.Module since serving needs embeddings; older versions were pt2 (torch.export), frozen in
-    # eval mode (the exported module refuses `.eval()`).
-    module = loaded.module() if isinstance(loaded, torch.export.ExportedProgram) else loaded.eval()
+    # Pickled nn.Module since serving needs embeddings; older versions are pt2 (torch.export): loaded as
+    # a graph module frozen in eval mode, which refuses `.eval()`.
+    module = loaded.module() if isinstance(loaded, torch.export.ExportedProgram) else loaded
+    if not isinstance(module, torch.fx.GraphModule):
+        module.eval()
     return module, str(version.version), _logged_image_size(version.run_id)
 
 

@@ -28,3 +28,25 @@ def test_exported_program_is_refused_with_a_reason(tmp_path: Path) -> None:
     assert info.registered_model_version == 1
     with pytest.raises(LoadError, match="torch.export program"):
         _load_module(client, uri, "old", "1")
+
+
+def test_evaluate_model_still_scores_a_pt2_champion(tmp_path: Path) -> None:
+    """A registry whose champion predates pickled logging (pt2) must not break the next evaluation:
+    the challenger is compared with it as before (its graph refuses `.eval()`; it is frozen in eval)."""
+    from components.common.tracking import TrackingConfig
+    from components.evaluate_model.core import champion_model
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    mlflow.set_tracking_uri(uri)
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    exp = client.create_experiment("x", artifact_location=str(tmp_path / "artifacts"))
+    model = nn.Sequential(nn.Flatten(), nn.Linear(12, 2)).eval()
+    with mlflow.start_run(experiment_id=exp):
+        mlflow.pytorch.log_model(model, name="model", input_example=torch.zeros(2, 3, 2, 2).numpy(),
+                                 serialization_format="pt2", registered_model_name="old")
+    client.set_registered_model_alias("old", "champion", "1")
+    tracking = TrackingConfig(tracking_uri=uri, artifact_root=str(tmp_path / "artifacts"), registered_model="old")
+    loaded, version, _ = champion_model(tracking, "champion")
+    assert version == "1"
+    x = torch.rand(4, 3, 2, 2)
+    assert torch.allclose(loaded(x), model(x), atol=1e-6)
