@@ -13,7 +13,6 @@ review is quarantined with a reason, not trained on.
 from __future__ import annotations
 
 import csv
-import hashlib
 import os
 import re
 import shutil
@@ -22,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from components.common.errors import ConfigError, DataError
+from components.common.hashing import sha256_file
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd])\s*$")
@@ -66,19 +66,11 @@ def parse_interval(text: str) -> float:
     return float(match.group(1)) * _SECONDS[match.group(2)]
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _link(src: Path, dst: Path) -> bool:
     """Place `src` at `dst` (hard link, copy across filesystems); False when the same bytes are
     already there. A different file under the same name is an error: never overwrite data."""
     if dst.exists():
-        if _sha256(dst) == _sha256(src):
+        if sha256_file(dst) == sha256_file(src):
             return False
         raise DataError(dst, f"already exists with different content than {src}; refusing to overwrite")
     dst.parent.mkdir(parents=True, exist_ok=True)
@@ -141,7 +133,7 @@ def merge_feedback(feedback_dir: Path, cfg: RetrainConfig) -> MergeResult:
         _link(xml, target / xml.relative_to(feedback_dir))  # same layout, so ingest pairs them the same way
         added, present = added + new_image, present + (not new_image)
         rows.append({"filename": (target / rel).relative_to(data_dir).as_posix(),
-                     "patient_id": f"feedback:{_sha256(image)[:16]}", "body_site": "",
+                     "patient_id": f"feedback:{sha256_file(image)[:16]}", "body_site": "",
                      "label_source": "expert_review"})
     _append_metadata(data_dir, rows)
     return MergeResult(added, present, target)
