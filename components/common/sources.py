@@ -11,7 +11,6 @@ timestamp as mtime, so the manifest's incremental (size, mtime) check keeps work
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import shutil
 import zipfile
@@ -19,19 +18,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path, PurePosixPath
-from typing import Any
 
+from components.common import storage
 from components.common.errors import DataError
 
 _CHUNK = 1 << 20
-
-
-@dataclass(frozen=True)
-class S3Config:
-    """Where the S3 API lives; None = boto3's own resolution (AWS_* env, ~/.aws/config)."""
-
-    endpoint_url: str | None = None
-    region: str | None = None
 
 
 @dataclass(frozen=True)
@@ -50,13 +41,13 @@ class StagedSource:
     stats: dict[str, int] = field(default_factory=dict)
 
 
-def stage_source(uri: str | Path, cache_dir: Path, s3: S3Config | None = None,
-                 zip_limits: ZipLimits | None = None) -> StagedSource:
-    """Local folder as is; `.zip` extracted safely; `s3://` prefix mirrored into `cache_dir`."""
-    text = str(uri)
-    if text.startswith("s3://"):
-        return _stage_s3(text, cache_dir, s3 or S3Config())
-    path = Path(text.removeprefix("file://")) if text.startswith("file://") else Path(text)
+def stage_source(uri: str | Path, cache_dir: Path, zip_limits: ZipLimits | None = None) -> StagedSource:
+    """Local folder as is; `.zip` extracted safely; `s3://` prefix mirrored into `cache_dir`
+    (endpoint, region and credentials from the standard AWS environment/config only)."""
+    loc = storage.parse(uri)
+    if loc.is_s3:
+        return _stage_s3(loc.uri, cache_dir)
+    path = loc.path
     if path.is_file() and path.suffix.lower() == ".zip":
         return _stage_zip(path.resolve(), cache_dir, zip_limits or ZipLimits())
     if not path.is_dir():
@@ -76,10 +67,7 @@ def _uri_under(root: Path, base_uri: str) -> Callable[[Path], str]:
 
 def _safe_member(name: str, archive: Path) -> PurePosixPath | None:
     """The member's relative path, None for folders; refuses anything that could escape the root."""
-    posix = PurePosixPath(name.replace("\\", "/"))
-    if posix.is_absolute() or ".." in posix.parts or (posix.parts and ":" in posix.parts[0]):
-        raise DataError(archive, f"unsafe member path {name!r} (absolute or '..') refused")
-    return None if name.endswith("/") else posix
+    return None if name.endswith("/") else storage.safe_relative(name, str(archive))
 
 
 def _check_zip(zf: zipfile.ZipFile, archive: Path, limits: ZipLimits) -> list[zipfile.ZipInfo]:
@@ -136,66 +124,8 @@ def _stage_zip(archive: Path, cache_dir: Path, limits: ZipLimits) -> StagedSourc
 
 # --- S3 --------------------------------------------------------------------------------------
 
-def _split_s3(uri: str) -> tuple[str, str]:
-    bucket, _, prefix = uri.removeprefix("s3://").partition("/")
-    if not bucket:
-        raise DataError(uri, "expected s3://bucket/prefix")
-    return bucket, (prefix.rstrip("/") + "/") if prefix.strip("/") else ""
-
-
-def _s3_client(cfg: S3Config) -> Any:
-    """Created on use, never at import: credentials come from boto3's standard chain only."""
-    import boto3
-
-    return boto3.client("s3", endpoint_url=cfg.endpoint_url, region_name=cfg.region)
-
-
-def _list_objects(client: Any, bucket: str, prefix: str) -> list[dict[str, Any]]:
-    pages = client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
-    return [obj for page in pages for obj in page.get("Contents", []) if not obj["Key"].endswith("/")]
-
-
-def _stage_s3(uri: str, cache_dir: Path, cfg: S3Config) -> StagedSource:
-    from botocore.exceptions import BotoCoreError, ClientError
-
-    bucket, prefix = _split_s3(uri)
-    root = cache_dir / "s3" / bucket / prefix
-    root.mkdir(parents=True, exist_ok=True)
-    index_path = cache_dir / "s3-index" / f"{bucket}-{hashlib.sha256(prefix.encode()).hexdigest()[:16]}.json"
-    index_path.parent.mkdir(parents=True, exist_ok=True)
-    index: dict[str, Any] = json.loads(index_path.read_text()) if index_path.is_file() else {}
-    stats = {"downloaded": 0, "skipped": 0, "removed": 0}
-    try:
-        client = _s3_client(cfg)
-        objects = _list_objects(client, bucket, prefix)
-        fresh: dict[str, Any] = {}
-        for obj in objects:
-            rel = _safe_member(obj["Key"][len(prefix):], Path(uri))
-            assert rel is not None
-            fresh[str(rel)] = _sync_object(client, bucket, obj, root / str(rel), index.get(str(rel)), stats)
-    except (BotoCoreError, ClientError) as exc:
-        raise DataError(uri, f"cannot read S3 prefix ({exc})") from exc
-    for stale in set(index) - set(fresh):  # deleted upstream: must not be ingested again
-        (root / stale).unlink(missing_ok=True)
-        stats["removed"] += 1
-    index_path.write_text(json.dumps(fresh, sort_keys=True))
-    if not fresh:
-        raise DataError(uri, "no objects under this S3 prefix")
-    return StagedSource(root, "s3", _uri_under(root, f"s3://{bucket}/{prefix}"), stats)
-
-
-def _sync_object(client: Any, bucket: str, obj: dict[str, Any], dest: Path, cached: dict[str, Any] | None,
-                 stats: dict[str, int]) -> dict[str, Any]:
-    """Download unless the cached copy has the same ETag and size; returns the index entry."""
-    entry = {"etag": obj["ETag"], "size": int(obj["Size"])}
-    if cached == entry and dest.is_file() and dest.stat().st_size == entry["size"]:
-        stats["skipped"] += 1
-        return entry
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(f".{dest.name}.part")
-    client.download_file(bucket, obj["Key"], str(tmp))
-    stamp = obj["LastModified"].timestamp()
-    os.utime(tmp, (stamp, stamp))
-    os.replace(tmp, dest)
-    stats["downloaded"] += 1
-    return entry
+def _stage_s3(uri: str, cache_dir: Path) -> StagedSource:
+    """The prefix mirrored by the storage layer (same cache layout, unchanged objects skipped)."""
+    loc = storage.parse(uri)
+    mirror = storage.mirror_prefix(uri, cache_dir)
+    return StagedSource(mirror.root, "s3", _uri_under(mirror.root, f"s3://{loc.bucket}/{loc.prefix}"), mirror.stats)

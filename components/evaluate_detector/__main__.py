@@ -1,10 +1,9 @@
-"""`python -m components.evaluate_detector --patches DIR --model DIR --out DIR`: test mAP + gate."""
+"""`python -m components.evaluate_detector --patches DIR --model DIR --out DIR`: test mAP + gate.
+Every DIR may also be an s3://bucket/prefix URI."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
-from components.common.cli import base_parser, params_from, run_main
+from components.common.cli import base_parser, input_location, local_paths, output_location, params_from, run_main
 from components.common.params import section
 from components.common.task import load_task
 from components.common.tracking import TrackingConfig
@@ -13,13 +12,15 @@ from components.evaluate_detector.core import EvaluateDetectorConfig, run
 
 def main(argv: list[str] | None = None) -> None:
     parser = base_parser(__doc__ or "")
-    parser.add_argument("--patches", type=Path, required=True, help="crop_patches output folder (with detection/)")
-    parser.add_argument("--model", type=Path, required=True, help="train_detector output folder")
-    parser.add_argument("--out", type=Path, required=True, help="output folder (metrics, decision, predictions)")
-    args = parser.parse_args(argv)
-    doc = params_from(args)
-    report = run(section(doc, "evaluate_detector", EvaluateDetectorConfig), load_task(doc),
-                 section(doc, "mlflow", TrackingConfig), args.patches, args.model, args.out)
+    parser.add_argument("--patches", type=input_location, required=True,
+                        help="crop_patches output folder (with detection/)")
+    parser.add_argument("--model", type=input_location, required=True, help="train_detector output folder")
+    parser.add_argument("--out", type=output_location, required=True,
+                        help="output folder (metrics, decision, predictions)")
+    with local_paths(parser, argv) as args:
+        doc = params_from(args)
+        report = run(section(doc, "evaluate_detector", EvaluateDetectorConfig), load_task(doc),
+                     section(doc, "mlflow", TrackingConfig), args.patches, args.model, args.out)
     verdict = "PASSED" if report["passed"] else f"FAILED ({', '.join(report['failed'])})"
     print(f"evaluate_detector: gate {verdict}")
 

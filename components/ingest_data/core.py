@@ -21,7 +21,7 @@ from components.common.formats import SPLIT_NAMES
 from components.common.images import DECODE_MODES
 from components.common.io import write_json, write_parquet
 from components.common.params import params_hash
-from components.common.sources import S3Config, StagedSource, ZipLimits, stage_source
+from components.common.sources import StagedSource, ZipLimits, stage_source
 from components.ingest_data.discover import Inventory, Pairing, discover
 from components.ingest_data.incremental import Previous, load_previous, reused_annotation, reused_image
 from components.ingest_data.rows import (
@@ -54,8 +54,7 @@ class IngestConfig:
     layout: str = "auto"
     max_image_pixels: int = 100_000_000
     zip: ZipLimits = field(default_factory=ZipLimits)
-    s3: S3Config = field(default_factory=S3Config)
-    cache_dir: str = ".cache/lesionops/sources"
+    cache_dir: str = ".cache/lesionops/sources"  # s3:// endpoint/region/credentials: standard AWS env/config only
     # full: decode every pixel; draft: JPEGs at 1/8 scale (still reads every byte: truncation caught,
     # perceptual hash kept) at a fraction of the cost; header: header + sha256 only, so corrupt
     # pixels and near-duplicates are NOT checked (validation says so with DECODE_SKIPPED).
@@ -163,7 +162,7 @@ def _frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
 def run(cfg: IngestConfig, source_uri: str | Path, out_dir: Path) -> pd.DataFrame:
     """Inventory the dataset at `source_uri` into `out_dir/manifest.parquet`; returns the manifest."""
     out_dir = Path(out_dir)
-    staged = stage_source(source_uri, Path(cfg.cache_dir), cfg.s3, cfg.zip)
+    staged = stage_source(source_uri, Path(cfg.cache_dir), cfg.zip)
     exts = {e.lower() for e in cfg.image_extensions}
     inv = discover(staged.root, exts, cfg.layout)
     if not inv.pairs:

@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from components.common import storage
 from components.common.errors import ConfigError, DataError
 
 
@@ -33,41 +34,29 @@ class LoadReport:
                 "pretrained_unexpected_keys": self.unexpected, "pretrained_mismatched_keys": self.mismatched}
 
 
-def _split_s3(uri: str) -> tuple[str, str]:
-    bucket, _, key = uri.removeprefix("s3://").partition("/")
-    if not bucket or not key or key.endswith("/"):
+def _check_s3(uri: str) -> None:
+    key = storage.parse(uri).key
+    if not key or key.endswith("/"):
         raise ConfigError(f"train_model.pretrained_path: expected s3://bucket/key of one file, found {uri!r}")
-    return bucket, key
 
 
 @contextlib.contextmanager
 def local_copy(uri: str) -> Iterator[Path]:
-    """A readable local path for `uri`; S3 objects go to a temporary file removed afterwards.
+    """A readable local path for `uri`; S3 objects go to a temporary file removed afterwards
+    (weights are read once per run, so they are not kept in the storage cache).
 
     Credentials, region and endpoint come from the standard AWS chain (environment, ~/.aws,
-    instance role; `AWS_ENDPOINT_URL_S3` for MinIO-like stores), as for any boto3 client.
+    instance role; `AWS_ENDPOINT_URL_S3` for MinIO-like stores), as for any storage-layer read.
     """
-    if not uri.startswith("s3://"):
-        path = Path(uri)
+    if not storage.is_remote(uri):
+        path = storage.parse(uri).path
         if not path.is_file():
             raise DataError(path, "pretrained weights not found (train_model.pretrained_path)")
         yield path
         return
-    import boto3
-    from botocore.exceptions import BotoCoreError, ClientError
-
-    bucket, key = _split_s3(uri)
+    _check_s3(uri)
     with tempfile.TemporaryDirectory(prefix="lesionops-weights-") as tmp:
-        target = Path(tmp) / Path(key).name
-        try:
-            boto3.client("s3").download_file(bucket, key, str(target))
-        except ClientError as exc:
-            code = exc.response.get("Error", {}).get("Code", "?")
-            why = "no such object (or bucket)" if code in ("404", "NoSuchKey", "NoSuchBucket") else "refused"
-            raise DataError(uri, f"cannot download pretrained weights: {why} [S3 {code}]") from exc
-        except BotoCoreError as exc:
-            raise DataError(uri, f"cannot download pretrained weights: {exc}") from exc
-        yield target
+        yield storage.download(uri, Path(tmp) / Path(storage.parse(uri).key).name, "pretrained weights")
 
 
 def _state_dict(path: Path, source: str) -> dict[str, torch.Tensor]:

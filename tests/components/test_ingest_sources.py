@@ -207,19 +207,20 @@ def s3_server(monkeypatch: pytest.MonkeyPatch) -> Any:
     server.stop()
 
 
-def test_s3_prefix_and_second_run_downloads_nothing(messy: Path, tmp_path: Path, s3_server: str) -> None:
+def test_s3_prefix_and_second_run_downloads_nothing(messy: Path, tmp_path: Path, s3_server: str,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     import boto3
 
     from components.common.io import read_json
-    from components.common.sources import S3Config
 
-    client = boto3.client("s3", endpoint_url=s3_server)
+    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", s3_server)  # the standard variable boto3 reads itself
+    client = boto3.client("s3")
     client.create_bucket(Bucket="clinic")
     for path in sorted(messy.rglob("*")):
         if path.is_file():
             client.upload_file(str(path), "clinic", f"uploads/2024/{path.relative_to(messy).as_posix()}")
     client.put_object(Bucket="clinic", Key="elsewhere/z.jpg", Body=b"not in the prefix")
-    cfg = _cfg(tmp_path, s3=S3Config(endpoint_url=s3_server))
+    cfg = _cfg(tmp_path)
     first = run(cfg, "s3://clinic/uploads/2024", tmp_path / "out")
     img = _images(first)
     assert img.loc["train/P001_a.jpg", "source_uri"] == "s3://clinic/uploads/2024/train/P001_a.jpg"

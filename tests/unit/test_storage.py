@@ -1,0 +1,217 @@
+"""The storage layer against a real S3 server (moto over HTTP on loopback) and on local paths.
+
+The endpoint reaches the code only through AWS_ENDPOINT_URL_S3, as it would on a cluster with MinIO.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from components.common import storage
+from components.common.cli import base_parser, input_location, local_paths, output_file, output_location
+from components.common.errors import DataError
+
+BUCKET = "lesionops-test"
+
+
+@pytest.fixture()
+def s3(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """A moto S3 server on loopback with one bucket; dummy credentials, endpoint via the env only."""
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    for key, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                       "AWS_DEFAULT_REGION": "us-east-1", "AWS_ENDPOINT_URL_S3": f"http://{host}:{port}"}.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    monkeypatch.delenv("RANK", raising=False)
+    boto3.client("s3").create_bucket(Bucket=BUCKET)
+    yield f"s3://{BUCKET}"
+    server.stop()
+
+
+def _tree(root: Path, files: dict[str, bytes]) -> Path:
+    for rel, data in files.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_bytes(data)
+    return root
+
+
+def _read_tree(root: Path) -> dict[str, bytes]:
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+FILES = {"patches.parquet": b"table", "train/psoriasis/p1.jpg": b"\xff\xd8one", "val/eczema/p2.jpg": b"\xff\xd8two",
+         "crop_report.json": b"{}"}
+
+
+def test_file_round_trip_and_unchanged_object_not_downloaded_twice(s3: str, tmp_path: Path) -> None:
+    uri = f"{s3}/runs/1/train_model/checkpoint.pt"
+    storage.write_bytes(uri, b"weights v1")
+    assert storage.read_bytes(uri) == b"weights v1" and storage.exists(uri)
+    cached = storage.fetch(uri, tmp_path / "cache")
+    assert cached.read_bytes() == b"weights v1" and cached.is_relative_to(tmp_path / "cache")
+    inode = cached.stat().st_ino
+    assert storage.fetch(uri, tmp_path / "cache").stat().st_ino == inode  # not downloaded again
+    storage.write_bytes(uri, b"weights v2")
+    again = storage.fetch(uri, tmp_path / "cache")
+    assert again.read_bytes() == b"weights v2" and again.stat().st_ino != inode
+
+
+def test_folder_round_trip_keeps_the_layout_and_syncs_only_changes(s3: str, tmp_path: Path) -> None:
+    uri = f"{s3}/runs/1/crop_patches"
+    src = _tree(tmp_path / "patches", FILES)
+    assert storage.publish(src, uri) == {"uploaded": 4, "unchanged": 0, "deleted": 0}
+    assert storage.list_files(uri) == sorted(FILES) and storage.exists(uri)
+
+    first = storage.mirror_prefix(uri, tmp_path / "cache")
+    assert _read_tree(first.root) == FILES and first.stats["downloaded"] == 4
+    assert storage.fetch(f"{uri}/", tmp_path / "cache") == first.root  # a prefix fetches as a folder
+    second = storage.mirror_prefix(uri, tmp_path / "cache")
+    assert second.stats == {"downloaded": 0, "skipped": 4, "removed": 0}
+
+    (src / "val" / "eczema" / "p2.jpg").unlink()
+    (src / "crop_report.json").write_bytes(b'{"n": 3}')
+    assert storage.publish(src, uri, delete=True) == {"uploaded": 1, "unchanged": 2, "deleted": 1}
+    third = storage.mirror_prefix(uri, tmp_path / "cache")
+    assert third.stats == {"downloaded": 1, "skipped": 2, "removed": 1}
+    assert _read_tree(third.root) == _read_tree(src)
+
+
+def test_local_output_publishes_on_success_and_sees_the_previous_output(s3: str, tmp_path: Path) -> None:
+    uri, cache = f"{s3}/runs/2/ingest_data", tmp_path / "cache"
+    with storage.local_output(uri, cache) as out:
+        assert out.is_dir() and not any(out.iterdir())
+        _tree(out, {"manifest.parquet": b"m1", "ingest_report.json": b"{}"})
+    assert storage.list_files(uri) == ["ingest_report.json", "manifest.parquet"]
+    with storage.local_output(uri, cache) as out:  # an incremental stage reads its last output
+        assert (out / "manifest.parquet").read_bytes() == b"m1"
+        (out / "ingest_report.json").unlink()
+        (out / "manifest.parquet").write_bytes(b"m2")
+    assert storage.list_files(uri) == ["manifest.parquet"] and storage.read_bytes(f"{uri}/manifest.parquet") == b"m2"
+    assert storage.mirror_prefix(uri, cache).stats["downloaded"] == 0  # what was published is known
+
+
+def test_local_output_publishes_nothing_when_the_stage_fails(s3: str, tmp_path: Path) -> None:
+    uri, cache = f"{s3}/runs/3/evaluate_model", tmp_path / "cache"
+    storage.publish(_tree(tmp_path / "old", {"metrics.json": b"old"}), uri)
+    with pytest.raises(RuntimeError, match="stage broke"), storage.local_output(uri, cache) as out:
+        (out / "metrics.json").write_bytes(b"half written")
+        (out / "decision.json").write_bytes(b"{}")
+        raise RuntimeError("stage broke")
+    assert storage.list_files(uri) == ["metrics.json"] and storage.read_bytes(f"{uri}/metrics.json") == b"old"
+    assert storage.fetch(uri, cache).joinpath("metrics.json").read_bytes() == b"old"  # the dirty mirror was dropped
+
+
+def test_output_file_is_read_then_rewritten(s3: str, tmp_path: Path) -> None:
+    uri = f"{s3}/monitor/history.json"
+    with storage.local_output(uri, tmp_path / "cache", is_file=True) as path:
+        assert not path.exists()  # the first run
+        path.write_text("[1]")
+    with storage.local_output(uri, tmp_path / "cache", is_file=True) as path:
+        assert path.read_text() == "[1]"
+        path.write_text("[1, 2]")
+    assert storage.read_bytes(uri) == b"[1, 2]"
+
+
+@pytest.mark.parametrize(("call", "problem"), [
+    (lambda tmp: storage.read_bytes("s3://no-such-bucket/a.json"), r"^s3://no-such-bucket/a\.json: .*bucket does not exist"),
+    (lambda tmp: storage.read_bytes(f"s3://{BUCKET}/missing.json"), rf"^s3://{BUCKET}/missing\.json: .*no such object"),
+    (lambda tmp: storage.fetch("s3://no-such-bucket/runs/1", tmp / "c"), r"^s3://no-such-bucket/runs/1: .*bucket"),
+    (lambda tmp: storage.fetch(f"s3://{BUCKET}/runs/none", tmp / "c"), rf"^s3://{BUCKET}/runs/none: no such object"),
+    (lambda tmp: storage.exists("s3://no-such-bucket/x"), r"^s3://no-such-bucket/x: .*bucket does not exist"),
+    (lambda tmp: storage.publish(Path(__file__), "s3://no-such-bucket/x.py"), r"^s3://no-such-bucket/x\.py: .*bucket"),
+    (lambda tmp: storage.parse("gs://bucket/x"), r"^gs://bucket/x: unsupported location"),
+])
+def test_errors_name_the_uri_and_the_problem(s3: str, tmp_path: Path, call: Any, problem: str) -> None:
+    with pytest.raises(DataError, match=problem):
+        call(tmp_path)
+
+
+def test_missing_output_bucket_fails_before_the_stage_runs(s3: str, tmp_path: Path) -> None:
+    ran = []
+    with pytest.raises(DataError, match=r"^s3://no-such-bucket/out: .*bucket does not exist"):
+        with storage.local_output("s3://no-such-bucket/out", tmp_path / "cache"):
+            ran.append(True)
+    assert not ran
+
+
+def test_unreachable_endpoint_is_a_data_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import socket
+
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    for key, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                       "AWS_DEFAULT_REGION": "us-east-1", "AWS_MAX_ATTEMPTS": "1",
+                       "AWS_ENDPOINT_URL_S3": f"http://127.0.0.1:{port}"}.items():
+        monkeypatch.setenv(key, value)
+    with pytest.raises(DataError, match=r"^s3://b/k: cannot read object: Could not connect"):
+        storage.read_bytes("s3://b/k")
+
+
+def test_local_paths_work_unchanged(tmp_path: Path) -> None:
+    folder = _tree(tmp_path / "in", FILES)
+    assert storage.local_input(folder) == folder and storage.local_input(str(folder)) == folder
+    assert storage.fetch(folder.as_uri()) == folder
+    assert storage.parse(f"file://{tmp_path}/a%20b").path == tmp_path / "a b"
+    assert storage.list_files(folder) == sorted(FILES) and storage.exists(folder)
+    with storage.local_output(tmp_path / "out") as out:
+        assert out == tmp_path / "out"
+    storage.write_bytes(tmp_path / "x" / "y.bin", b"z")
+    assert storage.read_bytes(tmp_path / "x" / "y.bin") == b"z"
+    storage.publish(folder, tmp_path / "copy")
+    assert _read_tree(tmp_path / "copy") == FILES
+    with pytest.raises(DataError, match="file not found"):
+        storage.read_bytes(tmp_path / "nope")
+
+
+def _stage_parser() -> argparse.ArgumentParser:
+    parser = base_parser("a stage")
+    parser.add_argument("--model", type=input_location, required=True)
+    parser.add_argument("--out", type=output_location, required=True)
+    parser.add_argument("--history", type=output_file)
+    return parser
+
+
+def test_cli_turns_uris_into_local_paths_and_publishes_after_success(s3: str, tmp_path: Path) -> None:
+    storage.publish(_tree(tmp_path / "model", {"checkpoint.pt": b"w", "train_summary.json": b"{}"}),
+                    f"{s3}/runs/4/train_model")
+    argv = ["--model", f"{s3}/runs/4/train_model", "--out", f"{s3}/runs/4/evaluate_model",
+            "--history", f"{s3}/runs/4/history.json", "--cache-dir", str(tmp_path / "cache")]
+    with local_paths(_stage_parser(), argv) as args:
+        assert isinstance(args.model, Path) and (args.model / "checkpoint.pt").read_bytes() == b"w"
+        (args.out / "metrics.json").write_text("{}")
+        args.history.write_text("[]")
+        assert storage.list_files(f"{s3}/runs/4/evaluate_model") == []  # nothing before the stage ends
+    assert storage.list_files(f"{s3}/runs/4/evaluate_model") == ["metrics.json"]
+    assert storage.read_bytes(f"{s3}/runs/4/history.json") == b"[]"
+
+    with pytest.raises(DataError), local_paths(_stage_parser(), [*argv[:2], "--out", f"{s3}/runs/5/out",
+                                                                 "--cache-dir", str(tmp_path / "cache")]) as args:
+        (args.out / "metrics.json").write_text("{}")
+        raise DataError("x.json", "bad input")
+    assert storage.list_files(f"{s3}/runs/5/out") == []
+
+
+def test_cli_only_rank_zero_publishes(s3: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RANK", "1")  # what torchrun sets on the second process
+    storage.write_bytes(f"{s3}/m/checkpoint.pt", b"w")
+    argv = ["--model", f"{s3}/m", "--out", f"{s3}/ddp/out", "--cache-dir", str(tmp_path / "cache")]
+    with local_paths(_stage_parser(), argv) as args:
+        (args.out / "rank1.txt").write_text("x")
+    assert storage.list_files(f"{s3}/ddp/out") == []
+
+
+def test_cli_refuses_an_unknown_scheme_as_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc, local_paths(_stage_parser(), ["--model", "gs://b/m", "--out", "o"]):
+        pass
+    assert exc.value.code == 2 and "unsupported location" in capsys.readouterr().err
