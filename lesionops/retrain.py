@@ -149,20 +149,23 @@ def launch_training(doc: dict[str, Any], cfg: RetrainConfig, data_version: str) 
         root.mkdir(parents=True, exist_ok=True)
         run_training(source, doc, root, data_version, root / "retrain.log")
         return {"target": "local", "log": str(root / "retrain.log")}
-    import json
-
-    import kfp
-
+    # Pods cannot read this machine's folder: bring `kubeflow.source_uri` to exactly its bytes
+    # first, so the DVC md5 is also the fingerprint (cache key) of what the run reads.
     from components.common.params import section
-    from components.common.task import TaskConfig
-    from pipelines.training import build_training_pipeline
+    from pipelines.datasource import mirror_to_s3
+    from pipelines.kubeflow import KubeflowConfig
+    from pipelines.submit import run_request, submit_training
 
-    client = kfp.Client(host=cfg.kubeflow_host)
-    pipeline = build_training_pipeline(section(doc, "task", TaskConfig).models)
-    run = client.create_run_from_pipeline_func(
-        pipeline, experiment_name=cfg.experiment, run_name=f"retrain-{data_version[:12]}",
-        arguments={"source_uri": str(source), "params_json": json.dumps(doc), "data_version": data_version})
-    return {"target": "kubeflow", "run_id": run.run_id, "host": cfg.kubeflow_host}
+    kube = section(doc, "kubeflow", KubeflowConfig)
+    if not kube.source_uri:
+        raise ConfigError(f"retrain.target is 'kubeflow' but kubeflow.source_uri is not set: the cluster cannot "
+                          f"read {source}; set it to the s3:// prefix that mirrors it")
+    run_request(doc, kube.source_uri, data_version, experiment=cfg.experiment)  # refuse before uploading
+    copied = mirror_to_s3(source, kube.source_uri)
+    run = submit_training(doc, kube.source_uri, host=cfg.kubeflow_host, experiment=cfg.experiment,
+                          run_name=f"retrain-{data_version[:12]}", data_version=data_version)
+    return {"target": "kubeflow", "run_id": run["run_id"], "host": cfg.kubeflow_host,
+            "source_uri": kube.source_uri, "uploaded": copied["uploaded"]}
 
 
 def retrain_now(doc: dict[str, Any], cfg: RetrainConfig, feedback_dir: Path) -> dict[str, Any]:

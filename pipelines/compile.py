@@ -1,4 +1,8 @@
-"""Compile the Kubeflow pipelines to YAML (what a Kubeflow cluster or a schedule is given)."""
+"""Compile the Kubeflow pipelines to YAML (what a Kubeflow cluster or a schedule is given).
+
+Image, resources, GPUs, retries and caching come from params.yaml `kubeflow` (pipelines/kubeflow.py)
+and are baked into the YAML; `params_json` is only the default of a run parameter.
+"""
 
 from __future__ import annotations
 
@@ -9,39 +13,60 @@ from typing import Any
 from kfp import compiler
 
 
-def compile_all(out_dir: Path, params: dict[str, Any]) -> list[Path]:
-    """Compile every pipeline with `params` baked in as the default `params_json`."""
+def _kubeflow(params: dict[str, Any]) -> Any:
+    from components.common.params import section
+    from pipelines.kubeflow import KubeflowConfig
+
+    return section(params, "kubeflow", KubeflowConfig)
+
+
+def compile_training(params: dict[str, Any], path: Path) -> Path:
+    """The training pipeline for the task's models, `params` as the default `params_json`."""
     from components.common.params import section
     from components.common.task import TaskConfig
-    from pipelines.monitoring import monitoring_pipeline
     from pipelines.training import build_training_pipeline
 
-    training_pipeline = build_training_pipeline(section(params, "task", TaskConfig).models)
+    pipeline = build_training_pipeline(section(params, "task", TaskConfig).models, _kubeflow(params))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    compiler.Compiler().compile(pipeline, str(path),
+                                pipeline_parameters={"params_json": json.dumps(params, sort_keys=True)})
+    return path
 
-    out_dir.mkdir(parents=True, exist_ok=True)
-    defaults = {"params_json": json.dumps(params, sort_keys=True)}
-    written = []
-    for name, pipeline in (("training", training_pipeline), ("monitoring", monitoring_pipeline)):
-        path = out_dir / f"{name}.yaml"
-        compiler.Compiler().compile(pipeline, str(path), pipeline_parameters=defaults)
-        written.append(path)
-    written.append(_recurring_run(out_dir / "monitoring.yaml", params))
-    return written
+
+def compile_all(out_dir: Path, params: dict[str, Any]) -> list[Path]:
+    """Compile every pipeline with `params` baked in as the default `params_json`."""
+    from pipelines.monitoring import build_monitoring_pipeline
+
+    training = compile_training(params, out_dir / "training.yaml")
+    monitoring = out_dir / "monitoring.yaml"
+    compiler.Compiler().compile(build_monitoring_pipeline(_kubeflow(params)), str(monitoring),
+                                pipeline_parameters={"params_json": json.dumps(params, sort_keys=True)})
+    return [training, monitoring, _recurring_run(monitoring, params)]
+
+
+def recurring_run_parameters(params: dict[str, Any]) -> dict[str, Any]:
+    """The monitoring run's parameters: a window of the serving store (`serve.store_url`; on a
+    cluster a PostgreSQL URL), its history beside the monitor's other outputs."""
+    from components.common.params import section
+    from lesionops.retrain import RetrainConfig
+    from lesionops.serve.config import ServeConfig
+
+    retrain, serve = section(params, "retrain", RetrainConfig), section(params, "serve", ServeConfig)
+    return {"params_json": json.dumps(params, sort_keys=True), "store_url": serve.store_url,
+            "history_uri": f"{retrain.monitor_dir}/history.json"}
 
 
 def _recurring_run(compiled: Path, params: dict[str, Any]) -> Path:
-    """The monitoring pipeline every `retrain.every` on the serving store (`serve.store_url`; on a
-    cluster a PostgreSQL URL), as a KFP v2beta1 RecurringRun body (pipelines/schedule.py)."""
-    from lesionops.retrain import RetrainConfig, parse_interval
+    """The monitoring pipeline every `retrain.every`, as a KFP v2beta1 RecurringRun body
+    (pipelines/schedule.py)."""
     from components.common.params import section
-    from lesionops.serve.config import ServeConfig
+    from lesionops.retrain import RetrainConfig, parse_interval
     from pipelines.schedule import recurring_run_spec
 
-    retrain, serve = section(params, "retrain", RetrainConfig), section(params, "serve", ServeConfig)
-    spec = recurring_run_spec(compiled, {"params_json": json.dumps(params, sort_keys=True),
-                                         "store_url": serve.store_url,
-                                         "history_uri": f"{retrain.monitor_dir}/history.json"},
-                              every_s=parse_interval(retrain.every))
+    kube = _kubeflow(params)
+    spec = recurring_run_spec(compiled, recurring_run_parameters(params),
+                              every_s=parse_interval(section(params, "retrain", RetrainConfig).every),
+                              pipeline_root=kube.pipeline_root, service_account=kube.service_account)
     path = compiled.with_name("monitoring-recurring-run.json")
     path.write_text(json.dumps(spec, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     return path

@@ -52,9 +52,11 @@ def _fix_kfp_local_conditions() -> None:
     orchestrator.ConditionEvaluator.evaluate_condition = staticmethod(evaluate_condition)
 
 
-def run_training(source: Path, params: dict[str, Any], pipeline_root: Path, data_version: str,
+def run_training(source: Path | str, params: dict[str, Any], pipeline_root: Path, data_version: str,
                  log_path: Path | None = None) -> None:
     """Execute `training_pipeline` with kfp.local's SubprocessRunner (offline, no venv per task).
+
+    A `kubeflow.stages.train_model.gpus` above 1 runs train_model under torchrun here too.
 
     kfp.local prints every task's full executor input; with `log_path` that goes to a file.
     """
@@ -62,6 +64,7 @@ def run_training(source: Path, params: dict[str, Any], pipeline_root: Path, data
 
     from components.common.params import section
     from components.common.task import TaskConfig
+    from pipelines.kubeflow import from_params
     from pipelines.training import build_training_pipeline
 
     _fix_kfp_local_conditions()
@@ -74,6 +77,8 @@ def run_training(source: Path, params: dict[str, Any], pipeline_root: Path, data
             stack.enter_context(contextlib.redirect_stdout(log))
             stack.enter_context(contextlib.redirect_stderr(log))
         warnings.filterwarnings("ignore", message="You may be attemping to run a task that uses custom")
-        training_pipeline = build_training_pipeline(section(params, "task", TaskConfig).models)
-        training_pipeline(source_uri=str(source.resolve()), params_json=json.dumps(portable_params(params)),
+        # the same tasks as on a cluster; kfp.local ignores image, resources, GPUs, retries, caching
+        training_pipeline = build_training_pipeline(section(params, "task", TaskConfig).models, from_params(params))
+        uri = source if str(source).startswith("s3://") else str(Path(source).resolve())  # ingest stages S3 itself
+        training_pipeline(source_uri=uri, params_json=json.dumps(portable_params(params)),
                           data_version=data_version)

@@ -10,16 +10,29 @@ feedback into the DVC-tracked data and submitting the training pipeline — is `
 live with the data, not in a pipeline pod.
 """
 
+from collections.abc import Callable
+
 from kfp import dsl
 
 from components.monitor_drift.component import monitor_drift
+from pipelines.kubeflow import KubeflowConfig, configure
 
 PIPELINE_NAME = "lesionops-monitoring"
 
 
-@dsl.pipeline(name=PIPELINE_NAME, description="Detect image drift and acquisition failures; decide on retraining.")
-def monitoring_pipeline(params_json: str, store_url: str = "", reference_uri: str = "", source_uri: str = "",
-                        current_uri: str = "", accepted_feedback: int = 0, history_uri: str = "") -> None:
-    monitor_drift(reference_uri=reference_uri, source_uri=source_uri, current_uri=current_uri,
-                  params_json=params_json, accepted_feedback=accepted_feedback,
-                  history_uri=history_uri, store_url=store_url).set_display_name("monitor_drift")
+def build_monitoring_pipeline(kubeflow: KubeflowConfig | None = None) -> Callable[..., None]:
+    """The monitoring pipeline, its task set up by `kubeflow` (never cached: every window is new)."""
+    cfg = kubeflow or KubeflowConfig()
+
+    @dsl.pipeline(name=PIPELINE_NAME, description="Detect image drift and acquisition failures; decide on retraining.")
+    def monitoring_pipeline(params_json: str, store_url: str = "", reference_uri: str = "", source_uri: str = "",
+                            current_uri: str = "", accepted_feedback: int = 0, history_uri: str = "") -> None:
+        configure(monitor_drift(reference_uri=reference_uri, source_uri=source_uri, current_uri=current_uri,
+                                params_json=params_json, accepted_feedback=accepted_feedback,
+                                history_uri=history_uri, store_url=store_url),
+                  "monitor_drift", cfg).set_display_name("monitor_drift")
+
+    return monitoring_pipeline
+
+
+monitoring_pipeline = build_monitoring_pipeline()

@@ -47,13 +47,15 @@ def test_repo_params_build_every_stage_config() -> None:
     from components.validate_annotations.checks import ValidateConfig
     from lesionops.retrain import RetrainConfig
     from lesionops.serve.config import ServeConfig
+    from pipelines.kubeflow import KubeflowConfig
 
     doc = load_params(REPO / "params.yaml")
     for name, cls in [("ingest_data", IngestConfig), ("validate_annotations", ValidateConfig),
                       ("crop_patches", CropConfig), ("train_model", TrainConfig),
                       ("train_baseline", BaselineConfig), ("train_detector", DetectorConfig),
                       ("evaluate_model", EvaluateConfig), ("promote_model", PromoteConfig),
-                      ("monitor_drift", MonitorConfig), ("serve", ServeConfig), ("retrain", RetrainConfig)]:
+                      ("monitor_drift", MonitorConfig), ("serve", ServeConfig), ("retrain", RetrainConfig),
+                      ("kubeflow", KubeflowConfig)]:
         section(doc, name, cls)
     assert load_task(doc).classes[-1] == "psoriasis"
 
