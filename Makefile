@@ -4,6 +4,10 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+TOOLS := .venv-tools
+# Image: <repository>:<package version> (CPU) and <version>-cuda; set IMAGE_REPOSITORY to your ECR URL
+VERSION := $(shell sed -n 's/^__version__ = "\(.*\)"/\1/p' components/__init__.py)
+IMAGE_REPOSITORY ?= ghcr.io/lesionops/lesionops
 
 .DEFAULT_GOAL := help
 
@@ -39,7 +43,22 @@ browser: ## Debian's headless Chromium + ChromeDriver for the browser tests (ski
 		|| echo "chromium could not be installed: the browser tests will be skipped"; \
 	else echo "no /usr/bin/chromium and no root apt-get: the browser tests will be skipped"; fi
 
-test: $(STAMP) browser ## install and run the test suite (CPU; GPU tests skip without CUDA)
+$(TOOLS)/bin/checkov:
+	@test -x $(TOOLS)/bin/python || $(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/python -m pip install --quiet --disable-pip-version-check "uv==0.13.8"
+	$(TOOLS)/bin/uv pip install --python $(TOOLS)/bin/python --quiet "checkov==3.3.30"
+
+tools: $(TOOLS)/bin/checkov ## checkov (Terraform security scan) in its own venv: its pins clash with the main one
+
+image: ## build the CPU and CUDA images (needs a Docker engine), tagged <IMAGE_REPOSITORY>:<version>[-cuda]
+	docker build --target cpu --build-arg VERSION=$(VERSION) -t $(IMAGE_REPOSITORY):$(VERSION) .
+	docker build --target cuda --build-arg VERSION=$(VERSION) -t $(IMAGE_REPOSITORY):$(VERSION)-cuda .
+
+push: image ## push both images (log in to the registry first, e.g. aws ecr get-login-password | docker login)
+	docker push $(IMAGE_REPOSITORY):$(VERSION)
+	docker push $(IMAGE_REPOSITORY):$(VERSION)-cuda
+
+test: $(STAMP) browser tools ## install and run the test suite (CPU; GPU tests skip without CUDA)
 	$(BIN)/python -m pytest -n 2 --timeout 900 -q
 
 bench: $(STAMP) ## run the benchmarks
@@ -51,4 +70,4 @@ ui: $(STAMP) ## open the MLflow UI on the embedded SQLite store
 clean: ## remove generated data, stage outputs and the MLflow store (keeps .venv)
 	rm -rf data outputs .kfp_local .cache mlruns/mlflow.db mlruns/artifacts dvc.lock
 
-.PHONY: help venv data demo repro compile browser test bench ui clean
+.PHONY: help venv data demo repro compile browser tools image push test bench ui clean

@@ -9,6 +9,8 @@ from __future__ import annotations
 import importlib
 import json
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
@@ -25,7 +27,8 @@ STAGES = ("ingest_data", "validate_annotations", "crop_patches", "train_baseline
 
 app = typer.Typer(help="LesionOps: labelImg data → validated patches → gated, promoted models.",
                   no_args_is_help=True, add_completion=False)
-pipeline_app = typer.Typer(help="Run the Kubeflow pipeline locally (kfp.local) or compile it.",
+pipeline_app = typer.Typer(help="Run the Kubeflow pipeline locally (kfp.local), or compile, submit and schedule "
+                                "it on a Kubeflow cluster; render the multi-node training job.",
                            no_args_is_help=True)
 app.add_typer(pipeline_app, name="pipeline")
 console = Console()
@@ -145,12 +148,50 @@ def _shifted_stream(doc: dict[str, Any], out: Path, shift: str, severity: float,
                   f"{out / 'images'}, {out / 'stream.csv'}")
 
 
-@app.command("data-track")
-def data_track(path: Annotated[Path, typer.Argument(help="dataset folder")] = Path("data")) -> None:
-    """Track the raw dataset with DVC (`dvc add`), writing `<path>.dvc`."""
-    from lesionops.datavc import track
+@contextmanager
+def _dvc_errors(command: str) -> Iterator[None]:
+    """A failed DVC call ends the command with its message and exit code 2, not a traceback."""
+    from components.common.errors import LesionOpsError
 
-    console.print(f"data version (DVC md5): {track(path)}")
+    try:
+        yield
+    except LesionOpsError as exc:
+        console.print(f"[bold red]{command} failed:[/] {exc}")
+        raise typer.Exit(2) from None
+
+
+@app.command("data-track")
+def data_track(path: Annotated[Path, typer.Argument(help="dataset folder")] = Path("data"),
+               push: Annotated[bool, typer.Option(help="also upload it to the default DVC remote")] = False) -> None:
+    """Track the raw dataset with DVC (`dvc add`), writing `<path>.dvc`."""
+    from lesionops import datavc
+
+    with _dvc_errors("data-track"):
+        console.print(f"data version (DVC md5): {datavc.track(path)}")
+        if push:
+            datavc.push(Path(f"{path}.dvc"))
+            console.print(f"pushed {path} to the default DVC remote")
+
+
+@app.command("data-remote")
+def data_remote(url: Annotated[str, typer.Argument(help="remote URL, e.g. s3://<dvc bucket>/lesionops")],
+                name: Annotated[str, typer.Option(help="remote name in .dvc/config")] = "storage") -> None:
+    """Set the default DVC remote (credentials and endpoint come from the standard AWS env/config)."""
+    from lesionops.datavc import set_remote
+
+    with _dvc_errors("data-remote"):
+        set_remote(url, name)
+    console.print(f"default DVC remote: {name} → {url}")
+
+
+@app.command("data-pull")
+def data_pull(path: Annotated[Path, typer.Argument(help="DVC-tracked folder")] = Path("data")) -> None:
+    """Fetch the dataset version `<path>.dvc` pins from the default DVC remote."""
+    from lesionops.datavc import pull
+
+    with _dvc_errors("data-pull"):
+        pull(Path(f"{path}.dvc"))
+    console.print(f"pulled {path} ({path}.dvc)")
 
 
 @app.command("data-review")
@@ -391,17 +432,113 @@ def _print_champions(doc: dict[str, Any]) -> None:
         _print_champion(replace(tracking, registered_model=tracking.registered_detector))
 
 
+@contextmanager
+def _kubeflow_errors(command: str) -> Iterator[None]:
+    """A bad `kubeflow` setting, an unreachable bucket or a refused submission: its message, exit 2."""
+    from components.common.errors import LesionOpsError
+
+    try:
+        yield
+    except LesionOpsError as exc:
+        console.print(f"[bold red]pipeline {command} failed:[/] {exc}")
+        raise typer.Exit(2) from None
+
+
 @pipeline_app.command("compile")
 def pipeline_compile(
     out_dir: Annotated[Path, typer.Option(help="folder for the compiled YAML")] = Path("pipelines/compiled"),
     params: ParamsOpt = Path("params.yaml"),
+    task: TaskOpt = None,
+    overrides: SetOpt = None,
 ) -> None:
-    """Compile the training and monitoring pipelines to Kubeflow YAML."""
+    """Compile the training and monitoring pipelines to Kubeflow YAML (image, resources, GPUs,
+    retries and caching from params.yaml `kubeflow`) and the monitoring recurring-run body."""
     from pipelines.compile import compile_all
     from pipelines.local import portable_params
 
-    for path in compile_all(out_dir, portable_params(load_params(params))):
-        console.print(f"compiled {path}")
+    doc = _task_params(params, task, overrides, "pipeline compile")
+    with _kubeflow_errors("compile"):
+        for path in compile_all(out_dir, portable_params(doc)):
+            console.print(f"compiled {path}")
+
+
+@pipeline_app.command("submit")
+def pipeline_submit(
+    source: Annotated[str, typer.Option(help="training data the pods read: s3://bucket/prefix")],
+    host: Annotated[Optional[str], typer.Option(help="KFP API endpoint (default: retrain.kubeflow_host, then "
+                                                     "KF_PIPELINES_ENDPOINT / the in-cluster service)")] = None,
+    experiment: Annotated[Optional[str], typer.Option(help="experiment (default: retrain.experiment)")] = None,
+    run_name: Annotated[Optional[str], typer.Option(help="run name (default: <task>-<data version>)")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="fingerprint, check and print the run; "
+                                                            "contact no host")] = False,
+    params: ParamsOpt = Path("params.yaml"),
+    task: TaskOpt = None,
+    overrides: SetOpt = None,
+) -> None:
+    """Create a training run on Kubeflow: the data's fingerprint is the run's data_version (the
+    cache key), outputs go to kubeflow.pipeline_root; credentials from the kube config / KF_PIPELINES_*."""
+    from lesionops.retrain import RetrainConfig
+    from pipelines.submit import submit_training
+
+    doc = _task_params(params, task, overrides, "pipeline submit")
+    with _kubeflow_errors("submit"):
+        retrain = section(doc, "retrain", RetrainConfig)
+        done = submit_training(doc, source, host=host or retrain.kubeflow_host,
+                               experiment=experiment or retrain.experiment, run_name=run_name, dry_run=dry_run)
+    console.print_json(json.dumps(done))
+
+
+@pipeline_app.command("schedule")
+def pipeline_schedule(
+    compiled: Annotated[Path, typer.Option(help="compiled monitoring pipeline")] = Path(
+        "pipelines/compiled/monitoring.yaml"),
+    host: Annotated[Optional[str], typer.Option(help="KFP API endpoint (default: retrain.kubeflow_host)")] = None,
+    every: Annotated[Optional[str], typer.Option(help="interval, e.g. 1h (default: retrain.every)")] = None,
+    cron: Annotated[Optional[str], typer.Option(help="cron expression instead of --every")] = None,
+    params: ParamsOpt = Path("params.yaml"),
+) -> None:
+    """Create the monitoring pipeline's recurring run on Kubeflow (a window of serve.store_url each time)."""
+    from lesionops.retrain import RetrainConfig, parse_interval
+    from pipelines.compile import recurring_run_parameters
+    from pipelines.kubeflow import KubeflowConfig
+    from pipelines.schedule import submit_recurring_run
+
+    doc = load_params(params)
+    with _kubeflow_errors("schedule"):
+        retrain, kube = section(doc, "retrain", RetrainConfig), section(doc, "kubeflow", KubeflowConfig)
+        every_s = None if cron else parse_interval(every or retrain.every)
+        run_id = submit_recurring_run(host or retrain.kubeflow_host, compiled, recurring_run_parameters(doc),
+                                      retrain.experiment, every_s=every_s, cron=cron,
+                                      pipeline_root=kube.pipeline_root, service_account=kube.service_account,
+                                      namespace=kube.namespace)
+    console.print(f"recurring run {run_id} created ({cron or f'every {every_s:.0f} s'})")
+
+
+@pipeline_app.command("pytorchjob")
+def pipeline_pytorchjob(
+    patches: Annotated[str, typer.Option(help="crop_patches output the job trains on (s3://…)")],
+    model_out: Annotated[str, typer.Option(help="where rank 0 writes the model (s3://…)")],
+    out: Annotated[Path, typer.Option(help="manifest file to write (kubectl apply -f FILE)")] = Path("pytorchjob.yaml"),
+    data_version: Annotated[str, typer.Option(help="the raw data's version, recorded with the run")] = "unknown",
+    name: Annotated[Optional[str], typer.Option(help="job name (default: kubeflow.pytorchjob.name)")] = None,
+    params: ParamsOpt = Path("params.yaml"),
+    task: TaskOpt = None,
+    overrides: SetOpt = None,
+) -> None:
+    """Write a Kubeflow Training Operator PyTorchJob: train_model under torchrun on
+    kubeflow.pytorchjob.nodes pods with kubeflow.stages.train_model.gpus GPUs each (DDP)."""
+    import yaml
+
+    from pipelines.pytorchjob import render
+
+    doc = _task_params(params, task, overrides, "pipeline pytorchjob")
+    with _kubeflow_errors("pytorchjob"):
+        job = render(doc, patches, model_out, data_version=data_version, name=name)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(yaml.safe_dump(job, sort_keys=False, width=120), encoding="utf-8")
+    spec = job["spec"]
+    console.print(f"wrote {out}: {1 + spec['pytorchReplicaSpecs'].get('Worker', {}).get('replicas', 0)} node(s) x "
+                  f"{spec['nprocPerNode']} process(es)  (kubectl apply -f {out})")
 
 
 @app.command()

@@ -34,3 +34,33 @@ def data_version(dvc_file: Path) -> str:
     doc = yaml.safe_load(dvc_file.read_text(encoding="utf-8")) or {}
     outs = doc.get("outs") or [{}]
     return str(outs[0].get("md5", "unknown"))
+
+
+def _run(args: list[str], what: str) -> str:
+    """Run one dvc command; a failure is an error naming the command and DVC's own message."""
+    result = subprocess.run([*_dvc(), *args], capture_output=True, text=True)
+    if result.returncode != 0:
+        raise LesionOpsError(f"{what} failed: {result.stderr.strip() or result.stdout.strip()}")
+    return result.stdout
+
+
+def set_remote(url: str, name: str = "storage") -> None:
+    """Make `url` (s3://bucket/prefix, or any DVC remote URL) the default remote.
+
+    Written to `.dvc/config`, which is committed: everyone who clones pulls the same bytes. Only
+    the URL goes there; endpoint, region and credentials stay in the standard AWS env/config that
+    dvc-s3 (botocore) reads, so a MinIO endpoint or a key never lands in git.
+    """
+    if not (Path(".dvc") / "config").exists():
+        _run(["init", "--quiet"], "dvc init")
+    _run(["remote", "add", "--force", "--default", name, url], f"dvc remote add {name} {url}")
+
+
+def push(dvc_file: Path) -> None:
+    """Upload the data a `.dvc` file pins to the default remote (only what the remote lacks)."""
+    _run(["push", "--quiet", str(dvc_file)], f"dvc push {dvc_file}")
+
+
+def pull(dvc_file: Path) -> None:
+    """Fetch the exact bytes a `.dvc` file pins from the default remote into the workspace."""
+    _run(["pull", "--quiet", str(dvc_file)], f"dvc pull {dvc_file}")
