@@ -15,25 +15,27 @@ from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
 from components.common.cli import run_main
 from components.common.params import load_params, params_hash, section
 from components.common.tracking import TrackingConfig
-
-STAGES = ("ingest_data", "validate_annotations", "crop_patches", "train_baseline", "train_model",
-          "evaluate_model", "train_detector", "evaluate_detector", "promote_model", "monitor_drift")
+from lesionops.cli_common import (
+    STAGES,
+    ParamsOpt,
+    SetOpt,
+    TaskOpt,
+    console,
+    generate_data,
+    print_champion,
+    print_champions,
+    task_params,
+)
+from lesionops.cli_pipeline import pipeline_app, pipeline_run
 
 app = typer.Typer(help="LesionOps: labelImg data → validated patches → gated, promoted models.",
                   no_args_is_help=True, add_completion=False)
-pipeline_app = typer.Typer(help="Run the Kubeflow pipeline locally (kfp.local), or compile, submit and schedule "
-                                "it on a Kubeflow cluster; render the multi-node training job.",
-                           no_args_is_help=True)
 app.add_typer(pipeline_app, name="pipeline")
-console = Console()
 
-ParamsOpt = Annotated[Path, typer.Option("--params", help="params.yaml to use")]
 
 
 def _stage_command(stage: str) -> None:
@@ -48,45 +50,6 @@ def _stage_command(stage: str) -> None:
 
 for _stage in STAGES:
     _stage_command(_stage)
-
-
-TaskOpt = Annotated[Optional[str], typer.Option(
-    "--task", help="task preset tasks/NAME.yaml merged over --params (es_skin, acupoint, chest_xray, "
-                   "ct_pneumonia, monkeypox); unknown names list the available ones")]
-SetOpt = Annotated[Optional[list[str]], typer.Option(
-    "--set", help="SECTION.KEY=VALUE (YAML value) applied after the preset, e.g. train_model.epochs=2; repeatable")]
-
-
-def _task_params(params: Path, task: str | None, overrides: list[str] | None, command: str) -> dict[str, Any]:
-    """params.yaml, then the task preset, then `--set` overrides; a bad one exits 2 with its message."""
-    from components.common.errors import LesionOpsError
-    from lesionops.presets import apply_overrides, load_preset
-
-    try:
-        doc = load_params(params)
-        doc = load_preset(task, doc) if task is not None else doc
-        return apply_overrides(doc, overrides or [])
-    except LesionOpsError as exc:
-        console.print(f"[bold red]{command} failed:[/] {exc}")
-        raise typer.Exit(2) from None
-
-
-def _generate(doc: dict[str, Any], out: Path, **overrides: Any) -> None:
-    """Run the generator the document's `synth` section names (skin unless a preset says otherwise)."""
-    from dataclasses import replace
-
-    from components.common.errors import LesionOpsError
-    from lesionops.presets import generate, synth_settings
-
-    try:
-        settings = replace(synth_settings(doc), **{k: v for k, v in overrides.items() if v is not None})
-        done = generate(settings, tuple(doc["task"]["classes"]), out)
-    except LesionOpsError as exc:
-        console.print(f"[bold red]synth failed:[/] {exc}")
-        raise typer.Exit(2) from None
-    what = f"{done.n_boxes} boxes" if done.n_boxes else "one label per image"
-    console.print(f"synth ({done.generator}): {done.n_images} images, {what}, {done.n_patients} patients "
-                  f"→ {out}  {done.per_class}")
 
 
 @app.command()
@@ -111,7 +74,7 @@ def synth(
     a shifted upload stream for drift monitoring."""
     from lesionops.presets import synth_settings
 
-    doc = _task_params(params, task, None, "synth")
+    doc = task_params(params, task, None, "synth")
     if shift is not None:
         _shifted_stream(doc, out or Path("shifted"), shift, severity, n_images, seed, width, height)
         return
@@ -121,7 +84,7 @@ def synth(
                       f"the {settings.generator} generator")
         raise typer.Exit(2)
     out = out if out is not None else Path(settings.out)
-    _generate(doc, out, n_images=n_images, seed=seed, image_width=width, image_height=height,
+    generate_data(doc, out, n_images=n_images, seed=seed, image_width=width, image_height=height,
               class_priors=tuple(float(p) for p in priors.split(",")) if priors else None)
     if defects:
         from lesionops.synth.defects import inject_defects
@@ -218,27 +181,10 @@ def data_review(
     console.print(f"report: {done.markdown}  (JSON: {done.json})")
 
 
-def _print_champion(tracking: TrackingConfig) -> dict[str, Any] | None:
-    from lesionops.champion import champion_summary
-
-    summary = champion_summary(tracking)
-    if summary is None:
-        console.print("[bold red]No champion model in the registry (the gate has never passed).[/]")
-        return None
-    table = Table(title=f"Champion: {summary['name']} v{summary['version']} "
-                        f"(aliases {', '.join(summary['aliases'])}; run {summary['run_id']})")
-    table.add_column("test metric")
-    table.add_column("value", justify="right")
-    for key, value in summary["test_metrics"].items():
-        table.add_row(key, f"{value:.4f}")
-    console.print(table)
-    return summary
-
-
 @app.command()
 def champion(params: ParamsOpt = Path("params.yaml")) -> None:
     """Show the champion model: registry version, aliases and test metrics."""
-    if _print_champion(section(load_params(params), "mlflow", TrackingConfig)) is None:
+    if print_champion(section(load_params(params), "mlflow", TrackingConfig)) is None:
         raise typer.Exit(1)
 
 
@@ -289,7 +235,7 @@ def serve(
     from lesionops.serve.app import create_app
     from lesionops.serve.config import ServeConfig
 
-    doc = _task_params(params, task, None, "serve")
+    doc = task_params(params, task, None, "serve")
     try:
         cfg = section(doc, "serve", ServeConfig)
         cfg = dataclasses.replace(cfg, host=host or cfg.host, port=port if port is not None else cfg.port)
@@ -325,7 +271,7 @@ def kfold(
     from components.train_baseline.core import BaselineConfig
     from components.train_model.config import TrainConfig
 
-    doc = _task_params(params, task, overrides, "kfold")
+    doc = task_params(params, task, overrides, "kfold")
     try:
         cfg = load_config(doc)
         cfg = dataclasses.replace(cfg, **{k: v for k, v in (("max_folds", max_folds), ("epochs", epochs))
@@ -355,7 +301,7 @@ def monitor(
     from components.common.errors import LesionOpsError
     from lesionops.retrain import RetrainConfig, monitor_cycle, parse_interval
 
-    doc = _task_params(params, task, overrides, "monitor")
+    doc = task_params(params, task, overrides, "monitor")
     try:
         interval = parse_interval(every or section(doc, "retrain", RetrainConfig).every)
     except LesionOpsError as exc:
@@ -375,170 +321,10 @@ def monitor(
                           f"{'; '.join(decision['reasons'])}  ({result['out']})")
             if "retrain" in result:
                 console.print(f"retrain launched: {result['retrain']}")
-                _print_champions(doc)
+                print_champions(doc)
         if once:
             return
         time.sleep(interval)
-
-
-@pipeline_app.command("run")
-def pipeline_run(
-    source: Annotated[Optional[Path], typer.Option(
-        help="raw dataset folder (default: data; with --task the preset's synth.out, generated when absent)")] = None,
-    params: ParamsOpt = Path("params.yaml"),
-    pipeline_root: Annotated[Path, typer.Option(help="where kfp.local keeps task outputs")] = Path(".kfp_local"),
-    task: TaskOpt = None,
-    overrides: SetOpt = None,
-) -> None:
-    """Run the training pipeline locally with kfp.local (same components as on Kubeflow)."""
-    from lesionops.datavc import data_version
-    from pipelines.local import run_training
-
-    doc = _task_params(params, task, overrides, "pipeline run")
-    if source is None:
-        from lesionops.presets import synth_settings
-
-        source = Path(synth_settings(doc).out) if task is not None else Path("data")
-        if task is not None and not source.exists():
-            console.print(f"no dataset at {source}: generating the {task} preset's synthetic data")
-            _generate(doc, source)
-    started = time.monotonic()
-    log = pipeline_root / "pipeline.log"
-    pipeline_root.mkdir(parents=True, exist_ok=True)
-    try:
-        with console.status(f"kfp.local: running the training pipeline (task log: {log})"):
-            run_training(source, doc, pipeline_root, data_version(Path(f"{source}.dvc")), log)
-    except RuntimeError as exc:
-        tail = "\n".join(log.read_text(encoding="utf-8", errors="replace").splitlines()[-25:])
-        console.print(f"{tail}\n[bold red]pipeline failed:[/] {exc}\nfull log: {log}")
-        raise typer.Exit(1) from None
-    reported = tuple(f"{s}:" for s in STAGES)
-    for line in log.read_text(encoding="utf-8", errors="replace").splitlines():
-        if line.lstrip().startswith(reported) or "Skipping conditional" in line:
-            console.print(f"  {line.strip()}")
-    console.print(f"pipeline finished in {time.monotonic() - started:.0f} s (task log: {log})")
-    _print_champions(doc)
-
-
-def _print_champions(doc: dict[str, Any]) -> None:
-    """The champion of each model the task trains (a detector-only task has no classifier)."""
-    from dataclasses import replace
-
-    tracking = section(doc, "mlflow", TrackingConfig)
-    models = (doc.get("task") or {}).get("models") or ["classifier"]
-    if "classifier" in models:
-        _print_champion(tracking)
-    if "detector" in models:
-        _print_champion(replace(tracking, registered_model=tracking.registered_detector))
-
-
-@contextmanager
-def _kubeflow_errors(command: str) -> Iterator[None]:
-    """A bad `kubeflow` setting, an unreachable bucket or a refused submission: its message, exit 2."""
-    from components.common.errors import LesionOpsError
-
-    try:
-        yield
-    except LesionOpsError as exc:
-        console.print(f"[bold red]pipeline {command} failed:[/] {exc}")
-        raise typer.Exit(2) from None
-
-
-@pipeline_app.command("compile")
-def pipeline_compile(
-    out_dir: Annotated[Path, typer.Option(help="folder for the compiled YAML")] = Path("pipelines/compiled"),
-    params: ParamsOpt = Path("params.yaml"),
-    task: TaskOpt = None,
-    overrides: SetOpt = None,
-) -> None:
-    """Compile the training and monitoring pipelines to Kubeflow YAML (image, resources, GPUs,
-    retries and caching from params.yaml `kubeflow`) and the monitoring recurring-run body."""
-    from pipelines.compile import compile_all
-    from pipelines.local import portable_params
-
-    doc = _task_params(params, task, overrides, "pipeline compile")
-    with _kubeflow_errors("compile"):
-        for path in compile_all(out_dir, portable_params(doc)):
-            console.print(f"compiled {path}")
-
-
-@pipeline_app.command("submit")
-def pipeline_submit(
-    source: Annotated[str, typer.Option(help="training data the pods read: s3://bucket/prefix")],
-    host: Annotated[Optional[str], typer.Option(help="KFP API endpoint (default: retrain.kubeflow_host, then "
-                                                     "KF_PIPELINES_ENDPOINT / the in-cluster service)")] = None,
-    experiment: Annotated[Optional[str], typer.Option(help="experiment (default: retrain.experiment)")] = None,
-    run_name: Annotated[Optional[str], typer.Option(help="run name (default: <task>-<data version>)")] = None,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="fingerprint, check and print the run; "
-                                                            "contact no host")] = False,
-    params: ParamsOpt = Path("params.yaml"),
-    task: TaskOpt = None,
-    overrides: SetOpt = None,
-) -> None:
-    """Create a training run on Kubeflow: the data's fingerprint is the run's data_version (the
-    cache key), outputs go to kubeflow.pipeline_root; credentials from the kube config / KF_PIPELINES_*."""
-    from lesionops.retrain import RetrainConfig
-    from pipelines.submit import submit_training
-
-    doc = _task_params(params, task, overrides, "pipeline submit")
-    with _kubeflow_errors("submit"):
-        retrain = section(doc, "retrain", RetrainConfig)
-        done = submit_training(doc, source, host=host or retrain.kubeflow_host,
-                               experiment=experiment or retrain.experiment, run_name=run_name, dry_run=dry_run)
-    console.print_json(json.dumps(done))
-
-
-@pipeline_app.command("schedule")
-def pipeline_schedule(
-    compiled: Annotated[Path, typer.Option(help="compiled monitoring pipeline")] = Path(
-        "pipelines/compiled/monitoring.yaml"),
-    host: Annotated[Optional[str], typer.Option(help="KFP API endpoint (default: retrain.kubeflow_host)")] = None,
-    every: Annotated[Optional[str], typer.Option(help="interval, e.g. 1h (default: retrain.every)")] = None,
-    cron: Annotated[Optional[str], typer.Option(help="cron expression instead of --every")] = None,
-    params: ParamsOpt = Path("params.yaml"),
-) -> None:
-    """Create the monitoring pipeline's recurring run on Kubeflow (a window of serve.store_url each time)."""
-    from lesionops.retrain import RetrainConfig, parse_interval
-    from pipelines.compile import recurring_run_parameters
-    from pipelines.kubeflow import KubeflowConfig
-    from pipelines.schedule import submit_recurring_run
-
-    doc = load_params(params)
-    with _kubeflow_errors("schedule"):
-        retrain, kube = section(doc, "retrain", RetrainConfig), section(doc, "kubeflow", KubeflowConfig)
-        every_s = None if cron else parse_interval(every or retrain.every)
-        run_id = submit_recurring_run(host or retrain.kubeflow_host, compiled, recurring_run_parameters(doc),
-                                      retrain.experiment, every_s=every_s, cron=cron,
-                                      pipeline_root=kube.pipeline_root, service_account=kube.service_account,
-                                      namespace=kube.namespace)
-    console.print(f"recurring run {run_id} created ({cron or f'every {every_s:.0f} s'})")
-
-
-@pipeline_app.command("pytorchjob")
-def pipeline_pytorchjob(
-    patches: Annotated[str, typer.Option(help="crop_patches output the job trains on (s3://…)")],
-    model_out: Annotated[str, typer.Option(help="where rank 0 writes the model (s3://…)")],
-    out: Annotated[Path, typer.Option(help="manifest file to write (kubectl apply -f FILE)")] = Path("pytorchjob.yaml"),
-    data_version: Annotated[str, typer.Option(help="the raw data's version, recorded with the run")] = "unknown",
-    name: Annotated[Optional[str], typer.Option(help="job name (default: kubeflow.pytorchjob.name)")] = None,
-    params: ParamsOpt = Path("params.yaml"),
-    task: TaskOpt = None,
-    overrides: SetOpt = None,
-) -> None:
-    """Write a Kubeflow Training Operator PyTorchJob: train_model under torchrun on
-    kubeflow.pytorchjob.nodes pods with kubeflow.stages.train_model.gpus GPUs each (DDP)."""
-    import yaml
-
-    from pipelines.pytorchjob import render
-
-    doc = _task_params(params, task, overrides, "pipeline pytorchjob")
-    with _kubeflow_errors("pytorchjob"):
-        job = render(doc, patches, model_out, data_version=data_version, name=name)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(yaml.safe_dump(job, sort_keys=False, width=120), encoding="utf-8")
-    spec = job["spec"]
-    console.print(f"wrote {out}: {1 + spec['pytorchReplicaSpecs'].get('Worker', {}).get('replicas', 0)} node(s) x "
-                  f"{spec['nprocPerNode']} process(es)  (kubectl apply -f {out})")
 
 
 @app.command()
@@ -570,7 +356,7 @@ def demo(
     if not force and current and last == {**inputs, "champion": current["version"]}:
         console.print(f"data and params unchanged since champion v{current['version']} was trained "
                       "(--force to rerun)")
-        _print_champion(tracking)
+        print_champion(tracking)
         final = current
     else:
         pipeline_run(source=source, params=params, pipeline_root=pipeline_root)

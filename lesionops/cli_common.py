@@ -1,0 +1,87 @@
+"""What the `lesionops` commands share: the console, the --params/--task/--set options, and the
+params document they build, the synthetic-data generator and the champion table."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from components.common.params import load_params, section
+from components.common.tracking import TrackingConfig
+
+console = Console()
+
+STAGES = ("ingest_data", "validate_annotations", "crop_patches", "train_baseline", "train_model",
+          "evaluate_model", "train_detector", "evaluate_detector", "promote_model", "monitor_drift")
+
+ParamsOpt = Annotated[Path, typer.Option("--params", help="params.yaml to use")]
+TaskOpt = Annotated[Optional[str], typer.Option(
+    "--task", help="task preset tasks/NAME.yaml merged over --params (es_skin, acupoint, chest_xray, "
+                   "ct_pneumonia, monkeypox); unknown names list the available ones")]
+SetOpt = Annotated[Optional[list[str]], typer.Option(
+    "--set", help="SECTION.KEY=VALUE (YAML value) applied after the preset, e.g. train_model.epochs=2; repeatable")]
+
+
+def task_params(params: Path, task: str | None, overrides: list[str] | None, command: str) -> dict[str, Any]:
+    """params.yaml, then the task preset, then `--set` overrides; a bad one exits 2 with its message."""
+    from components.common.errors import LesionOpsError
+    from lesionops.presets import apply_overrides, load_preset
+
+    try:
+        doc = load_params(params)
+        doc = load_preset(task, doc) if task is not None else doc
+        return apply_overrides(doc, overrides or [])
+    except LesionOpsError as exc:
+        console.print(f"[bold red]{command} failed:[/] {exc}")
+        raise typer.Exit(2) from None
+
+
+def generate_data(doc: dict[str, Any], out: Path, **overrides: Any) -> None:
+    """Run the generator the document's `synth` section names (skin unless a preset says otherwise)."""
+    from dataclasses import replace
+
+    from components.common.errors import LesionOpsError
+    from lesionops.presets import generate, synth_settings
+
+    try:
+        settings = replace(synth_settings(doc), **{k: v for k, v in overrides.items() if v is not None})
+        done = generate(settings, tuple(doc["task"]["classes"]), out)
+    except LesionOpsError as exc:
+        console.print(f"[bold red]synth failed:[/] {exc}")
+        raise typer.Exit(2) from None
+    what = f"{done.n_boxes} boxes" if done.n_boxes else "one label per image"
+    console.print(f"synth ({done.generator}): {done.n_images} images, {what}, {done.n_patients} patients "
+                  f"→ {out}  {done.per_class}")
+
+
+def print_champion(tracking: TrackingConfig) -> dict[str, Any] | None:
+    from lesionops.champion import champion_summary
+
+    summary = champion_summary(tracking)
+    if summary is None:
+        console.print("[bold red]No champion model in the registry (the gate has never passed).[/]")
+        return None
+    table = Table(title=f"Champion: {summary['name']} v{summary['version']} "
+                        f"(aliases {', '.join(summary['aliases'])}; run {summary['run_id']})")
+    table.add_column("test metric")
+    table.add_column("value", justify="right")
+    for key, value in summary["test_metrics"].items():
+        table.add_row(key, f"{value:.4f}")
+    console.print(table)
+    return summary
+
+
+def print_champions(doc: dict[str, Any]) -> None:
+    """The champion of each model the task trains (a detector-only task has no classifier)."""
+    from dataclasses import replace
+
+    tracking = section(doc, "mlflow", TrackingConfig)
+    models = (doc.get("task") or {}).get("models") or ["classifier"]
+    if "classifier" in models:
+        print_champion(tracking)
+    if "detector" in models:
+        print_champion(replace(tracking, registered_model=tracking.registered_detector))
