@@ -59,7 +59,7 @@ push: image ## push both images (log in to the registry first, e.g. aws ecr get-
 	docker push $(IMAGE_REPOSITORY):$(VERSION)-cuda
 
 test: $(STAMP) browser tools ## install and run the test suite (CPU; GPU tests skip without CUDA)
-	$(BIN)/python -m pytest -n 2 --timeout 900 -q
+	$(BIN)/python -m pytest -n 2 --dist loadgroup --timeout 900 -q
 
 bench: $(STAMP) ## run the benchmarks
 	@for b in benchmarks/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
