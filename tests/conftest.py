@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +51,29 @@ def tiny_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
                                       classes=TINY_CLASSES, class_priors=(0.5, 0.5),
                                       images_per_patient_min=1, images_per_patient_max=2), progress=False)
     return out
+
+
+@pytest.fixture()
+def s3_client(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """A boto3 S3 client on a fresh moto server on loopback (a real S3 API over HTTP).
+
+    The endpoint and dummy credentials reach the code under test only through the standard AWS
+    variables, as they would on a cluster with MinIO; anything that could point elsewhere
+    (a profile, MLflow's own endpoint variable, a torchrun rank) is cleared.
+    """
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    for key, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                       "AWS_DEFAULT_REGION": "us-east-1", "AWS_ENDPOINT_URL_S3": f"http://{host}:{port}"}.items():
+        monkeypatch.setenv(key, value)
+    for key in ("AWS_PROFILE", "MLFLOW_S3_ENDPOINT_URL", "RANK"):
+        monkeypatch.delenv(key, raising=False)
+    yield boto3.client("s3")
+    server.stop()
 
 
 @pytest.fixture(autouse=True)

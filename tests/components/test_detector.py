@@ -21,7 +21,13 @@ from components.common.tracking import TrackingConfig
 from components.evaluate_detector import __main__ as evaluate_cli
 from components.evaluate_detector.gate import DetectorGateConfig, decide
 from components.train_detector import __main__ as train_cli
-from components.train_detector.core import DetectorConfig, build_detector, load_pretrained, predict, run
+from components.train_detector.core import (
+    DetectorConfig,
+    build_detector,
+    load_pretrained,
+    predict,
+    run,
+)
 from components.train_detector.data import load_split, sample
 from tests.conftest import TINY_CLASSES, deep_merge, tiny_params
 
@@ -192,20 +198,9 @@ def test_detector_matches_torchvision_builder(arch: str, builder: Any) -> None:
 
 
 @pytest.fixture()
-def s3_endpoint(monkeypatch: pytest.MonkeyPatch) -> Any:
-    """A real S3-compatible server (moto) on loopback, found through the standard AWS variables."""
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    for key, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                       "AWS_DEFAULT_REGION": "us-east-1", "AWS_ENDPOINT_URL": f"http://{host}:{port}"}.items():
-        monkeypatch.setenv(key, value)
-    monkeypatch.delenv("AWS_PROFILE", raising=False)
-    yield
-    server.stop()
-
+def s3_endpoint(s3_client: Any) -> Any:
+    """The shared moto server (tests/conftest.py), found through the standard AWS variables."""
+    return s3_client
 
 def stage_weights(where: str, tmp_path: Path, state: dict[str, torch.Tensor]) -> str:
     torch.save(state, tmp_path / "mnv3.pt")

@@ -192,20 +192,9 @@ def test_zip_bomb_is_refused(tmp_path: Path) -> None:
 
 
 @pytest.fixture()
-def s3_server(monkeypatch: pytest.MonkeyPatch) -> Any:
-    """A real S3-compatible HTTP server (moto) on loopback; dummy credentials only."""
-    from moto.server import ThreadedMotoServer
-
-    for key, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                       "AWS_DEFAULT_REGION": "us-east-1"}.items():
-        monkeypatch.setenv(key, value)
-    monkeypatch.delenv("AWS_PROFILE", raising=False)
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
-
+def s3_server(s3_client: Any) -> str:
+    """The shared moto server's URL (tests/conftest.py)."""
+    return str(s3_client.meta.endpoint_url)
 
 def test_s3_prefix_and_second_run_downloads_nothing(messy: Path, tmp_path: Path, s3_server: str,
                                                     monkeypatch: pytest.MonkeyPatch) -> None:

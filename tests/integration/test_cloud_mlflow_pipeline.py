@@ -19,24 +19,11 @@ DATA, ARTIFACTS = "lesionops-data", "lesionops-artifacts"
 
 
 @pytest.fixture()
-def s3(monkeypatch: pytest.MonkeyPatch) -> Iterator[object]:
-    """A moto S3 server on loopback with the data and artifacts buckets; dummy credentials."""
-    import boto3
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    for key, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                       "AWS_DEFAULT_REGION": "us-east-1",
-                       "AWS_ENDPOINT_URL_S3": f"http://127.0.0.1:{server._server.server_port}"}.items():
-        monkeypatch.setenv(key, value)
-    monkeypatch.delenv("AWS_PROFILE", raising=False)
-    client = boto3.client("s3")
+def s3(s3_client: object) -> object:
+    """The data and artifacts buckets on the shared moto server (tests/conftest.py)."""
     for bucket in (DATA, ARTIFACTS):
-        client.create_bucket(Bucket=bucket)
-    yield client
-    server.stop()
-
+        s3_client.create_bucket(Bucket=bucket)  # type: ignore[attr-defined]
+    return s3_client
 
 @pytest.fixture()
 def postgres_uri(tmp_path: Path) -> Iterator[str]:

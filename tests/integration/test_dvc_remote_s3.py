@@ -12,7 +12,6 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,22 +20,10 @@ BUCKET = "lesionops-dvc"
 
 
 @pytest.fixture()
-def s3_endpoint(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    """A moto S3 server on loopback with one empty bucket; dummy credentials in the env only."""
-    import boto3
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    endpoint = f"http://127.0.0.1:{server._server.server_port}"
-    for key, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                       "AWS_DEFAULT_REGION": "us-east-1", "AWS_ENDPOINT_URL_S3": endpoint}.items():
-        monkeypatch.setenv(key, value)
-    monkeypatch.delenv("AWS_PROFILE", raising=False)
-    boto3.client("s3").create_bucket(Bucket=BUCKET)
-    yield endpoint
-    server.stop()
-
+def s3_endpoint(s3_client: object) -> str:
+    """One empty bucket on the shared moto server (tests/conftest.py)."""
+    s3_client.create_bucket(Bucket=BUCKET)  # type: ignore[attr-defined]
+    return s3_client.meta.endpoint_url  # type: ignore[attr-defined]
 
 def _lesionops(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     exe = Path(sys.executable).with_name("lesionops")

@@ -10,7 +10,6 @@ import io
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,25 +26,12 @@ DATA, ARTIFACTS = "lesionops-data", "lesionops-artifacts"
 
 
 @pytest.fixture()
-def s3(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    """A moto S3 server on loopback with the data and artifacts buckets; dummy credentials."""
-    import boto3
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    for key, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                       "AWS_DEFAULT_REGION": "us-east-1", "AWS_ENDPOINT_URL_S3": f"http://{host}:{port}"}.items():
-        monkeypatch.setenv(key, value)
-    for key in ("AWS_PROFILE", "MLFLOW_S3_ENDPOINT_URL", "MLFLOW_TRACKING_URI", "RANK"):
-        monkeypatch.delenv(key, raising=False)
-    client = boto3.client("s3")
+def s3(s3_client: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """The data and artifacts buckets on the shared moto server (tests/conftest.py)."""
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     for bucket in (DATA, ARTIFACTS):
-        client.create_bucket(Bucket=bucket)
-    yield client
-    server.stop()
-
+        s3_client.create_bucket(Bucket=bucket)
+    return s3_client
 
 def _stages(run: str, cache: Path) -> list[list[str]]:
     """dvc.yaml's commands with every path an S3 URI (plus where to mirror them locally)."""

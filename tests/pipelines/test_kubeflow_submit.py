@@ -38,23 +38,10 @@ def _dataset(root: Path) -> Path:
 
 
 @pytest.fixture()
-def s3(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    """A moto S3 server on loopback, reached through the standard AWS variables only."""
-    import boto3
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    for key, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                       "AWS_DEFAULT_REGION": "us-east-1", "AWS_ENDPOINT_URL_S3": f"http://{host}:{port}"}.items():
-        monkeypatch.setenv(key, value)
-    monkeypatch.delenv("AWS_PROFILE", raising=False)
-    client = boto3.client("s3")
-    client.create_bucket(Bucket=BUCKET)
-    yield client
-    server.stop()
-
+def s3(s3_client: Any) -> Any:
+    """One bucket on the shared moto server (tests/conftest.py)."""
+    s3_client.create_bucket(Bucket=BUCKET)
+    return s3_client
 
 class _KfpApi(BaseHTTPRequestHandler):
     """healthz, experiments (list/create), runs and recurring runs (create) of the KFP v2beta1 REST API."""

@@ -6,37 +6,29 @@ The endpoint reaches the code only through AWS_ENDPOINT_URL_S3, as it would on a
 from __future__ import annotations
 
 import argparse
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from components.common import storage
-from components.common.cli import base_parser, input_location, local_paths, output_file, output_location
+from components.common.cli import (
+    base_parser,
+    input_location,
+    local_paths,
+    output_file,
+    output_location,
+)
 from components.common.errors import DataError
 
 BUCKET = "lesionops-test"
 
 
 @pytest.fixture()
-def s3(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    """A moto S3 server on loopback with one bucket; dummy credentials, endpoint via the env only."""
-    import boto3
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    for key, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                       "AWS_DEFAULT_REGION": "us-east-1", "AWS_ENDPOINT_URL_S3": f"http://{host}:{port}"}.items():
-        monkeypatch.setenv(key, value)
-    monkeypatch.delenv("AWS_PROFILE", raising=False)
-    monkeypatch.delenv("RANK", raising=False)
-    boto3.client("s3").create_bucket(Bucket=BUCKET)
-    yield f"s3://{BUCKET}"
-    server.stop()
-
+def s3(s3_client: Any) -> str:
+    """One bucket on the shared moto server (tests/conftest.py)."""
+    s3_client.create_bucket(Bucket=BUCKET)
+    return f"s3://{BUCKET}"
 
 def _tree(root: Path, files: dict[str, bytes]) -> Path:
     for rel, data in files.items():
