@@ -112,8 +112,8 @@ def _shifted_stream(doc: dict[str, Any], out: Path, shift: str, severity: float,
 
 
 @contextmanager
-def _dvc_errors(command: str) -> Iterator[None]:
-    """A failed DVC call ends the command with its message and exit code 2, not a traceback."""
+def _data_errors(command: str) -> Iterator[None]:
+    """A failed DVC or S3 call ends the command with its message and exit code 2, not a traceback."""
     from components.common.errors import LesionOpsError
 
     try:
@@ -129,7 +129,7 @@ def data_track(path: Annotated[Path, typer.Argument(help="dataset folder")] = Pa
     """Track the raw dataset with DVC (`dvc add`), writing `<path>.dvc`."""
     from lesionops import datavc
 
-    with _dvc_errors("data-track"):
+    with _data_errors("data-track"):
         console.print(f"data version (DVC md5): {datavc.track(path)}")
         if push:
             datavc.push(Path(f"{path}.dvc"))
@@ -142,7 +142,7 @@ def data_remote(url: Annotated[str, typer.Argument(help="remote URL, e.g. s3://<
     """Set the default DVC remote (credentials and endpoint come from the standard AWS env/config)."""
     from lesionops.datavc import set_remote
 
-    with _dvc_errors("data-remote"):
+    with _data_errors("data-remote"):
         set_remote(url, name)
     console.print(f"default DVC remote: {name} → {url}")
 
@@ -152,9 +152,24 @@ def data_pull(path: Annotated[Path, typer.Argument(help="DVC-tracked folder")] =
     """Fetch the dataset version `<path>.dvc` pins from the default DVC remote."""
     from lesionops.datavc import pull
 
-    with _dvc_errors("data-pull"):
+    with _data_errors("data-pull"):
         pull(Path(f"{path}.dvc"))
     console.print(f"pulled {path} ({path}.dvc)")
+
+
+@app.command("data-upload")
+def data_upload(folder: Annotated[Path, typer.Argument(help="DVC-tracked dataset folder")],
+                uri: Annotated[str, typer.Argument(help="s3://<data bucket>/raw: where cluster pods read it")]) -> None:
+    """Copy the dataset to the S3 prefix Kubeflow runs read (only changed files are uploaded).
+
+    A prefix holding files the folder lacks is refused, not cleaned: the run must train on exactly
+    the DVC version it is labelled with, and a mistyped prefix must not cost anyone data.
+    """
+    from pipelines.datasource import mirror_to_s3
+
+    with _data_errors("data-upload"):
+        done = mirror_to_s3(folder, uri)
+    console.print(f"{folder} → {uri}: {done['uploaded']} uploaded, {done['unchanged']} unchanged")
 
 
 @app.command("data-review")

@@ -74,3 +74,26 @@ def test_push_to_a_missing_bucket_says_so(s3_endpoint: str, tmp_path: Path) -> N
     assert result.returncode == 2
     assert "data-track failed" in result.stdout and "dvc push" in result.stdout
     assert (repo / "data.dvc").is_file()  # the local version is still pinned: nothing good is lost
+
+
+def test_data_upload_copies_changes_only_and_refuses_a_foreign_prefix(s3_endpoint: str, tmp_path: Path) -> None:
+    import boto3
+
+    data = tmp_path / "data"
+    (data / "images").mkdir(parents=True)
+    for i in range(3):
+        (data / "images" / f"p{i}.jpg").write_bytes(os.urandom(512))
+    target = f"s3://{BUCKET}/raw"
+    first = _lesionops("data-upload", str(data), target, cwd=tmp_path)
+    assert first.returncode == 0 and "3 uploaded, 0 unchanged" in first.stdout, first.stdout + first.stderr
+    (data / "images" / "p0.jpg").write_bytes(os.urandom(512))
+    second = _lesionops("data-upload", str(data), target, cwd=tmp_path)
+    assert "1 uploaded, 2 unchanged" in second.stdout, second.stdout + second.stderr
+    body = boto3.client("s3").get_object(Bucket=BUCKET, Key="raw/images/p0.jpg")["Body"].read()
+    assert body == (data / "images" / "p0.jpg").read_bytes()
+
+    boto3.client("s3").put_object(Bucket=BUCKET, Key="raw/images/someone-elses.jpg", Body=b"x")
+    refused = _lesionops("data-upload", str(data), target, cwd=tmp_path)
+    assert refused.returncode == 2 and "not in" in refused.stdout, refused.stdout
+    keys = [o["Key"] for o in boto3.client("s3").list_objects_v2(Bucket=BUCKET, Prefix="raw/")["Contents"]]
+    assert "raw/images/someone-elses.jpg" in keys  # refused, not deleted
