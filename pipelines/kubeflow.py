@@ -72,6 +72,8 @@ class KubeflowConfig:
     namespace: str | None = None  # Kubeflow profile namespace (multi-user); None = the client's
     service_account: str | None = None  # runs' service account (S3 access via IRSA); None = the namespace's
     caching: bool = True  # False: no task is cached
+    gpu_toleration: bool = True  # GPU tasks tolerate the `<accelerator_type>:NoSchedule` taint GPU nodes carry
+    gpu_shm_size: str = "8Gi"  # /dev/shm (memory-backed) of GPU tasks: loader workers and NCCL outgrow 64 MB
     retry_backoff: str = "60s"  # wait before the first retry
     retry_backoff_factor: float = 2.0  # each further wait is this many times longer
     retry_backoff_max: str = "3600s"  # no retry after this long (KFP's maximum)
@@ -91,6 +93,7 @@ class KubeflowConfig:
             raise ConfigError(f"kubeflow.stages: unknown stage(s) {unknown}; stages are {list(STAGES)}")
         for stage in STAGES:
             _check_settings(self.settings(stage), f"kubeflow.stages.{stage}", stage)
+        _quantity(self.gpu_shm_size, "kubeflow.gpu_shm_size")
         for name in ("retry_backoff", "retry_backoff_max"):
             _seconds(getattr(self, name), f"kubeflow.{name}")
         if self.retry_backoff_factor < 1:
@@ -163,6 +166,19 @@ def _seconds(text: str, where: str) -> int:
         raise ConfigError(f"{where}: a duration like 30s, 5m or 1h, found {text!r}") from exc
 
 
+def _gpu_pod(task: Any, cfg: KubeflowConfig) -> None:
+    """What a GPU pod needs beyond the GPU request (kfp-kubernetes platform config): GPU node groups
+    are tainted so CPU work stays off them (infra/terraform: `nvidia.com/gpu=true:NoSchedule`) and
+    only EKS/AKS admission controllers that are often off add the toleration; and the container's
+    64 MB /dev/shm kills DataLoader workers and NCCL."""
+    from kfp import kubernetes
+
+    if cfg.gpu_toleration:
+        kubernetes.add_toleration(task, key=cfg.accelerator_type, operator="Exists", effect="NoSchedule")
+    kubernetes.empty_dir_mount(task, volume_name="dshm", mount_path="/dev/shm", medium="Memory",
+                               size_limit=cfg.gpu_shm_size)
+
+
 def configure(task: Any, stage: str, cfg: KubeflowConfig) -> Any:
     """Apply image, resources, GPUs, retries and caching to one kfp PipelineTask; returns it."""
     s = cfg.settings(stage)
@@ -171,6 +187,7 @@ def configure(task: Any, stage: str, cfg: KubeflowConfig) -> Any:
     task.set_memory_request(s.memory_request).set_memory_limit(s.memory_limit)
     if s.gpus:
         task.set_accelerator_type(cfg.accelerator_type).set_accelerator_limit(s.gpus)
+        _gpu_pod(task, cfg)
     if s.retries:
         task.set_retry(s.retries, backoff_duration=cfg.retry_backoff, backoff_factor=cfg.retry_backoff_factor,
                        backoff_max_duration=cfg.retry_backoff_max)

@@ -35,7 +35,8 @@ ECR = "123456789012.dkr.ecr.eu-west-1.amazonaws.com/lesionops"
 def _compile(tmp: Path, doc: dict[str, Any]) -> dict[str, Any]:
     paths = compile_all(tmp, doc)
     assert [p.name for p in paths] == ["training.yaml", "monitoring.yaml", "monitoring-recurring-run.json"]
-    return {"training": yaml.safe_load((tmp / "training.yaml").read_text()),
+    training, *platform = yaml.safe_load_all((tmp / "training.yaml").read_text())
+    return {"training": training, "platform": platform[0]["platforms"]["kubernetes"] if platform else {},
             "monitoring": yaml.safe_load((tmp / "monitoring.yaml").read_text()),
             "schedule": json.loads((tmp / "monitoring-recurring-run.json").read_text()), "doc": doc}
 
@@ -151,7 +152,7 @@ def test_caching_on_deterministic_steps_keyed_on_the_data_fingerprint(detector: 
 def test_caching_can_be_turned_off(tmp_path: Path) -> None:
     doc = apply_overrides(load_params(REPO / "params.yaml"), ["kubeflow.caching=false"])
     compile_all(tmp_path, doc)
-    tasks = _tasks(yaml.safe_load((tmp_path / "training.yaml").read_text()))
+    tasks = _tasks(next(yaml.safe_load_all((tmp_path / "training.yaml").read_text())))
     assert not any(t["cachingOptions"].get("enableCache") for t in tasks.values())
 
 
@@ -182,3 +183,29 @@ def test_monitoring_schedule_runs_the_compiled_monitoring_pipeline(classifier: d
     assert "pipeline_root" not in schedule["runtime_config"]  # unset: the cluster's default
     assert detector["schedule"]["runtime_config"]["pipeline_root"] == "s3://lesionops-prod-artifacts/pipeline-root"
     assert (schedule["mode"], schedule["no_catchup"], schedule["max_concurrency"]) == ("ENABLE", True, "1")
+
+
+def _executor_of(spec: dict[str, Any], task: str) -> str:
+    return spec["components"][_tasks(spec)[task]["componentRef"]["name"]]["executorLabel"]
+
+
+def test_gpu_pods_tolerate_the_gpu_taint_and_get_shared_memory(detector: dict[str, Any]) -> None:
+    """GPU node groups carry `nvidia.com/gpu:NoSchedule` (infra/terraform): without the toleration
+    a training pod waits forever; without a memory-backed /dev/shm DataLoader workers die."""
+    executors = detector["platform"]["deploymentSpec"]["executors"]
+    gpu = {_executor_of(detector["training"], t) for t in ("train-model", "train-detector")}
+    assert set(executors) == gpu  # CPU tasks carry no platform config at all
+    for name in gpu:
+        assert executors[name]["tolerations"] == [{"effect": "NoSchedule", "key": "nvidia.com/gpu",
+                                                   "operator": "Exists"}]
+        assert executors[name]["emptyDirMounts"] == [{"medium": "Memory", "mountPath": "/dev/shm",
+                                                      "sizeLimit": "8Gi", "volumeName": "dshm"}]
+
+
+def test_gpu_toleration_can_be_turned_off_and_cpu_training_has_none(tmp_path: Path) -> None:
+    doc = apply_overrides(load_params(REPO / "params.yaml"), ["kubeflow.gpu_toleration=false"])
+    compiled = _compile(tmp_path / "a", doc)
+    (executor,) = compiled["platform"]["deploymentSpec"]["executors"].values()
+    assert "tolerations" not in executor and executor["emptyDirMounts"][0]["mountPath"] == "/dev/shm"
+    cpu_only = apply_overrides(load_params(REPO / "params.yaml"), ["kubeflow.stages.train_model.gpus=0"])
+    assert _compile(tmp_path / "b", cpu_only)["platform"] == {}
