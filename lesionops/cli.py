@@ -9,8 +9,6 @@ from __future__ import annotations
 import importlib
 import json
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
@@ -25,6 +23,7 @@ from lesionops.cli_common import (
     SetOpt,
     TaskOpt,
     console,
+    exit_on_error,
     generate_data,
     print_champion,
     print_champions,
@@ -111,25 +110,13 @@ def _shifted_stream(doc: dict[str, Any], out: Path, shift: str, severity: float,
                   f"{out / 'images'}, {out / 'stream.csv'}")
 
 
-@contextmanager
-def _data_errors(command: str) -> Iterator[None]:
-    """A failed DVC or S3 call ends the command with its message and exit code 2, not a traceback."""
-    from components.common.errors import LesionOpsError
-
-    try:
-        yield
-    except LesionOpsError as exc:
-        console.print(f"[bold red]{command} failed:[/] {exc}")
-        raise typer.Exit(2) from None
-
-
 @app.command("data-track")
 def data_track(path: Annotated[Path, typer.Argument(help="dataset folder")] = Path("data"),
                push: Annotated[bool, typer.Option(help="also upload it to the default DVC remote")] = False) -> None:
     """Track the raw dataset with DVC (`dvc add`), writing `<path>.dvc`."""
     from lesionops import datavc
 
-    with _data_errors("data-track"):
+    with exit_on_error("data-track"):
         console.print(f"data version (DVC md5): {datavc.track(path)}")
         if push:
             datavc.push(Path(f"{path}.dvc"))
@@ -142,7 +129,7 @@ def data_remote(url: Annotated[str, typer.Argument(help="remote URL, e.g. s3://<
     """Set the default DVC remote (credentials and endpoint come from the standard AWS env/config)."""
     from lesionops.datavc import set_remote
 
-    with _data_errors("data-remote"):
+    with exit_on_error("data-remote"):
         set_remote(url, name)
     console.print(f"default DVC remote: {name} → {url}")
 
@@ -152,7 +139,7 @@ def data_pull(path: Annotated[Path, typer.Argument(help="DVC-tracked folder")] =
     """Fetch the dataset version `<path>.dvc` pins from the default DVC remote."""
     from lesionops.datavc import pull
 
-    with _data_errors("data-pull"):
+    with exit_on_error("data-pull"):
         pull(Path(f"{path}.dvc"))
     console.print(f"pulled {path} ({path}.dvc)")
 
@@ -167,7 +154,7 @@ def data_upload(folder: Annotated[Path, typer.Argument(help="DVC-tracked dataset
     """
     from pipelines.datasource import mirror_to_s3
 
-    with _data_errors("data-upload"):
+    with exit_on_error("data-upload"):
         done = mirror_to_s3(folder, uri)
     console.print(f"{folder} → {uri}: {done['uploaded']} uploaded, {done['unchanged']} unchanged")
 

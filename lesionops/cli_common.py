@@ -3,6 +3,8 @@ params document they build, the synthetic-data generator and the champion table.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
@@ -26,18 +28,28 @@ SetOpt = Annotated[Optional[list[str]], typer.Option(
     "--set", help="SECTION.KEY=VALUE (YAML value) applied after the preset, e.g. train_model.epochs=2; repeatable")]
 
 
-def task_params(params: Path, task: str | None, overrides: list[str] | None, command: str) -> dict[str, Any]:
-    """params.yaml, then the task preset, then `--set` overrides; a bad one exits 2 with its message."""
+@contextmanager
+def exit_on_error(command: str) -> Iterator[None]:
+    """Our typed errors (bad setting, unreachable bucket, failed DVC call, refused submission) end
+    the command with one red line naming it and exit code 2, not a traceback."""
     from components.common.errors import LesionOpsError
-    from lesionops.presets import apply_overrides, load_preset
 
     try:
-        doc = load_params(params)
-        doc = load_preset(task, doc) if task is not None else doc
-        return apply_overrides(doc, overrides or [])
+        yield
     except LesionOpsError as exc:
         console.print(f"[bold red]{command} failed:[/] {exc}")
         raise typer.Exit(2) from None
+
+
+def task_params(params: Path, task: str | None, overrides: list[str] | None, command: str) -> dict[str, Any]:
+    """params.yaml, then the task preset, then `--set` overrides; a bad one exits 2 with its message."""
+    from lesionops.presets import apply_overrides, load_preset
+
+    with exit_on_error(command):
+        doc = load_params(params)
+        doc = load_preset(task, doc) if task is not None else doc
+        doc = apply_overrides(doc, overrides or [])
+    return doc
 
 
 def generate_data(doc: dict[str, Any], out: Path, **overrides: Any) -> None:

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -19,6 +17,7 @@ from lesionops.cli_common import (
     SetOpt,
     TaskOpt,
     console,
+    exit_on_error,
     generate_data,
     print_champions,
     task_params,
@@ -69,18 +68,6 @@ def pipeline_run(
 
 
 
-@contextmanager
-def _kubeflow_errors(command: str) -> Iterator[None]:
-    """A bad `kubeflow` setting, an unreachable bucket or a refused submission: its message, exit 2."""
-    from components.common.errors import LesionOpsError
-
-    try:
-        yield
-    except LesionOpsError as exc:
-        console.print(f"[bold red]pipeline {command} failed:[/] {exc}")
-        raise typer.Exit(2) from None
-
-
 @pipeline_app.command("compile")
 def pipeline_compile(
     out_dir: Annotated[Path, typer.Option(help="folder for the compiled YAML")] = Path("pipelines/compiled"),
@@ -94,7 +81,7 @@ def pipeline_compile(
     from pipelines.local import portable_params
 
     doc = task_params(params, task, overrides, "pipeline compile")
-    with _kubeflow_errors("compile"):
+    with exit_on_error("pipeline compile"):
         for path in compile_all(out_dir, portable_params(doc)):
             console.print(f"compiled {path}")
 
@@ -118,7 +105,7 @@ def pipeline_submit(
     from pipelines.submit import submit_training
 
     doc = task_params(params, task, overrides, "pipeline submit")
-    with _kubeflow_errors("submit"):
+    with exit_on_error("pipeline submit"):
         retrain = section(doc, "retrain", RetrainConfig)
         done = submit_training(doc, source, host=host or retrain.kubeflow_host,
                                experiment=experiment or retrain.experiment, run_name=run_name, dry_run=dry_run)
@@ -141,7 +128,7 @@ def pipeline_schedule(
     from pipelines.schedule import submit_recurring_run
 
     doc = load_params(params)
-    with _kubeflow_errors("schedule"):
+    with exit_on_error("pipeline schedule"):
         retrain, kube = section(doc, "retrain", RetrainConfig), section(doc, "kubeflow", KubeflowConfig)
         every_s = None if cron else parse_interval(every or retrain.every)
         run_id = submit_recurring_run(host or retrain.kubeflow_host, compiled, recurring_run_parameters(doc),
@@ -169,7 +156,7 @@ def pipeline_pytorchjob(
     from pipelines.pytorchjob import render
 
     doc = task_params(params, task, overrides, "pipeline pytorchjob")
-    with _kubeflow_errors("pytorchjob"):
+    with exit_on_error("pipeline pytorchjob"):
         job = render(doc, patches, model_out, data_version=data_version, name=name)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(yaml.safe_dump(job, sort_keys=False, width=120), encoding="utf-8")
