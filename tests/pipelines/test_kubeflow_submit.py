@@ -167,7 +167,11 @@ def test_submit_creates_the_run_with_the_s3_fingerprint(s3: Any, kfp_api: tuple[
     assert run["runtime_config"]["pipeline_root"] == "s3://lesionops-artifacts/pipeline-root"
     parameters = run["runtime_config"]["parameters"]
     assert (parameters["source_uri"], parameters["data_version"]) == (uri, done["data_version"])
-    tasks = run["pipeline_spec"]["root"]["dag"]["tasks"]  # compiled from the same document, caching as set
+    # GPU tasks carry platform config, so kfp sends {pipeline_spec, platform_spec} (the KFP API's form)
+    sent = run["pipeline_spec"]
+    platform = sent["platform_spec"]["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    assert all(e["tolerations"][0]["key"] == "nvidia.com/gpu" for e in platform.values())
+    tasks = sent["pipeline_spec"]["root"]["dag"]["tasks"]  # compiled from the same document, caching as set
     assert tasks["ingest-data"]["cachingOptions"] == {"enableCache": True}
     assert tasks["evaluate-model"]["cachingOptions"] == {}
     dry = submit_training(_cluster_doc(), uri, host=host, experiment="lesionops", dry_run=True)
