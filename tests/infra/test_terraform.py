@@ -1,5 +1,6 @@
-"""infra/terraform: formatting, typed/described interfaces, offline init+validate, plans of both environments,
-a real apply/destroy of storage + ECR + IAM against moto on loopback, and checkov with only justified skips."""
+"""infra/terraform: formatting, typed/described interfaces, offline init+validate, plans of both environments
+(thin roots around modules/lesionops), a real apply/destroy of that stack (storage + ECR + IAM) against moto on
+loopback, and checkov with only justified skips."""
 
 from __future__ import annotations
 
@@ -21,6 +22,13 @@ from tests.infra.conftest import FAKE_CREDENTIALS, INFRA, REPO, TerraformRun, co
 pytestmark = pytest.mark.xdist_group("terraform")
 
 ENVS = ("dev", "prod")
+STACK = "module.lesionops"  # the composition module every root calls; roots hold no resources of their own
+ENV_OUTPUTS = {"lesionops", "lesionops_params", "dvc_remote_url", "ecr_repository_url"}
+# What the README promises in the `lesionops` output object of every environment.
+STACK_OUTPUTS = {"region", "bucket_names", "bucket_uris", "raw_data_uri", "mlflow_artifact_root", "kfp_pipeline_root",
+                 "dvc_remote_url", "kms_key_arn", "pipeline_role_arn", "serving_role_arn", "role_names", "policy_arns",
+                 "ecr_repository_url", "ecr_repository_name", "eks_cluster_name", "eks_oidc_provider_arn",
+                 "eks_gpu_node_taint", "lesionops_params"}
 ACCOUNT_ROOT = "arn:aws:iam::123456789012:root"  # moto's fixed account
 BLOCK = re.compile(r'^(variable|output) "([^"]+)" \{\n(.*?)^\}', re.M | re.S)
 SKIP_COMMENT = re.compile(r"#\s*checkov:skip=([A-Z0-9_]+)(?::(.*))?")
@@ -64,12 +72,26 @@ def test_environment_initialises_offline_and_validates(env_name: str, init_root:
     assert 'version     = "5.100.0"' in lock, "envs must pin the mirrored hashicorp/aws 5.100.0 exactly"
 
 
-def _plan(tf: TerraformRun, root: Path, env: dict[str, str], args: list[str]) -> dict[str, Any]:
+def _plan(tf: TerraformRun, root: Path, env: dict[str, str],
+          args: list[str]) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+    """Planned managed resources by address, and each output's change (`after`: the values known at plan time,
+    `after_unknown`: what only apply will know)."""
     out = root.parent / f"{root.name}-{uuid.uuid4().hex[:6]}.tfplan"
     tf(root, env, "plan", "-input=false", "-no-color", f"-out={out}", *args)
     shown = json.loads(tf(root, env, "show", "-json", "-no-color", str(out)).stdout)
     out.unlink()
-    return {rc["address"]: rc["change"]["after"] for rc in shown["resource_changes"] if rc["mode"] == "managed"}
+    resources = {rc["address"]: rc["change"]["after"] for rc in shown["resource_changes"] if rc["mode"] == "managed"}
+    return resources, shown["output_changes"]
+
+
+def _check_thin_root(planned: dict[str, Any], outputs: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Every resource comes from the stack module and the root passes its outputs through; returns the known
+    values of the `lesionops` output object."""
+    assert not [a for a in planned if not a.startswith(f"{STACK}.")], "a root must only call modules/lesionops"
+    assert set(outputs) == ENV_OUTPUTS, sorted(outputs)
+    stack = outputs["lesionops"]
+    assert set(stack["after"]) | set(stack["after_unknown"]) == STACK_OUTPUTS
+    return stack["after"]
 
 
 def _only(planned: dict[str, Any], suffix: str) -> dict[str, Any]:
@@ -86,25 +108,33 @@ def _rules(planned: dict[str, Any], purpose: str) -> dict[str, dict[str, Any]]:
 def test_dev_plan_has_no_cluster_and_short_retention(init_root: InitRoot, tf: TerraformRun,
                                                      aws_env: dict[str, str]) -> None:
     root, env = init_root("envs/dev")
-    planned = _plan(tf, root, {**env, **aws_env}, [
+    planned, outputs = _plan(tf, root, {**env, **aws_env}, [
         "-var", "name_prefix=acme-lesionops",
         "-var", 'trusted_principal_arns=["arn:aws:iam::123456789012:role/lesionops-ci"]'])
+    stack = _check_thin_root(planned, outputs)
     assert not [a for a in planned if ".aws_eks_" in a], "dev must not create EKS unless enable_eks is set"
-    names = {_only(planned, f'aws_s3_bucket.this["{p}"]')["bucket"] for p in ("data", "artifacts", "dvc")}
+    assert stack["eks_cluster_name"] is None and stack["region"] == "eu-west-1"
+    assert stack["role_names"] == {"pipeline": "acme-lesionops-dev-pipeline", "serving": "acme-lesionops-dev-serving"}
+    names = {_only(planned, f'{STACK}.module.storage.aws_s3_bucket.this["{p}"]')["bucket"]
+             for p in ("data", "artifacts", "dvc")}
     assert names == {"acme-lesionops-dev-data", "acme-lesionops-dev-artifacts", "acme-lesionops-dev-dvc"}
     rules = _rules(planned, "artifacts")
     assert set(rules) == {"expire-noncurrent-versions"}, "dev keeps artifacts in STANDARD (no transition rule)"
     assert rules["expire-noncurrent-versions"]["noncurrent_version_expiration"][0]["noncurrent_days"] == 14
-    assert _only(planned, "module.ecr.aws_ecr_repository.this")["image_tag_mutability"] == "IMMUTABLE"
+    repository = _only(planned, f"{STACK}.module.ecr.aws_ecr_repository.this")
+    assert repository["image_tag_mutability"] == "IMMUTABLE" and repository["name"] == "acme-lesionops-dev/lesionops"
 
 
 @pytest.mark.slow
 def test_prod_plan_has_private_cluster_with_tainted_gpu_nodes(init_root: InitRoot, tf: TerraformRun,
                                                               aws_env: dict[str, str]) -> None:
     root, env = init_root("envs/prod")
-    planned = _plan(tf, root, {**env, **aws_env}, [
+    planned, outputs = _plan(tf, root, {**env, **aws_env}, [
         "-var", "name_prefix=acme-lesionops", "-var", 'eks_subnet_ids=["subnet-0a1","subnet-0b2"]'])
-    cluster = _only(planned, "aws_eks_cluster.this")
+    stack = _check_thin_root(planned, outputs)
+    assert stack["eks_cluster_name"] == "acme-lesionops-prod"
+    assert stack["eks_gpu_node_taint"] == "nvidia.com/gpu=true:NoSchedule"
+    cluster = _only(planned, f"{STACK}.module.eks[0].aws_eks_cluster.this")
     assert cluster["vpc_config"][0]["endpoint_public_access"] is False
     assert cluster["vpc_config"][0]["endpoint_private_access"] is True
     assert cluster["encryption_config"][0]["resources"] == ["secrets"]
@@ -176,12 +206,14 @@ def _allow_statements(iam: Any, policy_arn: str) -> list[tuple[set[str], set[str
 
 def _check_roles(iam: Any, out: dict[str, Any]) -> None:
     buckets = {p: f"arn:aws:s3:::{name}" for p, name in out["bucket_names"].items()}
-    for role in (out["pipeline_role_name"], out["serving_role_name"]):
-        trust = iam.get_role(RoleName=role)["Role"]["AssumeRolePolicyDocument"]
+    for purpose, role in out["role_names"].items():
+        got = iam.get_role(RoleName=role)["Role"]
+        assert got["Arn"] == out[f"{purpose}_role_arn"], (got["Arn"], out[f"{purpose}_role_arn"])
+        trust = got["AssumeRolePolicyDocument"]
         trust = json.loads(trust) if isinstance(trust, str) else trust
         assert [s["Principal"] for s in trust["Statement"]] == [{"AWS": ACCOUNT_ROOT}], trust
         attached = [p["PolicyArn"] for p in iam.list_attached_role_policies(RoleName=role)["AttachedPolicies"]]
-        assert attached == [out["policy_arns"][role.rsplit("-", 1)[1]]], attached
+        assert attached == [out["policy_arns"][purpose]], attached
 
     for actions, resources in _allow_statements(iam, out["policy_arns"]["pipeline"]):
         if "*" in resources:
@@ -202,19 +234,22 @@ def _check_roles(iam: Any, out: dict[str, Any]) -> None:
 @pytest.mark.slow
 def test_storage_and_iam_apply_then_destroy_against_moto(init_root: InitRoot, tf: TerraformRun,
                                                          aws_env: dict[str, str], moto_endpoint: str) -> None:
-    """A real apply through the AWS provider (endpoints only from AWS_ENDPOINT_URL), read back with boto3, a
-    second plan that must be empty (no perpetual diff), then destroy. Lifecycle configurations alone take ~50 s:
+    """A real apply of modules/lesionops (what every environment deploys, EKS off) through the AWS provider
+    (endpoints only from AWS_ENDPOINT_URL), read back with boto3, a second plan that must be empty (no perpetual
+    diff), then destroy. Lifecycle configurations alone take ~50 s:
     the provider waits for three identical reads 10 s apart."""
     root, env = init_root("tests/loopback")
     env = {**env, **aws_env}
     prefix = f"lo-{uuid.uuid4().hex[:8]}"
     var = ["-var", f"name_prefix={prefix}"]
     tf(root, env, "apply", "-auto-approve", "-input=false", "-no-color", *var)
-    out = {k: v["value"] for k, v in json.loads(tf(root, env, "output", "-json", "-no-color").stdout).items()}
+    out = json.loads(tf(root, env, "output", "-json", "-no-color").stdout)["lesionops"]["value"]
 
     s3, iam = _boto("s3", moto_endpoint), _boto("iam", moto_endpoint)
     kms, ecr = _boto("kms", moto_endpoint), _boto("ecr", moto_endpoint)
     assert out["bucket_names"] == {p: f"{prefix}-test-{p}" for p in ("data", "artifacts", "dvc")}
+    assert out["lesionops_params"]["mlflow"]["artifact_root"] == f"s3://{prefix}-test-artifacts/mlflow"
+    assert out["dvc_remote_url"] == f"s3://{prefix}-test-dvc/" and out["eks_cluster_name"] is None
     for purpose, name in out["bucket_names"].items():
         _check_bucket(s3, name, purpose, out["kms_key_arn"])
     assert kms.get_key_rotation_status(KeyId=out["kms_key_arn"])["KeyRotationEnabled"] is True
@@ -229,7 +264,7 @@ def test_storage_and_iam_apply_then_destroy_against_moto(init_root: InitRoot, tf
     tf(root, env, "destroy", "-auto-approve", "-refresh=false", "-input=false", "-no-color", *var)
     assert not [b["Name"] for b in s3.list_buckets()["Buckets"] if b["Name"].startswith(prefix)]
     with pytest.raises(iam.exceptions.NoSuchEntityException):
-        iam.get_role(RoleName=out["pipeline_role_name"])
+        iam.get_role(RoleName=out["role_names"]["pipeline"])
     assert kms.describe_key(KeyId=out["kms_key_arn"])["KeyMetadata"]["KeyState"] == "PendingDeletion"
 
 

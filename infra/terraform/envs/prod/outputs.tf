@@ -1,76 +1,19 @@
-output "region" {
-  description = "Region everything lives in (AWS_DEFAULT_REGION for LesionOps, DVC and MLflow)."
-  value       = var.region
-}
-
-output "bucket_names" {
-  description = "Bucket names by purpose (data, artifacts, dvc)."
-  value       = module.storage.bucket_names
-}
-
-output "bucket_uris" {
-  description = "s3:// URIs of the buckets by purpose (data, artifacts, dvc)."
-  value       = module.storage.bucket_uris
-}
-
-output "raw_data_uri" {
-  description = "Where raw labelImg images and annotations go; an s3:// source for `lesionops ingest`."
-  value       = "${module.storage.bucket_uris["data"]}/raw/"
-}
-
-output "mlflow_artifact_root" {
-  description = "MLflow artifact root: params.yaml mlflow.artifact_root, or `mlflow server --default-artifact-root`."
-  value       = "${module.storage.bucket_uris["artifacts"]}/${local.mlflow_prefix}"
-}
-
-output "kfp_pipeline_root" {
-  description = "Kubeflow Pipelines root for step outputs: params.yaml kubeflow.pipeline_root (the pipeline_root of every Kubeflow run)."
-  value       = "${module.storage.bucket_uris["artifacts"]}/${local.kfp_prefix}"
-}
-
-output "dvc_remote_url" {
-  description = "DVC remote URL: `dvc remote add -d s3 <this>`."
-  value       = "${module.storage.bucket_uris["dvc"]}/"
-}
-
-output "kms_key_arn" {
-  description = "KMS key encrypting the buckets (needed by anyone granting extra access to them)."
-  value       = module.storage.kms_key_arn
-}
-
-output "pipeline_role_arn" {
-  description = "Role of pipeline steps (read data, read/write artifacts + DVC, ECR pull); the eks.amazonaws.com/role-arn annotation of the pipeline service account."
-  value       = module.iam.pipeline_role_arn
-}
-
-output "serving_role_arn" {
-  description = "Role of the serving app (read MLflow model artifacts only); the eks.amazonaws.com/role-arn annotation of the serving service account."
-  value       = module.iam.serving_role_arn
-}
-
-output "ecr_repository_url" {
-  description = "Where to push the LesionOps image: docker tag lesionops:<version> <this>:<version>."
-  value       = module.ecr.repository_url
-}
-
-output "eks_cluster_name" {
-  description = "EKS cluster name for `aws eks update-kubeconfig --name`; null when enable_eks is false."
-  value       = var.enable_eks ? module.eks[0].cluster_name : null
-}
-
-output "eks_oidc_provider_arn" {
-  description = "IRSA OIDC provider of the EKS cluster; null when enable_eks is false."
-  value       = var.enable_eks ? module.eks[0].oidc_provider_arn : null
+output "lesionops" {
+  description = "Every output of the stack (modules/lesionops/outputs.tf) as one object: `terraform output -json lesionops`."
+  value       = module.lesionops
 }
 
 output "lesionops_params" {
   description = "params.yaml values pointing LesionOps at this environment (merge into the mlflow and kubeflow sections)."
-  value = {
-    mlflow = { artifact_root = "${module.storage.bucket_uris["artifacts"]}/${local.mlflow_prefix}" }
-    kubeflow = {
-      pipeline_root    = "${module.storage.bucket_uris["artifacts"]}/${local.kfp_prefix}"
-      source_uri       = "${module.storage.bucket_uris["data"]}/raw"
-      image_repository = module.ecr.repository_url
-    }
-  }
+  value       = module.lesionops.lesionops_params
+}
+
+output "dvc_remote_url" {
+  description = "DVC remote URL: `dvc remote add -d s3 <this>` (`terraform output -raw dvc_remote_url`)."
+  value       = module.lesionops.dvc_remote_url
+}
+
+output "ecr_repository_url" {
+  description = "Where to push the LesionOps image: docker tag lesionops:<version> <this>:<version>."
+  value       = module.lesionops.ecr_repository_url
 }

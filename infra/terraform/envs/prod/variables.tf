@@ -1,103 +1,49 @@
-variable "region" {
-  type        = string
-  description = "AWS region of every resource (data residency of the clinical images is decided here)."
-  default     = "eu-west-1"
-
-  validation {
-    condition     = can(regex("^[a-z]{2}(-gov)?-[a-z]+-[0-9]$", var.region))
-    error_message = "region must be an AWS region code such as eu-west-1."
-  }
-}
+# What a user of prod sets in terraform.tfvars, the required ones first. Prod's sizes and retention are in main.tf;
+# every other knob of the stack is a variable of modules/lesionops, set in main.tf's module call.
 
 variable "name_prefix" {
   type        = string
   description = "Globally unique prefix of bucket, role and repository names (e.g. <org>-lesionops); buckets become <name_prefix>-prod-{data,artifacts,dvc}."
-
-  validation {
-    condition     = can(regex("^[a-z0-9][a-z0-9-]{1,38}[a-z0-9]$", var.name_prefix))
-    error_message = "name_prefix must be 3-40 lowercase letters, digits and hyphens, starting and ending with a letter or digit."
-  }
-}
-
-variable "trusted_principal_arns" {
-  type        = list(string)
-  description = "IAM principals allowed to assume the pipeline and serving roles when enable_eks is false (e.g. the CI role or the node role of an existing Kubeflow cluster)."
-  default     = []
-}
-
-variable "access_log_bucket" {
-  type        = string
-  description = "Existing central bucket receiving S3 server access logs of the three buckets; null disables them (CloudTrail data events are the alternative)."
-  default     = null
-}
-
-variable "enable_eks" {
-  type        = bool
-  description = "Create an EKS cluster (CPU + GPU node groups) and trust its service accounts through IRSA instead of trusted_principal_arns."
-  default     = true
-}
-
-variable "eks_kubernetes_version" {
-  type        = string
-  description = "Kubernetes version of the EKS cluster when enable_eks is true."
-  default     = "1.33"
 }
 
 variable "eks_subnet_ids" {
   type        = list(string)
-  description = "Private subnets (two or more availability zones) of an existing VPC for EKS; required when enable_eks is true."
-  default     = []
-
-  validation {
-    condition     = !var.enable_eks || length(var.eks_subnet_ids) >= 2
-    error_message = "enable_eks = true needs at least two private subnet IDs in eks_subnet_ids."
-  }
-}
-
-variable "eks_endpoint_public_access" {
-  type        = bool
-  description = "Expose the EKS API endpoint publicly (only to eks_public_access_cidrs); the private endpoint is always on."
-  default     = false
-}
-
-variable "eks_public_access_cidrs" {
-  type        = list(string)
-  description = "CIDR blocks allowed to reach a public EKS API endpoint."
+  description = "Private subnets (two or more availability zones) of an existing VPC with a NAT or VPC endpoints for ECR, S3 and STS; prod runs on EKS, so they are required unless enable_eks is false."
   default     = []
 }
 
 variable "eks_admin_principal_arns" {
   type        = list(string)
-  description = "IAM roles or users given cluster-admin on EKS (besides the identity running terraform)."
+  description = "IAM roles or users given cluster-admin on the prod cluster (besides the identity running terraform), e.g. the platform team's role."
   default     = []
 }
 
-variable "eks_gpu_instance_types" {
-  type        = list(string)
-  description = "Instance types of the GPU node group."
-  default     = ["g5.xlarge"]
+variable "access_log_bucket" {
+  type        = string
+  description = "Existing central bucket receiving S3 server access logs of the three buckets (it must accept S3 log delivery); set it in prod, or record access with CloudTrail S3 data events."
+  default     = null
 }
 
-variable "eks_gpu_node_count" {
-  type        = object({ min = number, desired = number, max = number })
-  description = "Size of the GPU node group (min 0: scale to zero between trainings)."
-  default     = { min = 0, desired = 0, max = 2 }
-}
-
-variable "pipeline_service_accounts" {
-  type        = list(string)
-  description = "namespace:name of the Kubernetes service accounts that run pipeline steps (IRSA)."
-  default     = ["kubeflow:pipeline-runner"]
-}
-
-variable "serving_service_accounts" {
-  type        = list(string)
-  description = "namespace:name of the Kubernetes service accounts of the serving deployment (IRSA)."
-  default     = ["lesionops:lesionops-serving"]
+variable "region" {
+  type        = string
+  description = "AWS region of every resource (data residency of the clinical images is decided here)."
+  default     = "eu-west-1"
 }
 
 variable "tags" {
   type        = map(string)
   description = "Extra tags on every resource (cost centre, data classification, owner)."
   default     = {}
+}
+
+variable "enable_eks" {
+  type        = bool
+  description = "Create the prod EKS cluster and trust its service accounts through IRSA; false runs prod on an existing Kubeflow cluster whose principals go in trusted_principal_arns."
+  default     = true
+}
+
+variable "trusted_principal_arns" {
+  type        = list(string)
+  description = "IAM principals allowed to assume the pipeline and serving roles when enable_eks is false (e.g. the node role of an existing Kubeflow cluster)."
+  default     = []
 }
