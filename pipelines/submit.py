@@ -63,7 +63,7 @@ def mlflow_problems(ml: dict[str, Any]) -> list[str]:
     uri = str(ml.get("tracking_uri") or "")
     if "://" not in uri or uri.startswith(("sqlite:", "file:")):
         problems.append(f"mlflow.tracking_uri {uri or None!r}: every pod needs the same tracking server "
-                        "(http(s)://…)")
+                        "(http(s)://… or postgresql://…)")
     root = str(ml.get("artifact_root") or "")
     if "://" not in root or root.startswith("file:"):
         problems.append(f"mlflow.artifact_root {root or None!r}: models must go to shared storage (s3://…)")
