@@ -64,9 +64,13 @@ def s3_client(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     import boto3
     from moto.server import ThreadedMotoServer
 
+    import urllib.request
+
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()
+    # moto keeps its state per process, not per server: start from an empty account every time
+    urllib.request.urlopen(urllib.request.Request(f"http://{host}:{port}/moto-api/reset", method="POST"))
     for key, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
                        "AWS_DEFAULT_REGION": "us-east-1", "AWS_ENDPOINT_URL_S3": f"http://{host}:{port}"}.items():
         monkeypatch.setenv(key, value)
