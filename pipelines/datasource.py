@@ -41,26 +41,11 @@ def folder_fingerprint(folder: Path) -> str:
     return str(obj.hash_info.value)
 
 
-def _listing(uri: str) -> list[tuple[str, str, int]]:
-    """(key relative to the prefix, ETag, size) of every object under an s3:// prefix, sorted."""
-    import boto3
-    from botocore.exceptions import BotoCoreError, ClientError
-
-    from components.common.storage import parse
-
-    loc = parse(uri)
-    try:
-        pages = boto3.client("s3").get_paginator("list_objects_v2").paginate(Bucket=loc.bucket, Prefix=loc.prefix)
-        rows = [(obj["Key"][len(loc.prefix):], str(obj["ETag"]).strip('"'), int(obj["Size"]))
-                for page in pages for obj in page.get("Contents", []) if not obj["Key"].endswith("/")]
-    except (BotoCoreError, ClientError) as exc:
-        raise DataError(uri, f"cannot list the S3 prefix to fingerprint it ({exc})") from exc
-    return sorted(rows)
-
-
 def s3_fingerprint(uri: str) -> str:
     """sha256 over the sorted listing; refuses an empty prefix (nothing to train on)."""
-    rows = _listing(uri)
+    from components.common.storage import object_listing
+
+    rows = object_listing(uri)
     if not rows:
         raise DataError(uri, "no objects under this S3 prefix")
     digest = hashlib.sha256()

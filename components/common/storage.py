@@ -202,6 +202,17 @@ def list_files(uri: str | Path) -> list[str]:
         return sorted(_objects(_client(), str(loc.bucket), loc.prefix))
 
 
+def object_listing(uri: str) -> list[tuple[str, str, int]]:
+    """(path under the prefix, ETag, size) of every object under an s3:// prefix, sorted: what
+    changes whenever an object is added, removed or rewritten, without reading any of them."""
+    loc = parse(uri)
+    if not loc.is_s3:
+        raise DataError(uri, "an object listing needs an s3://bucket/prefix")
+    with _s3_errors(loc.uri, "list prefix"):
+        objects = _objects(_client(), str(loc.bucket), loc.prefix)
+    return sorted((rel, str(obj["ETag"]).strip('"'), int(obj["Size"])) for rel, obj in objects.items())
+
+
 def download(uri: str, dest: Path, what: str = "object") -> Path:
     """One S3 object to `dest` (written to a temp name, then renamed: never a half file);
     `what` names it in the error ("pretrained weights")."""
