@@ -14,11 +14,11 @@ from typing import Annotated, Any, Optional
 
 import typer
 
+from components import STAGES
 from components.common.cli import run_main
 from components.common.params import load_params, params_hash, section
 from components.common.tracking import TrackingConfig
 from lesionops.cli_common import (
-    STAGES,
     ParamsOpt,
     SetOpt,
     TaskOpt,

@@ -17,8 +17,6 @@ from components.common.tracking import TrackingConfig
 
 console = Console()
 
-STAGES = ("ingest_data", "validate_annotations", "crop_patches", "train_baseline", "train_model",
-          "evaluate_model", "train_detector", "evaluate_detector", "promote_model", "monitor_drift")
 
 ParamsOpt = Annotated[Path, typer.Option("--params", help="params.yaml to use")]
 TaskOpt = Annotated[Optional[str], typer.Option(

@@ -10,9 +10,9 @@ from typing import Annotated, Optional
 
 import typer
 
+from components import STAGES
 from components.common.params import load_params, section
 from lesionops.cli_common import (
-    STAGES,
     ParamsOpt,
     SetOpt,
     TaskOpt,

@@ -20,11 +20,10 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from components import STAGES
 from components.common.errors import ConfigError
 from components.common.kfp_image import IMAGE_REPOSITORY, image
 
-STAGES = ("ingest_data", "validate_annotations", "crop_patches", "train_baseline", "train_model",
-          "evaluate_model", "train_detector", "evaluate_detector", "promote_model", "monitor_drift")
 UNCACHED = frozenset({"evaluate_model", "evaluate_detector", "promote_model", "monitor_drift"})
 DDP_STAGES = frozenset({"train_model"})  # stages that run one process per GPU under torchrun
 _REPOSITORY = re.compile(r"^[a-z0-9][a-z0-9._-]*(:[0-9]+)?(/[a-z0-9._-]+)+$")
