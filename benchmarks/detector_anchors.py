@@ -44,7 +44,8 @@ from components.train_detector.core import DetectorConfig, build_detector  # noq
 from components.train_detector.data import load_image, load_split  # noqa: E402
 from components.validate_annotations.checks import ValidateConfig  # noqa: E402
 from components.validate_annotations.core import run as validate  # noqa: E402
-from lesionops.presets import deep_merge, generate, load_preset, synth_settings  # noqa: E402
+from components.common.settings import deep_merge, load_preset
+from lesionops.presets import generate, synth_settings  # noqa: E402
 
 RPN_POSITIVE_IOU = 0.7  # torchvision FasterRCNN rpn_fg_iou_thresh
 

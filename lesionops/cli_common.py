@@ -12,7 +12,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from components.common.params import load_params, section
+from components.common.params import section
+from components.common.settings import build_settings
 from components.common.tracking import TrackingConfig
 
 console = Console()
@@ -20,8 +21,8 @@ console = Console()
 
 ParamsOpt = Annotated[Path, typer.Option("--params", help="params.yaml to use")]
 TaskOpt = Annotated[Optional[str], typer.Option(
-    "--task", help="task preset tasks/NAME.yaml merged over --params (es_skin, acupoint, chest_xray, "
-                   "ct_pneumonia, monkeypox); unknown names list the available ones")]
+    "--task", help="a task preset (es_skin, acupoint, chest_xray, ct_pneumonia, monkeypox) or your own task "
+                   "file (FILE.yaml, see `lesionops task new`) merged over --params")]
 SetOpt = Annotated[Optional[list[str]], typer.Option(
     "--set", help="SECTION.KEY=VALUE (YAML value) applied after the preset, e.g. train_model.epochs=2; repeatable")]
 
@@ -40,13 +41,12 @@ def exit_on_error(command: str) -> Iterator[None]:
 
 
 def task_params(params: Path, task: str | None, overrides: list[str] | None, command: str) -> dict[str, Any]:
-    """params.yaml, then the task preset, then `--set` overrides; a bad one exits 2 with its message."""
-    from lesionops.presets import apply_overrides, load_preset
+    """params.yaml, then the task (preset or file), then `--set` overrides; a bad one exits 2 with its message."""
+    from lesionops.presets import synth_settings
 
     with exit_on_error(command):
-        doc = load_params(params)
-        doc = load_preset(task, doc) if task is not None else doc
-        doc = apply_overrides(doc, overrides or [])
+        doc = build_settings(params, task, overrides)
+        synth_settings(doc)
     return doc
 
 

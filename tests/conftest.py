@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -11,15 +10,10 @@ import pytest
 import torch
 import yaml
 
+from components.common.settings import deep_merge
+
 REPO = Path(__file__).resolve().parents[1]
 TINY_CLASSES = ("lichen_planus", "psoriasis")
-
-
-def deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
-    out = copy.deepcopy(base)
-    for key, value in over.items():
-        out[key] = deep_merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
-    return out
 
 
 def tiny_params(tmp: Path, **overrides: Any) -> dict[str, Any]:
@@ -92,3 +86,27 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip)
+
+
+def real_data_root() -> Path | None:
+    """`shared/real-data`: real, unmodified labelImg datasets kept outside the repository.
+
+    LESIONOPS_REAL_DATA names it; otherwise the first `shared/real-data` beside the checkout or
+    one of its parents (a clean clone sits next to `shared/` as the working copy does)."""
+    import os
+
+    if env := os.environ.get("LESIONOPS_REAL_DATA"):
+        return Path(env) if Path(env).is_dir() else None
+    for folder in REPO.parents:
+        if (candidate := folder / "shared" / "real-data").is_dir():
+            return candidate
+    return None
+
+
+def real_dataset(name: str) -> Path:
+    """One real dataset folder, or skip the test saying where it was looked for."""
+    root = real_data_root()
+    if root is None or not (root / name).is_dir():
+        pytest.skip(f"real dataset {name!r} not found: set LESIONOPS_REAL_DATA or put shared/real-data beside "
+                    f"the checkout ({REPO.parent})")
+    return root / name

@@ -19,7 +19,7 @@ from typing import Any
 
 from components.common import storage
 from components.common.errors import GateFailed, LesionOpsError
-from components.common.params import load_params
+from components.common.settings import build_settings
 
 
 class InputLocation(str):
@@ -57,6 +57,10 @@ def base_parser(description: str) -> argparse.ArgumentParser:
     src = parser.add_mutually_exclusive_group()
     src.add_argument("--params", type=Path, help="params.yaml to read (default: ./params.yaml)")
     src.add_argument("--params-json", help="the whole params document as JSON (used by Kubeflow)")
+    parser.add_argument("--task", help="a task preset name (tasks/NAME.yaml) or a task file (*.yaml) merged over "
+                                       "the params")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                        help="override one setting (YAML value) after the task; repeatable")
     parser.add_argument("--cache-dir", type=Path, default=storage.DEFAULT_CACHE,
                         help="where s3:// inputs and outputs are mirrored locally, reused across runs "
                              f"(default: ./{storage.DEFAULT_CACHE})")
@@ -99,9 +103,8 @@ def input_path(args: argparse.Namespace, value: str | Path) -> Path:
 
 
 def params_from(args: argparse.Namespace) -> dict[str, Any]:
-    if args.params_json is not None:
-        return load_params(json_text=args.params_json)
-    return load_params(path=args.params or Path("params.yaml"))
+    """The settings every command builds the same way: params (file or JSON), --task, --set."""
+    return build_settings(args.params, args.task, args.overrides, json_text=args.params_json)
 
 
 def run_main(main: Callable[[list[str] | None], Any], argv: list[str] | None = None) -> None:

@@ -10,6 +10,7 @@ whatever store was used last, not what the user asked for.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +32,15 @@ class TrackingConfig:
     experiment: str = "lesionops"
     registered_model: str = "lesionops-classifier"
     registered_detector: str = "lesionops-detector"
+
+
+_METRIC_UNSAFE = re.compile(r"[^\w.\- ]+")
+
+
+def metric_key(name: str) -> str:
+    """A metric name MLflow accepts on every OS (letters, digits, `_ . -` and spaces): class names
+    are display names (`Dead Cell (old)`), so per-class metric names keep them readable."""
+    return _METRIC_UNSAFE.sub("_", str(name)).strip() or "_"
 
 
 def absolute_sqlite(uri: str) -> str:

@@ -20,7 +20,7 @@ from components.common.detection_metrics import evaluate_detections
 from components.common.errors import ConfigError, DataError
 from components.common.io import read_json, write_json
 from components.common.task import TaskConfig
-from components.common.tracking import TrackingConfig, resolved_uri, version_by_alias
+from components.common.tracking import TrackingConfig, metric_key, resolved_uri, version_by_alias
 from components.evaluate_detector.gate import DetectorGateConfig, decide
 from components.train_detector.core import CHECKPOINT, SUMMARY, DetectorConfig, build_detector, predict
 from components.train_model.core import pick_device
@@ -138,7 +138,7 @@ def run(cfg: EvaluateDetectorConfig, task: TaskConfig, tracking: TrackingConfig,
     with mlflow.start_run(run_id=summary["run_id"]):
         flat = {**{k: v for k, v in challenger.items() if k.startswith(("test_", "n_"))},
                 **{f"test_ap50_{c}": v for c, v in challenger["per_class_ap50"].items()}}
-        mlflow.log_metrics({k: float(v) for k, v in flat.items() if v is not None})
+        mlflow.log_metrics({metric_key(k): float(v) for k, v in flat.items() if v is not None})
         mlflow.set_tag("gate_passed", str(decision.passed).lower())
         for name in ("decision.json", "metrics.json", "predictions.png"):
             mlflow.log_artifact(str(out_dir / name), artifact_path="evaluation")

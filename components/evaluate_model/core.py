@@ -28,7 +28,7 @@ from components.common.errors import DataError
 from components.common.io import read_json, write_json
 from components.common.metrics import classification_metrics
 from components.common.task import TaskConfig
-from components.common.tracking import TrackingConfig, resolved_uri, version_by_alias
+from components.common.tracking import TrackingConfig, metric_key, resolved_uri, version_by_alias
 from components.evaluate_model import plots
 from components.evaluate_model.bootstrap import (BootstrapConfig, confidence_intervals, paired_difference,
                                                  patient_counts)
@@ -214,7 +214,7 @@ def _log(run_id: str, metrics: dict[str, Any], passed: bool, out_dir: Path) -> N
     if metrics["diff_ci"] is not None:
         numbers.update({"diff_macro_f1_ci_low": metrics["diff_ci"][0], "diff_macro_f1_ci_high": metrics["diff_ci"][1]})
     with mlflow.start_run(run_id=run_id):
-        mlflow.log_metrics(numbers)
+        mlflow.log_metrics({metric_key(k): v for k, v in numbers.items()})
         mlflow.set_tag("gate_passed", str(passed).lower())
         for name in ("decision.json", "metrics.json", *PLOTS):
             mlflow.log_artifact(str(out_dir / name), artifact_path="evaluation")

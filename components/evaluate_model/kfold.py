@@ -43,7 +43,7 @@ from components.common.io import write_json
 from components.common.metrics import classification_metrics
 from components.common.params import build
 from components.common.task import TaskConfig
-from components.common.tracking import TrackingConfig, git_commit, setup
+from components.common.tracking import TrackingConfig, git_commit, metric_key, setup
 from components.crop_patches.kfold import check_folds
 from components.evaluate_model import kfold_report
 from components.train_baseline.core import BaselineConfig, select_c
@@ -308,7 +308,7 @@ def _child(models: _Models, model: str, fold: Fold, record: dict[str, Any]) -> N
         record["results"][model] = result
         mlflow.log_metrics({"accuracy": result["accuracy"], "macro_f1": result["macro_f1"],
                             "macro_recall": result["macro_recall"],
-                            **{f"recall_{c}": v for c, v in result["per_class_recall"].items()},
+                            **{metric_key(f"recall_{c}"): v for c, v in result["per_class_recall"].items()},
                             **{k: float(v) for k, v in extra.items() if k in CNN_EXTRAS}})
         mlflow.log_params({k: v for k, v in extra.items() if k in ("C", "converged")})
 

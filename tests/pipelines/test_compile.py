@@ -20,7 +20,7 @@ import yaml
 
 from components import __version__
 from components.common.params import load_params
-from lesionops.presets import apply_overrides, load_preset
+from components.common.settings import apply_overrides, load_preset
 from pipelines.compile import compile_all
 from pipelines.kubeflow import KubeflowConfig
 from tests.conftest import REPO

@@ -19,7 +19,7 @@ import yaml
 
 from components.common.errors import ConfigError, DataError
 from components.common.params import load_params
-from lesionops.presets import apply_overrides
+from components.common.settings import apply_overrides
 from pipelines.datasource import fingerprint, mirror_to_s3
 from pipelines.submit import cluster_problems, run_request, submit_training
 from tests.conftest import REPO

@@ -32,7 +32,8 @@ from components.train_model.core import run as train
 from components.validate_annotations.checks import ValidateConfig
 from components.validate_annotations.core import run as validate
 from lesionops.champion import champion_summary
-from lesionops.presets import apply_overrides, deep_merge, generate, load_preset, synth_settings
+from components.common.settings import apply_overrides, deep_merge, load_preset
+from lesionops.presets import generate, synth_settings
 from tests.conftest import tiny_params
 
 # A run small enough for one CPU core: ~36 images, 32 px patches, small_cnn for 2 epochs.

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from components import __version__
 from components.common.errors import ConfigError
 from components.common.params import load_params
-from lesionops.presets import apply_overrides
+from components.common.settings import apply_overrides
 from pipelines.pytorchjob import render
 from tests.conftest import REPO
 

@@ -14,15 +14,14 @@ import yaml
 from components.common.errors import ConfigError
 from components.common.params import load_params, section
 from components.common.task import load_task
-from lesionops.presets import (
-    GENERATORS,
-    SynthSettings,
+from components.common.settings import (
     apply_overrides,
+    build_settings,
     deep_merge,
     list_presets,
     load_preset,
-    synth_settings,
 )
+from lesionops.presets import GENERATORS, SynthSettings, synth_settings
 from tests.conftest import REPO
 
 PRESETS = ("acupoint", "chest_xray", "ct_pneumonia", "es_skin", "monkeypox")
@@ -148,7 +147,7 @@ def test_bad_presets_are_refused_naming_the_key(preset: dict[str, Any], message:
                                                 base: dict[str, Any]) -> None:
     folder = _write(tmp_path, "bad", preset)
     with pytest.raises(ConfigError, match=message):
-        load_preset("bad", base, folder)
+        synth_settings(load_preset("bad", base, folder))  # as `lesionops` commands check a task
 
 
 def test_unknown_preset_lists_the_available_ones(base: dict[str, Any]) -> None:
@@ -173,3 +172,50 @@ def test_overrides_set_nested_yaml_values(base: dict[str, Any]) -> None:
 def test_bad_overrides_are_refused(item: str, message: str, base: dict[str, Any]) -> None:
     with pytest.raises(ConfigError, match=message):
         apply_overrides(base, [item])
+
+
+def test_a_task_file_is_merged_like_a_preset_with_its_own_registry_names(tmp_path: Path,
+                                                                          base: dict[str, Any]) -> None:
+    path = tmp_path / "cells" / "cells.yaml"
+    path.parent.mkdir()
+    path.write_text(yaml.safe_dump({"task": {"name": "cells", "classes": ["Living Cell", "Dead Cell"],
+                                             "data": "../raw"},
+                                    "train_model": {"epochs": 3}}), encoding="utf-8")
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(base), encoding="utf-8")
+    doc = build_settings(tmp_path / "params.yaml", str(path), ["train_model.lr=0.1"])
+    task = load_task(doc)
+    assert task.classes == ("Living Cell", "Dead Cell") and task.aliases == {}  # aliases replaced whole
+    assert doc["train_model"]["epochs"] == 3 and doc["train_model"]["lr"] == 0.1
+    assert doc["train_model"]["batch_size"] == base["train_model"]["batch_size"]  # untouched defaults kept
+    assert (doc["mlflow"]["registered_model"], doc["mlflow"]["registered_detector"]) == (
+        "cells_classifier", "cells_detector")  # never the demo's champion
+    assert task.data == str((tmp_path / "raw").resolve())  # relative to the task file
+
+
+@pytest.mark.parametrize(("doc", "message"), [
+    ({"task": {"classes": ["a", "b"]}}, "must set task.name and task.classes"),
+    ({"task": {"name": "x"}}, "must set task.name and task.classes"),
+    ({"task": {"name": "x", "classes": ["a", "b"]}, "trian_model": {}}, "unknown section"),
+    ({"task": {"name": "x", "classes": ["WBC", "wbc"]}}, "'WBC' and 'wbc' are the same class"),
+])
+def test_bad_task_files_are_refused_naming_the_file(doc: dict[str, Any], message: str, tmp_path: Path,
+                                                    base: dict[str, Any]) -> None:
+    path = tmp_path / "mine.yaml"
+    path.write_text(yaml.safe_dump(doc), encoding="utf-8")
+    with pytest.raises(ConfigError, match=message):
+        build_settings(REPO / "params.yaml", str(path))
+    with pytest.raises(ConfigError, match="no such task file"):
+        build_settings(REPO / "params.yaml", str(tmp_path / "missing.yml"))
+
+
+def test_stage_commands_take_task_and_set(tmp_path: Path) -> None:
+    from components.common.cli import base_parser, params_from
+
+    path = tmp_path / "mine.yaml"
+    path.write_text(yaml.safe_dump({"task": {"name": "mine", "classes": ["ESP8266", "Arduino_Nano"]}}))
+    args = base_parser("x").parse_args(["--params", str(REPO / "params.yaml"), "--task", str(path),
+                                        "--set", "crop_patches.patch_size=48", "--set", "task.sample=patches"])
+    doc = params_from(args)
+    assert load_task(doc).normalize("arduino nano") == "Arduino_Nano" and doc["crop_patches"]["patch_size"] == 48
+    preset = params_from(base_parser("x").parse_args(["--params", str(REPO / "params.yaml"), "--task", "acupoint"]))
+    assert load_task(preset).name == "acupoint"

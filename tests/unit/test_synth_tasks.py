@@ -21,7 +21,8 @@ from components.ingest_data.core import IngestConfig
 from components.ingest_data.core import run as ingest
 from components.validate_annotations.checks import ValidateConfig
 from components.validate_annotations.core import run as validate
-from lesionops.presets import Generated, generate, load_preset, synth_settings
+from components.common.settings import load_preset
+from lesionops.presets import Generated, generate, synth_settings
 from tests.conftest import REPO
 
 # preset → tiny image size (width, height): fast, yet every structure is still drawn

@@ -23,3 +23,14 @@ def test_null_uri_uses_the_standard_variable(monkeypatch) -> None:
 def test_relative_sqlite_path_is_made_absolute(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.chdir(tmp_path)
     assert resolved_uri(TrackingConfig()) == f"sqlite:///{tmp_path}/mlruns/mlflow.db"
+
+
+@pytest.mark.parametrize("name", ["test_recall_Living Cell", "test_recall_Dead Cell (old)", "recall_a/b:c",
+                                  "test_ap50_Heltec_ESP32_Lora", "recall_ünïcode", "x?*"])
+def test_metric_keys_pass_mlflows_own_check(name: str) -> None:
+    from mlflow.utils.validation import _validate_metric_name
+
+    from components.common.tracking import metric_key
+
+    _validate_metric_name(metric_key(name))
+    assert metric_key("test_recall_Living Cell") == "test_recall_Living Cell"
