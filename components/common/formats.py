@@ -2,12 +2,15 @@
 
 labelImg saves Pascal VOC XML, YOLO txt (+ classes.txt) or CreateML JSON, and whole-image
 datasets (chest X-ray) often just sort images into one folder per class. Downstream stages should
-not care which: boxes always come out as `VocBox` in labelImg's 1-based inclusive pixel frame,
-and every unreadable file raises `DataError` with a `code` validation can report as is.
+not care which: boxes always come out as `VocBox` in labelImg's pixel coordinates, and every
+unreadable file raises `DataError` with a `code` validation can report as is.
 
-Normalised/continuous → 1-based pixel rule (the inverse of labelImg's VOC→YOLO export): pixel i
-(1-based) covers the continuous interval [i-1, i], so a box spanning [x0, x1] covers pixels
-x0+1 … x1, and the whole image becomes (1, 1, W, H).
+YOLO and CreateML are read exactly as labelImg writes and reads them (libs/yolo_io.py,
+libs/create_ml_io.py): its YOLO export is cx = (xmin+xmax)/2/W, w = (xmax-xmin)/W with no pixel
+offset, and its CreateML export is the box centre and size in pixels, so a VOC box (10, 20, 30, 40)
+comes back as (10, 20, 30, 40) from either twin. YOLO corners are rounded to whole pixels as
+labelImg's boxes are (its 6-decimal export is exact to well under half a pixel); they are not
+clamped to the image, so validation reports boxes that leave it instead of hiding them.
 """
 
 from __future__ import annotations
@@ -41,10 +44,6 @@ class AnnotationRead:
     classes: tuple[str, ...] | None = None
     classes_path: str | None = None
     image_label: str | None = None
-
-
-def _span_to_pixels(x0: float, y0: float, x1: float, y1: float) -> tuple[float, float, float, float]:
-    return x0 + 1.0, y0 + 1.0, x1, y1
 
 
 def read_voc_file(path: Path) -> AnnotationRead:
@@ -96,10 +95,9 @@ def _yolo_box(line: str, lineno: int, path: Path, classes: tuple[str, ...],
     if not all(math.isfinite(v) for v in (cx, cy, w, h)):
         raise DataError(path, f"line {lineno}: non-finite coordinate in {line!r}", code=ANNOTATION_MALFORMED)
     width, height = size
-    x0, x1 = (cx - w / 2) * width, (cx + w / 2) * width
-    y0, y1 = (cy - h / 2) * height, (cy + h / 2) * height
-    xmin, ymin, xmax, ymax = _span_to_pixels(x0, y0, x1, y1)
-    return VocBox(classes[cls], xmin, ymin, xmax, ymax)
+    xmin, xmax = round((cx - w / 2) * width), round((cx + w / 2) * width)
+    ymin, ymax = round((cy - h / 2) * height), round((cy + h / 2) * height)
+    return VocBox(classes[cls], float(xmin), float(ymin), float(xmax), float(ymax))
 
 
 def read_yolo_file(path: Path, size: tuple[int, int] | None, stop: Path) -> AnnotationRead:
@@ -147,8 +145,7 @@ def _createml_box(item: Any, i: int, path: Path, image: str) -> VocBox:
     except (KeyError, TypeError, ValueError) as exc:
         raise DataError(path, f"{image}: annotation {i} needs label and coordinates x/y/width/height ({exc!r})",
                         code=ANNOTATION_MALFORMED) from exc
-    xmin, ymin, xmax, ymax = _span_to_pixels(x - w / 2, y - h / 2, x + w / 2, y + h / 2)
-    return VocBox(label, xmin, ymin, xmax, ymax)
+    return VocBox(label, x - w / 2, y - h / 2, x + w / 2, y + h / 2)
 
 
 def read_createml_entry(path: Path, entry: dict[str, Any]) -> AnnotationRead:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -51,7 +52,7 @@ def test_voc_keeps_declared_size_filename_and_path(tmp_path: Path) -> None:
     assert ann.boxes[0].name == "psoriasis" and ann.boxes[0].difficult and ann.boxes[0].xmax == 40
 
 
-def test_yolo_normalised_to_1_based_pixels_with_classes_in_parent(tmp_path: Path) -> None:
+def test_yolo_normalised_to_pixels_with_classes_in_parent(tmp_path: Path) -> None:
     (tmp_path / "classes.txt").write_text("eczema\npsoriasis\n")
     (tmp_path / "batch").mkdir()
     txt = tmp_path / "batch" / "a.txt"
@@ -59,9 +60,9 @@ def test_yolo_normalised_to_1_based_pixels_with_classes_in_parent(tmp_path: Path
     assert find_classes_file(txt, tmp_path) == tmp_path / "classes.txt"
     ann = read_yolo_file(txt, (200, 100), tmp_path)
     whole, small = ann.boxes
-    assert (whole.name, whole.xmin, whole.ymin, whole.xmax, whole.ymax) == ("psoriasis", 1, 1, 200, 100)
+    assert (whole.name, whole.xmin, whole.ymin, whole.xmax, whole.ymax) == ("psoriasis", 0, 0, 200, 100)
     assert small.name == "eczema"
-    assert (small.xmin, small.xmax, small.ymin, small.ymax) == pytest.approx((41, 60, 41, 60))
+    assert (small.xmin, small.xmax, small.ymin, small.ymax) == (40, 60, 40, 60)
     assert ann.classes == ("eczema", "psoriasis") and ann.classes_path == str(tmp_path / "classes.txt")
 
 
@@ -95,7 +96,7 @@ def test_createml_centre_coordinates(tmp_path: Path) -> None:
     entries = load_createml(js)
     assert entries is not None
     box = read_createml_entry(js, entries["a.jpg"]).boxes[0]
-    assert (box.name, box.xmin, box.ymin, box.xmax, box.ymax) == ("lupus", 41, 36, 60, 45)
+    assert (box.name, box.xmin, box.ymin, box.xmax, box.ymax) == ("lupus", 40, 35, 60, 45)
     bad = {"image": "b.jpg", "annotations": [{"label": "x", "coordinates": {"x": 1}}]}
     with pytest.raises(DataError, match="b.jpg") as err:
         read_createml_entry(js, bad)
@@ -166,3 +167,38 @@ def test_phash_survives_reencoding_but_separates_different_images(tmp_path: Path
     assert a and b and c
     distance = lambda x, y: bin(int(x, 16) ^ int(y, 16)).count("1")  # noqa: E731
     assert distance(a, b) <= 8 < distance(a, c)
+
+
+def _labelimg_yolo_line(box: tuple[int, int, int, int], size: tuple[int, int], index: int) -> str:
+    """labelImg's YOLOWriter.bnd_box_to_yolo_line + its "%d %.6f %.6f %.6f %.6f" format."""
+    (xmin, ymin, xmax, ymax), (w, h) = box, size
+    return "%d %.6f %.6f %.6f %.6f" % (index, (xmin + xmax) / 2 / w, (ymin + ymax) / 2 / h,
+                                        (xmax - xmin) / w, (ymax - ymin) / h)
+
+
+def _labelimg_createml(box: tuple[int, int, int, int], label: str) -> dict[str, Any]:
+    """labelImg's CreateMLWriter.calculate_coordinates: centre and size in pixels."""
+    xmin, ymin, xmax, ymax = box
+    width, height = xmax - xmin, ymax - ymin
+    return {"label": label, "coordinates": {"x": xmin + width / 2, "y": ymin + height / 2,
+                                            "width": width, "height": height}}
+
+
+@pytest.mark.parametrize(("box", "size"), [
+    ((10, 20, 30, 40), (640, 480)), ((1, 1, 640, 480), (640, 480)), ((333, 17, 334, 19), (1000, 750)),
+    ((7, 9, 4031, 3023), (4032, 3024)), ((13, 21, 208, 199), (220, 220)), ((1, 2, 3, 5), (7, 11)),
+])
+def test_yolo_and_createml_twins_of_a_voc_box_read_back_exactly(tmp_path: Path, box: tuple[int, int, int, int],
+                                                                 size: tuple[int, int]) -> None:
+    (tmp_path / "classes.txt").write_text("Dead Cell\nLiving Cell\n")
+    txt = tmp_path / "a.txt"
+    txt.write_text(_labelimg_yolo_line(box, size, 1) + "\n")
+    yolo = read_yolo_file(txt, size, tmp_path).boxes[0]
+    assert (yolo.name, yolo.xmin, yolo.ymin, yolo.xmax, yolo.ymax) == ("Living Cell", *box)
+    js = tmp_path / "ann.json"
+    js.write_text(json.dumps([{"image": "a.jpg", "verified": False,
+                               "annotations": [_labelimg_createml(box, "Living Cell")]}]))
+    entries = load_createml(js)
+    assert entries is not None
+    created = read_createml_entry(js, entries["a.jpg"]).boxes[0]
+    assert (created.name, created.xmin, created.ymin, created.xmax, created.ymax) == ("Living Cell", *box)
