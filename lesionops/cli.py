@@ -30,10 +30,12 @@ from lesionops.cli_common import (
     task_params,
 )
 from lesionops.cli_pipeline import pipeline_app, pipeline_run
+from lesionops.cli_task import task_app
 
 app = typer.Typer(help="LesionOps: labelImg data → validated patches → gated, promoted models.",
                   no_args_is_help=True, add_completion=False)
 app.add_typer(pipeline_app, name="pipeline")
+app.add_typer(task_app, name="task")
 
 
 
@@ -184,9 +186,9 @@ def data_review(
 
 
 @app.command()
-def champion(params: ParamsOpt = Path("params.yaml")) -> None:
-    """Show the champion model: registry version, aliases and test metrics."""
-    if print_champion(section(load_params(params), "mlflow", TrackingConfig)) is None:
+def champion(params: ParamsOpt = Path("params.yaml"), task: TaskOpt = None, overrides: SetOpt = None) -> None:
+    """Show the champion of each model the task trains: registry version, aliases and test metrics."""
+    if not print_champions(task_params(params, task, overrides, "champion")):
         raise typer.Exit(1)
 
 
@@ -195,13 +197,15 @@ def rollback(
     kind: Annotated[str, typer.Option(help="classifier or detector")] = "classifier",
     reason: Annotated[str, typer.Option(help="why (kept in the audit log)")] = "",
     params: ParamsOpt = Path("params.yaml"),
+    task: TaskOpt = None,
+    overrides: SetOpt = None,
 ) -> None:
     """Move `champion` back to the `previous` version (recorded in the promotion audit log)."""
     from components.common.errors import LesionOpsError
     from components.promote_model.core import PromoteConfig, PromotionRefused
     from components.promote_model.rollback import rollback as do_rollback
 
-    doc = load_params(params)
+    doc = task_params(params, task, overrides, "rollback")
     try:
         done = do_rollback(section(doc, "promote_model", PromoteConfig), section(doc, "mlflow", TrackingConfig),
                            kind, reason)

@@ -85,13 +85,16 @@ def print_champion(tracking: TrackingConfig) -> dict[str, Any] | None:
     return summary
 
 
-def print_champions(doc: dict[str, Any]) -> None:
-    """The champion of each model the task trains (a detector-only task has no classifier)."""
+def print_champions(doc: dict[str, Any]) -> bool:
+    """The champion of each model the task trains (a detector-only task has no classifier);
+    False when one of them has none yet."""
     from dataclasses import replace
 
     tracking = section(doc, "mlflow", TrackingConfig)
     models = (doc.get("task") or {}).get("models") or ["classifier"]
+    found = []
     if "classifier" in models:
-        print_champion(tracking)
+        found.append(print_champion(tracking))
     if "detector" in models:
-        print_champion(replace(tracking, registered_model=tracking.registered_detector))
+        found.append(print_champion(replace(tracking, registered_model=tracking.registered_detector)))
+    return all(f is not None for f in found)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 
@@ -30,7 +30,8 @@ pipeline_app = typer.Typer(help="Run the Kubeflow pipeline locally (kfp.local), 
 @pipeline_app.command("run")
 def pipeline_run(
     source: Annotated[Optional[Path], typer.Option(
-        help="raw dataset folder (default: data; with --task the preset's synth.out, generated when absent)")] = None,
+        help="raw dataset folder (default: the task's task.data, else data/, or a preset's synth.out, "
+             "generated when absent)")] = None,
     params: ParamsOpt = Path("params.yaml"),
     pipeline_root: Annotated[Path, typer.Option(help="where kfp.local keeps task outputs")] = Path(".kfp_local"),
     task: TaskOpt = None,
@@ -42,12 +43,7 @@ def pipeline_run(
 
     doc = task_params(params, task, overrides, "pipeline run")
     if source is None:
-        from lesionops.presets import synth_settings
-
-        source = Path(synth_settings(doc).out) if task is not None else Path("data")
-        if task is not None and not source.exists():
-            console.print(f"no dataset at {source}: generating the {task} preset's synthetic data")
-            generate_data(doc, source)
+        source = _default_source(doc, task)
     started = time.monotonic()
     log = pipeline_root / "pipeline.log"
     pipeline_root.mkdir(parents=True, exist_ok=True)
@@ -66,6 +62,22 @@ def pipeline_run(
     print_champions(doc)
 
 
+
+
+def _default_source(doc: dict[str, Any], task: str | None) -> Path:
+    """task.data (a task file's own folder), else a preset's synthetic set (generated when absent),
+    else data/."""
+    from lesionops.presets import synth_settings
+
+    if (data := (doc.get("task") or {}).get("data")) is not None:
+        return Path(str(data))
+    if task is None:
+        return Path("data")
+    source = Path(synth_settings(doc).out)
+    if not source.exists():
+        console.print(f"no dataset at {source}: generating the {task} preset's synthetic data")
+        generate_data(doc, source)
+    return source
 
 
 @pipeline_app.command("compile")

@@ -25,6 +25,11 @@ def label_key(label: str) -> str:
     return "_".join(part for part in _SEPARATORS.split(str(label).casefold()) if part)
 
 
+def usable_label(label: str) -> bool:
+    """A class name needs a letter or a digit (`?`, `-` or an empty <name> cannot be one)."""
+    return any(ch.isalnum() for ch in str(label))
+
+
 @dataclass(frozen=True)
 class TaskConfig:
     """The `task` section of params.yaml, shared by every stage."""
@@ -62,7 +67,7 @@ class TaskConfig:
         lookup: dict[str, str] = {}
         for name in self.classes:
             key = label_key(name)
-            if not key:
+            if not usable_label(name):
                 raise ConfigError(f"task.classes: {name!r} has no letters or digits")
             if key in lookup:
                 raise ConfigError(f"task.classes: {lookup[key]!r} and {name!r} are the same class once case, "
