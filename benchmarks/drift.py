@@ -48,7 +48,7 @@ from components.common.params import load_params, section
 from components.crop_patches.geometry import box_window
 from components.evaluate_model.calibration import fit_temperature
 from components.monitor_drift.config import CusumConfig, MonitorConfig
-from components.monitor_drift.features import FEATURES, features_frame, image_features
+from components.common.image_stats import FEATURES, features_frame, image_features
 from components.monitor_drift.reference import Reference
 from components.monitor_drift.stats import cusum_check
 from components.monitor_drift.window import assess_window

@@ -305,7 +305,8 @@ def monitor(
     """Watch the serving store: drift tests on each new window, then the retrain policy; a "retrain"
     merges accepted feedback into the data and runs the training pipeline."""
     from components.common.errors import LesionOpsError
-    from lesionops.retrain import RetrainConfig, monitor_cycle, parse_interval
+    from lesionops.retrain import monitor_cycle
+    from pipelines.schedule import RetrainConfig, parse_interval
 
     doc = task_params(params, task, overrides, "monitor")
     try:

@@ -11,7 +11,7 @@ from typing import Annotated, Any, Optional
 import typer
 
 from components import STAGES
-from components.common.params import load_params, section
+from components.common.params import section
 from lesionops.cli_common import (
     ParamsOpt,
     SetOpt,
@@ -94,8 +94,15 @@ def pipeline_compile(
 
     doc = task_params(params, task, overrides, "pipeline compile")
     with exit_on_error("pipeline compile"):
-        for path in compile_all(out_dir, portable_params(doc)):
+        for path in compile_all(out_dir, portable_params(doc), _store_url(doc)):
             console.print(f"compiled {path}")
+
+
+def _store_url(doc: dict[str, Any]) -> str:
+    """The serving store the monitoring pipeline reads (the serving layer owns `serve`)."""
+    from lesionops.serve.config import ServeConfig
+
+    return section(doc, "serve", ServeConfig).store_url
 
 
 @pipeline_app.command("submit")
@@ -113,7 +120,7 @@ def pipeline_submit(
 ) -> None:
     """Create a training run on Kubeflow: the data's fingerprint is the run's data_version (the
     cache key), outputs go to kubeflow.pipeline_root; credentials from the kube config / KF_PIPELINES_*."""
-    from lesionops.retrain import RetrainConfig
+    from pipelines.schedule import RetrainConfig
     from pipelines.submit import submit_training
 
     doc = task_params(params, task, overrides, "pipeline submit")
@@ -132,18 +139,19 @@ def pipeline_schedule(
     every: Annotated[Optional[str], typer.Option(help="interval, e.g. 1h (default: retrain.every)")] = None,
     cron: Annotated[Optional[str], typer.Option(help="cron expression instead of --every")] = None,
     params: ParamsOpt = Path("params.yaml"),
+    task: TaskOpt = None,
+    overrides: SetOpt = None,
 ) -> None:
     """Create the monitoring pipeline's recurring run on Kubeflow (a window of serve.store_url each time)."""
-    from lesionops.retrain import RetrainConfig, parse_interval
     from pipelines.compile import recurring_run_parameters
     from pipelines.kubeflow import KubeflowConfig
-    from pipelines.schedule import submit_recurring_run
+    from pipelines.schedule import RetrainConfig, parse_interval, submit_recurring_run
 
-    doc = load_params(params)
+    doc = task_params(params, task, overrides, "pipeline schedule")
     with exit_on_error("pipeline schedule"):
         retrain, kube = section(doc, "retrain", RetrainConfig), section(doc, "kubeflow", KubeflowConfig)
         every_s = None if cron else parse_interval(every or retrain.every)
-        run_id = submit_recurring_run(host or retrain.kubeflow_host, compiled, recurring_run_parameters(doc),
+        run_id = submit_recurring_run(host or retrain.kubeflow_host, compiled, recurring_run_parameters(doc, _store_url(doc)),
                                       retrain.experiment, every_s=every_s, cron=cron,
                                       pipeline_root=kube.pipeline_root, service_account=kube.service_account,
                                       namespace=kube.namespace)

@@ -22,33 +22,9 @@ from typing import Any
 
 from components.common.errors import ConfigError, DataError
 from components.common.hashing import sha256_file
+from pipelines.schedule import RetrainConfig, parse_interval
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd])\s*$")
-_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-
-
-@dataclass(frozen=True)
-class RetrainConfig:
-    """The `retrain` section of params.yaml: where feedback goes and what a trigger launches."""
-
-    every: str = "1h"  # `lesionops monitor` interval (also the Kubeflow recurring run's)
-    target: str = "local"  # local: kfp.local on this machine | kubeflow: a run on `kubeflow_host`
-    kubeflow_host: str | None = None  # KFP API endpoint; credentials from the standard kube config
-    experiment: str = "lesionops"  # Kubeflow experiment the triggered runs are filed under
-    data: str = "data"  # the DVC-tracked training dataset the feedback is merged into
-    merge_folder: str = "feedback"  # subfolder of `data` that receives the accepted reports
-    pipeline_root: str = ".kfp_local"
-    monitor_dir: str = "outputs/monitor"  # one folder per window + history.json (the policy's memory)
-
-    def __post_init__(self) -> None:
-        parse_interval(self.every)
-        if self.target not in ("local", "kubeflow"):
-            raise ConfigError(f"retrain.target: 'local' or 'kubeflow', found {self.target!r}")
-        if self.target == "kubeflow" and not self.kubeflow_host:
-            raise ConfigError("retrain.target is 'kubeflow' but retrain.kubeflow_host is not set")
-        if not self.merge_folder or Path(self.merge_folder).is_absolute() or ".." in Path(self.merge_folder).parts:
-            raise ConfigError(f"retrain.merge_folder: a relative subfolder of the data, found {self.merge_folder!r}")
 
 
 @dataclass(frozen=True)
@@ -56,14 +32,6 @@ class MergeResult:
     added: int  # pairs new in the training data this time
     present: int  # pairs already there from an earlier merge (same bytes)
     folder: Path
-
-
-def parse_interval(text: str) -> float:
-    """'90s', '15m', '1h', '1d' → seconds (what `lesionops monitor --every` accepts)."""
-    match = _DURATION.match(text)
-    if not match or float(match.group(1)) <= 0:
-        raise ConfigError(f"--every: expected a positive duration like 30s, 15m, 1h or 1d; found {text!r}")
-    return float(match.group(1)) * _SECONDS[match.group(2)]
 
 
 def _link(src: Path, dst: Path) -> bool:

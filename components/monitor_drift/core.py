@@ -29,7 +29,8 @@ from components.common.errors import ConfigError, DataError
 from components.common.io import read_json, write_json
 from components.common.params import params_hash
 from components.monitor_drift.config import MonitorConfig
-from components.monitor_drift.features import FEATURES, FeatureTable, features_frame, list_images
+from components.common.image_stats import FEATURES, FeatureTable, features_frame, list_images
+from components.common.store import Store
 from components.monitor_drift.policy import (RetrainDecision, WindowResult, decide, history_record,
                                              last_retrain_at)
 from components.monitor_drift.reference import Reference, champion_reference, load_reference
@@ -214,7 +215,6 @@ def run_store(cfg: MonitorConfig, store_url: str, out_dir: Path, *, reference_di
               now: datetime | None = None) -> dict[str, Any]:
     """Store mode: the latest window of the serving store against a reference folder, or else the
     champion's logged reference (`tracking` = the mlflow TrackingConfig). No reference → no verdict."""
-    from lesionops.serve.store import Store  # the serving package: only store mode needs it
 
     history = load_history(history_file)
     if reference_dir is not None:

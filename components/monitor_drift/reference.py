@@ -37,7 +37,7 @@ from scipy.special import softmax
 
 from components.common.errors import DataError
 from components.common.io import read_json, write_json, write_parquet
-from components.monitor_drift.features import FEATURES, features_frame
+from components.common.image_stats import FEATURES, features_frame
 
 MODEL_TABLE, IMAGES_TABLE, META = "model.parquet", "images.parquet", "reference.json"
 ARTIFACT_PATH = "reference"

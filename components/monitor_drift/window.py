@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from components.monitor_drift.config import MonitorConfig
-from components.monitor_drift.features import FEATURES
+from components.common.image_stats import FEATURES
 from components.monitor_drift.policy import WindowResult
 from components.monitor_drift.reference import Reference
 from components.monitor_drift.stats import (DRIFT, CheckResult, KernelReference, class_mix_check, class_null,

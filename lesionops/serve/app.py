@@ -33,7 +33,7 @@ from lesionops.serve.metrics import MetricsMiddleware, ServeMetrics
 from lesionops.serve.models import Champions, Poller
 from lesionops.serve.schemas import Health
 from lesionops.serve.state import ServeState, get_state, require_token
-from lesionops.serve.store import Store
+from components.common.store import Store
 from lesionops.serve.uploads import InputError
 
 log = logging.getLogger("lesionops.serve")

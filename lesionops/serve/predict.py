@@ -12,11 +12,11 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, File, Form, HTTPException, Request, UploadFile
 
 from components.common.errors import DataError
-from components.monitor_drift.features import read_features
+from components.common.image_stats import read_features
 from lesionops.serve.inference import annotate, classify, detect, patch_for
 from lesionops.serve.schemas import ClassifyResponse, DetectResponse, FeedbackResponse
 from lesionops.serve.state import ServeState, get_state, require_form, require_token
-from lesionops.serve.store import Feedback, Prediction, StoredImage, utc_now
+from components.common.store import Feedback, Prediction, StoredImage, utc_now
 from lesionops.serve.uploads import InputError, Upload, check_content_type, decode_image, parse_box, store_image
 
 router = APIRouter()

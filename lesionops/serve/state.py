@@ -20,7 +20,7 @@ from components.crop_patches.config import CropConfig
 from lesionops.serve.config import ServeConfig
 from lesionops.serve.metrics import ServeMetrics
 from lesionops.serve.models import Champions
-from lesionops.serve.store import Store
+from components.common.store import Store
 
 bearer = HTTPBearer(auto_error=False, description="the token held in $LESIONOPS_TOKEN (serve.token_env)")
 

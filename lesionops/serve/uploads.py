@@ -26,7 +26,7 @@ from pathlib import Path
 from PIL import Image, UnidentifiedImageError
 
 from components.common.images import EXIF_ORIENTATION, to_rgb8
-from lesionops.serve.store import StoredImage
+from components.common.store import StoredImage
 
 # Pillow format → file extension; formats ingest_data reads are kept byte for byte on export.
 FORMATS = {"JPEG": ".jpg", "MPO": ".jpg", "PNG": ".png", "BMP": ".bmp", "TIFF": ".tif", "WEBP": ".webp"}

@@ -16,7 +16,7 @@ from tests.browser import harness
 if TYPE_CHECKING:
     from selenium.webdriver.remote.webdriver import WebDriver
 
-    from lesionops.serve.store import Store
+    from components.common.store import Store
     from tests.serve.fixtures import ServeSetup
 
 SHOTS_KEY = pytest.StashKey[Path]()
@@ -51,7 +51,7 @@ def base_url(chromium: WebDriver, serving: ServeSetup) -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def store(serving: ServeSetup) -> Iterator[Store]:
-    from lesionops.serve.store import Store
+    from components.common.store import Store
 
     st = Store(serving.cfg.store_url)
     yield st

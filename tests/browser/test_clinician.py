@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from selenium.webdriver.remote.webdriver import WebDriver
     from selenium.webdriver.remote.webelement import WebElement
 
-    from lesionops.serve.store import Store
+    from components.common.store import Store
     from tests.serve.fixtures import ServeSetup
 
 Shot = Callable[[str], Path]

@@ -23,7 +23,7 @@ from components.ingest_data.core import IngestConfig
 from components.ingest_data.core import run as ingest
 from components.monitor_drift.config import MonitorConfig
 from components.monitor_drift.core import run, run_store
-from components.monitor_drift.features import FEATURES
+from components.common.image_stats import FEATURES
 from components.monitor_drift.reference import champion_reference, image_rows, load_reference
 from components.train_model.core import TrainConfig
 from components.train_model.core import run as train

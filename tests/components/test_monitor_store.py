@@ -14,8 +14,8 @@ from components.common.io import read_json
 from components.common.tracking import TrackingConfig
 from components.monitor_drift.config import MonitorConfig
 from components.monitor_drift.core import run, run_store
-from components.monitor_drift.features import FEATURES, features_frame, list_images
-from lesionops.serve.store import Feedback, Prediction, Review, Store, StoredImage
+from components.common.image_stats import FEATURES, features_frame, list_images
+from components.common.store import Feedback, Prediction, Review, Store, StoredImage
 from lesionops.synth.shift import ShiftConfig, write_stream
 from tests.unit.test_drift_window import T0, reference, rows
 

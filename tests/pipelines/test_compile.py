@@ -33,7 +33,7 @@ ECR = "123456789012.dkr.ecr.eu-west-1.amazonaws.com/lesionops"
 
 
 def _compile(tmp: Path, doc: dict[str, Any]) -> dict[str, Any]:
-    paths = compile_all(tmp, doc)
+    paths = compile_all(tmp, doc, doc["serve"]["store_url"])
     assert [p.name for p in paths] == ["training.yaml", "monitoring.yaml", "monitoring-recurring-run.json"]
     training, *platform = yaml.safe_load_all((tmp / "training.yaml").read_text())
     return {"training": training, "platform": platform[0]["platforms"]["kubernetes"] if platform else {},
@@ -151,7 +151,7 @@ def test_caching_on_deterministic_steps_keyed_on_the_data_fingerprint(detector: 
 
 def test_caching_can_be_turned_off(tmp_path: Path) -> None:
     doc = apply_overrides(load_params(REPO / "params.yaml"), ["kubeflow.caching=false"])
-    compile_all(tmp_path, doc)
+    compile_all(tmp_path, doc, doc["serve"]["store_url"])
     tasks = _tasks(next(yaml.safe_load_all((tmp_path / "training.yaml").read_text())))
     assert not any(t["cachingOptions"].get("enableCache") for t in tasks.values())
 

@@ -180,7 +180,8 @@ def test_submit_creates_the_run_with_the_s3_fingerprint(s3: Any, kfp_api: tuple[
 
 def test_retrain_on_kubeflow_mirrors_the_dvc_folder_then_submits(s3: Any, kfp_api: tuple[str, dict[str, Any]],
                                                                   tmp_path: Path) -> None:
-    from lesionops.retrain import RetrainConfig, launch_training
+    from lesionops.retrain import launch_training
+    from pipelines.schedule import RetrainConfig
 
     host, posts = kfp_api
     data = _dataset(tmp_path / "data")
@@ -202,8 +203,8 @@ def test_schedule_creates_the_monitoring_recurring_run(kfp_api: tuple[str, dict[
 
     host, posts = kfp_api
     doc = _cluster_doc()
-    compile_all(tmp_path, doc)
-    rr_id = submit_recurring_run(host, tmp_path / "monitoring.yaml", recurring_run_parameters(doc), "lesionops",
+    compile_all(tmp_path, doc, doc["serve"]["store_url"])
+    rr_id = submit_recurring_run(host, tmp_path / "monitoring.yaml", recurring_run_parameters(doc, doc["serve"]["store_url"]), "lesionops",
                                  every_s=3600, pipeline_root="s3://lesionops-artifacts/pipeline-root",
                                  service_account="lesionops-runner")
     body = posts["/apis/v2beta1/recurringruns"]

@@ -19,7 +19,7 @@ import pytest
 from PIL import Image
 
 from lesionops.serve.app import STATIC_DIR
-from lesionops.serve.store import Store
+from components.common.store import Store
 from tests.serve.fixtures import CLASSES, ServeSetup, build_serving, image_bytes, serve_in_thread
 
 JPEG = image_bytes()

@@ -21,7 +21,7 @@ import pytest
 import yaml
 from sqlalchemy import text
 
-from lesionops.serve.store import Store
+from components.common.store import Store
 from tests.serve.fixtures import TOKEN, build_serving, free_port, image_bytes
 
 pytestmark = pytest.mark.slow

@@ -23,7 +23,7 @@ from components.crop_patches.geometry import Window, box_window
 from components.crop_patches.pixels import CropItem, ImageJob, crop_image
 from components.evaluate_model.core import champion_model
 from components.train_model.data import decode_patch, normalize
-from lesionops.serve.store import Store
+from components.common.store import Store
 from tests.serve.fixtures import ServeSetup, image_bytes
 
 W, H = 200, 150

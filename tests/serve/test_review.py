@@ -14,7 +14,7 @@ from components.ingest_data.core import IngestConfig
 from components.ingest_data.core import run as ingest
 from components.validate_annotations.config import ValidateConfig
 from components.validate_annotations.core import run as validate
-from lesionops.serve.store import Store
+from components.common.store import Store
 from lesionops.synth.skin import SynthConfig, generate_skin_dataset
 from tests.serve.fixtures import CLASSES, ServeSetup
 

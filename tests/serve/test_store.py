@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from sqlalchemy import text
 
-from components.monitor_drift.features import FEATURES
-from lesionops.serve.store import Feedback, Prediction, Review, StoredImage, Store
+from components.common.image_stats import FEATURES
+from components.common.store import Feedback, Prediction, Review, StoredImage, Store
 
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 IMAGE = StoredImage("ab" * 32, "ab/abab.jpg", 160, 120)

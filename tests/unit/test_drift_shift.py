@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from components.common.errors import ConfigError
-from components.monitor_drift.features import image_features
+from components.common.image_stats import image_features
 from lesionops.synth.shift import ShiftConfig, StreamImage, shifted_images, write_stream
 
 N, SIZE = 40, {"width": 160, "height": 120}

@@ -45,7 +45,7 @@ def test_repo_params_build_every_stage_config() -> None:
     from components.train_baseline.core import BaselineConfig
     from components.train_detector.core import DetectorConfig
     from components.validate_annotations.checks import ValidateConfig
-    from lesionops.retrain import RetrainConfig
+    from pipelines.schedule import RetrainConfig
     from lesionops.serve.config import ServeConfig
     from pipelines.kubeflow import KubeflowConfig
 

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from components.common.errors import ConfigError, DataError
-from lesionops.retrain import RetrainConfig, feedback_pairs, merge_feedback, parse_interval
+from lesionops.retrain import feedback_pairs, merge_feedback
+from pipelines.schedule import RetrainConfig, parse_interval
 
 
 def _pair(folder: Path, stem: str, payload: bytes) -> None:

@@ -25,7 +25,7 @@ from sqlalchemy import (JSON, Column, DateTime, Float, ForeignKey, Integer, Larg
                         Text, create_engine, event, func, select, update)
 from sqlalchemy.engine import Connection, Engine, make_url
 
-from components.monitor_drift.features import FEATURES
+from components.common.image_stats import FEATURES
 
 STATUSES = ("pending", "accepted", "rejected")
 metadata = MetaData()
@@ -256,7 +256,7 @@ class Store:
         """The latest `limit` predictions of `kind` (at or after `since`), oldest first.
 
         Columns: prediction_id, created_at (UTC), kind, model_version, predicted_class, confidence,
-        one column per drift feature (monitor_drift.features.FEATURES), embedding (list or None).
+        one column per drift feature (common.image_stats.FEATURES), embedding (list or None).
         """
         cols = [predictions.c[c] for c in ("prediction_id", "created_at", "kind", "model_version", "predicted_class",
                                            "confidence", "features", "embedding")]
