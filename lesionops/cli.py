@@ -15,15 +15,16 @@ from typing import Annotated, Any, Optional
 import typer
 
 from components import STAGES
-from components.common.cli import run_main
+from components.common.cli import error_line, run_main
+from components.common.errors import ConfigError, LesionOpsError
 from components.common.params import load_params, params_hash, section
 from components.common.tracking import TrackingConfig
 from lesionops.cli_common import (
+    Commands,
     ParamsOpt,
     SetOpt,
     TaskOpt,
     console,
-    exit_on_error,
     generate_data,
     print_champion,
     print_champions,
@@ -32,7 +33,7 @@ from lesionops.cli_common import (
 from lesionops.cli_pipeline import pipeline_app, pipeline_run
 from lesionops.cli_task import task_app
 
-app = typer.Typer(help="LesionOps: labelImg data → validated patches → gated, promoted models.",
+app = Commands(help="LesionOps: labelImg data → validated patches → gated, promoted models.",
                   no_args_is_help=True, add_completion=False)
 app.add_typer(pipeline_app, name="pipeline")
 app.add_typer(task_app, name="task")
@@ -81,9 +82,7 @@ def synth(
         return
     settings = synth_settings(doc)
     if defects and settings.generator != "skin":
-        console.print(f"[bold red]synth failed:[/] --defects breaks labelImg skin photos only, not "
-                      f"the {settings.generator} generator")
-        raise typer.Exit(2)
+        raise ConfigError(f"--defects breaks labelImg skin photos only, not the {settings.generator} generator")
     out = out if out is not None else Path(settings.out)
     generate_data(doc, out, n_images=n_images, seed=seed, image_width=width, image_height=height,
               class_priors=tuple(float(p) for p in priors.split(",")) if priors else None)
@@ -98,16 +97,11 @@ def synth(
 
 def _shifted_stream(doc: dict[str, Any], out: Path, shift: str, severity: float, n: int | None, seed: int | None,
                     width: int | None, height: int | None) -> None:
-    from components.common.errors import LesionOpsError
     from components.common.task import load_task
     from lesionops.synth.shift import ShiftConfig, write_stream
 
     options = {k: v for k, v in (("n", n), ("seed", seed), ("width", width), ("height", height)) if v is not None}
-    try:
-        done = write_stream(out, ShiftConfig(shift=shift, severity=severity, classes=load_task(doc).classes, **options))
-    except LesionOpsError as exc:
-        console.print(f"[bold red]synth failed:[/] {exc}")
-        raise typer.Exit(2) from None
+    done = write_stream(out, ShiftConfig(shift=shift, severity=severity, classes=load_task(doc).classes, **options))
     console.print(f"synth: {sum(done['per_label'].values())} '{shift}' images (severity {severity}) → "
                   f"{out / 'images'}, {out / 'stream.csv'}")
 
@@ -118,11 +112,10 @@ def data_track(path: Annotated[Path, typer.Argument(help="dataset folder")] = Pa
     """Track the raw dataset with DVC (`dvc add`), writing `<path>.dvc`."""
     from lesionops import datavc
 
-    with exit_on_error("data-track"):
-        console.print(f"data version (DVC md5): {datavc.track(path)}")
-        if push:
-            datavc.push(Path(f"{path}.dvc"))
-            console.print(f"pushed {path} to the default DVC remote")
+    console.print(f"data version (DVC md5): {datavc.track(path)}")
+    if push:
+        datavc.push(Path(f"{path}.dvc"))
+        console.print(f"pushed {path} to the default DVC remote")
 
 
 @app.command("data-remote")
@@ -131,8 +124,7 @@ def data_remote(url: Annotated[str, typer.Argument(help="remote URL, e.g. s3://<
     """Set the default DVC remote (credentials and endpoint come from the standard AWS env/config)."""
     from lesionops.datavc import set_remote
 
-    with exit_on_error("data-remote"):
-        set_remote(url, name)
+    set_remote(url, name)
     console.print(f"default DVC remote: {name} → {url}")
 
 
@@ -141,8 +133,7 @@ def data_pull(path: Annotated[Path, typer.Argument(help="DVC-tracked folder")] =
     """Fetch the dataset version `<path>.dvc` pins from the default DVC remote."""
     from lesionops.datavc import pull
 
-    with exit_on_error("data-pull"):
-        pull(Path(f"{path}.dvc"))
+    pull(Path(f"{path}.dvc"))
     console.print(f"pulled {path} ({path}.dvc)")
 
 
@@ -156,8 +147,7 @@ def data_upload(folder: Annotated[Path, typer.Argument(help="DVC-tracked dataset
     """
     from pipelines.datasource import mirror_to_s3
 
-    with exit_on_error("data-upload"):
-        done = mirror_to_s3(folder, uri)
+    done = mirror_to_s3(folder, uri)
     console.print(f"{folder} → {uri}: {done['uploaded']} uploaded, {done['unchanged']} unchanged")
 
 
@@ -171,14 +161,9 @@ def data_review(
     work_dir: Annotated[Optional[Path], typer.Option(help="where versions are rebuilt (default: a temp dir)")] = None,
 ) -> None:
     """Review a data change for a PR: images, boxes, classes, patients and findings from REV_A to REV_B."""
-    from components.common.errors import LesionOpsError
     from lesionops.review import review
 
-    try:
-        done = review(rev_a, rev_b, dataset, params, out, work_dir)
-    except LesionOpsError as exc:
-        console.print(f"[bold red]data-review failed:[/] {exc}")
-        raise typer.Exit(2) from None
+    done = review(rev_a, rev_b, dataset, params, out, work_dir)
     verdict = done.result["verdict"]
     colour = "green" if verdict["ok"] else "yellow"
     console.print(f"[bold {colour}]{verdict['status']}[/]: {'; '.join(verdict['reasons'])}")
@@ -201,20 +186,12 @@ def rollback(
     overrides: SetOpt = None,
 ) -> None:
     """Move `champion` back to the `previous` version (recorded in the promotion audit log)."""
-    from components.common.errors import LesionOpsError
-    from components.promote_model.core import PromoteConfig, PromotionRefused
+    from components.promote_model.core import PromoteConfig
     from components.promote_model.rollback import rollback as do_rollback
 
     doc = task_params(params, task, overrides, "rollback")
-    try:
-        done = do_rollback(section(doc, "promote_model", PromoteConfig), section(doc, "mlflow", TrackingConfig),
-                           kind, reason)
-    except PromotionRefused as exc:
-        console.print(f"[bold red]rollback refused:[/] {exc}")
-        raise typer.Exit(4) from None
-    except LesionOpsError as exc:
-        console.print(f"[bold red]rollback failed:[/] {exc}")
-        raise typer.Exit(2) from None
+    done = do_rollback(section(doc, "promote_model", PromoteConfig), section(doc, "mlflow", TrackingConfig),
+                       kind, reason)
     console.print(f"{done['name']}: @{done['alias']} v{done['from_version']} → v{done['to_version']}; "
                   f"@{done['previous_alias']} → {done['previous_version'] or 'removed'} (audit: {done['audit_log']})")
 
@@ -235,21 +212,16 @@ def serve(
 
     import uvicorn
 
-    from components.common.errors import LesionOpsError
     from components.common.task import load_task
     from components.crop_patches.config import CropConfig
     from lesionops.serve.app import create_app
     from lesionops.serve.config import ServeConfig
 
     doc = task_params(params, task, None, "serve")
-    try:
-        cfg = section(doc, "serve", ServeConfig)
-        cfg = dataclasses.replace(cfg, host=host or cfg.host, port=port if port is not None else cfg.port)
-        api = create_app(cfg, section(doc, "mlflow", TrackingConfig), load_task(doc),
-                         token=os.environ.get(cfg.token_env) or None, crop=section(doc, "crop_patches", CropConfig))
-    except LesionOpsError as exc:
-        console.print(f"[bold red]serve failed:[/] {exc}")
-        raise typer.Exit(2) from None
+    cfg = section(doc, "serve", ServeConfig)
+    cfg = dataclasses.replace(cfg, host=host or cfg.host, port=port if port is not None else cfg.port)
+    api = create_app(cfg, section(doc, "mlflow", TrackingConfig), load_task(doc),
+                     token=os.environ.get(cfg.token_env) or None, crop=section(doc, "crop_patches", CropConfig))
     url = cfg.public_url or f"http://{cfg.host}:{cfg.port}/"
     console.print(f"LesionOps serving on {url}  (review: {url.rstrip('/')}/review, API docs: {url.rstrip('/')}/docs)")
     if not os.environ.get(cfg.token_env):
@@ -271,22 +243,17 @@ def kfold(
     """Grouped repeated k-fold report (seed 002's 10 × 3): baseline and CNN trained per fold."""
     import dataclasses
 
-    from components.common.errors import LesionOpsError
     from components.common.task import load_task
     from components.evaluate_model.kfold import load_config, run_kfold
     from components.train_baseline.core import BaselineConfig
     from components.train_model.config import TrainConfig
 
     doc = task_params(params, task, overrides, "kfold")
-    try:
-        cfg = load_config(doc)
-        cfg = dataclasses.replace(cfg, **{k: v for k, v in (("max_folds", max_folds), ("epochs", epochs))
-                                          if v is not None})
-        report = run_kfold(cfg, load_task(doc), section(doc, "mlflow", TrackingConfig), patches, out,
-                           section(doc, "train_model", TrainConfig), section(doc, "train_baseline", BaselineConfig))
-    except LesionOpsError as exc:
-        console.print(f"[bold red]kfold failed:[/] {exc}")
-        raise typer.Exit(2) from None
+    cfg = load_config(doc)
+    cfg = dataclasses.replace(cfg, **{k: v for k, v in (("max_folds", max_folds), ("epochs", epochs))
+                                      if v is not None})
+    report = run_kfold(cfg, load_task(doc), section(doc, "mlflow", TrackingConfig), patches, out,
+                       section(doc, "train_model", TrainConfig), section(doc, "train_baseline", BaselineConfig))
     console.print((out / "kfold_report.md").read_text(encoding="utf-8"))
     console.print(f"report: {out}/kfold_report.md, .json, .png (MLflow run {report['parent_run_id']})")
 
@@ -304,23 +271,18 @@ def monitor(
 ) -> None:
     """Watch the serving store: drift tests on each new window, then the retrain policy; a "retrain"
     merges accepted feedback into the data and runs the training pipeline."""
-    from components.common.errors import LesionOpsError
     from lesionops.retrain import monitor_cycle
     from pipelines.schedule import RetrainConfig, parse_interval
 
     doc = task_params(params, task, overrides, "monitor")
-    try:
-        interval = parse_interval(every or section(doc, "retrain", RetrainConfig).every)
-    except LesionOpsError as exc:
-        console.print(f"[bold red]monitor:[/] {exc}")
-        raise typer.Exit(2) from None
+    interval = parse_interval(every or section(doc, "retrain", RetrainConfig).every)
     while True:
         try:
             result = monitor_cycle(doc, reference=reference)
-        except LesionOpsError as exc:  # one bad window must not end a schedule; --once reports it
-            console.print(f"[bold red]monitor window failed:[/] {exc}")
+        except LesionOpsError as exc:  # one bad window must not end a schedule; --once ends on it
             if once:
-                raise typer.Exit(1) from None
+                raise
+            console.print(f"[bold red]{error_line(exc, 'monitor window')}[/]")
         else:
             drift, decision = result["drift"], result["decision"]
             console.print(f"{drift['verdict']} on {drift['counts']['usable']} image(s); retrain="

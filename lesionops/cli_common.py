@@ -3,8 +3,8 @@ params document they build, the synthetic-data generator and the champion table.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
+import functools
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
@@ -12,6 +12,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from components.common.cli import error_line
+from components.common.errors import LesionOpsError
 from components.common.params import section
 from components.common.settings import build_settings
 from components.common.tracking import TrackingConfig
@@ -27,26 +29,41 @@ SetOpt = Annotated[Optional[list[str]], typer.Option(
     "--set", help="SECTION.KEY=VALUE (YAML value) applied after the preset, e.g. train_model.epochs=2; repeatable")]
 
 
-@contextmanager
-def exit_on_error(command: str) -> Iterator[None]:
-    """Our typed errors (bad setting, unreachable bucket, failed DVC call, refused submission) end
-    the command with one red line naming it and exit code 2, not a traceback."""
-    from components.common.errors import LesionOpsError
+class Commands(typer.Typer):
+    """A Typer app whose every command runs under the one error path: our typed errors (a bad
+    setting, an unreachable bucket, a failed DVC call, a failed gate, a refused promotion) end the
+    command with one red line naming it and the error's exit code (2, 3 or 4), never a traceback."""
 
-    try:
-        yield
-    except LesionOpsError as exc:
-        console.print(f"[bold red]{command} failed:[/] {exc}")
-        raise typer.Exit(2) from None
+    def __init__(self, *, prefix: str = "", **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.prefix = prefix
+
+    def command(self, name: str | None = None, **kwargs: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+        register = super().command(name, **kwargs)
+
+        def decorator(fn: Callable[..., Any]) -> Callable[..., Any]:
+            label = " ".join(p for p in (self.prefix, name or fn.__name__.replace("_", "-")) if p)
+
+            @functools.wraps(fn)
+            def guarded(*args: Any, **kw: Any) -> Any:
+                try:
+                    return fn(*args, **kw)
+                except LesionOpsError as exc:
+                    console.print(f"[bold red]{error_line(exc, label)}[/]", markup=True, highlight=False)
+                    raise typer.Exit(exc.exit_code) from None
+
+            register(guarded)
+            return fn
+
+        return decorator
 
 
 def task_params(params: Path, task: str | None, overrides: list[str] | None, command: str) -> dict[str, Any]:
-    """params.yaml, then the task (preset or file), then `--set` overrides; a bad one exits 2 with its message."""
+    """params.yaml, then the task (preset or file), then `--set` overrides (a bad one is a ConfigError)."""
     from lesionops.presets import synth_settings
 
-    with exit_on_error(command):
-        doc = build_settings(params, task, overrides)
-        synth_settings(doc)
+    doc = build_settings(params, task, overrides)
+    synth_settings(doc)
     return doc
 
 
@@ -54,15 +71,10 @@ def generate_data(doc: dict[str, Any], out: Path, **overrides: Any) -> None:
     """Run the generator the document's `synth` section names (skin unless a preset says otherwise)."""
     from dataclasses import replace
 
-    from components.common.errors import LesionOpsError
     from lesionops.presets import generate, synth_settings
 
-    try:
-        settings = replace(synth_settings(doc), **{k: v for k, v in overrides.items() if v is not None})
-        done = generate(settings, tuple(doc["task"]["classes"]), out)
-    except LesionOpsError as exc:
-        console.print(f"[bold red]synth failed:[/] {exc}")
-        raise typer.Exit(2) from None
+    settings = replace(synth_settings(doc), **{k: v for k, v in overrides.items() if v is not None})
+    done = generate(settings, tuple(doc["task"]["classes"]), out)
     what = f"{done.n_boxes} boxes" if done.n_boxes else "one label per image"
     console.print(f"synth ({done.generator}): {done.n_images} images, {what}, {done.n_patients} patients "
                   f"→ {out}  {done.per_class}")

@@ -13,17 +13,17 @@ import typer
 from components import STAGES
 from components.common.params import section
 from lesionops.cli_common import (
+    Commands,
     ParamsOpt,
     SetOpt,
     TaskOpt,
     console,
-    exit_on_error,
     generate_data,
     print_champions,
     task_params,
 )
 
-pipeline_app = typer.Typer(help="Run the Kubeflow pipeline locally (kfp.local), or compile, submit and schedule "
+pipeline_app = Commands(prefix="pipeline", help="Run the Kubeflow pipeline locally (kfp.local), or compile, submit and schedule "
                                 "it on a Kubeflow cluster; render the multi-node training job.",
                            no_args_is_help=True)
 
@@ -93,9 +93,8 @@ def pipeline_compile(
     from pipelines.local import portable_params
 
     doc = task_params(params, task, overrides, "pipeline compile")
-    with exit_on_error("pipeline compile"):
-        for path in compile_all(out_dir, portable_params(doc), _store_url(doc)):
-            console.print(f"compiled {path}")
+    for path in compile_all(out_dir, portable_params(doc), _store_url(doc)):
+        console.print(f"compiled {path}")
 
 
 def _store_url(doc: dict[str, Any]) -> str:
@@ -124,10 +123,9 @@ def pipeline_submit(
     from pipelines.submit import submit_training
 
     doc = task_params(params, task, overrides, "pipeline submit")
-    with exit_on_error("pipeline submit"):
-        retrain = section(doc, "retrain", RetrainConfig)
-        done = submit_training(doc, source, host=host or retrain.kubeflow_host,
-                               experiment=experiment or retrain.experiment, run_name=run_name, dry_run=dry_run)
+    retrain = section(doc, "retrain", RetrainConfig)
+    done = submit_training(doc, source, host=host or retrain.kubeflow_host,
+                           experiment=experiment or retrain.experiment, run_name=run_name, dry_run=dry_run)
     console.print_json(json.dumps(done))
 
 
@@ -148,13 +146,12 @@ def pipeline_schedule(
     from pipelines.schedule import RetrainConfig, parse_interval, submit_recurring_run
 
     doc = task_params(params, task, overrides, "pipeline schedule")
-    with exit_on_error("pipeline schedule"):
-        retrain, kube = section(doc, "retrain", RetrainConfig), section(doc, "kubeflow", KubeflowConfig)
-        every_s = None if cron else parse_interval(every or retrain.every)
-        run_id = submit_recurring_run(host or retrain.kubeflow_host, compiled, recurring_run_parameters(doc, _store_url(doc)),
-                                      retrain.experiment, every_s=every_s, cron=cron,
-                                      pipeline_root=kube.pipeline_root, service_account=kube.service_account,
-                                      namespace=kube.namespace)
+    retrain, kube = section(doc, "retrain", RetrainConfig), section(doc, "kubeflow", KubeflowConfig)
+    every_s = None if cron else parse_interval(every or retrain.every)
+    run_id = submit_recurring_run(host or retrain.kubeflow_host, compiled, recurring_run_parameters(doc, _store_url(doc)),
+                                  retrain.experiment, every_s=every_s, cron=cron,
+                                  pipeline_root=kube.pipeline_root, service_account=kube.service_account,
+                                  namespace=kube.namespace)
     console.print(f"recurring run {run_id} created ({cron or f'every {every_s:.0f} s'})")
 
 
@@ -176,8 +173,7 @@ def pipeline_pytorchjob(
     from pipelines.pytorchjob import render
 
     doc = task_params(params, task, overrides, "pipeline pytorchjob")
-    with exit_on_error("pipeline pytorchjob"):
-        job = render(doc, patches, model_out, data_version=data_version, name=name)
+    job = render(doc, patches, model_out, data_version=data_version, name=name)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(yaml.safe_dump(job, sort_keys=False, width=120), encoding="utf-8")
     spec = job["spec"]

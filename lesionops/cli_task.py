@@ -8,9 +8,10 @@ from typing import Annotated, Optional
 import typer
 from rich.table import Table
 
-from lesionops.cli_common import ParamsOpt, console, exit_on_error
+from components.common.errors import ConfigError
+from lesionops.cli_common import Commands, ParamsOpt, console
 
-task_app = typer.Typer(help="Task files for your own datasets (`--task FILE.yaml` in every command).",
+task_app = Commands(prefix="task", help="Task files for your own datasets (`--task FILE.yaml` in every command).",
                        no_args_is_help=True)
 
 
@@ -32,13 +33,10 @@ def task_new(
     from lesionops.task_new import new_task
 
     if out.suffix.lower() not in (".yaml", ".yml"):
-        console.print(f"[bold red]task new failed:[/] --out {out}: a task file must end in .yaml or .yml")
-        raise typer.Exit(2)
+        raise ConfigError(f"--out {out}: a task file must end in .yaml or .yml")
     if out.exists() and not force:
-        console.print(f"[bold red]task new failed:[/] {out} exists; pass --force to overwrite it")
-        raise typer.Exit(2)
-    with exit_on_error("task new"):
-        found, doc = new_task(source, out, load_params(params), name)
+        raise ConfigError(f"{out} exists; pass --force to overwrite it")
+    found, doc = new_task(source, out, load_params(params), name)
     table = Table(title=f"{found.n_images} images in {found.source} ({found.layout})")
     for column in ("label as typed", "boxes", "images", "class"):
         table.add_column(column, justify="left" if column in ("label as typed", "class") else "right")

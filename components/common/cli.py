@@ -15,10 +15,10 @@ import os
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from components.common import storage
-from components.common.errors import GateFailed, LesionOpsError
+from components.common.errors import LesionOpsError
 from components.common.settings import build_settings
 
 
@@ -107,13 +107,32 @@ def params_from(args: argparse.Namespace) -> dict[str, Any]:
     return build_settings(args.params, args.task, args.overrides, json_text=args.params_json)
 
 
-def run_main(main: Callable[[list[str] | None], Any], argv: list[str] | None = None) -> None:
-    """Run a stage and turn our typed errors into one clear line and a distinct exit code."""
+def error_line(exc: LesionOpsError, command: str) -> str:
+    """`<command> failed: <file>: <problem>` (or `gate failed`, `refused`): what every command prints."""
+    return f"{command} {exc.headline}: {exc}"
+
+
+def fail(exc: LesionOpsError, command: str) -> NoReturn:
+    """The one error path of every command: one line naming the command and the problem on stderr,
+    then the error's exit code (2 bad input or setting, 3 gate failed, 4 refused)."""
+    print(error_line(exc, command), file=sys.stderr)
+    raise SystemExit(exc.exit_code)
+
+
+def run_main(main: Callable[[list[str] | None], Any], argv: list[str] | None = None,
+             command: str | None = None) -> None:
+    """Run a stage's `main` under the one error path (`python -m components.<stage>`)."""
     try:
         main(argv)
-    except GateFailed as exc:
-        print(f"GATE FAILED: {exc}", file=sys.stderr)
-        raise SystemExit(3) from None
     except LesionOpsError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        raise SystemExit(2) from None
+        fail(exc, command or _stage_name(main))
+
+
+def _stage_name(main: Callable[..., Any]) -> str:
+    """`components.<stage>.__main__` → `<stage>`, also when run as `python -m` (module `__main__`)."""
+    module = getattr(main, "__module__", "") or ""
+    if module == "__main__":
+        spec = getattr(sys.modules["__main__"], "__spec__", None)
+        module = spec.name if spec is not None else ""
+    parts = module.split(".")
+    return parts[1] if len(parts) > 2 and parts[0] == "components" else module or "lesionops"

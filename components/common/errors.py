@@ -6,7 +6,11 @@ from pathlib import Path
 
 
 class LesionOpsError(Exception):
-    """Base class: every error a user can act on."""
+    """Base class: every error a user can act on. Every command ends on one with one line naming
+    the command and the problem, and this exit code (components.common.cli.fail)."""
+
+    exit_code = 2
+    headline = "failed"
 
 
 class DataError(LesionOpsError):
@@ -29,3 +33,14 @@ class ConfigError(LesionOpsError):
 
 class GateFailed(LesionOpsError):
     """Raised by drivers that must fail loudly (dvc repro) when the evaluation gate says no."""
+
+    exit_code = 3
+    headline = "gate failed"
+
+
+class Refused(LesionOpsError):
+    """A safe refusal, not a fault: e.g. a promotion whose evaluation is stale. Exit code 4 tells
+    a scheduler to re-evaluate rather than retry."""
+
+    exit_code = 4
+    headline = "refused"

@@ -7,12 +7,10 @@ moved since the evaluation, or another promotion held the lock), 2 any other inp
 
 from __future__ import annotations
 
-import sys
-
 from components.common.cli import base_parser, input_location, local_paths, output_location, params_from, run_main
 from components.common.params import section
 from components.common.tracking import TrackingConfig
-from components.promote_model.core import PromoteConfig, PromotionRefused, run
+from components.promote_model.core import PromoteConfig, run
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -27,12 +25,8 @@ def main(argv: list[str] | None = None) -> None:
                         help="crop_patches output folder: its crop_report.json adds class counts to the model card")
     with local_paths(parser, argv) as args:
         doc = params_from(args)
-        try:
-            result = run(section(doc, "promote_model", PromoteConfig), section(doc, "mlflow", TrackingConfig),
-                         args.model, args.evaluation, args.out, args.patches)
-        except PromotionRefused as exc:
-            print(f"PROMOTION REFUSED: {exc}", file=sys.stderr)
-            raise SystemExit(4) from None
+        result = run(section(doc, "promote_model", PromoteConfig), section(doc, "mlflow", TrackingConfig),
+                     args.model, args.evaluation, args.out, args.patches)
     state = "is" if result["moved"] else "was already"
     print(f"promote_model: {result['name']} v{result['version']} {state} @{result['alias']}"
           + (f" (@{result['previous_alias']} v{result['previous_version']})" if result["previous_version"] else ""))

@@ -26,7 +26,7 @@ from filelock import FileLock, Timeout
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from components.common.errors import ConfigError, DataError, GateFailed, LesionOpsError
+from components.common.errors import ConfigError, DataError, GateFailed, Refused
 from components.common.io import read_json, write_json
 from components.common.tracking import TrackingConfig, resolved_uri, version_by_alias
 from components.promote_model.audit import alias_move, audit_path, record_move
@@ -39,7 +39,7 @@ ARTIFACT_DIR = "promotion"  # where decision.json and the card go in the version
 MAX_TEXT = 5000  # registry column limit for tag values and version descriptions
 
 
-class PromotionRefused(LesionOpsError):
+class PromotionRefused(Refused):
     """The alias was not moved because doing so now would be unsafe (stale evaluation, or another
     promotion holds the lock). Re-evaluate against the current champion, then promote again."""
 
