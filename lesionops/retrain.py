@@ -22,9 +22,9 @@ from typing import Any
 
 from components.common.errors import ConfigError, DataError
 from components.common.hashing import sha256_file
+from components.common.images import PHOTO_EXTENSIONS
 from pipelines.schedule import RetrainConfig, parse_interval
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
 
 
 @dataclass(frozen=True)
@@ -57,7 +57,7 @@ def feedback_pairs(feedback_dir: Path) -> list[tuple[Path, Path]]:
     if not feedback_dir.is_dir():
         return []
     pairs = []
-    for image in sorted(p for p in feedback_dir.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES):
+    for image in sorted(p for p in feedback_dir.rglob("*") if p.suffix.lower() in PHOTO_EXTENSIONS):
         xml = next((c for c in voc_candidates(image) if c.is_file()), None)
         if xml is None:
             raise DataError(image, f"accepted feedback image has no annotation {image.stem}.xml beside it "

@@ -19,12 +19,11 @@ from PIL import Image, UnidentifiedImageError
 from scipy import ndimage
 
 from components.common.errors import DataError
-from components.common.images import to_rgb8
+from components.common.images import PHOTO_EXTENSIONS, to_rgb8
 
 FEATURES: tuple[str, ...] = (
     "brightness", "contrast", "mean_r", "mean_g", "mean_b", "saturation", "sharpness", "width", "height",
 )
-IMAGE_EXTENSIONS: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
 # ITU-R BT.601 weights, the same luma PIL uses for mode "L".
 _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 
@@ -105,7 +104,7 @@ def features_frame(paths: Sequence[Path], max_side: int = 256, workers: int = 0)
     return FeatureTable(frame, tuple(bad))
 
 
-def list_images(folder: Path, extensions: Sequence[str] = IMAGE_EXTENSIONS) -> list[Path]:
+def list_images(folder: Path, extensions: Sequence[str] = PHOTO_EXTENSIONS) -> list[Path]:
     """Every image file under `folder` (recursive), sorted so runs are reproducible."""
     if not folder.is_dir():
         raise DataError(folder, "current window folder does not exist")

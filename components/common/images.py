@@ -20,6 +20,9 @@ from PIL import Image, UnidentifiedImageError
 from components.common.errors import DataError
 
 EXIF_ORIENTATION = 0x0112
+# The one list of file types read as images: photos Pillow decodes, plus DICOM (ingest converts it).
+PHOTO_EXTENSIONS: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
+IMAGE_EXTENSIONS: tuple[str, ...] = (*PHOTO_EXTENSIONS, ".dcm")
 IMAGE_CORRUPT = "IMAGE_CORRUPT"
 IMAGE_TOO_LARGE = "IMAGE_TOO_LARGE"
 # full: decode every pixel at full size. draft: JPEGs decode at 1/8 scale, which still reads every

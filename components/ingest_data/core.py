@@ -18,7 +18,7 @@ from rich.progress import track
 
 from components.common.errors import ConfigError, DataError
 from components.common.formats import SPLIT_NAMES
-from components.common.images import DECODE_MODES
+from components.common.images import DECODE_MODES, IMAGE_EXTENSIONS
 from components.common.io import write_json, write_parquet
 from components.common.params import params_hash
 from components.common.sources import StagedSource, ZipLimits, stage_source
@@ -48,7 +48,7 @@ class IngestConfig:
     """The `ingest_data` section of params.yaml."""
 
     metadata_file: str = "metadata.csv"
-    image_extensions: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".dcm")
+    image_extensions: tuple[str, ...] = IMAGE_EXTENSIONS
     # Used when metadata.csv has no row for an image: a regex whose group `patient` is the id.
     patient_pattern: str | None = None
     layout: str = "auto"
