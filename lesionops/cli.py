@@ -161,7 +161,7 @@ def data_review(
     work_dir: Annotated[Optional[Path], typer.Option(help="where versions are rebuilt (default: a temp dir)")] = None,
 ) -> None:
     """Review a data change for a PR: images, boxes, classes, patients and findings from REV_A to REV_B."""
-    from lesionops.review import review
+    from lesionops.data_review import review
 
     done = review(rev_a, rev_b, dataset, params, out, work_dir)
     verdict = done.result["verdict"]

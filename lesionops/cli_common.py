@@ -16,6 +16,7 @@ from components.common.cli import error_line
 from components.common.errors import LesionOpsError
 from components.common.params import section
 from components.common.settings import build_settings
+from components.common.task import load_task
 from components.common.tracking import TrackingConfig
 
 console = Console()
@@ -74,7 +75,7 @@ def generate_data(doc: dict[str, Any], out: Path, **overrides: Any) -> None:
     from lesionops.presets import generate, synth_settings
 
     settings = replace(synth_settings(doc), **{k: v for k, v in overrides.items() if v is not None})
-    done = generate(settings, tuple(doc["task"]["classes"]), out)
+    done = generate(settings, load_task(doc).classes, out)
     what = f"{done.n_boxes} boxes" if done.n_boxes else "one label per image"
     console.print(f"synth ({done.generator}): {done.n_images} images, {what}, {done.n_patients} patients "
                   f"→ {out}  {done.per_class}")
@@ -103,7 +104,7 @@ def print_champions(doc: dict[str, Any]) -> bool:
     from dataclasses import replace
 
     tracking = section(doc, "mlflow", TrackingConfig)
-    models = (doc.get("task") or {}).get("models") or ["classifier"]
+    models = load_task(doc).models
     found = []
     if "classifier" in models:
         found.append(print_champion(tracking))

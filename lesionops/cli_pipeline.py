@@ -12,6 +12,7 @@ import typer
 
 from components import STAGES
 from components.common.params import section
+from components.common.task import load_task
 from lesionops.cli_common import (
     Commands,
     ParamsOpt,
@@ -69,8 +70,8 @@ def _default_source(doc: dict[str, Any], task: str | None) -> Path:
     else data/."""
     from lesionops.presets import synth_settings
 
-    if (data := (doc.get("task") or {}).get("data")) is not None:
-        return Path(str(data))
+    if (data := load_task(doc).data) is not None:
+        return Path(data)
     if task is None:
         return Path("data")
     source = Path(synth_settings(doc).out)

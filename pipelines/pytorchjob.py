@@ -18,6 +18,8 @@ import json
 from typing import Any
 
 from components.common.errors import ConfigError
+from components.common.params import section
+from components.common.tracking import TrackingConfig
 
 API_VERSION = "kubeflow.org/v1"
 CONTAINER = "pytorch"  # the operator finds the training container by this name
@@ -41,7 +43,7 @@ def _container(doc: dict[str, Any], command: list[str]) -> dict[str, Any]:
     container: dict[str, Any] = {
         "name": CONTAINER, "image": kube.image_for("train_model"), "imagePullPolicy": "IfNotPresent",
         "command": command,
-        "env": [{"name": "MLFLOW_TRACKING_URI", "value": str(doc["mlflow"]["tracking_uri"])},
+        "env": [{"name": "MLFLOW_TRACKING_URI", "value": str(section(doc, "mlflow", TrackingConfig).tracking_uri)},
                 {"name": "PYTHONUNBUFFERED", "value": "1"}],
         "ports": [{"name": PORT_NAME, "containerPort": job.master_port}],
         "resources": {"requests": {"cpu": s.cpu_request, "memory": s.memory_request}, "limits": limits},
@@ -75,7 +77,7 @@ def render(doc: dict[str, Any], patches: str, out: str, *, data_version: str = "
 
     problems = [f"{flag} {uri!r}: pods read and write s3://bucket/prefix, not paths on this machine"
                 for flag, uri in (("--patches", patches), ("--out", out)) if not uri.startswith("s3://")]
-    problems += mlflow_problems(doc.get("mlflow") or {})
+    problems += mlflow_problems(section(doc, "mlflow", TrackingConfig))
     if problems:
         raise ConfigError("cannot render the PyTorchJob: " + "; ".join(problems))
     kube = from_params(doc)

@@ -17,6 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from components.common.errors import ConfigError
+from components.common.params import section
+from components.common.task import load_task
+from components.common.tracking import TrackingConfig
 
 PLACEHOLDER_VERSIONS = ("", "unknown", "untracked")
 
@@ -44,7 +47,7 @@ def cluster_problems(doc: dict[str, Any], source_uri: str, data_version: str | N
     (`data_version` None: not computed yet, not checked)."""
     from pipelines.kubeflow import from_params
 
-    kube, ml = from_params(doc), doc.get("mlflow") or {}
+    kube, ml = from_params(doc), section(doc, "mlflow", TrackingConfig)
     problems: list[str] = []
     if not source_uri.startswith("s3://"):
         problems.append(f"source {source_uri!r}: pods read s3://bucket/prefix, not a path on this machine")
@@ -56,15 +59,15 @@ def cluster_problems(doc: dict[str, Any], source_uri: str, data_version: str | N
     return problems + mlflow_problems(ml)
 
 
-def mlflow_problems(ml: dict[str, Any]) -> list[str]:
+def mlflow_problems(ml: TrackingConfig) -> list[str]:
     """The `mlflow` section must name shared services: a local store would be a new, empty one in
     every pod, and its models would vanish with the pod."""
     problems = []
-    uri = str(ml.get("tracking_uri") or "")
+    uri = str(ml.tracking_uri or "")
     if "://" not in uri or uri.startswith(("sqlite:", "file:")):
         problems.append(f"mlflow.tracking_uri {uri or None!r}: every pod needs the same tracking server "
                         "(http(s)://… or postgresql://…)")
-    root = str(ml.get("artifact_root") or "")
+    root = str(ml.artifact_root or "")
     if "://" not in root or root.startswith("file:"):
         problems.append(f"mlflow.artifact_root {root or None!r}: models must go to shared storage (s3://…)")
     return problems
@@ -79,7 +82,7 @@ def run_request(doc: dict[str, Any], source_uri: str, data_version: str, *, expe
     if problems:
         raise ConfigError("cannot submit to Kubeflow: " + "; ".join(problems))
     kube = from_params(doc)
-    task = (doc.get("task") or {}).get("name", "lesionops")
+    task = load_task(doc).name
     return RunRequest(
         arguments={"source_uri": source_uri, "params_json": json.dumps(doc, sort_keys=True),
                    "data_version": data_version},

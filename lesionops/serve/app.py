@@ -26,7 +26,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from components.common.task import TaskConfig
 from components.common.tracking import TrackingConfig
 from components.crop_patches.config import CropConfig
-from lesionops.serve import predict, review
+from lesionops.serve import expert_review, predict
 from lesionops.serve.config import ServeConfig
 from lesionops.serve.limits import BodyLimitMiddleware
 from lesionops.serve.metrics import MetricsMiddleware, ServeMetrics
@@ -143,7 +143,7 @@ def create_app(cfg: ServeConfig, tracking: TrackingConfig, task: TaskConfig, *, 
     _install_handlers(app)
     _install_routes(app)
     app.include_router(predict.router, tags=["predict"])
-    app.include_router(review.router)
+    app.include_router(expert_review.router)
     app.add_middleware(BodyLimitMiddleware, max_bytes=cfg.max_upload_bytes)
     app.add_middleware(MetricsMiddleware, metrics=metrics)  # outermost: counts the 413s too
     return app

@@ -3,7 +3,7 @@
 A change to `data.dvc` is one opaque md5 in a diff. This module rebuilds both data versions from
 DVC's local cache (no remote, no `dvc checkout` of the user's `data/`), runs the real `ingest_data`
 and `validate_annotations` logic on each (no MLflow: a review must not pollute the run history),
-and compares the manifests and validation reports (`lesionops.review_diff`).
+and compares the manifests and validation reports (`lesionops.data_review_diff`).
 
 The cache is read through DVC's own object database (`Repo.cache.local`), so a configured
 `cache.dir` is honoured; the folder's `.dir` manifest lists every file's md5, and each cached
@@ -26,8 +26,9 @@ import yaml
 from components.common.errors import DataError
 from components.common.io import read_json, write_json
 from components.common.params import load_params, section
+from components.validate_annotations.config import ValidateConfig
 
-from lesionops.review_diff import ReviewConfig, Side, compare, render_markdown
+from lesionops.data_review_diff import ReviewConfig, Side, compare, render_markdown
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -123,7 +124,6 @@ def analyse(folder: Path, doc: dict[str, Any], out: Path) -> tuple[pd.DataFrame,
     from components.common.task import load_task
     from components.ingest_data.core import IngestConfig
     from components.ingest_data.core import run as ingest
-    from components.validate_annotations.config import ValidateConfig
     from components.validate_annotations.core import run as validate
     from components.validate_annotations.report import REPORT_JSON
 
@@ -162,7 +162,7 @@ def review(rev_a: str, rev_b: str, dataset: Path, params: Path, out: Path,
     dataset = dataset.resolve()
     doc = load_params(params)
     cfg = section(doc, "data_review", ReviewConfig) if "data_review" in doc else ReviewConfig()
-    limit = float((doc.get("validate_annotations") or {}).get("max_quarantine_fraction", 0.2))
+    limit = section(doc, "validate_annotations", ValidateConfig).max_quarantine_fraction
     with tempfile.TemporaryDirectory(prefix="lesionops-review-") as tmp:
         work = Path(work_dir) if work_dir is not None else Path(tmp)
         a = _side(rev_a, dataset, doc, work, "a")

@@ -1,6 +1,6 @@
 """Pure comparison of two analysed data versions, the verdict, and the Markdown a reviewer reads.
 
-Kept apart from `lesionops.review` (which materialises versions and runs the stages) so that the
+Kept apart from `lesionops.data_review` (which materialises versions and runs the stages) so that the
 rules deciding "needs review" can be read, and tested, without git, DVC or any image on disk.
 """
 
