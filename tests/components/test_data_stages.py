@@ -109,6 +109,38 @@ def test_a_taxonomy_mismatch_fails_loudly_naming_the_labels(tiny_dataset: Path, 
     assert not (tmp_path / "validate" / "accepted.parquet").exists()
 
 
+@pytest.mark.parametrize("keep_partial", [False, True])
+def test_a_zero_area_box_costs_one_box_not_the_photo(tiny_dataset: Path, tmp_path: Path, keep_partial: bool) -> None:
+    """15 boxes, one of zero area: 14 patches from that photo, the bad box listed; the detector export
+    leaves the photo out (its missing object would be learned as background) unless asked not to."""
+    from dataclasses import replace
+
+    from components.common.voc import VocBox, read_voc, write_voc
+
+    data = tmp_path / "data"
+    shutil.copytree(tiny_dataset, data)
+    xml = sorted((data / "images").glob("*.xml"))[5]
+    ann = read_voc(xml)
+    label = ann.boxes[0].name
+    grid = [VocBox(label, 1 + 30 * (i % 5), 1 + 30 * (i // 5), 25 + 30 * (i % 5), 25 + 30 * (i // 5)) for i in range(14)]
+    write_voc(xml, replace(ann, boxes=(*grid[:7], VocBox(label, 40, 100, 40, 110), *grid[7:])))
+    doc = tiny_params(tmp_path, validate_annotations={"log_to_mlflow": False, "detection_keep_partial": keep_partial})
+    ingest(section(doc, "ingest_data", IngestConfig), data, tmp_path / "ingest")
+    report = validate(section(doc, "validate_annotations", ValidateConfig), load_task(doc),
+                      tmp_path / "ingest", tmp_path / "validate")
+    image = xml.relative_to(data).with_suffix(".jpg").as_posix()
+    assert image in report["accepted"] and report["quarantined"] == []
+    assert [(d["file"], d["box_index"], d["code"], d["label"]) for d in report["dropped_boxes"]] == [
+        (image, 7, "BOX_ZERO_AREA", label)]
+    crop(section(doc, "crop_patches", CropConfig), load_task(doc), tmp_path / "validate", data, tmp_path / "crop")
+    crops = pd.read_parquet(tmp_path / "crop" / "crops.parquet")
+    assert sorted(crops.loc[crops.rel_path == image, "box_index"]) == [i for i in range(15) if i != 7]
+    exported = set(pd.read_parquet(tmp_path / "crop" / "detection" / "detection.parquet").rel_path)
+    left_out = pd.read_json(tmp_path / "crop" / "crop_report.json", typ="series")["detection"]["left_out_partial"]
+    assert (image in exported) == keep_partial
+    assert left_out == ({"n": 0, "files": []} if keep_partial else {"n": 1, "files": [image]})
+
+
 def test_missing_source_is_a_clear_error(tmp_path: Path) -> None:
     from components.common.errors import DataError
 

@@ -146,11 +146,14 @@ def test_reports_data_docs_and_mlflow(defect_run: dict[str, Any]) -> None:
     assert report["contract"]["accepted_boxes"]["success"] and report["contract"]["accepted_images"]["success"]
     page = (out / "validation_report.html").read_text(encoding="utf-8")
     assert all(q in page for q in report["quarantined"]) and "data_docs/index.html" in page
+    assert "<h2>Dropped boxes</h2>" in page and all(d["file"] in page for d in report["dropped_boxes"])
     mlflow.set_tracking_uri(f"sqlite:///{work / 'mlruns' / 'mlflow.db'}")
     run = MlflowClient().get_run(report["mlflow_run_id"])
     assert run.info.run_name == "validate_annotations"
     assert run.data.metrics["findings/IMAGE_DUPLICATE/error"] == 1
     assert run.data.metrics["n_quarantined"] == len(report["quarantined"])
+    assert run.data.metrics["n_dropped_boxes"] == report["n_dropped_boxes"] > 0
+    assert run.data.metrics["dropped_boxes/BOX_ZERO_AREA"] == report["dropped_boxes_by_code"]["BOX_ZERO_AREA"]
 
 
 def test_clean_data_raises_no_warning_and_keeps_everything(clean_dataset: Path, tmp_path: Path) -> None:
