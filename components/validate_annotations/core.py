@@ -25,7 +25,6 @@ from components.common.split_groups import split_groups, summarize
 from components.common.task import TaskConfig
 from components.validate_annotations import dataset_checks as ds
 from components.validate_annotations.checks import (
-    ERROR,
     WARNING,
     Finding,
     box_number,
@@ -98,7 +97,8 @@ def _validate_image(img: Row, boxes: list[Row], task: TaskConfig,
     findings.extend(dup_findings)
     if (task.sample == "patches" and img.get("annotation_path") and not boxes
             and not img.get("annotation_error") and not img.get("image_error")):
-        findings.append(Finding("ANNOTATION_EMPTY", WARNING, img["annotation_path"], "no boxes drawn"))
+        findings.append(Finding("ANNOTATION_EMPTY", WARNING, img["annotation_path"],
+                                "no boxes drawn: nothing to crop; a negative (background) for the detector"))
     return [replace(f, input_file=img["rel_path"]) for f in findings], clean
 
 

@@ -2,7 +2,8 @@
 
 Per-file checks cannot see that two uploads are the same photo or that a patient sits in both the
 train and the test folder; these functions take every image row and return findings charged to
-the later file of a pair (sorted by path, so the verdict does not depend on listing order).
+one file of a pair (the later by path, or for byte copies the one not kept), so the verdict does not
+depend on listing order. Look-alike pairs also feed the split groups (components/common/split_groups).
 """
 
 from __future__ import annotations
