@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import IO
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageChops, UnidentifiedImageError
 
 from components.common.errors import DataError
 
@@ -31,6 +31,14 @@ IMAGE_TOO_LARGE = "IMAGE_TOO_LARGE"
 # orientation only, no pixels: corrupt bodies and near-duplicates go unchecked.
 DECODE_MODES = ("full", "draft", "header")
 _BIT_DEPTH = {"1": 1, "I;16": 16, "I;16B": 16, "I;16L": 16, "I;16N": 16, "I": 32, "F": 32}
+SINGLE_CHANNEL = frozenset({"1", "L", "I", "F", "I;16", "I;16B", "I;16L", "I;16N"})
+# A draft decode keeps at least this many pixels on the short side: the perceptual hash resizes to
+# 32x32, and from a 1/8-scale thumbnail of a small photo (a 378x504 phone picture → 47x63) its
+# low frequencies shift by several bits, enough to call two different cards on one carpet twins.
+PHASH_MIN_SIDE = 128
+# Largest channel difference (of 255) still counted as grey: a grey JPEG stored as YCbCr decodes with
+# a level or two of chroma noise, more at reduced scale.
+GREY_TOLERANCE = 4
 
 
 @dataclass(frozen=True)
@@ -42,6 +50,7 @@ class ImageInfo:
     orientation: int
     bit_depth: int = 8
     phash: str | None = None
+    grey: bool | None = None  # every pixel grey (R = G = B); None when the pixels were not decoded
 
 
 @contextmanager
@@ -87,15 +96,31 @@ def probe(path: Path | IO[bytes], max_pixels: int | None = None, with_phash: boo
             if decode == "header":
                 return info
             if decode == "draft" and img.format == "JPEG":
-                img.draft(img.mode, (max(img.width // 8, 1), max(img.height // 8, 1)))
+                img.draft(img.mode, draft_size(img.width, img.height))
             img.load()
             if with_phash:
-                info = replace(info, phash=phash(to_rgb8(img)))
+                rgb = to_rgb8(img)
+                info = replace(info, phash=phash(rgb), grey=img.mode in SINGLE_CHANNEL or is_grey(rgb))
             return info
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise DataError(name, f"image too large ({exc})", code=IMAGE_TOO_LARGE) from exc
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise DataError(name, f"not a readable image ({exc})", code=IMAGE_CORRUPT) from exc
+
+
+def draft_size(width: int, height: int) -> tuple[int, int]:
+    """The size to ask JPEG draft decoding for: 1/8 scale, less reduced when the short side would
+    fall under PHASH_MIN_SIDE (Pillow picks the largest 1/2^k scale at least this size)."""
+    k = max(1, min(8, min(width, height) // PHASH_MIN_SIDE))
+    return max(width // k, 1), max(height // k, 1)
+
+
+def is_grey(rgb: Image.Image) -> bool:
+    """True when no pixel has colour (channels within GREY_TOLERANCE), as Qt's QImage.allGray()
+    decides it for labelImg's `<depth>`: a grey photo saved as RGB is grey content."""
+    r, g, b = rgb.split()
+    return max(ImageChops.difference(r, g).getextrema()[1],
+               ImageChops.difference(g, b).getextrema()[1]) <= GREY_TOLERANCE
 
 
 def phash(img: Image.Image) -> str:

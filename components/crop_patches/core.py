@@ -1,4 +1,8 @@
-"""Crop accepted boxes (or whole images) into a balanced, patient-split patch dataset with lineage.
+"""Crop accepted boxes (or whole images) into a balanced, group-split patch dataset with lineage.
+
+Splits follow `split_group` (a patient joined with the byte copies and near-duplicates of its photos,
+from validate_annotations; the patient id on older tables), so one picture can never sit in train
+and test, for the patches, the k-fold groups and the detection export alike.
 
 Patch files are content-addressed: a patch's id hashes its raw image sha256, its box and the
 settings that shape its pixels (`CropConfig.pixel_hash`). A re-run therefore decodes only images
@@ -28,6 +32,7 @@ from rich.progress import track
 from components.common.errors import DataError
 from components.common.io import records, write_json, write_parquet
 from components.common.params import params_hash
+from components.common.split_groups import group_of, summarize
 from components.common.task import TaskConfig
 from components.crop_patches.balance import augment_patch, balance, check_empty
 from components.crop_patches.config import CropConfig
@@ -48,17 +53,25 @@ def patch_id(sha256: str, box_index: int, box: tuple[float, ...], pixel_hash: st
 
 
 def _box_rows(accepted: pd.DataFrame, whole: bool) -> list[dict[str, Any]]:
-    """One row per crop with its image's size and orientation (box rows do not carry them)."""
+    """One row per crop with its image's size, orientation and split group (box rows do not carry them)."""
     images = {r["rel_path"]: r for r in records(accepted[accepted.row_type == "image"])}
     if whole:
         return [{**img, "box_index": -1, "xmin": 1.0, "ymin": 1.0, "xmax": float(img["width"]),
-                 "ymax": float(img["height"])} for img in images.values() if img.get("label")]
+                 "ymax": float(img["height"]), "split_group": group_of(img)}
+                for img in images.values() if img.get("label")]
     rows = []
     for box in records(accepted[accepted.row_type == "box"]):
         img = images.get(box["rel_path"], {})
         rows.append({**box, "width": img.get("width"), "height": img.get("height"),
-                     "orientation": img.get("orientation") or 1})
+                     "orientation": img.get("orientation") or 1,
+                     "split_group": group_of({**box, "split_group": img.get("split_group")})})
     return rows
+
+
+def _for_patches(row: dict[str, Any]) -> bool:
+    """False for boxes validation kept only for the detector (BOX_TOO_SMALL); older tables: True."""
+    value = row.get("for_patches")
+    return True if value is None or value != value else bool(value)
 
 
 def plan(accepted: pd.DataFrame, cfg: CropConfig, task: TaskConfig, where: Path) -> tuple[pd.DataFrame, list]:
@@ -71,7 +84,7 @@ def plan(accepted: pd.DataFrame, cfg: CropConfig, task: TaskConfig, where: Path)
         w, h = int(row["width"]), int(row["height"])
         box = (row["xmin"], row["ymin"], row["xmax"], row["ymax"])
         side = min(box[2] - box[0] + 1, box[3] - box[1] + 1)
-        if not whole and side < cfg.min_box_side:
+        if not whole and (side < cfg.min_box_side or not _for_patches(row)):
             skipped.append({"rel_path": row["rel_path"], "box_index": int(row["box_index"]), "side": side})
             continue
         window = Window(0, 0, w, h) if whole else box_window(box, w, h, cfg.context_margin, cfg.shape, cfg.edge)
@@ -79,8 +92,8 @@ def plan(accepted: pd.DataFrame, cfg: CropConfig, task: TaskConfig, where: Path)
         crops.append({
             "patch_id": pid, "patch_path": f"{pid[:2]}/{pid}.{cfg.image_format}",
             "rel_path": row["rel_path"], "sha256": row["sha256"], "box_index": int(row["box_index"]),
-            "label": row["label"], "patient_id": str(row["patient_id"]),
-            "split": assign_split(str(row["patient_id"]), cfg.split),
+            "label": row["label"], "patient_id": str(row["patient_id"]), "split_group": row["split_group"],
+            "split": assign_split(row["split_group"], cfg.split),
             "xmin": box[0], "ymin": box[1], "xmax": box[2], "ymax": box[3],
             "window": [window.left, window.top, window.right, window.bottom],
             "image_width": w, "image_height": h, "orientation": int(row.get("orientation") or 1),
@@ -149,6 +162,18 @@ def _prune(root: Path, keep: set[str]) -> int:
     return pruned
 
 
+def _empty_images(accepted: pd.DataFrame, cfg: CropConfig, whole: bool) -> dict[str, Any]:
+    """Accepted photos annotated with no box at all: nothing to crop, but negatives for a detector."""
+    if whole:
+        return {"n": 0, "skipped_for_patches": 0, "detection_negatives": 0, "files": []}
+    with_boxes = set(accepted.loc[accepted.row_type == "box", "rel_path"])
+    images = accepted[accepted.row_type == "image"]
+    lost = images.get("n_dropped_boxes", pd.Series(0, index=images.index)).fillna(0) > 0
+    files = sorted(set(images.loc[~lost, "rel_path"]) - with_boxes)
+    negatives = len(files) if cfg.detection.enabled and cfg.detection.include_empty else 0
+    return {"n": len(files), "skipped_for_patches": len(files), "detection_negatives": negatives, "files": files}
+
+
 def _counts(frame: pd.DataFrame, classes: tuple[str, ...], column: str = "label") -> dict[str, dict[str, int]]:
     out = {}
     for split in SPLITS:
@@ -174,7 +199,9 @@ def run(cfg: CropConfig, task: TaskConfig, accepted_dir: Path, source: Path, out
     failed = {f["file"] for f in failures}
     crops = crops[[str(source / r) not in failed for r in crops.rel_path]]
     patches, balance_report = balance(crops, task.classes, cfg.balance)
-    warnings = thin_classes(crops, cfg.split, task.classes)
+    groups_block, group_warnings = summarize(records(accepted[accepted.row_type == "image"]),
+                                             cfg.split.max_group_fraction)
+    warnings = thin_classes(crops, cfg.split, task.classes) + group_warnings
     warnings += check_empty(balance_report, cfg.balance, str(out_dir / PATCHES))
     copies = _copies(patches, root, cfg)
     patches = patches.assign(params_hash=params_hash(cfg), pixel_hash=cfg.pixel_hash())
@@ -185,6 +212,8 @@ def run(cfg: CropConfig, task: TaskConfig, accepted_dir: Path, source: Path, out
         "per_split_class_counts": _counts(patches, task.classes), "crops_per_split_class": _counts(crops, task.classes),
         "patients_per_split_class": _counts(crops, task.classes, "patient_id"),
         "patients_per_split": {s: int(crops.loc[crops.split == s, "patient_id"].nunique()) for s in SPLITS},
+        "split_groups_per_split": {s: int(crops.loc[crops.split == s, "split_group"].nunique()) for s in SPLITS},
+        "split_groups": groups_block, "empty_images": _empty_images(accepted, cfg, whole),
         "balance": balance_report,
     }
     if cfg.kfold.enabled:
@@ -193,7 +222,7 @@ def run(cfg: CropConfig, task: TaskConfig, accepted_dir: Path, source: Path, out
         write_parquet(out_dir / FOLDS, folds)
         report["kfold"] = {"folds": cfg.kfold.folds, "repeats": cfg.kfold.repeats, "counts": fold_counts(crops, folds)}
     if not whole and cfg.detection.enabled:
-        report["detection"] = export_detection(accepted, source, lambda p: assign_split(str(p), cfg.split),
+        report["detection"] = export_detection(accepted, source, lambda g: assign_split(g, cfg.split),
                                                task.classes, cfg.detection, out_dir / "detection")
     report["pruned"] = _prune(root, set(patches.patch_path))
     write_parquet(out_dir / CROPS, crops)

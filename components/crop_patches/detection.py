@@ -1,9 +1,13 @@
 """Detection export: the raw accepted images and their boxes, per patient split, in COCO format.
 
 A Faster R-CNN (torchvision) trains on whole images, not patches, so this export keeps the raw
-pixels and the labelImg boxes. The split is the same patient split as the patches, so a detector and
-a patch classifier are evaluated on the same held-out patients. With `copy_images` the raw files are
-hard-linked (copied across devices) into the export so a Kubeflow artifact is self-contained.
+pixels and the labelImg boxes. The split is the same split-group split as the patches, so a detector
+and a patch classifier are evaluated on the same held-out patients. With `copy_images` the raw files
+are hard-linked (copied across devices) into the export so a Kubeflow artifact is self-contained.
+
+An image that lost a box to a box-level error (`detection_usable` False in the accepted table) is
+left out: its unlabelled object would be learned as background. Photos annotated with no box at
+all are true negatives and kept when `include_empty`.
 """
 
 from __future__ import annotations
@@ -19,11 +23,12 @@ import pandas as pd
 
 from components.common.errors import ConfigError, DataError
 from components.common.io import records, write_json, write_parquet
+from components.common.split_groups import group_of
 from components.crop_patches.split import SPLITS
 
 DETECTION_TABLE = "detection.parquet"
 IMAGES_DIR = "images"
-BOX_COLUMNS = ["rel_path", "sha256", "patient_id", "split", "box_index", "label",
+BOX_COLUMNS = ["rel_path", "sha256", "patient_id", "split_group", "split", "box_index", "label",
                "xmin", "ymin", "xmax", "ymax", "width", "height"]
 
 
@@ -58,8 +63,15 @@ def _safe_rel(rel_path: str) -> str:
     return rel.as_posix()
 
 
+def _usable(row: dict[str, Any]) -> bool:
+    """`detection_usable` of an accepted image row; tables without the column: usable."""
+    value = row.get("detection_usable")
+    return True if value is None or value != value else bool(value)
+
+
 def _images(accepted: pd.DataFrame, split_of: Callable[[str], str]) -> dict[str, dict[str, Any]]:
-    """One entry per accepted image, keyed by rel_path, with its split and empty box list."""
+    """One entry per accepted image, keyed by rel_path, with its split (from its split group, or its
+    patient on older tables) and empty box list."""
     out: dict[str, dict[str, Any]] = {}
     for row in records(accepted[accepted["row_type"] == "image"]):
         rel = _safe_rel(row["rel_path"])
@@ -67,11 +79,13 @@ def _images(accepted: pd.DataFrame, split_of: Callable[[str], str]) -> dict[str,
             raise DataError(rel, "image listed twice in the accepted table")
         if row.get("width") is None or row.get("height") is None:
             raise DataError(rel, "accepted image has no width/height")
-        split = split_of(str(row["patient_id"]))
+        group = group_of(row)
+        split = split_of(group)
         if split not in SPLITS:
             raise ConfigError(f"crop_patches.detection: split_of returned {split!r}, expected one of {SPLITS}")
         out[rel] = {"rel_path": rel, "sha256": row["sha256"], "patient_id": str(row["patient_id"]),
-                    "width": int(row["width"]), "height": int(row["height"]), "split": split, "boxes": []}
+                    "split_group": group, "width": int(row["width"]), "height": int(row["height"]),
+                    "split": split, "boxes": [], "usable": _usable(row)}
     return out
 
 
@@ -137,11 +151,15 @@ def export_detection(accepted: pd.DataFrame, source: Path, split_of: Callable[[s
                      classes: tuple[str, ...], cfg: DetectionConfig, out_dir: Path) -> dict[str, Any]:
     """Write `annotations_<split>.json`, `detection.parquet` and (optionally) `images/` under out_dir.
 
-    Returns {split: {"images": n, "boxes": n, "per_class": {class: n}}} for the stage report.
+    `split_of` maps a split group (or patient) id to its split. Returns {split: {"images": n,
+    "boxes": n, "per_class": {class: n}}} for the stage report, plus "negatives" (images without
+    boxes kept) and "left_out_partial" (images that lost a box: how many, which).
     """
     images = _images(accepted, split_of)
     _attach_boxes(images, accepted, classes)
-    kept = [images[rel] for rel in sorted(images) if cfg.include_empty or images[rel]["boxes"]]
+    partial = sorted(rel for rel, image in images.items() if not image["usable"])
+    kept = [images[rel] for rel in sorted(images)
+            if images[rel]["usable"] and (cfg.include_empty or images[rel]["boxes"])]
     for image in kept:
         if not (source / image["rel_path"]).is_file():
             raise DataError(source / image["rel_path"], "accepted raw image is missing from the source")
@@ -162,7 +180,9 @@ def export_detection(accepted: pd.DataFrame, source: Path, split_of: Callable[[s
         summary[split] = {"images": len(members), "boxes": len(labels),
                           "per_class": {c: labels.count(c) for c in classes}}
     rows = [{**box, "split": image["split"], "patient_id": image["patient_id"], "sha256": image["sha256"],
-             "width": image["width"], "height": image["height"]}
+             "split_group": image["split_group"], "width": image["width"], "height": image["height"]}
             for image in kept for box in image["boxes"]]
     write_parquet(out_dir / DETECTION_TABLE, pd.DataFrame(rows, columns=BOX_COLUMNS))
+    summary["negatives"] = sum(not image["boxes"] for image in kept)
+    summary["left_out_partial"] = {"n": len(partial), "files": partial}
     return summary

@@ -1,7 +1,10 @@
-"""Patient-grouped splits that stay put when the dataset grows.
+"""Grouped splits that stay put when the dataset grows.
 
-A patient's split is a pure function of its id and a salt, so adding patients never moves an
-existing one (a test patient never silently becomes a training patient between data versions).
+The unit is the split group (validate_annotations: a patient joined with every byte copy and
+near-duplicate of its photos; tables without the column fall back to the patient). A group's split
+is a pure function of its id and a salt, so adding patients never moves an existing one (a test
+patient never silently becomes a training patient between data versions) — unless a new photo
+joins two groups, which is the point: then they must share a split.
 """
 
 from __future__ import annotations
@@ -22,11 +25,16 @@ class SplitConfig:
     val: float = 0.2
     test: float = 0.2
     salt: str = "lesionops-v1"
+    # A split group joining several patients that holds more than this share of the images is
+    # reported (a near-duplicate chain can swallow a dataset into one split).
+    max_group_fraction: float = 0.05
 
     def __post_init__(self) -> None:
         fractions = (self.train, self.val, self.test)
         if min(fractions) < 0 or abs(sum(fractions) - 1.0) > 1e-6:
             raise ConfigError(f"crop_patches.split: fractions must be ≥ 0 and sum to 1, found {fractions}")
+        if not 0 < self.max_group_fraction <= 1:
+            raise ConfigError(f"crop_patches.split.max_group_fraction: must be in (0, 1], found {self.max_group_fraction}")
 
 
 def unit_hash(patient_id: str, salt: str) -> float:
@@ -62,8 +70,12 @@ def thin_classes(crops: pd.DataFrame, cfg: SplitConfig, classes: tuple[str, ...]
 
 
 def check_no_leak(frame: pd.DataFrame, where: str) -> None:
-    """Fail if any patient appears in more than one split (the error names the patients)."""
-    per_patient = frame.groupby("patient_id")["split"].nunique()
-    leaked = per_patient[per_patient > 1].index.tolist()
-    if leaked:
-        raise DataError(where, f"patient leak across splits for {len(leaked)} patient(s): {leaked[:5]}")
+    """Fail if any patient, or any split group (byte copies, near-duplicates), appears in more than
+    one split (the error names them)."""
+    for column, what in (("patient_id", "patient"), ("split_group", "split group")):
+        if column not in frame.columns:
+            continue
+        per_unit = frame.groupby(column)["split"].nunique()
+        leaked = per_unit[per_unit > 1].index.tolist()
+        if leaked:
+            raise DataError(where, f"{what} leak across splits for {len(leaked)} {what}(s): {leaked[:5]}")

@@ -7,13 +7,16 @@ function of the confusion matrix, and the resampled confusion matrices are one m
 (counts R×P @ per-patient confusion P×K²), so 1,000 resamples cost milliseconds.
 
 The paired difference uses the same patient resamples for both models: the shared case-mix
-cancels, which is what makes a non-inferiority decision on one test set meaningful.
+cancels, which is what makes a non-inferiority decision on one test set meaningful. When the patch
+table has `split_group` (patients joined by byte copies and near-duplicate photos, which are not
+independent either), the resampling unit is the split group (`resampling_units`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -29,6 +32,20 @@ class BootstrapConfig:
     n_resamples: int = 1000
     confidence: float = 0.95
     seed: int = 0
+
+
+def resampling_units(patients: Sequence[str], patch_dir: Path) -> list[str]:
+    """Each sample's bootstrap unit: its patient's split group when `patches.parquet` has the column
+    (a patient belongs to exactly one group), else the patient itself (older tables)."""
+    import pandas as pd
+    import pyarrow.parquet as pq
+
+    path = patch_dir / "patches.parquet"
+    if not path.is_file() or "split_group" not in pq.read_schema(path).names:
+        return [str(p) for p in patients]
+    table = pd.read_parquet(path, columns=["patient_id", "split_group"]).dropna().astype(str)
+    group = dict(zip(table.patient_id, table.split_group, strict=True))
+    return [group.get(str(p), str(p)) for p in patients]
 
 
 def patient_counts(patients: Sequence[str], cfg: BootstrapConfig) -> tuple[np.ndarray, np.ndarray]:

@@ -31,7 +31,7 @@ from components.common.task import TaskConfig
 from components.common.tracking import TrackingConfig, metric_key, resolved_uri, version_by_alias
 from components.evaluate_model import plots
 from components.evaluate_model.bootstrap import (BootstrapConfig, confidence_intervals, paired_difference,
-                                                 patient_counts)
+                                                 patient_counts, resampling_units)
 from components.evaluate_model.calibration import (calibrated, expected_calibration_error, fit_temperature,
                                                    reliability_bins)
 from components.evaluate_model.gate import GateConfig, decide
@@ -230,7 +230,7 @@ def run(cfg: EvaluateConfig, task: TaskConfig, tracking: TrackingConfig, patch_d
     if len(test.labels) == 0:
         raise DataError(patch_dir / "patches.parquet", "the test split is empty")
     device, y = pick_device("auto"), test.labels.numpy()
-    boot = patient_counts(test.patients, cfg.bootstrap)
+    boot = patient_counts(resampling_units(test.patients, patch_dir), cfg.bootstrap)
     challenger = score(model, test, val, task.classes, cfg, boot, device)
     champion, champ_version = _champion(tracking, cfg, patch_dir, task.classes, size, boot, device, (test, val))
     diff_ci = None if champion is None else paired_difference(

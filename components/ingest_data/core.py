@@ -35,7 +35,8 @@ from components.ingest_data.rows import (
 
 MANIFEST = "manifest.parquet"
 REPORT = "ingest_report.json"
-ROWS_VERSION = 2  # bump when the meaning of a stored field changes: old rows are then not reused
+ROWS_VERSION = 3  # bump when a stored field is added or changes meaning: old rows are then not reused
+# (3: grey_pixels; draft JPEGs hashed from at least PHASH_MIN_SIDE px)
 LAYOUTS = ("auto", "folder_per_class")
 _INT_COLUMNS = ("file_size", "mtime_ns", "annotation_mtime_ns")  # ns stamps do not survive float64
 COLUMNS = ("row_type", "rel_path", "source_uri", "sha256", "file_size", "mtime_ns", "patient_id", "patient_source",

@@ -23,13 +23,13 @@ from components.common.formats import (
     read_yolo_file,
 )
 from components.common.hashing import sha256_file
-from components.common.images import IMAGE_CORRUPT, phash, probe
+from components.common.images import IMAGE_CORRUPT, is_grey, phash, probe
 from components.ingest_data.discover import Pairing
 
 READS: Counter[str] = Counter()  # "image" / "annotation": files actually opened since import
 
 IMAGE_FIELDS = ("sha256", "file_size", "mtime_ns", "width", "height", "mode", "format", "bit_depth",
-                "orientation", "modality", "image_error", "image_error_code", "phash", "decode")
+                "orientation", "modality", "image_error", "image_error_code", "phash", "decode", "grey_pixels")
 ANNOTATION_FIELDS = ("annotation_path", "annotation_format", "annotation_error", "annotation_error_code",
                      "xml_filename", "xml_path", "declared_width", "declared_height", "declared_depth",
                      "classes_txt", "classes_txt_path", "image_label", "annotation_mtime_ns")
@@ -43,14 +43,14 @@ def _dicom_fields(path: Path) -> dict[str, Any]:
     return {"width": dcm.image.width, "height": dcm.image.height,
             "mode": str(dcm.tags.get("PhotometricInterpretation", "")), "format": "DICOM",
             "bit_depth": 8 if bits <= 8 else 16, "orientation": 1, "modality": "dicom",
-            "phash": phash(dcm.image), "decode": "full"}
+            "phash": phash(dcm.image), "decode": "full", "grey_pixels": is_grey(dcm.image)}
 
 
 def _photo_fields(fh: IO[bytes], max_pixels: int, decode: str) -> dict[str, Any]:
     info = probe(fh, max_pixels=max_pixels, with_phash=True, decode=decode)
     return {"width": info.width, "height": info.height, "mode": info.mode, "format": info.format,
             "bit_depth": info.bit_depth, "orientation": info.orientation, "modality": "photo",
-            "phash": info.phash, "decode": decode}
+            "phash": info.phash, "decode": decode, "grey_pixels": info.grey}
 
 
 def read_image(path: Path, max_pixels: int, decode: str = "draft") -> dict[str, Any]:
@@ -77,7 +77,7 @@ def read_image(path: Path, max_pixels: int, decode: str = "draft") -> dict[str, 
                 out.update(_photo_fields(fh, max_pixels, decode))
     except DataError as exc:
         out.update(width=0, height=0, mode="", format="", bit_depth=0, orientation=1, phash=None,
-                   modality="dicom" if dicom else "photo", decode="full" if dicom else decode,
+                   grey_pixels=None, modality="dicom" if dicom else "photo", decode="full" if dicom else decode,
                    image_error=exc.problem, image_error_code=exc.code or IMAGE_CORRUPT)
     return out
 

@@ -1,9 +1,12 @@
 """Per-image and per-box checks. Each finding has a stable code, a severity and a message.
 
-Severities: `error` quarantines the image (never deletes it), `warning` keeps it and reports, and
-`info` records an automatic, lossless fix (a normalised label, a 1-px clip). Every manifest column
-is read with `.get`, so manifests from an older ingest (fewer columns) are still checked as far as
-their columns allow.
+Severities: `error` on the image (no box index) quarantines the image (never deletes it); `error` on
+one box drops that box only, so one zero-area box among fifteen good ones costs one box, not the
+photo (the image is then marked unusable for detector training, whose missing box would teach
+"background"). `warning` keeps and reports; `info` records an automatic, lossless fix (a normalised
+label, a 1-px clip) or an oddity that is explained and harmless. Every manifest column is read with
+`.get`, so manifests from an older ingest (fewer columns) are still checked as far as their columns
+allow.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from dataclasses import asdict, dataclass
 from pathlib import PurePosixPath
 from typing import Any
 
+from components.common.images import SINGLE_CHANNEL as _SINGLE_CHANNEL
 from components.common.task import TaskConfig
 from components.validate_annotations.config import ValidateConfig
 
@@ -42,6 +46,16 @@ class Finding:
     message: str
     box_index: int | None = None
     input_file: str | None = None
+
+    @property
+    def quarantines(self) -> bool:
+        """An image-level error: its input file is quarantined."""
+        return self.severity == ERROR and self.box_index is None and self.input_file is not None
+
+    @property
+    def drops_box(self) -> bool:
+        """A box-level error: only box `box_index` of `input_file` is left out."""
+        return self.severity == ERROR and self.box_index is not None
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -113,13 +127,36 @@ def _size_checks(img: dict[str, Any], ann: str) -> list[Finding]:
 
 
 def _depth_check(img: dict[str, Any], ann: str) -> list[Finding]:
+    """`<depth>` against the pixels. labelImg writes 1 when Qt calls the image grey (a grey-only RGB
+    image counts; a palette only when it is the identity grey ramp) and 3 otherwise, so a depth that
+    differs from the storage mode but matches that rule is info; one the pixels contradict (1 on a
+    colour image, 3 on a one-channel file) is a warning. Without `grey_pixels` (older manifests,
+    header-only decode) the storage mode alone decides, as before."""
     depth, mode = int(img.get("declared_depth") or 0), str(img.get("mode") or "")
+    if depth == 0 or not mode:
+        return []
+    grey = img.get("grey_pixels")
+    grey = None if grey is None or grey != grey else bool(grey)  # NaN from parquet: unknown
     allowed = _DEPTHS.get(mode, {3})
-    if depth == 0 or not mode or depth in allowed:
+    if grey is False and depth == 1 and mode not in _SINGLE_CHANNEL:
+        return [Finding("DEPTH_MISMATCH", WARNING, ann, f"<depth> is 1 (grey) but the {mode} image has colour "
+                        "pixels: was the photo replaced after it was annotated?")]
+    if grey is True and mode not in _SINGLE_CHANNEL and ((depth == 1 and 1 not in allowed)
+                                                         or (mode == "P" and depth >= 3)):
+        return [Finding("DEPTH_MISMATCH", INFO, ann, _explained_depth(depth, mode))]
+    if depth in allowed:
         return []
     return [Finding("DEPTH_MISMATCH", WARNING, ann,
                     f"<depth> is {depth} but the image is {mode} (expected {sorted(allowed)}); "
                     "every image is converted to 8-bit RGB anyway")]
+
+
+def _explained_depth(depth: int, mode: str) -> str:
+    if depth == 1:
+        return (f"<depth> is 1 and the file is stored {mode}, but every pixel is grey: labelImg writes 1 "
+                "for such images; consistent")
+    return (f"<depth> is {depth} for a {mode} image whose pixels are all grey: labelImg writes 3 for a "
+            "palette that is not the identity grey ramp; harmless")
 
 
 def _image_label_checks(img: dict[str, Any], task: TaskConfig) -> list[Finding]:
@@ -154,7 +191,7 @@ def _geometry(coords: list[float], f: str, i: int) -> Finding | None:
     return None
 
 
-def _box_number(value: Any) -> float:
+def box_number(value: Any) -> float:
     try:
         return float(value)
     except (TypeError, ValueError):
@@ -163,9 +200,10 @@ def _box_number(value: Any) -> float:
 
 def check_box(box: dict[str, Any], img: dict[str, Any], task: TaskConfig,
               cfg: ValidateConfig) -> tuple[list[Finding], dict[str, Any] | None]:
-    """Check one box; returns findings and the cleaned box (None when the box is unusable)."""
+    """Check one box; returns findings and the cleaned box (None when the box is dropped). A box too
+    small to crop stays, with `for_patches` False: crop_patches skips it, the detector still learns it."""
     f, i = img.get("annotation_path") or img["rel_path"], int(box["box_index"])
-    coords = [_box_number(box.get(k)) for k in _COORDS]
+    coords = [box_number(box.get(k)) for k in _COORDS]
     if (broken := _geometry(coords, f, i)) is not None:
         return [broken], None
     x0, y0, x1, y1 = coords
@@ -173,7 +211,8 @@ def check_box(box: dict[str, Any], img: dict[str, Any], task: TaskConfig,
     label = task.normalize(str(box["label_raw"]))
     if label is None:
         return [Finding("LABEL_UNKNOWN", ERROR, f,
-                        f"label {box['label_raw']!r} is not one of {list(task.classes)}", i)], None
+                        f"label {box['label_raw']!r} is not one of {list(task.classes)}; box dropped (add it to "
+                        "task.classes or task.aliases if it is one of them)", i)], None
     if label != box["label_raw"]:
         out.append(Finding("LABEL_NORMALIZED", INFO, f, f"{box['label_raw']!r} → {label!r}", i))
     w, h, tol = float(img["width"]), float(img["height"]), cfg.border_tolerance_px
@@ -185,35 +224,56 @@ def check_box(box: dict[str, Any], img: dict[str, Any], task: TaskConfig,
     if over > 0:
         x0, y0, x1, y1 = max(x0, 1.0), max(y0, 1.0), min(x1, w), min(y1, h)
         out.append(Finding("BOX_CLIPPED", INFO, f, f"clipped by {over:g} px to the image", i))
+    clean = {**box, "label": label, "xmin": x0, "ymin": y0, "xmax": x1, "ymax": y1, "for_patches": True}
     if min(x1 - x0, y1 - y0) < cfg.min_box_side_px:
         out.append(Finding("BOX_TOO_SMALL", WARNING, f,
-                           f"{x1 - x0:g}x{y1 - y0:g} px is below {cfg.min_box_side_px:g} px; not cropped", i))
-        return out, None
+                           f"{x1 - x0:g}x{y1 - y0:g} px is below {cfg.min_box_side_px:g} px; not cropped into "
+                           "a patch, kept for the detector (it is still an object)", i))
+        return out, {**clean, "for_patches": False}
     share = (x1 - x0) * (y1 - y0) / max(w * h, 1.0)
     if share > cfg.max_box_area_fraction:
         out.append(Finding("BOX_SIZE_OUTLIER", WARNING, f,
                            f"box covers {share:.0%} of the image (limit {cfg.max_box_area_fraction:.0%}); "
                            "a mis-drag around the whole photo?", i))
-    return out, {**box, "label": label, "xmin": x0, "ymin": y0, "xmax": x1, "ymax": y1}
+    return out, clean
+
+
+def _coords(box: dict[str, Any]) -> tuple[float, ...]:
+    return tuple(box[k] for k in _COORDS)
 
 
 def check_duplicates(boxes: list[dict[str, Any]], file: str, cfg: ValidateConfig) -> tuple[list[Finding], list[dict[str, Any]]]:
-    """Exact/near duplicates (Ctrl+D then nudged) are dropped; same box, two labels is an error."""
+    """Exact/near duplicates (Ctrl+D then nudged) are the same object: the repeat is dropped (warning).
+    The same box under two classes drops every copy (error): nobody knows which label is right,
+    and keeping either would train on a coin toss."""
     kept: list[dict[str, Any]] = []
+    conflicted: list[dict[str, Any]] = []
     out: list[Finding] = []
     for box in boxes:
-        c = tuple(box[k] for k in _COORDS)
-        twin = next((k for k in kept if iou(c, tuple(k[x] for x in _COORDS)) >= cfg.near_duplicate_iou), None)
+        c = _coords(box)
+        twin = next((k for k in kept + conflicted if iou(c, _coords(k)) >= cfg.near_duplicate_iou), None)
         if twin is None:
             kept.append(box)
             continue
         i, j = int(box["box_index"]), int(twin["box_index"])
-        if twin["label"] != box["label"]:
-            out.append(Finding("BOX_LABEL_CONFLICT", ERROR, file,
-                               f"box {i} ({box['label']}) is box {j} ({twin['label']}) again under another "
-                               "class: which one is right?", i))
+        if twin["label"] != box["label"] or any(t is twin for t in conflicted):
+            if all(t is not twin for t in conflicted):
+                kept.remove(twin)
+                conflicted.append(twin)
+                out.append(_conflict(twin, box, file))
+            conflicted.append(box)
+            out.append(_conflict(box, twin, file))
         else:
-            code = "BOX_DUPLICATE" if c == tuple(twin[x] for x in _COORDS) else "BOX_NEAR_DUPLICATE"
-            overlap = "" if code == "BOX_DUPLICATE" else f" (IoU {iou(c, tuple(twin[x] for x in _COORDS)):.2f})"
+            code = "BOX_DUPLICATE" if c == _coords(twin) else "BOX_NEAR_DUPLICATE"
+            overlap = "" if code == "BOX_DUPLICATE" else f" (IoU {iou(c, _coords(twin)):.2f})"
             out.append(Finding(code, WARNING, file, f"box {i} repeats box {j}{overlap}; dropped", i))
     return out, kept
+
+
+def _conflict(box: dict[str, Any], other: dict[str, Any], file: str) -> Finding:
+    i, j = int(box["box_index"]), int(other["box_index"])
+    if box["label"] == other["label"]:
+        what = f"box {i} ({box['label']}) repeats box {j}, whose object is also labelled another class"
+    else:
+        what = f"box {i} ({box['label']}) is box {j} ({other['label']}) again under another class"
+    return Finding("BOX_LABEL_CONFLICT", ERROR, file, f"{what}: which one is right? Dropped", i)

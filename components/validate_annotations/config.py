@@ -28,6 +28,12 @@ class ValidateConfig:
     max_class_imbalance: float = 10.0
     # The stage fails (rather than train on scraps) if more than this share of images is quarantined.
     max_quarantine_fraction: float = 0.2
+    # ... or if more than this share of the boxes of accepted images is dropped (box-level errors), so
+    # a taxonomy mismatch (every label unknown) fails loudly instead of training on nothing.
+    max_dropped_box_fraction: float = 0.2
+    # An image that lost a box (box-level error) still gives its other patches; the detector export
+    # leaves it out unless this is true (its missing object would be learned as background).
+    detection_keep_partial: bool = False
     require_annotation: bool = True
     log_to_mlflow: bool = True
 
@@ -43,6 +49,7 @@ class ValidateConfig:
             (self.min_boxes_per_class >= 0, "min_boxes_per_class must be >= 0"),
             (self.max_class_imbalance >= 1, "max_class_imbalance must be >= 1"),
             (0 <= self.max_quarantine_fraction <= 1, "max_quarantine_fraction must be in [0, 1]"),
+            (0 <= self.max_dropped_box_fraction <= 1, "max_dropped_box_fraction must be in [0, 1]"),
         ]
         for ok, problem in checks:
             if not ok:

@@ -2,7 +2,8 @@
 
 The Python checks decide what is accepted; this suite then proves, independently, that what goes
 downstream honours the contract crop_patches relies on (boxes inside their image and large enough,
-labels in the taxonomy, one row per box and per image, something to train on). A violation means a
+labels in the taxonomy, one row per box and per image, something to train on; boxes too small to
+crop are kept for the detector and only exempt from the patch-size rule). A violation means a
 check has a hole, so it quarantines the offending image (CONTRACT_VIOLATION, error) and the stage
 fails when it cannot be charged to one. GX is imported only here, lazily (it takes ~10 s), with
 analytics off and a throw-away file context, so nothing leaves the machine and nothing is left in
@@ -25,7 +26,9 @@ from components.validate_annotations.config import ValidateConfig
 
 DOCS_DIR = "data_docs"
 IMAGE_COLUMNS = ("rel_path", "sha256", "width", "height", "patient_id")
-BOX_COLUMNS = ("rel_path", "box_index", "label", "xmin", "ymin", "xmax", "ymax", "width", "height")
+BOX_COLUMNS = ("rel_path", "box_index", "label", "xmin", "ymin", "xmax", "ymax", "width", "height", "for_patches")
+# Boxes too small to crop stay in the table for the detector; only the others must be patch-sized.
+_PATCH_ROWS = {"row_condition": "for_patches==True", "condition_parser": "pandas"}
 
 
 def flatten(images: list[dict[str, Any]], boxes: list[dict[str, Any]]) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -35,7 +38,8 @@ def flatten(images: list[dict[str, Any]], boxes: list[dict[str, Any]]) -> tuple[
     sizes = {r["rel_path"]: (r.get("width"), r.get("height")) for r in images}
     box_df = pd.DataFrame([{**{k: b.get(k) for k in BOX_COLUMNS[:7]},
                             "width": sizes.get(b["rel_path"], (None, None))[0],
-                            "height": sizes.get(b["rel_path"], (None, None))[1]} for b in boxes],
+                            "height": sizes.get(b["rel_path"], (None, None))[1],
+                            "for_patches": bool(b.get("for_patches", True))} for b in boxes],
                           columns=list(BOX_COLUMNS))
     for col in ("xmin", "ymin", "xmax", "ymax", "width", "height"):
         box_df[col] = pd.to_numeric(box_df[col], errors="coerce").astype("float64")
@@ -65,8 +69,8 @@ def _box_suite(gx: Any, gxe: Any, task: TaskConfig, cfg: ValidateConfig) -> Any:
                 gxe.ExpectColumnValuesToBeBetween(column="ymin", min_value=1),
                 gxe.ExpectColumnPairValuesAToBeGreaterThanB(column_A="width", column_B="xmax", or_equal=True),
                 gxe.ExpectColumnPairValuesAToBeGreaterThanB(column_A="height", column_B="ymax", or_equal=True),
-                gxe.ExpectColumnValuesToBeBetween(column="box_w", min_value=cfg.min_box_side_px),
-                gxe.ExpectColumnValuesToBeBetween(column="box_h", min_value=cfg.min_box_side_px)):
+                gxe.ExpectColumnValuesToBeBetween(column="box_w", min_value=cfg.min_box_side_px, **_PATCH_ROWS),
+                gxe.ExpectColumnValuesToBeBetween(column="box_h", min_value=cfg.min_box_side_px, **_PATCH_ROWS)):
         suite.add_expectation(exp)
     return suite
 

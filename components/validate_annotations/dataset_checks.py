@@ -2,7 +2,8 @@
 
 Per-file checks cannot see that two uploads are the same photo or that a patient sits in both the
 train and the test folder; these functions take every image row and return findings charged to
-the later file of a pair (sorted by path, so the verdict does not depend on listing order).
+one file of a pair (the later by path, or for byte copies the one not kept), so the verdict does not
+depend on listing order. Look-alike pairs also feed the split groups (components/common/split_groups).
 """
 
 from __future__ import annotations
@@ -34,20 +35,47 @@ def _finding(code: str, severity: str, img: Row, message: str) -> Finding:
     return Finding(code, severity, img["rel_path"], message, input_file=img["rel_path"])
 
 
-def duplicate_images(images: list[Row]) -> list[Finding]:
-    """Same bytes twice: the first (by path) is kept, every copy is quarantined, naming the original."""
-    first: dict[str, str] = {}
-    out: list[Finding] = []
+Box = tuple[str, float, float, float, float]  # (label, xmin, ymin, xmax, ymax) as annotated
+
+
+def duplicate_images(images: list[Row], broken: frozenset[str] | set[str] = frozenset(),
+                     annotations: dict[str, list[Box]] | None = None) -> list[Finding]:
+    """Same bytes twice: one copy is kept and every other is quarantined, naming it. The kept copy is
+    the first by path with no image-level error of its own (`broken`), so a good copy is never lost
+    because its "original" is broken; the message says whether the two annotations agree, so a
+    reviewer can choose which one to keep."""
+    groups: dict[str, list[Row]] = defaultdict(list)
     for img in sorted(images, key=lambda r: r["rel_path"]):
-        sha = img.get("sha256")
-        if not sha or img.get("image_error"):
+        if img.get("sha256") and not img.get("image_error"):
+            groups[str(img["sha256"])].append(img)
+    out: list[Finding] = []
+    for sha, members in groups.items():
+        if len(members) < 2:
             continue
-        if sha in first:
-            out.append(_finding("IMAGE_DUPLICATE", ERROR, img,
-                                f"same bytes as {first[sha]} (sha256 {sha[:12]}…); the original is kept"))
-        else:
-            first[sha] = img["rel_path"]
+        keep = next((m for m in members if m["rel_path"] not in broken), members[0])
+        kept = "which is kept" if keep["rel_path"] not in broken else "itself quarantined (see its findings)"
+        for m in members:
+            if m is not keep:
+                agree = "" if annotations is None else "; " + _agreement(
+                    annotations.get(m["rel_path"], []), annotations.get(keep["rel_path"], []))
+                out.append(_finding("IMAGE_DUPLICATE", ERROR, m,
+                                    f"same bytes as {keep['rel_path']} (sha256 {sha[:12]}…), {kept}{agree}"))
     return out
+
+
+def _agreement(mine: list[Box], theirs: list[Box]) -> str:
+    """How two annotations of the same picture compare: identical, same labels, or different."""
+    if sorted(mine) == sorted(theirs):
+        return f"annotations identical ({len(mine)} boxes)"
+    a, b = Counter(x[0] for x in mine), Counter(x[0] for x in theirs)
+    if a == b:
+        return f"same labels ({_labels(a)}), boxes differ"
+    return (f"annotations differ: this copy has {len(mine)} boxes ({_labels(a)}), the kept one {len(theirs)} "
+            f"({_labels(b)}); check which is right")
+
+
+def _labels(counts: Counter[str]) -> str:
+    return ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "none"
 
 
 def _phashes(images: list[Row]) -> tuple[list[Row], np.ndarray]:
@@ -60,21 +88,38 @@ def _phashes(images: list[Row]) -> tuple[list[Row], np.ndarray]:
     return rows, np.array(values, dtype=np.uint64)
 
 
-def near_duplicate_images(images: list[Row], cfg: ValidateConfig) -> list[Finding]:
-    """Re-encoded or resized copies (perceptual hash within the Hamming threshold): both kept, the
-    later reported, because a re-shot of the same lesion is legitimate but worth a look."""
+def near_duplicate_pairs(images: list[Row], cfg: ValidateConfig) -> list[tuple[Row, Row, int]]:
+    """Every pair (earlier, later by path, Hamming distance) of different files whose perceptual
+    hashes are within the threshold: all of them, not only each image's closest, because split
+    groups are built from the pairs and one missed pair is a leak."""
     rows, hashes = _phashes(images)
-    out: list[Finding] = []
+    out: list[tuple[Row, Row, int]] = []
     for j in range(1, len(rows)):
         dist = np.bitwise_count(hashes[:j] ^ hashes[j])
-        close = np.flatnonzero(dist <= cfg.near_duplicate_phash_distance)  # few: sort only these
-        candidates = [i for i in close[np.argsort(dist[close], kind="stable")]
-                      if rows[i].get("sha256") != rows[j].get("sha256")]
-        if candidates:
-            i = int(candidates[0])
-            out.append(_finding("IMAGE_NEAR_DUPLICATE", WARNING, rows[j],
-                                f"looks like {rows[i]['rel_path']} (perceptual-hash distance {int(dist[i])} "
-                                f"<= {cfg.near_duplicate_phash_distance}); both kept"))
+        for i in np.flatnonzero(dist <= cfg.near_duplicate_phash_distance):
+            if rows[int(i)].get("sha256") != rows[j].get("sha256"):
+                out.append((rows[int(i)], rows[j], int(dist[i])))
+    return out
+
+
+def near_duplicate_images(images: list[Row], cfg: ValidateConfig,
+                          pairs: list[tuple[Row, Row, int]] | None = None) -> list[Finding]:
+    """Re-encoded or resized copies (perceptual hash within the Hamming threshold): both kept (and put
+    in one split group), the later reported once, naming its closest earlier look-alike, because a
+    re-shot of the same lesion is legitimate but worth a look."""
+    if pairs is None:
+        pairs = near_duplicate_pairs(images, cfg)
+    by_later: dict[str, list[tuple[Row, Row, int]]] = defaultdict(list)
+    for pair in pairs:
+        by_later[pair[1]["rel_path"]].append(pair)
+    out: list[Finding] = []
+    for rel in sorted(by_later):
+        matches = sorted(by_later[rel], key=lambda p: p[2])  # stable: ties keep the earlier path
+        first, later, dist = matches[0]
+        more = f" and {len(matches) - 1} other image(s)" if len(matches) > 1 else ""
+        out.append(_finding("IMAGE_NEAR_DUPLICATE", WARNING, later,
+                            f"looks like {first['rel_path']}{more} (perceptual-hash distance {dist} "
+                            f"<= {cfg.near_duplicate_phash_distance}); both kept, in one split group"))
     return out
 
 
@@ -234,9 +279,13 @@ def decode_skipped(images: list[Row]) -> list[Finding]:
                     f"({len(skipped)} of {len(images)} images; ingest_data.decode: full checks them)")]
 
 
-def check_dataset(images: list[Row], orphans: list[Row], cfg: ValidateConfig) -> list[Finding]:
-    """Every dataset-wide check that decides about individual files (class balance comes later,
-    on what is finally accepted)."""
-    return [*orphan_annotations(orphans), *duplicate_images(images), *near_duplicate_images(images, cfg),
-            *patient_checks(images), *filename_checks(images), *classes_txt_checks(images),
-            *decode_skipped(images)]
+def check_dataset(images: list[Row], orphans: list[Row], cfg: ValidateConfig, broken: set[str] | None = None,
+                  annotations: dict[str, list[Box]] | None = None,
+                  pairs: list[tuple[Row, Row, int]] | None = None) -> list[Finding]:
+    """Every dataset-wide check that decides about individual files (class balance comes later, on
+    what is finally accepted). Byte copies come last: which copy is kept depends on the image-level
+    errors found so far (`broken`, from the per-image checks, plus the ones found here)."""
+    out = [*orphan_annotations(orphans), *patient_checks(images), *filename_checks(images),
+           *classes_txt_checks(images), *decode_skipped(images)]
+    broken = set(broken or ()) | {f.input_file for f in out if f.quarantines and f.input_file}
+    return [*out, *duplicate_images(images, broken, annotations), *near_duplicate_images(images, cfg, pairs)]

@@ -49,13 +49,17 @@ def test_breakage_is_quarantined_and_the_rest_kept(broken_dataset: tuple[Path, d
     report = validate(section(doc, "validate_annotations", ValidateConfig), load_task(doc),
                       tmp_path / "ingest", tmp_path / "validate")
     quarantined = {Path(p).name for p in report["quarantined"]}
-    assert quarantined == set(broken.values())
+    # an unknown label is a box-level error: its boxes are dropped and listed, the photo is not quarantined
+    assert quarantined == set(broken.values()) - {broken["unknown_label"]}
     codes = {(Path(f["file"]).stem, f["code"]) for f in report["findings"] if f["severity"] == "error"}
     assert (Path(broken["truncated"]).stem, "IMAGE_CORRUPT") in codes
     assert (Path(broken["malformed"]).stem, "XML_MALFORMED") in codes
     assert (Path(broken["unknown_label"]).stem, "LABEL_UNKNOWN") in codes
     assert (Path(broken["no_xml"]).stem, "ANNOTATION_MISSING") in codes
-    assert report["n_accepted_images"] == n_images - 4
+    assert report["n_accepted_images"] == n_images - 3
+    dropped = [d for d in report["dropped_boxes"] if Path(d["file"]).name == broken["unknown_label"]]
+    assert dropped and {(d["code"], d["label"]) for d in dropped} == {("LABEL_UNKNOWN", "acne")}
+    assert report["n_dropped_boxes"] == len(dropped) and report["n_images_not_for_detection"] == 1
     assert (tmp_path / "validate" / "validation_report.html").read_text().count("<tr>") > 4
 
     patches = crop(section(doc, "crop_patches", CropConfig), load_task(doc), tmp_path / "validate", data,
@@ -88,6 +92,53 @@ def test_too_much_breakage_fails_but_keeps_the_report(tiny_dataset: Path, tmp_pa
                  tmp_path / "ingest", tmp_path / "validate")
     assert (tmp_path / "validate" / "validation_report.json").is_file()
     assert not (tmp_path / "validate" / "accepted.parquet").exists()
+
+
+def test_a_taxonomy_mismatch_fails_loudly_naming_the_labels(tiny_dataset: Path, tmp_path: Path) -> None:
+    """Box-level errors drop boxes, not photos; when most boxes go, the stage still fails, and says why."""
+    from components.common.errors import DataError
+
+    doc = tiny_params(tmp_path, task={"classes": ["eczema", "psoriasis"]}, validate_annotations={"log_to_mlflow": False})
+    ingest(section(doc, "ingest_data", IngestConfig), tiny_dataset, tmp_path / "ingest")
+    with pytest.raises(DataError, match=r"of the boxes of accepted images were dropped.*LABEL_UNKNOWN.*"
+                                        r"'lichen_planus' \(\d+\).*task.aliases"):
+        validate(section(doc, "validate_annotations", ValidateConfig), load_task(doc),
+                 tmp_path / "ingest", tmp_path / "validate")
+    report = pd.read_json(tmp_path / "validate" / "validation_report.json", typ="series")
+    assert report["n_quarantined"] == 0 and report["dropped_box_share"] > 0.2 and not report["passed"]
+    assert not (tmp_path / "validate" / "accepted.parquet").exists()
+
+
+@pytest.mark.parametrize("keep_partial", [False, True])
+def test_a_zero_area_box_costs_one_box_not_the_photo(tiny_dataset: Path, tmp_path: Path, keep_partial: bool) -> None:
+    """15 boxes, one of zero area: 14 patches from that photo, the bad box listed; the detector export
+    leaves the photo out (its missing object would be learned as background) unless asked not to."""
+    from dataclasses import replace
+
+    from components.common.voc import VocBox, read_voc, write_voc
+
+    data = tmp_path / "data"
+    shutil.copytree(tiny_dataset, data)
+    xml = sorted((data / "images").glob("*.xml"))[5]
+    ann = read_voc(xml)
+    label = ann.boxes[0].name
+    grid = [VocBox(label, 1 + 30 * (i % 5), 1 + 30 * (i // 5), 25 + 30 * (i % 5), 25 + 30 * (i // 5)) for i in range(14)]
+    write_voc(xml, replace(ann, boxes=(*grid[:7], VocBox(label, 40, 100, 40, 110), *grid[7:])))
+    doc = tiny_params(tmp_path, validate_annotations={"log_to_mlflow": False, "detection_keep_partial": keep_partial})
+    ingest(section(doc, "ingest_data", IngestConfig), data, tmp_path / "ingest")
+    report = validate(section(doc, "validate_annotations", ValidateConfig), load_task(doc),
+                      tmp_path / "ingest", tmp_path / "validate")
+    image = xml.relative_to(data).with_suffix(".jpg").as_posix()
+    assert image in report["accepted"] and report["quarantined"] == []
+    assert [(d["file"], d["box_index"], d["code"], d["label"]) for d in report["dropped_boxes"]] == [
+        (image, 7, "BOX_ZERO_AREA", label)]
+    crop(section(doc, "crop_patches", CropConfig), load_task(doc), tmp_path / "validate", data, tmp_path / "crop")
+    crops = pd.read_parquet(tmp_path / "crop" / "crops.parquet")
+    assert sorted(crops.loc[crops.rel_path == image, "box_index"]) == [i for i in range(15) if i != 7]
+    exported = set(pd.read_parquet(tmp_path / "crop" / "detection" / "detection.parquet").rel_path)
+    left_out = pd.read_json(tmp_path / "crop" / "crop_report.json", typ="series")["detection"]["left_out_partial"]
+    assert (image in exported) == keep_partial
+    assert left_out == ({"n": 0, "files": []} if keep_partial else {"n": 1, "files": [image]})
 
 
 def test_missing_source_is_a_clear_error(tmp_path: Path) -> None:

@@ -142,3 +142,25 @@ def test_validate_benchmark_quick_run() -> None:
     assert done.returncode == 0, done.stderr[-2000:]
     assert "ratio header vs full, timed work" in done.stdout
     assert time.perf_counter() - start < 120
+
+
+@pytest.mark.parametrize(("size", "expected"), [((4000, 3000), (500, 375)), ((378, 504), (189, 252)),
+                                                 ((200, 120), (200, 120)), ((1, 1), (1, 1))])
+def test_draft_decodes_keep_enough_pixels_for_a_stable_perceptual_hash(size: tuple[int, int],
+                                                                       expected: tuple[int, int]) -> None:
+    from components.common.images import draft_size
+
+    assert draft_size(*size) == expected
+
+
+def test_probe_tells_grey_pixels_from_colour(tmp_path: Path) -> None:
+    """labelImg's `<depth>` follows the pixels (Qt: a grey-only RGB image is grey), so ingest records them."""
+    grey_rgb = Image.fromarray(np.repeat(np.linspace(0, 255, 64 * 48, dtype=np.uint8).reshape(48, 64, 1), 3, 2))
+    cases = {"grey_rgb.png": grey_rgb, "grey_rgb.jpg": grey_rgb, "l.png": grey_rgb.convert("L"),
+             "palette.png": grey_rgb.convert("L").convert("P"), "colour.jpg": Image.new("RGB", (64, 48), (200, 40, 40))}
+    for name, img in cases.items():
+        img.save(tmp_path / name)
+    found = {name: probe(tmp_path / name, with_phash=True).grey for name in cases}
+    assert found == {"grey_rgb.png": True, "grey_rgb.jpg": True, "l.png": True, "palette.png": True,
+                     "colour.jpg": False}
+    assert probe(tmp_path / "colour.jpg", with_phash=True, decode="header").grey is None

@@ -106,8 +106,34 @@ def test_every_input_is_accepted_or_quarantined_once(defect_run: dict[str, Any])
     quarantine = read_json(work / "validate" / "quarantine.json")
     assert {q["file"] for q in quarantine} == quarantined
     assert all(q["codes"] for q in quarantine)
-    errors = {f["input_file"] for f in report["findings"] if f["severity"] == "error"}
-    assert errors == quarantined
+    image_errors = {f["input_file"] for f in report["findings"] if f["severity"] == "error" and f["box_index"] is None}
+    assert image_errors == quarantined
+    # a box-level error drops the box, listed with its file, index, code and label; the photo stays
+    box_errors = {(f["input_file"], f["box_index"], f["code"]) for f in report["findings"]
+                  if f["severity"] == "error" and f["box_index"] is not None and f["input_file"] in accepted}
+    assert box_errors == {(d["file"], d["box_index"], d["code"]) for d in report["dropped_boxes"]}
+    assert report["n_dropped_boxes"] == len(box_errors) > 0
+
+
+BOX_ERRORS = ("BOX_NOT_FINITE", "BOX_ZERO_AREA", "BOX_INVERTED", "BOX_OUT_OF_BOUNDS", "BOX_LABEL_CONFLICT", "LABEL_UNKNOWN")
+
+
+@pytest.mark.parametrize("code", BOX_ERRORS)
+def test_a_box_error_drops_the_box_not_the_photo(defect_run: dict[str, Any], code: str) -> None:
+    """The image keeps its other boxes and is accepted, marked unusable for detector training."""
+    import pandas as pd
+
+    report, work = defect_run["report"], defect_run["work"]
+    hits = [f for f in _hits(report, code, defect_run["injected"][code]) if f["box_index"] is not None]
+    assert hits, f"{code}: no box-level finding"
+    table = pd.read_parquet(work / "validate" / "accepted.parquet")
+    for hit in hits:
+        if hit["input_file"] in report["quarantined"]:  # another, image-level defect on the same photo
+            continue
+        image = table[(table.row_type == "image") & (table.rel_path == hit["input_file"])].iloc[0]
+        assert image.n_dropped_boxes >= 1 and not image.detection_usable
+        boxes = table[(table.row_type == "box") & (table.rel_path == hit["input_file"])]
+        assert hit["box_index"] not in set(boxes.box_index)
 
 
 def test_reports_data_docs_and_mlflow(defect_run: dict[str, Any]) -> None:
@@ -120,11 +146,14 @@ def test_reports_data_docs_and_mlflow(defect_run: dict[str, Any]) -> None:
     assert report["contract"]["accepted_boxes"]["success"] and report["contract"]["accepted_images"]["success"]
     page = (out / "validation_report.html").read_text(encoding="utf-8")
     assert all(q in page for q in report["quarantined"]) and "data_docs/index.html" in page
+    assert "<h2>Dropped boxes</h2>" in page and all(d["file"] in page for d in report["dropped_boxes"])
     mlflow.set_tracking_uri(f"sqlite:///{work / 'mlruns' / 'mlflow.db'}")
     run = MlflowClient().get_run(report["mlflow_run_id"])
     assert run.info.run_name == "validate_annotations"
     assert run.data.metrics["findings/IMAGE_DUPLICATE/error"] == 1
     assert run.data.metrics["n_quarantined"] == len(report["quarantined"])
+    assert run.data.metrics["n_dropped_boxes"] == report["n_dropped_boxes"] > 0
+    assert run.data.metrics["dropped_boxes/BOX_ZERO_AREA"] == report["dropped_boxes_by_code"]["BOX_ZERO_AREA"]
 
 
 def test_clean_data_raises_no_warning_and_keeps_everything(clean_dataset: Path, tmp_path: Path) -> None:

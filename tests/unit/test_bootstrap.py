@@ -6,7 +6,8 @@ import pytest
 from components.common.errors import ConfigError
 from components.common.metrics import classification_metrics
 from components.evaluate_model.bootstrap import (METRICS, BootstrapConfig, confidence_intervals, confusion_metrics,
-                                                 paired_difference, patient_counts, resampled_confusions)
+                                                 paired_difference, patient_counts, resampled_confusions,
+                                                 resampling_units)
 
 CLASSES = ("a", "b", "c", "d", "e")
 
@@ -99,3 +100,18 @@ def test_thousand_resamples_on_300_samples_is_fast() -> None:
 def test_bad_config_names_the_key(cfg: BootstrapConfig, key: str) -> None:
     with pytest.raises(ConfigError, match=f"evaluate_model.bootstrap.{key}"):
         patient_counts(["p1"], cfg)
+
+
+def test_resampling_units_are_split_groups_when_the_table_has_them(tmp_path) -> None:
+    """Near-duplicate photos of two 'patients' are one unit: drawn together or not at all."""
+    import pandas as pd
+
+    patients = ["p1", "p2", "p3", "p1"]
+    pd.DataFrame({"patient_id": ["p1", "p2", "p3"], "split": "test"}).to_parquet(tmp_path / "patches.parquet")
+    assert resampling_units(patients, tmp_path) == patients  # older table: patients
+    pd.DataFrame({"patient_id": ["p1", "p2", "p3"], "split_group": ["p1", "p1", "p3"],
+                  "split": "test"}).to_parquet(tmp_path / "patches.parquet")
+    units = resampling_units(patients, tmp_path)
+    assert units == ["p1", "p1", "p3", "p1"]
+    counts, index = patient_counts(units, BootstrapConfig(n_resamples=50))
+    assert counts.shape == (50, 2) and list(index) == [0, 0, 1, 0]

@@ -27,7 +27,7 @@ def _box(x0: float, y0: float, x1: float, y1: float, label: str = "eczema", i: i
     (_box(10, 10, 10, 50), ["BOX_ZERO_AREA"], False),
     (_box(10, 10, 130, 50), ["BOX_OUT_OF_BOUNDS"], False),
     (_box(0.5, 10, 101, 50), ["BOX_CLIPPED"], True),
-    (_box(10, 10, 12, 50), ["BOX_TOO_SMALL"], False),
+    (_box(10, 10, 12, 50), ["BOX_TOO_SMALL"], True),  # kept for the detector, not for patches
     (_box(10, 10, 50, 50, "acne"), ["LABEL_UNKNOWN"], False),
     (_box(10, 10, 50, 50, " PSO"), ["LABEL_NORMALIZED"], True),
 ])
@@ -36,6 +36,10 @@ def test_box_checks(box: dict[str, Any], codes: list[str], kept: bool) -> None:
     assert [f.code for f in findings] == codes
     assert (clean is not None) == kept
     assert all(f.file == "a.xml" and f.box_index == 0 for f in findings)
+    if clean is not None:
+        assert clean["for_patches"] == ("BOX_TOO_SMALL" not in codes)
+    # an error on a box drops that box only: it never quarantines the image
+    assert all(f.drops_box and not f.quarantines for f in findings if f.severity == "error")
 
 
 def test_clipped_box_is_inside_image() -> None:
@@ -50,8 +54,19 @@ def test_duplicates_near_duplicates_and_conflicts() -> None:
              {**_box(10, 10, 50, 50, i=3), "label": "psoriasis"},
              {**_box(60, 10, 90, 50, i=4), "label": "psoriasis"}]
     findings, kept = check_duplicates(boxes, "a.xml", CFG)
-    assert [f.code for f in findings] == ["BOX_DUPLICATE", "BOX_NEAR_DUPLICATE", "BOX_LABEL_CONFLICT"]
-    assert [b["box_index"] for b in kept] == [0, 4]
+    assert [(f.code, f.box_index) for f in findings] == [
+        ("BOX_DUPLICATE", 1), ("BOX_NEAR_DUPLICATE", 2), ("BOX_LABEL_CONFLICT", 0), ("BOX_LABEL_CONFLICT", 3)]
+    assert [b["box_index"] for b in kept] == [4]  # nobody knows which label is right: both copies go
+
+
+def test_a_third_copy_of_a_conflicting_box_is_dropped_too() -> None:
+    same = (10, 10, 50, 50)
+    boxes = [{**_box(*same, i=0), "label": "eczema"}, {**_box(*same, i=1), "label": "psoriasis"},
+             {**_box(*same, i=2), "label": "eczema"}]
+    findings, kept = check_duplicates(boxes, "a.xml", CFG)
+    assert [(f.code, f.severity, f.box_index) for f in findings] == [
+        ("BOX_LABEL_CONFLICT", "error", 0), ("BOX_LABEL_CONFLICT", "error", 1), ("BOX_LABEL_CONFLICT", "error", 2)]
+    assert kept == [] and "another class" in findings[2].message
 
 
 @pytest.mark.parametrize(("changes", "code"), [
@@ -172,8 +187,30 @@ def test_near_duplicate_threshold_and_messages() -> None:
     assert len(kept) == 1
     findings, kept = check_duplicates([a, b], "a.xml", ValidateConfig(near_duplicate_iou=0.95))
     assert findings == [] and len(kept) == 2
-    conflict, _ = check_duplicates([a, {**b, "label": "psoriasis"}], "a.xml", CFG)
-    assert [(f.code, f.severity, f.box_index) for f in conflict] == [("BOX_LABEL_CONFLICT", "error", 1)]
+    conflict, kept = check_duplicates([a, {**b, "label": "psoriasis"}], "a.xml", CFG)
+    assert [(f.code, f.severity, f.box_index) for f in conflict] == [("BOX_LABEL_CONFLICT", "error", 0),
+                                                                     ("BOX_LABEL_CONFLICT", "error", 1)]
+    assert kept == [] and all(f.drops_box and not f.quarantines for f in conflict)
+
+
+@pytest.mark.parametrize(("changes", "expected"), [
+    # labelImg writes 1 when Qt calls the image grey: a grey-only RGB(A) file is consistent (info)
+    ({"mode": "RGB", "declared_depth": 1, "grey_pixels": True}, [("DEPTH_MISMATCH", "info")]),
+    ({"mode": "RGBA", "declared_depth": 1, "grey_pixels": True}, [("DEPTH_MISMATCH", "info")]),
+    ({"mode": "RGB", "declared_depth": 1, "grey_pixels": False}, [("DEPTH_MISMATCH", "warning")]),
+    ({"mode": "RGB", "declared_depth": 1, "grey_pixels": None}, [("DEPTH_MISMATCH", "warning")]),  # older manifest
+    ({"mode": "RGB", "declared_depth": 1, "grey_pixels": float("nan")}, [("DEPTH_MISMATCH", "warning")]),
+    ({"mode": "RGB", "declared_depth": 3, "grey_pixels": True}, []),
+    # a palette image: 3 is what labelImg writes unless the palette is the identity grey ramp
+    ({"mode": "P", "declared_depth": 3, "grey_pixels": True}, [("DEPTH_MISMATCH", "info")]),
+    ({"mode": "P", "declared_depth": 1, "grey_pixels": True}, []),
+    ({"mode": "P", "declared_depth": 1, "grey_pixels": False}, [("DEPTH_MISMATCH", "warning")]),
+    ({"mode": "P", "declared_depth": 3, "grey_pixels": False}, []),
+    ({"mode": "L", "declared_depth": 3, "grey_pixels": True}, [("DEPTH_MISMATCH", "warning")]),
+    ({"mode": "I;16", "declared_depth": 1, "grey_pixels": True}, []),
+])
+def test_depth_is_judged_against_the_pixels(changes: dict[str, Any], expected: list[tuple[str, str]]) -> None:
+    assert _codes({**FULL_IMG, **changes}) == expected
 
 
 def test_config_refuses_impossible_values() -> None:
@@ -183,3 +220,10 @@ def test_config_refuses_impossible_values() -> None:
         ValidateConfig(near_duplicate_iou=0)
     with pytest.raises(ConfigError, match="max_quarantine_fraction"):
         ValidateConfig(max_quarantine_fraction=1.5)
+    with pytest.raises(ConfigError, match="max_dropped_box_fraction"):
+        ValidateConfig(max_dropped_box_fraction=-0.1)
+
+
+def test_unknown_label_says_what_to_do() -> None:
+    [finding], clean = check_box(_box(10, 10, 50, 50, "acne"), IMG, TASK, CFG)
+    assert clean is None and "task.aliases" in finding.message and "'acne'" in finding.message

@@ -174,3 +174,63 @@ def test_gx_contract_passes_clean_tables_and_names_violations(tmp_path: Path) ->
     findings, _ = check_contract(images, [], TASK, CFG, tmp_path / "empty", root="file:///data")
     assert [(f.code, f.file, f.input_file) for f in findings] == [("CONTRACT_VIOLATION", "file:///data", None)]
     assert "expect_table_row_count_to_be_between" in findings[0].message
+
+
+# --- byte copies and look-alikes: which copy is kept, and what the reviewer is told ---
+
+def _ann(*boxes: tuple[str, float]) -> list[ds.Box]:
+    return [(label, x, 1.0, x + 10, 11.0) for label, x in boxes]
+
+
+def test_the_kept_copy_is_the_first_without_an_image_level_error() -> None:
+    rows = [_img("a.jpg", sha256="s"), _img("b.jpg", sha256="s"), _img("c.jpg", sha256="s")]
+    found = ds.duplicate_images(rows, broken={"a.jpg"})
+    assert _codes(found) == [("IMAGE_DUPLICATE", "error", "a.jpg"), ("IMAGE_DUPLICATE", "error", "c.jpg")]
+    assert all("same bytes as b.jpg" in f.message and "which is kept" in f.message for f in found)
+    every_copy_broken = ds.duplicate_images(rows, broken={"a.jpg", "b.jpg", "c.jpg"})
+    assert _codes(every_copy_broken)[0][2] == "b.jpg" and "itself quarantined" in every_copy_broken[0].message
+
+
+@pytest.mark.parametrize(("mine", "kept", "phrase"), [
+    (_ann(("eczema", 1), ("psoriasis", 20)), _ann(("psoriasis", 20), ("eczema", 1)), "annotations identical (2 boxes)"),
+    (_ann(("eczema", 1)), _ann(("eczema", 5)), "same labels (eczema 1), boxes differ"),
+    (_ann(("eczema", 1)), _ann(("eczema", 1), ("psoriasis", 30)),
+     "this copy has 1 boxes (eczema 1), the kept one 2 (eczema 1, psoriasis 1)"),
+    ([], _ann(("eczema", 1)), "this copy has 0 boxes (none)"),
+])
+def test_duplicate_message_says_whether_the_annotations_agree(mine: list, kept: list, phrase: str) -> None:
+    rows = [_img("a.jpg", sha256="s"), _img("b.jpg", sha256="s")]
+    [found] = ds.duplicate_images(rows, annotations={"a.jpg": kept, "b.jpg": mine})
+    assert phrase in found.message and found.input_file == "b.jpg"
+
+
+def test_check_dataset_keeps_a_good_copy_when_the_first_one_names_another_image() -> None:
+    rows = [_img("a.jpg", sha256="s", xml_filename="zzz.jpg"), _img("b.jpg", sha256="s")]
+    found = ds.check_dataset(rows, [], CFG)
+    assert ("FILENAME_MISMATCH", "error", "a.jpg") in _codes(found)
+    assert ("IMAGE_DUPLICATE", "error", "a.jpg") in _codes(found)
+    assert all(f.input_file != "b.jpg" for f in found if f.quarantines)
+
+
+def test_near_duplicate_pairs_are_all_found_not_only_the_closest() -> None:
+    # a-b 2 bits, b-c 2 bits, a-c 4 bits, d far from everything; e is a byte copy of a
+    rows = [_img("a.jpg", phash="ffffffffffffffff", sha256="sa"), _img("b.jpg", phash="fffffffffffffffc"),
+            _img("c.jpg", phash="fffffffffffffff0"), _img("d.jpg", phash="0000000000000000"),
+            _img("e.jpg", phash="ffffffffffffffff", sha256="sa")]
+    pairs = [(a["rel_path"], b["rel_path"], d) for a, b, d in ds.near_duplicate_pairs(rows, CFG)]
+    assert pairs == [("a.jpg", "b.jpg", 2), ("a.jpg", "c.jpg", 4), ("b.jpg", "c.jpg", 2),
+                     ("b.jpg", "e.jpg", 2), ("c.jpg", "e.jpg", 4)]
+    found = ds.near_duplicate_images(rows, CFG)
+    assert _codes(found) == [("IMAGE_NEAR_DUPLICATE", "warning", p) for p in ("b.jpg", "c.jpg", "e.jpg")]
+    assert "looks like b.jpg and 1 other image(s) (perceptual-hash distance 2" in found[1].message
+
+
+def test_gx_contract_exempts_boxes_kept_only_for_the_detector(tmp_path: Path) -> None:
+    from components.validate_annotations.contract import check_contract
+
+    images = [_img("a.jpg", sha256="a" * 64)]
+    tiny = {**_abox("a.jpg", 0, 2), "label": "eczema"}
+    findings, _ = check_contract(images, [{**tiny, "for_patches": False}], TASK, CFG, tmp_path / "ok")
+    assert findings == []
+    findings, _ = check_contract(images, [{**tiny, "for_patches": True}], TASK, CFG, tmp_path / "bad")
+    assert {(f.code, f.input_file) for f in findings} == {("CONTRACT_VIOLATION", "a.jpg")}

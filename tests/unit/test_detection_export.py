@@ -78,6 +78,7 @@ def test_images_follow_their_patient_split(source: Path, tmp_path: Path) -> None
         "train": {"images": 2, "boxes": 2, "per_class": {"lichen_planus": 1, "psoriasis": 1}},
         "val": {"images": 1, "boxes": 1, "per_class": {"lichen_planus": 0, "psoriasis": 1}},
         "test": {"images": 1, "boxes": 1, "per_class": {"lichen_planus": 1, "psoriasis": 0}},
+        "negatives": 1, "left_out_partial": {"n": 0, "files": []},
     }
     json.dumps(summary)
 
@@ -193,3 +194,32 @@ def test_pycocotools_reads_the_export(source: Path, tmp_path: Path, split: str) 
         for ann in coco.loadAnns(coco.getAnnIds(imgIds=[img_id])):
             assert ann["image_id"] == img_id
             assert ann["area"] == pytest.approx(ann["bbox"][2] * ann["bbox"][3])
+
+
+def test_an_image_that_lost_a_box_is_left_out_and_listed(source: Path, tmp_path: Path) -> None:
+    """Its missing object would be learned as background; a table without the column is all usable."""
+    table = accepted_table()
+    image = (table.row_type == "image") & (table.rel_path == "a/img1.jpg")
+    table["detection_usable"] = None
+    table.loc[table.row_type == "image", "detection_usable"] = True
+    table.loc[image, "detection_usable"] = False
+    out = tmp_path / "det"
+    summary = run(source, out, table=table)
+    assert summary["left_out_partial"] == {"n": 1, "files": ["a/img1.jpg"]}
+    assert [i["file_name"] for i in load(out, "train")["images"]] == ["a/img2.jpg"]
+    assert summary["negatives"] == 1 and summary["train"]["boxes"] == 0
+    assert not (out / "images" / "a/img1.jpg").exists()
+    assert "a/img1.jpg" not in set(pd.read_parquet(out / "detection.parquet").rel_path)
+
+
+def test_images_follow_their_split_group_not_their_patient(source: Path, tmp_path: Path) -> None:
+    """A near-duplicate of a train patient's photo, filed under a test patient, goes with its group."""
+    table = accepted_table()
+    table["split_group"] = table["patient_id"]
+    table.loc[table.rel_path == "c/img4.jpg", "split_group"] = "P1"
+    out = tmp_path / "det"
+    run(source, out, table=table)
+    assert "c/img4.jpg" in [i["file_name"] for i in load(out, "train")["images"]]
+    assert load(out, "test")["images"] == []
+    exported = pd.read_parquet(out / "detection.parquet")
+    assert set(exported.loc[exported.rel_path == "c/img4.jpg", "split_group"]) == {"P1"}

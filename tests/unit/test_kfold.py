@@ -87,3 +87,17 @@ def test_check_folds_catches_a_leak() -> None:
 def test_bad_config_is_refused(kwargs: dict, field: str) -> None:
     with pytest.raises(ConfigError, match=rf"crop_patches\.kfold\.{field}"):
         KFoldConfig(**kwargs)
+
+
+def test_a_split_group_is_held_out_in_one_fold() -> None:
+    """Patients joined by a byte copy or a near-duplicate never sit on both sides of a fold."""
+    crops = make_crops(60)
+    crops["split_group"] = crops["patient_id"]
+    joined = {"P001": "P000", "P002": "P000", "P010": "P007"}
+    crops["split_group"] = crops["patient_id"].map(lambda p: joined.get(p, p))
+    result = grouped_kfold(crops, KFoldConfig(folds=3, repeats=5))
+    assert list(result.columns) == ["patient_id", "repeat", "fold"]
+    fold = result.set_index(["repeat", "patient_id"])["fold"]
+    for repeat in range(5):
+        assert fold[(repeat, "P000")] == fold[(repeat, "P001")] == fold[(repeat, "P002")]
+        assert fold[(repeat, "P007")] == fold[(repeat, "P010")]
