@@ -24,7 +24,7 @@ IMAGE_COLUMNS = {
     "label_source", "width", "height", "mode", "format", "bit_depth", "orientation", "modality",
     "image_error", "image_error_code", "annotation_path", "annotation_format", "annotation_error",
     "annotation_error_code", "xml_filename", "xml_path", "declared_width", "declared_height",
-    "declared_depth", "classes_txt", "classes_txt_path", "image_label", "phash", "decode", "declared_split",
+    "declared_depth", "classes_txt", "classes_txt_path", "image_label", "phash", "decode", "declared_split", "grey_pixels",
 }
 BOX_COLUMNS = {"rel_path", "sha256", "patient_id", "source_uri", "box_index", "label_raw", "xmin", "ymin",
                "xmax", "ymax", "difficult", "truncated", "annotation_format"}
