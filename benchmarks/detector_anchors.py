@@ -41,7 +41,7 @@ from components.crop_patches.core import run as crop  # noqa: E402
 from components.ingest_data.core import IngestConfig  # noqa: E402
 from components.ingest_data.core import run as ingest  # noqa: E402
 from components.train_detector.core import DetectorConfig, build_detector  # noqa: E402
-from components.train_detector.data import load_image, load_split  # noqa: E402
+from components.common.detector import load_image, load_split  # noqa: E402
 from components.validate_annotations.checks import ValidateConfig  # noqa: E402
 from components.validate_annotations.core import run as validate  # noqa: E402
 from components.common.settings import deep_merge, load_preset

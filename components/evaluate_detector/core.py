@@ -22,9 +22,8 @@ from components.common.io import read_json, write_json
 from components.common.task import TaskConfig
 from components.common.tracking import TrackingConfig, metric_key, resolved_uri, version_by_alias
 from components.evaluate_detector.gate import DetectorGateConfig, decide
-from components.train_detector.core import CHECKPOINT, SUMMARY, DetectorConfig, build_detector, predict
-from components.train_model.core import pick_device
-from components.train_detector.data import DetectionSplit, load_image, load_split
+from components.common.detector import SUMMARY, DetectionSplit, load_image, load_split, predict
+from components.common.device import pick_device
 
 Predictions = list[tuple[np.ndarray, np.ndarray, np.ndarray]]
 
@@ -42,15 +41,15 @@ class EvaluateDetectorConfig:
             raise ConfigError(f"evaluate_detector.iou_threshold: in (0, 1), found {self.iou_threshold}")
 
 
-def _challenger(model_dir: Path, n_classes: int) -> tuple[torch.nn.Module, dict[str, Any]]:
-    ckpt_path, summary_path = model_dir / CHECKPOINT, model_dir / SUMMARY
-    for p in (ckpt_path, summary_path):
-        if not p.is_file():
-            raise DataError(p, "not found; run train_detector first")
-    ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
-    model = build_detector(DetectorConfig(**ckpt["config"]), n_classes)
-    model.load_state_dict(ckpt["state_dict"])
-    return model.eval(), read_json(summary_path)
+def _challenger(tracking: TrackingConfig, model_dir: Path) -> tuple[torch.nn.Module, dict[str, Any]]:
+    """The model train_detector logged (its summary names it): exactly what promotion registers."""
+    summary_path = model_dir / SUMMARY
+    if not summary_path.is_file():
+        raise DataError(summary_path, "not found; run train_detector first")
+    summary = read_json(summary_path)
+    mlflow.set_tracking_uri(resolved_uri(tracking))
+    model = mlflow.pytorch.load_model(summary["model_uri"], map_location="cpu")
+    return model.eval(), summary
 
 
 def champion_detector(tracking: TrackingConfig, alias: str) -> tuple[torch.nn.Module | None, str | None]:
@@ -117,7 +116,7 @@ def run(cfg: EvaluateDetectorConfig, task: TaskConfig, tracking: TrackingConfig,
     """Score challenger and champion on `detection/annotations_test.json`; write and log the verdict."""
     if "detector" not in task.models:
         raise ConfigError(f"task.models: {list(task.models)} has no 'detector'; evaluate_detector does not apply")
-    model, summary = _challenger(model_dir, len(task.classes))
+    model, summary = _challenger(tracking, model_dir)
     test = load_split(patch_dir, "test", task.classes)
     if not test.items:
         raise DataError(test.annotations, "the test split has no images")

@@ -1,6 +1,6 @@
 """The detector's promotion gate: a pure function from test metrics to a decision, rule by rule.
 
-Same shape as the classifier's gate (its Rule/Decision classes): an absolute mAP floor, a minimum
+Same shape as the classifier's gate (components.common.gate's Rule/Decision): an absolute mAP floor, a minimum
 test size, and non-inferiority against the champion measured on the same test split, where
 "no champion yet" is a recorded, passing outcome rather than a skipped rule.
 """
@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from components.evaluate_model.gate import Decision, Rule
+from components.common.gate import Decision, Rule
 
 
 @dataclass(frozen=True)

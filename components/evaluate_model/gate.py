@@ -10,8 +10,10 @@ recorded outcome, not a silent skip, and a rule that is switched off is still li
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from typing import Any
+
+from components.common.gate import Decision, Rule
 
 
 @dataclass(frozen=True)
@@ -26,29 +28,6 @@ class GateConfig:
     min_gain_vs_baseline: float = 0.0  # macro-F1 the CNN must beat the classic baseline by
     require_validation_passed: bool = True
     require_no_patient_leak: bool = True
-
-
-@dataclass(frozen=True)
-class Rule:
-    name: str
-    value: float | None
-    threshold: float | None
-    passed: bool
-    reason: str
-
-    @property
-    def verdict(self) -> str:
-        return "pass" if self.passed else "fail"
-
-
-@dataclass(frozen=True)
-class Decision:
-    passed: bool
-    rules: tuple[Rule, ...] = field(default_factory=tuple)
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"passed": self.passed, "rules": [{**asdict(r), "verdict": r.verdict} for r in self.rules],
-                "failed": [r.name for r in self.rules if not r.passed]}
 
 
 def _floor(name: str, value: float, threshold: float) -> Rule:

@@ -30,12 +30,11 @@ from components.common.errors import ConfigError, DataError
 from components.common.io import write_json
 from components.common.task import TaskConfig
 from components.common.tracking import TrackingConfig, git_commit, setup
-from components.train_detector.data import DETECTION_DIR, DetectionSplit, batches, load_image, load_split, sample
-from components.train_model.core import pick_device
+from components.common.detector import (CHECKPOINT, DETECTION_DIR, SUMMARY, DetectionSplit, batches, load_split, predict,
+                                        sample)
+from components.common.device import pick_device
 from components.train_model.pretrained import local_copy
 
-CHECKPOINT = "detector.pt"
-SUMMARY = "train_summary.json"
 # arch → (backbone name, most trainable backbone layers)
 ARCHS = {"fasterrcnn_mobilenet_v3_large_fpn": ("mobilenet_v3_large", 6),
          "fasterrcnn_resnet50_fpn": ("resnet50", 5), "fasterrcnn_resnet101_fpn": ("resnet101", 5)}
@@ -146,19 +145,6 @@ def load_pretrained(model: nn.Module, uri: str) -> dict[str, int]:
     model.load_state_dict(fits, strict=False)
     return {"pretrained_loaded": len(fits), "pretrained_skipped": len(mapped) - len(fits),
             "pretrained_missing": len(own) - len(fits)}
-
-
-@torch.no_grad()
-def predict(model: nn.Module, split: DetectionSplit, device: torch.device,
-            batch_size: int = 4) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """Per image (boxes xyxy, scores, 0-based labels) in float32 (no autocast: bf16 would round
-    box corners by pixels). The caller puts the model in eval mode."""
-    out = []
-    for idx in batches(len(split.items), batch_size):
-        for det in model([load_image(split.items[i]).to(device) for i in idx]):
-            out.append((det["boxes"].float().cpu().numpy(), det["scores"].float().cpu().numpy(),
-                        det["labels"].cpu().numpy() - 1))
-    return out
 
 
 def _optimizer(cfg: DetectorConfig, model: nn.Module) -> torch.optim.Optimizer:

@@ -21,14 +21,13 @@ from components.common.tracking import TrackingConfig
 from components.evaluate_detector import __main__ as evaluate_cli
 from components.evaluate_detector.gate import DetectorGateConfig, decide
 from components.train_detector import __main__ as train_cli
+from components.common.detector import load_split, predict, sample
 from components.train_detector.core import (
     DetectorConfig,
     build_detector,
     load_pretrained,
-    predict,
     run,
 )
-from components.train_detector.data import load_split, sample
 from tests.conftest import TINY_CLASSES, deep_merge, tiny_params
 
 COLOURS = ((200, 40, 40), (40, 40, 200))

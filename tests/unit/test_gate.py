@@ -3,7 +3,8 @@ from typing import Any
 
 import pytest
 
-from components.evaluate_model.gate import Decision, GateConfig, decide
+from components.common.gate import Decision
+from components.evaluate_model.gate import GateConfig, decide
 
 CFG = GateConfig(min_accuracy=0.6, min_macro_f1=0.6, min_class_recall=0.3, max_drop_vs_champion=0.02,
                  min_test_samples=10, min_gain_vs_baseline=0.05)

@@ -1,4 +1,5 @@
-"""The detection export (COCO JSON per split + raw photos) as torchvision detection samples.
+"""The detection export (COCO JSON per split + raw photos) as torchvision detection samples, and a
+detector's predictions on it: what train_detector learns from and evaluate_detector scores on.
 
 Images are decoded on demand, batch by batch: raw photos are large, so unlike the patch classifier
 nothing is held in memory. Boxes stay in the stored pixel frame (no EXIF turn), which is the frame
@@ -13,12 +14,15 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 
 from components.common.errors import DataError
 from components.common.images import load_rgb
 from components.common.io import read_json
 
 DETECTION_DIR = "detection"
+CHECKPOINT = "detector.pt"  # train_detector's outputs that evaluate_detector reads
+SUMMARY = "train_summary.json"
 
 
 @dataclass(frozen=True)
@@ -110,3 +114,16 @@ def batches(n: int, batch_size: int, generator: torch.Generator | None = None) -
     """Index batches, shuffled when a generator is given (training), in order otherwise."""
     order = torch.randperm(n, generator=generator).tolist() if generator is not None else list(range(n))
     return [order[i:i + batch_size] for i in range(0, n, batch_size)]
+
+
+@torch.no_grad()
+def predict(model: nn.Module, split: DetectionSplit, device: torch.device,
+            batch_size: int = 4) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Per image (boxes xyxy, scores, 0-based labels) in float32 (no autocast: bf16 would round
+    box corners by pixels). The caller puts the model in eval mode."""
+    out = []
+    for idx in batches(len(split.items), batch_size):
+        for det in model([load_image(split.items[i]).to(device) for i in idx]):
+            out.append((det["boxes"].float().cpu().numpy(), det["scores"].float().cpu().numpy(),
+                        det["labels"].cpu().numpy() - 1))
+    return out
