@@ -38,9 +38,10 @@ from components.common.task import load_task  # noqa: E402
 from components.common.tracking import TrackingConfig  # noqa: E402
 from components.crop_patches.config import CropConfig  # noqa: E402
 from components.crop_patches.core import run as crop  # noqa: E402
-from components.ingest_data.core import IngestConfig  # noqa: E402
+from components.ingest_data.config import IngestConfig  # noqa: E402
 from components.ingest_data.core import run as ingest  # noqa: E402
-from components.train_detector.core import DetectorConfig, build_detector  # noqa: E402
+from components.train_detector.config import DetectorConfig  # noqa: E402
+from components.train_detector.core import build_detector  # noqa: E402
 from components.common.detector import load_image, load_split  # noqa: E402
 from components.validate_annotations.checks import ValidateConfig  # noqa: E402
 from components.validate_annotations.core import run as validate  # noqa: E402

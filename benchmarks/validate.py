@@ -39,7 +39,7 @@ from PIL import Image
 from components.common.params import load_params, section
 from components.common.task import load_task
 from components.common.voc import VocAnnotation, VocBox, write_voc
-from components.ingest_data.core import IngestConfig
+from components.ingest_data.config import IngestConfig
 from components.ingest_data.core import run as ingest
 from components.validate_annotations.config import ValidateConfig
 from components.validate_annotations.core import run as validate

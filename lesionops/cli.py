@@ -186,7 +186,7 @@ def rollback(
     overrides: SetOpt = None,
 ) -> None:
     """Move `champion` back to the `previous` version (recorded in the promotion audit log)."""
-    from components.promote_model.core import PromoteConfig
+    from components.promote_model.config import PromoteConfig
     from components.promote_model.rollback import rollback as do_rollback
 
     doc = task_params(params, task, overrides, "rollback")

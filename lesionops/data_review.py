@@ -122,7 +122,7 @@ def analyse(folder: Path, doc: dict[str, Any], out: Path) -> tuple[pd.DataFrame,
     report is read back instead of aborting the review.
     """
     from components.common.task import load_task
-    from components.ingest_data.core import IngestConfig
+    from components.ingest_data.config import IngestConfig
     from components.ingest_data.core import run as ingest
     from components.validate_annotations.core import run as validate
     from components.validate_annotations.report import REPORT_JSON

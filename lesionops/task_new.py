@@ -24,7 +24,7 @@ import yaml
 from components.common.errors import DataError
 from components.common.formats import SPLIT_NAMES
 from components.common.task import TaskConfig, label_key, usable_label
-from components.ingest_data.core import IngestConfig
+from components.ingest_data.config import IngestConfig
 from components.ingest_data.core import run as ingest
 
 PATCH_SIZES = (64, 96, 128)  # CPU-friendly; smaller boxes are upsampled less than they would be lost

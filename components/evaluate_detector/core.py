@@ -7,7 +7,6 @@ photos with predicted and true boxes). The same numbers are logged to the traini
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -17,28 +16,16 @@ import torch
 from mlflow.tracking import MlflowClient
 
 from components.common.detection_metrics import evaluate_detections
+from components.common.detector import SUMMARY, DetectionSplit, load_image, load_split, predict
+from components.common.device import pick_device
 from components.common.errors import ConfigError, DataError
 from components.common.io import read_json, write_json
 from components.common.task import TaskConfig
 from components.common.tracking import TrackingConfig, metric_key, resolved_uri, version_by_alias
-from components.evaluate_detector.gate import DetectorGateConfig, decide
-from components.common.detector import SUMMARY, DetectionSplit, load_image, load_split, predict
-from components.common.device import pick_device
+from components.evaluate_detector.config import EvaluateDetectorConfig
+from components.evaluate_detector.gate import decide
 
 Predictions = list[tuple[np.ndarray, np.ndarray, np.ndarray]]
-
-
-@dataclass(frozen=True)
-class EvaluateDetectorConfig:
-    """The `evaluate_detector` section of params.yaml."""
-
-    champion_alias: str = "champion"
-    iou_threshold: float = 0.5  # the gate's mAP is VOC mAP at this IoU
-    gate: DetectorGateConfig = field(default_factory=DetectorGateConfig)
-
-    def __post_init__(self) -> None:
-        if not 0 < self.iou_threshold < 1:
-            raise ConfigError(f"evaluate_detector.iou_threshold: in (0, 1), found {self.iou_threshold}")
 
 
 def _challenger(tracking: TrackingConfig, model_dir: Path) -> tuple[torch.nn.Module, dict[str, Any]]:

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from components.common.cli import base_parser, local_paths, output_location, params_from, run_main
 from components.common.params import section
-from components.ingest_data.core import IngestConfig, run
+from components.ingest_data.config import IngestConfig
+from components.ingest_data.core import run
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -9,19 +9,17 @@ with an error code and judged by `validate_annotations`.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 from rich.progress import track
 
-from components.common.errors import ConfigError, DataError
+from components.common.errors import DataError
 from components.common.formats import SPLIT_NAMES
-from components.common.images import DECODE_MODES, IMAGE_EXTENSIONS
 from components.common.io import write_json, write_parquet
-from components.common.params import params_hash
-from components.common.sources import StagedSource, ZipLimits, stage_source
+from components.common.sources import StagedSource, stage_source
+from components.ingest_data.config import IngestConfig
 from components.ingest_data.discover import Inventory, Pairing, discover
 from components.ingest_data.incremental import Previous, load_previous, reused_annotation, reused_image
 from components.ingest_data.rows import (
@@ -35,44 +33,10 @@ from components.ingest_data.rows import (
 
 MANIFEST = "manifest.parquet"
 REPORT = "ingest_report.json"
-ROWS_VERSION = 3  # bump when a stored field is added or changes meaning: old rows are then not reused
-# (3: grey_pixels; draft JPEGs hashed from at least PHASH_MIN_SIDE px)
-LAYOUTS = ("auto", "folder_per_class")
 _INT_COLUMNS = ("file_size", "mtime_ns", "annotation_mtime_ns")  # ns stamps do not survive float64
 COLUMNS = ("row_type", "rel_path", "source_uri", "sha256", "file_size", "mtime_ns", "patient_id", "patient_source",
            "body_site", "label_source", *IMAGE_FIELDS[3:], *ANNOTATION_FIELDS, "declared_split",
            *BOX_FIELDS)
-
-
-@dataclass(frozen=True)
-class IngestConfig:
-    """The `ingest_data` section of params.yaml."""
-
-    metadata_file: str = "metadata.csv"
-    image_extensions: tuple[str, ...] = IMAGE_EXTENSIONS
-    # Used when metadata.csv has no row for an image: a regex whose group `patient` is the id.
-    patient_pattern: str | None = None
-    layout: str = "auto"
-    max_image_pixels: int = 100_000_000
-    zip: ZipLimits = field(default_factory=ZipLimits)
-    cache_dir: str = ".cache/lesionops/sources"  # s3:// endpoint/region/credentials: standard AWS env/config only
-    # full: decode every pixel; draft: JPEGs at 1/8 scale (still reads every byte: truncation caught,
-    # perceptual hash kept) at a fraction of the cost; header: header + sha256 only, so corrupt
-    # pixels and near-duplicates are NOT checked (validation says so with DECODE_SKIPPED).
-    decode: str = "draft"
-
-    def __post_init__(self) -> None:
-        if self.layout not in LAYOUTS:
-            raise ConfigError(f"ingest_data.layout: expected one of {list(LAYOUTS)}, found {self.layout!r}")
-        if self.max_image_pixels < 1:
-            raise ConfigError(f"ingest_data.max_image_pixels: must be positive, found {self.max_image_pixels}")
-        if self.decode not in DECODE_MODES:
-            raise ConfigError(f"ingest_data.decode: expected one of {list(DECODE_MODES)}, found {self.decode!r}")
-
-    def rows_hash(self) -> str:
-        """Only the settings that change what a file's row says decide whether rows are reused
-        (`decode` does: header rows lack the decode check and phash, so switching re-reads all)."""
-        return params_hash(ROWS_VERSION, self.layout, self.max_image_pixels, self.decode)
 
 
 def _load_metadata(source: Path, cfg: IngestConfig) -> dict[str, dict[str, str]]:

@@ -10,7 +10,8 @@ from __future__ import annotations
 from components.common.cli import base_parser, input_location, local_paths, output_location, params_from, run_main
 from components.common.params import section
 from components.common.tracking import TrackingConfig
-from components.promote_model.core import PromoteConfig, run
+from components.promote_model.config import PromoteConfig
+from components.promote_model.core import run
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -17,7 +17,6 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +30,7 @@ from components.common.io import read_json, write_json
 from components.common.tracking import TrackingConfig, resolved_uri, version_by_alias
 from components.promote_model.audit import alias_move, audit_path, record_move
 from components.promote_model.card import model_card
+from components.promote_model.config import PromoteConfig
 
 SUMMARY = "train_summary.json"  # written by train_model and by the detector stage alike
 KINDS = ("classifier", "detector")
@@ -42,16 +42,6 @@ MAX_TEXT = 5000  # registry column limit for tag values and version descriptions
 class PromotionRefused(Refused):
     """The alias was not moved because doing so now would be unsafe (stale evaluation, or another
     promotion holds the lock). Re-evaluate against the current champion, then promote again."""
-
-
-@dataclass(frozen=True)
-class PromoteConfig:
-    """The `promote_model` section of params.yaml."""
-
-    alias: str = "champion"
-    previous_alias: str = "previous"
-    audit_log: str = "mlruns/audit.jsonl"
-    lock_timeout_s: float = 30.0
 
 
 def registered_name(tracking: TrackingConfig, kind: str, summary: dict[str, Any] | None = None) -> str:

@@ -16,8 +16,8 @@ from mlflow.tracking import MlflowClient
 from components.common.errors import LesionOpsError
 from components.common.tracking import TrackingConfig, resolved_uri
 from components.promote_model.audit import alias_move, champion_before, read_audit, record_move
-from components.promote_model.core import (PromoteConfig, current_version, promotion_lock, registered_name,
-                                           version_label)
+from components.promote_model.config import PromoteConfig
+from components.promote_model.core import current_version, promotion_lock, registered_name, version_label
 
 
 def _exists(client: MlflowClient, name: str, version: str) -> bool:

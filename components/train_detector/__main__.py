@@ -7,7 +7,8 @@ from components.common.cli import base_parser, input_location, local_paths, outp
 from components.common.params import section
 from components.common.task import load_task
 from components.common.tracking import TrackingConfig
-from components.train_detector.core import DetectorConfig, run
+from components.train_detector.config import DetectorConfig
+from components.train_detector.core import run
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -11,12 +11,10 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import mlflow
-import numpy as np
 import torch
 from rich.progress import Progress
 from torch import nn
@@ -26,70 +24,23 @@ from torchvision.models.detection.backbone_utils import mobilenet_backbone, resn
 from torchvision.ops.misc import FrozenBatchNorm2d
 
 from components.common.detection_metrics import evaluate_detections
+from components.common.detector import (
+    CHECKPOINT,
+    DETECTION_DIR,
+    SUMMARY,
+    DetectionSplit,
+    batches,
+    load_split,
+    predict,
+    sample,
+)
+from components.common.device import pick_device
 from components.common.errors import ConfigError, DataError
 from components.common.io import write_json
 from components.common.task import TaskConfig
 from components.common.tracking import TrackingConfig, git_commit, setup
-from components.common.detector import (CHECKPOINT, DETECTION_DIR, SUMMARY, DetectionSplit, batches, load_split, predict,
-                                        sample)
-from components.common.device import pick_device
+from components.train_detector.config import ARCHS, DetectorConfig
 from components.train_model.pretrained import local_copy
-
-# arch → (backbone name, most trainable backbone layers)
-ARCHS = {"fasterrcnn_mobilenet_v3_large_fpn": ("mobilenet_v3_large", 6),
-         "fasterrcnn_resnet50_fpn": ("resnet50", 5), "fasterrcnn_resnet101_fpn": ("resnet101", 5)}
-
-
-@dataclass(frozen=True)
-class DetectorConfig:
-    """The `train_detector` section of params.yaml."""
-
-    arch: str = "fasterrcnn_mobilenet_v3_large_fpn"
-    epochs: int = 12
-    batch_size: int = 4
-    optimizer: str = "sgd"  # sgd | adamw
-    lr: float = 0.01
-    momentum: float = 0.9
-    weight_decay: float = 1e-4
-    patience: int = 4
-    min_delta: float = 0.002
-    min_size: int = 320
-    max_size: int = 480
-    trainable_backbone_layers: int = 3  # only with pretrained_path: from scratch every layer trains
-    pretrained_path: str | None = None  # local file or s3:// URI holding a state_dict
-    score_threshold: float = 0.05
-    seed: int = 42
-    device: str = "auto"
-    threads: int = 0
-    # RPN anchors in pixels of the resized image; None = torchvision's (32 … 512). Small objects (seed
-    # 000's 8–20 px acupoints) need smaller ones. ResNet FPN: exactly 5, one per pyramid level.
-    anchor_sizes: tuple[int, ...] | None = None
-    aspect_ratios: tuple[float, ...] = (0.5, 1.0, 2.0)
-
-    def __post_init__(self) -> None:
-        if self.anchor_sizes is not None:  # YAML gives lists; the frozen config keeps tuples
-            object.__setattr__(self, "anchor_sizes", tuple(int(a) for a in self.anchor_sizes))
-        object.__setattr__(self, "aspect_ratios", tuple(float(r) for r in self.aspect_ratios))
-        self._check_anchors()
-        if self.arch not in ARCHS:
-            raise ConfigError(f"train_detector.arch: unknown {self.arch!r}; choose from {sorted(ARCHS)}")
-        if self.optimizer not in ("sgd", "adamw"):
-            raise ConfigError(f"train_detector.optimizer: 'sgd' or 'adamw', found {self.optimizer!r}")
-        if not 0 <= self.trainable_backbone_layers <= ARCHS[self.arch][1]:
-            raise ConfigError(f"train_detector.trainable_backbone_layers: 0..{ARCHS[self.arch][1]} for "
-                              f"{self.arch}, found {self.trainable_backbone_layers}")
-        if self.epochs < 1 or self.batch_size < 1 or not 0 < self.min_size <= self.max_size:
-            raise ConfigError("train_detector: need epochs ≥ 1, batch_size ≥ 1 and 0 < min_size ≤ max_size")
-
-    def _check_anchors(self) -> None:
-        sizes, ratios = self.anchor_sizes, self.aspect_ratios
-        if sizes is not None and (not sizes or min(sizes) < 1 or list(sizes) != sorted(set(sizes))):
-            raise ConfigError(f"train_detector.anchor_sizes: increasing positive pixel sizes, found {list(sizes)}")
-        if sizes is not None and self.arch != "fasterrcnn_mobilenet_v3_large_fpn" and len(sizes) != 5:
-            raise ConfigError(f"train_detector.anchor_sizes: {self.arch} has 5 FPN levels, one size each; "
-                              f"found {len(sizes)} sizes {list(sizes)}")
-        if not ratios or min(ratios) <= 0:
-            raise ConfigError(f"train_detector.aspect_ratios: positive height/width ratios, found {list(ratios)}")
 
 
 def build_detector(cfg: DetectorConfig, n_classes: int) -> FasterRCNN:
@@ -238,7 +189,6 @@ def _log_dataset(patch_dir: Path) -> None:
 
     mlflow.log_input(mlflow.data.from_pandas(pd.read_parquet(table_path), source=str(table_path.resolve()),
                                              targets="label", name="detection"), context="training")
-
 
 
 def run(cfg: DetectorConfig, task: TaskConfig, tracking: TrackingConfig, patch_dir: Path, out_dir: Path,

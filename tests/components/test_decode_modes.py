@@ -20,7 +20,8 @@ from components.common.io import records
 from components.common.task import TaskConfig
 from components.common.voc import VocAnnotation, VocBox, write_voc
 from components.ingest_data import rows as ingest_rows
-from components.ingest_data.core import IngestConfig, run
+from components.ingest_data.config import IngestConfig
+from components.ingest_data.core import run
 from components.validate_annotations.config import ValidateConfig
 from components.validate_annotations.core import run as validate
 from components.validate_annotations.dataset_checks import check_dataset

@@ -21,7 +21,7 @@ from components.crop_patches.core import run as crop
 from components.evaluate_model.__main__ import main as evaluate_cli
 from components.evaluate_model.core import EvaluateConfig, leak_patients
 from components.evaluate_model.core import run as evaluate
-from components.ingest_data.core import IngestConfig
+from components.ingest_data.config import IngestConfig
 from components.ingest_data.core import run as ingest
 from components.train_model.core import TrainConfig
 from components.train_model.core import run as train

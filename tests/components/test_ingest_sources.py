@@ -16,7 +16,8 @@ from PIL import Image
 from components.common.errors import DataError
 from components.common.voc import VocAnnotation, VocBox, to_xml
 from components.ingest_data import rows as ingest_rows
-from components.ingest_data.core import IngestConfig, run
+from components.ingest_data.config import IngestConfig
+from components.ingest_data.core import run
 from tests.dicom_files import ramp, write_dicom
 
 IMAGE_COLUMNS = {

@@ -21,7 +21,7 @@ from components.crop_patches.config import CropConfig
 from components.crop_patches.core import run as crop
 from components.evaluate_model.kfold import (REPORT_JSON, REPORT_MD, REPORT_PNG, KFoldReportConfig, decode_pool,
                                              load_config, read_pool, run_kfold, skip_reason)
-from components.ingest_data.core import IngestConfig
+from components.ingest_data.config import IngestConfig
 from components.ingest_data.core import run as ingest
 from components.train_baseline.core import BaselineConfig
 from components.train_baseline.core import fit as fit_baseline

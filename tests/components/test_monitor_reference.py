@@ -19,7 +19,7 @@ from components.crop_patches.config import CropConfig
 from components.crop_patches.core import run as crop
 from components.evaluate_model.core import EvaluateConfig
 from components.evaluate_model.core import run as evaluate
-from components.ingest_data.core import IngestConfig
+from components.ingest_data.config import IngestConfig
 from components.ingest_data.core import run as ingest
 from components.monitor_drift.config import MonitorConfig
 from components.monitor_drift.core import run, run_store

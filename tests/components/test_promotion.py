@@ -24,7 +24,8 @@ from components.common.io import write_json
 from components.common.tracking import TrackingConfig, setup
 from components.promote_model.__main__ import main
 from components.promote_model.audit import LAST_MOVE_TAG, read_audit
-from components.promote_model.core import PromoteConfig, PromotionRefused, run
+from components.promote_model.config import PromoteConfig
+from components.promote_model.core import PromotionRefused, run
 from components.promote_model.rollback import rollback
 
 CLASSES = ["lichen_planus", "psoriasis"]

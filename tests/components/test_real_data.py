@@ -22,7 +22,7 @@ import pytest
 
 from components.common.params import section
 from components.common.task import load_task
-from components.ingest_data.core import IngestConfig
+from components.ingest_data.config import IngestConfig
 from components.ingest_data.core import run as ingest
 from components.validate_annotations.config import ValidateConfig
 from components.validate_annotations.core import run as validate

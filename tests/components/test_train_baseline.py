@@ -19,7 +19,7 @@ from components.common.task import load_task
 from components.common.tracking import TrackingConfig
 from components.crop_patches.config import CropConfig
 from components.crop_patches.core import run as crop
-from components.ingest_data.core import IngestConfig
+from components.ingest_data.config import IngestConfig
 from components.ingest_data.core import run as ingest
 from components.train_baseline.__main__ import main
 from components.train_baseline.core import CONFUSION, METRICS, MODEL, BaselineConfig, run

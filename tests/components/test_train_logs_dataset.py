@@ -11,7 +11,7 @@ from components.common.task import load_task
 from components.common.tracking import TrackingConfig
 from components.crop_patches.config import CropConfig
 from components.crop_patches.core import run as crop
-from components.ingest_data.core import IngestConfig
+from components.ingest_data.config import IngestConfig
 from components.ingest_data.core import run as ingest
 from components.train_model.core import TrainConfig
 from components.train_model.core import run as train

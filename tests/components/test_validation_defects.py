@@ -13,7 +13,7 @@ from components.common.io import read_json
 from components.common.params import section
 from components.common.task import load_task
 from components.common.tracking import TrackingConfig
-from components.ingest_data.core import IngestConfig
+from components.ingest_data.config import IngestConfig
 from components.ingest_data.core import run as ingest
 from components.validate_annotations.config import ValidateConfig
 from components.validate_annotations.core import run as validate

@@ -14,7 +14,7 @@ from components.common.task import TaskConfig, load_task
 from components.common.tracking import TrackingConfig
 from components.crop_patches.core import CropConfig
 from components.crop_patches.core import run as crop
-from components.ingest_data.core import IngestConfig
+from components.ingest_data.config import IngestConfig
 from components.ingest_data.core import run as ingest
 from components.train_model.augment import PRESETS, augment
 from components.train_model.core import TrainConfig

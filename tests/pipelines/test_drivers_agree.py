@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from components.common.tracking import TrackingConfig
-from components.promote_model.core import PromoteConfig
+from components.promote_model.config import PromoteConfig
 from components.promote_model.core import run as promote
 from lesionops.champion import champion_summary
 from tests.conftest import REPO, tiny_params

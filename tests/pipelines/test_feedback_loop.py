@@ -23,11 +23,11 @@ from components.crop_patches.config import CropConfig
 from components.crop_patches.core import run as crop
 from components.evaluate_model.core import EvaluateConfig
 from components.evaluate_model.core import run as evaluate
-from components.ingest_data.core import IngestConfig
+from components.ingest_data.config import IngestConfig
 from components.ingest_data.core import run as ingest
 from components.train_baseline.core import BaselineConfig
 from components.train_baseline.core import run as train_baseline
-from components.promote_model.core import PromoteConfig
+from components.promote_model.config import PromoteConfig
 from components.promote_model.core import run as promote
 from components.train_model.core import TrainConfig
 from components.train_model.core import run as train

@@ -25,7 +25,7 @@ from components.crop_patches.config import CropConfig
 from components.crop_patches.core import run as crop
 from components.evaluate_model.core import EvaluateConfig
 from components.evaluate_model.core import run as evaluate
-from components.ingest_data.core import IngestConfig
+from components.ingest_data.config import IngestConfig
 from components.ingest_data.core import run as ingest
 from components.train_model.core import TrainConfig
 from components.train_model.core import run as train
@@ -156,9 +156,9 @@ def test_cli_pipeline_run_task_chest_xray_generates_data_and_runs_kfp_local(tmp_
 ])
 def test_detector_preset_end_to_end_through_the_stage_functions(preset: str, data: tuple[int, int, int],
                                                                 extra: dict[str, Any], tmp_path: Path) -> None:
-    from components.evaluate_detector.core import EvaluateDetectorConfig
+    from components.evaluate_detector.config import EvaluateDetectorConfig
     from components.evaluate_detector.core import run as evaluate_detector
-    from components.train_detector.core import DetectorConfig
+    from components.train_detector.config import DetectorConfig
     from components.train_detector.core import run as train_detector
 
     tiny_detector = {"train_detector": {"epochs": 1, "batch_size": 2, "threads": 1, "min_size": 128, "max_size": 128},

@@ -31,8 +31,9 @@ from PIL import Image
 from components.common.task import TaskConfig
 from components.common.tracking import TrackingConfig, setup
 from components.crop_patches.config import CropConfig
-from components.train_detector.core import DetectorConfig, build_detector
+from components.train_detector.config import DetectorConfig
 from components.train_detector.core import _log_model as log_detector_model
+from components.train_detector.core import build_detector
 from components.train_model.config import TrainConfig
 from components.train_model.core import _log_model as log_classifier_model
 from components.train_model.models import build_model

@@ -10,7 +10,7 @@ import pytest
 
 from components.common.task import TaskConfig
 from components.common.voc import read_voc
-from components.ingest_data.core import IngestConfig
+from components.ingest_data.config import IngestConfig
 from components.ingest_data.core import run as ingest
 from components.validate_annotations.config import ValidateConfig
 from components.validate_annotations.core import run as validate

@@ -38,16 +38,16 @@ def test_build_refuses_bad_values(values: dict, message: str) -> None:
 def test_repo_params_build_every_stage_config() -> None:
     from components.crop_patches.core import CropConfig
     from components.evaluate_model.core import EvaluateConfig
-    from components.ingest_data.core import IngestConfig
+    from components.ingest_data.config import IngestConfig
     from components.monitor_drift.core import MonitorConfig
-    from components.promote_model.core import PromoteConfig
-    from components.train_model.core import TrainConfig
+    from components.promote_model.config import PromoteConfig
     from components.train_baseline.core import BaselineConfig
-    from components.train_detector.core import DetectorConfig
+    from components.train_detector.config import DetectorConfig
+    from components.train_model.core import TrainConfig
     from components.validate_annotations.checks import ValidateConfig
-    from pipelines.schedule import RetrainConfig
     from lesionops.serve.config import ServeConfig
     from pipelines.kubeflow import KubeflowConfig
+    from pipelines.schedule import RetrainConfig
 
     doc = load_params(REPO / "params.yaml")
     for name, cls in [("ingest_data", IngestConfig), ("validate_annotations", ValidateConfig),

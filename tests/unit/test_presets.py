@@ -13,7 +13,6 @@ import yaml
 
 from components.common.errors import ConfigError
 from components.common.params import load_params, section
-from components.common.task import load_task
 from components.common.settings import (
     apply_overrides,
     build_settings,
@@ -21,6 +20,7 @@ from components.common.settings import (
     list_presets,
     load_preset,
 )
+from components.common.task import load_task
 from lesionops.presets import GENERATORS, SynthSettings, synth_settings
 from tests.conftest import REPO
 
@@ -34,13 +34,15 @@ def base() -> dict[str, Any]:
 
 
 def _section_configs(stage: str) -> list[type]:
-    """The dataclass(es) documented as `<stage>`'s params section, if that stage is in this checkout
-    (the baseline and detector stages were built alongside the presets)."""
-    if importlib.util.find_spec(f"components.{stage}") is None:
-        return []
-    module = importlib.import_module(f"components.{stage}.core")
-    return [obj for obj in vars(module).values() if dataclasses.is_dataclass(obj) and isinstance(obj, type)
-            and obj.__module__ == module.__name__ and f"`{stage}` section" in (obj.__doc__ or "")]
+    """The dataclass(es) documented as `<stage>`'s params section (a stage's config.py holds them)."""
+    found = []
+    for name in ("config", "core"):
+        if importlib.util.find_spec(f"components.{stage}.{name}") is None:
+            continue
+        module = importlib.import_module(f"components.{stage}.{name}")
+        found += [obj for obj in vars(module).values() if dataclasses.is_dataclass(obj) and isinstance(obj, type)
+                  and obj.__module__ == module.__name__ and f"`{stage}` section" in (obj.__doc__ or "")]
+    return found
 
 
 def _write(folder: Path, name: str, doc: dict[str, Any]) -> Path:
@@ -57,7 +59,7 @@ def test_every_seed_system_is_a_preset() -> None:
 def test_preset_builds_every_stage_config(name: str, base: dict[str, Any]) -> None:
     from components.crop_patches.config import CropConfig
     from components.evaluate_model.core import EvaluateConfig
-    from components.ingest_data.core import IngestConfig
+    from components.ingest_data.config import IngestConfig
     from components.train_model.core import TrainConfig
     from components.validate_annotations.checks import ValidateConfig
 

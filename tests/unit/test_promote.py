@@ -8,7 +8,8 @@ from components.common.errors import DataError, GateFailed
 from components.common.tracking import TrackingConfig
 from components.promote_model.audit import alias_move, append_audit, audit_path, champion_before, read_audit
 from components.promote_model.card import model_card, most_confused
-from components.promote_model.core import PromoteConfig, gate_report, run
+from components.promote_model.config import PromoteConfig
+from components.promote_model.core import gate_report, run
 
 SUMMARY = {"run_id": "abc", "model_uri": "models:/m-1", "data_version": "md5:1234", "arch": "small_cnn",
            "classes": ["eczema", "psoriasis", "lupus"]}

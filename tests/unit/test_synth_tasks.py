@@ -17,7 +17,7 @@ from components.common.errors import ConfigError
 from components.common.params import load_params, section
 from components.common.task import load_task
 from components.common.voc import read_voc
-from components.ingest_data.core import IngestConfig
+from components.ingest_data.config import IngestConfig
 from components.ingest_data.core import run as ingest
 from components.validate_annotations.checks import ValidateConfig
 from components.validate_annotations.core import run as validate

@@ -1,0 +1,15 @@
+"""The `promote_model` section of params.yaml."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class PromoteConfig:
+    """The `promote_model` section of params.yaml."""
+
+    alias: str = "champion"
+    previous_alias: str = "previous"
+    audit_log: str = "mlruns/audit.jsonl"
+    lock_timeout_s: float = 30.0
