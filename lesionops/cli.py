@@ -17,7 +17,8 @@ import typer
 from components import STAGES
 from components.common.cli import error_line, run_main
 from components.common.errors import ConfigError, LesionOpsError
-from components.common.params import load_params, params_hash, section
+from components.common.params import params_hash, section
+from components.common.task import load_task
 from components.common.tracking import TrackingConfig
 from lesionops.cli_common import (
     Commands,
@@ -97,7 +98,6 @@ def synth(
 
 def _shifted_stream(doc: dict[str, Any], out: Path, shift: str, severity: float, n: int | None, seed: int | None,
                     width: int | None, height: int | None) -> None:
-    from components.common.task import load_task
     from lesionops.synth.shift import ShiftConfig, write_stream
 
     options = {k: v for k, v in (("n", n), ("seed", seed), ("width", width), ("height", height)) if v is not None}
@@ -212,7 +212,6 @@ def serve(
 
     import uvicorn
 
-    from components.common.task import load_task
     from components.crop_patches.config import CropConfig
     from lesionops.serve.app import create_app
     from lesionops.serve.config import ServeConfig
@@ -243,7 +242,6 @@ def kfold(
     """Grouped repeated k-fold report (seed 002's 10 × 3): baseline and CNN trained per fold."""
     import dataclasses
 
-    from components.common.task import load_task
     from components.evaluate_model.kfold import load_config, run_kfold
     from components.train_baseline.core import BaselineConfig
     from components.train_model.config import TrainConfig
@@ -299,8 +297,11 @@ def monitor(
 @app.command()
 def demo(
     n_images: Annotated[Optional[int], typer.Option(help="synthetic photos (default: params synth)")] = None,
-    source: Annotated[Path, typer.Option(help="raw dataset folder")] = Path("data"),
+    source: Annotated[Optional[Path], typer.Option(help="raw dataset folder (default: data/, a preset's "
+                                                        "synth.out or the task file's task.data)")] = None,
     params: ParamsOpt = Path("params.yaml"),
+    task: TaskOpt = None,
+    overrides: SetOpt = None,
     force: Annotated[bool, typer.Option(help="rerun even if data and params are unchanged")] = False,
     pipeline_root: Annotated[Path, typer.Option(help="where kfp.local keeps task outputs")] = Path(".kfp_local"),
 ) -> None:
@@ -311,12 +312,15 @@ def demo(
     """
     from lesionops.champion import champion_summary
     from lesionops.datavc import track
+    from lesionops.presets import synth_settings
 
-    if not (source / "metadata.csv").is_file():
-        synth(out=source, n_images=n_images, params=params)
-    version = track(source)
+    doc = task_params(params, task, overrides, "demo")
+    data = load_task(doc).data
+    source = source or Path(data or (synth_settings(doc).out if task else "data"))
+    if data is None and not (source.is_dir() and any(source.iterdir())):
+        synth(out=source, n_images=n_images, params=params, task=task)
+    version = track(source) if source.resolve().is_relative_to(Path.cwd().resolve()) else "untracked"
     console.print(f"data version (DVC md5): {version}")
-    doc = load_params(params)
     tracking = section(doc, "mlflow", TrackingConfig)
     inputs = {"data_version": version, "params_hash": params_hash(doc)}
     record = pipeline_root / "last_run.json"
@@ -328,7 +332,7 @@ def demo(
         print_champion(tracking)
         final = current
     else:
-        pipeline_run(source=source, params=params, pipeline_root=pipeline_root)
+        pipeline_run(source=source, params=params, pipeline_root=pipeline_root, task=task, overrides=overrides)
         final = champion_summary(tracking)
         if final is not None and (current is None or final["version"] != current["version"]):
             record.write_text(json.dumps({**inputs, "champion": final["version"]}))  # promoted

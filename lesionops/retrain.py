@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import csv
 import os
-import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +22,7 @@ from typing import Any
 from components.common.errors import ConfigError, DataError
 from components.common.hashing import sha256_file
 from components.common.images import PHOTO_EXTENSIONS
-from pipelines.schedule import RetrainConfig, parse_interval
+from pipelines.schedule import RetrainConfig
 
 
 
