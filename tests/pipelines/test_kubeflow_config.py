@@ -11,7 +11,7 @@ from components.common.errors import ConfigError
 from components.common.kfp_image import image
 from components.common.launch import command, launch
 from components.common.params import build
-from pipelines.kubeflow import KubeflowConfig, configure, from_params
+from pipelines.kubeflow import KubeflowConfig, from_params
 
 
 def _cfg(**values: Any) -> KubeflowConfig:

@@ -23,7 +23,7 @@ from lesionops.champion import champion_summary
 from lesionops.serve.app import create_app
 from lesionops.serve.config import ServeConfig
 from lesionops.synth.skin import SynthConfig, generate_skin_dataset
-from tests.conftest import REPO, tiny_params
+from tests.conftest import tiny_params
 from tests.serve.fixtures import image_bytes
 
 pytestmark = pytest.mark.slow
