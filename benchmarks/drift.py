@@ -45,6 +45,7 @@ from PIL import Image
 
 from components.common.embedding import logits_and_embedding
 from components.common.params import load_params, section
+from components.common.preprocessing import IMAGENET, normalize
 from components.crop_patches.geometry import box_window
 from components.evaluate_model.calibration import fit_temperature
 from components.monitor_drift.config import CusumConfig, MonitorConfig
@@ -52,7 +53,6 @@ from components.common.image_stats import FEATURES, features_frame, image_featur
 from components.monitor_drift.reference import Reference
 from components.monitor_drift.stats import cusum_check
 from components.monitor_drift.window import assess_window
-from components.train_model.data import normalize
 from components.train_model.models import build_model
 from lesionops.synth.shift import SHIFTS, ShiftConfig, stream
 from lesionops.synth.skin import DEFAULT_CLASSES
@@ -115,7 +115,7 @@ def train_cnn(crops: np.ndarray, labels: list[str], epochs: int, seed: int) -> t
     model.train()
     for _ in range(epochs):
         for idx in torch.randperm(len(x), generator=gen).split(64):
-            batch = normalize(x[idx])
+            batch = normalize(x[idx], IMAGENET)  # fixed statistics: the drift figures were measured with them
             if torch.rand(1, generator=gen).item() < 0.5:
                 batch = batch.flip(3)
             loss = torch.nn.functional.cross_entropy(model(batch), y[idx])
@@ -127,7 +127,7 @@ def train_cnn(crops: np.ndarray, labels: list[str], epochs: int, seed: int) -> t
 
 def embed(model: torch.nn.Module, crops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     x = _tensor(crops)
-    out = [logits_and_embedding(model, normalize(x[i:i + 512])) for i in range(0, len(x), 512)]
+    out = [logits_and_embedding(model, normalize(x[i:i + 512], IMAGENET)) for i in range(0, len(x), 512)]
     return torch.cat([o[0] for o in out]).double().numpy(), torch.cat([o[1] for o in out]).numpy()
 
 

@@ -1,4 +1,10 @@
-"""Per-class balancing of the patch dataset, as seed 002 did (900 patches per class).
+"""Per-class balancing of the patch dataset, as seed 002 did (900 patches per class) — an option.
+
+Off by default (`target_per_class: null`): undersampling throws labelled lesions away (on a real
+microscopy set with one class 3× the other, a 250/class target discarded three quarters of the
+training crops and cost the CNN 4 macro-F1 points), so train_model handles imbalance with a
+class-weighted loss or a balanced sampler over every crop instead. Seed 002's balanced ES-Patch
+recipe stays available for building such a dataset on purpose (tasks/es_skin.yaml says how).
 
 Large classes are undersampled and small ones oversampled with fixed geometric augmentations.
 Both are deterministic and stable: which patches are kept, and which get copies, follows a salted
@@ -34,7 +40,7 @@ _REQUIRED = ("patch_id", "patch_path", "label", "split")
 
 @dataclass(frozen=True)
 class BalanceConfig:
-    target_per_class: int | None = 900  # None: no balancing at all
+    target_per_class: int | None = 900  # None: no balancing at all (params.yaml's default: nothing discarded)
     splits: tuple[str, ...] = ("train",)  # val/test keep their natural class mix
     undersample: bool = True
     oversample: bool = True
@@ -54,6 +60,9 @@ class BalanceConfig:
         bad = [s for s in self.splits if s not in SPLITS]
         if bad:
             raise ConfigError(f"{where}.splits: unknown {bad}; allowed: {list(SPLITS)}")
+        if set(self.splits) - {"train"}:
+            raise ConfigError(f"{where}.splits: only train can be balanced, found {list(self.splits)}: val/test "
+                              "keep their natural class mix, and a flipped copy there would count one lesion twice")
 
 
 def augment_patch(img: Image.Image, name: str) -> Image.Image:

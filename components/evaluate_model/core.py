@@ -27,6 +27,7 @@ from scipy.special import softmax
 from components.common.errors import DataError
 from components.common.io import read_json, write_json
 from components.common.metrics import classification_metrics
+from components.common.preprocessing import Normalization, normalize
 from components.common.task import TaskConfig
 from components.common.tracking import TrackingConfig, metric_key, resolved_uri, version_by_alias
 from components.evaluate_model import plots
@@ -34,12 +35,12 @@ from components.evaluate_model.bootstrap import (BootstrapConfig, confidence_int
                                                  patient_counts, resampling_units)
 from components.evaluate_model.calibration import (calibrated, expected_calibration_error, fit_temperature,
                                                    reliability_bins)
-from components.evaluate_model.gate import GateConfig, decide
+from components.evaluate_model.gate import GateConfig, decide, resolution
 from components.evaluate_model.kfold import KFoldReportConfig
 from components.monitor_drift.reference import ARTIFACT_PATH as REFERENCE_DIR
 from components.monitor_drift.reference import build_reference
 from components.train_model.core import CHECKPOINT, SUMMARY, pick_device
-from components.train_model.data import PatchSet, load_split, normalize
+from components.train_model.data import PatchSet, load_split
 from components.train_model.models import build_model
 
 __all__ = ["BootstrapConfig", "EvaluateConfig", "GateConfig", "run"]
@@ -70,12 +71,24 @@ class Scored:
 
 
 @torch.no_grad()
-def predict_logits(model: torch.nn.Module, images: torch.Tensor, device: torch.device,
+def predict_logits(model: torch.nn.Module, images: torch.Tensor, device: torch.device, norm: Normalization,
                    batch: int = 256) -> np.ndarray:
-    """Raw logits (float64) for uint8 images: temperature scaling needs them before the softmax.
-    The caller puts the model in eval mode (exported registry models are frozen in it)."""
-    out = [model(normalize(images[i:i + batch].to(device))).float().cpu() for i in range(0, len(images), batch)]
+    """Raw logits (float64) for uint8 images normalised as the model was trained: temperature scaling
+    needs them before the softmax. The caller puts the model in eval mode (exported registry models
+    are frozen in it)."""
+    out = [model(normalize(images[i:i + batch].to(device), norm)).float().cpu()
+           for i in range(0, len(images), batch)]
     return torch.cat(out).double().numpy() if out else np.zeros((0, 0))
+
+
+@dataclass(frozen=True)
+class Champion:
+    """The registry model behind an alias, with the input size and normalisation it was trained with."""
+
+    model: torch.nn.Module
+    version: str
+    image_size: int | None  # None: its run logged no preprocessing.json
+    norm: Normalization
 
 
 def _challenger(train_dir: Path, n_classes: int) -> tuple[torch.nn.Module, dict[str, Any], dict[str, Any]]:
@@ -89,30 +102,32 @@ def _challenger(train_dir: Path, n_classes: int) -> tuple[torch.nn.Module, dict[
     return model.eval(), ckpt, read_json(summary_path)
 
 
-def _logged_image_size(run_id: str) -> int | None:
-    """The input size the champion was trained at (its `preprocessing.json`), None if not logged."""
+def _logged_preprocessing(run_id: str) -> tuple[int | None, Normalization]:
+    """The input size and normalisation the champion was trained with (its `preprocessing.json`);
+    (None, ImageNet's statistics) when it logged none, as models before the file existed."""
     try:
         with tempfile.TemporaryDirectory() as tmp:
             path = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="preprocessing.json",
                                                        dst_path=tmp)
-            return int(json.loads(Path(path).read_text())["image_size"])
+            prep = json.loads(Path(path).read_text())
+            return int(prep["image_size"]), Normalization.from_dict(prep)
     except (MlflowException, OSError, KeyError, ValueError):
-        return None
+        return None, Normalization()
 
 
-def champion_model(tracking: TrackingConfig, alias: str) -> tuple[torch.nn.Module | None, str | None, int | None]:
-    """(model, version, image size) behind `models:/<name>@<alias>`; Nones when there is no champion yet."""
+def champion_model(tracking: TrackingConfig, alias: str) -> Champion | None:
+    """The model behind `models:/<name>@<alias>` with its preprocessing; None when there is no champion yet."""
     mlflow.set_tracking_uri(resolved_uri(tracking))
     version = version_by_alias(MlflowClient(), tracking.registered_model, alias)
     if version is None:
-        return None, None, None
+        return None
     loaded = mlflow.pytorch.load_model(f"models:/{tracking.registered_model}/{version.version}", map_location="cpu")
     # Pickled nn.Module since serving needs embeddings; older versions are pt2 (torch.export): loaded as
     # a graph module frozen in eval mode, which refuses `.eval()`.
     module = loaded.module() if isinstance(loaded, torch.export.ExportedProgram) else loaded
     if not isinstance(module, torch.fx.GraphModule):
         module.eval()
-    return module, str(version.version), _logged_image_size(version.run_id)
+    return Champion(module, str(version.version), *_logged_preprocessing(version.run_id))
 
 
 def leak_patients(patch_dir: Path) -> list[str]:
@@ -151,13 +166,13 @@ def read_validation(validation_dir: Path | None) -> bool | None:
 
 
 def score(model: torch.nn.Module, test: PatchSet, val: PatchSet, classes: tuple[str, ...], cfg: EvaluateConfig,
-          boot: tuple[np.ndarray, np.ndarray], device: torch.device) -> Scored:
+          boot: tuple[np.ndarray, np.ndarray], device: torch.device, norm: Normalization) -> Scored:
     """Metrics of one model on test; its temperature is fitted on val (never on test)."""
-    logits = predict_logits(model.to(device), test.images, device)
+    logits = predict_logits(model.to(device), test.images, device, norm)
     y, probs = test.labels.numpy(), softmax(logits, axis=1)
     pred = probs.argmax(1)
     m = classification_metrics(y, pred, classes, probs)
-    temperature = fit_temperature(predict_logits(model, val.images, device), val.labels.numpy())
+    temperature = fit_temperature(predict_logits(model, val.images, device, norm), val.labels.numpy())
     m.update(temperature=temperature, ece=expected_calibration_error(probs, y, cfg.calibration_bins),
              ece_calibrated=expected_calibration_error(calibrated(logits, temperature), y, cfg.calibration_bins),
              ci=confidence_intervals(y, pred, *boot, len(classes), cfg.bootstrap.confidence))
@@ -176,13 +191,15 @@ def summary(m: dict[str, Any]) -> dict[str, Any]:
 def _champion(tracking: TrackingConfig, cfg: EvaluateConfig, patch_dir: Path, classes: tuple[str, ...],
               size: int, boot: tuple[np.ndarray, np.ndarray], device: torch.device,
               data: tuple[PatchSet, PatchSet]) -> tuple[Scored | None, str | None]:
-    """Score the registry champion on the same test patches (resized to its own input size)."""
-    model, version, champ_size = champion_model(tracking, cfg.champion_alias)
-    if model is None:
+    """Score the registry champion on the same test patches (resized to its own input size and
+    normalised with its own statistics)."""
+    champ = champion_model(tracking, cfg.champion_alias)
+    if champ is None:
         return None, None
-    if champ_size is not None and champ_size != size:
-        data = (load_split(patch_dir, "test", classes, champ_size), load_split(patch_dir, "val", classes, champ_size))
-    return score(model, data[0], data[1], classes, cfg, boot, device), version
+    if champ.image_size is not None and champ.image_size != size:
+        data = (load_split(patch_dir, "test", classes, champ.image_size),
+                load_split(patch_dir, "val", classes, champ.image_size))
+    return score(champ.model, data[0], data[1], classes, cfg, boot, device, champ.norm), champ.version
 
 
 def _plots(out_dir: Path, challenger: Scored, y: np.ndarray, classes: tuple[str, ...], bins: int) -> None:
@@ -225,26 +242,30 @@ def run(cfg: EvaluateConfig, task: TaskConfig, tracking: TrackingConfig, patch_d
         out_dir: Path, baseline_dir: Path | None = None, validation_dir: Path | None = None) -> dict[str, Any]:
     baseline, validation_passed = read_baseline(baseline_dir), read_validation(validation_dir)
     model, ckpt, train_summary = _challenger(train_dir, len(task.classes))
-    size = ckpt["config"]["image_size"]
+    size, norm = ckpt["config"]["image_size"], Normalization.from_dict(ckpt.get("normalization"))
     test, val = load_split(patch_dir, "test", task.classes, size), load_split(patch_dir, "val", task.classes, size)
     if len(test.labels) == 0:
         raise DataError(patch_dir / "patches.parquet", "the test split is empty")
     device, y = pick_device("auto"), test.labels.numpy()
     boot = patient_counts(resampling_units(test.patients, patch_dir), cfg.bootstrap)
-    challenger = score(model, test, val, task.classes, cfg, boot, device)
+    challenger = score(model, test, val, task.classes, cfg, boot, device, norm)
     champion, champ_version = _champion(tracking, cfg, patch_dir, task.classes, size, boot, device, (test, val))
     diff_ci = None if champion is None else paired_difference(
         y, challenger.pred, champion.pred, *boot, len(task.classes), cfg.bootstrap.confidence)
     leaks = leak_patients(patch_dir)
+    n_patients = int(len(set(test.patients)))
+    resolved = resolution(diff_ci, challenger.metrics["ci"]["macro_f1"], n_patients, len(y), cfg.bootstrap.confidence)
     decision = decide(challenger.metrics, None if champion is None else champion.metrics, cfg.gate,
-                      baseline=baseline, validation_passed=validation_passed, leak_patients=leaks, diff_ci=diff_ci)
+                      baseline=baseline, validation_passed=validation_passed, leak_patients=leaks, diff_ci=diff_ci,
+                      test_resolution=resolved)
     out_dir.mkdir(parents=True, exist_ok=True)
     _plots(out_dir, challenger, y, task.classes, cfg.calibration_bins)
     # What serving's champion is monitored against (components/monitor_drift/reference.py).
     build_reference(model, [("val", val), ("test", test)], task.classes, challenger.metrics["temperature"],
-                    patch_dir, out_dir / REFERENCE_DIR, device=device)
+                    patch_dir, out_dir / REFERENCE_DIR, norm, device=device)
     metrics = {**_metrics_doc(challenger, champion, baseline, diff_ci), "champion_version": champ_version,
-               "bootstrap": asdict(cfg.bootstrap), "n_test_patients": int(len(set(test.patients))),
+               "bootstrap": asdict(cfg.bootstrap), "n_test_patients": n_patients,
+               "test_resolution_macro_f1": resolved["macro_f1"],
                "leak_patients": leaks, "validation_passed": validation_passed}
     write_json(out_dir / "metrics.json", metrics)
     report = {**decision.as_dict(), "run_id": train_summary["run_id"], "champion_version": champ_version}

@@ -5,6 +5,27 @@ earns its complexity; the comparison with the champion (evaluated on the same te
 patient bootstrap) stops regressions; the data rules refuse a model built on a failed validation
 or on a split where test patients were also trained on. "No champion yet" is an explicit,
 recorded outcome, not a silent skip, and a rule that is switched off is still listed as such.
+
+The champion rule and the test set's resolution. A test set of P patients can only tell apart
+differences larger than its *resolution* r: the half-width of the paired patient-bootstrap CI of
+(challenger − champion) macro-F1, i.e. the smallest difference it can show at the configured
+confidence. `decision.json` states r. Classic non-inferiority (CI lower bound ≥ −δ, δ =
+`max_drop_vs_champion`) is only decidable when r < δ; on the demo's 35 test patients r ≈ 0.06, so
+it refused every retrain that was not ~8 points better — a retrained challenger 5.4 points better
+was refused and the feedback loop would almost never promote. `margin_rule: resolution` therefore
+uses the margin max(δ, r):
+
+* r ≤ δ (a test set large enough for δ): the classic rule, unchanged;
+* r > δ: the lower bound must be ≥ −r, i.e. the centre of the paired interval ≥ 0 — the challenger
+  is at least as good as the champion on the best estimate this test set can give, and a difference
+  the test set cannot resolve is not held against it;
+* in both cases the observed difference must be ≥ −δ: a challenger that scores worse than the
+  champion by more than δ on the shared test set is never promoted, however wide the interval.
+
+So a clearly better challenger is promoted, a worse one is not, and only differences below the test
+set's resolution (which no rule on this test set could call) go either way. `margin_rule: fixed` is
+the classic rule alone. tests/unit/test_gate_resolution.py runs both sides through the real patient
+bootstrap at the demo's test-set size.
 """
 
 from __future__ import annotations
@@ -15,6 +36,8 @@ from typing import Any
 
 from components.common.gate import Decision, Rule
 
+MARGIN_RULES = ("fixed", "resolution")
+
 
 @dataclass(frozen=True)
 class GateConfig:
@@ -24,10 +47,32 @@ class GateConfig:
     min_macro_f1: float = 0.5
     min_class_recall: float = 0.2  # every class, so no disease is silently ignored
     max_drop_vs_champion: float = 0.02  # non-inferiority margin on macro-F1
+    margin_rule: str = "fixed"  # fixed: CI low ≥ −margin | resolution: margin = max(it, the test set's resolution)
     min_test_samples: int = 20
     min_gain_vs_baseline: float = 0.0  # macro-F1 the CNN must beat the classic baseline by
     require_validation_passed: bool = True
     require_no_patient_leak: bool = True
+
+    def __post_init__(self) -> None:
+        if self.margin_rule not in MARGIN_RULES:
+            from components.common.errors import ConfigError
+
+            raise ConfigError(f"evaluate_model.gate.margin_rule: expected one of {list(MARGIN_RULES)}, "
+                              f"found {self.margin_rule!r}")
+
+
+def resolution(diff_ci: Sequence[float] | None, challenger_ci: Sequence[float] | None, n_patients: int,
+               n_test: int, confidence: float) -> dict[str, Any]:
+    """The smallest macro-F1 difference this test set can show: the half-width of the paired
+    (challenger − champion) interval, or with no champion yet the half-width of the challenger's
+    own macro-F1 interval (how precisely the test set pins one model's score)."""
+    basis, ci = ("paired challenger − champion", diff_ci) if diff_ci is not None else ("challenger alone", challenger_ci)
+    half = None if ci is None else (float(ci[1]) - float(ci[0])) / 2.0
+    statement = (f"{n_test} test samples from {n_patients} patients: differences in macro-F1 smaller than "
+                 f"±{half:.3f} are not resolved at {confidence:.0%} ({basis}, patient bootstrap)"
+                 if half is not None else "no bootstrap interval: resolution unknown")
+    return {"macro_f1": half, "basis": basis, "n_test_patients": n_patients, "n_test": n_test,
+            "confidence": confidence, "statement": statement}
 
 
 def _floor(name: str, value: float, threshold: float) -> Rule:
@@ -70,11 +115,21 @@ def _champion_rule(challenger: dict[str, Any], champion: dict[str, Any] | None, 
         return Rule(name, diff, floor, ok, f"macro-F1 {challenger['macro_f1']:.4f} − champion "
                                            f"{champion['macro_f1']:.4f} = {diff:+.4f} {'≥' if ok else '<'} "
                                            f"{floor:+.4f} (point difference, no bootstrap interval)")
-    low = float(diff_ci[0])
-    ok = low >= floor
-    return Rule(name, low, floor, ok, f"macro-F1 difference {diff:+.4f}, paired patient-bootstrap CI "
-                                      f"[{low:+.4f}, {float(diff_ci[1]):+.4f}]: lower bound "
-                                      f"{'≥' if ok else '<'} {floor:+.4f}")
+    low, high = float(diff_ci[0]), float(diff_ci[1])
+    interval = f"macro-F1 difference {diff:+.4f}, paired patient-bootstrap CI [{low:+.4f}, {high:+.4f}]"
+    if cfg.margin_rule == "fixed":
+        ok = low >= floor
+        return Rule(name, low, floor, ok, f"{interval}: lower bound {'≥' if ok else '<'} {floor:+.4f}")
+    half = (high - low) / 2.0
+    margin = -max(cfg.max_drop_vs_champion, half)
+    if diff < floor:
+        return Rule(name, low, margin, False, f"{interval}: the challenger scores {-diff:.4f} below the champion, "
+                                              f"more than the {cfg.max_drop_vs_champion:.4f} margin")
+    ok = low >= margin
+    why = (f"margin {cfg.max_drop_vs_champion:.4f}" if half <= cfg.max_drop_vs_champion else
+           f"margin = the test set's resolution ±{half:.4f} (wider than {cfg.max_drop_vs_champion:.4f}: "
+           "a smaller drop cannot be shown on this test set)")
+    return Rule(name, low, margin, ok, f"{interval}: lower bound {'≥' if ok else '<'} {margin:+.4f}, {why}")
 
 
 def _switch(name: str, required: bool, ok: bool, value: float | None, threshold: float | None,
@@ -100,7 +155,8 @@ def _leak_rule(leak_patients: Sequence[str], cfg: GateConfig) -> Rule:
 
 def decide(challenger: dict[str, Any], champion: dict[str, Any] | None, cfg: GateConfig, *,
            baseline: dict[str, Any] | None = None, validation_passed: bool | None = None,
-           leak_patients: Sequence[str] = (), diff_ci: Sequence[float] | None = None) -> Decision:
+           leak_patients: Sequence[str] = (), diff_ci: Sequence[float] | None = None,
+           test_resolution: dict[str, Any] | None = None) -> Decision:
     """Apply every rule; the gate passes only if all pass (fail hard by default).
 
     `challenger`/`champion`/`baseline` are `classification_metrics` dicts on the same test split;
@@ -117,4 +173,4 @@ def decide(challenger: dict[str, Any], champion: dict[str, Any] | None, cfg: Gat
         _validation_rule(validation_passed, cfg),
         _leak_rule(leak_patients, cfg),
     ]
-    return Decision(all(r.passed for r in rules), tuple(rules))
+    return Decision(all(r.passed for r in rules), tuple(rules), test_resolution)

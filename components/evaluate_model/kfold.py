@@ -8,7 +8,8 @@ the other folds' patients and scored on the held-out ones:
 - `baseline`: train_baseline's HOG + colour-histogram features (extracted once for the whole
   pool) and its scaler + linear-SVM pipeline, with train_baseline's configured C (`search_c`
   picks it per fold from `c_grid` on the validation slice instead).
-- `cnn`: train_model's own network, loop and early stopping on in-memory batches.
+- `cnn`: train_model's own network, loop and early stopping on in-memory batches, normalised with
+  the fold's own training patches' statistics (as train_model does with its train split).
 
 Only un-augmented patches are pooled. crop_patches' oversampled copies are flips/turns of one
 patch: a copy in train and its original in the held-out fold would be the same lesion on both
@@ -56,6 +57,7 @@ from components.train_model.engine import pick_device, predict
 from components.train_model.loader import MemorySource
 from components.train_model.loop import fit as fit_cnn
 from components.train_model.models import build_model, freeze
+from components.train_model.pretrained import load_weights
 
 MODELS = ("baseline", "cnn")
 FOLDS, PATCHES, CROPS = "folds.parquet", "patches.parquet", "crops.parquet"
@@ -225,7 +227,10 @@ def run_baseline(x: np.ndarray, y: np.ndarray, fold: Fold, cfg: BaselineConfig, 
 def initial_state(cfg: TrainConfig, n_classes: int) -> dict[str, torch.Tensor]:
     """The network every fold starts from (seeded; pretrained weights read once, not per fold)."""
     torch.manual_seed(cfg.seed)
-    return copy.deepcopy(build_model(cfg.arch, n_classes, cfg.dropout, cfg.pretrained_path).state_dict())
+    model = build_model(cfg.arch, n_classes, cfg.dropout)
+    if cfg.pretrained != "none" or cfg.pretrained_path:
+        load_weights(model, cfg.arch, cfg.pretrained, cfg.pretrained_path)
+    return copy.deepcopy(model.state_dict())
 
 
 def run_cnn(images: torch.Tensor, y: np.ndarray, fold: Fold, cfg: TrainConfig, task: TaskConfig,
@@ -245,7 +250,7 @@ def run_cnn(images: torch.Tensor, y: np.ndarray, fold: Fold, cfg: TrainConfig, t
         state = fit_cnn(model, train, val, cfg, task, device, Dist(), Path(scratch), frozen, on_epoch=on_epoch)
     assert state.best_state is not None  # the first epoch always beats the initial score of -1
     model.load_state_dict(state.best_state)
-    probs = predict(model.eval(), images[fold.test], device)
+    probs = predict(model.eval(), images[fold.test], device, state.norm)
     return probs.argmax(1), {"best_epoch": state.best_epoch, "best_val_macro_f1": state.best_score,
                              "epochs_run": len(state.history)}
 

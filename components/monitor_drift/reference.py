@@ -44,6 +44,8 @@ ARTIFACT_PATH = "reference"
 if TYPE_CHECKING:  # torch is imported only when a reference is built, not when one is read
     import torch
 
+    from components.common.preprocessing import Normalization
+
 PATCH_FEATURES = tuple(f for f in FEATURES if f != "sharpness")  # scale-dependent: not comparable on patches
 
 
@@ -67,16 +69,17 @@ class Reference:
 
 
 def model_rows(model: torch.nn.Module, sets: Sequence[tuple[str, Any]], classes: tuple[str, ...],
-               temperature: float, device: torch.device, batch: int = 256) -> pd.DataFrame:
-    """Predictions, calibrated confidences and embeddings of (split, PatchSet) pairs, batch by batch."""
+               temperature: float, device: torch.device, norm: Normalization, batch: int = 256) -> pd.DataFrame:
+    """Predictions, calibrated confidences and embeddings of (split, PatchSet) pairs, batch by batch,
+    normalised with the model's own statistics (as serving does with each request)."""
     from components.common.embedding import logits_and_embedding
-    from components.train_model.data import normalize
+    from components.common.preprocessing import normalize
 
     rows: list[pd.DataFrame] = []
     model = model.to(device).eval()
     for split, patches in sets:
         for i in range(0, len(patches.labels), batch):
-            logits, emb = logits_and_embedding(model, normalize(patches.images[i:i + batch].to(device)))
+            logits, emb = logits_and_embedding(model, normalize(patches.images[i:i + batch].to(device), norm))
             probs = softmax(logits.double().cpu().numpy() / temperature, axis=1)
             pred, labels = probs.argmax(1), patches.labels[i:i + batch].numpy()
             rows.append(pd.DataFrame({
@@ -119,8 +122,8 @@ def image_rows(patch_dir: Path, max_side: int) -> tuple[pd.DataFrame, str]:
 
 
 def build_reference(model: torch.nn.Module, sets: Sequence[tuple[str, Any]], classes: tuple[str, ...],
-                    temperature: float, patch_dir: Path, out_dir: Path, *, device: torch.device | None = None,
-                    max_side: int = 256) -> dict[str, Any]:
+                    temperature: float, patch_dir: Path, out_dir: Path, norm: Normalization, *,
+                    device: torch.device | None = None, max_side: int = 256) -> dict[str, Any]:
     """Write model.parquet, images.parquet and reference.json into `out_dir`; returns the metadata.
 
     `sets` = [("val", PatchSet), ("test", PatchSet)] at the model's input size; `max_side` must be
@@ -128,7 +131,7 @@ def build_reference(model: torch.nn.Module, sets: Sequence[tuple[str, Any]], cla
     """
     import torch
 
-    rows = model_rows(model, sets, classes, temperature, device or torch.device("cpu"))
+    rows = model_rows(model, sets, classes, temperature, device or torch.device("cpu"), norm)
     images, pixels = image_rows(patch_dir, max_side)
     meta = {"classes": list(classes), "temperature": float(temperature), "max_side": max_side,
             "pixels": pixels, "features": list(FEATURES if pixels == "raw" else PATCH_FEATURES),

@@ -18,6 +18,7 @@ from typing import Any
 import torch
 
 from components.common.errors import ConfigError, DataError
+from components.common.preprocessing import Normalization
 from components.train_model.config import TrainConfig
 
 CHECKPOINT = "checkpoint.pt"
@@ -35,10 +36,11 @@ def save_atomic(obj: dict[str, Any], path: Path) -> Path:
 
 
 def save_best(path: Path, state: dict[str, torch.Tensor], cfg: TrainConfig, classes: tuple[str, ...],
-              epoch: int, score: float) -> Path:
-    """The keys evaluate_model relies on: state_dict, config, classes, epoch."""
+              epoch: int, score: float, norm: Normalization) -> Path:
+    """The keys evaluate_model relies on: state_dict, config, classes, epoch, normalization (the
+    mean/std the weights expect their inputs scaled with)."""
     return save_atomic({"state_dict": state, "config": dataclasses.asdict(cfg), "classes": list(classes),
-                        "epoch": epoch, "best_val_macro_f1": score}, path)
+                        "epoch": epoch, "best_val_macro_f1": score, "normalization": norm.as_dict()}, path)
 
 
 def rng_state(order: torch.Generator, aug: torch.Generator) -> dict[str, Any]:

@@ -13,8 +13,11 @@ from components.train_model.augment import ORIENTATIONS
 from components.train_model.augment import PRESETS as AUGMENTS
 
 OPTIMIZERS = ("sgd", "adam", "adamw", "adagrad")
-SCHEDULERS = ("none", "cosine", "step", "plateau")
+SCHEDULERS = ("none", "onecycle", "cosine", "step", "plateau")
+FIXED_LENGTH = ("onecycle", "cosine")  # schedules planned over `epochs`: they end when the epochs do
 LOADERS = ("memory", "dataloader")
+SAMPLERS = ("shuffle", "balanced")
+PRETRAINED = ("none", "imagenet")
 
 
 @dataclass(frozen=True)
@@ -32,15 +35,19 @@ class TrainConfig:
     dropout: float = 0.2
     label_smoothing: float = 0.0
     class_weights: str = "none"  # none | balanced (inverse class frequency, for imbalanced data)
-    scheduler: str = "cosine"  # none | cosine (over `epochs`) | step (step_size, gamma) | plateau (val macro-F1)
+    sampler: str = "shuffle"  # shuffle: every patch once per epoch | balanced: classes drawn equally often
+    scheduler: str = "cosine"  # none | onecycle (per batch) | cosine (over `epochs`) | step | plateau (val macro-F1)
+    warmup_fraction: float = 0.3  # onecycle: share of the steps spent warming up to `lr`
     step_size: int = 10  # step: epochs between learning-rate drops
     gamma: float = 0.1  # step and plateau: factor applied to the learning rate
     plateau_patience: int = 2  # plateau: epochs without a val macro-F1 gain before the drop
     patience: int = 4
     min_delta: float = 0.002
+    min_epochs: int | None = 0  # no early stop before this epoch; None: not before a fixed-length schedule ends
     seed: int = 42
     device: str = "auto"
     threads: int = 0  # 0 = let torch decide
+    pretrained: str = "none"  # none | imagenet (torchvision's weights, through the torch hub cache)
     pretrained_path: str | None = None  # local file or s3://bucket/key with a state_dict
     freeze_layers: int = 0  # first N backbone blocks kept fixed (see models.backbone_blocks)
     augment: str = "flips"  # none | flips | light | strong (see augment.py)
@@ -66,7 +73,15 @@ class TrainConfig:
             (0 <= self.label_smoothing < 1, "label_smoothing", "0 ≤ value < 1", self.label_smoothing),
             (self.class_weights in ("none", "balanced"), "class_weights", "'none' or 'balanced'",
              self.class_weights),
+            (self.sampler in SAMPLERS, "sampler", f"one of {list(SAMPLERS)}", self.sampler),
             (self.scheduler in SCHEDULERS, "scheduler", f"one of {list(SCHEDULERS)}", self.scheduler),
+            (0 < self.warmup_fraction < 1, "warmup_fraction", "0 < value < 1", self.warmup_fraction),
+            (self.min_epochs is None or self.min_epochs >= 0, "min_epochs", "≥ 0 or null", self.min_epochs),
+            (self.pretrained in PRETRAINED, "pretrained", f"one of {list(PRETRAINED)}", self.pretrained),
+            (not (self.pretrained != "none" and self.pretrained_path), "pretrained",
+             "'none' when pretrained_path is set (one source of weights)", self.pretrained),
+            (not (self.pretrained != "none" and self.arch == "small_cnn"), "pretrained",
+             "'none' for small_cnn (torchvision has no weights for it)", self.pretrained),
             (self.step_size >= 1, "step_size", "≥ 1", self.step_size),
             (0 < self.gamma <= 1, "gamma", "0 < gamma ≤ 1", self.gamma),
             (self.plateau_patience >= 0, "plateau_patience", "≥ 0", self.plateau_patience),
@@ -83,3 +98,13 @@ class TrainConfig:
         for ok, name, expected, found in checks:
             if not ok:
                 raise ConfigError(f"train_model.{name}: expected {expected}, found {found!r}")
+
+    @property
+    def epochs_before_stopping(self) -> int:
+        """Epochs that always run before early stopping may end the run: `min_epochs`, or for
+        `min_epochs: null` all of a fixed-length schedule (a OneCycle or cosine run cut short stops
+        at a high learning rate, before the annealing that gives its best weights; the best epoch's
+        weights are restored either way)."""
+        if self.min_epochs is None:
+            return self.epochs if self.scheduler in FIXED_LENGTH else 0
+        return self.min_epochs

@@ -25,19 +25,19 @@ from torch import nn
 
 from components.common.errors import DataError
 from components.common.io import write_json
+from components.common.preprocessing import Normalization, normalize
 from components.common.task import TaskConfig
 from components.common.tracking import TrackingConfig, git_commit, setup
 from components.train_model import distributed
 from components.train_model.checkpoint import CHECKPOINT, LAST, load_resume, save_best
 from components.train_model.config import TrainConfig
-from components.train_model.data import MEAN, STD, normalize
 from components.train_model.distributed import Dist
 from components.train_model.engine import amp_dtype, pick_device, predict
 from components.train_model.loader import Source, open_split
 from components.train_model.loop import FitState, fit
 from components.train_model.models import build_model, freeze, trainable
 from components.train_model.plots import plot_curves
-from components.train_model.pretrained import LoadReport, load_pretrained
+from components.train_model.pretrained import LoadReport, load_pretrained, load_weights
 
 __all__ = ["CHECKPOINT", "LAST", "SUMMARY", "TrainConfig", "pick_device", "predict", "run"]
 
@@ -65,9 +65,12 @@ class EpochLogger:
 
 
 
-def _log_model(model: nn.Module, sample: torch.Tensor, task: TaskConfig, cfg: TrainConfig, out_dir: Path) -> str:
+def _log_model(model: nn.Module, sample: torch.Tensor, task: TaskConfig, cfg: TrainConfig, out_dir: Path,
+               norm: Normalization) -> str:
+    """The model with its signature, and `preprocessing.json`: what serving and evaluation need to
+    feed it exactly as training did (classes, input size, the train patches' mean/std)."""
     model = model.cpu().to(memory_format=torch.contiguous_format).eval()
-    example = normalize(sample[:2]).numpy()
+    example = normalize(sample[:2], norm).numpy()
     with torch.no_grad():
         signature = infer_signature(example, model(torch.from_numpy(example)).numpy())
     # Pickled nn.Module, not a torch.export program: serving and drift monitoring hook the last Linear
@@ -75,8 +78,9 @@ def _log_model(model: nn.Module, sample: torch.Tensor, task: TaskConfig, cfg: Tr
     info = mlflow.pytorch.log_model(
         model, name="model", signature=signature, input_example=example, serialization_format="pickle",
         pip_requirements=[f"torch=={torch.__version__.split('+')[0]}", "torchvision==0.29.2"])
-    prep = {"classes": list(task.classes), "image_size": cfg.image_size, "mean": MEAN, "std": STD,
-            "input": "RGB uint8 patch resized to image_size, scaled to [0,1], normalised"}
+    prep = {"classes": list(task.classes), "image_size": cfg.image_size, **norm.as_dict(),
+            "normalization": "per-channel mean/std of the training patches",
+            "input": "RGB uint8 patch resized to image_size, scaled to [0,1], normalised with mean/std"}
     (out_dir / "preprocessing.json").write_text(json.dumps(prep, indent=2))
     mlflow.log_artifact(str(out_dir / "preprocessing.json"))
     return info.model_uri
@@ -119,15 +123,16 @@ def _finish(model: nn.Module, state: FitState, train: Source, cfg: TrainConfig, 
     """Best weights into checkpoint.pt, curves and model into MLflow; returns the summary."""
     assert state.best_state is not None  # the first epoch always beats the initial score of -1
     model.load_state_dict(state.best_state)
-    save_best(out_dir / CHECKPOINT, state.best_state, cfg, task.classes, state.best_epoch, state.best_score)
+    save_best(out_dir / CHECKPOINT, state.best_state, cfg, task.classes, state.best_epoch, state.best_score,
+              state.norm)
     plot_curves(state.history, out_dir / "curves.png")
     mlflow.log_artifact(str(out_dir / "curves.png"))
-    model_uri = _log_model(model, train.sample(2), task, cfg, out_dir)
+    model_uri = _log_model(model, train.sample(2), task, cfg, out_dir, state.norm)
     mlflow.log_metrics({"best_val_macro_f1": state.best_score, "best_epoch": state.best_epoch})
     return {"run_id": active.info.run_id, "experiment_id": active.info.experiment_id, "kind": "classifier",
             "model_uri": model_uri, "arch": cfg.arch, "best_epoch": state.best_epoch,
             "best_val_macro_f1": state.best_score, "epochs_run": len(state.history),
-            "classes": list(task.classes), "data_version": data_version}
+            "classes": list(task.classes), "data_version": data_version, "normalization": state.norm.as_dict()}
 
 
 def run(cfg: TrainConfig, task: TaskConfig, tracking: TrackingConfig, patch_dir: Path, out_dir: Path,
@@ -149,8 +154,8 @@ def _model(cfg: TrainConfig, n_classes: int, device: torch.device, ctx: Dist,
     ranks; a resume overwrites them anyway), frozen blocks, channels-last on CUDA."""
     model = build_model(cfg.arch, n_classes, cfg.dropout)
     report = None
-    if cfg.pretrained_path and ctx.main and loads_weights:
-        report = load_pretrained(model, cfg.pretrained_path)
+    if (cfg.pretrained_path or cfg.pretrained != "none") and ctx.main and loads_weights:
+        report = load_weights(model, cfg.arch, cfg.pretrained, cfg.pretrained_path)
         print(f"train_model: pretrained {report.source}: {report.loaded} tensors loaded, {report.missing} missing, "
               f"{report.unexpected} unexpected, {report.mismatched} of another shape")
     frozen = freeze(model, cfg.arch, cfg.freeze_layers)

@@ -1,7 +1,7 @@
 """Patch datasets as in-memory uint8 tensors: patches are small, so decode once and train fast.
 
 `loader.py` turns these into batches on the training device (and reads files per batch when a
-dataset does not fit in memory)."""
+dataset does not fit in memory); components/common/preprocessing.py normalises them."""
 
 from __future__ import annotations
 
@@ -14,10 +14,6 @@ import torch
 from PIL import Image
 
 from components.common.errors import DataError
-
-# Normalisation is part of the model contract: saved with the model and logged to MLflow.
-MEAN = (0.485, 0.456, 0.406)
-STD = (0.229, 0.224, 0.225)
 
 
 @dataclass(frozen=True)
@@ -34,6 +30,9 @@ def split_table(patch_dir: Path, split: str, classes: tuple[str, ...]) -> tuple[
         raise DataError(table, "patch table not found; run crop_patches first")
     frame = pd.read_parquet(table)
     frame = frame[frame.split == split].sort_values("patch_path").reset_index(drop=True)
+    if split != "train" and "augment" in frame.columns and (frame.augment != "none").any():
+        raise DataError(table, f"the {split} split holds augmented copies: a lesion counted several times "
+                        "would bias its metrics; balance only train (crop_patches.balance.splits)")
     unknown = set(frame.label) - set(classes)
     if unknown:
         raise DataError(table, f"labels {sorted(unknown)} are not in task.classes {list(classes)}")
@@ -57,10 +56,3 @@ def load_split(patch_dir: Path, split: str, classes: tuple[str, ...], size: int)
     for i, rel in enumerate(frame.patch_path):  # straight into the tensor: no list of arrays + stack copy
         images[i] = torch.from_numpy(decode_patch(patch_dir / "patches" / rel, size)).permute(2, 0, 1)
     return PatchSet(images, labels, tuple(frame.patient_id.astype(str)))
-
-
-def normalize(batch: torch.Tensor) -> torch.Tensor:
-    """uint8 N×3×H×W → float, normalised with the model's mean/std."""
-    mean = torch.tensor(MEAN, device=batch.device).view(1, 3, 1, 1)
-    std = torch.tensor(STD, device=batch.device).view(1, 3, 1, 1)
-    return (batch.float() / 255.0 - mean) / std

@@ -22,6 +22,7 @@ from typing import Protocol
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from components.common.preprocessing import Normalization, channel_stats
 from components.train_model.config import TrainConfig
 from components.train_model.data import decode_patch, load_split, split_table
 
@@ -34,6 +35,7 @@ class Source(Protocol):
     def __len__(self) -> int: ...
     def batches(self, indices: torch.Tensor, batch_size: int) -> Iterator[Batch]: ...
     def sample(self, k: int) -> torch.Tensor: ...
+    def normalization(self) -> Normalization: ...
 
 
 class MemorySource:
@@ -53,6 +55,10 @@ class MemorySource:
 
     def sample(self, k: int) -> torch.Tensor:
         return self.images[:k].clone()
+
+    def normalization(self) -> Normalization:
+        """Per-channel statistics of every patch of the split (seconds for 100,000 patches)."""
+        return channel_stats(self.images)
 
     def _buffers(self, batch_size: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
         if batch_size not in self._staging:
@@ -127,6 +133,12 @@ class FileSource:
 
     def sample(self, k: int) -> torch.Tensor:
         return torch.stack([self.files[i][0] for i in range(min(k, len(self.files)))])
+
+    def normalization(self, at_most: int = 5000) -> Normalization:
+        """Per-channel statistics of up to `at_most` evenly spaced patches: files are read one by one
+        here, and 5,000 pin the means to ~1e-3 without a full pass over a dataset larger than RAM."""
+        picks = torch.linspace(0, len(self.files) - 1, min(at_most, len(self.files))).round().long().unique()
+        return channel_stats(torch.stack([self.files[int(i)][0] for i in picks]))
 
     def batches(self, indices: torch.Tensor, batch_size: int) -> Iterator[Batch]:
         self.plan.batches = [indices[s:s + batch_size].tolist() for s in range(0, len(indices), batch_size)]

@@ -20,13 +20,15 @@ from rich.progress import Progress
 from torch import nn
 
 from components.common.metrics import classification_metrics
+from components.common.preprocessing import IMAGENET, Normalization
 from components.common.task import TaskConfig
 from components.train_model import distributed
 from components.train_model.checkpoint import FORMAT, LAST, rng_state, save_atomic, set_rng_state
 from components.train_model.config import TrainConfig
 from components.train_model.distributed import Dist
 from components.train_model.engine import (
-    Scheduler, Trainer, amp_dtype, class_weights, make_optimizer, make_scheduler, step_scheduler,
+    Scheduler, Trainer, amp_dtype, class_weights, epoch_order, make_optimizer, make_scheduler, per_batch,
+    step_scheduler,
 )
 from components.train_model.loader import Source
 from components.train_model.models import trainable
@@ -42,6 +44,7 @@ class FitState:
     best_state: dict[str, torch.Tensor] | None = None
     history: list[dict[str, float]] = field(default_factory=list)
     stopped: bool = False
+    norm: Normalization = IMAGENET  # the train patches' statistics the run normalised with
 
 
 def augment_seed(seed: int, rank: int) -> int:
@@ -63,8 +66,9 @@ class Parts:
 
 
 def _parts(model: nn.Module, train: Source, cfg: TrainConfig, task: TaskConfig, device: torch.device, ctx: Dist,
-           frozen: list[nn.Module]) -> Parts:
+           frozen: list[nn.Module], norm: Normalization) -> Parts:
     opt = make_optimizer(cfg, trainable(model))
+    sched = make_scheduler(cfg, opt, -(-len(distributed.shard(torch.arange(len(train)), ctx)) // cfg.batch_size))
     dtype = amp_dtype(cfg, device)
     weights = class_weights(cfg, train.labels, len(task.classes))
     loss_fn = nn.CrossEntropyLoss(weight=None if weights is None else weights.to(device),
@@ -72,8 +76,8 @@ def _parts(model: nn.Module, train: Source, cfg: TrainConfig, task: TaskConfig, 
     aug = torch.Generator().manual_seed(augment_seed(cfg.seed, ctx.rank))
     trainer = Trainer(model, opt, loss_fn, device, cfg.augment, aug, dtype, cfg.channels_last and device.type == "cuda",
                       frozen, torch.amp.GradScaler(device.type, enabled=dtype == torch.float16),
-                      orientation=cfg.augment_orientation)
-    return Parts(trainer, make_scheduler(cfg, opt), torch.Generator().manual_seed(cfg.seed), cfg, task, ctx, device)
+                      orientation=cfg.augment_orientation, norm=norm, batch_sched=sched if per_batch(sched) else None)
+    return Parts(trainer, sched, torch.Generator().manual_seed(cfg.seed), cfg, task, ctx, device)
 
 
 def _restore(ckpt: dict[str, Any], model: nn.Module, p: Parts) -> FitState:
@@ -103,14 +107,15 @@ def _validate(p: Parts, model: nn.Module, val: Source, state: FitState, epoch: i
     """Rank 0's [macro-F1, improved, stop] and val accuracy."""
     m = classification_metrics(val.labels.numpy(), p.trainer.probabilities(model, val).argmax(1), p.task.classes)
     improved = m["macro_f1"] > state.best_score + p.cfg.min_delta
-    stop = not improved and epoch - state.best_epoch >= p.cfg.patience
+    stop = (not improved and epoch - state.best_epoch >= p.cfg.patience
+            and epoch + 1 >= p.cfg.epochs_before_stopping)
     return [m["macro_f1"], float(improved), float(stop)], m["accuracy"]
 
 
 def _epoch(p: Parts, model: nn.Module, train: Source, val: Source, state: FitState, epoch: int) -> dict[str, float]:
     """Train one epoch on this rank's shard, validate on rank 0, update `state` on every rank."""
     start, lr = time.perf_counter(), float(p.trainer.opt.param_groups[0]["lr"])
-    shard = distributed.shard(torch.randperm(len(train), generator=p.order), p.ctx)
+    shard = distributed.shard(epoch_order(p.cfg, train.labels, p.order), p.ctx)
     loss_sum, seen = distributed.sum_all(list(p.trainer.epoch(train, shard, p.cfg.batch_size)), p.ctx, p.device)
     verdict, accuracy = _validate(p, model, val, state, epoch) if p.ctx.main else ([0.0] * 3, 0.0)
     score, improved, stop = distributed.from_main(verdict, p.ctx, p.device)
@@ -130,9 +135,14 @@ def fit(model: nn.Module, train: Source, val: Source, cfg: TrainConfig, task: Ta
         ctx: Dist, out_dir: Path, frozen: list[nn.Module], resume: dict[str, Any] | None = None,
         on_epoch: EpochHook | None = None, run_id: str | None = None) -> FitState:
     """Train `model` (already on `device`) until `cfg.epochs` or early stopping, from `resume` (a
-    loaded last.pt) if given; rank 0 writes `last.pt` after every epoch, then calls `on_epoch`."""
-    p = _parts(model, train, cfg, task, device, ctx, frozen)
+    loaded last.pt) if given; rank 0 writes `last.pt` after every epoch, then calls `on_epoch`.
+
+    Inputs are normalised with the train source's own channel statistics (recomputed on a resume:
+    the same patches give the same numbers), returned in `FitState.norm` to be stored with the model."""
+    norm = train.normalization()
+    p = _parts(model, train, cfg, task, device, ctx, frozen, norm)
     state = _restore(resume, model, p) if resume else FitState()
+    state.norm = norm
     p.trainer.model = distributed.wrap(model, ctx, device)  # after the restore: DDP syncs from rank 0
     last = state.next_epoch if state.stopped else cfg.epochs  # a resumed, stopped run only finishes
     with Progress(disable=not ctx.main) as progress:

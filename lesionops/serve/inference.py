@@ -23,6 +23,7 @@ import torch
 from PIL import Image, ImageDraw
 
 from components.common.embedding import logits_and_embedding
+from components.common.preprocessing import Normalization, normalize
 from components.crop_patches.config import CropConfig
 from components.crop_patches.geometry import Window, box_window
 from components.crop_patches.pixels import CropItem, ImageJob, decode, render
@@ -64,13 +65,12 @@ def patch_for(path: Path, size: tuple[int, int], box: list[float] | None, orient
 
 
 def to_batch(patch: Image.Image, model: Classifier) -> torch.Tensor:
-    """1×3×S×S float, resized (bilinear, as train_model's decode_patch) and normalised."""
+    """1×3×S×S float, resized (bilinear, as train_model's decode_patch) and normalised by the same
+    function as in training, with the model's logged statistics."""
     if patch.size != (model.image_size, model.image_size):
         patch = patch.resize((model.image_size, model.image_size), Image.Resampling.BILINEAR)
-    x = torch.from_numpy(np.array(patch)).permute(2, 0, 1).unsqueeze(0).float().div_(255.0)
-    mean = torch.tensor(model.mean).view(1, 3, 1, 1)
-    std = torch.tensor(model.std).view(1, 3, 1, 1)
-    return (x - mean) / std
+    x = torch.from_numpy(np.array(patch)).permute(2, 0, 1).unsqueeze(0)
+    return normalize(x, Normalization(model.mean, model.std))
 
 
 def calibrated(logits: torch.Tensor, temperature: float) -> np.ndarray:

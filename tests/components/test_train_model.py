@@ -90,6 +90,7 @@ def _same_weights(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> boo
 @pytest.mark.parametrize("overrides", [
     {"scheduler": "cosine", "augment": "strong", "optimizer": "adamw", "class_weights": "balanced"},
     {"scheduler": "plateau", "augment": "light", "optimizer": "sgd", "freeze_layers": 1},
+    {"scheduler": "onecycle", "augment": "light", "sampler": "balanced"},  # per-batch schedule, drawn order
 ])
 def test_resume_after_a_crash_ends_with_the_uninterrupted_weights(patches: Path, tmp_path: Path,
                                                                   overrides: dict[str, Any]) -> None:
@@ -108,6 +109,21 @@ def test_resume_after_a_crash_ends_with_the_uninterrupted_weights(patches: Path,
     drop = ("epoch_seconds", "train_images_per_s")  # wall-clock, the only fields allowed to differ
     assert ([{k: v for k, v in r.items() if k not in drop} for r in straight.history]
             == [{k: v for k, v in r.items() if k not in drop} for r in resumed.history])
+
+
+def test_inputs_are_normalised_with_the_train_patches_statistics(patches: Path, tmp_path: Path) -> None:
+    """Per-channel mean/std of the train split's pixels (not ImageNet's), for both data sources; and
+    a OneCycle run is not cut short by patience (its best epoch's weights are still the ones kept)."""
+    cfg = TrainConfig(arch="small_cnn", image_size=32, epochs=3, batch_size=16, threads=1, scheduler="onecycle",
+                      patience=0, min_epochs=None)
+    state = _fit(cfg, patches, tmp_path / "memory")
+    pixels = open_split(patches, "train", TASK.classes, cfg, torch.device("cpu")).images.double() / 255
+    np.testing.assert_allclose(state.norm.mean, pixels.mean(dim=(0, 2, 3)).numpy(), atol=1e-6)
+    np.testing.assert_allclose(state.norm.std, pixels.std(dim=(0, 2, 3), correction=0).numpy(), atol=1e-6)
+    assert len(state.history) == 3 and state.best_state is not None
+    files = open_split(patches, "train", TASK.classes, dataclasses.replace(cfg, loader="dataloader", num_workers=0),
+                       torch.device("cpu"))
+    assert files.normalization() == state.norm  # 40 patches: all of them read
 
 
 def test_dataloader_workers_feed_the_same_batches_as_memory(patches: Path, tmp_path: Path) -> None:
@@ -146,6 +162,8 @@ def test_cli_trains_logs_and_resumes_into_a_new_run(patches: Path, tmp_path: Pat
     main([*base, "--out", str(tmp_path / "first")])
     ckpt = torch.load(tmp_path / "first" / CHECKPOINT, weights_only=False)
     assert {"state_dict", "config", "classes", "epoch"} <= set(ckpt) and ckpt["classes"] == list(TINY_CLASSES)
+    prep = yaml.safe_load((tmp_path / "first" / "preprocessing.json").read_text())
+    assert ckpt["normalization"] == {"mean": prep["mean"], "std": prep["std"]} and prep["mean"] != [0.485, 0.456, 0.406]
     summary = yaml.safe_load((tmp_path / "first" / "train_summary.json").read_text())
     client = mlflow.MlflowClient(f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}")
     first = client.get_run(summary["run_id"])

@@ -28,6 +28,7 @@ import torch
 from mlflow.tracking import MlflowClient
 from PIL import Image
 
+from components.common.preprocessing import Normalization
 from components.common.task import TaskConfig
 from components.common.tracking import TrackingConfig, setup
 from components.crop_patches.config import CropConfig
@@ -105,8 +106,9 @@ def log_classifier(tracking: TrackingConfig, task: TaskConfig, work: Path, *, se
     out = work / f"classifier-{seed}"
     out.mkdir(parents=True, exist_ok=True)
     setup(tracking)
+    norm = Normalization((0.6, 0.5, 0.45), (0.2, 0.25, 0.3))  # not ImageNet's: serving must use the logged one
     with mlflow.start_run(run_name=f"train-small_cnn-{seed}"):
-        uri = log_classifier_model(model, sample, task, cfg, out)
+        uri = log_classifier_model(model, sample, task, cfg, out, norm)
         if temperature is not None:
             mlflow.log_metric("temperature", temperature)
     return _promote(tracking, tracking.registered_model, uri, alias)

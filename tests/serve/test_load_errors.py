@@ -33,6 +33,7 @@ def test_exported_program_is_refused_with_a_reason(tmp_path: Path) -> None:
 def test_evaluate_model_still_scores_a_pt2_champion(tmp_path: Path) -> None:
     """A registry whose champion predates pickled logging (pt2) must not break the next evaluation:
     the challenger is compared with it as before (its graph refuses `.eval()`; it is frozen in eval)."""
+    from components.common.preprocessing import IMAGENET
     from components.common.tracking import TrackingConfig
     from components.evaluate_model.core import champion_model
 
@@ -46,7 +47,8 @@ def test_evaluate_model_still_scores_a_pt2_champion(tmp_path: Path) -> None:
                                  serialization_format="pt2", registered_model_name="old")
     client.set_registered_model_alias("old", "champion", "1")
     tracking = TrackingConfig(tracking_uri=uri, artifact_root=str(tmp_path / "artifacts"), registered_model="old")
-    loaded, version, _ = champion_model(tracking, "champion")
-    assert version == "1"
+    champion = champion_model(tracking, "champion")
+    assert champion is not None and champion.version == "1"
+    assert champion.image_size is None and champion.norm == IMAGENET  # no preprocessing.json: what it was fed
     x = torch.rand(4, 3, 2, 2)
-    assert torch.allclose(loaded(x), model(x), atol=1e-6)
+    assert torch.allclose(champion.model(x), model(x), atol=1e-6)

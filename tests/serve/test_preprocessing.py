@@ -1,8 +1,10 @@
 """Serving feeds the classifier exactly what training fed it.
 
 The reference path is the training code itself: crop_patches' worker (`crop_image`) writes the
-patch file, train_model's loader (`decode_patch` + `normalize`) reads it, the champion is loaded the
-way evaluate_model loads it, and the calibrated softmax uses the logged temperature. The API's
+patch file, train_model's loader (`decode_patch`) reads it, components/common/preprocessing's `normalize`
+scales it with the statistics the champion logged (the fixture logs a non-ImageNet mean/std, so a
+server falling back to ImageNet's would fail), the champion is loaded the way evaluate_model loads it,
+and the calibrated softmax uses the logged temperature. The API's
 confidences and the stored embedding must match that to float precision — for a boxed region and
 for a whole image, on a photo stored as-is and one carrying an EXIF rotation.
 """
@@ -22,8 +24,9 @@ from components.common.embedding import logits_and_embedding
 from components.crop_patches.geometry import Window, box_window
 from components.crop_patches.pixels import CropItem, ImageJob, crop_image
 from components.evaluate_model.core import champion_model
-from components.train_model.data import decode_patch, normalize
+from components.common.preprocessing import IMAGENET, normalize
 from components.common.store import Store
+from components.train_model.data import decode_patch
 from tests.serve.fixtures import ServeSetup, image_bytes
 
 W, H = 200, 150
@@ -56,9 +59,11 @@ def test_api_matches_the_training_pipeline(client: httpx.Client, serving: ServeS
               box_window((box[0] + 1, box[1] + 1, box[2], box[3]), W, H, crop.context_margin, crop.shape, crop.edge))
     job = ImageJob(str(source), W, H, orientation, (CropItem("p", window, str(patch)),))
     assert crop_image(job, crop, whole=box is None)[2] is None
-    model, version, size = champion_model(serving.tracking, "champion")
-    assert model is not None and version == body["model"]["version"] and size is not None
-    batch = normalize(torch.from_numpy(decode_patch(patch, size)).permute(2, 0, 1).unsqueeze(0))
+    champion = champion_model(serving.tracking, "champion")
+    assert champion is not None and champion.version == body["model"]["version"] and champion.image_size is not None
+    assert champion.norm != IMAGENET
+    model, size = champion.model, champion.image_size
+    batch = normalize(torch.from_numpy(decode_patch(patch, size)).permute(2, 0, 1).unsqueeze(0), champion.norm)
     logits, embedding = logits_and_embedding(model, batch)
     probs = torch.softmax(logits.double() / 1.5, dim=1)[0].numpy()  # the fixture logs temperature 1.5
     classes = list(serving.task.classes)

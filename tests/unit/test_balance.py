@@ -106,7 +106,6 @@ def test_empty_class_fails_by_default_and_is_reported_otherwise() -> None:
 
 @pytest.mark.parametrize("cfg", [
     BalanceConfig(target_per_class=5),
-    BalanceConfig(target_per_class=5, splits=("train", "val")),
     BalanceConfig(target_per_class=None),
     BalanceConfig(target_per_class=5, undersample=False, oversample=False),
 ])
@@ -166,6 +165,8 @@ def test_augment_patch_unknown_name() -> None:
     ({"augmentations": ("hflip", "shear")}, "augmentations"),
     ({"augmentations": ("hflip", "hflip")}, "augmentations"),
     ({"splits": ("train", "holdout")}, "splits"),
+    ({"splits": ("train", "val")}, "splits"),  # copies never reach val/test
+    ({"splits": ("test",)}, "splits"),
 ])
 def test_bad_config_is_refused(kwargs: dict, field: str) -> None:
     with pytest.raises(ConfigError, match=rf"crop_patches\.balance\.{field}"):

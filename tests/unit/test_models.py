@@ -12,10 +12,11 @@ from torch import nn
 from components.common.errors import ConfigError, DataError
 from components.train_model.augment import PRESETS, augment
 from components.train_model.config import TrainConfig
-from components.train_model.engine import Trainer, make_optimizer, make_scheduler, step_scheduler
+from components.train_model.engine import (Trainer, class_weights, epoch_order, make_optimizer, make_scheduler,
+                                           step_scheduler)
 from components.train_model.loader import MemorySource
 from components.train_model.models import ARCHS, build_model, freeze, trainable
-from components.train_model.pretrained import load_pretrained
+from components.train_model.pretrained import load_pretrained, load_weights
 
 
 @pytest.mark.parametrize("arch", ARCHS)
@@ -106,6 +107,56 @@ def test_vgg16_takes_the_convolutions_of_a_torchvision_vgg16_file(tmp_path: Path
     assert torch.equal(model.features[28].weight, donor.features[28].weight)
 
 
+def test_imagenet_weights_come_from_the_torch_hub_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A file already in the hub cache is what `pretrained: imagenet` loads (no network needed)."""
+    from torchvision.models import ResNet18_Weights, resnet18
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    cached = tmp_path / "hub" / "checkpoints" / Path(ResNet18_Weights.DEFAULT.url).name
+    cached.parent.mkdir(parents=True)
+    donor = resnet18(num_classes=1000)
+    torch.save(donor.state_dict(), cached)
+    model = build_model("resnet18", 3)
+    report = load_weights(model, "resnet18", "imagenet", None)
+    assert report.source == "torchvision ResNet18_Weights.IMAGENET1K_V1"
+    assert (report.loaded, report.unexpected, report.mismatched) == (len(donor.state_dict()) - 2, 2, 0)  # fc: ours
+    assert torch.equal(model.layer4[1].conv2.weight, donor.layer4[1].conv2.weight)
+
+
+def test_imagenet_weights_offline_say_where_to_put_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No network (a proxy nobody listens on stands for an air-gapped machine): a ConfigError naming
+    the cache path and pretrained_path, never a silent training from scratch."""
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    for var in ("https_proxy", "HTTPS_PROXY", "http_proxy", "HTTP_PROXY"):
+        monkeypatch.setenv(var, "http://127.0.0.1:9")
+    monkeypatch.delenv("no_proxy", raising=False)
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    with pytest.raises(ConfigError, match="could not be downloaded") as err:
+        load_weights(build_model("resnet18", 2), "resnet18", "imagenet", None)
+    message = str(err.value)
+    assert str(tmp_path / "hub" / "checkpoints" / "resnet18-f37072fd.pth") in message
+    assert "pretrained_path" in message
+
+
+@pytest.mark.parametrize(("overrides", "field"), [
+    ({"arch": "small_cnn", "pretrained": "imagenet"}, "pretrained"),
+    ({"pretrained": "imagenet", "pretrained_path": "w.pt"}, "pretrained"),
+])
+def test_pretrained_sources_that_cannot_work_are_refused(overrides: dict[str, Any], field: str) -> None:
+    with pytest.raises(ConfigError, match=f"train_model.{field}"):
+        TrainConfig(**overrides)
+
+
+def test_balanced_sampler_draws_every_class_about_equally_and_drops_the_class_weights() -> None:
+    cfg = TrainConfig(sampler="balanced", class_weights="balanced")
+    labels = torch.tensor([0] * 900 + [1] * 100)
+    order = epoch_order(cfg, labels, torch.Generator().manual_seed(0))
+    assert len(order) == 1000 and abs(int((labels[order] == 1).sum()) - 500) < 60
+    assert class_weights(cfg, labels, 2) is None  # the sampler already balances: no double counting
+    plain = epoch_order(TrainConfig(), labels, torch.Generator().manual_seed(0))
+    assert sorted(plain.tolist()) == list(range(1000))  # shuffle: every patch exactly once
+
+
 def _lrs(cfg: TrainConfig, scores: list[float]) -> list[float]:
     opt = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=cfg.lr)
     sched = make_scheduler(cfg, opt)
@@ -130,8 +181,37 @@ def test_scheduler_choices(overrides: dict[str, Any], scores: list[float], expec
     assert _lrs(TrainConfig(lr=1.0, **overrides), scores) == pytest.approx(expected)
 
 
+def test_onecycle_warms_up_then_anneals_within_exactly_the_planned_steps() -> None:
+    """Per batch: lr/25 → lr at warmup_fraction of the steps → lr/(25·10⁴) at the very last one."""
+    cfg = TrainConfig(lr=1.0, scheduler="onecycle", epochs=4, warmup_fraction=0.25)
+    opt = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=cfg.lr)
+    sched = make_scheduler(cfg, opt, steps_per_epoch=5)
+    lrs = []
+    for _ in range(20):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    assert lrs[0] == pytest.approx(1 / 25) and max(lrs) == pytest.approx(1.0) and lrs.index(max(lrs)) == 4
+    assert lrs[-1] < 1e-3 and all(a >= b for a, b in zip(lrs[4:], lrs[5:], strict=False))
+    last = opt.param_groups[0]["lr"]
+    step_scheduler(sched, 0.5)  # the end-of-epoch step leaves a per-batch schedule alone
+    assert opt.param_groups[0]["lr"] == last
+
+
+@pytest.mark.parametrize(("overrides", "before_stopping"), [
+    ({"scheduler": "onecycle", "min_epochs": None, "epochs": 12}, 12),   # the schedule always finishes
+    ({"scheduler": "cosine", "min_epochs": None, "epochs": 12}, 12),
+    ({"scheduler": "plateau", "min_epochs": None, "epochs": 12}, 0),    # open-ended: patience decides
+    ({"scheduler": "onecycle", "min_epochs": 5, "epochs": 12}, 5),
+    ({}, 0),                                                            # the dataclass default: as before
+])
+def test_early_stopping_waits_for_a_fixed_length_schedule(overrides: dict[str, Any], before_stopping: int) -> None:
+    assert TrainConfig(**overrides).epochs_before_stopping == before_stopping
+
+
 @pytest.mark.parametrize(("field", "value"), [
-    ("scheduler", "onecycle"), ("augment", "heavy"), ("loader", "dali"), ("amp", "fp8"), ("arch", "vit_b_16"),
+    ("scheduler", "cyclic"), ("augment", "heavy"), ("sampler", "smote"), ("warmup_fraction", 1.0),
+    ("pretrained", "imagenet21k"), ("min_epochs", -1), ("loader", "dali"), ("amp", "fp8"), ("arch", "vit_b_16"),
     ("optimizer", "lion"), ("freeze_layers", -1), ("log_every", 0), ("gamma", 0.0),
 ])
 def test_config_refuses_unknown_choices_naming_the_key(field: str, value: Any) -> None:
