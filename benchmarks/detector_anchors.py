@@ -33,7 +33,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from torchvision.models.detection.image_list import ImageList  # noqa: E402
 from torchvision.ops import box_iou  # noqa: E402
 
+from components.common.detector import load_image, load_split  # noqa: E402
 from components.common.params import section  # noqa: E402
+from components.common.settings import deep_merge, load_preset
 from components.common.task import load_task  # noqa: E402
 from components.common.tracking import TrackingConfig  # noqa: E402
 from components.crop_patches.config import CropConfig  # noqa: E402
@@ -42,10 +44,8 @@ from components.ingest_data.config import IngestConfig  # noqa: E402
 from components.ingest_data.core import run as ingest  # noqa: E402
 from components.train_detector.config import DetectorConfig  # noqa: E402
 from components.train_detector.core import build_detector  # noqa: E402
-from components.common.detector import load_image, load_split  # noqa: E402
-from components.validate_annotations.checks import ValidateConfig  # noqa: E402
+from components.validate_annotations.config import ValidateConfig  # noqa: E402
 from components.validate_annotations.core import run as validate  # noqa: E402
-from components.common.settings import deep_merge, load_preset
 from lesionops.presets import generate, synth_settings  # noqa: E402
 
 RPN_POSITIVE_IOU = 0.7  # torchvision FasterRCNN rpn_fg_iou_thresh

@@ -43,17 +43,17 @@ import pandas as pd
 import torch
 from PIL import Image
 
+from components.common.classifier.models import build_model
 from components.common.embedding import logits_and_embedding
+from components.common.image_stats import FEATURES, features_frame, image_features
 from components.common.params import load_params, section
 from components.common.preprocessing import IMAGENET, normalize
 from components.crop_patches.geometry import box_window
 from components.evaluate_model.calibration import fit_temperature
 from components.monitor_drift.config import CusumConfig, MonitorConfig
-from components.common.image_stats import FEATURES, features_frame, image_features
-from components.monitor_drift.reference import Reference
+from components.common.drift_reference import Reference
 from components.monitor_drift.stats import cusum_check
 from components.monitor_drift.window import assess_window
-from components.train_model.models import build_model
 from lesionops.synth.shift import SHIFTS, ShiftConfig, stream
 from lesionops.synth.skin import DEFAULT_CLASSES
 

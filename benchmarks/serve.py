@@ -40,14 +40,14 @@ import torch
 import uvicorn
 from mlflow.tracking import MlflowClient
 
+from components.common.classifier.config import TrainConfig
+from components.common.classifier.models import build_model
 from components.common.params import load_params, section
 from components.common.task import TaskConfig
 from components.common.tracking import TrackingConfig, setup
 from components.common.voc import read_voc
 from components.crop_patches.config import CropConfig
-from components.train_model.config import TrainConfig
 from components.train_model.core import _log_model
-from components.train_model.models import build_model
 from lesionops.serve.app import create_app
 from lesionops.serve.config import ServeConfig
 from lesionops.serve.inference import patch_for, run_classifier, to_batch

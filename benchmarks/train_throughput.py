@@ -40,12 +40,13 @@ import torch
 from PIL import Image
 from torch import nn
 
+from components.common.classifier.config import TrainConfig
+from components.common.classifier.engine import Trainer, amp_dtype, make_optimizer
+from components.common.classifier.loader import open_split
+from components.common.classifier.models import build_model, trainable
+from components.common.device import pick_device
 from components.crop_patches.config import CropConfig
 from components.crop_patches.pixels import save
-from components.train_model.config import TrainConfig
-from components.train_model.engine import Trainer, amp_dtype, make_optimizer, pick_device
-from components.train_model.loader import open_split
-from components.train_model.models import build_model, trainable
 
 CLASSES = ("lichen_planus", "parapsoriasis", "lupus_erythematosus", "eczema", "psoriasis")
 

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-import mlflow
 from mlflow.tracking import MlflowClient
 
-from components.common.tracking import TrackingConfig, resolved_uri, version_by_alias
-
+from components.common.champion import champion_version
+from components.common.tracking import TrackingConfig
 
 # How far the CNN is above seed 002's HOG+SVM floor, on the same test split (evaluate_model logs them).
 BASELINE_KEYS = ("baseline_macro_f1", "gain_vs_baseline")
@@ -16,12 +15,10 @@ BASELINE_KEYS = ("baseline_macro_f1", "gain_vs_baseline")
 
 def champion_summary(tracking: TrackingConfig, alias: str = "champion") -> dict[str, Any] | None:
     """The version behind `models:/<name>@<alias>` with its run's test metrics, or None."""
-    mlflow.set_tracking_uri(resolved_uri(tracking))
-    client = MlflowClient()
-    version = version_by_alias(client, tracking.registered_model, alias)
+    version = champion_version(tracking, tracking.registered_model, alias)
     if version is None:
         return None
-    metrics = client.get_run(version.run_id).data.metrics if version.run_id else {}
+    metrics = MlflowClient().get_run(version.run_id).data.metrics if version.run_id else {}
     return {
         "name": tracking.registered_model, "version": str(version.version), "alias": alias,
         "run_id": version.run_id, "aliases": list(version.aliases),

@@ -228,32 +228,27 @@ def serve(
     uvicorn.run(api, host=cfg.host, port=cfg.port, log_level="info")
 
 
-@app.command()
+@app.command(hidden=True)
 def kfold(
-    patches: Annotated[Path, typer.Option(help="crop_patches output with folds.parquet "
-                                               "(crop_patches.kfold.enabled: true)")],
-    out: Annotated[Path, typer.Option(help="report folder (kfold_report.json/.md/.png)")] = Path("outputs/kfold"),
+    patches: Annotated[Path, typer.Option(help="crop_patches output with folds.parquet")],
+    out: Annotated[Path, typer.Option(help="report folder")] = Path("outputs/kfold"),
     params: ParamsOpt = Path("params.yaml"),
     task: TaskOpt = None,
     overrides: SetOpt = None,
     max_folds: Annotated[Optional[int], typer.Option(help="first N (repeat, fold) pairs; 0 = all")] = None,
     epochs: Annotated[Optional[int], typer.Option(help="CNN epochs per fold")] = None,
 ) -> None:
-    """Grouped repeated k-fold report (seed 002's 10 × 3): baseline and CNN trained per fold."""
-    import dataclasses
+    """Renamed: `lesionops crossval` (the k-fold stage); this alias stays for one release."""
+    from components.crossval.__main__ import main as crossval
 
-    from components.evaluate_model.kfold import load_config, run_kfold
-    from components.train_baseline.core import BaselineConfig
-    from components.train_model.config import TrainConfig
-
-    doc = task_params(params, task, overrides, "kfold")
-    cfg = load_config(doc)
-    cfg = dataclasses.replace(cfg, **{k: v for k, v in (("max_folds", max_folds), ("epochs", epochs))
-                                      if v is not None})
-    report = run_kfold(cfg, load_task(doc), section(doc, "mlflow", TrackingConfig), patches, out,
-                       section(doc, "train_model", TrainConfig), section(doc, "train_baseline", BaselineConfig))
+    console.print("[yellow]`lesionops kfold` is now the crossval stage: lesionops crossval --patches DIR --out DIR "
+                  "--set crossval.enabled=true[/]")
+    sets = ["crossval.enabled=true", *(overrides or []),
+            *(f"crossval.{k}={v}" for k, v in (("max_folds", max_folds), ("epochs", epochs)) if v is not None)]
+    run_main(crossval, ["--params", str(params), *(["--task", task] if task else []),
+                        *(a for s in sets for a in ("--set", s)), "--patches", str(patches), "--out", str(out)],
+             "crossval")
     console.print((out / "kfold_report.md").read_text(encoding="utf-8"))
-    console.print(f"report: {out}/kfold_report.md, .json, .png (MLflow run {report['parent_run_id']})")
 
 
 @app.command()

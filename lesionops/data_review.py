@@ -27,7 +27,6 @@ from components.common.errors import DataError
 from components.common.io import read_json, write_json
 from components.common.params import load_params, section
 from components.validate_annotations.config import ValidateConfig
-
 from lesionops.data_review_diff import ReviewConfig, Side, compare, render_markdown
 
 if TYPE_CHECKING:

@@ -25,7 +25,6 @@ from components.common.images import PHOTO_EXTENSIONS
 from pipelines.schedule import RetrainConfig
 
 
-
 @dataclass(frozen=True)
 class MergeResult:
     added: int  # pairs new in the training data this time

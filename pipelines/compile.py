@@ -14,6 +14,7 @@ from kfp import compiler
 
 from components.common.params import section
 from components.common.task import TaskConfig
+from components.crossval.config import CrossvalConfig
 from pipelines.kubeflow import KubeflowConfig
 from pipelines.monitoring import build_monitoring_pipeline
 from pipelines.schedule import RetrainConfig, parse_interval, recurring_run_spec
@@ -26,7 +27,8 @@ def _kubeflow(params: dict[str, Any]) -> KubeflowConfig:
 
 def compile_training(params: dict[str, Any], path: Path) -> Path:
     """The training pipeline for the task's models, `params` as the default `params_json`."""
-    pipeline = build_training_pipeline(section(params, "task", TaskConfig).models, _kubeflow(params))
+    pipeline = build_training_pipeline(section(params, "task", TaskConfig).models, _kubeflow(params),
+                                       section(params, "crossval", CrossvalConfig).enabled)
     path.parent.mkdir(parents=True, exist_ok=True)
     compiler.Compiler().compile(pipeline, str(path),
                                 pipeline_parameters={"params_json": json.dumps(params, sort_keys=True)})

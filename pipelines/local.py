@@ -65,6 +65,7 @@ def run_training(source: Path | str, params: dict[str, Any], pipeline_root: Path
     from components.common.params import section
     from components.common.task import TaskConfig
     from pipelines.kubeflow import from_params
+    from components.crossval.config import CrossvalConfig
     from pipelines.training import build_training_pipeline
 
     _fix_kfp_local_conditions()
@@ -78,7 +79,8 @@ def run_training(source: Path | str, params: dict[str, Any], pipeline_root: Path
             stack.enter_context(contextlib.redirect_stderr(log))
         warnings.filterwarnings("ignore", message="You may be attemping to run a task that uses custom")
         # the same tasks as on a cluster; kfp.local ignores image, resources, GPUs, retries, caching
-        training_pipeline = build_training_pipeline(section(params, "task", TaskConfig).models, from_params(params))
+        training_pipeline = build_training_pipeline(section(params, "task", TaskConfig).models, from_params(params),
+                                                    section(params, "crossval", CrossvalConfig).enabled)
         uri = source if str(source).startswith("s3://") else str(Path(source).resolve())  # ingest stages S3 itself
         training_pipeline(source_uri=uri, params_json=json.dumps(portable_params(params)),
                           data_version=data_version)

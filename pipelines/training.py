@@ -1,4 +1,4 @@
-"""The training pipeline: ingest → validate → crop → {baseline, classifier, detector} → gates → promote.
+"""The training pipeline: ingest → validate → crop → {baseline, classifier, crossval, detector} → gates → promote.
 
 The task's `models` (params.yaml `task.models`) decide which branches the pipeline has; each
 model kind is trained, evaluated against its champion on the same test split, and promoted only
@@ -12,6 +12,7 @@ from typing import Any
 from kfp import dsl
 
 from components.crop_patches.component import crop_patches
+from components.crossval.component import crossval
 from components.evaluate_detector.component import evaluate_detector
 from components.evaluate_model.component import evaluate_model
 from components.ingest_data.component import ingest_data
@@ -53,9 +54,11 @@ def _detector_branch(patches: Any, params_json: str, data_version: str, cfg: Kub
 
 
 def build_training_pipeline(models: Sequence[str] = ("classifier",),
-                            kubeflow: KubeflowConfig | None = None) -> Callable[..., None]:
+                            kubeflow: KubeflowConfig | None = None, crossval_enabled: bool = False) -> Callable[..., None]:
     """The pipeline for a task that trains `models` (a subset of MODEL_KINDS), its tasks set up
-    by `kubeflow` (default: KubeflowConfig's defaults)."""
+    by `kubeflow` (default: KubeflowConfig's defaults); with `crossval_enabled` (params
+    `crossval.enabled`) the classifier branch also runs the k-fold report (DVC always has the stage,
+    which then only records that it was skipped)."""
     unknown = set(models) - set(MODEL_KINDS)
     if unknown or not models:
         raise ValueError(f"models: a non-empty subset of {MODEL_KINDS}, found {list(models)}")
@@ -72,6 +75,9 @@ def build_training_pipeline(models: Sequence[str] = ("classifier",),
                                       params_json=params_json), "crop_patches", cfg)
         if "classifier" in models:
             _classifier_branch(crop.outputs["patches"], validate.outputs["accepted"], params_json, data_version, cfg)
+            if crossval_enabled:
+                configure(crossval(patches=crop.outputs["patches"], params_json=params_json,
+                                   data_version=data_version), "crossval", cfg)
         if "detector" in models:
             _detector_branch(crop.outputs["patches"], params_json, data_version, cfg)
 

@@ -55,10 +55,10 @@ def s3_client(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     variables, as they would on a cluster with MinIO; anything that could point elsewhere
     (a profile, MLflow's own endpoint variable, a torchrun rank) is cleared.
     """
+    import urllib.request
+
     import boto3
     from moto.server import ThreadedMotoServer
-
-    import urllib.request
 
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()

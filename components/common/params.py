@@ -20,6 +20,8 @@ import yaml
 from components.common.errors import ConfigError
 
 T = TypeVar("T")
+# Settings that moved, so an old params file gets told where instead of "unknown key" (one release).
+MOVED = {"evaluate_model.kfold": "the `crossval` section (k-fold is its own stage now)"}
 
 
 def load_params(path: Path | None = None, json_text: str | None = None) -> dict[str, Any]:
@@ -72,6 +74,8 @@ def build(cls: type[T], values: dict[str, Any], where: str) -> T:
         raise ConfigError(f"{where}: expected a mapping, found {values!r}")
     fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
     unknown = sorted(set(values) - set(fields))
+    if moved := [f"{where}.{k}" for k in unknown if f"{where}.{k}" in MOVED]:
+        raise ConfigError(f"{moved[0]} moved to {MOVED[moved[0]]}")
     if unknown:
         raise ConfigError(f"{where}: unknown key(s) {unknown}; allowed: {sorted(fields)}")
     hints = typing.get_type_hints(cls)

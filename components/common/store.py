@@ -21,8 +21,24 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import (JSON, Column, DateTime, Float, ForeignKey, Integer, LargeBinary, MetaData, String, Table,
-                        Text, create_engine, event, func, select, update)
+from sqlalchemy import (
+    JSON,
+    Column,
+    DateTime,
+    Float,
+    ForeignKey,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    create_engine,
+    event,
+    func,
+    select,
+    update,
+)
 from sqlalchemy.engine import Connection, Engine, make_url
 
 from components.common.image_stats import FEATURES

@@ -12,10 +12,12 @@ from __future__ import annotations
 import os
 import re
 import subprocess
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import mlflow
+from mlflow.entities import Metric
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
@@ -101,3 +103,23 @@ def git_commit() -> str:
                               check=True).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
+
+
+class EpochLogger:
+    """Per-epoch metrics to MLflow in one `log_batch` call per `every` epochs (one round trip to a
+    remote tracking server instead of one per metric)."""
+
+    def __init__(self, run_id: str, every: int) -> None:
+        self.client, self.run_id, self.every = MlflowClient(), run_id, every
+        self.buffer: list[Metric] = []
+
+    def __call__(self, epoch: int, row: dict[str, float]) -> None:
+        stamp = int(time.time() * 1000)
+        self.buffer += [Metric(k, float(v), stamp, epoch) for k, v in row.items() if k != "epoch"]
+        if (epoch + 1) % self.every == 0:
+            self.flush()
+
+    def flush(self) -> None:
+        for start in range(0, len(self.buffer), 1000):  # the API's per-call limit
+            self.client.log_batch(self.run_id, metrics=self.buffer[start:start + 1000])
+        self.buffer = []

@@ -30,6 +30,7 @@ from PIL import Image
 from rich.progress import track
 
 from components.common.errors import DataError
+from components.common.folds import check_folds
 from components.common.io import records, write_json, write_parquet
 from components.common.params import params_hash
 from components.common.split_groups import group_of, summarize
@@ -39,7 +40,7 @@ from components.crop_patches.config import CropConfig
 from components.crop_patches.contact_sheet import make_contact_sheet
 from components.crop_patches.detection import export_detection
 from components.crop_patches.geometry import Window, box_window
-from components.crop_patches.kfold import check_folds, fold_counts, grouped_kfold
+from components.crop_patches.kfold import fold_counts, grouped_kfold
 from components.crop_patches.pixels import CropItem, ImageJob, crop_image, save
 from components.crop_patches.split import SPLITS, assign_split, check_no_leak, thin_classes
 

@@ -55,14 +55,6 @@ def grouped_kfold(crops: pd.DataFrame, cfg: KFoldConfig) -> pd.DataFrame:
     return folds.sort_values(["repeat", "patient_id"], kind="stable").reset_index(drop=True)
 
 
-def check_folds(folds: pd.DataFrame, where: str) -> None:
-    """Fail if a patient is held out in more than one fold of the same repeat (a patient leak)."""
-    per_patient = folds.groupby(["repeat", "patient_id"])["fold"].nunique()
-    leaked = sorted(set(per_patient[per_patient > 1].index.get_level_values("patient_id")))
-    if leaked:
-        raise DataError(where, f"patient leak across folds for {len(leaked)} patient(s): {leaked[:5]}")
-
-
 def fold_counts(crops: pd.DataFrame, folds: pd.DataFrame) -> dict:
     """{repeat: {fold: {class: n_crops}}} with str keys, every class listed (0 when absent)."""
     classes = sorted(crops["label"].astype(str).unique())

@@ -13,15 +13,15 @@ from typing import Any
 import mlflow
 import numpy as np
 import torch
-from mlflow.tracking import MlflowClient
 
+from components.common.champion import load_champion
 from components.common.detection_metrics import evaluate_detections
 from components.common.detector import SUMMARY, DetectionSplit, load_image, load_split, predict
 from components.common.device import pick_device
 from components.common.errors import ConfigError, DataError
 from components.common.io import read_json, write_json
 from components.common.task import TaskConfig
-from components.common.tracking import TrackingConfig, metric_key, resolved_uri, version_by_alias
+from components.common.tracking import TrackingConfig, metric_key, resolved_uri
 from components.evaluate_detector.config import EvaluateDetectorConfig
 from components.evaluate_detector.gate import decide
 
@@ -41,13 +41,8 @@ def _challenger(tracking: TrackingConfig, model_dir: Path) -> tuple[torch.nn.Mod
 
 def champion_detector(tracking: TrackingConfig, alias: str) -> tuple[torch.nn.Module | None, str | None]:
     """The detector behind `models:/<registered_detector>@<alias>`, or (None, None) when none yet."""
-    mlflow.set_tracking_uri(resolved_uri(tracking))
-    version = version_by_alias(MlflowClient(), tracking.registered_detector, alias)
-    if version is None:
-        return None, None
-    model = mlflow.pytorch.load_model(f"models:/{tracking.registered_detector}/{version.version}",
-                                      map_location="cpu")
-    return model.eval(), str(version.version)
+    model, version = load_champion(tracking, tracking.registered_detector, alias)
+    return (None, None) if version is None else (model, str(version.version))
 
 
 def score(preds: Predictions, test: DetectionSplit, classes: tuple[str, ...], iou: float) -> dict[str, Any]:

@@ -9,9 +9,6 @@ from components.common.params import section
 from components.common.task import load_task
 from components.common.tracking import TrackingConfig
 from components.evaluate_model.core import EvaluateConfig, run
-from components.evaluate_model.kfold import run_kfold
-from components.train_baseline.core import BaselineConfig
-from components.train_model.config import TrainConfig
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -34,12 +31,6 @@ def main(argv: list[str] | None = None) -> None:
                      baseline_dir=args.baseline, validation_dir=args.validation)
         verdict = "PASSED" if report["passed"] else f"FAILED ({', '.join(report['failed'])})"
         print(f"evaluate_model: gate {verdict}")
-        if cfg.kfold.enabled:  # the grouped repeated k-fold report, into <out>/kfold/ (reported, not gated)
-            summary = run_kfold(cfg.kfold, task, tracking, args.patches, args.out / "kfold",
-                                section(doc, "train_model", TrainConfig), section(doc, "train_baseline",
-                                                                                  BaselineConfig))
-            print(f"evaluate_model: k-fold report in {args.out / 'kfold'} "
-                  f"(MLflow run {summary['parent_run_id']})")
 
 
 if __name__ == "__main__":

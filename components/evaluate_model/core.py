@@ -21,27 +21,36 @@ import numpy as np
 import pandas as pd
 import torch
 from mlflow.exceptions import MlflowException
-from mlflow.tracking import MlflowClient
 from scipy.special import softmax
 
+from components.common.champion import load_champion
+from components.common.classifier.checkpoint import CHECKPOINT, SUMMARY
+from components.common.classifier.data import PatchSet, load_split
+from components.common.classifier.models import build_model
+from components.common.device import pick_device
 from components.common.errors import DataError
 from components.common.io import read_json, write_json
 from components.common.metrics import classification_metrics
 from components.common.preprocessing import Normalization, normalize
 from components.common.task import TaskConfig
-from components.common.tracking import TrackingConfig, metric_key, resolved_uri, version_by_alias
+from components.common.tracking import TrackingConfig, metric_key
 from components.evaluate_model import plots
-from components.evaluate_model.bootstrap import (BootstrapConfig, confidence_intervals, paired_difference,
-                                                 patient_counts, resampling_units)
-from components.evaluate_model.calibration import (calibrated, expected_calibration_error, fit_temperature,
-                                                   reliability_bins)
+from components.evaluate_model.bootstrap import (
+    BootstrapConfig,
+    confidence_intervals,
+    paired_difference,
+    patient_counts,
+    resampling_units,
+)
+from components.evaluate_model.calibration import (
+    calibrated,
+    expected_calibration_error,
+    fit_temperature,
+    reliability_bins,
+)
 from components.evaluate_model.gate import GateConfig, decide, resolution
-from components.evaluate_model.kfold import KFoldReportConfig
-from components.monitor_drift.reference import ARTIFACT_PATH as REFERENCE_DIR
-from components.monitor_drift.reference import build_reference
-from components.train_model.core import CHECKPOINT, SUMMARY, pick_device
-from components.train_model.data import PatchSet, load_split
-from components.train_model.models import build_model
+from components.common.drift_reference import ARTIFACT_PATH as REFERENCE_DIR
+from components.common.drift_reference import build_reference
 
 __all__ = ["BootstrapConfig", "EvaluateConfig", "GateConfig", "run"]
 
@@ -58,7 +67,6 @@ class EvaluateConfig:
     bootstrap: BootstrapConfig = field(default_factory=BootstrapConfig)
     calibration_bins: int = 15
     gate: GateConfig = field(default_factory=GateConfig)
-    kfold: KFoldReportConfig = field(default_factory=KFoldReportConfig)  # the report "when asked"
 
 
 @dataclass(frozen=True)
@@ -117,16 +125,9 @@ def _logged_preprocessing(run_id: str) -> tuple[int | None, Normalization]:
 
 def champion_model(tracking: TrackingConfig, alias: str) -> Champion | None:
     """The model behind `models:/<name>@<alias>` with its preprocessing; None when there is no champion yet."""
-    mlflow.set_tracking_uri(resolved_uri(tracking))
-    version = version_by_alias(MlflowClient(), tracking.registered_model, alias)
+    module, version = load_champion(tracking, tracking.registered_model, alias)
     if version is None:
         return None
-    loaded = mlflow.pytorch.load_model(f"models:/{tracking.registered_model}/{version.version}", map_location="cpu")
-    # Pickled nn.Module since serving needs embeddings; older versions are pt2 (torch.export): loaded as
-    # a graph module frozen in eval mode, which refuses `.eval()`.
-    module = loaded.module() if isinstance(loaded, torch.export.ExportedProgram) else loaded
-    if not isinstance(module, torch.fx.GraphModule):
-        module.eval()
     return Champion(module, str(version.version), *_logged_preprocessing(version.run_id))
 
 

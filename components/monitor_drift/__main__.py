@@ -4,10 +4,18 @@ Every DIR (and --history) may also be an s3:// URI."""
 
 from __future__ import annotations
 
-from components.common.cli import (base_parser, input_location, local_paths, output_file, output_location,
-                                   params_from, run_main)
+from components.common.cli import (
+    base_parser,
+    input_location,
+    local_paths,
+    output_file,
+    output_location,
+    params_from,
+    run_main,
+)
 from components.common.params import section
-from components.monitor_drift.core import MonitorConfig, run, run_store
+from components.monitor_drift.config import MonitorConfig
+from components.monitor_drift.core import run, run_store
 
 
 def main(argv: list[str] | None = None) -> None:

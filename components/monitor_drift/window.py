@@ -22,13 +22,25 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from components.monitor_drift.config import MonitorConfig
 from components.common.image_stats import FEATURES
+from components.monitor_drift.config import MonitorConfig
 from components.monitor_drift.policy import WindowResult
-from components.monitor_drift.reference import Reference
-from components.monitor_drift.stats import (DRIFT, CheckResult, KernelReference, class_mix_check, class_null,
-                                            confidence_check, cusum_check, feature_check, feature_null, ks_null,
-                                            mmd_check, mmd_null, skipped)
+from components.common.drift_reference import Reference
+from components.monitor_drift.stats import (
+    DRIFT,
+    CheckResult,
+    KernelReference,
+    class_mix_check,
+    class_null,
+    confidence_check,
+    cusum_check,
+    feature_check,
+    feature_null,
+    ks_null,
+    mmd_check,
+    mmd_null,
+    skipped,
+)
 
 MODEL_CHECKS = ("embedding_mmd", "class_mix", "confidence")
 _STREAMS = {"features": 1, "kernel": 2, "mmd": 3, "class_mix": 4, "confidence": 5, "mmd_current": 6}

@@ -7,7 +7,8 @@ from components.common.cli import base_parser, input_location, local_paths, outp
 from components.common.params import section
 from components.common.task import load_task
 from components.common.tracking import TrackingConfig
-from components.train_baseline.core import BaselineConfig, run
+from components.train_baseline.config import BaselineConfig
+from components.train_baseline.core import run
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -11,99 +11,27 @@ from __future__ import annotations
 import dataclasses
 import os
 import tempfile
-import warnings
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import joblib
 import mlflow
 import numpy as np
-from sklearn.exceptions import ConvergenceWarning
 from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import StandardScaler
-from sklearn.svm import LinearSVC
 
-from components.common.errors import ConfigError, DataError
+from components.common.baseline import BaselineConfig, extract_features, select_c
+from components.common.classifier.data import load_split
+from components.common.errors import DataError
 from components.common.io import write_json
 from components.common.metrics import classification_metrics
+from components.common.plots import plot_confusion
 from components.common.task import TaskConfig
 from components.common.tracking import TrackingConfig, git_commit, setup
-from components.evaluate_model.plots import plot_confusion
-from components.train_baseline.features import extract_features
-from components.train_model.data import load_split
 
 METRICS = "baseline_metrics.json"
 MODEL = "baseline.joblib"
 CONFUSION = "confusion_matrix.png"
 RUN_NAME = "baseline-hog-svm"
-
-
-@dataclass(frozen=True)
-class BaselineConfig:
-    """The `train_baseline` section of params.yaml."""
-
-    image_size: int = 64
-    hog_orientations: int = 9
-    hog_pixels_per_cell: int = 8
-    hog_cells_per_block: int = 2
-    color_bins: int = 16  # per HSV channel
-    C: float = 0.1  # used as is when c_grid is empty
-    c_grid: tuple[float, ...] = (0.01, 0.1, 1.0)
-    class_weight: str | None = "balanced"  # balanced | none (null)
-    max_iter: int = 5000
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        block = self.hog_pixels_per_cell * self.hog_cells_per_block
-        if min(self.hog_orientations, self.hog_pixels_per_cell, self.hog_cells_per_block) < 1:
-            raise ConfigError("train_baseline.hog_*: orientations, pixels_per_cell and cells_per_block must be ≥ 1")
-        if self.image_size < block:
-            raise ConfigError(f"train_baseline.image_size: {self.image_size} is smaller than one HOG block "
-                              f"({self.hog_pixels_per_cell}×{self.hog_cells_per_block} = {block} pixels)")
-        if self.color_bins < 1:
-            raise ConfigError(f"train_baseline.color_bins: must be ≥ 1, found {self.color_bins}")
-        if self.C <= 0:
-            raise ConfigError(f"train_baseline.C: must be > 0, found {self.C}")
-        if any(c <= 0 for c in self.c_grid):
-            raise ConfigError(f"train_baseline.c_grid: every C must be > 0, found {list(self.c_grid)}")
-        if self.class_weight not in ("balanced", "none", None):
-            raise ConfigError(f"train_baseline.class_weight: 'balanced' or 'none', found {self.class_weight!r}")
-        if self.max_iter < 1:
-            raise ConfigError(f"train_baseline.max_iter: must be ≥ 1, found {self.max_iter}")
-
-
-def make_pipeline(cfg: BaselineConfig, C: float) -> Pipeline:
-    """Standardise (HOG and histogram scales differ by orders of magnitude), then a linear SVM."""
-    weight = None if cfg.class_weight in ("none", None) else cfg.class_weight
-    return Pipeline([("scale", StandardScaler()),
-                     ("svm", LinearSVC(C=C, class_weight=weight, max_iter=cfg.max_iter,
-                                       random_state=cfg.seed, dual="auto"))])
-
-
-def fit(cfg: BaselineConfig, C: float, x: np.ndarray, y: np.ndarray) -> tuple[Pipeline, bool]:
-    """Fit one pipeline; also say whether liblinear converged (an unconverged floor is reported)."""
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", ConvergenceWarning)
-        model = make_pipeline(cfg, C).fit(x, y)
-    return model, not any(issubclass(w.category, ConvergenceWarning) for w in caught)
-
-
-def select_c(cfg: BaselineConfig, train: tuple[np.ndarray, np.ndarray], val: tuple[np.ndarray, np.ndarray],
-             classes: tuple[str, ...]) -> tuple[Pipeline, float, list[dict[str, Any]]]:
-    """Fit one model per C on train and keep the best on val macro-F1 (ties: the smaller C, the
-    simpler model). The kept model *is* the refit on train with that C: fitting is deterministic."""
-    grid = cfg.c_grid or (cfg.C,)
-    search: list[dict[str, Any]] = []
-    best: tuple[float, float, Pipeline] | None = None
-    for C in grid:
-        model, converged = fit(cfg, C, *train)
-        score = classification_metrics(val[1], model.predict(val[0]), classes)["macro_f1"]
-        search.append({"C": C, "val_macro_f1": score, "converged": converged})
-        if best is None or (score, -C) > (best[0], -best[1]):
-            best = (score, C, model)
-    assert best is not None
-    return best[2], best[1], search
 
 
 def _features(patch_dir: Path, split: str, cfg: BaselineConfig,

@@ -23,6 +23,7 @@ from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.models.detection.backbone_utils import mobilenet_backbone, resnet_fpn_backbone
 from torchvision.ops.misc import FrozenBatchNorm2d
 
+from components.common.classifier.pretrained import local_copy
 from components.common.detection_metrics import evaluate_detections
 from components.common.detector import (
     CHECKPOINT,
@@ -40,7 +41,6 @@ from components.common.io import write_json
 from components.common.task import TaskConfig
 from components.common.tracking import TrackingConfig, git_commit, setup
 from components.train_detector.config import ARCHS, DetectorConfig
-from components.train_model.pretrained import local_copy
 
 
 def build_detector(cfg: DetectorConfig, n_classes: int) -> FasterRCNN:

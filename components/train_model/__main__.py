@@ -6,12 +6,20 @@ from __future__ import annotations
 
 import dataclasses
 
-from components.common.cli import (base_parser, input_location, input_path, local_paths, output_location,
-                                   params_from, run_main)
+from components.common.cli import (
+    base_parser,
+    input_location,
+    input_path,
+    local_paths,
+    output_location,
+    params_from,
+    run_main,
+)
 from components.common.params import section
 from components.common.task import load_task
 from components.common.tracking import TrackingConfig
-from components.train_model.core import TrainConfig, run
+from components.train_model.config import TrainConfig
+from components.train_model.core import run
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -12,57 +12,29 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import time
 from pathlib import Path
 from typing import Any
 
 import mlflow
 import torch
-from mlflow.entities import Metric
 from mlflow.models import infer_signature
-from mlflow.tracking import MlflowClient
 from torch import nn
 
+from components.common.classifier import distributed
+from components.common.classifier.checkpoint import CHECKPOINT, SUMMARY, load_resume, save_best
+from components.common.classifier.config import TrainConfig
+from components.common.classifier.distributed import Dist
+from components.common.classifier.engine import amp_dtype
+from components.common.classifier.loader import Source, open_split
+from components.common.classifier.loop import FitState, fit
+from components.common.classifier.models import build_model, freeze, trainable
+from components.common.classifier.pretrained import LoadReport, load_weights
 from components.common.errors import DataError
 from components.common.io import write_json
 from components.common.preprocessing import Normalization, normalize
 from components.common.task import TaskConfig
-from components.common.tracking import TrackingConfig, git_commit, setup
-from components.train_model import distributed
-from components.train_model.checkpoint import CHECKPOINT, LAST, load_resume, save_best
-from components.train_model.config import TrainConfig
-from components.train_model.distributed import Dist
-from components.train_model.engine import amp_dtype, pick_device, predict
-from components.train_model.loader import Source, open_split
-from components.train_model.loop import FitState, fit
-from components.train_model.models import build_model, freeze, trainable
+from components.common.tracking import EpochLogger, TrackingConfig, git_commit, setup
 from components.train_model.plots import plot_curves
-from components.train_model.pretrained import LoadReport, load_pretrained, load_weights
-
-__all__ = ["CHECKPOINT", "LAST", "SUMMARY", "TrainConfig", "pick_device", "predict", "run"]
-
-SUMMARY = "train_summary.json"
-
-
-class EpochLogger:
-    """Per-epoch metrics to MLflow in one `log_batch` call per `every` epochs (one round trip to a
-    remote tracking server instead of one per metric)."""
-
-    def __init__(self, run_id: str, every: int) -> None:
-        self.client, self.run_id, self.every = MlflowClient(), run_id, every
-        self.buffer: list[Metric] = []
-
-    def __call__(self, epoch: int, row: dict[str, float]) -> None:
-        stamp = int(time.time() * 1000)
-        self.buffer += [Metric(k, float(v), stamp, epoch) for k, v in row.items() if k != "epoch"]
-        if (epoch + 1) % self.every == 0:
-            self.flush()
-
-    def flush(self) -> None:
-        for start in range(0, len(self.buffer), 1000):  # the API's per-call limit
-            self.client.log_batch(self.run_id, metrics=self.buffer[start:start + 1000])
-        self.buffer = []
-
 
 
 def _log_model(model: nn.Module, sample: torch.Tensor, task: TaskConfig, cfg: TrainConfig, out_dir: Path,

@@ -20,7 +20,7 @@ from components.common.images import SINGLE_CHANNEL as _SINGLE_CHANNEL
 from components.common.task import TaskConfig
 from components.validate_annotations.config import ValidateConfig
 
-__all__ = ["ERROR", "INFO", "WARNING", "Finding", "ValidateConfig", "check_box", "check_duplicates",
+__all__ = ["ERROR", "INFO", "WARNING", "Finding", "check_box", "check_duplicates",
            "check_image", "iou"]
 
 ERROR, WARNING, INFO = "error", "warning", "info"

@@ -23,6 +23,7 @@ from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from components.common.store import Store
 from components.common.task import TaskConfig
 from components.common.tracking import TrackingConfig
 from components.crop_patches.config import CropConfig
@@ -33,7 +34,6 @@ from lesionops.serve.metrics import MetricsMiddleware, ServeMetrics
 from lesionops.serve.models import Champions, Poller
 from lesionops.serve.schemas import Health
 from lesionops.serve.state import ServeState, get_state, require_token
-from components.common.store import Store
 from lesionops.serve.uploads import InputError
 
 log = logging.getLogger("lesionops.serve")

@@ -17,10 +17,10 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import FileResponse
 from PIL import Image
 
+from components.common.store import STATUSES, Review, utc_now
 from components.common.voc import VocAnnotation, VocBox, read_voc, to_xml
 from lesionops.serve.schemas import ReviewBody, ReviewResponse
 from lesionops.serve.state import ServeState, get_state, require_token
-from components.common.store import STATUSES, Review, utc_now
 from lesionops.serve.uploads import INGESTABLE, MEDIA_TYPES, InputError, parse_box, voc_box, write_atomic
 
 router = APIRouter(prefix="/review", tags=["review"], dependencies=[Depends(require_token)])

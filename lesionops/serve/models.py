@@ -26,9 +26,9 @@ from pathlib import Path
 from typing import Any
 
 import mlflow
+import torch
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
-import torch
 from torch import nn
 
 from components.common.tracking import TrackingConfig, resolved_uri, version_by_alias

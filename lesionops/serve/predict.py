@@ -13,10 +13,10 @@ from fastapi import APIRouter, Depends, File, Form, HTTPException, Request, Uplo
 
 from components.common.errors import DataError
 from components.common.image_stats import read_features
+from components.common.store import Feedback, Prediction, StoredImage, utc_now
 from lesionops.serve.inference import annotate, classify, detect, patch_for
 from lesionops.serve.schemas import ClassifyResponse, DetectResponse, FeedbackResponse
 from lesionops.serve.state import ServeState, get_state, require_form, require_token
-from components.common.store import Feedback, Prediction, StoredImage, utc_now
 from lesionops.serve.uploads import InputError, Upload, check_content_type, decode_image, parse_box, store_image
 
 router = APIRouter()

@@ -15,12 +15,12 @@ from typing import Annotated
 from fastapi import Depends, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from components.common.store import Store
 from components.common.task import TaskConfig
 from components.crop_patches.config import CropConfig
 from lesionops.serve.config import ServeConfig
 from lesionops.serve.metrics import ServeMetrics
 from lesionops.serve.models import Champions
-from components.common.store import Store
 
 bearer = HTTPBearer(auto_error=False, description="the token held in $LESIONOPS_TOKEN (serve.token_env)")
 

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import yaml
 
-from lesionops.data_review import CacheMissError, WORKTREE, review
+from lesionops.data_review import WORKTREE, CacheMissError, review
 from tests.conftest import TINY_CLASSES, tiny_params
 
 DVC = str(Path(sys.executable).with_name("dvc"))

@@ -11,11 +11,11 @@ import pytest
 from components.common.hashing import sha256_file
 from components.common.params import section
 from components.common.task import load_task
-from components.crop_patches.core import CropConfig
+from components.crop_patches.config import CropConfig
 from components.crop_patches.core import run as crop
 from components.ingest_data.config import IngestConfig
 from components.ingest_data.core import run as ingest
-from components.validate_annotations.checks import ValidateConfig
+from components.validate_annotations.config import ValidateConfig
 from components.validate_annotations.core import run as validate
 from tests.conftest import tiny_params
 

@@ -14,6 +14,7 @@ import torchvision
 from mlflow.tracking import MlflowClient
 from PIL import Image, ImageDraw
 
+from components.common.detector import load_split, predict, sample
 from components.common.errors import ConfigError, DataError
 from components.common.params import section
 from components.common.task import load_task
@@ -21,7 +22,6 @@ from components.common.tracking import TrackingConfig
 from components.evaluate_detector import __main__ as evaluate_cli
 from components.evaluate_detector.gate import DetectorGateConfig, decide
 from components.train_detector import __main__ as train_cli
-from components.common.detector import load_split, predict, sample
 from components.train_detector.core import (
     DetectorConfig,
     build_detector,

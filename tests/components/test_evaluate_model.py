@@ -23,9 +23,9 @@ from components.evaluate_model.core import EvaluateConfig, leak_patients
 from components.evaluate_model.core import run as evaluate
 from components.ingest_data.config import IngestConfig
 from components.ingest_data.core import run as ingest
-from components.train_model.core import TrainConfig
+from components.train_model.config import TrainConfig
 from components.train_model.core import run as train
-from components.validate_annotations.checks import ValidateConfig
+from components.validate_annotations.config import ValidateConfig
 from components.validate_annotations.core import run as validate
 from tests.conftest import tiny_params
 

@@ -10,12 +10,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from components.common.image_stats import FEATURES, features_frame, list_images
 from components.common.io import read_json
+from components.common.store import Feedback, Prediction, Review, Store, StoredImage
 from components.common.tracking import TrackingConfig
 from components.monitor_drift.config import MonitorConfig
 from components.monitor_drift.core import run, run_store
-from components.common.image_stats import FEATURES, features_frame, list_images
-from components.common.store import Feedback, Prediction, Review, Store, StoredImage
 from lesionops.synth.shift import ShiftConfig, write_stream
 from tests.unit.test_drift_window import T0, reference, rows
 

@@ -181,7 +181,7 @@ def test_ldc_depth_disagreements(tmp_path_factory: pytest.TempPathFactory) -> No
 def test_ldc_duplicates_never_straddle_splits(tmp_path_factory: pytest.TempPathFactory) -> None:
     """crop_patches on ldc_cells: no byte-identical or near-duplicate pair (recomputed here from the
     manifest's hashes, independently of validation) has crops, or detection images, in two splits."""
-    from components.crop_patches.core import CropConfig
+    from components.crop_patches.config import CropConfig
     from components.crop_patches.core import run as crop
 
     r = _run("ldc_cells", tmp_path_factory)

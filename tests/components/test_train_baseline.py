@@ -13,6 +13,8 @@ import pytest
 import yaml
 from PIL import Image
 
+from components.common.baseline import BaselineConfig, extract_features
+from components.common.classifier.data import load_split
 from components.common.io import read_json
 from components.common.params import section
 from components.common.task import load_task
@@ -22,10 +24,8 @@ from components.crop_patches.core import run as crop
 from components.ingest_data.config import IngestConfig
 from components.ingest_data.core import run as ingest
 from components.train_baseline.__main__ import main
-from components.train_baseline.core import CONFUSION, METRICS, MODEL, BaselineConfig, run
-from components.train_baseline.features import extract_features
-from components.train_model.data import load_split
-from components.validate_annotations.checks import ValidateConfig
+from components.train_baseline.core import CONFUSION, METRICS, MODEL, run
+from components.validate_annotations.config import ValidateConfig
 from components.validate_annotations.core import run as validate
 from tests.conftest import TINY_CLASSES, tiny_params
 

@@ -19,16 +19,16 @@ import torch
 import yaml
 from PIL import Image
 
+from components.common.classifier.checkpoint import CHECKPOINT, LAST, load_resume
+from components.common.classifier.config import TrainConfig
+from components.common.classifier.distributed import Dist
+from components.common.classifier.loader import open_split
+from components.common.classifier.loop import FitState, fit
+from components.common.classifier.models import build_model, freeze
+from components.common.classifier.pretrained import load_pretrained
 from components.common.errors import DataError
 from components.common.task import TaskConfig
 from components.train_model.__main__ import main
-from components.train_model.checkpoint import CHECKPOINT, LAST, load_resume
-from components.train_model.config import TrainConfig
-from components.train_model.distributed import Dist
-from components.train_model.loader import open_split
-from components.train_model.loop import FitState, fit
-from components.train_model.models import build_model, freeze
-from components.train_model.pretrained import load_pretrained
 from tests.components.test_ingest_sources import s3_server  # noqa: F401  (the moto server fixture)
 from tests.conftest import REPO, TINY_CLASSES, tiny_params
 

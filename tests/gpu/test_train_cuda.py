@@ -9,22 +9,22 @@ import mlflow
 import pytest
 import torch
 
+from components.common.classifier.augment import PRESETS, augment
+from components.common.classifier.distributed import Dist
+from components.common.classifier.engine import amp_dtype
+from components.common.classifier.loader import MemorySource, open_split
+from components.common.classifier.loop import fit
+from components.common.classifier.models import build_model
 from components.common.params import section
 from components.common.task import TaskConfig, load_task
 from components.common.tracking import TrackingConfig
-from components.crop_patches.core import CropConfig
+from components.crop_patches.config import CropConfig
 from components.crop_patches.core import run as crop
 from components.ingest_data.config import IngestConfig
 from components.ingest_data.core import run as ingest
-from components.train_model.augment import PRESETS, augment
-from components.train_model.core import TrainConfig
+from components.train_model.config import TrainConfig
 from components.train_model.core import run as train
-from components.train_model.distributed import Dist
-from components.train_model.engine import amp_dtype
-from components.train_model.loader import MemorySource, open_split
-from components.train_model.loop import fit
-from components.train_model.models import build_model
-from components.validate_annotations.checks import ValidateConfig
+from components.validate_annotations.config import ValidateConfig
 from components.validate_annotations.core import run as validate
 from tests.components.test_train_model import write_patches
 from tests.conftest import TINY_CLASSES, tiny_params

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from components.common.baseline import BaselineConfig
 from components.common.formats import read_voc_file
 from components.common.params import section
 from components.common.task import load_task
@@ -25,13 +26,12 @@ from components.evaluate_model.core import EvaluateConfig
 from components.evaluate_model.core import run as evaluate
 from components.ingest_data.config import IngestConfig
 from components.ingest_data.core import run as ingest
-from components.train_baseline.core import BaselineConfig
-from components.train_baseline.core import run as train_baseline
 from components.promote_model.config import PromoteConfig
 from components.promote_model.core import run as promote
-from components.train_model.core import TrainConfig
+from components.train_baseline.core import run as train_baseline
+from components.train_model.config import TrainConfig
 from components.train_model.core import run as train
-from components.validate_annotations.checks import ValidateConfig
+from components.validate_annotations.config import ValidateConfig
 from components.validate_annotations.core import run as validate
 from lesionops.retrain import monitor_cycle
 from lesionops.serve.app import create_app

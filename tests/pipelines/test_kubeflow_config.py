@@ -7,6 +7,7 @@ import sys
 from typing import Any
 
 import pytest
+
 from components.common.errors import ConfigError
 from components.common.kfp_image import image
 from components.common.launch import command, launch

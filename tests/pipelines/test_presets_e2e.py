@@ -19,6 +19,7 @@ import pytest
 import yaml
 
 from components.common.params import section
+from components.common.settings import apply_overrides, deep_merge, load_preset
 from components.common.task import load_task
 from components.common.tracking import TrackingConfig
 from components.crop_patches.config import CropConfig
@@ -27,12 +28,11 @@ from components.evaluate_model.core import EvaluateConfig
 from components.evaluate_model.core import run as evaluate
 from components.ingest_data.config import IngestConfig
 from components.ingest_data.core import run as ingest
-from components.train_model.core import TrainConfig
+from components.train_model.config import TrainConfig
 from components.train_model.core import run as train
-from components.validate_annotations.checks import ValidateConfig
+from components.validate_annotations.config import ValidateConfig
 from components.validate_annotations.core import run as validate
 from lesionops.champion import champion_summary
-from components.common.settings import apply_overrides, deep_merge, load_preset
 from lesionops.presets import generate, synth_settings
 from tests.conftest import tiny_params
 

@@ -28,6 +28,8 @@ import torch
 from mlflow.tracking import MlflowClient
 from PIL import Image
 
+from components.common.classifier.config import TrainConfig
+from components.common.classifier.models import build_model
 from components.common.preprocessing import Normalization
 from components.common.task import TaskConfig
 from components.common.tracking import TrackingConfig, setup
@@ -35,9 +37,7 @@ from components.crop_patches.config import CropConfig
 from components.train_detector.config import DetectorConfig
 from components.train_detector.core import _log_model as log_detector_model
 from components.train_detector.core import build_detector
-from components.train_model.config import TrainConfig
 from components.train_model.core import _log_model as log_classifier_model
-from components.train_model.models import build_model
 from lesionops.serve.config import ServeConfig
 
 if TYPE_CHECKING:

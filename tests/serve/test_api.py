@@ -18,8 +18,8 @@ import httpx
 import pytest
 from PIL import Image
 
-from lesionops.serve.app import STATIC_DIR
 from components.common.store import Store
+from lesionops.serve.app import STATIC_DIR
 from tests.serve.fixtures import CLASSES, ServeSetup, build_serving, image_bytes, serve_in_thread
 
 JPEG = image_bytes()

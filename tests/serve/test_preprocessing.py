@@ -20,13 +20,13 @@ import pytest
 import torch
 from PIL import Image
 
+from components.common.classifier.data import decode_patch
 from components.common.embedding import logits_and_embedding
+from components.common.preprocessing import IMAGENET, normalize
+from components.common.store import Store
 from components.crop_patches.geometry import Window, box_window
 from components.crop_patches.pixels import CropItem, ImageJob, crop_image
 from components.evaluate_model.core import champion_model
-from components.common.preprocessing import IMAGENET, normalize
-from components.common.store import Store
-from components.train_model.data import decode_patch
 from tests.serve.fixtures import ServeSetup, image_bytes
 
 W, H = 200, 150

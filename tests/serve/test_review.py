@@ -8,13 +8,13 @@ from pathlib import Path
 import httpx
 import pytest
 
+from components.common.store import Store
 from components.common.task import TaskConfig
 from components.common.voc import read_voc
 from components.ingest_data.config import IngestConfig
 from components.ingest_data.core import run as ingest
 from components.validate_annotations.config import ValidateConfig
 from components.validate_annotations.core import run as validate
-from components.common.store import Store
 from lesionops.synth.skin import SynthConfig, generate_skin_dataset
 from tests.serve.fixtures import CLASSES, ServeSetup
 

@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import text
 
 from components.common.image_stats import FEATURES
-from components.common.store import Feedback, Prediction, Review, StoredImage, Store
+from components.common.store import Feedback, Prediction, Review, Store, StoredImage
 
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 IMAGE = StoredImage("ab" * 32, "ab/abab.jpg", 160, 120)

@@ -7,9 +7,8 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
+from components.common.baseline import BaselineConfig, color_histograms, extract_features, hog_features, select_c
 from components.common.errors import ConfigError
-from components.train_baseline.core import BaselineConfig, select_c
-from components.train_baseline.features import color_histograms, extract_features, hog_features
 
 CLASSES = ("a", "b")
 

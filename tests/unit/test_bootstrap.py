@@ -5,9 +5,16 @@ import pytest
 
 from components.common.errors import ConfigError
 from components.common.metrics import classification_metrics
-from components.evaluate_model.bootstrap import (METRICS, BootstrapConfig, confidence_intervals, confusion_metrics,
-                                                 paired_difference, patient_counts, resampled_confusions,
-                                                 resampling_units)
+from components.evaluate_model.bootstrap import (
+    METRICS,
+    BootstrapConfig,
+    confidence_intervals,
+    confusion_metrics,
+    paired_difference,
+    patient_counts,
+    resampled_confusions,
+    resampling_units,
+)
 
 CLASSES = ("a", "b", "c", "d", "e")
 

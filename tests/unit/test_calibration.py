@@ -5,8 +5,13 @@ from sklearn.metrics import roc_auc_score
 
 from components.common.errors import ConfigError
 from components.common.metrics import classification_metrics, probability_metrics
-from components.evaluate_model.calibration import (calibrated, expected_calibration_error, fit_temperature, nll,
-                                                   reliability_bins)
+from components.evaluate_model.calibration import (
+    calibrated,
+    expected_calibration_error,
+    fit_temperature,
+    nll,
+    reliability_bins,
+)
 
 CLASSES = ("a", "b", "c")
 

@@ -6,8 +6,15 @@ import pytest
 from PIL import Image
 
 from components.common.errors import ConfigError, DataError
-from components.crop_patches.contact_sheet import (BACKGROUND, CELL, GAP, make_contact_sheet, row_top,
-                                                   split_counts, thumbs_left)
+from components.crop_patches.contact_sheet import (
+    BACKGROUND,
+    CELL,
+    GAP,
+    make_contact_sheet,
+    row_top,
+    split_counts,
+    thumbs_left,
+)
 
 RED, GREEN, BLUE, GREY = (220, 30, 30), (30, 200, 30), (30, 30, 220), (90, 90, 90)
 # patch_id, label, split, augment, colour

@@ -8,8 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from components.monitor_drift.config import MonitorConfig
-from components.monitor_drift.policy import (WindowResult, decide, drift_streak, history_record,
-                                             last_retrain_at)
+from components.monitor_drift.policy import WindowResult, decide, drift_streak, history_record, last_retrain_at
 
 CFG = MonitorConfig(min_window=20, consecutive_windows=2, retrain_feedback_threshold=50, cooldown_hours=24)
 NOW = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)

@@ -9,10 +9,22 @@ import pandas as pd
 import pytest
 
 from components.monitor_drift.config import CusumConfig
-from components.monitor_drift.stats import (KernelReference, chi2_statistic, class_mix_check, class_null,
-                                            confidence_check, cusum_check, feature_check, feature_null,
-                                            group_windows, ks_null, median_bandwidth, mmd_check, mmd_null,
-                                            monte_carlo_p)
+from components.monitor_drift.stats import (
+    KernelReference,
+    chi2_statistic,
+    class_mix_check,
+    class_null,
+    confidence_check,
+    cusum_check,
+    feature_check,
+    feature_null,
+    group_windows,
+    ks_null,
+    median_bandwidth,
+    mmd_check,
+    mmd_null,
+    monte_carlo_p,
+)
 
 B = 200
 

@@ -15,8 +15,7 @@ import numpy as np
 import pytest
 
 from components.common.metrics import classification_metrics
-from components.evaluate_model.bootstrap import (BootstrapConfig, confidence_intervals, paired_difference,
-                                                 patient_counts)
+from components.evaluate_model.bootstrap import BootstrapConfig, confidence_intervals, paired_difference, patient_counts
 from components.evaluate_model.gate import GateConfig, decide, resolution
 
 GATE = GateConfig(min_accuracy=0.0, min_macro_f1=0.0, min_class_recall=0.0, min_test_samples=1,

@@ -4,7 +4,8 @@ import pandas as pd
 import pytest
 
 from components.common.errors import ConfigError, DataError
-from components.crop_patches.kfold import KFoldConfig, check_folds, fold_counts, grouped_kfold
+from components.common.folds import check_folds
+from components.crop_patches.kfold import KFoldConfig, fold_counts, grouped_kfold
 
 
 def make_crops(n_patients: int, per_patient: int = 3) -> pd.DataFrame:

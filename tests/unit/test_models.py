@@ -9,14 +9,20 @@ import pytest
 import torch
 from torch import nn
 
+from components.common.classifier.augment import PRESETS, augment
+from components.common.classifier.config import TrainConfig
+from components.common.classifier.engine import (
+    Trainer,
+    class_weights,
+    epoch_order,
+    make_optimizer,
+    make_scheduler,
+    step_scheduler,
+)
+from components.common.classifier.loader import MemorySource
+from components.common.classifier.models import ARCHS, build_model, freeze, trainable
+from components.common.classifier.pretrained import load_pretrained, load_weights
 from components.common.errors import ConfigError, DataError
-from components.train_model.augment import PRESETS, augment
-from components.train_model.config import TrainConfig
-from components.train_model.engine import (Trainer, class_weights, epoch_order, make_optimizer, make_scheduler,
-                                           step_scheduler)
-from components.train_model.loader import MemorySource
-from components.train_model.models import ARCHS, build_model, freeze, trainable
-from components.train_model.pretrained import load_pretrained, load_weights
 
 
 @pytest.mark.parametrize("arch", ARCHS)

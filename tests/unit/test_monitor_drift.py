@@ -13,9 +13,10 @@ import pytest
 from PIL import Image, ImageFilter
 
 from components.common.errors import DataError
-from components.common.io import read_json
-from components.monitor_drift.core import MonitorConfig, assess, load_history, reference_paths, run
 from components.common.image_stats import FEATURES, features_frame, image_features
+from components.common.io import read_json
+from components.monitor_drift.config import MonitorConfig
+from components.monitor_drift.core import assess, load_history, reference_paths, run
 
 REPO = Path(__file__).resolve().parents[2]
 CFG = MonitorConfig(min_window=20, consecutive_windows=2, retrain_feedback_threshold=50)

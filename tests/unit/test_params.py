@@ -36,15 +36,17 @@ def test_build_refuses_bad_values(values: dict, message: str) -> None:
 
 
 def test_repo_params_build_every_stage_config() -> None:
-    from components.crop_patches.core import CropConfig
+    from components.crop_patches.config import CropConfig
+    from components.crossval.config import CrossvalConfig
+    from components.evaluate_detector.config import EvaluateDetectorConfig
     from components.evaluate_model.core import EvaluateConfig
     from components.ingest_data.config import IngestConfig
-    from components.monitor_drift.core import MonitorConfig
+    from components.monitor_drift.config import MonitorConfig
     from components.promote_model.config import PromoteConfig
-    from components.train_baseline.core import BaselineConfig
+    from components.train_baseline.config import BaselineConfig
     from components.train_detector.config import DetectorConfig
-    from components.train_model.core import TrainConfig
-    from components.validate_annotations.checks import ValidateConfig
+    from components.train_model.config import TrainConfig
+    from components.validate_annotations.config import ValidateConfig
     from lesionops.serve.config import ServeConfig
     from pipelines.kubeflow import KubeflowConfig
     from pipelines.schedule import RetrainConfig
@@ -54,6 +56,7 @@ def test_repo_params_build_every_stage_config() -> None:
                       ("crop_patches", CropConfig), ("train_model", TrainConfig),
                       ("train_baseline", BaselineConfig), ("train_detector", DetectorConfig),
                       ("evaluate_model", EvaluateConfig), ("promote_model", PromoteConfig),
+                      ("crossval", CrossvalConfig), ("evaluate_detector", EvaluateDetectorConfig),
                       ("monitor_drift", MonitorConfig), ("serve", ServeConfig), ("retrain", RetrainConfig),
                       ("kubeflow", KubeflowConfig)]:
         section(doc, name, cls)

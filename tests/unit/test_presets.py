@@ -60,8 +60,8 @@ def test_preset_builds_every_stage_config(name: str, base: dict[str, Any]) -> No
     from components.crop_patches.config import CropConfig
     from components.evaluate_model.core import EvaluateConfig
     from components.ingest_data.config import IngestConfig
-    from components.train_model.core import TrainConfig
-    from components.validate_annotations.checks import ValidateConfig
+    from components.train_model.config import TrainConfig
+    from components.validate_annotations.config import ValidateConfig
 
     doc = load_preset(name, base)
     for key, cls in [("ingest_data", IngestConfig), ("validate_annotations", ValidateConfig),

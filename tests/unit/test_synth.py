@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import re
 import shutil
 from collections import Counter, defaultdict
 from dataclasses import replace
-import dataclasses
 from pathlib import Path
 
 import pytest

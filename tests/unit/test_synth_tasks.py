@@ -15,13 +15,13 @@ from typer.testing import CliRunner
 
 from components.common.errors import ConfigError
 from components.common.params import load_params, section
+from components.common.settings import load_preset
 from components.common.task import load_task
 from components.common.voc import read_voc
 from components.ingest_data.config import IngestConfig
 from components.ingest_data.core import run as ingest
-from components.validate_annotations.checks import ValidateConfig
+from components.validate_annotations.config import ValidateConfig
 from components.validate_annotations.core import run as validate
-from components.common.settings import load_preset
 from lesionops.presets import Generated, generate, synth_settings
 from tests.conftest import REPO
 

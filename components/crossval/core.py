@@ -18,9 +18,10 @@ The validation slice (early stopping, C search) is carved from the training pati
 grouped by patient; both models fit on the same remaining patients, so their per-fold paired
 difference compares like with like, and the baseline never sees more data than the CNN.
 
-Wiring: `params.yaml` → `evaluate_model.kfold` (`KFoldReportConfig`); `run_kfold` writes
-`kfold_report.json`, `.md` and `.png` and logs one MLflow parent run "kfold" with one nested
-run per (model, repeat, fold).
+Wiring: `params.yaml` → `crossval` (`CrossvalConfig`), plus the `train_model` and `train_baseline`
+sections whose networks it trains; `run` writes `kfold_report.json`, `.md` and `.png` and logs one
+MLflow parent run "kfold" with one nested run per (model, repeat, fold). With `crossval.enabled`
+false the stage only records that it was skipped, so `dvc repro` and the pipeline keep one graph.
 """
 
 from __future__ import annotations
@@ -39,60 +40,29 @@ import pandas as pd
 import torch
 from rich.progress import Progress
 
-from components.common.errors import ConfigError, DataError
+from components.common.baseline import BaselineConfig, extract_features, select_c
+from components.common.baseline import fit as fit_baseline
+from components.common.classifier.config import TrainConfig
+from components.common.classifier.data import decode_patch
+from components.common.classifier.distributed import Dist
+from components.common.classifier.engine import predict
+from components.common.classifier.loader import MemorySource
+from components.common.classifier.loop import fit as fit_cnn
+from components.common.classifier.models import build_model, freeze
+from components.common.classifier.pretrained import load_weights
+from components.common.device import pick_device
+from components.common.errors import DataError
+from components.common.folds import check_folds
 from components.common.io import write_json
 from components.common.metrics import classification_metrics
-from components.common.params import build
 from components.common.task import TaskConfig
-from components.common.tracking import TrackingConfig, git_commit, metric_key, setup
-from components.crop_patches.kfold import check_folds
-from components.evaluate_model import kfold_report
-from components.train_baseline.core import BaselineConfig, select_c
-from components.train_baseline.core import fit as fit_baseline
-from components.train_baseline.features import extract_features
-from components.train_model.config import TrainConfig
-from components.train_model.data import decode_patch
-from components.train_model.distributed import Dist
-from components.train_model.engine import pick_device, predict
-from components.train_model.loader import MemorySource
-from components.train_model.loop import fit as fit_cnn
-from components.train_model.models import build_model, freeze
-from components.train_model.pretrained import load_weights
+from components.common.tracking import EpochLogger, TrackingConfig, git_commit, metric_key, setup
+from components.crossval import report as kfold_report
+from components.crossval.config import CrossvalConfig
 
-MODELS = ("baseline", "cnn")
 FOLDS, PATCHES, CROPS = "folds.parquet", "patches.parquet", "crops.parquet"
 REPORT_JSON, REPORT_MD, REPORT_PNG = "kfold_report.json", "kfold_report.md", "kfold_report.png"
 CNN_EXTRAS = ("best_epoch", "best_val_macro_f1", "epochs_run")
-
-
-@dataclass(frozen=True)
-class KFoldReportConfig:
-    """The `evaluate_model.kfold` section of params.yaml."""
-
-    enabled: bool = False
-    models: tuple[str, ...] = MODELS  # baseline and/or cnn
-    max_folds: int = 0  # run only the first N (repeat, fold) pairs; 0 = all
-    epochs: int | None = None  # cnn epochs per fold; null = train_model.epochs
-    val_fraction: float = 0.2  # share of each fold's training patients kept for early stopping
-    search_c: bool = False  # baseline: pick C per fold from train_baseline.c_grid on the val slice
-    rebalance: bool = True  # balanced class weights for both models (oversampled copies are dropped)
-    seed: int = 0  # validation-slice shuffling (fold r, f uses seed + 1000 r + f)
-
-    def __post_init__(self) -> None:
-        where = "evaluate_model.kfold"
-        if not self.models or set(self.models) - set(MODELS) or len(set(self.models)) != len(self.models):
-            raise ConfigError(f"{where}.models: a non-empty list of distinct {list(MODELS)}, found {list(self.models)}")
-        if self.max_folds < 0:
-            raise ConfigError(f"{where}.max_folds: must be ≥ 0 (0 = all), found {self.max_folds}")
-        if self.epochs is not None and self.epochs < 1:
-            raise ConfigError(f"{where}.epochs: must be ≥ 1 or null, found {self.epochs}")
-        if not 0 < self.val_fraction <= 0.5:
-            raise ConfigError(f"{where}.val_fraction: expected 0 < value ≤ 0.5, found {self.val_fraction}")
-
-
-def load_config(doc: dict[str, Any]) -> KFoldReportConfig:
-    """`evaluate_model.kfold` of a params document (defaults when the subsection is absent)."""
-    return build(KFoldReportConfig, (doc.get("evaluate_model") or {}).get("kfold") or {}, "evaluate_model.kfold")
 
 
 @dataclass(frozen=True)
@@ -157,14 +127,14 @@ def skip_reason(classes: tuple[str, ...], y_train: np.ndarray, y_fit: np.ndarray
     if n_test == 0:
         return "the held-out fold has no patches"
     if y_fit is None:
-        return "too few training patients to carve a validation slice (lower evaluate_model.kfold.val_fraction)"
+        return "too few training patients to carve a validation slice (lower crossval.val_fraction)"
     missing = [c for i, c in enumerate(classes) if not (y_fit == i).any()]
     if missing:
         return f"the validation slice took every training patient of class(es) {missing}"
     return None
 
 
-def carve_val(y: np.ndarray, groups: np.ndarray, cfg: KFoldReportConfig,
+def carve_val(y: np.ndarray, groups: np.ndarray, cfg: CrossvalConfig,
               seed: int) -> tuple[np.ndarray, np.ndarray] | None:
     """(fit, val) positions within the training rows: one stratified, patient-grouped slice of
     about `val_fraction`; None when there are fewer patients than slices."""
@@ -179,7 +149,7 @@ def carve_val(y: np.ndarray, groups: np.ndarray, cfg: KFoldReportConfig,
         return next(splitter.split(np.zeros(len(y)), y, groups))
 
 
-def plan_folds(pool: Pool, folds: pd.DataFrame, cfg: KFoldReportConfig, classes: tuple[str, ...]) -> list[Fold]:
+def plan_folds(pool: Pool, folds: pd.DataFrame, cfg: CrossvalConfig, classes: tuple[str, ...]) -> list[Fold]:
     """Every (repeat, fold) in order, capped at `max_folds`, with its rows and skip reason."""
     pairs = folds[["repeat", "fold"]].drop_duplicates().sort_values(["repeat", "fold"]).itertuples(index=False)
     plan = []
@@ -267,7 +237,7 @@ def _fold_record(pool: Pool, fold: Fold) -> dict[str, Any]:
 class _Models:
     """What the folds share: decoded pixels, baseline features, the starting network, configs."""
 
-    def __init__(self, cfg: KFoldReportConfig, task: TaskConfig, pool: Pool, patch_dir: Path,
+    def __init__(self, cfg: CrossvalConfig, task: TaskConfig, pool: Pool, patch_dir: Path,
                  train_cfg: TrainConfig, baseline_cfg: BaselineConfig) -> None:
         self.cfg, self.task, self.pool = cfg, task, pool
         weights = "balanced" if cfg.rebalance else None
@@ -290,7 +260,6 @@ class _Models:
             assert self.features is not None
             return run_baseline(self.features, self.pool.labels, fold, self.baseline_cfg, self.cfg.search_c,
                                 self.task.classes)
-        from components.train_model.core import EpochLogger  # per-epoch curve on the fold's child run
 
         assert self.images is not None and self.start is not None
         logger = EpochLogger(run_id, self.train_cfg.log_every)
@@ -318,7 +287,7 @@ def _child(models: _Models, model: str, fold: Fold, record: dict[str, Any]) -> N
         mlflow.log_params({k: v for k, v in extra.items() if k in ("C", "converged")})
 
 
-def _parent_params(cfg: KFoldReportConfig, models: _Models, report: dict[str, Any]) -> dict[str, Any]:
+def _parent_params(cfg: CrossvalConfig, models: _Models, report: dict[str, Any]) -> dict[str, Any]:
     return {**{f"kfold_{k}": (",".join(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(cfg).items()},
             "arch": models.train_cfg.arch, "epochs": models.train_cfg.epochs,
             "cnn_image_size": models.train_cfg.image_size, "baseline_image_size": models.baseline_cfg.image_size,
@@ -327,10 +296,15 @@ def _parent_params(cfg: KFoldReportConfig, models: _Models, report: dict[str, An
             "n_folds_run": report["n_folds_run"], "n_folds_total": report["n_folds_total"]}
 
 
-def run_kfold(cfg: KFoldReportConfig, task: TaskConfig, tracking: TrackingConfig, patch_dir: Path, out_dir: Path,
+def run(cfg: CrossvalConfig, task: TaskConfig, tracking: TrackingConfig, patch_dir: Path, out_dir: Path,
               train_cfg: TrainConfig, baseline_cfg: BaselineConfig, data_version: str = "unknown") -> dict[str, Any]:
     """Train and score every model on every (repeat, fold) of `patch_dir/folds.parquet`; write the
     report (JSON, Markdown, PNG) into `out_dir` and log it to MLflow; returns the JSON document."""
+    if not cfg.enabled:
+        skipped = {"skipped": "crossval.enabled is false (set it, with crop_patches.kfold.enabled, for the report)"}
+        out_dir.mkdir(parents=True, exist_ok=True)
+        write_json(out_dir / REPORT_JSON, skipped)
+        return skipped
     pool, folds = read_pool(patch_dir, task.classes)
     plan = plan_folds(pool, folds, cfg, task.classes)
     models = _Models(cfg, task, pool, patch_dir, train_cfg, baseline_cfg)
@@ -350,7 +324,7 @@ def run_kfold(cfg: KFoldReportConfig, task: TaskConfig, tracking: TrackingConfig
     out_dir.mkdir(parents=True, exist_ok=True)
     setup(tracking, f"{tracking.experiment}-{task.name}")
     with mlflow.start_run(run_name="kfold") as parent, Progress() as progress:
-        mlflow.set_tags({"stage": "evaluate_model", "kind": "kfold", "data_version": data_version,
+        mlflow.set_tags({"stage": "crossval", "kind": "kfold", "data_version": data_version,
                          "git_commit": git_commit()})
         bar = progress.add_task("k-fold", total=len(plan) * len(cfg.models))
         for fold in plan:

@@ -22,9 +22,9 @@ from typing import Protocol
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from components.common.classifier.config import TrainConfig
+from components.common.classifier.data import decode_patch, load_split, split_table
 from components.common.preprocessing import Normalization, channel_stats
-from components.train_model.config import TrainConfig
-from components.train_model.data import decode_patch, load_split, split_table
 
 Batch = tuple[torch.Tensor, torch.Tensor]  # uint8 N×3×H×W and int64 N, both on the device
 

@@ -19,19 +19,26 @@ import torch
 from rich.progress import Progress
 from torch import nn
 
+from components.common.classifier import distributed
+from components.common.classifier.checkpoint import FORMAT, LAST, rng_state, save_atomic, set_rng_state
+from components.common.classifier.config import TrainConfig
+from components.common.classifier.distributed import Dist
+from components.common.classifier.engine import (
+    Scheduler,
+    Trainer,
+    amp_dtype,
+    class_weights,
+    epoch_order,
+    make_optimizer,
+    make_scheduler,
+    per_batch,
+    step_scheduler,
+)
+from components.common.classifier.loader import Source
+from components.common.classifier.models import trainable
 from components.common.metrics import classification_metrics
 from components.common.preprocessing import IMAGENET, Normalization
 from components.common.task import TaskConfig
-from components.train_model import distributed
-from components.train_model.checkpoint import FORMAT, LAST, rng_state, save_atomic, set_rng_state
-from components.train_model.config import TrainConfig
-from components.train_model.distributed import Dist
-from components.train_model.engine import (
-    Scheduler, Trainer, amp_dtype, class_weights, epoch_order, make_optimizer, make_scheduler, per_batch,
-    step_scheduler,
-)
-from components.train_model.loader import Source
-from components.train_model.models import trainable
 
 EpochHook = Callable[[int, dict[str, float]], None]
 

@@ -17,7 +17,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from components.train_model.engine import pick_device
+from components.common.device import pick_device
 
 
 @dataclass(frozen=True)

@@ -94,7 +94,7 @@ def build_model(arch: str, num_classes: int, dropout: float = 0.0, pretrained_pa
     else:
         raise ConfigError(f"train_model.arch: unknown {arch!r}; choose from {list(ARCHS)}")
     if pretrained_path:
-        from components.train_model.pretrained import load_pretrained
+        from components.common.classifier.pretrained import load_pretrained
 
         load_pretrained(model, pretrained_path)
     freeze(model, arch, freeze_layers)

@@ -1,4 +1,4 @@
-"""evaluate_model's grouped repeated k-fold report on real crop_patches output (2 repeats × 3 folds)."""
+"""The crossval stage: the grouped repeated k-fold report on real crop_patches output (2 repeats × 3 folds)."""
 
 from __future__ import annotations
 
@@ -12,22 +12,22 @@ import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
+from components.common.baseline import BaselineConfig, extract_features
+from components.common.baseline import fit as fit_baseline
+from components.common.classifier.config import TrainConfig
 from components.common.errors import ConfigError, DataError
 from components.common.metrics import classification_metrics
-from components.common.params import section
+from components.common.params import build, section
 from components.common.task import load_task
 from components.common.tracking import TrackingConfig
 from components.crop_patches.config import CropConfig
 from components.crop_patches.core import run as crop
-from components.evaluate_model.kfold import (REPORT_JSON, REPORT_MD, REPORT_PNG, KFoldReportConfig, decode_pool,
-                                             load_config, read_pool, run_kfold, skip_reason)
+from components.crossval import __main__ as crossval_cli
+from components.crossval.config import CrossvalConfig
+from components.crossval.core import REPORT_JSON, REPORT_MD, REPORT_PNG, decode_pool, read_pool, run, skip_reason
 from components.ingest_data.config import IngestConfig
 from components.ingest_data.core import run as ingest
-from components.train_baseline.core import BaselineConfig
-from components.train_baseline.core import fit as fit_baseline
-from components.train_baseline.features import extract_features
-from components.train_model.config import TrainConfig
-from components.validate_annotations.checks import ValidateConfig
+from components.validate_annotations.config import ValidateConfig
 from components.validate_annotations.core import run as validate
 from tests.conftest import TINY_CLASSES, tiny_params
 
@@ -40,7 +40,7 @@ def setup_(tiny_dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> tupl
     tmp = tmp_path_factory.mktemp("kfold")
     doc = tiny_params(tmp, crop_patches={"detection": {"enabled": False}, "kfold": {"enabled": True, "folds": 3,
                                                                                      "repeats": 2}},
-                      train_model={"epochs": 5}, evaluate_model={"kfold": KFOLD})
+                      train_model={"epochs": 5}, crossval=KFOLD)
     task = load_task(doc)
     ingest(section(doc, "ingest_data", IngestConfig), tiny_dataset, tmp / "ingest")
     validate(section(doc, "validate_annotations", ValidateConfig), task, tmp / "ingest", tmp / "val")
@@ -49,8 +49,8 @@ def setup_(tiny_dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> tupl
 
 
 def kfold(doc: dict[str, Any], patch_dir: Path, out: Path, **over: Any) -> dict[str, Any]:
-    cfg = load_config({"evaluate_model": {"kfold": {**doc["evaluate_model"]["kfold"], **over}}})
-    return run_kfold(cfg, load_task(doc), section(doc, "mlflow", TrackingConfig), patch_dir, out,
+    cfg = build(CrossvalConfig, {**doc["crossval"], **over}, "crossval")
+    return run(cfg, load_task(doc), section(doc, "mlflow", TrackingConfig), patch_dir, out,
                      section(doc, "train_model", TrainConfig), section(doc, "train_baseline", BaselineConfig))
 
 
@@ -203,8 +203,22 @@ def test_skip_reason_branches() -> None:
                                            ({"val_fraction": 0.9}, "val_fraction"), ({"foo": 1}, "foo")])
 def test_config_rejects_bad_values(values: dict[str, Any], field: str) -> None:
     with pytest.raises(ConfigError, match=field):
-        load_config({"evaluate_model": {"kfold": values}})
+        section({"crossval": values}, "crossval", CrossvalConfig)
 
 
-def test_config_defaults_when_the_subsection_is_absent() -> None:
-    assert load_config({"evaluate_model": {}}) == KFoldReportConfig()
+def test_the_old_evaluate_model_kfold_section_says_where_it_went(tmp_path: Path) -> None:
+    from components.evaluate_model.core import EvaluateConfig
+
+    with pytest.raises(ConfigError, match=r"evaluate_model.kfold moved to the `crossval` section"):
+        section({"evaluate_model": {"kfold": {"enabled": True}}}, "evaluate_model", EvaluateConfig)
+
+
+def test_disabled_crossval_records_that_it_was_skipped(tmp_path: Path) -> None:
+    import json
+
+    import yaml
+
+    params = tmp_path / "params.yaml"
+    params.write_text(yaml.safe_dump(tiny_params(tmp_path)))
+    crossval_cli.main(["--params", str(params), "--patches", str(tmp_path), "--out", str(tmp_path / "out")])
+    assert "crossval.enabled is false" in json.loads((tmp_path / "out" / REPORT_JSON).read_text())["skipped"]

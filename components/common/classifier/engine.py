@@ -16,19 +16,13 @@ import numpy as np
 import torch
 from torch import nn
 
+from components.common.classifier.augment import augment
+from components.common.classifier.config import TrainConfig
+from components.common.classifier.loader import Source
+from components.common.classifier.models import hold_frozen
 from components.common.preprocessing import IMAGENET, Normalization, normalize
-from components.train_model.augment import augment
-from components.train_model.config import TrainConfig
-from components.train_model.loader import Source
-from components.train_model.models import hold_frozen
 
 Scheduler = torch.optim.lr_scheduler.LRScheduler | torch.optim.lr_scheduler.ReduceLROnPlateau
-
-
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
 
 
 def amp_dtype(cfg: TrainConfig, device: torch.device) -> torch.dtype | None:

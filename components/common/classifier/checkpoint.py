@@ -17,12 +17,13 @@ from typing import Any
 
 import torch
 
+from components.common.classifier.config import TrainConfig
 from components.common.errors import ConfigError, DataError
 from components.common.preprocessing import Normalization
-from components.train_model.config import TrainConfig
 
 CHECKPOINT = "checkpoint.pt"
 LAST = "last.pt"
+SUMMARY = "train_summary.json"  # what train_model tells evaluate_model (run id, model URI, sizes)
 FORMAT = 1
 # Settings that shape the model or the optimizer state: a resume must not change them.
 FIXED_ON_RESUME = ("arch", "image_size", "optimizer", "scheduler", "freeze_layers", "seed")

@@ -36,8 +36,8 @@ import pandas as pd
 from scipy.special import softmax
 
 from components.common.errors import DataError
-from components.common.io import read_json, write_json, write_parquet
 from components.common.image_stats import FEATURES, features_frame
+from components.common.io import read_json, write_json, write_parquet
 
 MODEL_TABLE, IMAGES_TABLE, META = "model.parquet", "images.parquet", "reference.json"
 ARTIFACT_PATH = "reference"
@@ -168,13 +168,11 @@ def champion_reference(tracking: Any, alias: str = "champion",
     (None, why) when there is no champion yet or it was logged without one."""
     import mlflow
     from mlflow.exceptions import MlflowException
-    from mlflow.tracking import MlflowClient
 
-    from components.common.tracking import resolved_uri, version_by_alias
+    from components.common.champion import champion_version
 
-    mlflow.set_tracking_uri(resolved_uri(tracking))
     name = f"models:/{tracking.registered_model}@{alias}"
-    version = version_by_alias(MlflowClient(), tracking.registered_model, alias)
+    version = champion_version(tracking, tracking.registered_model, alias)
     if version is None:
         return None, f"no champion yet ({name} does not exist)"
     where = f"{name} (version {version.version}, run {version.run_id})"

@@ -1,0 +1,1 @@
+"""crossval: the grouped repeated k-fold report as its own stage."""
