@@ -4,14 +4,14 @@ crop_patches' folds.parquet. Every DIR may also be an s3://bucket/prefix URI."""
 
 from __future__ import annotations
 
+from components.common.baseline import BaselineConfig
+from components.common.classifier.config import TrainConfig
 from components.common.cli import base_parser, input_location, local_paths, output_location, params_from, run_main
 from components.common.params import section
 from components.common.task import load_task
 from components.common.tracking import TrackingConfig
 from components.crossval.config import CrossvalConfig
 from components.crossval.core import run
-from components.train_baseline.config import BaselineConfig
-from components.train_model.config import TrainConfig
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -55,6 +55,7 @@ from components.common.errors import DataError
 from components.common.folds import check_folds
 from components.common.io import write_json
 from components.common.metrics import classification_metrics
+from components.common.skip import not_trained, write_skipped
 from components.common.task import TaskConfig
 from components.common.tracking import EpochLogger, TrackingConfig, git_commit, metric_key, setup
 from components.crossval import report as kfold_report
@@ -300,11 +301,11 @@ def run(cfg: CrossvalConfig, task: TaskConfig, tracking: TrackingConfig, patch_d
               train_cfg: TrainConfig, baseline_cfg: BaselineConfig, data_version: str = "unknown") -> dict[str, Any]:
     """Train and score every model on every (repeat, fold) of `patch_dir/folds.parquet`; write the
     report (JSON, Markdown, PNG) into `out_dir` and log it to MLflow; returns the JSON document."""
-    if not cfg.enabled:
-        skipped = {"skipped": "crossval.enabled is false (set it, with crop_patches.kfold.enabled, for the report)"}
-        out_dir.mkdir(parents=True, exist_ok=True)
-        write_json(out_dir / REPORT_JSON, skipped)
-        return skipped
+    reason = not_trained(task, "classifier") or (None if cfg.enabled else
+                                                 "crossval.enabled is false (set it, with crop_patches.kfold.enabled, "
+                                                 "for the report)")
+    if reason:
+        return write_skipped(out_dir / REPORT_JSON, reason)
     pool, folds = read_pool(patch_dir, task.classes)
     plan = plan_folds(pool, folds, cfg, task.classes)
     models = _Models(cfg, task, pool, patch_dir, train_cfg, baseline_cfg)

@@ -23,7 +23,8 @@ def main(argv: list[str] | None = None) -> None:
         report = run(section(doc, "evaluate_detector", EvaluateDetectorConfig), load_task(doc),
                      section(doc, "mlflow", TrackingConfig), args.patches, args.model, args.out)
     verdict = "PASSED" if report["passed"] else f"FAILED ({', '.join(report['failed'])})"
-    print(f"evaluate_detector: gate {verdict}")
+    print(f"evaluate_detector: skipped: {report['skipped']}" if "skipped" in report
+          else f"evaluate_detector: gate {verdict}")
 
 
 if __name__ == "__main__":

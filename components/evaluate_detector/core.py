@@ -18,8 +18,9 @@ from components.common.champion import load_champion
 from components.common.detection_metrics import evaluate_detections
 from components.common.detector import SUMMARY, DetectionSplit, load_image, load_split, predict
 from components.common.device import pick_device
-from components.common.errors import ConfigError, DataError
+from components.common.errors import DataError
 from components.common.io import read_json, write_json
+from components.common.skip import not_trained, skipped, write_skipped, write_skipped_figure
 from components.common.task import TaskConfig
 from components.common.tracking import TrackingConfig, metric_key, resolved_uri
 from components.evaluate_detector.config import EvaluateDetectorConfig
@@ -96,8 +97,11 @@ def plot_predictions(test: DetectionSplit, preds: Predictions, classes: tuple[st
 def run(cfg: EvaluateDetectorConfig, task: TaskConfig, tracking: TrackingConfig, patch_dir: Path,
         model_dir: Path, out_dir: Path) -> dict[str, Any]:
     """Score challenger and champion on `detection/annotations_test.json`; write and log the verdict."""
-    if "detector" not in task.models:
-        raise ConfigError(f"task.models: {list(task.models)} has no 'detector'; evaluate_detector does not apply")
+    if reason := not_trained(task, "detector") or skipped(model_dir / SUMMARY):
+        write_skipped(out_dir / "metrics.json", reason)
+        for name in ("predictions.png",):
+            write_skipped_figure(out_dir / name, reason)
+        return write_skipped(out_dir / "decision.json", reason, passed=False, failed=[], rules=[])
     model, summary = _challenger(tracking, model_dir)
     test = load_split(patch_dir, "test", task.classes)
     if not test.items:

@@ -30,7 +30,7 @@ def main(argv: list[str] | None = None) -> None:
         report = run(cfg, task, tracking, args.patches, args.model, args.out,
                      baseline_dir=args.baseline, validation_dir=args.validation)
         verdict = "PASSED" if report["passed"] else f"FAILED ({', '.join(report['failed'])})"
-        print(f"evaluate_model: gate {verdict}")
+        print(f"evaluate_model: skipped: {report['skipped']}" if "skipped" in report else f"evaluate_model: gate {verdict}")
 
 
 if __name__ == "__main__":

@@ -28,10 +28,13 @@ from components.common.classifier.checkpoint import CHECKPOINT, SUMMARY
 from components.common.classifier.data import PatchSet, load_split
 from components.common.classifier.models import build_model
 from components.common.device import pick_device
+from components.common.drift_reference import ARTIFACT_PATH as REFERENCE_DIR
+from components.common.drift_reference import build_reference
 from components.common.errors import DataError
 from components.common.io import read_json, write_json
 from components.common.metrics import classification_metrics
 from components.common.preprocessing import Normalization, normalize
+from components.common.skip import not_trained, skipped, write_skipped, write_skipped_figure
 from components.common.task import TaskConfig
 from components.common.tracking import TrackingConfig, metric_key
 from components.evaluate_model import plots
@@ -49,8 +52,6 @@ from components.evaluate_model.calibration import (
     reliability_bins,
 )
 from components.evaluate_model.gate import GateConfig, decide, resolution
-from components.common.drift_reference import ARTIFACT_PATH as REFERENCE_DIR
-from components.common.drift_reference import build_reference
 
 __all__ = ["BootstrapConfig", "EvaluateConfig", "GateConfig", "run"]
 
@@ -241,6 +242,12 @@ def _log(run_id: str, metrics: dict[str, Any], passed: bool, out_dir: Path) -> N
 
 def run(cfg: EvaluateConfig, task: TaskConfig, tracking: TrackingConfig, patch_dir: Path, train_dir: Path,
         out_dir: Path, baseline_dir: Path | None = None, validation_dir: Path | None = None) -> dict[str, Any]:
+    if reason := not_trained(task, "classifier") or skipped(train_dir / SUMMARY):
+        write_skipped(out_dir / "metrics.json", reason)
+        for name in PLOTS:
+            write_skipped_figure(out_dir / name, reason)
+        write_skipped(out_dir / REFERENCE_DIR / "skipped.json", reason)
+        return write_skipped(out_dir / "decision.json", reason, passed=False, failed=[], rules=[])
     baseline, validation_passed = read_baseline(baseline_dir), read_validation(validation_dir)
     model, ckpt, train_summary = _challenger(train_dir, len(task.classes))
     size, norm = ckpt["config"]["image_size"], Normalization.from_dict(ckpt.get("normalization"))

@@ -25,6 +25,7 @@ from typing import Any
 
 import pandas as pd
 
+from components.common.drift_reference import Reference, champion_reference, load_reference
 from components.common.errors import ConfigError, DataError
 from components.common.image_stats import FEATURES, FeatureTable, features_frame, list_images
 from components.common.io import read_json, write_json
@@ -32,7 +33,6 @@ from components.common.params import params_hash
 from components.common.store import Store
 from components.monitor_drift.config import MonitorConfig
 from components.monitor_drift.policy import RetrainDecision, WindowResult, decide, history_record, last_retrain_at
-from components.common.drift_reference import Reference, champion_reference, load_reference
 from components.monitor_drift.report import render_model_report, render_report
 from components.monitor_drift.window import Assessment, acquisition_masks, assess_window
 

@@ -22,10 +22,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from components.common.drift_reference import Reference
 from components.common.image_stats import FEATURES
 from components.monitor_drift.config import MonitorConfig
 from components.monitor_drift.policy import WindowResult
-from components.common.drift_reference import Reference
 from components.monitor_drift.stats import (
     DRIFT,
     CheckResult,

@@ -28,6 +28,9 @@ def main(argv: list[str] | None = None) -> None:
         doc = params_from(args)
         result = run(section(doc, "promote_model", PromoteConfig), section(doc, "mlflow", TrackingConfig),
                      args.model, args.evaluation, args.out, args.patches)
+    if "skipped" in result:
+        print(f"promote_model: skipped: {result['skipped']}")
+        return
     state = "is" if result["moved"] else "was already"
     print(f"promote_model: {result['name']} v{result['version']} {state} @{result['alias']}"
           + (f" (@{result['previous_alias']} v{result['previous_version']})" if result["previous_version"] else ""))

@@ -27,6 +27,7 @@ from mlflow.tracking import MlflowClient
 
 from components.common.errors import ConfigError, DataError, GateFailed, Refused
 from components.common.io import read_json, write_json
+from components.common.skip import skipped, write_skipped
 from components.common.tracking import TrackingConfig, resolved_uri, version_by_alias
 from components.promote_model.audit import alias_move, audit_path, record_move
 from components.promote_model.card import model_card
@@ -171,6 +172,8 @@ def run(cfg: PromoteConfig, tracking: TrackingConfig, train_dir: Path, eval_dir:
     """Promote the model in `train_dir` as evaluated in `eval_dir`; `patches_dir` (optional) adds the
     per-split class counts of its crop_report.json to the model card."""
     decision_path = eval_dir / "decision.json"
+    if reason := skipped(decision_path):
+        return write_skipped(out_dir / "promotion.json", reason)
     decision = _read(decision_path)
     summary, kind = _summary(train_dir)
     _check_gate(decision, summary, decision_path)

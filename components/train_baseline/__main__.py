@@ -21,6 +21,9 @@ def main(argv: list[str] | None = None) -> None:
         doc = params_from(args)
         report = run(section(doc, "train_baseline", BaselineConfig), load_task(doc),
                      section(doc, "mlflow", TrackingConfig), args.patches, args.out, args.data_version)
+    if "skipped" in report:
+        print(f"train_baseline: skipped: {report['skipped']}")
+        return
     print(f"train_baseline: run {report['run_id']} C={report['C']:g} test macro-F1 "
           f"{report['test']['macro_f1']:.3f} accuracy {report['test']['accuracy']:.3f} "
           f"(val macro-F1 {report['val']['macro_f1']:.3f}, {report['n_features']} features)")

@@ -25,6 +25,7 @@ from components.common.errors import DataError
 from components.common.io import write_json
 from components.common.metrics import classification_metrics
 from components.common.plots import plot_confusion
+from components.common.skip import not_trained, write_skipped
 from components.common.task import TaskConfig
 from components.common.tracking import TrackingConfig, git_commit, setup
 
@@ -57,6 +58,8 @@ def run(cfg: BaselineConfig, task: TaskConfig, tracking: TrackingConfig, patch_d
         data_version: str = "unknown") -> dict[str, Any]:
     """Fit the baseline on `patch_dir` (crop_patches output); write metrics, model and confusion
     matrix into `out_dir` and log them to an MLflow run of the task's experiment."""
+    if reason := not_trained(task, "classifier"):
+        return write_skipped(out_dir / METRICS, reason)
     train, val, test = (_features(patch_dir, s, cfg, task.classes) for s in ("train", "val", "test"))
     if len(np.unique(train[1])) < 2:
         raise DataError(patch_dir / "patches.parquet", "the train split holds fewer than 2 classes")

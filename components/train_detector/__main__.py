@@ -21,6 +21,9 @@ def main(argv: list[str] | None = None) -> None:
         doc = params_from(args)
         summary = run(section(doc, "train_detector", DetectorConfig), load_task(doc),
                       section(doc, "mlflow", TrackingConfig), args.patches, args.out, args.data_version)
+    if "skipped" in summary:
+        print(f"train_detector: skipped: {summary['skipped']}")
+        return
     print(f"train_detector: run {summary['run_id']} best val mAP@0.5 {summary['best_val_map50']:.3f} "
           f"at epoch {summary['best_epoch']} ({summary['epochs_run']} epochs)")
 

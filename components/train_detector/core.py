@@ -38,6 +38,7 @@ from components.common.detector import (
 from components.common.device import pick_device
 from components.common.errors import ConfigError, DataError
 from components.common.io import write_json
+from components.common.skip import not_trained, write_skipped
 from components.common.task import TaskConfig
 from components.common.tracking import TrackingConfig, git_commit, setup
 from components.train_detector.config import ARCHS, DetectorConfig
@@ -194,8 +195,8 @@ def _log_dataset(patch_dir: Path) -> None:
 def run(cfg: DetectorConfig, task: TaskConfig, tracking: TrackingConfig, patch_dir: Path, out_dir: Path,
         data_version: str = "unknown") -> dict[str, Any]:
     """Train on `patch_dir/detection`; write `detector.pt` + `train_summary.json` into `out_dir`."""
-    if "detector" not in task.models:
-        raise ConfigError(f"task.models: {list(task.models)} has no 'detector'; train_detector does not apply")
+    if reason := not_trained(task, "detector"):
+        return write_skipped(out_dir / SUMMARY, reason)
     torch.manual_seed(cfg.seed)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)

@@ -37,7 +37,9 @@ def main(argv: list[str] | None = None) -> None:
             cfg = dataclasses.replace(cfg, resume=str(resume))
         summary = run(cfg, load_task(doc), section(doc, "mlflow", TrackingConfig), args.patches, args.out,
                       args.data_version)
-    if "run_id" in summary:  # DDP ranks other than 0 train silently
+    if "skipped" in summary:
+        print(f"train_model: skipped: {summary['skipped']}")
+    elif "run_id" in summary:  # DDP ranks other than 0 train silently
         print(f"train_model: run {summary['run_id']} best val macro-F1 {summary['best_val_macro_f1']:.3f} "
               f"at epoch {summary['best_epoch']} ({summary['epochs_run']} epochs)")
 

@@ -32,6 +32,7 @@ from components.common.classifier.pretrained import LoadReport, load_weights
 from components.common.errors import DataError
 from components.common.io import write_json
 from components.common.preprocessing import Normalization, normalize
+from components.common.skip import not_trained, write_skipped
 from components.common.task import TaskConfig
 from components.common.tracking import EpochLogger, TrackingConfig, git_commit, setup
 from components.train_model.plots import plot_curves
@@ -113,6 +114,8 @@ def run(cfg: TrainConfig, task: TaskConfig, tracking: TrackingConfig, patch_dir:
 
     Returns the summary (on DDP ranks other than 0: only `{"rank": r}`; they write nothing).
     """
+    if reason := not_trained(task, "classifier"):
+        return write_skipped(out_dir / SUMMARY, reason)
     ctx, device = distributed.init(cfg.device)
     try:
         return _train(cfg, task, tracking, patch_dir, out_dir, data_version, ctx, device)
