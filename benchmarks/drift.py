@@ -7,7 +7,7 @@ Pools, generated once in `--workers` processes (lesionops.synth.shift, severity 
 between pools): train, reference, unshifted, and one pool per shift. Per image, as serving does:
 `image_features` of the whole upload; the lesion crop (first box plus 10 % context, square, 64 px;
 the whole image when there is no box, e.g. a chest film) through the classifier. The classifier is
-small_cnn (components/train_model/models.py, 4 conv blocks, 192-d embedding) trained here for
+small_cnn (components/common/classifier/models.py, 4 conv blocks, 192-d embedding) trained here for
 `--epochs` epochs on the train pool; its temperature is fitted on half of the reference pool.
 The reference is the reference pool (image statistics and model outputs, like evaluate_model's
 reference/), never images the model was fitted on.
@@ -44,6 +44,7 @@ import torch
 from PIL import Image
 
 from components.common.classifier.models import build_model
+from components.common.drift_reference import Reference
 from components.common.embedding import logits_and_embedding
 from components.common.image_stats import FEATURES, features_frame, image_features
 from components.common.params import load_params, section
@@ -51,7 +52,6 @@ from components.common.preprocessing import IMAGENET, normalize
 from components.crop_patches.geometry import box_window
 from components.evaluate_model.calibration import fit_temperature
 from components.monitor_drift.config import CusumConfig, MonitorConfig
-from components.common.drift_reference import Reference
 from components.monitor_drift.stats import cusum_check
 from components.monitor_drift.window import assess_window
 from lesionops.synth.shift import SHIFTS, ShiftConfig, stream

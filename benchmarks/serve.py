@@ -43,6 +43,7 @@ from mlflow.tracking import MlflowClient
 from components.common.classifier.config import TrainConfig
 from components.common.classifier.models import build_model
 from components.common.params import load_params, section
+from components.common.store import Store
 from components.common.task import TaskConfig
 from components.common.tracking import TrackingConfig, setup
 from components.common.voc import read_voc
@@ -52,6 +53,7 @@ from lesionops.serve.app import create_app
 from lesionops.serve.config import ServeConfig
 from lesionops.serve.inference import patch_for, run_classifier, to_batch
 from lesionops.serve.models import Champions
+from lesionops.serve.users import add_user
 from lesionops.synth.skin import SynthConfig, generate_skin_dataset
 
 
@@ -95,11 +97,11 @@ def serve(app: object) -> tuple[uvicorn.Server, threading.Thread, str]:
     return server, thread, f"http://127.0.0.1:{sock.getsockname()[1]}"
 
 
-def load(url: str, images: list[tuple[bytes, str]], n: int, clients: int) -> tuple[list[float], float]:
+def load(url: str, images: list[tuple[bytes, str]], n: int, clients: int, token: str) -> tuple[list[float], float]:
     """Per-request latencies (s) and the wall time of `n` /classify calls from `clients` threads."""
     def worker(k: int) -> list[float]:
         times = []
-        with httpx.Client(base_url=url, timeout=60) as client:
+        with httpx.Client(base_url=url, timeout=60, headers={"Authorization": f"Bearer {token}"}) as client:
             for i in range(k, n, clients):
                 data, box = images[i % len(images)]
                 start = time.perf_counter()
@@ -163,13 +165,17 @@ def main() -> None:
         tracking = registry(root / "mlruns", task, train)
         images = photos(root / "photos", task)
         cfg = ServeConfig(store_url=f"sqlite:///{root / 'serve.db'}", image_dir=str(root / "images"),
-                          feedback_dir=str(root / "feedback"), reload_every_s=0, torch_threads=threads)
+                          feedback_dir=str(root / "feedback"), reload_every_s=0, torch_threads=threads,
+                          upload_rate=None)
+        store = Store(cfg.store_url)
+        _, token = add_user(store, "bench", "clinician")  # signed in, as every clinic request is
+        store.close()
         # bare calls before and after the API load, so a shared machine's drifting load hits both alike
         bare_times = bare(tracking, task, crop, root, images, args.bare // 2, threads)
-        server, thread, url = serve(create_app(cfg, tracking, task, token=None, crop=crop))
+        server, thread, url = serve(create_app(cfg, tracking, task, crop=crop))
         try:
-            load(url, images, args.warmup, args.clients)
-            latencies, wall = load(url, images, args.requests, args.clients)
+            load(url, images, args.warmup, args.clients, token)
+            latencies, wall = load(url, images, args.requests, args.clients, token)
         finally:
             server.should_exit = True
             thread.join(timeout=30)

@@ -32,12 +32,14 @@ from lesionops.cli_common import (
     task_params,
 )
 from lesionops.cli_pipeline import pipeline_app, pipeline_run
+from lesionops.cli_security import install as install_security
 from lesionops.cli_task import task_app
 
 app = Commands(help="LesionOps: labelImg data → validated patches → gated, promoted models.",
                   no_args_is_help=True, add_completion=False)
 app.add_typer(pipeline_app, name="pipeline")
 app.add_typer(task_app, name="task")
+install_security(app)
 
 
 
@@ -205,14 +207,17 @@ def serve(
 ) -> None:
     """Serve the champion models (classify, detect, feedback, expert review) with FastAPI + uvicorn.
 
-    The feedback/review token is read from the environment variable named by serve.token_env
-    (default LESIONOPS_TOKEN); without it those routes answer 503."""
+    Every route that stores or shows data needs a personal token (`lesionops users add NAME --role
+    ROLE`) or an OIDC token (serve.oidc_issuer); README "Security"."""
     import dataclasses
     import os
 
     import uvicorn
 
+    from components.common.store import Store
+    from components.common.task import load_task
     from components.crop_patches.config import CropConfig
+    from components.promote_model.config import PromoteConfig
     from lesionops.serve.app import create_app
     from lesionops.serve.config import ServeConfig
 
@@ -220,11 +225,19 @@ def serve(
     cfg = section(doc, "serve", ServeConfig)
     cfg = dataclasses.replace(cfg, host=host or cfg.host, port=port if port is not None else cfg.port)
     api = create_app(cfg, section(doc, "mlflow", TrackingConfig), load_task(doc),
-                     token=os.environ.get(cfg.token_env) or None, crop=section(doc, "crop_patches", CropConfig))
+                     crop=section(doc, "crop_patches", CropConfig),
+                     promote=section(doc, "promote_model", PromoteConfig) if "promote_model" in doc else None)
     url = cfg.public_url or f"http://{cfg.host}:{cfg.port}/"
     console.print(f"LesionOps serving on {url}  (review: {url.rstrip('/')}/review, API docs: {url.rstrip('/')}/docs)")
-    if not os.environ.get(cfg.token_env):
-        console.print(f"[yellow]${cfg.token_env} is not set: feedback and review are disabled[/]")
+    if os.environ.get("LESIONOPS_TOKEN"):
+        console.print("[yellow]LESIONOPS_TOKEN is no longer read: one shared secret cannot say who did what. Give "
+                      "each person their own token (`lesionops users add NAME --role clinician|reviewer|admin`) "
+                      "and unset it.[/]")
+    store = Store(cfg.store_url)
+    active = [u for u in store.list_users() if u["revoked_at"] is None]
+    store.close()
+    if not active and not cfg.oidc_issuer:
+        console.print("[yellow]No users yet: nobody can sign in. Add one: lesionops users add NAME --role ROLE[/]")
     uvicorn.run(api, host=cfg.host, port=cfg.port, log_level="info")
 
 
@@ -342,4 +355,5 @@ def demo(
     console.print(f"\nBrowse runs and the registry:  make ui   (mlflow ui --backend-store-uri "
                   f"{tracking.tracking_uri} --default-artifact-root {tracking.artifact_root})")
     console.print("Serve the champion with the clinician page (/), expert review (/review) and API docs (/docs):\n"
-                  "  LESIONOPS_TOKEN=<a clinic secret> .venv/bin/lesionops serve   → http://127.0.0.1:8000/")
+                  "  .venv/bin/lesionops users add <name> --role clinician   (prints a personal token once)\n"
+                  "  .venv/bin/lesionops serve   → http://127.0.0.1:8000/")

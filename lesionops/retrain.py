@@ -7,7 +7,9 @@ data and adds a metadata.csv row per image (patient `feedback:<image sha>` so a 
 never sit on both sides of a split, label source `expert_review`); then both folders are
 re-versioned with DVC and the same training pipeline runs (kfp.local here, a Kubeflow run when
 `retrain.target: kubeflow`). The new data passes ingest and validation like any upload, so a bad
-review is quarantined with a reason, not trained on.
+review is quarantined with a reason, not trained on. Each retrain records, per feedback image, the
+data version it went into (a `merge` event in the serving store), which `lesionops audit` follows
+from a report to the models trained on it. Each window also applies `serve.retention_days`.
 """
 
 from __future__ import annotations
@@ -134,23 +136,46 @@ def launch_training(doc: dict[str, Any], cfg: RetrainConfig, data_version: str) 
             "source_uri": kube.source_uri, "uploaded": copied["uploaded"]}
 
 
-def retrain_now(doc: dict[str, Any], cfg: RetrainConfig, feedback_dir: Path) -> dict[str, Any]:
-    """Merge accepted feedback into the data, re-version both with DVC, launch the training pipeline."""
+def retrain_now(doc: dict[str, Any], cfg: RetrainConfig, feedback_dir: Path,
+                store_url: str | None = None) -> dict[str, Any]:
+    """Merge accepted feedback into the data, re-version both with DVC, record which data version
+    each feedback image went into (in the store at `store_url`), launch the training pipeline."""
+    from components.common.store import Store
+    from lesionops.audit_trail import record_merge
     from lesionops.datavc import track
 
     merged = merge_feedback(feedback_dir, cfg)
-    versions = {"feedback": track(feedback_dir) if feedback_pairs(feedback_dir) else "empty",
-                "data": track(Path(cfg.data))}
+    pairs = feedback_pairs(feedback_dir)
+    versions = {"feedback": track(feedback_dir) if pairs else "empty", "data": track(Path(cfg.data))}
+    if store_url is not None:
+        store = Store(store_url)
+        try:
+            record_merge(store, feedback_dir, [image for image, _ in pairs], versions["data"], versions["feedback"])
+        finally:
+            store.close()
     launched = launch_training(doc, cfg, versions["data"])
     return {"merged": merged.added, "already_merged": merged.present, "data_version": versions["data"],
             "feedback_version": versions["feedback"], **launched}
 
 
+def retention(serve: Any, now: Any = None) -> dict[str, Any]:
+    """Delete the stored photos of unreported predictions older than `serve.retention_days`."""
+    from components.common.retention import apply_retention
+    from components.common.store import Store
+
+    store = Store(serve.store_url)
+    try:
+        return apply_retention(store, Path(serve.image_dir), serve.retention_days, now).summary()
+    finally:
+        store.close()
+
+
 def monitor_cycle(doc: dict[str, Any], *, reference: Path | None = None, now: Any = None) -> dict[str, Any]:
     """One scheduled window: drift tests + policy on the serving store; on "retrain", do it.
 
-    Writes `<monitor_dir>/<window time>/` (drift.json, reports, decision.json, and retrain.json when
-    a run was launched) and appends the window to `<monitor_dir>/history.json`."""
+    Writes `<monitor_dir>/<window time>/` (drift.json, reports, decision.json, retention.json when
+    `serve.retention_days` is set, and retrain.json when a run was launched) and appends the window
+    to `<monitor_dir>/history.json`."""
     import json
     from datetime import UTC, datetime
 
@@ -168,7 +193,10 @@ def monitor_cycle(doc: dict[str, Any], *, reference: Path | None = None, now: An
                        tracking=section(doc, "mlflow", TrackingConfig), alias=serve.champion_alias,
                        history_file=root / "history.json", now=when)
     result["out"] = str(out)
+    if serve.retention_days is not None:
+        result["retention"] = retention(serve, when)
+        (out / "retention.json").write_text(json.dumps(result["retention"], indent=2), encoding="utf-8")
     if result["decision"]["retrain"]:
-        result["retrain"] = retrain_now(doc, cfg, Path(serve.feedback_dir))
+        result["retrain"] = retrain_now(doc, cfg, Path(serve.feedback_dir), serve.store_url)
         (out / "retrain.json").write_text(json.dumps(result["retrain"], indent=2), encoding="utf-8")
     return result

@@ -4,9 +4,9 @@ clinician-desktop.png, each showing a classified region's result.
 Run from the repository root (module mode puts the root on the import path):
 
     .venv/bin/python -m scripts.screenshot                          # tiny throwaway registry
-    .venv/bin/python -m scripts.screenshot --url http://127.0.0.1:8000   # a running `lesionops serve`
+    .venv/bin/python -m scripts.screenshot --url http://127.0.0.1:8000 --token <a clinician's token>
 
-The page is driven by the same harness as tests/browser (Debian chromium, headless): pick the photo,
+The page is driven by the same harness as tests/browser (Debian chromium, headless): sign in, pick the photo,
 drag the lesion box, classify, wait for the result. The default photo is the first labelled photo
 under data/images (after `make demo`), the box its first labelImg box; without data a synthetic
 photo is used.
@@ -29,6 +29,7 @@ REPO = Path(__file__).resolve().parents[1]
 def get_args_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--url", help="a running LesionOps app; default: serve a tiny test registry here")
+    p.add_argument("--token", help="with --url: a clinician's token (`lesionops users add`); default: the test one")
     p.add_argument("--image", type=Path, help="photo to classify (default: first labelled photo in data/images)")
     p.add_argument("--box", help="x1,y1,x2,y2 in image pixels (default: the photo's first labelImg box)")
     p.add_argument("--out", type=Path, default=REPO / "docs" / "img")
@@ -64,11 +65,12 @@ def app_url(url: str | None, work: Path) -> Iterator[str]:
 
 
 def shoot(driver: object, base: str, vp: harness.Viewport, photo: Path, box: list[float] | None,
-          size: tuple[int, int], out: Path) -> Path:
+          size: tuple[int, int], out: Path, token: str) -> Path:
     from selenium.webdriver.common.by import By
 
     harness.set_viewport(driver, vp)  # type: ignore[arg-type]
     harness.open_page(driver, f"{base}/")  # type: ignore[arg-type]
+    harness.sign_in(driver, token)  # type: ignore[arg-type]
     driver.find_element(By.ID, "file").send_keys(str(photo))  # type: ignore[attr-defined]
     img = harness.visible(driver, "photo")  # type: ignore[arg-type]
     harness.image_loaded(driver, img)  # type: ignore[arg-type]
@@ -92,11 +94,14 @@ def main(args: argparse.Namespace) -> None:
         photo, box = pick_photo(args.image, args.box, work)
         with Image.open(photo) as im:
             size = im.size
+        from tests.serve.fixtures import CLINICIAN
+
+        token = args.token or CLINICIAN
         driver = harness.start_chromium(work / "profile")
         try:
             with app_url(args.url, work) as base:
                 for vp in harness.VIEWPORTS.values():
-                    print(shoot(driver, base, vp, photo, box, size, args.out))
+                    print(shoot(driver, base, vp, photo, box, size, args.out, token))
         finally:
             driver.quit()
 

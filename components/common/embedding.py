@@ -2,7 +2,7 @@
 
 Drift monitoring compares what the model "sees" in clinic images with what it saw on held-out
 training data. Every classifier family we build ends in an `nn.Linear` head (see
-components/train_model/models.py), so the input of the *last* Linear is the embedding, whatever the
+components/common/classifier/models.py), so the input of the *last* Linear is the embedding, whatever the
 architecture: one forward hook, no per-family code, and the reference (built at evaluation time) and
 the serving side (built per request) use this same function so their embeddings are comparable.
 """

@@ -8,10 +8,17 @@ code: nothing here is dialect-specific (JSON and LargeBinary map to JSON/BLOB an
 Times are stored as naive UTC and handed back timezone-aware (UTC). Embeddings are float32 bytes:
 4 bytes a dimension instead of ~20 as JSON text. The drift monitor reads this store through
 `recent_predictions`, `reviewed_feedback` and `count_feedback` only.
+
+Who did what: every prediction and report names its user (`user_id`, `reporter_id`), a review its
+`reviewer`; `users` holds the serving accounts (a salted token hash, never a token) and `events`
+the actions that have no row of their own (retention deletions, merges into training data, user
+changes). An image deleted by retention keeps its row, tombstoned by `image_deleted_at`. Columns
+added since a database was created are added on open (`_upgrade`): old stores keep working.
 """
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
@@ -36,7 +43,9 @@ from sqlalchemy import (
     create_engine,
     event,
     func,
+    inspect,
     select,
+    text,
     update,
 )
 from sqlalchemy.engine import Connection, Engine, make_url
@@ -63,6 +72,9 @@ predictions = Table(
     Column("confidence", Float),
     Column("features", JSON, nullable=False),  # monitor_drift's features of the full uploaded image
     Column("embedding", LargeBinary),  # float32 penultimate-layer activations (classifier only)
+    Column("user_id", String(200), index=True),  # who asked (null: rows from before per-user tokens)
+    Column("orientation", Integer),  # the upload's EXIF orientation: the stored copy has no EXIF left
+    Column("image_deleted_at", DateTime, index=True),  # tombstone: the image file was deleted (retention)
 )
 
 feedback = Table(
@@ -84,6 +96,29 @@ feedback = Table(
     Column("true_label", String(200)),
     Column("review_box", JSON),
     Column("export_path", String(300)),  # the VOC xml written on accept, relative to serve.feedback_dir
+    Column("reporter_id", String(200), index=True),  # who reported (the reviewer column holds a user id too)
+    Column("orientation", Integer),
+)
+
+users = Table(
+    "users", metadata,
+    Column("user_id", String(200), primary_key=True),  # random hex (token users) or oidc:<subject>
+    Column("name", String(200), nullable=False, unique=True),
+    Column("role", String(16), nullable=False),  # clinician | reviewer | admin
+    Column("token_hash", String(200)),  # argon2id of the token's secret part; null for OIDC users
+    Column("source", String(16), nullable=False),  # token | oidc
+    Column("created_at", DateTime, nullable=False),
+    Column("revoked_at", DateTime),
+)
+
+events = Table(
+    "events", metadata,
+    Column("event_id", String(32), primary_key=True),
+    Column("at", DateTime, nullable=False, index=True),
+    Column("user_id", String(200), index=True),  # a user id, or system:<what> for scheduled work
+    Column("action", String(32), nullable=False, index=True),  # e.g. retention_delete, merge, user_add
+    Column("subject", String(300), index=True),  # an image sha256, a user id, ...
+    Column("detail", JSON),
 )
 
 
@@ -95,6 +130,7 @@ class StoredImage:
     path: str  # relative to serve.image_dir
     width: int
     height: int
+    orientation: int = 1  # EXIF orientation of the upload (the stored copy carries no EXIF)
 
 
 @dataclass(frozen=True)
@@ -111,6 +147,7 @@ class Prediction:
     confidence: float | None
     features: dict[str, float]
     embedding: np.ndarray | None = None
+    user_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -123,6 +160,11 @@ class Feedback:
     note: str | None
     box: list[float] | None
     model_label: str | None
+    reporter_id: str | None = None
+
+
+class ImageDeleted(LookupError):
+    """A report on a prediction whose image retention already deleted."""
 
 
 @dataclass(frozen=True)
@@ -185,6 +227,21 @@ def _since(column: Any, since: datetime | None) -> list[Any]:
     return [] if since is None else [column >= _naive_utc(since)]
 
 
+def _upgrade(engine: Engine) -> None:
+    """Add the nullable columns a table gained since this database was created (dialect-neutral
+    ALTER TABLE ... ADD COLUMN), so an existing store opens with today's code."""
+    found = inspect(engine)
+    for table in metadata.sorted_tables:
+        have = {c["name"] for c in found.get_columns(table.name)}
+        for column in table.columns:
+            if column.name not in have and column.nullable:
+                kind = column.type.compile(dialect=engine.dialect)
+                with engine.begin() as conn:
+                    conn.execute(text(f"ALTER TABLE {table.name} ADD COLUMN {column.name} {kind}"))
+        for index in table.indexes:
+            index.create(engine, checkfirst=True)
+
+
 class Store:
     """Predictions and feedback in one database; safe to share between threads."""
 
@@ -192,6 +249,7 @@ class Store:
         self.url = url
         self.engine = make_engine(url)
         metadata.create_all(self.engine)
+        _upgrade(self.engine)
 
     def close(self) -> None:
         self.engine.dispose()
@@ -210,11 +268,61 @@ class Store:
             conn.execute(predictions.insert().values(**row))
 
     def add_feedback(self, f: Feedback) -> None:
-        """Insert a pending report; returns only once it is committed (the 201 means durable)."""
+        """Insert a pending report; returns only once it is committed (the 201 means durable).
+
+        ImageDeleted when the prediction's image was deleted by retention: checked in the same
+        transaction, so a report never points at a file that is gone."""
         row = {**{k: v for k, v in asdict(f).items() if k != "image"}, "created_at": _naive_utc(f.created_at),
                "status": "pending", **_image_columns(f.image)}
         with self._tx() as conn:
+            if f.prediction_id is not None and conn.execute(
+                    select(predictions.c.image_deleted_at)
+                    .where(predictions.c.prediction_id == f.prediction_id)).scalar() is not None:
+                raise ImageDeleted(f.prediction_id)
             conn.execute(feedback.insert().values(**row))
+
+    def add_event(self, action: str, user_id: str | None, subject: str | None,
+                  detail: dict[str, Any] | None = None, at: datetime | None = None) -> None:
+        """One line of the audit trail for an action that has no row of its own."""
+        with self._tx() as conn:
+            conn.execute(events.insert().values(event_id=uuid.uuid4().hex, at=_naive_utc(at or utc_now()),
+                                                user_id=user_id, action=action, subject=subject, detail=detail))
+
+    def list_events(self, subjects: list[str] | None = None, action: str | None = None) -> list[dict[str, Any]]:
+        """Audit events, oldest first; `subjects` matches exactly (image sha256s, user ids...)."""
+        query = select(events).order_by(events.c.at, events.c.event_id)
+        if subjects is not None:
+            query = query.where(events.c.subject.in_(subjects))
+        if action is not None:
+            query = query.where(events.c.action == action)
+        with self.engine.connect() as conn:
+            return [{**r._asdict(), "at": _aware(r.at)} for r in conn.execute(query)]
+
+    # ---- users (lesionops/serve/users.py hashes and checks the tokens) --------------------------
+    def add_user(self, user_id: str, name: str, role: str, token_hash: str | None, source: str = "token") -> None:
+        with self._tx() as conn:
+            conn.execute(users.insert().values(user_id=user_id, name=name, role=role, token_hash=token_hash,
+                                               source=source, created_at=_naive_utc(utc_now())))
+
+    def get_user(self, user_id: str) -> dict[str, Any] | None:
+        """A user by id (revoked ones too: the caller decides), or by name when no id matches."""
+        with self.engine.connect() as conn:
+            row = (conn.execute(select(users).where(users.c.user_id == user_id)).first()
+                   or conn.execute(select(users).where(users.c.name == user_id)).first())
+        return None if row is None else {**row._asdict(), "created_at": _aware(row.created_at),
+                                         "revoked_at": _aware(row.revoked_at)}
+
+    def list_users(self) -> list[dict[str, Any]]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(users).order_by(users.c.created_at, users.c.name))
+            return [{**r._asdict(), "created_at": _aware(r.created_at), "revoked_at": _aware(r.revoked_at)}
+                    for r in rows]
+
+    def update_user(self, user_id: str, **values: Any) -> bool:
+        """Change a user's role/name/hash or revoke them (`revoked_at`); False for an unknown id."""
+        values = {k: _naive_utc(v) if isinstance(v, datetime) else v for k, v in values.items()}
+        with self._tx() as conn:
+            return conn.execute(update(users).where(users.c.user_id == user_id).values(**values)).rowcount == 1
 
     def review(self, feedback_id: str, decision: Review,
                export: Callable[[dict[str, Any]], str | None]) -> dict[str, Any] | None:
@@ -321,12 +429,13 @@ class Store:
 
 def _image_columns(image: StoredImage) -> dict[str, Any]:
     return {"input_sha256": image.sha256, "image_path": image.path, "image_width": image.width,
-            "image_height": image.height}
+            "image_height": image.height, "orientation": image.orientation}
 
 
 def _prediction_row(row: Any) -> dict[str, Any]:
     out = row._asdict()
     out["created_at"] = _aware(out["created_at"])
+    out["image_deleted_at"] = _aware(out["image_deleted_at"])
     out["embedding"] = _embedding_list(out["embedding"])
     return out
 

@@ -39,13 +39,16 @@ def _user() -> str:
 
 
 def alias_move(action: str, model: str, alias: str, from_version: str | None, to_version: str | None,
-               run_id: str | None, reason: str) -> dict[str, Any]:
-    """One audit record; versions are registry version strings, None = the alias was unset."""
+               run_id: str | None, reason: str, user: str | None = None) -> dict[str, Any]:
+    """One audit record; versions are registry version strings, None = the alias was unset.
+
+    `user` is the LesionOps account that asked (e.g. POST /rollback); without one, the OS login
+    of the process that moved the alias (CLI, pipeline pod), prefixed `os:`."""
     if action not in ACTIONS:
         raise ValueError(f"audit action must be one of {ACTIONS}, got {action!r}")
     return {"time": datetime.now(UTC).isoformat(timespec="seconds"), "action": action, "model": model,
             "alias": alias, "from_version": from_version, "to_version": to_version, "run_id": run_id,
-            "user": _user(), "host": socket.gethostname(), "reason": reason}
+            "user": user or f"os:{_user()}", "host": socket.gethostname(), "reason": reason}
 
 
 def append_audit(path: Path, record: dict[str, Any]) -> None:

@@ -29,8 +29,9 @@ def _exists(client: MlflowClient, name: str, version: str) -> bool:
 
 
 def rollback(cfg: PromoteConfig, tracking: TrackingConfig, kind: str = "classifier",
-             reason: str = "") -> dict[str, Any]:
-    """champion ← previous; previous ← the champion before that (or removed). Audit-logged."""
+             reason: str = "", user: str | None = None) -> dict[str, Any]:
+    """champion ← previous; previous ← the champion before that (or removed). Audit-logged with
+    `user` (a LesionOps user id; None: the OS login)."""
     name = registered_name(tracking, kind)
     mlflow.set_tracking_uri(resolved_uri(tracking))
     client = MlflowClient()
@@ -49,7 +50,8 @@ def rollback(cfg: PromoteConfig, tracking: TrackingConfig, kind: str = "classifi
         else:
             client.set_registered_model_alias(name, cfg.previous_alias, before)
         run_id = client.get_model_version(name, target).run_id
-        record = alias_move("rollback", name, cfg.alias, current, target, run_id, reason or "manual rollback")
+        record = alias_move("rollback", name, cfg.alias, current, target, run_id, reason or "manual rollback",
+                            user)
         record_move(client, log, record)
         if current is not None:
             client.set_model_version_tag(name, current, "rolled_back",

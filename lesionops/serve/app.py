@@ -4,6 +4,9 @@
 lifespan loads the champions, starts the alias poller, and closes the store on the way out.
 Errors always answer `{"detail": "<reason>"}` — including FastAPI's validation errors (422), which
 are flattened to one sentence — and nothing a client sends produces a 500.
+
+Only /health, /metrics, /qr.svg and the static pages answer without sign-in (they reveal no patient
+data); every other route needs a user whose role allows it (auth.py).
 """
 
 from __future__ import annotations
@@ -13,10 +16,10 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from io import BytesIO
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import segno
-from fastapi import Depends, FastAPI, Request
+from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
@@ -27,14 +30,18 @@ from components.common.store import Store
 from components.common.task import TaskConfig
 from components.common.tracking import TrackingConfig
 from components.crop_patches.config import CropConfig
+from components.promote_model.config import PromoteConfig
 from lesionops.serve import expert_review, predict
+from lesionops.serve.auth import Authenticator, OidcSettings, OidcVerifier, current_user, require
 from lesionops.serve.config import ServeConfig
 from lesionops.serve.limits import BodyLimitMiddleware
 from lesionops.serve.metrics import MetricsMiddleware, ServeMetrics
 from lesionops.serve.models import Champions, Poller
-from lesionops.serve.schemas import Health
-from lesionops.serve.state import ServeState, get_state, require_token
+from lesionops.serve.ratelimit import UploadLimiter
+from lesionops.serve.schemas import Health, Me, RollbackBody
+from lesionops.serve.state import ServeState, get_state
 from lesionops.serve.uploads import InputError
+from lesionops.serve.users import User
 
 log = logging.getLogger("lesionops.serve")
 STATIC_DIR = Path(__file__).parent / "static"
@@ -73,7 +80,8 @@ def _install_handlers(app: FastAPI) -> None:
 def _health(state: ServeState) -> dict[str, Any]:
     clf, det = state.champions.classifier, state.champions.detector
     return {"status": "ok", "classifier": clf.info() if clf else None, "detector": det.info() if det else None,
-            "problems": dict(state.champions.problems), "classes": list(state.task.classes)}
+            "problems": dict(state.champions.problems), "classes": list(state.task.classes),
+            "anonymous_classify": state.cfg.anonymous_classify}
 
 
 def _refresh(state: ServeState) -> dict[str, Any]:
@@ -89,6 +97,15 @@ def _page(name: str) -> Response:
     return FileResponse(path, media_type="text/html")
 
 
+def _rollback(state: ServeState, body: RollbackBody, user: User) -> dict[str, Any]:
+    """champion ← previous in the registry (audit-logged with the user), then serve it now."""
+    from components.promote_model.rollback import rollback
+
+    done = rollback(state.promote, state.tracking, body.kind, body.reason, user=user.user_id)
+    _refresh(state)
+    return done
+
+
 def _install_routes(app: FastAPI) -> None:
     @app.get("/health", response_model=Health, tags=["ops"], summary="Liveness and the model versions in service")
     def health(request: Request) -> dict[str, Any]:
@@ -98,10 +115,21 @@ def _install_routes(app: FastAPI) -> None:
     def metrics(request: Request) -> Response:
         return Response(generate_latest(get_state(request).metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
-    @app.post("/reload", response_model=Health, tags=["ops"], dependencies=[Depends(require_token)],
-              summary="Follow the registry aliases now instead of at the next poll")
+    @app.post("/reload", response_model=Health, tags=["ops"], dependencies=[Depends(require("admin"))],
+              summary="Follow the registry aliases now instead of at the next poll (admin)")
     def reload(request: Request) -> dict[str, Any]:
         return _refresh(get_state(request))
+
+    @app.post("/rollback", tags=["ops"], summary="Move the champion back to the previous version (admin)")
+    def rollback(request: Request, body: RollbackBody,
+                 user: Annotated[User, Depends(require("admin"))]) -> dict[str, Any]:
+        return _rollback(get_state(request), body, user)
+
+    @app.get("/auth/me", response_model=Me, tags=["auth"], summary="Who the token belongs to, and their role")
+    def me(user: Annotated[User | None, Depends(current_user)]) -> dict[str, Any]:
+        if user is None:
+            raise HTTPException(401, "not signed in", headers={"WWW-Authenticate": "Bearer"})
+        return user.info()
 
     @app.get("/qr.svg", tags=["pages"], summary="QR code of the page URL, for opening it on a phone",
              response_class=Response)
@@ -116,17 +144,27 @@ def _install_routes(app: FastAPI) -> None:
     app.mount("/static", StaticFiles(directory=STATIC_DIR, check_dir=False), name="static")
 
 
-def create_app(cfg: ServeConfig, tracking: TrackingConfig, task: TaskConfig, *, token: str | None,
-               crop: CropConfig | None = None) -> FastAPI:
+def _oidc(cfg: ServeConfig) -> OidcVerifier | None:
+    if cfg.oidc_issuer is None or cfg.oidc_audience is None:
+        return None
+    return OidcVerifier(OidcSettings(cfg.oidc_issuer, cfg.oidc_audience, cfg.oidc_jwks_url, cfg.oidc_role_claim,
+                                     cfg.oidc_name_claim))
+
+
+def create_app(cfg: ServeConfig, tracking: TrackingConfig, task: TaskConfig, *, crop: CropConfig | None = None,
+               promote: PromoteConfig | None = None) -> FastAPI:
     """The app for these configs. `crop` (the crop_patches section) must be the one the classifier
-    was trained with: serving rebuilds patches with it. `token=None` disables feedback and review."""
+    was trained with: serving rebuilds patches with it. `promote` (the promote_model section) names
+    the audit log and lock that POST /rollback uses. Users live in the store (`lesionops users`)."""
     crop = crop or CropConfig()
     champions = Champions(tracking, cfg.champion_alias, task.classes)
     metrics = ServeMetrics()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        state = ServeState(cfg, task, crop, token or None, Store(cfg.store_url), champions, metrics)
+        store = Store(cfg.store_url)
+        state = ServeState(cfg, task, crop, store, champions, metrics, Authenticator(store, _oidc(cfg)),
+                           UploadLimiter(cfg.upload_rate), tracking, promote or PromoteConfig())
         app.state.serve = state
         _refresh(state)
         poller = Poller(champions, cfg.reload_every_s, on_change=lambda: metrics.set_models(champions.models))

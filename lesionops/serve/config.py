@@ -1,12 +1,14 @@
 """The `serve` section of params.yaml as one frozen config, checked when it is built.
 
-The feedback/review token is never a value here: `token_env` names the environment variable that
-holds it, so params.yaml (versioned, shared) cannot leak it.
+No secret is ever a value here (params.yaml is versioned and shared): accounts and their hashed
+tokens live in the store (`lesionops users`), OIDC needs only the issuer's public keys.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+from limits import parse
 
 from components.common.errors import ConfigError
 
@@ -25,11 +27,18 @@ class ServeConfig:
     max_image_pixels: int = 40_000_000  # decompression-bomb guard: width × height above this → 400
     top_k: int = 3  # classes returned by /classify unless the request asks for fewer/more
     reload_every_s: float = 30.0  # how often the champion aliases are polled (0: never, reload on demand)
-    token_env: str = "LESIONOPS_TOKEN"  # NAME of the env var holding the feedback/review token
     detect_score_threshold: float = 0.5  # detections below this score are not returned
     feature_max_side: int = 256  # drift features are computed on a copy downscaled to this side
     champion_alias: str = "champion"
     torch_threads: int = 0  # intra-op threads of the model forward; 0 = torch's default (one per core)
+    anonymous_classify: bool = False  # demo kiosk: /classify and /detect answer anonymous callers, storing nothing
+    upload_rate: str | None = "30/minute"  # per user (kiosk: per client address); over it 429; None = no limit
+    retention_days: float | None = None  # unreported uploads older than this are deleted; None = keep
+    oidc_issuer: str | None = None  # e.g. https://login.example.org/realms/clinic; None = token users only
+    oidc_audience: str | None = None  # the `aud` an access token must carry (required with an issuer)
+    oidc_jwks_url: str | None = None  # None = the issuer's discovery document's jwks_uri
+    oidc_role_claim: str = "roles"  # claim listing roles; its first clinician/reviewer/admin value counts
+    oidc_name_claim: str = "preferred_username"  # shown and audited as the user's name
 
     def __post_init__(self) -> None:
         checks = [
@@ -40,10 +49,19 @@ class ServeConfig:
             (self.reload_every_s >= 0, "reload_every_s", "≥ 0", self.reload_every_s),
             (0 <= self.detect_score_threshold <= 1, "detect_score_threshold", "0..1", self.detect_score_threshold),
             (self.feature_max_side >= 8, "feature_max_side", "≥ 8", self.feature_max_side),
-            (self.token_env.isidentifier(), "token_env", "an environment variable name", self.token_env),
+            (self.retention_days is None or self.retention_days > 0, "retention_days", "> 0 or null",
+             self.retention_days),
+            (self.oidc_issuer is None or bool(self.oidc_audience), "oidc_audience", "set when oidc_issuer is",
+             self.oidc_audience),
             (bool(self.champion_alias), "champion_alias", "a non-empty alias", self.champion_alias),
             (self.torch_threads >= 0, "torch_threads", "≥ 0", self.torch_threads),
         ]
         for ok, name, expected, found in checks:
             if not ok:
                 raise ConfigError(f"serve.{name}: expected {expected}, found {found!r}")
+        if self.upload_rate is not None:
+            try:
+                parse(self.upload_rate)
+            except ValueError as exc:
+                raise ConfigError(f"serve.upload_rate: expected e.g. '30/minute' or '500/day', "
+                                  f"found {self.upload_rate!r}") from exc

@@ -2,28 +2,40 @@
 
 Routes are plain `def`: FastAPI runs them in its thread pool, so decoding, cropping and feature
 extraction of several requests overlap while each model runs one forward at a time.
+
+Every stored prediction and report names the signed-in user. An anonymous kiosk request
+(`serve.anonymous_classify`) is answered from a temporary copy that is deleted before the answer
+leaves: no image file, no row, no prediction id to report on.
 """
 
 from __future__ import annotations
 
+import tempfile
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, File, Form, HTTPException, Request, UploadFile
 
 from components.common.errors import DataError
 from components.common.image_stats import read_features
-from components.common.store import Feedback, Prediction, StoredImage, utc_now
+from components.common.store import Feedback, ImageDeleted, Prediction, StoredImage, utc_now
+from lesionops.serve.auth import predict_user, require
 from lesionops.serve.inference import annotate, classify, detect, patch_for
 from lesionops.serve.schemas import ClassifyResponse, DetectResponse, FeedbackResponse
-from lesionops.serve.state import ServeState, get_state, require_form, require_token
+from lesionops.serve.state import ServeState, count_upload, get_state, require_form
 from lesionops.serve.uploads import InputError, Upload, check_content_type, decode_image, parse_box, store_image
+from lesionops.serve.users import User
 
 router = APIRouter()
 OTHER = "other"  # a reporter may say "none of these classes"
 
 FileField = Annotated[UploadFile, File(description="the photo (JPEG, PNG, BMP, TIFF, WebP)")]
 BoxField = Annotated[str | None, Form(description="x1,y1,x2,y2 in stored-image pixels (0-based, x2/y2 exclusive)")]
+Caller = Annotated[User | None, Depends(predict_user)]
+can_report = require("report")  # one callable: FastAPI then runs it once per request, before the body checks
 
 
 def read_upload(file: UploadFile, state: ServeState) -> Upload:
@@ -40,59 +52,79 @@ def drift_features(state: ServeState, stored: StoredImage) -> dict[str, float]:
         raise InputError(400, f"'file': {exc.problem}") from exc
 
 
-def _record(state: ServeState, stored: StoredImage, kind: str, model: Any, box: list[float] | None,
-            outputs: dict[str, Any], top: tuple[str | None, float | None], embedding: Any = None) -> str:
-    """The prediction row, with the drift features of the full uploaded image."""
+def _record(state: ServeState, user: User | None, stored: StoredImage | None, kind: str, model: Any,
+            box: list[float] | None, outputs: dict[str, Any], top: tuple[str | None, float | None],
+            embedding: Any = None) -> str | None:
+    """The prediction row, with the drift features of the full uploaded image (None: kiosk, not stored)."""
+    state.metrics.predictions.labels(kind, top[0] or "none").inc()
+    if user is None or stored is None:
+        return None
     prediction_id = uuid.uuid4().hex
     state.store.add_prediction(Prediction(
         prediction_id, utc_now(), kind, model.name, model.version, stored, box, outputs, top[0], top[1],
-        drift_features(state, stored), embedding))
-    state.metrics.predictions.labels(kind, top[0] or "none").inc()
+        drift_features(state, stored), embedding, user.user_id))
     return prediction_id
 
 
-@router.post("/classify", response_model=ClassifyResponse, dependencies=[Depends(require_form)],
+@contextmanager
+def _image_file(state: ServeState, upload: Upload, user: User | None) -> Iterator[tuple[Path, StoredImage | None]]:
+    """The stored copy for a signed-in user; for an anonymous kiosk caller a temporary file that is
+    gone when the block ends (crop_patches' decoder reads a path)."""
+    if user is not None:
+        stored = store_image(state.image_dir, upload)
+        yield state.image_dir / stored.path, stored
+        return
+    with tempfile.TemporaryDirectory(prefix="lesionops-kiosk-") as tmp:
+        path = Path(tmp) / f"upload{upload.ext}"
+        path.write_bytes(upload.data)
+        yield path, None
+
+
+@router.post("/classify", response_model=ClassifyResponse, dependencies=[Depends(predict_user), Depends(require_form)],
              summary="Top-k classes of a photo or of a boxed region, with calibrated confidences")
-def classify_route(request: Request, file: FileField, box: BoxField = None,
+def classify_route(request: Request, user: Caller, file: FileField, box: BoxField = None,
                    top_k: Annotated[int | None, Form(description="how many classes (default serve.top_k)")] = None,
                    ) -> dict[str, Any]:
     state = get_state(request)
     model = state.champions.classifier
     if model is None:
         raise HTTPException(503, state.champions.reason("classifier"))
+    count_upload(request, user)
     upload = read_upload(file, state)
     width, height = upload.size
     region = parse_box(box, width, height, state.crop.min_box_side)
     k = min(state.cfg.top_k, len(model.classes)) if top_k is None else top_k
     if not 1 <= k <= len(model.classes):
         raise InputError(400, f"'top_k': expected 1..{len(model.classes)}, found {k}")
-    stored = store_image(state.image_dir, upload)
-    try:
-        patch = patch_for(state.image_dir / stored.path, upload.size, region, upload.orientation, state.crop)
-    except DataError as exc:
-        raise InputError(400, f"'file': {exc.problem}") from exc
+    with _image_file(state, upload, user) as (path, stored):
+        try:
+            patch = patch_for(path, upload.size, region, upload.orientation, state.crop)
+        except DataError as exc:
+            raise InputError(400, f"'file': {exc.problem}") from exc
     answer = classify(model, patch, k, state.cfg.torch_threads)
     top1 = answer.top[0]
-    prediction_id = _record(state, stored, "classify", model, region, {"top": answer.top},
+    prediction_id = _record(state, user, stored, "classify", model, region, {"top": answer.top},
                             (top1["label"], top1["confidence"]), answer.embedding)
     return {"prediction_id": prediction_id, "kind": "classify", "model": model.info(), "top": answer.top,
             "box": region, "image": {"width": width, "height": height}}
 
 
 @router.post("/detect", response_model=DetectResponse, response_model_exclude_none=True,
-             dependencies=[Depends(require_form)], summary="Lesion boxes, classes and scores on a raw photo")
-def detect_route(request: Request, file: FileField,
+             dependencies=[Depends(predict_user), Depends(require_form)],
+             summary="Lesion boxes, classes and scores on a raw photo")
+def detect_route(request: Request, user: Caller, file: FileField,
                  annotated: Annotated[bool, Form(description="also return the image with boxes drawn")] = False,
                  ) -> dict[str, Any]:
     state = get_state(request)
     model = state.champions.detector
     if model is None:
         raise HTTPException(503, state.champions.reason("detector"))
+    count_upload(request, user)
     upload = read_upload(file, state)
     detections = detect(model, upload.image, state.cfg.detect_score_threshold, state.cfg.torch_threads)
     best = (detections[0]["label"], detections[0]["score"]) if detections else (None, None)
-    stored = store_image(state.image_dir, upload)
-    prediction_id = _record(state, stored, "detect", model, None, {"detections": detections}, best)
+    stored = store_image(state.image_dir, upload) if user is not None else None
+    prediction_id = _record(state, user, stored, "detect", model, None, {"detections": detections}, best)
     width, height = upload.size
     out = {"prediction_id": prediction_id, "kind": "detect", "model": model.info(), "detections": detections,
            "image": {"width": width, "height": height}}
@@ -134,17 +166,20 @@ def _subject(state: ServeState, prediction_id: str | None, file: UploadFile | No
         prediction = state.store.get_prediction(prediction_id.strip())
         if prediction is None:
             raise InputError(404, f"unknown prediction_id {prediction_id!r}")
+        if prediction["image_deleted_at"] is not None:
+            raise InputError(410, f"the photo of prediction {prediction_id} was deleted "
+                                  f"(serve.retention_days); report it again with the photo attached")
         image = StoredImage(prediction["input_sha256"], prediction["image_path"], prediction["image_width"],
-                            prediction["image_height"])
+                            prediction["image_height"], prediction["orientation"] or 1)
         return image, prediction
     assert file is not None
     return store_image(state.image_dir, read_upload(file, state)), None
 
 
 @router.post("/feedback", status_code=201, response_model=FeedbackResponse,
-             dependencies=[Depends(require_token), Depends(require_form)],
+             dependencies=[Depends(can_report), Depends(require_form)],
              summary="Report a wrong result (or an unclassified image) for expert review")
-def feedback_route(request: Request,
+def feedback_route(request: Request, user: Annotated[User, Depends(can_report)],
                    suggested_label: Annotated[str, Form(description="a task class, or 'other'")],
                    prediction_id: Annotated[str | None, Form()] = None,
                    file: Annotated[UploadFile | None, File(description="the image, if no prediction")] = None,
@@ -152,13 +187,18 @@ def feedback_route(request: Request,
                    ) -> dict[str, Any]:
     state = get_state(request)
     label = _label(state, suggested_label)
+    if file is not None:
+        count_upload(request, user)
     image, prediction = _subject(state, prediction_id, file)
     region = parse_box(box, image.width, image.height)
     if region is None and prediction is not None:
         region = prediction["box"]
     feedback_id = uuid.uuid4().hex
-    state.store.add_feedback(Feedback(feedback_id, utc_now(), prediction["prediction_id"] if prediction else None,
-                                      image, label, note, region,
-                                      model_label(prediction, region) if prediction else None))
+    try:
+        state.store.add_feedback(Feedback(feedback_id, utc_now(), prediction["prediction_id"] if prediction else None,
+                                          image, label, note, region,
+                                          model_label(prediction, region) if prediction else None, user.user_id))
+    except ImageDeleted as exc:
+        raise InputError(410, f"the photo of prediction {exc} was deleted meanwhile (serve.retention_days)") from exc
     state.metrics.feedback.labels("reported").inc()
     return {"feedback_id": feedback_id, "status": "pending"}

@@ -23,6 +23,8 @@ class Health(BaseModel):
     detector: ModelRef | None
     problems: dict[str, str] = Field(description="why a model is not (or no longer) being updated")
     classes: list[str] = Field(description="the task's classes: what a report may suggest (or 'other')")
+    anonymous_classify: bool = Field(False, description="true on a kiosk: /classify and /detect answer without "
+                                                        "sign-in (and store nothing)")
 
 
 class Ranked(BaseModel):
@@ -30,8 +32,11 @@ class Ranked(BaseModel):
     confidence: float = Field(description="softmax(logits / T), T fitted on validation data")
 
 
+PredictionId = Field(description="what /feedback reports on; null for an anonymous kiosk answer (nothing stored)")
+
+
 class ClassifyResponse(BaseModel):
-    prediction_id: str
+    prediction_id: str | None = PredictionId
     kind: Literal["classify"]
     model: ModelRef
     top: list[Ranked]
@@ -46,7 +51,7 @@ class Detection(BaseModel):
 
 
 class DetectResponse(BaseModel):
-    prediction_id: str
+    prediction_id: str | None = PredictionId
     kind: Literal["detect"]
     model: ModelRef
     detections: list[Detection]
@@ -64,7 +69,19 @@ class ReviewBody(BaseModel):
     true_label: str | None = Field(None, description="required to accept: one of the task classes")
     box: list[float] | None = Field(None, description="x1,y1,x2,y2; default: the report's or prediction's box, "
                                                       "else the whole image")
-    reviewer: str = Field("unknown", max_length=200)
+    # No reviewer field: the signed-in user is the reviewer (an old client's "reviewer" is ignored).
+
+
+class RollbackBody(BaseModel):
+    kind: Literal["classifier", "detector"] = "classifier"
+    reason: str = Field("", max_length=2000, description="why (kept in the audit log)")
+
+
+class Me(BaseModel):
+    user_id: str
+    name: str
+    role: str
+    permissions: list[str]
 
 
 class ReviewResponse(BaseModel):

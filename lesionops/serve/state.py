@@ -1,28 +1,24 @@
-"""What every route shares (config, store, models, metrics) and the token check.
-
-The token is compared in constant time; with no token configured the feedback and review routes
-answer 503 instead of running open: an unprotected review queue would let anyone write training data.
-"""
+"""What every route shares: config, store, models, metrics, who is calling (auth) and the upload limit."""
 
 from __future__ import annotations
 
-import secrets
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated
 
-from fastapi import Depends, HTTPException, Request
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi import HTTPException, Request
 
 from components.common.store import Store
 from components.common.task import TaskConfig
+from components.common.tracking import TrackingConfig
 from components.crop_patches.config import CropConfig
+from components.promote_model.config import PromoteConfig
+from lesionops.serve.auth import Authenticator
 from lesionops.serve.config import ServeConfig
 from lesionops.serve.metrics import ServeMetrics
 from lesionops.serve.models import Champions
-
-bearer = HTTPBearer(auto_error=False, description="the token held in $LESIONOPS_TOKEN (serve.token_env)")
+from lesionops.serve.ratelimit import UploadLimiter
+from lesionops.serve.users import User
 
 
 @dataclass
@@ -30,10 +26,13 @@ class ServeState:
     cfg: ServeConfig
     task: TaskConfig
     crop: CropConfig
-    token: str | None
     store: Store
     champions: Champions
     metrics: ServeMetrics
+    auth: Authenticator
+    limiter: UploadLimiter
+    tracking: TrackingConfig  # the registry POST /rollback moves aliases in
+    promote: PromoteConfig  # its audit log and lock
     export_lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
@@ -49,17 +48,10 @@ def get_state(request: Request) -> ServeState:
     return request.app.state.serve  # type: ignore[no-any-return]
 
 
-def require_token(request: Request,
-                  credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> None:
-    """401 unless `Authorization: Bearer <token>` matches; 503 when no token is configured."""
-    state = get_state(request)
-    if not state.token:
-        raise HTTPException(503, f"feedback disabled: set ${state.cfg.token_env}")
-    if credentials is None or credentials.scheme.lower() != "bearer":
-        raise HTTPException(401, "missing token: send 'Authorization: Bearer <token>'",
-                            headers={"WWW-Authenticate": "Bearer"})
-    if not secrets.compare_digest(credentials.credentials.encode(), state.token.encode()):
-        raise HTTPException(401, "wrong token", headers={"WWW-Authenticate": "Bearer"})
+def count_upload(request: Request, user: User | None) -> None:
+    """One stored (or kiosk) upload against the caller's rate limit: 429 over `serve.upload_rate`."""
+    host = request.client.host if request.client else "unknown"
+    get_state(request).limiter.hit(user.user_id if user else f"anonymous:{host}")
 
 
 FORM_TYPES = ("multipart/form-data", "application/x-www-form-urlencoded")

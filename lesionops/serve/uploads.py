@@ -10,6 +10,9 @@ a canvas or torchvision's xyxy boxes count. `voc_box` converts to labelImg's 1-b
 The bomb guard never touches Pillow's global `Image.MAX_IMAGE_PIXELS` (requests run in threads):
 the header is read lazily, width × height is compared with `serve.max_image_pixels`, and only then
 are the pixels decoded. Pillow's own DecompressionBombError (far larger images) is caught too.
+
+What is stored is the upload without its metadata (`privacy.strip_metadata`: no EXIF, GPS, XMP);
+the sha256 that names and deduplicates it is of those stored bytes.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from PIL import Image, UnidentifiedImageError
 
 from components.common.images import EXIF_ORIENTATION, to_rgb8
 from components.common.store import StoredImage
+from lesionops.serve.privacy import MetadataError, strip_metadata
 
 # Pillow format → file extension; formats ingest_data reads are kept byte for byte on export.
 FORMATS = {"JPEG": ".jpg", "MPO": ".jpg", "PNG": ".png", "BMP": ".bmp", "TIFF": ".tif", "WEBP": ".webp"}
@@ -48,7 +52,7 @@ class InputError(Exception):
 
 @dataclass(frozen=True)
 class Upload:
-    """A decoded upload: the original bytes (what is stored and hashed) and 8-bit RGB pixels."""
+    """A decoded upload: the bytes to store (metadata removed; what is hashed) and 8-bit RGB pixels."""
 
     data: bytes
     sha256: str
@@ -87,13 +91,16 @@ def decode_image(data: bytes, max_pixels: int, field: str = "file") -> Upload:
                 orientation = int(img.getexif().get(EXIF_ORIENTATION, 1) or 1)
                 img.load()
                 rgb = to_rgb8(img)
+                kept = strip_metadata(data, img)
+    except MetadataError as exc:
+        raise InputError(400, f"'{field}': the image's metadata cannot be removed safely ({exc})") from exc
     except Image.DecompressionBombError as exc:
         raise InputError(400, f"'{field}': refused as a decompression bomb ({exc})") from exc
     except UnidentifiedImageError as exc:
         raise InputError(415, f"'{field}' is not an image Pillow can identify") from exc
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         raise InputError(400, f"'{field}': the image cannot be decoded ({exc})") from exc
-    return Upload(data, hashlib.sha256(data).hexdigest(), rgb, orientation if 1 <= orientation <= 8 else 1,
+    return Upload(kept, hashlib.sha256(kept).hexdigest(), rgb, orientation if 1 <= orientation <= 8 else 1,
                   FORMATS[fmt])
 
 
@@ -141,10 +148,14 @@ def write_atomic(path: Path, data: bytes) -> None:
 
 
 def store_image(image_dir: Path, upload: Upload) -> StoredImage:
-    """The upload's bytes under `image_dir/<sha[:2]>/<sha><ext>`; the same image is stored once."""
+    """The upload's bytes under `image_dir/<sha[:2]>/<sha><ext>`; the same image is stored once.
+
+    An existing copy is touched: retention never deletes a file written or reused since its cutoff."""
     rel = f"{upload.sha256[:2]}/{upload.sha256}{upload.ext}"
     target = image_dir / rel
-    if not target.is_file():
+    try:
+        os.utime(target)
+    except FileNotFoundError:
         write_atomic(target, upload.data)
     width, height = upload.size
-    return StoredImage(upload.sha256, rel, width, height)
+    return StoredImage(upload.sha256, rel, width, height, upload.orientation)

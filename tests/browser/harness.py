@@ -75,6 +75,17 @@ def open_page(driver: WebDriver, url: str) -> None:
     driver.refresh()
 
 
+def sign_in(driver: WebDriver, token: str) -> None:
+    """Sign in on the page with a personal token and wait until it names the user."""
+    from selenium.webdriver.common.by import By
+
+    field = visible(driver, "token")
+    field.clear()
+    field.send_keys(token)
+    driver.find_element(By.ID, "sign-in").click()
+    visible(driver, "signed-in")
+
+
 def screenshot(driver: WebDriver, path: Path, full_page: bool = True) -> Path:
     """The whole page (or what the viewport shows now) as a PNG."""
     if full_page:

@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from tests.browser import harness
-from tests.serve.fixtures import CLASSES, TOKEN, image_bytes
+from tests.serve.fixtures import CLASSES, CLINICIAN, image_bytes
 
 if TYPE_CHECKING:
     from selenium.webdriver.remote.webdriver import WebDriver
@@ -42,9 +42,12 @@ def by_id(driver: WebDriver, element_id: str) -> WebElement:
     return driver.find_element(By.ID, element_id)
 
 
-def open_clinician(driver: WebDriver, base_url: str, vp: harness.Viewport) -> None:
+def open_clinician(driver: WebDriver, base_url: str, vp: harness.Viewport, token: str | None = CLINICIAN) -> None:
+    """The clinician page at this viewport, signed in with `token` (None: stay signed out)."""
     harness.set_viewport(driver, vp)
     harness.open_page(driver, f"{base_url}/")
+    if token:
+        harness.sign_in(driver, token)
 
 
 def choose(driver: WebDriver, path: Path, task: str = "classify") -> None:
@@ -55,9 +58,17 @@ def choose(driver: WebDriver, path: Path, task: str = "classify") -> None:
 @pytest.mark.parametrize("vp", VIEWPORTS)
 def test_drag_box_classify_and_report_wrong(chromium: WebDriver, base_url: str, store: Store, photo: Path,
                                             shot: Shot, vp: harness.Viewport) -> None:
-    open_clinician(chromium, base_url, vp)
+    open_clinician(chromium, base_url, vp, token=None)
     qr_shown = chromium.find_element("css selector", "aside.qr").is_displayed()
     assert qr_shown is (vp.name == "desktop"), "the QR code is for desktop screens only"
+    by_id(chromium, "token").send_keys("not-the-token")
+    by_id(chromium, "sign-in").click()
+    status = harness.visible(chromium, "account-status")
+    harness.wait_for(chromium, lambda d: "401" in status.text, "the refused token is explained")
+    assert "access token was refused" in status.text and not by_id(chromium, "signed-in").is_displayed()
+    harness.sign_in(chromium, CLINICIAN)
+    assert "dr-clinician" in by_id(chromium, "who").text and "clinician" in by_id(chromium, "role").text
+    assert chromium.execute_script("return localStorage.getItem('lesionops.token')") == CLINICIAN
 
     choose(chromium, photo)
     img = harness.visible(chromium, "photo")
@@ -80,22 +91,17 @@ def test_drag_box_classify_and_report_wrong(chromium: WebDriver, base_url: str, 
 
     Select(by_id(chromium, "suggested")).select_by_value("other")
     by_id(chromium, "note").send_keys("border looks like eczema")
-    by_id(chromium, "token").send_keys("not-the-token")
     by_id(chromium, "send-feedback").click()
     status = harness.visible(chromium, "feedback-status")
-    harness.wait_for(chromium, lambda d: "401" in status.text, "the refused token is explained")
-    assert "access token was refused" in status.text
-
-    by_id(chromium, "token").clear()
-    by_id(chromium, "token").send_keys(TOKEN)
-    by_id(chromium, "send-feedback").click()
     harness.wait_for(chromium, lambda d: "received" in status.text, "the report is confirmed")
     feedback_id = status.text.split("report ", 1)[1].split(" ", 1)[0]
     row = store.get_feedback(feedback_id)
-    assert row is not None and row["status"] == "pending"
+    assert row is not None and row["status"] == "pending" and row["reporter_id"] == CLINICIAN.split(".")[0]
     assert row["suggested_label"] == "other" and row["note"] == "border looks like eczema"
-    assert chromium.execute_script("return localStorage.getItem('lesionops.token')") == TOKEN
     shot("reported")
+    by_id(chromium, "sign-out").click()
+    harness.visible(chromium, "signin")
+    assert chromium.execute_script("return localStorage.getItem('lesionops.token')") is None
 
 
 def shown_box(text: str) -> list[float]:
@@ -149,7 +155,8 @@ def test_invalid_file_shows_the_api_message(chromium: WebDriver, base_url: str, 
     by_id(chromium, "go").click()
     error = harness.visible(chromium, "error")
     mime = "text/plain" if name.endswith(".txt") else "image/png"
-    answer = httpx.post(f"{base_url}/classify", files={"file": (name, content, mime)})
+    answer = httpx.post(f"{base_url}/classify", files={"file": (name, content, mime)},
+                        headers={"Authorization": f"Bearer {CLINICIAN}"})
     assert answer.status_code in (400, 415)
     assert f"HTTP {answer.status_code}" in error.text
     assert answer.json()["detail"] in error.text
@@ -186,7 +193,8 @@ def test_too_large_photo_shows_the_api_message(chromium: WebDriver, base_url: st
     by_id(chromium, "go").click()
     error = harness.visible(chromium, "error")
     assert "too large" in error.text and "HTTP 413" in error.text
-    detail = httpx.post(f"{base_url}/classify", files={"file": ("huge.jpg", path.read_bytes(), "image/jpeg")})
+    detail = httpx.post(f"{base_url}/classify", files={"file": ("huge.jpg", path.read_bytes(), "image/jpeg")},
+                        headers={"Authorization": f"Bearer {CLINICIAN}"})
     assert detail.status_code == 413 and detail.json()["detail"] in error.text
     shot("too-large")
 
@@ -204,7 +212,8 @@ def test_no_model_then_server_gone(chromium: WebDriver, tmp_path: Path, shot: Sh
         by_id(chromium, "go").click()
         error = harness.visible(chromium, "error")
         harness.wait_for(chromium, lambda d: "HTTP 503" in error.text, "the 503 is explained")
-        detail = httpx.post(f"{url}/classify", files={"file": ("p.jpg", photo.read_bytes(), "image/jpeg")})
+        detail = httpx.post(f"{url}/classify", files={"file": ("p.jpg", photo.read_bytes(), "image/jpeg")},
+                            headers={"Authorization": f"Bearer {CLINICIAN}"})
         assert detail.status_code == 503 and detail.json()["detail"] in error.text
         assert "not available right now" in error.text
         shot("no-model")

@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from tests.browser import harness
-from tests.serve.fixtures import CLASSES, TOKEN, image_bytes
+from tests.serve.fixtures import CLASSES, CLINICIAN, REVIEWER, image_bytes
 
 if TYPE_CHECKING:
     from selenium.webdriver.remote.webdriver import WebDriver
@@ -30,9 +30,10 @@ DRAG = ((0.1, 0.15), (0.6, 0.7))
 def report(base_url: str, seed: int, label: str, note: str) -> str:
     """A classification and a "this is wrong" report on it, through the API like the clinician page."""
     photo = image_bytes(WIDTH, HEIGHT, seed=seed)
-    pred = httpx.post(f"{base_url}/classify", files={"file": (f"p{seed}.jpg", photo, "image/jpeg")})
+    auth = {"Authorization": f"Bearer {CLINICIAN}"}
+    pred = httpx.post(f"{base_url}/classify", files={"file": (f"p{seed}.jpg", photo, "image/jpeg")}, headers=auth)
     assert pred.status_code == 200, pred.text
-    fb = httpx.post(f"{base_url}/feedback", headers={"Authorization": f"Bearer {TOKEN}"},
+    fb = httpx.post(f"{base_url}/feedback", headers=auth,
                     data={"prediction_id": pred.json()["prediction_id"], "suggested_label": label, "note": note})
     assert fb.status_code == 201, fb.text
     return fb.json()["feedback_id"]
@@ -56,9 +57,8 @@ def test_accept_and_reject_flow(chromium: WebDriver, base_url: str, serving: Ser
     to_reject = report(base_url, seed=seed + 1, label="other", note="blurred photo")
     harness.set_viewport(chromium, vp)
     harness.open_page(chromium, f"{base_url}/review")
-    chromium.find_element("id", "token").send_keys(TOKEN)
-    chromium.find_element("id", "reviewer").send_keys("dr-test")
-    chromium.find_element("id", "load").click()
+    harness.sign_in(chromium, REVIEWER)  # the queue loads on sign-in
+    assert "dr-test" in chromium.find_element("id", "who").text
 
     harness.wait_for(chromium, lambda d: not gone(d, to_accept) and not gone(d, to_reject), "both reports queued")
     card = item(chromium, to_accept)
@@ -80,11 +80,12 @@ def test_accept_and_reject_flow(chromium: WebDriver, base_url: str, serving: Ser
     assert f"Report {to_accept} accepted" in status.text
 
     row = store.get_feedback(to_accept)
-    assert row["status"] == "accepted" and row["true_label"] == "lichen_planus" and row["reviewer"] == "dr-test"
+    reviewer_id = REVIEWER.split(".")[0]
+    assert row["status"] == "accepted" and row["true_label"] == "lichen_planus" and row["reviewer"] == reviewer_id
     xml = _voc(serving, row["export_path"])
     assert row["export_path"] in status.text
     obj = xml.find("object")
-    assert obj.findtext("name") == "lichen_planus"
+    assert obj.findtext("name") == "lichen_planus" and obj.findtext("review/reviewer") == reviewer_id
     xmin, ymin, xmax, ymax = (float(obj.findtext(f"bndbox/{k}")) for k in ("xmin", "ymin", "xmax", "ymax"))
     got = [xmin - 1, ymin - 1, xmax, ymax]  # labelImg's 1-based inclusive corners → the page's 0-based
     want = harness.expected_box(*DRAG, (WIDTH, HEIGHT))

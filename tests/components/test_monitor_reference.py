@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
+from components.common.drift_reference import champion_reference, image_rows, load_reference
 from components.common.image_stats import FEATURES
 from components.common.io import read_json
 from components.common.params import section
@@ -24,7 +25,6 @@ from components.ingest_data.config import IngestConfig
 from components.ingest_data.core import run as ingest
 from components.monitor_drift.config import MonitorConfig
 from components.monitor_drift.core import run, run_store
-from components.common.drift_reference import champion_reference, image_rows, load_reference
 from components.train_model.config import TrainConfig
 from components.train_model.core import run as train
 from components.validate_annotations.config import ValidateConfig

@@ -1,7 +1,8 @@
 """The whole loop on tiny data: serve → results reported wrong → expert review → feedback threshold
 reached → `monitor_cycle` merges the feedback and retrains through kfp.local → the app serves the
-new champion. Real components throughout: MLflow on SQLite, the FastAPI app, the serving store,
-DVC in a throw-away git repo, kfp.local subprocesses."""
+new champion, and `lesionops audit` follows one reported photo from its reporter and reviewer to the
+model version trained on it. Real components throughout: MLflow on SQLite, the FastAPI app, the
+serving store, DVC in a throw-away git repo, kfp.local subprocesses."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from fastapi.testclient import TestClient
 from components.common.baseline import BaselineConfig
 from components.common.formats import read_voc_file
 from components.common.params import section
+from components.common.store import Store
 from components.common.task import load_task
 from components.common.tracking import TrackingConfig
 from components.crop_patches.config import CropConfig
@@ -33,13 +35,14 @@ from components.train_model.config import TrainConfig
 from components.train_model.core import run as train
 from components.validate_annotations.config import ValidateConfig
 from components.validate_annotations.core import run as validate
+from lesionops.audit_trail import Trail
 from lesionops.retrain import monitor_cycle
 from lesionops.serve.app import create_app
 from lesionops.serve.config import ServeConfig
 from tests.conftest import deep_merge, tiny_params
+from tests.serve.fixtures import ADMIN, CLINICIAN, REVIEWER, add_test_users
 
 pytestmark = pytest.mark.slow
-TOKEN = "loop-token"
 N_REPORTS = 4
 
 
@@ -52,7 +55,7 @@ def _params(root: Path) -> dict[str, Any]:
         "monitor_drift": {"retrain_feedback_threshold": N_REPORTS},
         "serve": {"store_url": f"sqlite:///{root / 'serving' / 'lesionops.db'}",
                   "image_dir": str(root / "serving" / "images"), "feedback_dir": str(root / "feedback"),
-                  "reload_every_s": 0.0, "champion_alias": "champion"},
+                  "reload_every_s": 0.0, "champion_alias": "champion", "retention_days": 30},
         "retrain": {"data": str(root / "data"), "pipeline_root": str(root / ".kfp_local"),
                     "monitor_dir": str(root / "outputs" / "monitor")},
     })
@@ -81,20 +84,21 @@ def _report_wrong(client: TestClient, data: Path, classes: tuple[str, ...]) -> l
         image = xml.with_suffix(".jpg")
         with image.open("rb") as fh:
             res = client.post("/classify", files={"file": (image.name, fh, "image/jpeg")},
-                              data={"box": f"{box.xmin - 1:.0f},{box.ymin - 1:.0f},{box.xmax:.0f},{box.ymax:.0f}"})
+                              data={"box": f"{box.xmin - 1:.0f},{box.ymin - 1:.0f},{box.xmax:.0f},{box.ymax:.0f}"},
+                              headers={"Authorization": f"Bearer {CLINICIAN}"})
         assert res.status_code == 200, res.text
         said = res.json()["top"][0]["label"]
         other = next(c for c in classes if c != said)
         fb = client.post("/feedback", data={"prediction_id": res.json()["prediction_id"], "suggested_label": other,
                                             "note": "looks like the other one"},
-                         headers={"Authorization": f"Bearer {TOKEN}"})
+                         headers={"Authorization": f"Bearer {CLINICIAN}"})
         assert fb.status_code == 201, fb.text
         ids.append(fb.json()["feedback_id"])
     return ids
 
 
 def _review_all(client: TestClient, ids: list[str]) -> None:
-    auth = {"Authorization": f"Bearer {TOKEN}"}
+    auth = {"Authorization": f"Bearer {REVIEWER}"}
     queue = client.get("/review/queue", headers=auth).json()["items"]
     assert {item["feedback_id"] for item in queue} == set(ids)
     for item in queue:
@@ -115,7 +119,8 @@ def test_reported_reviewed_retrained_and_served(tiny_dataset: Path, tmp_path: Pa
     _first_champion(doc, root)
 
     serve = section(doc, "serve", ServeConfig)
-    app = create_app(serve, tracking, task, token=TOKEN, crop=section(doc, "crop_patches", CropConfig))
+    add_test_users(serve.store_url)
+    app = create_app(serve, tracking, task, crop=section(doc, "crop_patches", CropConfig))
     with TestClient(app) as client:
         assert client.get("/health").json()["classifier"]["version"] == "1"
         ids = _report_wrong(client, root / "data", task.classes)
@@ -129,12 +134,24 @@ def test_reported_reviewed_retrained_and_served(tiny_dataset: Path, tmp_path: Pa
         assert launched["merged"] >= 1 and launched["target"] == "local"
         assert (root / "data" / "feedback").is_dir() and (root / "feedback.dvc").is_file()
         assert launched["data_version"] not in ("untracked", "unknown")
+        assert result["retention"]["deleted"] == 0  # every photo is recent (and reported)
 
-        health = client.post("/reload", headers={"Authorization": f"Bearer {TOKEN}"}).json()
+        health = client.post("/reload", headers={"Authorization": f"Bearer {ADMIN}"}).json()
         assert health["classifier"]["version"] == "2", health  # the retrained champion is served
         res = client.post("/classify", files={"file": ("x.jpg", next((root / "data").glob("**/*.jpg")).read_bytes(),
-                                                       "image/jpeg")})
+                                                       "image/jpeg")}, headers={"Authorization": f"Bearer {CLINICIAN}"})
         assert res.json()["model"]["version"] == "2"
+
+    # The chain from one report to the model trained on it, with who did each step.
+    store = Store(serve.store_url)
+    sha = store.get_feedback(ids[0])["input_sha256"]
+    steps = [(s.who, s.what) for s in Trail(store, tracking, section(doc, "promote_model", PromoteConfig).audit_log)
+             .image(sha)]
+    clinician, reviewer = f"dr-clinician ({CLINICIAN.split('.')[0]})", f"dr-test ({REVIEWER.split('.')[0]})"
+    assert (clinician, f"report {ids[0]}") in steps and (reviewer, "review: accepted") in steps
+    assert ("system:retrain", "merged into training data") in steps
+    assert any(what == f"trained {tracking.registered_model} v2" for _, what in steps)
+    assert any(what == "promote @champion" for _, what in steps), steps
 
     # The decision is on record, and the next window does not retrain again on the same feedback.
     history = json.loads((root / "outputs" / "monitor" / "history.json").read_text())

@@ -26,6 +26,14 @@ def live_server(serving: ServeSetup) -> Iterator[str]:
 
 @pytest.fixture()
 def client(live_server: str) -> Iterator[httpx.Client]:
+    """Signed in as the reviewer (who may classify, report and review)."""
+    with httpx.Client(base_url=live_server, timeout=60, headers={"Authorization": f"Bearer {TOKEN}"}) as c:
+        yield c
+
+
+@pytest.fixture()
+def anon(live_server: str) -> Iterator[httpx.Client]:
+    """No credentials at all."""
     with httpx.Client(base_url=live_server, timeout=60) as c:
         yield c
 

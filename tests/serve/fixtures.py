@@ -3,8 +3,10 @@ detector champion, logged by the very code train_model / train_detector use, plu
 `create_app` takes. Reused by the API tests, the durability test, the benchmark and the browser tests.
 
 Signature contract (other test suites rely on it): `build_serving(root, *, classifier=True,
-detector=True, token="test-token", **serve_overrides) -> ServeSetup`, and
+detector=True, users=True, **serve_overrides) -> ServeSetup`, and
 `serve_in_thread(app) -> context manager yielding the base URL ("http://127.0.0.1:PORT")`.
+With `users`, the store holds one account per role, created by the real `add_user` with the fixed
+tokens below (CLINICIAN, REVIEWER, ADMIN; TOKEN is the reviewer, who may classify, report and review).
 """
 
 from __future__ import annotations
@@ -44,7 +46,11 @@ if TYPE_CHECKING:
     from fastapi import FastAPI
 
 CLASSES = ("lichen_planus", "psoriasis")
-TOKEN = "test-token"
+CLINICIAN = "c1c1c1c1c1c1c1c1.clinician-secret-0123456789"
+REVIEWER = "e2e2e2e2e2e2e2e2.reviewer-secret-01234567890"
+ADMIN = "a3a3a3a3a3a3a3a3.admin-secret-0123456789abcdef"
+TOKEN = REVIEWER
+USERS = {"dr-clinician": ("clinician", CLINICIAN), "dr-test": ("reviewer", REVIEWER), "ops-admin": ("admin", ADMIN)}
 _EMPTY_STORE: dict[str, Path] = {}
 
 
@@ -57,18 +63,24 @@ class ServeSetup:
     tracking: TrackingConfig
     task: TaskConfig
     crop: CropConfig
-    token: str | None
 
     def app(self) -> FastAPI:
         from lesionops.serve.app import create_app
 
-        return create_app(self.cfg, self.tracking, self.task, token=self.token, crop=self.crop)
+        return create_app(self.cfg, self.tracking, self.task, crop=self.crop, promote=self.promote)
+
+    @property
+    def promote(self) -> Any:
+        from components.promote_model.config import PromoteConfig
+
+        return PromoteConfig(audit_log=str(self.root / "mlruns" / "audit.jsonl"))
 
     def params(self) -> dict[str, Any]:
         """The same set-up as a params document (for `lesionops serve --params`)."""
         return {"task": {"name": self.task.name, "classes": list(self.task.classes), "models": list(self.task.models)},
                 "crop_patches": {"patch_size": self.crop.patch_size},
-                "serve": dataclasses.asdict(self.cfg), "mlflow": dataclasses.asdict(self.tracking)}
+                "serve": dataclasses.asdict(self.cfg), "mlflow": dataclasses.asdict(self.tracking),
+                "promote_model": dataclasses.asdict(self.promote)}
 
 
 def _empty_store() -> Path:
@@ -128,7 +140,20 @@ def log_detector(tracking: TrackingConfig, task: TaskConfig, work: Path, *, seed
     return _promote(tracking, tracking.registered_detector, uri, alias)
 
 
-def build_serving(root: Path, *, classifier: bool = True, detector: bool = True, token: str | None = TOKEN,
+def add_test_users(store_url: str) -> None:
+    """The three accounts of USERS (one per role) in the store at `store_url`."""
+    from components.common.store import Store
+    from lesionops.serve.users import add_user
+
+    store = Store(store_url)
+    try:
+        for name, (role, token) in USERS.items():
+            add_user(store, name, role, token=token)
+    finally:
+        store.close()
+
+
+def build_serving(root: Path, *, classifier: bool = True, detector: bool = True, users: bool = True,
                   **serve_overrides: Any) -> ServeSetup:
     """A registry with the requested champions and a serving config whose files all live in `root`."""
     root.mkdir(parents=True, exist_ok=True)
@@ -143,9 +168,12 @@ def build_serving(root: Path, *, classifier: bool = True, detector: bool = True,
                               "image_dir": str(root / "serving" / "images"),
                               "feedback_dir": str(root / "feedback"), "reload_every_s": 0.0,
                               "max_upload_bytes": 2_000_000, "max_image_pixels": 4_000_000,
-                              "detect_score_threshold": 0.0, "port": 8000}
+                              "detect_score_threshold": 0.0, "port": 8000, "upload_rate": "1000/minute"}
     values.update(serve_overrides)
-    return ServeSetup(root, ServeConfig(**values), tracking, task, CropConfig(patch_size=32), token)
+    cfg = ServeConfig(**values)
+    if users:
+        add_test_users(cfg.store_url)
+    return ServeSetup(root, cfg, tracking, task, CropConfig(patch_size=32))
 
 
 def image_bytes(width: int = 160, height: int = 120, fmt: str = "JPEG", seed: int = 0) -> bytes:

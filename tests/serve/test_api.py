@@ -8,7 +8,6 @@ ended in a 500.
 from __future__ import annotations
 
 import base64
-import dataclasses
 import io
 import struct
 import zlib
@@ -20,7 +19,7 @@ from PIL import Image
 
 from components.common.store import Store
 from lesionops.serve.app import STATIC_DIR
-from tests.serve.fixtures import CLASSES, ServeSetup, build_serving, image_bytes, serve_in_thread
+from tests.serve.fixtures import CLASSES, CLINICIAN, REVIEWER, ServeSetup, build_serving, image_bytes, serve_in_thread
 
 JPEG = image_bytes()
 
@@ -56,8 +55,9 @@ def test_classify_whole_image(client: httpx.Client, serving: ServeSetup) -> None
     assert row is not None and row["predicted_class"] == body["top"][0]["label"]
     assert row["model_version"] == "1" and len(row["embedding"]) == 192  # small_cnn's penultimate width
     assert set(row["features"]) >= {"brightness", "sharpness", "width"} and row["features"]["width"] == 160
-    assert (serving.root / "serving" / "images" / row["image_path"]).read_bytes() == JPEG
+    assert (serving.root / "serving" / "images" / row["image_path"]).read_bytes() == JPEG  # no metadata to strip
     assert row["input_sha256"] == row["image_path"].split("/")[1].split(".")[0]
+    assert row["user_id"] == REVIEWER.split(".")[0] and row["orientation"] == 1
 
 
 def test_classify_box_and_top_k(client: httpx.Client) -> None:
@@ -91,6 +91,7 @@ def test_feedback_on_prediction_and_on_image(client: httpx.Client, auth: dict[st
     assert r.json()["status"] == "pending"
     row = Store(serving.cfg.store_url).get_feedback(r.json()["feedback_id"])
     assert row is not None and row["suggested_label"] == "lichen_planus"  # task aliases applied
+    assert row["reporter_id"] == REVIEWER.split(".")[0]
     assert row["box"] == [10.0, 12.0, 70.0, 60.0] and row["prediction_id"] == pid and row["model_label"] in CLASSES
     r = client.post("/feedback", files=_file(image_bytes(seed=5)), data={"suggested_label": "other"}, headers=auth)
     assert r.status_code == 201, r.text
@@ -216,8 +217,9 @@ def test_malformed_multipart(client: httpx.Client) -> None:
 
 
 BAD_FEEDBACK = {
-    "no token": (None, {"prediction_id": "x", "suggested_label": "psoriasis"}, 401, "missing token"),
-    "wrong token": ("nope", {"prediction_id": "x", "suggested_label": "psoriasis"}, 401, "wrong token"),
+    "no token": (None, {"prediction_id": "x", "suggested_label": "psoriasis"}, 401, "sign in"),
+    "wrong token": ("nope", {"prediction_id": "x", "suggested_label": "psoriasis"}, 401, "refused"),
+    "wrong secret": (REVIEWER[:-3] + "xyz", {"prediction_id": "x", "suggested_label": "psoriasis"}, 401, "refused"),
     "unknown prediction": ("ok", {"prediction_id": "f" * 32, "suggested_label": "psoriasis"}, 404, "unknown"),
     "unknown label": ("ok", {"prediction_id": "PID", "suggested_label": "measles"}, 400, "not one of"),
     "no label": ("ok", {"prediction_id": "PID"}, 422, "suggested_label"),
@@ -227,12 +229,12 @@ BAD_FEEDBACK = {
 
 
 @pytest.mark.parametrize("case", list(BAD_FEEDBACK), ids=list(BAD_FEEDBACK))
-def test_feedback_bad_input(client: httpx.Client, auth: dict[str, str], case: str) -> None:
+def test_feedback_bad_input(client: httpx.Client, anon: httpx.Client, auth: dict[str, str], case: str) -> None:
     token, data, status, reason = BAD_FEEDBACK[case]
     if data.get("prediction_id") == "PID":
         data = {**data, "prediction_id": _classify(client)["prediction_id"]}
     headers = {} if token is None else auth if token == "ok" else {"Authorization": f"Bearer {token}"}
-    r = client.post("/feedback", data=data, headers=headers)
+    r = anon.post("/feedback", data=data, headers=headers)
     assert r.status_code == status, r.text
     assert reason in r.json()["detail"]
 
@@ -244,35 +246,13 @@ def test_feedback_with_both_prediction_and_file(client: httpx.Client, auth: dict
     assert r.status_code == 422 and "exactly one" in r.json()["detail"]
 
 
-PUBLIC_URL = "https://lesionops.example.org/"
-
-
-@pytest.fixture(scope="module")
-def tokenless(serving: ServeSetup) -> Iterator[str]:
-    """The same registry and store served with no token configured, behind a public URL."""
-    cfg = dataclasses.replace(serving.cfg, public_url=PUBLIC_URL)
-    with serve_in_thread(dataclasses.replace(serving, token=None, cfg=cfg).app()) as url:
-        yield url
-
-
-def test_qr_encodes_the_public_url(tokenless: str) -> None:
-    assert f"<title>{PUBLIC_URL}</title>" in httpx.get(tokenless + "/qr.svg").text
-
-
-@pytest.mark.parametrize(("method", "path"), [("post", "/feedback"), ("get", "/review/queue"),
-                                               ("post", "/review/items/abc")])
-def test_no_token_configured_disables_feedback(tokenless: str, method: str, path: str) -> None:
-    r = getattr(httpx, method)(tokenless + path, headers={"Authorization": "Bearer anything"})
-    assert r.status_code == 503 and "LESIONOPS_TOKEN" in r.json()["detail"]
-
-
 def test_no_champion_yet(tmp_path_factory: pytest.TempPathFactory) -> None:
     empty = build_serving(tmp_path_factory.mktemp("empty"), classifier=False, detector=False)
     with serve_in_thread(empty.app()) as url:
         health = httpx.get(url + "/health").json()
         assert health["classifier"] is None and health["detector"] is None
         for path in ("/classify", "/detect"):
-            r = httpx.post(url + path, files=_file())
+            r = httpx.post(url + path, files=_file(), headers={"Authorization": f"Bearer {CLINICIAN}"})
             assert r.status_code == 503 and "no " in r.json()["detail"] and "champion" in r.json()["detail"]
 
 

@@ -31,7 +31,7 @@ KILL_AFTER_ACKS = 40
 
 
 def _start(params: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "LESIONOPS_TOKEN": TOKEN, "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
     with log.open("ab") as out:
         return subprocess.Popen([sys.executable, "-m", "lesionops", "serve", "--params", str(params),
                                  "--port", str(port)], cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
@@ -74,7 +74,7 @@ def _client_loop(url: str, pid: str, worker: int, acked: list[str], failures: li
 
 
 def test_acknowledged_feedback_survives_kill_9(tmp_path: Path) -> None:
-    serving = build_serving(tmp_path, detector=False)
+    serving = build_serving(tmp_path, detector=False, upload_rate=None)  # the store holds the users
     params = tmp_path / "params.yaml"
     params.write_text(yaml.safe_dump(serving.params()))
     port, log = free_port(), tmp_path / "server.log"
@@ -83,7 +83,7 @@ def test_acknowledged_feedback_survives_kill_9(tmp_path: Path) -> None:
     try:
         _wait_healthy(url, proc, log)
         pid = httpx.post(url + "/classify", files={"file": ("a.jpg", image_bytes(), "image/jpeg")},
-                         timeout=60).json()["prediction_id"]
+                         headers={"Authorization": f"Bearer {TOKEN}"}, timeout=60).json()["prediction_id"]
         acked: list[str] = []
         failures: list[str] = []
         stop = threading.Event()

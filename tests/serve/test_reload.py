@@ -14,9 +14,19 @@ import torch
 from mlflow.tracking import MlflowClient
 
 from components.common.tracking import setup
-from tests.serve.fixtures import TOKEN, ServeSetup, build_serving, image_bytes, log_classifier, serve_in_thread
+from components.promote_model.audit import read_audit
+from tests.serve.fixtures import (
+    ADMIN,
+    CLINICIAN,
+    REVIEWER,
+    ServeSetup,
+    build_serving,
+    image_bytes,
+    log_classifier,
+    serve_in_thread,
+)
 
-AUTH = {"Authorization": f"Bearer {TOKEN}"}
+AUTH = {"Authorization": f"Bearer {ADMIN}"}  # reload and rollback are the admin's
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +37,8 @@ def reloading(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ServeS
 
 
 def _classify(url: str) -> dict:
-    r = httpx.post(url + "/classify", files={"file": ("a.jpg", image_bytes(), "image/jpeg")}, timeout=60)
+    r = httpx.post(url + "/classify", files={"file": ("a.jpg", image_bytes(), "image/jpeg")}, timeout=60,
+                   headers={"Authorization": f"Bearer {CLINICIAN}"})
     assert r.status_code == 200, r.text
     return r.json()
 
@@ -60,6 +71,9 @@ def test_poller_and_reload_follow_the_alias(reloading: tuple[ServeSetup, str], t
     assert 'version="1"} 1.0' in metrics
     assert 'lesionops_model_info{kind="classifier",name="tiny_classifier",version="2"}' not in metrics
     assert httpx.post(url + "/reload").status_code == 401
+    for token in (REVIEWER, CLINICIAN):  # a reviewer (or clinician) cannot reload
+        r = httpx.post(url + "/reload", headers={"Authorization": f"Bearer {token}"})
+        assert r.status_code == 403 and "may not admin" in r.json()["detail"]
 
 
 def test_unservable_version_keeps_the_current_one(reloading: tuple[ServeSetup, str]) -> None:
@@ -76,3 +90,18 @@ def test_unservable_version_keeps_the_current_one(reloading: tuple[ServeSetup, s
     assert body["classifier"]["version"] == current
     assert "preprocessing.json" in body["problems"]["classifier"]
     assert _classify(url)["model"]["version"] == current
+
+
+def test_rollback_by_an_admin_is_audited_with_their_id(reloading: tuple[ServeSetup, str]) -> None:
+    serving, url = reloading
+    client = MlflowClient(serving.tracking.tracking_uri)
+    client.set_registered_model_alias("tiny_classifier", "champion", "2")
+    client.set_registered_model_alias("tiny_classifier", "previous", "1")
+    body = {"kind": "classifier", "reason": "bad batch"}
+    r = httpx.post(url + "/rollback", json=body, headers={"Authorization": f"Bearer {REVIEWER}"})
+    assert r.status_code == 403
+    r = httpx.post(url + "/rollback", json=body, headers=AUTH, timeout=60)
+    assert r.status_code == 200, r.text
+    assert (r.json()["from_version"], r.json()["to_version"]) == ("2", "1") and _version(url) == "1"
+    last = read_audit(Path(serving.promote.audit_log))[-1]
+    assert last["action"] == "rollback" and last["user"] == ADMIN.split(".")[0] and last["reason"] == "bad batch"

@@ -3,6 +3,8 @@ ingest_data and validate_annotations stages like any other labelImg data."""
 
 from __future__ import annotations
 
+import csv
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import httpx
@@ -16,7 +18,7 @@ from components.ingest_data.core import run as ingest
 from components.validate_annotations.config import ValidateConfig
 from components.validate_annotations.core import run as validate
 from lesionops.synth.skin import SynthConfig, generate_skin_dataset
-from tests.serve.fixtures import CLASSES, ServeSetup
+from tests.serve.fixtures import CLASSES, REVIEWER, ServeSetup
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +47,8 @@ def _report(client: httpx.Client, auth: dict[str, str], photo: bytes, box: list[
 
 
 def _review(client: httpx.Client, auth: dict[str, str], fid: str, **body: object) -> httpx.Response:
-    return client.post(f"/review/items/{fid}", json={"reviewer": "dr-test", **body}, headers=auth)
+    # "reviewer" in the body is ignored: the signed-in user is the reviewer
+    return client.post(f"/review/items/{fid}", json={"reviewer": "someone else", **body}, headers=auth)
 
 
 def test_accepted_reports_flow_through_ingest_and_validation(
@@ -75,9 +78,21 @@ def test_accepted_reports_flow_through_ingest_and_validation(
                                                                                   box_a[2], box_a[3])]
     exported = sorted(p.name for p in (root / "images").iterdir())
     assert len(exported) == 2 and len(list((root / "Annotations").iterdir())) == 2  # the rejected one wrote nothing
+    xml_a = root / Store(serving.cfg.store_url).get_feedback(fa)["export_path"]
+    review = ET.parse(xml_a).getroot().find("object/review")
+    reviewer_id = REVIEWER.split(".")[0]
+    assert review is not None and review.findtext("reviewer") == reviewer_id
+    assert review.findtext("reviewer_name") == "dr-test" and review.findtext("feedback_id") == fa
+    with (root / "metadata.csv").open(newline="", encoding="utf-8") as fh:
+        meta = {r["filename"]: r for r in csv.DictReader(fh)}
+    assert set(meta) == {f"images/{n}" for n in exported}
+    assert {(r["reviewer"], r["reviewer_name"], r["label_source"]) for r in meta.values()} == {
+        (reviewer_id, "dr-test", "expert_review")}
 
     manifest = ingest(IngestConfig(cache_dir=str(tmp_path / "cache")), root, tmp_path / "manifest")
     assert sorted(manifest.loc[manifest.row_type == "image", "rel_path"]) == [f"images/{n}" for n in exported]
+    images = manifest[manifest.row_type == "image"]
+    assert set(images.patient_source) == {"metadata"} and set(images.label_source) == {"expert_review"}
     task = TaskConfig(name="tiny_skin", classes=CLASSES)
     report = validate(ValidateConfig(min_boxes_per_class=0, log_to_mlflow=False), task, tmp_path / "manifest",
                       tmp_path / "validated")
@@ -143,8 +158,8 @@ def test_unknown_feedback_is_404(client: httpx.Client, auth: dict[str, str], met
 
 
 @pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer wrong"}, {"Authorization": "Basic dXNlcjpwdw=="}])
-def test_review_needs_the_token(client: httpx.Client, headers: dict[str, str]) -> None:
-    for r in (client.get("/review/queue", headers=headers),
-              client.post("/review/items/x", json={"action": "reject"}, headers=headers),
-              client.get("/review/items/x/image", headers=headers)):
+def test_review_needs_the_token(anon: httpx.Client, headers: dict[str, str]) -> None:
+    for r in (anon.get("/review/queue", headers=headers),
+              anon.post("/review/items/x", json={"action": "reject"}, headers=headers),
+              anon.get("/review/items/x/image", headers=headers)):
         assert r.status_code == 401 and r.headers["www-authenticate"] == "Bearer"

@@ -94,3 +94,23 @@ def test_a_failing_export_rolls_the_review_back(store: Store) -> None:
     with pytest.raises(OSError):
         store.review(fid, Review("accepted", "psoriasis", None, "dr", T0), broken)
     assert store.get_feedback(fid)["status"] == "pending"
+
+
+def test_a_store_from_before_per_user_sign_in_is_upgraded_on_open(tmp_path: Path) -> None:
+    """Columns added since (user ids, orientation, the retention tombstone) are added, rows kept."""
+    import sqlite3
+
+    db = tmp_path / "old.db"
+    with sqlite3.connect(db) as conn:
+        conn.execute("CREATE TABLE predictions (prediction_id VARCHAR(32) PRIMARY KEY, created_at DATETIME NOT NULL, "
+                     "kind VARCHAR(16) NOT NULL, model_name VARCHAR(200) NOT NULL, model_version VARCHAR(50) NOT NULL, "
+                     "input_sha256 VARCHAR(64) NOT NULL, image_path VARCHAR(300) NOT NULL, image_width INTEGER NOT "
+                     "NULL, image_height INTEGER NOT NULL, box JSON, outputs JSON NOT NULL, predicted_class "
+                     "VARCHAR(200), confidence FLOAT, features JSON NOT NULL, embedding BLOB)")
+        conn.execute("INSERT INTO predictions VALUES ('old', '2026-01-01 00:00:00', 'classify', 'm', '1', 'ab', "
+                     "'ab/ab.jpg', 8, 8, NULL, '{}', 'psoriasis', 0.5, '{}', NULL)")
+    store = Store(f"sqlite:///{db}")
+    old = store.get_prediction("old")
+    assert old is not None and old["user_id"] is None and old["image_deleted_at"] is None
+    store.add_prediction(_prediction(1))
+    assert store.count_predictions() == 2 and store.list_users() == []

@@ -11,11 +11,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from components.common.drift_reference import Reference, load_reference
 from components.common.image_stats import FEATURES
 from components.common.io import read_json, write_json
 from components.monitor_drift.config import MonitorConfig
 from components.monitor_drift.core import monitor_frames
-from components.common.drift_reference import Reference, load_reference
 from components.monitor_drift.window import assess_window
 
 CFG = MonitorConfig(min_window=30)

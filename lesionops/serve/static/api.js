@@ -10,18 +10,20 @@
 
 export const ROOT = new URL("../", import.meta.url);
 const TOKEN_KEY = "lesionops.token";
-const REVIEWER_KEY = "lesionops.reviewer";
 
 // What each status means for the person in front of the page; the API's detail follows it.
 const HEADLINES = {
   0: "Cannot reach the LesionOps server. Check the connection and try again.",
   400: "The image could not be used.",
-  401: "The access token was refused. Check the clinic's access token.",
+  401: "The access token was refused. Sign in with your personal access token.",
+  403: "Your role does not allow this.",
   404: "Not found.",
   409: "This report was already reviewed.",
+  410: "The photo was deleted after the retention period.",
   413: "The photo is too large to upload.",
   415: "This file is not a supported image.",
   422: "Something required is missing from the request.",
+  429: "Too many uploads in a short time. Wait a moment and try again.",
   503: "The service is not available right now (busy, or no model in service).",
 };
 
@@ -55,20 +57,6 @@ export function setToken(value) {
   else localStorage.removeItem(TOKEN_KEY);
 }
 
-export function getReviewer() {
-  return localStorage.getItem(REVIEWER_KEY) || "";
-}
-
-export function setReviewer(value) {
-  localStorage.setItem(REVIEWER_KEY, value.trim());
-}
-
-/** Bind an <input> to the stored token: filled on load, saved on every change. */
-export function bindTokenField(input) {
-  input.value = getToken();
-  input.addEventListener("change", () => setToken(input.value));
-}
-
 async function errorFrom(xhr) {
   let body = xhr.response;
   try {
@@ -82,10 +70,11 @@ async function errorFrom(xhr) {
 }
 
 /**
- * Send one request. `form` (FormData) or `json` is the body; `auth` adds the stored token;
- * `onProgress(fraction)` reports upload progress; `responseType` "json" (default) or "blob".
+ * Send one request. `form` (FormData) or `json` is the body; the signed-in user's token goes with
+ * every request (`auth: false` leaves it off); `onProgress(fraction)` reports upload progress;
+ * `responseType` "json" (default) or "blob".
  */
-export function request(method, path, { form, json, auth = false, onProgress, responseType = "json" } = {}) {
+export function request(method, path, { form, json, auth = true, onProgress, responseType = "json" } = {}) {
   return new Promise((resolve, reject) => {
     const xhr = new XMLHttpRequest();
     xhr.open(method, new URL(path, ROOT));
@@ -136,7 +125,12 @@ export function detect(file, onProgress) {
 }
 
 export function health() {
-  return request("GET", "health");
+  return request("GET", "health", { auth: false });
+}
+
+/** The signed-in user ({user_id, name, role, permissions}); 401 when the stored token is refused. */
+export function me() {
+  return request("GET", "auth/me");
 }
 
 export function sendFeedback({ predictionId, suggestedLabel, note, box }) {
@@ -145,21 +139,21 @@ export function sendFeedback({ predictionId, suggestedLabel, note, box }) {
   form.append("suggested_label", suggestedLabel);
   if (note) form.append("note", note);
   if (box) form.append("box", boxField(box));
-  return request("POST", "feedback", { form, auth: true });
+  return request("POST", "feedback", { form });
 }
 
 export function reviewQueue(status = "pending") {
-  return request("GET", `review/queue?status=${encodeURIComponent(status)}`, { auth: true });
+  return request("GET", `review/queue?status=${encodeURIComponent(status)}`);
 }
 
 /** The stored image of a feedback item, fetched with the token (an <img src> cannot send headers). */
 export async function reviewImageUrl(imageUrl) {
-  const blob = await request("GET", imageUrl.replace(/^\//, ""), { auth: true, responseType: "blob" });
+  const blob = await request("GET", imageUrl.replace(/^\//, ""), { responseType: "blob" });
   return URL.createObjectURL(blob);
 }
 
 export function reviewDecision(feedbackId, decision) {
-  return request("POST", `review/items/${encodeURIComponent(feedbackId)}`, { json: decision, auth: true });
+  return request("POST", `review/items/${encodeURIComponent(feedbackId)}`, { json: decision });
 }
 
 /** Show a message in a status/alert element; `kind` is "error", "ok" or "" (neutral). */

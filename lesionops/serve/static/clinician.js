@@ -1,6 +1,7 @@
 // The clinician's page: task → photo → (box) → wait → result → "this result looks wrong".
 import * as api from "./api.js";
 import { BoxStage, boxText } from "./box.js";
+import { Account } from "./signin.js";
 
 const $ = (id) => document.getElementById(id);
 const human = (label) => label.replaceAll("_", " ");
@@ -10,6 +11,8 @@ let photo = null; // the File being analysed (kept after the <input> is cleared)
 let previewUrl = null;
 let last = null; // the last /classify or /detect answer
 let health = null; // GET /health: which models are in service, and why one is missing
+
+const account = new Account(() => api.say($("error"), ""));
 
 const stage = new BoxStage($("stage"), $("photo"), (box) => {
   $("box-out").value = boxText(box);
@@ -97,6 +100,11 @@ async function analyse(event) {
     api.say($("error"), "Choose or take a photo first.", "error");
     return;
   }
+  if (!account.user && !health?.anonymous_classify) {
+    api.say($("error"), "Sign in first: enter your personal access token above.", "error");
+    $("token").focus();
+    return;
+  }
   clearResult();
   waiting(true);
   try {
@@ -157,6 +165,8 @@ function showResult(answer) {
     $("detections").append(li);
   }
   resetFeedback(classify ? answer.top.map((t) => t.label) : found.map((d) => d.label));
+  $("wrong").hidden = !answer.prediction_id; // a kiosk answer was not stored: nothing to report on
+  $("not-stored").hidden = Boolean(answer.prediction_id);
   $("result").hidden = false;
   $("result-title").focus({ preventScroll: true }); // announced by screen readers
   $("result").scrollIntoView({ block: "nearest" }); // on a phone the result is below the form
@@ -188,9 +198,8 @@ async function report(event) {
     $("suggested").focus();
     return;
   }
-  api.setToken($("token").value);
-  if (!api.getToken()) {
-    api.say(status, "Enter the clinic access token to send a report.", "error");
+  if (!account.user) {
+    api.say(status, "Sign in (above) to send a report: it records who reported it.", "error");
     $("token").focus();
     return;
   }
@@ -222,6 +231,6 @@ for (const id of ["camera", "file"]) $(id).addEventListener("change", (e) => cho
 $("whole").addEventListener("click", () => stage.set(null));
 $("ask").addEventListener("submit", analyse);
 $("feedback").addEventListener("submit", report);
-api.bindTokenField($("token"));
 showTask();
 checkService();
+account.restore();

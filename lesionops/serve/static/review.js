@@ -1,7 +1,9 @@
-// The expert review page: load the pending queue, look at each report, set the true label (and fix
-// the box), accept or reject. Images are fetched with the token and shown as blob URLs.
+// The expert review page: sign in, load the pending queue, look at each report, set the true label
+// (and fix the box), accept or reject; the signed-in reviewer is recorded with each decision.
+// Images are fetched with the token and shown as blob URLs.
 import * as api from "./api.js";
 import { BoxStage, boxText } from "./box.js";
+import { Account } from "./signin.js";
 
 const $ = (id) => document.getElementById(id);
 const human = (label) => label.replaceAll("_", " ");
@@ -82,19 +84,12 @@ async function decide(event, li, stage, touched) {
   const action = event.submitter?.value || "accept";
   const status = li.querySelector(".item-status");
   const select = li.querySelector(".true-label");
-  const reviewer = $("reviewer").value.trim();
-  if (!reviewer) {
-    api.say(status, "Enter your name above: every decision records its reviewer.", "error");
-    $("reviewer").focus();
-    return;
-  }
-  api.setReviewer(reviewer);
   if (action === "accept" && !select.value) {
     api.say(status, "Choose the true label before accepting.", "error");
     select.focus();
     return;
   }
-  const decision = { action, reviewer };
+  const decision = { action };
   if (action === "accept") decision.true_label = select.value;
   if (touched() && stage.box) decision.box = stage.box;
   for (const b of li.querySelectorAll("button")) b.disabled = true;
@@ -118,15 +113,24 @@ function removeItem(li) {
   (next?.querySelector(".title") || $("queue-title")).focus();
 }
 
-async function loadQueue() {
+function clearQueue() {
   for (const img of $("queue").querySelectorAll("img")) {
     if (img.src.startsWith("blob:")) URL.revokeObjectURL(img.src);
   }
   $("queue").replaceChildren();
   $("count").textContent = "";
   $("empty").hidden = true;
-  if (!api.getToken()) {
-    api.say($("status"), "Enter the review access token to load the queue.", "error");
+}
+
+async function loadQueue() {
+  clearQueue();
+  if (!account.user) {
+    api.say($("status"), "Sign in with your personal access token to load the queue.", "error");
+    return;
+  }
+  if (!account.can("review")) {
+    api.say($("status"), `Signed in as ${account.user.name} (${account.user.role}): only reviewers see the queue.`,
+      "error");
     return;
   }
   $("load").disabled = true;
@@ -142,12 +146,12 @@ async function loadQueue() {
   }
 }
 
-$("login").addEventListener("submit", (e) => {
-  e.preventDefault();
-  api.setToken($("token").value);
-  api.setReviewer($("reviewer").value);
-  loadQueue();
+const account = new Account((user) => {
+  if (user) loadQueue();
+  else {
+    clearQueue();
+    api.say($("status"), "");
+  }
 });
-api.bindTokenField($("token"));
-$("reviewer").value = api.getReviewer();
-if (api.getToken()) loadQueue();
+$("load").addEventListener("click", loadQueue);
+account.restore();
