@@ -64,8 +64,8 @@ def run_training(source: Path | str, params: dict[str, Any], pipeline_root: Path
 
     from components.common.params import section
     from components.common.task import TaskConfig
-    from pipelines.kubeflow import from_params
     from components.crossval.config import CrossvalConfig
+    from pipelines.kubeflow import from_params
     from pipelines.training import build_training_pipeline
 
     _fix_kfp_local_conditions()

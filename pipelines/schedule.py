@@ -75,7 +75,7 @@ def recurring_run_spec(compiled: Path, parameters: dict[str, Any], *, every_s: f
     if not compiled.is_file():
         raise ConfigError(f"{compiled}: compiled pipeline not found; run `lesionops pipeline compile` first")
     spec = yaml.safe_load(compiled.read_text(encoding="utf-8"))
-    declared = set((spec.get("root", {}).get("inputDefinitions", {}).get("parameters") or {}))
+    declared = set(spec.get("root", {}).get("inputDefinitions", {}).get("parameters") or {})
     unknown = sorted(set(parameters) - declared)
     if unknown:
         raise ConfigError(f"{compiled}: pipeline has no parameter(s) {unknown}; it declares {sorted(declared)}")

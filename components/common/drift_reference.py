@@ -110,7 +110,7 @@ def image_rows(patch_dir: Path, max_side: int) -> tuple[pd.DataFrame, str]:
     else:
         files = {str(patch_dir / "patches" / p): (w, h, str(pid)) for p, w, h, pid in
                  zip(train.patch_path, train.image_width, train.image_height, train.patient_id, strict=True)}
-        found, pixels = features_frame(list(files), max_side), "patch"
+        found, pixels = features_frame([Path(p) for p in files], max_side), "patch"
         sizes = np.array([files[p][:2] for p in found.frame.path], dtype=float).reshape(-1, 2)
         frame = found.frame.assign(width=sizes[:, 0], height=sizes[:, 1],
                                    path=[Path(p).relative_to(patch_dir).as_posix() for p in found.frame.path],

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import IO
+from typing import IO, cast
 
 import numpy as np
 from PIL import Image, ImageChops, UnidentifiedImageError
@@ -119,8 +119,8 @@ def is_grey(rgb: Image.Image) -> bool:
     """True when no pixel has colour (channels within GREY_TOLERANCE), as Qt's QImage.allGray()
     decides it for labelImg's `<depth>`: a grey photo saved as RGB is grey content."""
     r, g, b = rgb.split()
-    return max(ImageChops.difference(r, g).getextrema()[1],
-               ImageChops.difference(g, b).getextrema()[1]) <= GREY_TOLERANCE
+    spread = [cast(int, ImageChops.difference(a, b).getextrema()[1]) for a, b in ((r, g), (g, b))]  # one band
+    return max(spread) <= GREY_TOLERANCE
 
 
 def phash(img: Image.Image) -> str:

@@ -49,7 +49,7 @@ def _coerce(value: Any, annotation: Any, where: str) -> Any:
     """Convert YAML values to the dataclass field type (lists → tuples, nested dataclasses)."""
     origin = typing.get_origin(annotation)
     args = typing.get_args(annotation)
-    if dataclasses.is_dataclass(annotation) and isinstance(value, dict):
+    if isinstance(annotation, type) and dataclasses.is_dataclass(annotation) and isinstance(value, dict):
         return build(annotation, value, where)
     if origin in (typing.Union, types.UnionType):
         if value is None and type(None) in args:

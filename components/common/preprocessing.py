@@ -48,7 +48,7 @@ class Normalization:
         mean, std = (tuple(float(v) for v in values[k]) for k in ("mean", "std"))
         if len(mean) != 3 or len(std) != 3 or min(std) <= 0:
             raise ValueError(f"expected 3 means and 3 positive stds, found mean={mean} std={std}")
-        return cls(mean, std)  # type: ignore[arg-type]
+        return cls((mean[0], mean[1], mean[2]), (std[0], std[1], std[2]))
 
 
 IMAGENET = Normalization()
@@ -71,8 +71,8 @@ def channel_stats(images: torch.Tensor, chunk: int = 4096) -> Normalization:
     mean = total / n
     std = (squares / n - mean * mean).clamp(min=0).sqrt()
     mean, std = mean / 255.0, (std / 255.0).clamp(min=MIN_STD)
-    return Normalization(tuple(round(float(v), 6) for v in mean),  # type: ignore[arg-type]
-                         tuple(round(float(v), 6) for v in std))
+    m, s = (tuple(round(float(v), 6) for v in t) for t in (mean, std))
+    return Normalization((m[0], m[1], m[2]), (s[0], s[1], s[2]))
 
 
 def normalize(batch: torch.Tensor, norm: Normalization) -> torch.Tensor:

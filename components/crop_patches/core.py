@@ -20,6 +20,7 @@ import hashlib
 import json
 import os
 from collections import Counter
+from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from functools import partial
 from pathlib import Path
@@ -125,7 +126,7 @@ def _crop_all(jobs: list[ImageJob], cfg: CropConfig, whole: bool) -> tuple[int, 
     work = partial(crop_image, cfg=cfg, whole=whole)
     written, failures = 0, []
     if workers == 1:
-        results = map(work, jobs)
+        results: Iterator[tuple[str, int, str | None]] = map(work, jobs)
     else:
         pool = ProcessPoolExecutor(max_workers=workers)
         results = pool.map(work, jobs, chunksize=max(1, len(jobs) // (workers * 16)))

@@ -252,7 +252,8 @@ class _Models:
         self.features = None
         if "baseline" in cfg.models:
             same = self.images is not None and baseline_cfg.image_size == train_cfg.image_size
-            pixels = self.images if same else decode_pool(pool, patch_dir, baseline_cfg.image_size)
+            pixels = self.images if same and self.images is not None else decode_pool(pool, patch_dir,
+                                                                                       baseline_cfg.image_size)
             self.features = extract_features(pixels.permute(0, 2, 3, 1).contiguous().numpy(), self.baseline_cfg)
         self.start = initial_state(self.train_cfg, len(task.classes)) if "cnn" in cfg.models else None
 

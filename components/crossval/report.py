@@ -170,7 +170,8 @@ def plot(report: dict[str, Any], path: Path) -> Path:
     diff = report["difference"]
     fig, axes = plt.subplots(1, 2 if diff else 1, figsize=(9 if diff else 5, 4.5), squeeze=False,
                              width_ratios=(len(groups), 1) if diff else None)
-    panels = [(axes[0][0], groups, "macro-F1 per held-out fold", (0, 1))]
+    panels: list[tuple[Any, dict[str, Any], str, tuple[int, int] | None]] = [
+        (axes[0][0], groups, "macro-F1 per held-out fold", (0, 1))]
     if diff:
         panels.append((axes[0][1], {"cnn − baseline": [(d["repeat"], d["macro_f1"]) for d in diff["per_fold"]]},
                        "paired difference", None))

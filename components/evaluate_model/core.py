@@ -129,7 +129,7 @@ def champion_model(tracking: TrackingConfig, alias: str) -> Champion | None:
     module, version = load_champion(tracking, tracking.registered_model, alias)
     if version is None:
         return None
-    return Champion(module, str(version.version), *_logged_preprocessing(version.run_id))
+    return Champion(module, str(version.version), *_logged_preprocessing(str(version.run_id)))
 
 
 def leak_patients(patch_dir: Path) -> list[str]:

@@ -31,11 +31,16 @@ NEUTRAL = ("insufficient_data", "no_reference")  # no verdict: the streak is lef
 class PolicyParams(Protocol):
     """The thresholds `decide` needs (MonitorConfig satisfies it)."""
 
-    retrain_feedback_threshold: int
-    consecutive_windows: int
-    cooldown_hours: float
-    min_window: int
-    max_acquisition_failure_share: float
+    @property
+    def retrain_feedback_threshold(self) -> int: ...
+    @property
+    def consecutive_windows(self) -> int: ...
+    @property
+    def cooldown_hours(self) -> float: ...
+    @property
+    def min_window(self) -> int: ...
+    @property
+    def max_acquisition_failure_share(self) -> float: ...
 
 
 @dataclass(frozen=True)

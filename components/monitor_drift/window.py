@@ -122,8 +122,10 @@ def model_checks(ref: Reference, cur: pd.DataFrame, cfg: MonitorConfig,
     if "embedding" not in model or len(embedded) < cfg.min_window:
         checks.append(skipped("embedding_mmd", f"{len(embedded)} window embedding(s), need {cfg.min_window}"))
     else:
+        reference = ref.embeddings()
+        assert reference is not None  # "embedding" is in the model rows (checked just above)
         kref = _cached(cache, "kernel", 0, cfg,
-                       lambda rng: KernelReference.build(ref.embeddings(), groups, cfg.mmd.max_reference, rng))
+                       lambda rng: KernelReference.build(reference, groups, cfg.mmd.max_reference, rng))
         size = min(len(embedded), cfg.mmd.max_current)
         null = _cached(cache, "mmd", size, cfg, lambda rng: mmd_null(kref, size, count, rng))
         cur_emb = np.stack([np.asarray(e, dtype=np.float32) for e in embedded])

@@ -111,7 +111,8 @@ def _flat(doc: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 def _calibration(metrics: dict[str, Any]) -> list[str]:
-    calibration = metrics.get("calibration") if isinstance(metrics.get("calibration"), dict) else {}
+    raw = metrics.get("calibration")
+    calibration: dict[str, Any] = raw if isinstance(raw, dict) else {}
     found = {k: v for k, v in _flat(calibration).items() if _num(v)}
     found |= {k: v for k, v in metrics.items() if _num(v) and ("ece" in k.lower() or "temperature" in k.lower())}
     lines = ["## Calibration", ""]

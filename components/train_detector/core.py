@@ -162,7 +162,7 @@ def _log_model(model: nn.Module, cfg: DetectorConfig, task: TaskConfig, out_dir:
     """The module (pickle: torch.export cannot trace Faster R-CNN) plus its class list and
     input contract, beside it and inside it, so the registry entry stands on its own."""
     model = model.cpu().eval()
-    transform = model.transform  # type: ignore[union-attr]
+    transform: Any = model.transform
     (out_dir / "classes.json").write_text(json.dumps(list(task.classes), indent=2))
     prep = {"classes": list(task.classes), "label_offset": 1, "arch": cfg.arch, "min_size": cfg.min_size,
             "max_size": cfg.max_size, "image_mean": list(transform.image_mean),

@@ -75,7 +75,7 @@ class _State:
 
     def dropped(self) -> dict[str, set[int]]:
         """Box indices dropped by box-level errors, per accepted image."""
-        q, out = self.quarantined(), {}
+        q, out = self.quarantined(), dict[str, set[int]]()
         for f in self.findings:
             if f.drops_box and f.input_file and f.input_file not in q:
                 out.setdefault(f.input_file, set()).add(int(f.box_index))  # type: ignore[arg-type]
@@ -134,11 +134,11 @@ def _check_all(images: list[Row], boxes: dict[str, list[Row]], orphans: list[Row
 
 def _annotations(boxes: dict[str, list[Row]], task: TaskConfig) -> dict[str, list[ds.Box]]:
     """Each image's boxes as annotated (label as the task reads it), to compare byte copies."""
-    def label(raw: Any) -> str:
-        return task.normalize(str(raw)) or str(raw)
+    def box(b: Row) -> ds.Box:
+        x0, y0, x1, y1 = (box_number(b.get(k)) for k in ("xmin", "ymin", "xmax", "ymax"))
+        return task.normalize(str(b["label_raw"])) or str(b["label_raw"]), x0, y0, x1, y1
 
-    return {rel: [(label(b["label_raw"]), *(box_number(b.get(k)) for k in ("xmin", "ymin", "xmax", "ymax")))
-                  for b in rows] for rel, rows in boxes.items()}
+    return {rel: [box(b) for b in rows] for rel, rows in boxes.items()}
 
 
 def _labelled(state: _State, task: TaskConfig, cfg: ValidateConfig) -> list[Row]:

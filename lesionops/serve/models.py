@@ -92,7 +92,7 @@ def _load_module(client: MlflowClient, uri: str, name: str, version: str) -> nn.
             loaded = mlflow.pytorch.load_model(local, map_location="cpu")
         except (MlflowException, OSError, RuntimeError, AttributeError, ModuleNotFoundError) as exc:
             raise LoadError(f"models:/{name}/{version} cannot be loaded ({exc})") from exc
-    exported = isinstance(loaded, torch.export.ExportedProgram) or isinstance(loaded, torch.fx.GraphModule)
+    exported = isinstance(loaded, torch.export.ExportedProgram | torch.fx.GraphModule)
     if exported or not isinstance(loaded, nn.Module):
         raise LoadError(f"models:/{name}/{version} is a {type(loaded).__name__} (a torch.export program), not a "
                         "pickled nn.Module: serving needs the module to take embeddings; retrain to register "

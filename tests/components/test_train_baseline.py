@@ -76,7 +76,7 @@ def test_c_is_chosen_from_the_grid_on_val(trained: tuple[dict[str, Any], Path, d
     best = max(row["val_macro_f1"] for row in report["c_search"])
     assert report["C"] == min(row["C"] for row in report["c_search"] if row["val_macro_f1"] == best)
     assert report["val"]["macro_f1"] == best  # the saved model is the one that was scored
-    assert joblib.load(out / MODEL).named_steps["svm"].C == report["C"]
+    assert report["C"] == joblib.load(out / MODEL).named_steps["svm"].C
 
 
 def test_model_fits_train_and_beats_chance_on_unseen_patients(

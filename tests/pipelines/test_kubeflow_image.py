@@ -122,7 +122,7 @@ def test_no_secrets_in_the_dockerfile() -> None:
 def test_tags_derive_from_the_package_version() -> None:
     from components import __version__
 
-    assert IMAGE == f"{IMAGE_REPOSITORY}:{__version__}" and image(cuda=True) == f"{IMAGE}-cuda"
+    assert f"{IMAGE_REPOSITORY}:{__version__}" == IMAGE and image(cuda=True) == f"{IMAGE}-cuda"
     assert image("123.dkr.ecr.eu-west-1.amazonaws.com/lesionops") == \
         f"123.dkr.ecr.eu-west-1.amazonaws.com/lesionops:{__version__}"
 

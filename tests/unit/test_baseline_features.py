@@ -118,7 +118,7 @@ def test_select_c_tries_the_whole_grid_and_keeps_the_best_on_val() -> None:
     assert [row["C"] for row in search] == [1e-4, 1e-2, 1.0]
     best = max(row["val_macro_f1"] for row in search)
     assert chosen == min(row["C"] for row in search if row["val_macro_f1"] == best)  # ties → simpler model
-    assert model.named_steps["svm"].C == chosen
+    assert chosen == model.named_steps["svm"].C
     assert all(row["converged"] for row in search)
 
 

@@ -172,8 +172,8 @@ def test_phash_survives_reencoding_but_separates_different_images(tmp_path: Path
 def _labelimg_yolo_line(box: tuple[int, int, int, int], size: tuple[int, int], index: int) -> str:
     """labelImg's YOLOWriter.bnd_box_to_yolo_line + its "%d %.6f %.6f %.6f %.6f" format."""
     (xmin, ymin, xmax, ymax), (w, h) = box, size
-    return "%d %.6f %.6f %.6f %.6f" % (index, (xmin + xmax) / 2 / w, (ymin + ymax) / 2 / h,
-                                        (xmax - xmin) / w, (ymax - ymin) / h)
+    values = (index, (xmin + xmax) / 2 / w, (ymin + ymax) / 2 / h, (xmax - xmin) / w, (ymax - ymin) / h)
+    return "%d %.6f %.6f %.6f %.6f" % values  # noqa: UP031 (labelImg's own format string)
 
 
 def _labelimg_createml(box: tuple[int, int, int, int], label: str) -> dict[str, Any]:

@@ -130,9 +130,9 @@ def test_errors_name_the_uri_and_the_problem(s3: str, tmp_path: Path, call: Any,
 
 def test_missing_output_bucket_fails_before_the_stage_runs(s3: str, tmp_path: Path) -> None:
     ran = []
-    with pytest.raises(DataError, match=r"^s3://no-such-bucket/out: .*bucket does not exist"):
-        with storage.local_output("s3://no-such-bucket/out", tmp_path / "cache"):
-            ran.append(True)
+    with (pytest.raises(DataError, match=r"^s3://no-such-bucket/out: .*bucket does not exist"),
+          storage.local_output("s3://no-such-bucket/out", tmp_path / "cache")):
+        ran.append(True)
     assert not ran
 
 

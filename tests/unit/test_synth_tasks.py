@@ -145,7 +145,7 @@ def test_acupoint_boxes_are_small_points_inside_the_photo(base: dict[str, Any], 
         assert sorted(b.name for b in ann.boxes) == sorted(doc["task"]["classes"])
         for b in ann.boxes:
             assert 8 <= b.width <= 20 and b.width == b.height
-            assert 1 <= b.xmin and b.xmax <= ann.width and 1 <= b.ymin and b.ymax <= ann.height
+            assert b.xmin >= 1 and b.xmax <= ann.width and b.ymin >= 1 and b.ymax <= ann.height
 
 
 @pytest.mark.parametrize(("generator", "classes", "priors", "message"), [

@@ -42,8 +42,8 @@ def split_table(patch_dir: Path, split: str, classes: tuple[str, ...]) -> tuple[
 
 def decode_patch(path: Path, size: int) -> np.ndarray:
     """One patch file → H×W×3 uint8 at `size` (bilinear, as at inference)."""
-    with Image.open(path) as img:
-        img = img.convert("RGB")
+    with Image.open(path) as opened:
+        img = opened.convert("RGB")
         if img.size != (size, size):
             img = img.resize((size, size), Image.Resampling.BILINEAR)
         return np.array(img)  # a writable copy: torch.from_numpy warns on read-only buffers

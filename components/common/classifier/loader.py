@@ -77,8 +77,8 @@ class MemorySource:
         for i, start in enumerate(range(0, len(indices), batch_size)):
             idx = indices[start:start + batch_size]
             slot = i % 2
-            if self._copied[slot] is not None:
-                self._copied[slot].synchronize()  # that buffer's previous copy has left the host
+            if (copied := self._copied[slot]) is not None:
+                copied.synchronize()  # that buffer's previous copy has left the host
             x_host, y_host = buffers[slot][0][:len(idx)], buffers[slot][1][:len(idx)]
             torch.index_select(self.images, 0, idx, out=x_host)
             torch.index_select(self._labels, 0, idx, out=y_host)

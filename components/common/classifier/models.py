@@ -16,6 +16,7 @@ blocks and trained only a new head):
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import nn
@@ -52,7 +53,7 @@ class VGG16(nn.Module):
         for m in self.features.modules():  # torchvision's VGG initialisation
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-                nn.init.zeros_(m.bias)
+                nn.init.zeros_(m.bias)  # type: ignore[arg-type]  # every Conv2d here has a bias
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(torch.flatten(self.avgpool(self.features(x)), 1))
@@ -69,12 +70,13 @@ ARCHS = ("small_cnn", *_TORCHVISION, "vgg16")
 def _replace_head(model: nn.Module, arch: str, num_classes: int, dropout: float) -> nn.Module:
     """Swap the ImageNet classifier for `num_classes` outputs (dropout + linear); each family keeps
     it elsewhere. The generic case replaces only the last Linear, as the stage always did."""
+    net: Any = model  # torchvision's families name their heads differently; nn.Module types them as Tensor | Module
     if arch.startswith("resnet"):
-        model.fc = _head(model.fc.in_features, num_classes, dropout)
+        net.fc = _head(net.fc.in_features, num_classes, dropout)
     elif arch == "densenet121":
-        model.classifier = _head(model.classifier.in_features, num_classes, dropout)
+        net.classifier = _head(net.classifier.in_features, num_classes, dropout)
     else:  # convnext (LayerNorm2d, Flatten, Linear), efficientnet and mobilenet: the last Linear
-        model.classifier[-1] = _head(model.classifier[-1].in_features, num_classes, dropout)
+        net.classifier[-1] = _head(net.classifier[-1].in_features, num_classes, dropout)
     return model
 
 
@@ -103,13 +105,15 @@ def build_model(arch: str, num_classes: int, dropout: float = 0.0, pretrained_pa
 
 def backbone_blocks(model: nn.Module, arch: str) -> list[nn.Module]:
     """The backbone split into the blocks that `freeze_layers` counts (table in the module doc)."""
+    net: Any = model  # attribute names differ per family (see _replace_head)
     if arch == "small_cnn":
-        return [model[i] for i in range(4)]
+        return [net[i] for i in range(4)]
     if arch.startswith("resnet"):
-        return [nn.ModuleList([model.conv1, model.bn1]), model.layer1, model.layer2, model.layer3, model.layer4]
-    features = list(model.features.children())
+        return [nn.ModuleList([net.conv1, net.bn1]), net.layer1, net.layer2, net.layer3, net.layer4]
+    features = list(net.features.children())
     if arch == "vgg16":
-        blocks, current = [], []
+        blocks: list[nn.Module] = []
+        current: list[nn.Module] = []
         for layer in features:
             current.append(layer)
             if isinstance(layer, nn.MaxPool2d):
