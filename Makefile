@@ -61,7 +61,13 @@ push: image ## push both images (log in to the registry first, e.g. aws ecr get-
 	docker push $(IMAGE_REPOSITORY):$(VERSION)
 	docker push $(IMAGE_REPOSITORY):$(VERSION)-cuda
 
-test: $(STAMP) browser tools ## install and run the test suite (CPU; GPU tests skip without CUDA)
+lint: $(STAMP) ## ruff (lint + format), mypy (components/, pipelines/) and import-linter (layers, stage independence)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+
+test: $(STAMP) browser tools lint ## install, lint, and run the test suite (CPU; GPU tests skip without CUDA)
 	$(BIN)/python -m pytest -n 2 --dist loadgroup --timeout 900 -q
 
 bench: $(STAMP) ## run the benchmarks
@@ -73,4 +79,4 @@ ui: $(STAMP) ## open the MLflow UI on the embedded SQLite store
 clean: ## remove generated data, stage outputs and the MLflow store (keeps .venv)
 	rm -rf data outputs .kfp_local .cache mlruns/mlflow.db mlruns/artifacts dvc.lock
 
-.PHONY: help venv data demo repro compile browser tools image push test bench ui clean
+.PHONY: help venv data demo repro compile browser tools image push lint test bench ui clean
