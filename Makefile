@@ -24,7 +24,7 @@ venv: $(STAMP) ## create or update the virtual environment (.venv) from constrai
 
 data: $(STAMP) ## generate the synthetic labelImg dataset into data/ and track it with DVC (data.dvc)
 	$(BIN)/lesionops synth --out data
-	$(BIN)/lesionops data-track data
+	$(BIN)/lesionops data track data
 
 demo: $(STAMP) ## install, generate data, run the training pipeline with kfp.local, print the champion
 	$(BIN)/lesionops demo $(if $(FORCE),--force)

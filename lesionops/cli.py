@@ -31,6 +31,7 @@ from lesionops.cli_common import (
     print_champions,
     task_params,
 )
+from lesionops.cli_data import OLD_NAMES, data_app, renamed
 from lesionops.cli_pipeline import pipeline_app, pipeline_run
 from lesionops.cli_security import install as install_security
 from lesionops.cli_task import task_app
@@ -39,6 +40,9 @@ app = Commands(help="LesionOps: labelImg data → validated patches → gated, p
                   no_args_is_help=True, add_completion=False)
 app.add_typer(pipeline_app, name="pipeline")
 app.add_typer(task_app, name="task")
+app.add_typer(data_app, name="data")
+for _old, _command in OLD_NAMES.items():
+    app.command(_old, hidden=True)(renamed(_old, f"data {_old.removeprefix('data-')}", _command))
 install_security(app)
 
 
@@ -106,70 +110,6 @@ def _shifted_stream(doc: dict[str, Any], out: Path, shift: str, severity: float,
     done = write_stream(out, ShiftConfig(shift=shift, severity=severity, classes=load_task(doc).classes, **options))
     console.print(f"synth: {sum(done['per_label'].values())} '{shift}' images (severity {severity}) → "
                   f"{out / 'images'}, {out / 'stream.csv'}")
-
-
-@app.command("data-track")
-def data_track(path: Annotated[Path, typer.Argument(help="dataset folder")] = Path("data"),
-               push: Annotated[bool, typer.Option(help="also upload it to the default DVC remote")] = False) -> None:
-    """Track the raw dataset with DVC (`dvc add`), writing `<path>.dvc`."""
-    from lesionops import datavc
-
-    console.print(f"data version (DVC md5): {datavc.track(path)}")
-    if push:
-        datavc.push(Path(f"{path}.dvc"))
-        console.print(f"pushed {path} to the default DVC remote")
-
-
-@app.command("data-remote")
-def data_remote(url: Annotated[str, typer.Argument(help="remote URL, e.g. s3://<dvc bucket>/lesionops")],
-                name: Annotated[str, typer.Option(help="remote name in .dvc/config")] = "storage") -> None:
-    """Set the default DVC remote (credentials and endpoint come from the standard AWS env/config)."""
-    from lesionops.datavc import set_remote
-
-    set_remote(url, name)
-    console.print(f"default DVC remote: {name} → {url}")
-
-
-@app.command("data-pull")
-def data_pull(path: Annotated[Path, typer.Argument(help="DVC-tracked folder")] = Path("data")) -> None:
-    """Fetch the dataset version `<path>.dvc` pins from the default DVC remote."""
-    from lesionops.datavc import pull
-
-    pull(Path(f"{path}.dvc"))
-    console.print(f"pulled {path} ({path}.dvc)")
-
-
-@app.command("data-upload")
-def data_upload(folder: Annotated[Path, typer.Argument(help="DVC-tracked dataset folder")],
-                uri: Annotated[str, typer.Argument(help="s3://<data bucket>/raw: where cluster pods read it")]) -> None:
-    """Copy the dataset to the S3 prefix Kubeflow runs read (only changed files are uploaded).
-
-    A prefix holding files the folder lacks is refused, not cleaned: the run must train on exactly
-    the DVC version it is labelled with, and a mistyped prefix must not cost anyone data.
-    """
-    from pipelines.datasource import mirror_to_s3
-
-    done = mirror_to_s3(folder, uri)
-    console.print(f"{folder} → {uri}: {done['uploaded']} uploaded, {done['unchanged']} unchanged")
-
-
-@app.command("data-review")
-def data_review(
-    rev_a: Annotated[str, typer.Argument(help="base git revision (or WORKTREE: the uncommitted folder)")],
-    rev_b: Annotated[str, typer.Argument(help="revision to review (or WORKTREE)")],
-    dataset: Annotated[Path, typer.Option(help="DVC-tracked folder (its .dvc file is <dataset>.dvc)")] = Path("data"),
-    params: ParamsOpt = Path("params.yaml"),
-    out: Annotated[Path, typer.Option(help="Markdown report (a .json twin is written next to it)")] = Path("review.md"),
-    work_dir: Annotated[Optional[Path], typer.Option(help="where versions are rebuilt (default: a temp dir)")] = None,
-) -> None:
-    """Review a data change for a PR: images, boxes, classes, patients and findings from REV_A to REV_B."""
-    from lesionops.data_review import review
-
-    done = review(rev_a, rev_b, dataset, params, out, work_dir)
-    verdict = done.result["verdict"]
-    colour = "green" if verdict["ok"] else "yellow"
-    console.print(f"[bold {colour}]{verdict['status']}[/]: {'; '.join(verdict['reasons'])}")
-    console.print(f"report: {done.markdown}  (JSON: {done.json})")
 
 
 @app.command()

@@ -1,4 +1,4 @@
-"""`lesionops data-review REV_A REV_B`: what a data change does, as a Markdown report for its PR.
+"""`lesionops data review REV_A REV_B`: what a data change does, as a Markdown report for its PR.
 
 A change to `data.dvc` is one opaque md5 in a diff. This module rebuilds both data versions from
 DVC's local cache (no remote, no `dvc checkout` of the user's `data/`), runs the real `ingest_data`

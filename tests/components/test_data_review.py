@@ -1,4 +1,4 @@
-"""`lesionops data-review` on a throwaway git+DVC repo: two real data versions, one PR's worth of change."""
+"""`lesionops data review` on a throwaway git+DVC repo: two real data versions, one PR's worth of change."""
 
 from __future__ import annotations
 
@@ -100,7 +100,7 @@ def test_cli_review_a_to_b_reports_every_change(versions: dict[str, Any], tmp_pa
     from lesionops.cli import app
 
     repo, out = versions["repo"], tmp_path / "review.md"
-    res = CliRunner().invoke(app, ["data-review", versions["a"], versions["b"], "--dataset", str(repo / "data"),
+    res = CliRunner().invoke(app, ["data", "review", versions["a"], versions["b"], "--dataset", str(repo / "data"),
                                    "--params", str(repo / "params.yaml"), "--out", str(out),
                                    "--work-dir", str(tmp_path / "work")])
     assert res.exit_code == 0, res.output

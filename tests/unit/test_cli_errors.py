@@ -46,3 +46,11 @@ def test_lesionops_commands_share_the_path() -> None:
         done = runner.invoke(app, [*args, "--params", str(REPO / "params.yaml")])
         assert done.exit_code == 2, done.output
         assert line in " ".join(done.output.split()), done.output
+
+
+def test_renamed_commands_keep_their_old_names_for_one_release(tmp_path) -> None:
+    done = CliRunner().invoke(app, ["data-review", "nope", "nope", "--dataset", str(tmp_path / "data"),
+                                    "--params", str(REPO / "params.yaml")])
+    text = " ".join(done.output.split())
+    assert "`lesionops data-review` is now `lesionops data review`" in text
+    assert done.exit_code == 2 and "data-review failed:" in text
