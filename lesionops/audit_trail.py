@@ -20,7 +20,8 @@ from mlflow.tracking import MlflowClient
 from sqlalchemy import select
 
 from components.common.errors import ConfigError
-from components.common.store import Store, feedback, predictions
+from components.common.store import Store
+from components.common.store_schema import feedback, predictions
 from components.common.tracking import TrackingConfig, resolved_uri
 from components.promote_model.audit import audit_path, read_audit
 

@@ -24,7 +24,8 @@ from pathlib import Path
 
 from sqlalchemy import exists, select, union, update
 
-from components.common.store import Store, _naive_utc, feedback, predictions, utc_now
+from components.common.store import Store
+from components.common.store_schema import feedback, naive_utc, predictions, utc_now
 
 ACTOR = "system:retention"
 
@@ -52,7 +53,7 @@ def _older(path: Path, cutoff: datetime) -> bool:
 
 def _candidates(store: Store, cutoff: datetime) -> tuple[dict[str, str], int]:
     """Expired, untombstoned images nobody reported: {sha256: path}; and how many were reported."""
-    naive = _naive_utc(cutoff)
+    naive = naive_utc(cutoff)
     query = (select(predictions.c.input_sha256, predictions.c.image_path).distinct()
              .where(predictions.c.created_at < naive, predictions.c.image_deleted_at.is_(None)))
     with store.engine.connect() as conn:
@@ -66,9 +67,9 @@ def _expire_one(store: Store, image_dir: Path, sha: str, rel: str, cutoff: datet
     newer = predictions.alias("newer")
     claim = (update(predictions)
              .where(predictions.c.input_sha256 == sha, predictions.c.image_deleted_at.is_(None),
-                    ~exists().where(newer.c.input_sha256 == sha, newer.c.created_at >= _naive_utc(cutoff)),
+                    ~exists().where(newer.c.input_sha256 == sha, newer.c.created_at >= naive_utc(cutoff)),
                     ~exists().where(feedback.c.input_sha256 == sha))
-             .values(image_deleted_at=_naive_utc(now)))
+             .values(image_deleted_at=naive_utc(now)))
     path = image_dir / rel
     with store.engine.begin() as conn:
         if not _older(path, cutoff):

@@ -1,11 +1,7 @@
-"""Durable record of every prediction and every feedback report (SQLAlchemy Core, any dialect).
+"""Durable record of every prediction and every feedback report (tables in store_schema.py).
 
-SQLite is the default because it needs no server; it runs in WAL mode with `synchronous=FULL`,
-so a transaction that returned from COMMIT survives a killed process (and a power cut): the API
-acknowledges a feedback report (201) only after that commit. PostgreSQL works by URL with the same
-code: nothing here is dialect-specific (JSON and LargeBinary map to JSON/BLOB and JSON/BYTEA).
-
-Times are stored as naive UTC and handed back timezone-aware (UTC). Embeddings are float32 bytes:
+The API acknowledges a feedback report (201) only after its commit, which on SQLite (WAL,
+`synchronous=FULL`) or PostgreSQL survives a killed process. Embeddings are float32 bytes:
 4 bytes a dimension instead of ~20 as JSON text. The drift monitor reads this store through
 `recent_predictions`, `reviewed_feedback` and `count_feedback` only.
 
@@ -22,105 +18,34 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
-from pathlib import Path
+from datetime import datetime
 from typing import Any
 
 import numpy as np
 import pandas as pd
 from sqlalchemy import (
-    JSON,
-    Column,
-    DateTime,
-    Float,
-    ForeignKey,
-    Integer,
-    LargeBinary,
-    MetaData,
-    String,
-    Table,
-    Text,
-    create_engine,
-    event,
     func,
-    inspect,
     select,
-    text,
     update,
 )
-from sqlalchemy.engine import Connection, Engine, make_url
+from sqlalchemy.engine import Connection
 
 from components.common.image_stats import FEATURES
-
-STATUSES = ("pending", "accepted", "rejected")
-metadata = MetaData()
-
-predictions = Table(
-    "predictions", metadata,
-    Column("prediction_id", String(32), primary_key=True),
-    Column("created_at", DateTime, nullable=False, index=True),
-    Column("kind", String(16), nullable=False, index=True),  # classify | detect
-    Column("model_name", String(200), nullable=False),
-    Column("model_version", String(50), nullable=False),
-    Column("input_sha256", String(64), nullable=False, index=True),
-    Column("image_path", String(300), nullable=False),  # relative to serve.image_dir
-    Column("image_width", Integer, nullable=False),
-    Column("image_height", Integer, nullable=False),
-    Column("box", JSON),  # [x1, y1, x2, y2] or null
-    Column("outputs", JSON, nullable=False),  # the answer as returned (top-k or detections)
-    Column("predicted_class", String(200)),  # top-1 class (detect: best-scoring box), null if none
-    Column("confidence", Float),
-    Column("features", JSON, nullable=False),  # monitor_drift's features of the full uploaded image
-    Column("embedding", LargeBinary),  # float32 penultimate-layer activations (classifier only)
-    Column("user_id", String(200), index=True),  # who asked (null: rows from before per-user tokens)
-    Column("orientation", Integer),  # the upload's EXIF orientation: the stored copy has no EXIF left
-    Column("image_deleted_at", DateTime, index=True),  # tombstone: the image file was deleted (retention)
+from components.common.store_schema import (
+    STATUSES,
+    aware,
+    events,
+    feedback,
+    make_engine,
+    metadata,
+    naive_utc,
+    predictions,
+    upgrade,
+    users,
+    utc_now,
 )
 
-feedback = Table(
-    "feedback", metadata,
-    Column("feedback_id", String(32), primary_key=True),
-    Column("created_at", DateTime, nullable=False, index=True),
-    Column("prediction_id", String(32), ForeignKey("predictions.prediction_id"), index=True),
-    Column("input_sha256", String(64), nullable=False),
-    Column("image_path", String(300), nullable=False),
-    Column("image_width", Integer, nullable=False),
-    Column("image_height", Integer, nullable=False),
-    Column("suggested_label", String(200), nullable=False),
-    Column("note", Text),
-    Column("box", JSON),
-    Column("model_label", String(200)),  # what the model answered (null: no prediction behind it)
-    Column("status", String(16), nullable=False, index=True),
-    Column("reviewed_at", DateTime, index=True),
-    Column("reviewer", String(200)),
-    Column("true_label", String(200)),
-    Column("review_box", JSON),
-    Column("export_path", String(300)),  # the VOC xml written on accept, relative to serve.feedback_dir
-    Column("reporter_id", String(200), index=True),  # who reported (the reviewer column holds a user id too)
-    Column("orientation", Integer),
-)
-
-users = Table(
-    "users", metadata,
-    Column("user_id", String(200), primary_key=True),  # random hex (token users) or oidc:<subject>
-    Column("name", String(200), nullable=False, unique=True),
-    Column("role", String(16), nullable=False),  # clinician | reviewer | admin
-    Column("token_hash", String(200)),  # argon2id of the token's secret part; null for OIDC users
-    Column("source", String(16), nullable=False),  # token | oidc
-    Column("created_at", DateTime, nullable=False),
-    Column("revoked_at", DateTime),
-)
-
-events = Table(
-    "events", metadata,
-    Column("event_id", String(32), primary_key=True),
-    Column("at", DateTime, nullable=False, index=True),
-    Column("user_id", String(200), index=True),  # a user id, or system:<what> for scheduled work
-    Column("action", String(32), nullable=False, index=True),  # e.g. retention_delete, merge, user_add
-    Column("subject", String(300), index=True),  # an image sha256, a user id, ...
-    Column("detail", JSON),
-)
-
+__all__ = ["STATUSES", "Feedback", "ImageDeleted", "Prediction", "Review", "Store", "StoredImage", "utc_now"]
 
 @dataclass(frozen=True)
 class StoredImage:
@@ -178,43 +103,6 @@ class Review:
     reviewed_at: datetime
 
 
-def utc_now() -> datetime:
-    return datetime.now(UTC)
-
-
-def _naive_utc(when: datetime) -> datetime:
-    """Stored form: naive UTC (SQLite has no time zones); a naive input is taken as UTC."""
-    return when.astimezone(UTC).replace(tzinfo=None) if when.tzinfo else when
-
-
-def _aware(when: datetime | None) -> datetime | None:
-    if when is None:
-        return None
-    return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
-
-
-def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
-    """WAL (readers never block the writer), FULL sync (a commit is on disk), a generous busy wait."""
-    cur = dbapi_conn.cursor()
-    cur.execute("PRAGMA journal_mode=WAL")
-    cur.execute("PRAGMA synchronous=FULL")
-    cur.execute("PRAGMA busy_timeout=30000")
-    cur.execute("PRAGMA foreign_keys=ON")
-    cur.close()
-
-
-def make_engine(url: str) -> Engine:
-    """An engine for `url`; SQLite files get their folder created and the durability pragmas."""
-    parsed = make_url(url)
-    if parsed.get_backend_name() != "sqlite":
-        return create_engine(url, pool_pre_ping=True)
-    if parsed.database and parsed.database != ":memory:":
-        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-    engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
-    event.listen(engine, "connect", _sqlite_pragmas)
-    return engine
-
-
 def _embedding_bytes(vec: np.ndarray | None) -> bytes | None:
     return None if vec is None else np.asarray(vec, dtype="<f4").ravel().tobytes()
 
@@ -224,22 +112,7 @@ def _embedding_list(blob: bytes | None) -> list[float] | None:
 
 
 def _since(column: Any, since: datetime | None) -> list[Any]:
-    return [] if since is None else [column >= _naive_utc(since)]
-
-
-def _upgrade(engine: Engine) -> None:
-    """Add the nullable columns a table gained since this database was created (dialect-neutral
-    ALTER TABLE ... ADD COLUMN), so an existing store opens with today's code."""
-    found = inspect(engine)
-    for table in metadata.sorted_tables:
-        have = {c["name"] for c in found.get_columns(table.name)}
-        for column in table.columns:
-            if column.name not in have and column.nullable:
-                kind = column.type.compile(dialect=engine.dialect)
-                with engine.begin() as conn:
-                    conn.execute(text(f"ALTER TABLE {table.name} ADD COLUMN {column.name} {kind}"))
-        for index in table.indexes:
-            index.create(engine, checkfirst=True)
+    return [] if since is None else [column >= naive_utc(since)]
 
 
 class Store:
@@ -249,7 +122,7 @@ class Store:
         self.url = url
         self.engine = make_engine(url)
         metadata.create_all(self.engine)
-        _upgrade(self.engine)
+        upgrade(self.engine)
 
     def close(self) -> None:
         self.engine.dispose()
@@ -262,7 +135,7 @@ class Store:
     # ---- writes -------------------------------------------------------------------------------
     def add_prediction(self, p: Prediction) -> None:
         row = {**{k: v for k, v in asdict(p).items() if k not in ("image", "embedding")},
-               "created_at": _naive_utc(p.created_at), "embedding": _embedding_bytes(p.embedding),
+               "created_at": naive_utc(p.created_at), "embedding": _embedding_bytes(p.embedding),
                **_image_columns(p.image)}
         with self._tx() as conn:
             conn.execute(predictions.insert().values(**row))
@@ -272,7 +145,7 @@ class Store:
 
         ImageDeleted when the prediction's image was deleted by retention: checked in the same
         transaction, so a report never points at a file that is gone."""
-        row = {**{k: v for k, v in asdict(f).items() if k != "image"}, "created_at": _naive_utc(f.created_at),
+        row = {**{k: v for k, v in asdict(f).items() if k != "image"}, "created_at": naive_utc(f.created_at),
                "status": "pending", **_image_columns(f.image)}
         with self._tx() as conn:
             if f.prediction_id is not None and conn.execute(
@@ -285,7 +158,7 @@ class Store:
                   detail: dict[str, Any] | None = None, at: datetime | None = None) -> None:
         """One line of the audit trail for an action that has no row of its own."""
         with self._tx() as conn:
-            conn.execute(events.insert().values(event_id=uuid.uuid4().hex, at=_naive_utc(at or utc_now()),
+            conn.execute(events.insert().values(event_id=uuid.uuid4().hex, at=naive_utc(at or utc_now()),
                                                 user_id=user_id, action=action, subject=subject, detail=detail))
 
     def list_events(self, subjects: list[str] | None = None, action: str | None = None) -> list[dict[str, Any]]:
@@ -296,31 +169,31 @@ class Store:
         if action is not None:
             query = query.where(events.c.action == action)
         with self.engine.connect() as conn:
-            return [{**r._asdict(), "at": _aware(r.at)} for r in conn.execute(query)]
+            return [{**r._asdict(), "at": aware(r.at)} for r in conn.execute(query)]
 
     # ---- users (lesionops/serve/users.py hashes and checks the tokens) --------------------------
     def add_user(self, user_id: str, name: str, role: str, token_hash: str | None, source: str = "token") -> None:
         with self._tx() as conn:
             conn.execute(users.insert().values(user_id=user_id, name=name, role=role, token_hash=token_hash,
-                                               source=source, created_at=_naive_utc(utc_now())))
+                                               source=source, created_at=naive_utc(utc_now())))
 
     def get_user(self, user_id: str) -> dict[str, Any] | None:
         """A user by id (revoked ones too: the caller decides), or by name when no id matches."""
         with self.engine.connect() as conn:
             row = (conn.execute(select(users).where(users.c.user_id == user_id)).first()
                    or conn.execute(select(users).where(users.c.name == user_id)).first())
-        return None if row is None else {**row._asdict(), "created_at": _aware(row.created_at),
-                                         "revoked_at": _aware(row.revoked_at)}
+        return None if row is None else {**row._asdict(), "created_at": aware(row.created_at),
+                                         "revoked_at": aware(row.revoked_at)}
 
     def list_users(self) -> list[dict[str, Any]]:
         with self.engine.connect() as conn:
             rows = conn.execute(select(users).order_by(users.c.created_at, users.c.name))
-            return [{**r._asdict(), "created_at": _aware(r.created_at), "revoked_at": _aware(r.revoked_at)}
+            return [{**r._asdict(), "created_at": aware(r.created_at), "revoked_at": aware(r.revoked_at)}
                     for r in rows]
 
     def update_user(self, user_id: str, **values: Any) -> bool:
         """Change a user's role/name/hash or revoke them (`revoked_at`); False for an unknown id."""
-        values = {k: _naive_utc(v) if isinstance(v, datetime) else v for k, v in values.items()}
+        values = {k: naive_utc(v) if isinstance(v, datetime) else v for k, v in values.items()}
         with self._tx() as conn:
             return conn.execute(update(users).where(users.c.user_id == user_id).values(**values)).rowcount == 1
 
@@ -333,7 +206,7 @@ class Store:
         claim rolls back and the report stays pending.
         """
         values = {"status": decision.status, "true_label": decision.true_label, "review_box": decision.box,
-                  "reviewer": decision.reviewer, "reviewed_at": _naive_utc(decision.reviewed_at)}
+                  "reviewer": decision.reviewer, "reviewed_at": naive_utc(decision.reviewed_at)}
         with self._tx() as conn:
             claimed = conn.execute(update(feedback).where(feedback.c.feedback_id == feedback_id,
                                                           feedback.c.status == "pending").values(**values))
@@ -388,7 +261,7 @@ class Store:
                  .order_by(predictions.c.created_at.desc(), predictions.c.prediction_id.desc()).limit(limit))
         with self.engine.connect() as conn:
             rows = list(conn.execute(query))[::-1]
-        records = [{"prediction_id": r.prediction_id, "created_at": _aware(r.created_at), "kind": r.kind,
+        records = [{"prediction_id": r.prediction_id, "created_at": aware(r.created_at), "kind": r.kind,
                     "model_version": r.model_version, "predicted_class": r.predicted_class,
                     "confidence": r.confidence, **{f: float(r.features.get(f, np.nan)) for f in FEATURES},
                     "embedding": _embedding_list(r.embedding)} for r in rows]
@@ -434,14 +307,14 @@ def _image_columns(image: StoredImage) -> dict[str, Any]:
 
 def _prediction_row(row: Any) -> dict[str, Any]:
     out = row._asdict()
-    out["created_at"] = _aware(out["created_at"])
-    out["image_deleted_at"] = _aware(out["image_deleted_at"])
+    out["created_at"] = aware(out["created_at"])
+    out["image_deleted_at"] = aware(out["image_deleted_at"])
     out["embedding"] = _embedding_list(out["embedding"])
     return out
 
 
 def _feedback_row(row: Any) -> dict[str, Any]:
     out = row._asdict()
-    out["created_at"] = _aware(out["created_at"])
-    out["reviewed_at"] = _aware(out["reviewed_at"])
+    out["created_at"] = aware(out["created_at"])
+    out["reviewed_at"] = aware(out["reviewed_at"])
     return out

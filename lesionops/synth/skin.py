@@ -6,6 +6,8 @@ little too large by the annotators, and photos often taken on a dark background.
 are distinctive but deliberately overlap (parapsoriasis looks like a faint psoriasis) so that a small
 CNN learns them well but not perfectly, as with the real images. Everything derives from the seed:
 the plan from (seed, 0), a patient's look from (seed, 1, patient), an image from (seed, 2, index).
+
+Over ~400 lines on purpose: one appearance model per disease and the photo compositing that uses them read best together; split, each half would need the other to make sense.
 """
 
 from __future__ import annotations
