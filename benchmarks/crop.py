@@ -78,7 +78,7 @@ def _make_photo(job: tuple[int, int, int, str, str, int, int, int]) -> int:
     w, h = int(_CANVAS["width"]), int(_CANVAS["height"])
     rng = np.random.default_rng([seed, 1, i])
     oy, ox = int(rng.integers(0, canvas.shape[0] - h + 1)), int(rng.integers(0, canvas.shape[1] - w + 1))
-    img = canvas[oy:oy + h, ox:ox + w].copy()
+    img = canvas[oy : oy + h, ox : ox + w].copy()
     for c in range(3):  # per-photo tint through a lookup table: cheaper than a float pass
         lut = np.clip(np.arange(256) * rng.uniform(0.85, 1.1), 0, 255).astype(np.uint8)
         img[..., c] = lut[img[..., c]]
@@ -86,7 +86,7 @@ def _make_photo(job: tuple[int, int, int, str, str, int, int, int]) -> int:
     for _ in range(lo + i % (hi - lo + 1)):  # cycles lo..hi: (lo + hi) / 2 boxes per photo on average
         bw, bh = int(rng.integers(120, min(900, w - 2) + 1)), int(rng.integers(120, min(900, h - 2) + 1))
         x0, y0 = int(rng.integers(1, w - bw + 1)), int(rng.integers(1, h - bh + 1))  # 1-based
-        region = img[y0 - 1:y0 - 1 + bh, x0 - 1:x0 - 1 + bw]
+        region = img[y0 - 1 : y0 - 1 + bh, x0 - 1 : x0 - 1 + bw]
         yy = (np.arange(bh, dtype=np.float32)[:, None] - bh / 2) / (bh / 2)
         xx = (np.arange(bw, dtype=np.float32)[None, :] - bw / 2) / (bw / 2)
         mask = np.clip(1.0 - (xx * xx + yy * yy), 0.0, 1.0)[..., None]
@@ -94,16 +94,32 @@ def _make_photo(job: tuple[int, int, int, str, str, int, int, int]) -> int:
         boxes.append(VocBox(label, x0, y0, x0 + bw - 1, y0 + bh - 1))
     name = f"P{patient:04d}_{k}.jpg"
     Image.fromarray(img).save(Path(folder) / name, quality=90)
-    write_voc(Path(folder) / f"P{patient:04d}_{k}.xml",
-              VocAnnotation(folder=Path(folder).name, filename=name, path=str(Path(folder) / name),
-                            width=w, height=h, depth=3, boxes=tuple(boxes)))
+    write_voc(
+        Path(folder) / f"P{patient:04d}_{k}.xml",
+        VocAnnotation(
+            folder=Path(folder).name,
+            filename=name,
+            path=str(Path(folder) / name),
+            width=w,
+            height=h,
+            depth=3,
+            boxes=tuple(boxes),
+        ),
+    )
     return len(boxes)
 
 
 def ensure_dataset(cache: Path, args: argparse.Namespace, classes: list[str]) -> Path:
     """`cache/data/images/*.jpg|xml` + `metadata.csv`, two photos per patient, one diagnosis each."""
-    key = {"images": args.images, "width": args.width, "height": args.height, "seed": args.seed,
-           "boxes_per_image": list(args.boxes_per_image), "classes": classes, "generator": 1}
+    key = {
+        "images": args.images,
+        "width": args.width,
+        "height": args.height,
+        "seed": args.seed,
+        "boxes_per_image": list(args.boxes_per_image),
+        "classes": classes,
+        "generator": 1,
+    }
     marker, data = cache / "dataset.json", cache / "data"
     if marker.is_file() and json.loads(marker.read_text()) == key:
         return data
@@ -113,12 +129,18 @@ def ensure_dataset(cache: Path, args: argparse.Namespace, classes: list[str]) ->
     images = data / "images"
     images.mkdir(parents=True)
     lo, hi = args.boxes_per_image
-    jobs = [(i, i // 2 + 1, i % 2, classes[(i // 2) % len(classes)], str(images), lo, hi, args.seed)
-            for i in range(args.images)]
+    jobs = [
+        (i, i // 2 + 1, i % 2, classes[(i // 2) % len(classes)], str(images), lo, hi, args.seed)
+        for i in range(args.images)
+    ]
     _build_canvas(args.width, args.height, args.seed)
     with ProcessPoolExecutor(os.cpu_count() or 1, mp_context=get_context("fork")) as pool:
-        for _ in track(pool.map(_make_photo, jobs, chunksize=4), total=len(jobs),
-                       description=f"generating {args.images} photos", console=console):
+        for _ in track(
+            pool.map(_make_photo, jobs, chunksize=4),
+            total=len(jobs),
+            description=f"generating {args.images} photos",
+            console=console,
+        ):
             pass
     _CANVAS.clear()
     lines = ["filename,patient_id,body_site,label_source"]
@@ -141,8 +163,11 @@ def bench_params(args: argparse.Namespace) -> dict[str, Any]:
         from components.crop_patches.core import CropConfig  # where both the old and new stage expose it
 
         known = {f.name for f in dataclasses.fields(CropConfig)}
-    for part, key, value in (("balance", "target_per_class", None), ("detection", "enabled", False),
-                             ("kfold", "enabled", False)):
+    for part, key, value in (
+        ("balance", "target_per_class", None),
+        ("detection", "enabled", False),
+        ("kfold", "enabled", False),
+    ):
         if isinstance(crop.get(part), dict) or part in known:
             crop[part] = {**(crop.get(part) or {}), key: value}
     return doc
@@ -167,10 +192,26 @@ def ensure_prep(cache: Path, data: Path, doc: dict[str, Any]) -> Path:
     params.write_text(yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
     py = [sys.executable, "-m"]
     with console.status("ingest_data + validate_annotations (untimed, cached)"):
-        run_cli(py + ["components.ingest_data", "--source", str(data), "--out", str(prep / "ingest"),
-                      "--params", str(params)], prep, prep / "ingest.log")
-        run_cli(py + ["components.validate_annotations", "--manifest", str(prep / "ingest"), "--out",
-                      str(prep / "validate"), "--params", str(params)], prep, prep / "validate.log")
+        run_cli(
+            py
+            + ["components.ingest_data", "--source", str(data), "--out", str(prep / "ingest"), "--params", str(params)],
+            prep,
+            prep / "ingest.log",
+        )
+        run_cli(
+            py
+            + [
+                "components.validate_annotations",
+                "--manifest",
+                str(prep / "ingest"),
+                "--out",
+                str(prep / "validate"),
+                "--params",
+                str(params),
+            ],
+            prep,
+            prep / "validate.log",
+        )
     (prep / "done").write_text("ok")
     return prep / "validate"
 
@@ -253,20 +294,29 @@ def main() -> None:
         naive_worker(*(Path(a) for a in sys.argv[2:6]))
         return
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    for flag, default in (("--images", 2000), ("--width", 3000), ("--height", 2000), ("--seed", 0),
-                          ("--patch-size", 64)):
+    for flag, default in (
+        ("--images", 2000),
+        ("--width", 3000),
+        ("--height", 2000),
+        ("--seed", 0),
+        ("--patch-size", 64),
+    ):
         parser.add_argument(flag, type=int, default=default)
     parser.add_argument("--boxes-per-image", type=int, nargs=2, default=(2, 3), metavar=("MIN", "MAX"))
-    parser.add_argument("--cache", type=Path, help="dataset folder (default: $TMPDIR/lesionops-bench-crop/"
-                        "<n>x<w>x<h>-seed<seed>)")
+    parser.add_argument(
+        "--cache", type=Path, help="dataset folder (default: $TMPDIR/lesionops-bench-crop/<n>x<w>x<h>-seed<seed>)"
+    )
     parser.add_argument("--json", type=Path, help="also write the results here")
     parser.add_argument("--keep", action="store_true", help="keep the patch output folders")
     args = parser.parse_args()
     lo, hi = args.boxes_per_image
     if not (1 <= lo <= hi) or min(args.width, args.height) < 130:
         parser.error("need 1 <= MIN <= MAX boxes per image and photos of at least 130 px a side")
-    cache = args.cache or (Path(tempfile.gettempdir()) / "lesionops-bench-crop"
-                           / f"{args.images}x{args.width}x{args.height}-seed{args.seed}")
+    cache = args.cache or (
+        Path(tempfile.gettempdir())
+        / "lesionops-bench-crop"
+        / f"{args.images}x{args.width}x{args.height}-seed{args.seed}"
+    )
     doc = bench_params(args)
     data = ensure_dataset(cache, args, list(doc["task"]["classes"]))
     accepted = ensure_prep(cache, data, doc)
@@ -282,11 +332,34 @@ def main() -> None:
     params = work / "params.yaml"
     params.write_text(yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
     runs = {
-        "naive": ([sys.executable, str(Path(__file__).resolve()), "--naive-worker", str(accepted), str(data),
-                   str(work / "naive"), str(params)], work / "naive"),
-        "crop_patches": ([sys.executable, "-m", "components.crop_patches", "--accepted", str(accepted),
-                          "--source", str(data), "--out", str(work / "stage"), "--params", str(params)],
-                         work / "stage" / "patches"),
+        "naive": (
+            [
+                sys.executable,
+                str(Path(__file__).resolve()),
+                "--naive-worker",
+                str(accepted),
+                str(data),
+                str(work / "naive"),
+                str(params),
+            ],
+            work / "naive",
+        ),
+        "crop_patches": (
+            [
+                sys.executable,
+                "-m",
+                "components.crop_patches",
+                "--accepted",
+                str(accepted),
+                "--source",
+                str(data),
+                "--out",
+                str(work / "stage"),
+                "--params",
+                str(params),
+            ],
+            work / "stage" / "patches",
+        ),
     }
     results: dict[str, dict[str, float]] = {}
     problems = []
@@ -302,22 +375,45 @@ def main() -> None:
     naive, stage = results["naive"], results["crop_patches"]
     ratio = stage["patches_per_s"] / naive["patches_per_s"] if naive["patches_per_s"] else float("nan")
 
-    console.print(f"dataset: {len(photos)} photos {args.width}x{args.height} q90 ({mb:.0f} MB, "
-                  f"{mb / max(len(photos), 1):.2f} MB each), {generated} boxes generated, {n_boxes} accepted; "
-                  f"patch {args.patch_size} px; {os.cpu_count()} CPU(s); cache {cache}")
+    console.print(
+        f"dataset: {len(photos)} photos {args.width}x{args.height} q90 ({mb:.0f} MB, "
+        f"{mb / max(len(photos), 1):.2f} MB each), {generated} boxes generated, {n_boxes} accepted; "
+        f"patch {args.patch_size} px; {os.cpu_count()} CPU(s); cache {cache}"
+    )
     grid = Table("approach", "wall s", "patches", "patches/s", "peak RSS MiB (summed)", "peak PSS MiB")
     for name, r in results.items():
-        grid.add_row(name, f"{r['seconds']:.1f}", str(r["patches"]), f"{r['patches_per_s']:.1f}",
-                     f"{r['peak_rss_mib']:.0f}", f"{r['peak_pss_mib']:.0f}")
+        grid.add_row(
+            name,
+            f"{r['seconds']:.1f}",
+            str(r["patches"]),
+            f"{r['patches_per_s']:.1f}",
+            f"{r['peak_rss_mib']:.0f}",
+            f"{r['peak_pss_mib']:.0f}",
+        )
     console.print(grid)
     console.print(f"ratio crop_patches / naive: {ratio:.2f}x (target ≥ 3×: {'met' if ratio >= 3 else 'not met'})")
     if args.json:
-        args.json.write_text(json.dumps({
-            "images": len(photos), "width": args.width, "height": args.height, "mb_on_disk": round(mb, 1),
-            "boxes_generated": generated, "boxes_accepted": n_boxes, "patch_size": args.patch_size,
-            "cpus": os.cpu_count(), "results": results, "ratio": ratio if ratio == ratio else None,
-            "target_met": ratio >= 3,
-            "problems": problems}, indent=2) + "\n", encoding="utf-8")
+        args.json.write_text(
+            json.dumps(
+                {
+                    "images": len(photos),
+                    "width": args.width,
+                    "height": args.height,
+                    "mb_on_disk": round(mb, 1),
+                    "boxes_generated": generated,
+                    "boxes_accepted": n_boxes,
+                    "patch_size": args.patch_size,
+                    "cpus": os.cpu_count(),
+                    "results": results,
+                    "ratio": ratio if ratio == ratio else None,
+                    "target_met": ratio >= 3,
+                    "problems": problems,
+                },
+                indent=2,
+            )
+            + "\n",
+            encoding="utf-8",
+        )
     if args.keep:
         console.print(f"outputs kept in {work}")
     else:

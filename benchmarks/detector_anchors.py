@@ -53,8 +53,10 @@ RPN_POSITIVE_IOU = 0.7  # torchvision FasterRCNN rpn_fg_iou_thresh
 
 def _params(tmp: Path) -> dict[str, Any]:
     repo = yaml.safe_load((Path(__file__).resolve().parents[1] / "params.yaml").read_text())
-    local = {"mlflow": {"tracking_uri": f"sqlite:///{tmp / 'mlflow.db'}", "artifact_root": str(tmp / "artifacts")},
-             "crop_patches": {"detection": {"enabled": True}}}
+    local = {
+        "mlflow": {"tracking_uri": f"sqlite:///{tmp / 'mlflow.db'}", "artifact_root": str(tmp / "artifacts")},
+        "crop_patches": {"detection": {"enabled": True}},
+    }
     return deep_merge(load_preset("acupoint", deep_merge(repo, local)), local)
 
 
@@ -75,8 +77,13 @@ def best_anchor_ious(cfg: DetectorConfig, n_classes: int, patch_dir: Path, class
 
 
 def _row(name: str, ious: np.ndarray) -> dict[str, float]:
-    return {"setting": name, "boxes": int(len(ious)), "mean_best_iou": float(ious.mean()),
-            "share_iou_ge_0.5": float((ious >= 0.5).mean()), "share_iou_ge_0.7": float((ious >= RPN_POSITIVE_IOU).mean())}
+    return {
+        "setting": name,
+        "boxes": int(len(ious)),
+        "mean_best_iou": float(ious.mean()),
+        "share_iou_ge_0.5": float((ious >= 0.5).mean()),
+        "share_iou_ge_0.7": float((ious >= RPN_POSITIVE_IOU).mean()),
+    }
 
 
 def main() -> None:
@@ -89,27 +96,39 @@ def main() -> None:
         tmp = Path(work)
         doc = _params(tmp)
         task, tracking = load_task(doc), section(doc, "mlflow", TrackingConfig)
-        generate(dataclasses.replace(synth_settings(doc), n_images=args.images), task.classes, tmp / "data",
-                 progress=False)
+        generate(
+            dataclasses.replace(synth_settings(doc), n_images=args.images), task.classes, tmp / "data", progress=False
+        )
         ingest(section(doc, "ingest_data", IngestConfig), tmp / "data", tmp / "ingest")
-        validate(section(doc, "validate_annotations", ValidateConfig), task, tmp / "ingest", tmp / "validate",
-                 tracking)
+        validate(section(doc, "validate_annotations", ValidateConfig), task, tmp / "ingest", tmp / "validate", tracking)
         crop(section(doc, "crop_patches", CropConfig), task, tmp / "validate", tmp / "data", tmp / "crop")
         preset = section(doc, "train_detector", DetectorConfig)
         preset = dataclasses.replace(preset, arch=args.arch) if args.arch else preset
         default = dataclasses.replace(preset, anchor_sizes=None, aspect_ratios=(0.5, 1.0, 2.0))
-        rows = [_row("default 32-512 px, ratios 0.5/1/2",
-                     best_anchor_ious(default, len(task.classes), tmp / "crop", task.classes)),
-                _row(f"preset {list(preset.anchor_sizes or [])} px, ratios {list(preset.aspect_ratios)}",
-                     best_anchor_ious(preset, len(task.classes), tmp / "crop", task.classes))]
-    print(f"acupoint train boxes, {preset.arch}, detector input {preset.min_size}-{preset.max_size} px "
-          f"({args.images} photos)")
+        rows = [
+            _row(
+                "default 32-512 px, ratios 0.5/1/2",
+                best_anchor_ious(default, len(task.classes), tmp / "crop", task.classes),
+            ),
+            _row(
+                f"preset {list(preset.anchor_sizes or [])} px, ratios {list(preset.aspect_ratios)}",
+                best_anchor_ious(preset, len(task.classes), tmp / "crop", task.classes),
+            ),
+        ]
+    print(
+        f"acupoint train boxes, {preset.arch}, detector input {preset.min_size}-{preset.max_size} px "
+        f"({args.images} photos)"
+    )
     print(f"{'anchors':<44}{'boxes':>7}{'mean best IoU':>15}{'IoU>=0.5':>10}{'IoU>=0.7':>10}")
     for r in rows:
-        print(f"{r['setting']:<44}{r['boxes']:>7}{r['mean_best_iou']:>15.3f}{r['share_iou_ge_0.5']:>10.1%}"
-              f"{r['share_iou_ge_0.7']:>10.1%}")
-    print(f"boxes with an RPN-positive anchor (IoU >= {RPN_POSITIVE_IOU}): "
-          f"{rows[0]['share_iou_ge_0.7']:.1%} → {rows[1]['share_iou_ge_0.7']:.1%}")
+        print(
+            f"{r['setting']:<44}{r['boxes']:>7}{r['mean_best_iou']:>15.3f}{r['share_iou_ge_0.5']:>10.1%}"
+            f"{r['share_iou_ge_0.7']:>10.1%}"
+        )
+    print(
+        f"boxes with an RPN-positive anchor (IoU >= {RPN_POSITIVE_IOU}): "
+        f"{rows[0]['share_iou_ge_0.7']:.1%} → {rows[1]['share_iou_ge_0.7']:.1%}"
+    )
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2))
 

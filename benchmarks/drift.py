@@ -84,21 +84,39 @@ def _generate(task: tuple[str, str, int, int, float, int, int]) -> tuple[str, pd
 
 def generate_pools(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
     scaled = {k: max(CHUNK // 5, int(v * args.pool_scale)) for k, v in POOL_SIZES.items()}
-    sizes = {"train": scaled["train"], "reference": scaled["reference"], "unshifted": scaled["unshifted"],
-             **{s: scaled["shift"] for s in SHIFTS if s != "none"}}
+    sizes = {
+        "train": scaled["train"],
+        "reference": scaled["reference"],
+        "unshifted": scaled["unshifted"],
+        **{s: scaled["shift"] for s in SHIFTS if s != "none"},
+    }
     tasks = []
     for p, (name, size) in enumerate(sizes.items()):
         shift = name if name in SHIFTS else "none"
         for c in range(0, size, CHUNK):
-            tasks.append((name, shift, min(CHUNK, size - c), args.seed * 10_000 + p * 100 + c // CHUNK,
-                          args.severity, args.width, args.height))
+            tasks.append(
+                (
+                    name,
+                    shift,
+                    min(CHUNK, size - c),
+                    args.seed * 10_000 + p * 100 + c // CHUNK,
+                    args.severity,
+                    args.width,
+                    args.height,
+                )
+            )
     parts: dict[str, list] = {name: [] for name in sizes}
     with ProcessPoolExecutor(max_workers=args.workers) as pool:
         for name, feats, crops, labels in pool.map(_generate, tasks):
             parts[name].append((feats, crops, labels))
-    return {name: {"features": pd.concat([p[0] for p in ps], ignore_index=True),
-                   "crops": np.concatenate([p[1] for p in ps]), "labels": sum((p[2] for p in ps), [])}
-            for name, ps in parts.items()}
+    return {
+        name: {
+            "features": pd.concat([p[0] for p in ps], ignore_index=True),
+            "crops": np.concatenate([p[1] for p in ps]),
+            "labels": sum((p[2] for p in ps), []),
+        }
+        for name, ps in parts.items()
+    }
 
 
 def _tensor(crops: np.ndarray) -> torch.Tensor:
@@ -127,7 +145,7 @@ def train_cnn(crops: np.ndarray, labels: list[str], epochs: int, seed: int) -> t
 
 def embed(model: torch.nn.Module, crops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     x = _tensor(crops)
-    out = [logits_and_embedding(model, normalize(x[i:i + 512], IMAGENET)) for i in range(0, len(x), 512)]
+    out = [logits_and_embedding(model, normalize(x[i : i + 512], IMAGENET)) for i in range(0, len(x), 512)]
     return torch.cat([o[0] for o in out]).double().numpy(), torch.cat([o[1] for o in out]).numpy()
 
 
@@ -135,12 +153,25 @@ def model_frame(logits: np.ndarray, emb: np.ndarray, temperature: float) -> pd.D
     z = logits / temperature
     probs = np.exp(z - z.max(1, keepdims=True))
     probs /= probs.sum(1, keepdims=True)
-    return pd.DataFrame({"predicted_class": [DEFAULT_CLASSES[i] for i in probs.argmax(1)],
-                         "confidence": probs.max(1), "embedding": list(emb)})
+    return pd.DataFrame(
+        {
+            "predicted_class": [DEFAULT_CLASSES[i] for i in probs.argmax(1)],
+            "confidence": probs.max(1),
+            "embedding": list(emb),
+        }
+    )
 
 
-def window_rates(ref: Reference, pool: pd.DataFrame, n: int, windows: int, cfg: MonitorConfig,
-                 rng: np.random.Generator, cache: dict, in_order: bool = False) -> dict[str, float]:
+def window_rates(
+    ref: Reference,
+    pool: pd.DataFrame,
+    n: int,
+    windows: int,
+    cfg: MonitorConfig,
+    rng: np.random.Generator,
+    cache: dict,
+    in_order: bool = False,
+) -> dict[str, float]:
     """Share of windows called drift / alerted, and how often each test fired. Windows are n images
     drawn at random from the pool, or (`in_order`) n consecutive images of the stream, i.e. whole
     patients with their 2-6 photos each, as a clinic uploads them."""
@@ -148,7 +179,7 @@ def window_rates(ref: Reference, pool: pd.DataFrame, n: int, windows: int, cfg: 
     for _ in range(windows):
         if in_order:
             start = int(rng.integers(0, len(pool) - n + 1))
-            rows = pool.iloc[start:start + n]
+            rows = pool.iloc[start : start + n]
         else:
             rows = pool.iloc[rng.choice(len(pool), n, replace=False)]
         result = assess_window(ref, rows, cfg, cache=cache)
@@ -161,15 +192,18 @@ def window_rates(ref: Reference, pool: pd.DataFrame, n: int, windows: int, cfg: 
     return {k: v / windows for k, v in counts.items()}
 
 
-def false_retrain_rate(ref: Reference, pool: pd.DataFrame, n: int, pairs: int, cfg: MonitorConfig,
-                       rng: np.random.Generator, cache: dict) -> float:
+def false_retrain_rate(
+    ref: Reference, pool: pd.DataFrame, n: int, pairs: int, cfg: MonitorConfig, rng: np.random.Generator, cache: dict
+) -> float:
     """Share of pairs of consecutive, disjoint stream-order windows that are both called drift: how
     often the policy (drift over 2 consecutive windows) would retrain on an unshifted stream."""
     both = 0
     for _ in range(pairs):
         start = int(rng.integers(0, len(pool) - 2 * n + 1))
-        verdicts = [assess_window(ref, pool.iloc[start + k * n:start + (k + 1) * n], cfg, cache=cache).window.verdict
-                    for k in range(2)]
+        verdicts = [
+            assess_window(ref, pool.iloc[start + k * n : start + (k + 1) * n], cfg, cache=cache).window.verdict
+            for k in range(2)
+        ]
         both += verdicts == ["drift", "drift"]
     return both / pairs
 
@@ -243,12 +277,16 @@ def main() -> None:
     half = len(pools["reference"]["labels"]) // 2
     y_ref = np.array([DEFAULT_CLASSES.index(c) for c in pools["reference"]["labels"]])
     temperature = fit_temperature(outputs["reference"][0][:half], y_ref[:half])
-    frames = {name: pd.concat([pools[name]["features"], model_frame(*outputs[name], temperature)], axis=1)
-              for name in outputs}
+    frames = {
+        name: pd.concat([pools[name]["features"], model_frame(*outputs[name], temperature)], axis=1) for name in outputs
+    }
     accuracy = float((frames["unshifted"].predicted_class == pd.Series(pools["unshifted"]["labels"])).mean())
-    ref = Reference(frames["reference"][[*FEATURES, "patient_id"]],
-                    frames["reference"][["patient_id", "predicted_class", "confidence", "embedding"]],
-                    {"pixels": "raw"}, "benchmark reference pool")
+    ref = Reference(
+        frames["reference"][[*FEATURES, "patient_id"]],
+        frames["reference"][["patient_id", "predicted_class", "confidence", "embedding"]],
+        {"pixels": "raw"},
+        "benchmark reference pool",
+    )
 
     rng = np.random.default_rng(args.seed)
     scenarios = ["unshifted", *[s for s in SHIFTS if s != "none"]]
@@ -262,13 +300,20 @@ def main() -> None:
             for n in args.sizes:
                 rates = window_rates(ref, frames[name], n, args.windows, cfg, rng, cache, in_order=True)
                 table.append({"pool": "unshifted*", "n": n, **rates})
-    retrain = {n: false_retrain_rate(ref, frames["unshifted"], n, args.windows, cfg, rng, cache)
-               for n in args.sizes if 2 * n <= len(frames["unshifted"])}
+    retrain = {
+        n: false_retrain_rate(ref, frames["unshifted"], n, args.windows, cfg, rng, cache)
+        for n in args.sizes
+        if 2 * n <= len(frames["unshifted"])
+    }
     t_windows = time.perf_counter() - t1
 
     big_ref_idx = rng.choice(len(frames["reference"]), 5000, replace=True)
-    big_ref = Reference(ref.images.iloc[big_ref_idx].reset_index(drop=True),
-                        ref.model.iloc[big_ref_idx].reset_index(drop=True), {"pixels": "raw"}, "5,000 rows")
+    big_ref = Reference(
+        ref.images.iloc[big_ref_idx].reset_index(drop=True),
+        ref.model.iloc[big_ref_idx].reset_index(drop=True),
+        {"pixels": "raw"},
+        "5,000 rows",
+    )
     current = pd.concat([f for name, f in frames.items() if name != "reference"], ignore_index=True)
     big_cur = current.iloc[rng.choice(len(current), 10_000, replace=True)].reset_index(drop=True)
     # Cold: the nulls are computed too, as in one scheduled store-mode run (one window, one reference).
@@ -276,44 +321,72 @@ def main() -> None:
     big_cache: dict = {}
     assess_window(big_ref, big_cur, cfg, cache=big_cache)
     t_check_warm = _median_time(lambda: assess_window(big_ref, big_cur, cfg, cache=big_cache))
-    t_folder, n_read = folder_timing(args.folder_files, args.folder_distinct, args.seed + 1) \
-        if args.folder_files else (0.0, 0)
+    t_folder, n_read = (
+        folder_timing(args.folder_files, args.folder_distinct, args.seed + 1) if args.folder_files else (0.0, 0)
+    )
     cusum = cusum_rates(cfg.cusum, 500, args.seed)
 
-    print(f"monitor_drift benchmark: {args.windows} windows per row; params {args.params} "
-          f"(alpha {cfg.alpha} features, {cfg.mmd.alpha} MMD, {cfg.class_mix_alpha} class mix, "
-          f"{cfg.confidence_alpha} confidence: bound {cfg.false_alarm_bound:.2f}); shift severity {args.severity}")
+    print(
+        f"monitor_drift benchmark: {args.windows} windows per row; params {args.params} "
+        f"(alpha {cfg.alpha} features, {cfg.mmd.alpha} MMD, {cfg.class_mix_alpha} class mix, "
+        f"{cfg.confidence_alpha} confidence: bound {cfg.false_alarm_bound:.2f}); shift severity {args.severity}"
+    )
     listed = ", ".join(f"{k} {len(v['labels'])}" for k, v in pools.items())
-    print(f"pools: {listed} photos at "
-          f"{args.width}x{args.height}, generated in {t_gen:.0f} s on {args.workers} worker(s)")
-    print(f"classifier: small_cnn, {args.epochs} epochs on the train pool in {t_train:.0f} s; accuracy on the "
-          f"unshifted pool {accuracy:.1%}; temperature {temperature:.2f}")
+    print(
+        f"pools: {listed} photos at {args.width}x{args.height}, generated in {t_gen:.0f} s on {args.workers} worker(s)"
+    )
+    print(
+        f"classifier: small_cnn, {args.epochs} epochs on the train pool in {t_train:.0f} s; accuracy on the "
+        f"unshifted pool {accuracy:.1%}; temperature {temperature:.2f}"
+    )
     checks = ["image_statistics", "embedding_mmd", "class_mix", "confidence"]
-    print(f"\n{'pool':<16}{'n':>5}{'drift':>8}{'alert':>8}{'detected':>10}   " +
-          "".join(f"{c:>18}" for c in checks))
+    print(f"\n{'pool':<16}{'n':>5}{'drift':>8}{'alert':>8}{'detected':>10}   " + "".join(f"{c:>18}" for c in checks))
     for row in table:
-        print(f"{row['pool']:<16}{row['n']:>5}{row['drift']:>8.1%}{row['alert']:>8.1%}{row['detected']:>10.1%}   " +
-              "".join(f"{row.get(c, 0.0):>18.1%}" for c in checks))
-    print("unshifted*: windows of consecutive uploads (whole patients, 2-6 photos each); "
-          "other rows: images drawn at random from the pool")
+        print(
+            f"{row['pool']:<16}{row['n']:>5}{row['drift']:>8.1%}{row['alert']:>8.1%}{row['detected']:>10.1%}   "
+            + "".join(f"{row.get(c, 0.0):>18.1%}" for c in checks)
+        )
+    print(
+        "unshifted*: windows of consecutive uploads (whole patients, 2-6 photos each); "
+        "other rows: images drawn at random from the pool"
+    )
     far = next(r for r in table if r["pool"] == "unshifted" and r["n"] == 100)["detected"]
-    print(f"\nfalse-alarm rate, unshifted, n = 100: {far:.1%} (target ≤ 5 %): {'OK' if far <= 0.05 else 'ABOVE TARGET'}")
+    print(
+        f"\nfalse-alarm rate, unshifted, n = 100: {far:.1%} (target ≤ 5 %): {'OK' if far <= 0.05 else 'ABOVE TARGET'}"
+    )
     print(f"window tests: {len(table) * args.windows} windows in {t_windows:.0f} s")
     for n, rate in retrain.items():
         print(f"false retrain rate (2 consecutive disjoint stream-order windows both drift), n = {n}: {rate:.1%}")
-    print(f"check 10,000 current vs 5,000 reference rows (store mode, all tests, MMD capped at "
-          f"{cfg.mmd.max_reference} + {cfg.mmd.max_current}, {cfg.calibration.windows} calibration windows per "
-          f"test): {t_check:.2f} s (median of 3; {t_check_warm:.2f} s with the nulls already computed)")
+    print(
+        f"check 10,000 current vs 5,000 reference rows (store mode, all tests, MMD capped at "
+        f"{cfg.mmd.max_reference} + {cfg.mmd.max_current}, {cfg.calibration.windows} calibration windows per "
+        f"test): {t_check:.2f} s (median of 3; {t_check_warm:.2f} s with the nulls already computed)"
+    )
     if n_read:
-        print(f"folder mode, feature extraction of {n_read:,} JPEGs at 640x480: {t_folder:.1f} s "
-              f"({n_read / t_folder:.0f} images/s); plus the tests above")
-    print(f"feedback CUSUM (k {cfg.cusum.k}, h {cfg.cusum.h}, target 15 %): false alarm within 200 reviews "
-          f"{cusum['false_alarm_200']:.1%}; a rise to 45 % flagged after a median {cusum['median_delay']:.0f} reviews")
+        print(
+            f"folder mode, feature extraction of {n_read:,} JPEGs at 640x480: {t_folder:.1f} s "
+            f"({n_read / t_folder:.0f} images/s); plus the tests above"
+        )
+    print(
+        f"feedback CUSUM (k {cfg.cusum.k}, h {cfg.cusum.h}, target 15 %): false alarm within 200 reviews "
+        f"{cusum['false_alarm_200']:.1%}; a rise to 45 % flagged after a median {cusum['median_delay']:.0f} reviews"
+    )
     if args.json:
-        args.json.write_text(json.dumps({"table": table, "false_alarm_n100": far, "check_10000_vs_5000_s": t_check,
-                                         "false_retrain": retrain,
-                                         "folder_features_s": t_folder, "accuracy": accuracy, "cusum": cusum},
-                                        indent=2), encoding="utf-8")
+        args.json.write_text(
+            json.dumps(
+                {
+                    "table": table,
+                    "false_alarm_n100": far,
+                    "check_10000_vs_5000_s": t_check,
+                    "false_retrain": retrain,
+                    "folder_features_s": t_folder,
+                    "accuracy": accuracy,
+                    "cusum": cusum,
+                },
+                indent=2,
+            ),
+            encoding="utf-8",
+        )
 
 
 if __name__ == "__main__":

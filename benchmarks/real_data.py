@@ -46,16 +46,20 @@ DEMO = "demo"
 
 # ---------------------------------------------------------------- the plain reference (independent)
 
+
 def _load(patch_dir: Path, split: str, classes: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
     from PIL import Image
 
     table = pd.read_parquet(patch_dir / "patches.parquet")
     rows = table[(table.split == split) & (table.get("augment", "none") == "none")].sort_values("patch_path")
-    images = np.stack([np.asarray(Image.open(patch_dir / "patches" / p).convert("RGB").resize((64, 64)))
-                       for p in rows.patch_path])
+    images = np.stack(
+        [np.asarray(Image.open(patch_dir / "patches" / p).convert("RGB").resize((64, 64))) for p in rows.patch_path]
+    )
     keys = [c.lower() for c in classes]
-    return (torch.from_numpy(images).permute(0, 3, 1, 2).contiguous(),
-            torch.tensor([keys.index(str(c).lower()) for c in rows.label]))
+    return (
+        torch.from_numpy(images).permute(0, 3, 1, 2).contiguous(),
+        torch.tensor([keys.index(str(c).lower()) for c in rows.label]),
+    )
 
 
 def plain_reference(patch_dir: Path, classes: list[str], epochs: int = 15, seed: int = 0) -> float:
@@ -89,12 +93,14 @@ def plain_reference(patch_dir: Path, classes: list[str], epochs: int = 15, seed:
             sched.step()
     model.eval()
     with torch.no_grad():
-        pred = torch.cat([model((xt[i:i + 256].float().div(255) - mean) / std).argmax(1)
-                          for i in range(0, len(xt), 256)])
+        pred = torch.cat(
+            [model((xt[i : i + 256].float().div(255) - mean) / std).argmax(1) for i in range(0, len(xt), 256)]
+        )
     return float(f1_score(yt.numpy(), pred.numpy(), average="macro"))
 
 
 # ---------------------------------------------------------------- the pipeline on one set
+
 
 def voc_classes(folder: Path) -> list[str]:
     """Labels as typed in the labelImg XML, most common spelling per case/space-insensitive key,
@@ -126,28 +132,50 @@ def pipeline(name: str, source: Path, work: Path, salt: str, extra: list[str], t
     """One `lesionops pipeline run` into its own store; returns its outputs and wall time."""
     run_dir = work / f"{name}-{salt}"
     run_dir.mkdir(parents=True, exist_ok=True)
-    sets = ["--set", f"mlflow.tracking_uri=sqlite:///{run_dir / 'mlflow.db'}",
-            "--set", f"mlflow.artifact_root={run_dir / 'artifacts'}", "--set", f"crop_patches.split.salt={salt}",
-            "--set", f"promote_model.audit_log={run_dir / 'audit.jsonl'}", "--set", "train_model.threads=2"]
+    sets = [
+        "--set",
+        f"mlflow.tracking_uri=sqlite:///{run_dir / 'mlflow.db'}",
+        "--set",
+        f"mlflow.artifact_root={run_dir / 'artifacts'}",
+        "--set",
+        f"crop_patches.split.salt={salt}",
+        "--set",
+        f"promote_model.audit_log={run_dir / 'audit.jsonl'}",
+        "--set",
+        "train_model.threads=2",
+    ]
     if name != DEMO:
         task = run_dir / "task.yaml"
-        task.write_text(json.dumps({"task": {"name": name, "classes": voc_classes(source), "models": ["classifier"]},
-                                    "mlflow": {"registered_model": f"{name}_classifier",
-                                               "registered_detector": f"{name}_detector"}}))
+        task.write_text(
+            json.dumps(
+                {
+                    "task": {"name": name, "classes": voc_classes(source), "models": ["classifier"]},
+                    "mlflow": {"registered_model": f"{name}_classifier", "registered_detector": f"{name}_detector"},
+                }
+            )
+        )
         sets += ["--task", str(task)]
     root = run_dir / f"kfp{tag}"
     started = time.monotonic()
-    proc = subprocess.run([*LESIONOPS, "pipeline", "run", "--source", str(source), "--pipeline-root", str(root),
-                           *sets, *extra], cwd=REPO, capture_output=True, text=True)
+    proc = subprocess.run(
+        [*LESIONOPS, "pipeline", "run", "--source", str(source), "--pipeline-root", str(root), *sets, *extra],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    )
     wall = time.monotonic() - started
     if proc.returncode:
         raise RuntimeError(f"{name}: pipeline failed\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
     found = {p.name: p for p in root.rglob("*.json")}
     patches = next(p.parent for p in root.rglob("patches.parquet"))
-    return {"wall_s": wall, "metrics": json.loads(found["metrics.json"].read_text()),
-            "decision": json.loads(found["decision.json"].read_text()),
-            "summary": json.loads(found["train_summary.json"].read_text()) if "train_summary.json" in found else {},
-            "patches": patches, "promoted": "promotion.json" in found}
+    return {
+        "wall_s": wall,
+        "metrics": json.loads(found["metrics.json"].read_text()),
+        "decision": json.loads(found["decision.json"].read_text()),
+        "summary": json.loads(found["train_summary.json"].read_text()) if "train_summary.json" in found else {},
+        "patches": patches,
+        "promoted": "promotion.json" in found,
+    }
 
 
 def demo_classes() -> list[str]:
@@ -162,12 +190,24 @@ def one_set(name: str, source: Path, work: Path, salt: str) -> dict[str, Any]:
     classes = voc_classes(source) if name != DEMO else demo_classes()
     started = time.monotonic()
     reference = plain_reference(out["patches"], classes)
-    row = {"set": name, "salt": salt, "cnn_f1": m["test_macro_f1"], "cnn_ci": m["ci"]["macro_f1"],
-           "baseline_f1": m["baseline_macro_f1"], "gain": m["gain_vs_baseline"], "ece": m["test_ece"],
-           "ece_calibrated": m["test_ece_calibrated"], "n_test": m["n_test"], "n_test_patients": m["n_test_patients"],
-           "best_epoch": out["summary"].get("best_epoch"), "epochs_run": out["summary"].get("epochs_run"),
-           "pipeline_s": round(out["wall_s"]), "reference_f1": reference,
-           "reference_s": round(time.monotonic() - started), "resolution": m.get("test_resolution_macro_f1")}
+    row = {
+        "set": name,
+        "salt": salt,
+        "cnn_f1": m["test_macro_f1"],
+        "cnn_ci": m["ci"]["macro_f1"],
+        "baseline_f1": m["baseline_macro_f1"],
+        "gain": m["gain_vs_baseline"],
+        "ece": m["test_ece"],
+        "ece_calibrated": m["test_ece_calibrated"],
+        "n_test": m["n_test"],
+        "n_test_patients": m["n_test_patients"],
+        "best_epoch": out["summary"].get("best_epoch"),
+        "epochs_run": out["summary"].get("epochs_run"),
+        "pipeline_s": round(out["wall_s"]),
+        "reference_f1": reference,
+        "reference_s": round(time.monotonic() - started),
+        "resolution": m.get("test_resolution_macro_f1"),
+    }
     print(json.dumps(row), flush=True)
     return row
 
@@ -176,12 +216,19 @@ def gate_both_ways(source: Path, work: Path, salt: str) -> dict[str, Any]:
     """Weak champion (2 epochs), then the default recipe (expected: promoted), then a 1-epoch
     challenger (expected: refused) — all in one registry, on the demo data."""
     steps = {}
-    for tag, extra in (("weak", ["--set", "train_model.epochs=2"]), ("default", []),
-                       ("worse", ["--set", "train_model.epochs=1"])):
+    for tag, extra in (
+        ("weak", ["--set", "train_model.epochs=2"]),
+        ("default", []),
+        ("worse", ["--set", "train_model.epochs=1"]),
+    ):
         out = pipeline(DEMO, source, work / "gate", salt, extra, tag=f"-{tag}")
         rule = next(r for r in out["decision"]["rules"] if r["name"] == "non_inferior_to_champion")
-        steps[tag] = {"macro_f1": out["metrics"]["test_macro_f1"], "promoted": out["promoted"],
-                      "rule": rule["reason"], "resolution": out["decision"].get("resolution")}
+        steps[tag] = {
+            "macro_f1": out["metrics"]["test_macro_f1"],
+            "promoted": out["promoted"],
+            "rule": rule["reason"],
+            "resolution": out["decision"].get("resolution"),
+        }
         print(json.dumps({tag: steps[tag]}), flush=True)
     return steps
 
@@ -191,19 +238,37 @@ def detector(source: Path, work: Path, salt: str, epochs: int) -> dict[str, Any]
     task = {"task": {"name": "ldc_cells", "classes": voc_classes(source), "models": ["detector"]}}
     (work / "detector.yaml").write_text(json.dumps(task))
     started = time.monotonic()
-    out = pipeline("ldc_cells", source, out_dir, salt,
-                   ["--task", str(work / "detector.yaml"), "--set", f"train_detector.epochs={epochs}",
-                    "--set", "train_detector.min_size=224", "--set", "train_detector.max_size=256"])
+    out = pipeline(
+        "ldc_cells",
+        source,
+        out_dir,
+        salt,
+        [
+            "--task",
+            str(work / "detector.yaml"),
+            "--set",
+            f"train_detector.epochs={epochs}",
+            "--set",
+            "train_detector.min_size=224",
+            "--set",
+            "train_detector.max_size=256",
+        ],
+    )
     return {"epochs": epochs, "map50": out["metrics"].get("map50"), "wall_s": round(time.monotonic() - started)}
 
 
 def table(rows: list[dict[str, Any]]) -> str:
-    head = ("| set | salt | CNN macro-F1 (95 % CI) | plain ResNet-18 | HOG+SVM (all data) | gain | ECE raw → T | "
-            "test (patients) | pipeline |\n|---|---|---|---|---|---|---|---|---|")
-    lines = [f"| {r['set']} | {r['salt']} | {r['cnn_f1']:.3f} ({r['cnn_ci'][0]:.3f}–{r['cnn_ci'][1]:.3f}) | "
-             f"{r['reference_f1']:.3f} | {r['baseline_f1']:.3f} | {100 * r['gain']:+.1f} | "
-             f"{r['ece']:.3f} → {r['ece_calibrated']:.3f} | {r['n_test']} ({r['n_test_patients']}) | "
-             f"{r['pipeline_s'] / 60:.1f} min |" for r in rows]
+    head = (
+        "| set | salt | CNN macro-F1 (95 % CI) | plain ResNet-18 | HOG+SVM (all data) | gain | ECE raw → T | "
+        "test (patients) | pipeline |\n|---|---|---|---|---|---|---|---|---|"
+    )
+    lines = [
+        f"| {r['set']} | {r['salt']} | {r['cnn_f1']:.3f} ({r['cnn_ci'][0]:.3f}–{r['cnn_ci'][1]:.3f}) | "
+        f"{r['reference_f1']:.3f} | {r['baseline_f1']:.3f} | {100 * r['gain']:+.1f} | "
+        f"{r['ece']:.3f} → {r['ece_calibrated']:.3f} | {r['n_test']} ({r['n_test_patients']}) | "
+        f"{r['pipeline_s'] / 60:.1f} min |"
+        for r in rows
+    ]
     return "\n".join([head, *lines])
 
 

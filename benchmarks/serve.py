@@ -59,8 +59,12 @@ from lesionops.synth.skin import SynthConfig, generate_skin_dataset
 
 def registry(root: Path, task: TaskConfig, cfg: TrainConfig) -> TrackingConfig:
     """A fresh registry whose `champion` is `cfg.arch`, logged exactly as train_model logs it."""
-    tracking = TrackingConfig(tracking_uri=f"sqlite:///{root / 'mlflow.db'}", artifact_root=str(root / "artifacts"),
-                              experiment="bench-serve", registered_model="bench_classifier")
+    tracking = TrackingConfig(
+        tracking_uri=f"sqlite:///{root / 'mlflow.db'}",
+        artifact_root=str(root / "artifacts"),
+        experiment="bench-serve",
+        registered_model="bench_classifier",
+    )
     setup(tracking)
     model = build_model(cfg.arch, len(task.classes), cfg.dropout).eval()
     sample = torch.randint(0, 256, (2, 3, cfg.image_size, cfg.image_size), dtype=torch.uint8)
@@ -74,8 +78,10 @@ def registry(root: Path, task: TaskConfig, cfg: TrainConfig) -> TrackingConfig:
 
 def photos(root: Path, task: TaskConfig) -> list[tuple[bytes, str]]:
     """Synthetic 640×480 photos with the first lesion box of each, as the API's `box` field."""
-    generate_skin_dataset(SynthConfig(out_dir=root, n_images=8, seed=5, image_width=640, image_height=480,
-                                      classes=task.classes), progress=False)
+    generate_skin_dataset(
+        SynthConfig(out_dir=root, n_images=8, seed=5, image_width=640, image_height=480, classes=task.classes),
+        progress=False,
+    )
     out = []
     for xml in sorted(root.rglob("*.xml")):
         ann = read_voc(xml)
@@ -99,6 +105,7 @@ def serve(app: object) -> tuple[uvicorn.Server, threading.Thread, str]:
 
 def load(url: str, images: list[tuple[bytes, str]], n: int, clients: int, token: str) -> tuple[list[float], float]:
     """Per-request latencies (s) and the wall time of `n` /classify calls from `clients` threads."""
+
     def worker(k: int) -> list[float]:
         times = []
         with httpx.Client(base_url=url, timeout=60, headers={"Authorization": f"Bearer {token}"}) as client:
@@ -117,8 +124,15 @@ def load(url: str, images: list[tuple[bytes, str]], n: int, clients: int, token:
     return latencies, time.perf_counter() - start
 
 
-def bare(tracking: TrackingConfig, task: TaskConfig, crop: CropConfig, root: Path, images: list[tuple[bytes, str]],
-         n: int, threads: int) -> list[float]:
+def bare(
+    tracking: TrackingConfig,
+    task: TaskConfig,
+    crop: CropConfig,
+    root: Path,
+    images: list[tuple[bytes, str]],
+    n: int,
+    threads: int,
+) -> list[float]:
     """The route's model work alone: crop + preprocess + forward, on the stored image files."""
     champions = Champions(tracking, "champion", task.classes, ("classifier",))
     champions.refresh()
@@ -164,9 +178,14 @@ def main() -> None:
         root = Path(tmp)
         tracking = registry(root / "mlruns", task, train)
         images = photos(root / "photos", task)
-        cfg = ServeConfig(store_url=f"sqlite:///{root / 'serve.db'}", image_dir=str(root / "images"),
-                          feedback_dir=str(root / "feedback"), reload_every_s=0, torch_threads=threads,
-                          upload_rate=None)
+        cfg = ServeConfig(
+            store_url=f"sqlite:///{root / 'serve.db'}",
+            image_dir=str(root / "images"),
+            feedback_dir=str(root / "feedback"),
+            reload_every_s=0,
+            torch_threads=threads,
+            upload_rate=None,
+        )
         store = Store(cfg.store_url)
         _, token = add_user(store, "bench", "clinician")  # signed in, as every clinic request is
         store.close()
@@ -181,15 +200,22 @@ def main() -> None:
             thread.join(timeout=30)
         bare_times += bare(tracking, task, crop, root, images, args.bare - args.bare // 2, threads)
     api_rps, bare_rps = len(latencies) / wall, 1 / statistics.mean(bare_times)
-    print(f"serve benchmark: {train.arch} @ {train.image_size}px, {len(task.classes)} classes, 640x480 JPEG + box; "
-          f"{os.cpu_count()} CPUs, torch threads {threads or torch.get_num_threads()}, {args.clients} clients, "
-          f"{args.requests} requests")
-    print(f"  API  /classify : p50 {pct(latencies, 50):7.1f} ms  p99 {pct(latencies, 99):7.1f} ms  "
-          f"{api_rps:7.1f} req/s")
-    print(f"  bare model call: p50 {pct(bare_times, 50):7.1f} ms  p99 {pct(bare_times, 99):7.1f} ms  "
-          f"{bare_rps:7.1f} calls/s  (crop + preprocess + forward, one thread)")
-    print(f"  ratio API req/s / bare calls/s = {api_rps / bare_rps:.2f}; "
-          f"API p50 / bare p50 = {pct(latencies, 50) / pct(bare_times, 50):.1f}x")
+    print(
+        f"serve benchmark: {train.arch} @ {train.image_size}px, {len(task.classes)} classes, 640x480 JPEG + box; "
+        f"{os.cpu_count()} CPUs, torch threads {threads or torch.get_num_threads()}, {args.clients} clients, "
+        f"{args.requests} requests"
+    )
+    print(
+        f"  API  /classify : p50 {pct(latencies, 50):7.1f} ms  p99 {pct(latencies, 99):7.1f} ms  {api_rps:7.1f} req/s"
+    )
+    print(
+        f"  bare model call: p50 {pct(bare_times, 50):7.1f} ms  p99 {pct(bare_times, 99):7.1f} ms  "
+        f"{bare_rps:7.1f} calls/s  (crop + preprocess + forward, one thread)"
+    )
+    print(
+        f"  ratio API req/s / bare calls/s = {api_rps / bare_rps:.2f}; "
+        f"API p50 / bare p50 = {pct(latencies, 50) / pct(bare_times, 50):.1f}x"
+    )
 
 
 if __name__ == "__main__":

@@ -61,12 +61,20 @@ def write_patches(root: Path, n: int, size: int, seed: int = 0) -> Path:
         base = np.array([205, 160, 135]) * rng.uniform(0.7, 1.1)
         pixels = base + rng.normal(0, 8, (size, size, 3))
         (cy, cx), r = rng.uniform(0.3, 0.7, 2) * size, rng.uniform(0.15, 0.35) * size
-        lesion = ((yy - cy) ** 2 + (xx - cx) ** 2) < r ** 2
+        lesion = ((yy - cy) ** 2 + (xx - cx) ** 2) < r**2
         pixels[lesion] *= (0.6 + 0.1 * (i % len(CLASSES)), 0.5, 0.55)
         rel = f"train/{label}/p{i:06d}.jpg"
         save(Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8)), root / "patches" / rel, cfg)
-        rows.append({"patch_id": f"p{i:06d}", "patch_path": rel, "label": label, "patient_id": f"P{i // 3}",
-                     "split": "train", "augment": "none"})
+        rows.append(
+            {
+                "patch_id": f"p{i:06d}",
+                "patch_path": rel,
+                "label": label,
+                "patient_id": f"P{i // 3}",
+                "split": "train",
+                "augment": "none",
+            }
+        )
     pd.DataFrame(rows).to_parquet(root / "patches.parquet", index=False)
     return root
 
@@ -82,8 +90,16 @@ def _trainer(cfg: TrainConfig, device: torch.device) -> Trainer:
     channels_last = cfg.channels_last and device.type == "cuda"
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
-    return Trainer(model, make_optimizer(cfg, trainable(model)), nn.CrossEntropyLoss(), device, cfg.augment,
-                   torch.Generator().manual_seed(cfg.seed), amp_dtype(cfg, device), channels_last)
+    return Trainer(
+        model,
+        make_optimizer(cfg, trainable(model)),
+        nn.CrossEntropyLoss(),
+        device,
+        cfg.augment,
+        torch.Generator().manual_seed(cfg.seed),
+        amp_dtype(cfg, device),
+        channels_last,
+    )
 
 
 def _indices(n: int, count: int, seed: int) -> torch.Tensor:
@@ -101,8 +117,16 @@ def _timed(fn: Any, device: torch.device) -> float:
 
 
 def measure(args: argparse.Namespace, root: Path) -> dict[str, Any]:
-    cfg = TrainConfig(arch=args.arch, image_size=args.size, batch_size=args.batch_size, device=args.device,
-                      loader=args.loader, num_workers=args.num_workers, augment=args.augment, amp=args.amp)
+    cfg = TrainConfig(
+        arch=args.arch,
+        image_size=args.size,
+        batch_size=args.batch_size,
+        device=args.device,
+        loader=args.loader,
+        num_workers=args.num_workers,
+        augment=args.augment,
+        amp=args.amp,
+    )
     device = pick_device(args.device)
     images = args.steps * args.batch_size
     start = time.perf_counter()
@@ -110,8 +134,9 @@ def measure(args: argparse.Namespace, root: Path) -> dict[str, Any]:
     decode_s = time.perf_counter() - start
 
     full, bare = _trainer(cfg, device), _trainer(cfg, device)
-    x = bare.prepare(torch.randint(0, 256, (args.batch_size, 3, args.size, args.size), dtype=torch.uint8,
-                                   device=device), train=False)
+    x = bare.prepare(
+        torch.randint(0, 256, (args.batch_size, 3, args.size, args.size), dtype=torch.uint8, device=device), train=False
+    )
     y = torch.arange(args.batch_size, device=device) % len(CLASSES)
 
     def full_loop(n: int, seed: int) -> None:
@@ -125,16 +150,32 @@ def measure(args: argparse.Namespace, root: Path) -> dict[str, Any]:
     full_loop(args.warmup, 0)
     model_only(args.warmup)
     # Alternate the two, several rounds, medians: a shared machine's load drifts during a run.
-    rounds = [(_timed(lambda r=r: full_loop(args.steps, r + 1), device), _timed(lambda: model_only(args.steps), device))
-              for r in range(args.repeats)]
+    rounds = [
+        (_timed(lambda r=r: full_loop(args.steps, r + 1), device), _timed(lambda: model_only(args.steps), device))
+        for r in range(args.repeats)
+    ]
     full_s, bare_s = (float(np.median(times)) for times in zip(*rounds))
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else \
-        f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
-    return {"device": name, "arch": args.arch, "batch_size": args.batch_size, "steps": args.steps,
-            "repeats": args.repeats, "loader": args.loader, "augment": args.augment,
-            "amp": str(full.dtype).removeprefix("torch.") if full.dtype else "off",
-            "patches": len(source), "full_images_per_s": images / full_s, "model_images_per_s": images / bare_s,
-            "ratio": bare_s / full_s, "decode_s": decode_s, "decode_images_per_s": len(source) / decode_s}
+    name = (
+        torch.cuda.get_device_name(device)
+        if device.type == "cuda"
+        else f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+    )
+    return {
+        "device": name,
+        "arch": args.arch,
+        "batch_size": args.batch_size,
+        "steps": args.steps,
+        "repeats": args.repeats,
+        "loader": args.loader,
+        "augment": args.augment,
+        "amp": str(full.dtype).removeprefix("torch.") if full.dtype else "off",
+        "patches": len(source),
+        "full_images_per_s": images / full_s,
+        "model_images_per_s": images / bare_s,
+        "ratio": bare_s / full_s,
+        "decode_s": decode_s,
+        "decode_images_per_s": len(source) / decode_s,
+    }
 
 
 def main() -> None:
@@ -161,16 +202,20 @@ def main() -> None:
         write_patches(Path(tmp), args.patches, args.size)
         print(f"wrote {args.patches} {args.size}px patches in {time.perf_counter() - start:.1f} s")
         result = measure(args, Path(tmp))
-    print(f"device: {result['device']}  arch: {result['arch']}  batch {result['batch_size']}"
-          f" × {result['steps']} steps × {result['repeats']} rounds  loader: {result['loader']}"
-          f"  augment: {result['augment']}  amp: {result['amp']}")
+    print(
+        f"device: {result['device']}  arch: {result['arch']}  batch {result['batch_size']}"
+        f" × {result['steps']} steps × {result['repeats']} rounds  loader: {result['loader']}"
+        f"  augment: {result['augment']}  amp: {result['amp']}"
+    )
     print(f"full loop (loader + augment + step): {result['full_images_per_s']:10.1f} images/s")
     print(f"model only (tensors on the device):  {result['model_images_per_s']:10.1f} images/s")
     verdict = "the loader keeps up" if result["ratio"] >= 0.9 else "the loader is a bottleneck"
     print(f"ratio full / model only: {result['ratio']:.3f} ({verdict}; target ≥ 0.9)")
     if args.loader == "memory":
-        print(f"one-off decode (memory loader, before the first epoch): {result['patches']} patches in "
-              f"{result['decode_s']:.2f} s ({result['decode_images_per_s']:.0f} images/s)")
+        print(
+            f"one-off decode (memory loader, before the first epoch): {result['patches']} patches in "
+            f"{result['decode_s']:.2f} s ({result['decode_images_per_s']:.0f} images/s)"
+        )
     else:
         print(f"dataloader start-up (patch table only; decoding is inside the timed loop): {result['decode_s']:.2f} s")
     if args.json:

@@ -65,8 +65,13 @@ def _init(width: int, height: int, boxes: int, classes: tuple[str, ...]) -> None
     base = skin * (0.75 + 0.35 * shade) + 18.0 * (detail - 0.5)
     # Eight tinted uint8 canvases, so an image costs a slice, not a float pass over every pixel.
     tints = rng.uniform(0.85, 1.1, (8, 3)).astype(np.float32)
-    _GEN.update(canvases=[np.clip(base * t, 0, 255).astype(np.uint8) for t in tints], width=width,
-                height=height, boxes=boxes, classes=classes)
+    _GEN.update(
+        canvases=[np.clip(base * t, 0, 255).astype(np.uint8) for t in tints],
+        width=width,
+        height=height,
+        boxes=boxes,
+        classes=classes,
+    )
 
 
 def _make_one(task: tuple[int, str]) -> None:
@@ -77,12 +82,12 @@ def _make_one(task: tuple[int, str]) -> None:
     canvases: list[np.ndarray] = _GEN["canvases"]  # type: ignore[assignment]
     rng = np.random.default_rng(1000 + i)
     oy, ox = int(rng.integers(0, h)), int(rng.integers(0, w))
-    img = canvases[i % len(canvases)][oy:oy + h, ox:ox + w].copy()
+    img = canvases[i % len(canvases)][oy : oy + h, ox : ox + w].copy()
     vboxes = []
     for k in range(n):
         bw, bh = int(rng.integers(24, max(w // 4, 25))), int(rng.integers(24, max(h // 4, 25)))
         x0, y0 = int(rng.integers(1, w - bw)), int(rng.integers(1, h - bh))
-        region = img[y0:y0 + bh, x0:x0 + bw]
+        region = img[y0 : y0 + bh, x0 : x0 + bw]
         yy = (np.arange(bh, dtype=np.float32)[:, None] - bh / 2) / (bh / 2)
         xx = (np.arange(bw, dtype=np.float32)[None, :] - bw / 2) / (bw / 2)
         mask = np.clip(1.0 - (xx * xx + yy * yy), 0.0, 1.0)[..., None]
@@ -90,13 +95,23 @@ def _make_one(task: tuple[int, str]) -> None:
         vboxes.append(VocBox(classes[(i * n + k) % len(classes)], x0, y0, x0 + bw - 1, y0 + bh - 1))
     name = f"img_{i:06d}.jpg"
     Image.fromarray(img).save(Path(folder) / name, quality=90)
-    write_voc(Path(folder) / f"img_{i:06d}.xml",
-              VocAnnotation(folder=Path(folder).name, filename=name, path=str(Path(folder) / name),
-                            width=w, height=h, depth=3, boxes=tuple(vboxes)))
+    write_voc(
+        Path(folder) / f"img_{i:06d}.xml",
+        VocAnnotation(
+            folder=Path(folder).name,
+            filename=name,
+            path=str(Path(folder) / name),
+            width=w,
+            height=h,
+            depth=3,
+            boxes=tuple(vboxes),
+        ),
+    )
 
 
-def generate(folder: Path, n: int, boxes: int, width: int, height: int, classes: tuple[str, ...],
-             workers: int) -> float:
+def generate(
+    folder: Path, n: int, boxes: int, width: int, height: int, classes: tuple[str, ...], workers: int
+) -> float:
     """Write the dataset; returns seconds taken. Two images per patient, listed in metadata.csv."""
     start = time.perf_counter()
     folder.mkdir(parents=True, exist_ok=True)
@@ -113,8 +128,10 @@ def generate(folder: Path, n: int, boxes: int, width: int, height: int, classes:
 
 def gx_import_seconds() -> float:
     """A bare `import great_expectations` in a fresh interpreter: the fixed cost every validation pays."""
-    code = ("import os, time; os.environ['GX_ANALYTICS_ENABLED'] = 'false'; t = time.perf_counter(); "
-            "import great_expectations; print(time.perf_counter() - t)")
+    code = (
+        "import os, time; os.environ['GX_ANALYTICS_ENABLED'] = 'false'; t = time.perf_counter(); "
+        "import great_expectations; print(time.perf_counter() - t)"
+    )
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True, cwd=REPO)
     return float(out.stdout.strip().splitlines()[-1])
 
@@ -125,8 +142,7 @@ def _rss_mib() -> float:
 
 def run_mode(mode: str, data: Path, out: Path, doc: dict) -> dict[str, float]:
     """ingest + validate once with `decode: mode` into a fresh folder; seconds of each."""
-    icfg = dataclasses.replace(section(doc, "ingest_data", IngestConfig), decode=mode,
-                               cache_dir=str(out / "cache"))
+    icfg = dataclasses.replace(section(doc, "ingest_data", IngestConfig), decode=mode, cache_dir=str(out / "cache"))
     vcfg = dataclasses.replace(section(doc, "validate_annotations", ValidateConfig), log_to_mlflow=False)
     t0 = time.perf_counter()
     ingest(icfg, data, out / "ingest")
@@ -137,9 +153,15 @@ def run_mode(mode: str, data: Path, out: Path, doc: dict) -> dict[str, float]:
     skipped = "DECODE_SKIPPED" in codes
     if skipped != (mode == "header"):
         raise SystemExit(f"{mode}: DECODE_SKIPPED present={skipped}: the header-only run must say so")
-    return {"ingest": t1 - t0, "validate": t2 - t1, "total": t2 - t0, "rss": _rss_mib(),
-            "accepted": report["n_accepted_images"], "boxes": report["n_accepted_boxes"],
-            "near_dup": codes.get("IMAGE_NEAR_DUPLICATE", 0)}
+    return {
+        "ingest": t1 - t0,
+        "validate": t2 - t1,
+        "total": t2 - t0,
+        "rss": _rss_mib(),
+        "accepted": report["n_accepted_images"],
+        "boxes": report["n_accepted_boxes"],
+        "near_dup": codes.get("IMAGE_NEAR_DUPLICATE", 0),
+    }
 
 
 def main() -> None:
@@ -175,16 +197,22 @@ def main() -> None:
     print(f"\n{n} JPEGs {args.width}x{args.height} q90, {nb} boxes, generated in {gen:.1f} s")
     print(f"great_expectations import: {gx_cold:.1f} s cold (subprocess), {gx_here:.1f} s here (paid before timing)")
     for name, r in (("header", header), ("draft", draft), ("full", full)):
-        print(f"decode={name:6s}: ingest {r['ingest']:6.1f} s + validate {r['validate']:6.1f} s = {r['total']:6.1f} s"
-              f" → {n / r['total']:7.1f} images/s, {nb / r['total']:8.1f} boxes/s; accepted {r['accepted']}"
-              f" images / {r['boxes']} boxes, IMAGE_NEAR_DUPLICATE {r['near_dup']}; peak RSS so far {r['rss']:.0f} MiB")
+        print(
+            f"decode={name:6s}: ingest {r['ingest']:6.1f} s + validate {r['validate']:6.1f} s = {r['total']:6.1f} s"
+            f" → {n / r['total']:7.1f} images/s, {nb / r['total']:8.1f} boxes/s; accepted {r['accepted']}"
+            f" images / {r['boxes']} boxes, IMAGE_NEAR_DUPLICATE {r['near_dup']}; peak RSS so far {r['rss']:.0f} MiB"
+        )
     print(f"peak RSS before the runs: {rss_before:.0f} MiB")
     print(f"ratio header vs full, timed work (GX import excluded): {full['total'] / header['total']:.2f}x")
-    print(f"ratio header vs full, ingest alone: {full['ingest'] / header['ingest']:.2f}x, "
-          f"validate alone: {full['validate'] / header['validate']:.2f}x")
+    print(
+        f"ratio header vs full, ingest alone: {full['ingest'] / header['ingest']:.2f}x, "
+        f"validate alone: {full['validate'] / header['validate']:.2f}x"
+    )
     print(f"ratio draft (default) vs full, timed work: {full['total'] / draft['total']:.2f}x")
-    print(f"ratio header vs full, end to end with the cold GX import on both sides: "
-          f"{(full['total'] + gx_cold) / (header['total'] + gx_cold):.2f}x")
+    print(
+        f"ratio header vs full, end to end with the cold GX import on both sides: "
+        f"{(full['total'] + gx_cold) / (header['total'] + gx_cold):.2f}x"
+    )
 
 
 if __name__ == "__main__":

@@ -38,8 +38,12 @@ class Step:
     detail: str
 
     def as_dict(self) -> dict[str, Any]:
-        return {"at": self.at.isoformat() if self.at else None, "who": self.who, "what": self.what,
-                "detail": self.detail}
+        return {
+            "at": self.at.isoformat() if self.at else None,
+            "who": self.who,
+            "what": self.what,
+            "detail": self.detail,
+        }
 
 
 def _aware(when: datetime | None) -> datetime | None:
@@ -81,28 +85,52 @@ class Trail:
         subjects = sorted({*shas, *(s[:16] for s in shas)})
         for event in self.store.list_events(subjects):
             steps.extend(self._event_steps(event))
-        return sorted(steps, key=lambda s: (s.at or datetime.min.replace(tzinfo=UTC)))
+        return sorted(steps, key=lambda s: s.at or datetime.min.replace(tzinfo=UTC))
 
     def _prediction_steps(self, rows: list[Any]) -> list[Step]:
         steps = []
         for r in rows:
-            steps.append(Step(_aware(r.created_at), self.who(r.user_id), f"{r.kind} (prediction {r.prediction_id})",
-                              f"{r.model_name} v{r.model_version} answered {r.predicted_class}"))
+            steps.append(
+                Step(
+                    _aware(r.created_at),
+                    self.who(r.user_id),
+                    f"{r.kind} (prediction {r.prediction_id})",
+                    f"{r.model_name} v{r.model_version} answered {r.predicted_class}",
+                )
+            )
             if r.image_deleted_at is not None:
-                steps.append(Step(_aware(r.image_deleted_at), "system:retention", "photo deleted (retention)",
-                                  f"row of prediction {r.prediction_id} kept, tombstoned"))
+                steps.append(
+                    Step(
+                        _aware(r.image_deleted_at),
+                        "system:retention",
+                        "photo deleted (retention)",
+                        f"row of prediction {r.prediction_id} kept, tombstoned",
+                    )
+                )
         return steps
 
     def _report_steps(self, rows: list[Any]) -> list[Step]:
         steps = []
         for r in rows:
             about = f"on prediction {r.prediction_id}" if r.prediction_id else "with its own upload"
-            steps.append(Step(_aware(r.created_at), self.who(r.reporter_id), f"report {r.feedback_id}",
-                              f"suggested {r.suggested_label} {about}; model said {r.model_label}"))
+            steps.append(
+                Step(
+                    _aware(r.created_at),
+                    self.who(r.reporter_id),
+                    f"report {r.feedback_id}",
+                    f"suggested {r.suggested_label} {about}; model said {r.model_label}",
+                )
+            )
             if r.status != "pending":
                 export = f"; exported to {r.export_path}" if r.export_path else ""
-                steps.append(Step(_aware(r.reviewed_at), self.who(r.reviewer), f"review: {r.status}",
-                                  f"true label {r.true_label}{export}"))
+                steps.append(
+                    Step(
+                        _aware(r.reviewed_at),
+                        self.who(r.reviewer),
+                        f"review: {r.status}",
+                        f"true label {r.true_label}{export}",
+                    )
+                )
         return steps
 
     def _event_steps(self, event: dict[str, Any]) -> list[Step]:
@@ -110,8 +138,14 @@ class Trail:
         if event["action"] != "merge":
             return [Step(event["at"], self.who(event["user_id"]), event["action"].replace("_", " "), str(detail))]
         version = detail.get("data_version", "?")
-        steps = [Step(event["at"], event["user_id"] or SYSTEM_MERGE, "merged into training data",
-                      f"{detail.get('file', '')} in data version {version}")]
+        steps = [
+            Step(
+                event["at"],
+                event["user_id"] or SYSTEM_MERGE,
+                "merged into training data",
+                f"{detail.get('file', '')} in data version {version}",
+            )
+        ]
         for model in self.trained_on(version):
             steps.extend(self._model_steps(model))
         return steps
@@ -129,16 +163,30 @@ class Trail:
 
     def _model_steps(self, version: Any) -> list[Step]:
         run = self.client.get_run(version.run_id)
-        steps = [Step(_ms(run.info.start_time), f"os:{run.data.tags.get('mlflow.user', '?')}",
-                      f"trained {version.name} v{version.version}",
-                      f"run {version.run_id} on data version {run.data.tags.get('data_version')}")]
-        mine = (m for m in self.moves if m.get("model") == version.name
-                and str(version.version) in (m.get("to_version"), m.get("from_version")))
+        steps = [
+            Step(
+                _ms(run.info.start_time),
+                f"os:{run.data.tags.get('mlflow.user', '?')}",
+                f"trained {version.name} v{version.version}",
+                f"run {version.run_id} on data version {run.data.tags.get('data_version')}",
+            )
+        ]
+        mine = (
+            m
+            for m in self.moves
+            if m.get("model") == version.name and str(version.version) in (m.get("to_version"), m.get("from_version"))
+        )
         for move in mine:
             at = datetime.fromisoformat(move["time"]) if move.get("time") else None
             change = f"v{move.get('from_version')} → v{move.get('to_version')}"
-            steps.append(Step(at, self.who(move.get("user")), f"{move['action']} @{move['alias']}",
-                              f"{change}: {move.get('reason', '')}"))
+            steps.append(
+                Step(
+                    at,
+                    self.who(move.get("user")),
+                    f"{move['action']} @{move['alias']}",
+                    f"{change}: {move.get('reason', '')}",
+                )
+            )
         return steps
 
     def model(self, name: str, version: str) -> list[Step]:
@@ -149,25 +197,50 @@ class Trail:
             raise ConfigError(f"audit: {name} has no version {version} ({exc})") from exc
         steps = self._model_steps(found)
         data_version = self.client.get_run(found.run_id).data.tags.get("data_version")
-        merges = [e for e in self.store.list_events(action="merge")
-                  if (e.get("detail") or {}).get("data_version") == data_version]
+        merges = [
+            e
+            for e in self.store.list_events(action="merge")
+            if (e.get("detail") or {}).get("data_version") == data_version
+        ]
         for event in merges:
-            steps.append(Step(event["at"], event["user_id"] or SYSTEM_MERGE, "feedback image in its data",
-                              f"{event['subject']}: {self._reviewers(event['subject'])}"))
-        return sorted(steps, key=lambda s: (s.at or datetime.min.replace(tzinfo=UTC)))
+            steps.append(
+                Step(
+                    event["at"],
+                    event["user_id"] or SYSTEM_MERGE,
+                    "feedback image in its data",
+                    f"{event['subject']}: {self._reviewers(event['subject'])}",
+                )
+            )
+        return sorted(steps, key=lambda s: s.at or datetime.min.replace(tzinfo=UTC))
 
     def _reviewers(self, stem: str) -> str:
         with self.store.engine.connect() as conn:
-            rows = list(conn.execute(select(feedback).where(feedback.c.input_sha256.startswith(stem),
-                                                            feedback.c.status == "accepted")))
-        return "; ".join(f"reported by {self.who(r.reporter_id)}, accepted as {r.true_label} by "
-                         f"{self.who(r.reviewer)}" for r in rows) or "no accepted report in this store"
+            rows = list(
+                conn.execute(
+                    select(feedback).where(feedback.c.input_sha256.startswith(stem), feedback.c.status == "accepted")
+                )
+            )
+        return (
+            "; ".join(
+                f"reported by {self.who(r.reporter_id)}, accepted as {r.true_label} by {self.who(r.reviewer)}"
+                for r in rows
+            )
+            or "no accepted report in this store"
+        )
 
 
-def record_merge(store: Store, feedback_dir: Path, images: list[Path], data_version: str,
-                 feedback_version: str) -> None:
+def record_merge(
+    store: Store, feedback_dir: Path, images: list[Path], data_version: str, feedback_version: str
+) -> None:
     """One `merge` event per feedback image (its stem is the photo's sha256[:16]) and data version."""
     for image in images:
-        store.add_event("merge", SYSTEM_MERGE, image.stem,
-                        {"data_version": data_version, "feedback_version": feedback_version,
-                         "file": image.relative_to(feedback_dir).as_posix()})
+        store.add_event(
+            "merge",
+            SYSTEM_MERGE,
+            image.stem,
+            {
+                "data_version": data_version,
+                "feedback_version": feedback_version,
+                "file": image.relative_to(feedback_dir).as_posix(),
+            },
+        )

@@ -20,8 +20,11 @@ def champion_summary(tracking: TrackingConfig, alias: str = "champion") -> dict[
         return None
     metrics = MlflowClient().get_run(version.run_id).data.metrics if version.run_id else {}
     return {
-        "name": tracking.registered_model, "version": str(version.version), "alias": alias,
-        "run_id": version.run_id, "aliases": list(version.aliases),
+        "name": tracking.registered_model,
+        "version": str(version.version),
+        "alias": alias,
+        "run_id": version.run_id,
+        "aliases": list(version.aliases),
         "test_metrics": {k: v for k, v in sorted(metrics.items()) if k.startswith("test_") or k in BASELINE_KEYS},
         "tags": dict(version.tags),
     }

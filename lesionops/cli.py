@@ -36,8 +36,11 @@ from lesionops.cli_pipeline import pipeline_app, pipeline_run
 from lesionops.cli_security import install as install_security
 from lesionops.cli_task import task_app
 
-app = Commands(help="LesionOps: labelImg data → validated patches → gated, promoted models.",
-                  no_args_is_help=True, add_completion=False)
+app = Commands(
+    help="LesionOps: labelImg data → validated patches → gated, promoted models.",
+    no_args_is_help=True,
+    add_completion=False,
+)
 app.add_typer(pipeline_app, name="pipeline")
 app.add_typer(task_app, name="task")
 app.add_typer(data_app, name="data")
@@ -46,15 +49,15 @@ for _old, _command in OLD_NAMES.items():
 install_security(app)
 
 
-
 def _stage_command(stage: str) -> None:
     def forward(ctx: typer.Context) -> None:
         module = importlib.import_module(f"components.{stage}.__main__")
         run_main(module.main, list(ctx.args))
 
     forward.__doc__ = f"Run the {stage} stage (`--help` lists its options)."
-    app.command(stage, context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
-                add_help_option=False)(forward)
+    app.command(
+        stage, context_settings={"allow_extra_args": True, "ignore_unknown_options": True}, add_help_option=False
+    )(forward)
 
 
 for _stage in STAGES:
@@ -69,11 +72,20 @@ def synth(
     width: Annotated[Optional[int], typer.Option(help="image width")] = None,
     height: Annotated[Optional[int], typer.Option(help="image height")] = None,
     priors: Annotated[Optional[str], typer.Option(help="class priors, comma-separated, in task order")] = None,
-    defects: Annotated[bool, typer.Option("--defects", help="then break ~35 images, one known defect each "
-                                          "(writes <out>/defects.json: code → files)")] = False,
-    shift: Annotated[Optional[str], typer.Option(help="instead: a stream of skin photos as a clinic would upload "
-                                                      "them, under a shift (none, lighting, blur, skin_tone, camera, "
-                                                      "class_prior, wrong_modality) → <out>/images, stream.csv")] = None,
+    defects: Annotated[
+        bool,
+        typer.Option(
+            "--defects", help="then break ~35 images, one known defect each (writes <out>/defects.json: code → files)"
+        ),
+    ] = False,
+    shift: Annotated[
+        Optional[str],
+        typer.Option(
+            help="instead: a stream of skin photos as a clinic would upload "
+            "them, under a shift (none, lighting, blur, skin_tone, camera, "
+            "class_prior, wrong_modality) → <out>/images, stream.csv"
+        ),
+    ] = None,
     severity: Annotated[float, typer.Option(help="--shift strength; 1 = a change a clinician would notice")] = 1.0,
     params: ParamsOpt = Path("params.yaml"),
     task: TaskOpt = None,
@@ -91,25 +103,44 @@ def synth(
     if defects and settings.generator != "skin":
         raise ConfigError(f"--defects breaks labelImg skin photos only, not the {settings.generator} generator")
     out = out if out is not None else Path(settings.out)
-    generate_data(doc, out, n_images=n_images, seed=seed, image_width=width, image_height=height,
-              class_priors=tuple(float(p) for p in priors.split(",")) if priors else None)
+    generate_data(
+        doc,
+        out,
+        n_images=n_images,
+        seed=seed,
+        image_width=width,
+        image_height=height,
+        class_priors=tuple(float(p) for p in priors.split(",")) if priors else None,
+    )
     if defects:
         from lesionops.synth.defects import inject_defects
 
         injected = inject_defects(out, seed if seed is not None else settings.seed)
         (out / "defects.json").write_text(json.dumps(injected, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-        console.print(f"synth: injected {len(injected)} defect codes into {sum(map(len, injected.values()))} "
-                      f"files → {out / 'defects.json'}")
+        console.print(
+            f"synth: injected {len(injected)} defect codes into {sum(map(len, injected.values()))} "
+            f"files → {out / 'defects.json'}"
+        )
 
 
-def _shifted_stream(doc: dict[str, Any], out: Path, shift: str, severity: float, n: int | None, seed: int | None,
-                    width: int | None, height: int | None) -> None:
+def _shifted_stream(
+    doc: dict[str, Any],
+    out: Path,
+    shift: str,
+    severity: float,
+    n: int | None,
+    seed: int | None,
+    width: int | None,
+    height: int | None,
+) -> None:
     from lesionops.synth.shift import ShiftConfig, write_stream
 
     options = {k: v for k, v in (("n", n), ("seed", seed), ("width", width), ("height", height)) if v is not None}
     done = write_stream(out, ShiftConfig(shift=shift, severity=severity, classes=load_task(doc).classes, **options))
-    console.print(f"synth: {sum(done['per_label'].values())} '{shift}' images (severity {severity}) → "
-                  f"{out / 'images'}, {out / 'stream.csv'}")
+    console.print(
+        f"synth: {sum(done['per_label'].values())} '{shift}' images (severity {severity}) → "
+        f"{out / 'images'}, {out / 'stream.csv'}"
+    )
 
 
 @app.command()
@@ -132,10 +163,13 @@ def rollback(
     from components.promote_model.rollback import rollback as do_rollback
 
     doc = task_params(params, task, overrides, "rollback")
-    done = do_rollback(section(doc, "promote_model", PromoteConfig), section(doc, "mlflow", TrackingConfig),
-                       kind, reason)
-    console.print(f"{done['name']}: @{done['alias']} v{done['from_version']} → v{done['to_version']}; "
-                  f"@{done['previous_alias']} → {done['previous_version'] or 'removed'} (audit: {done['audit_log']})")
+    done = do_rollback(
+        section(doc, "promote_model", PromoteConfig), section(doc, "mlflow", TrackingConfig), kind, reason
+    )
+    console.print(
+        f"{done['name']}: @{done['alias']} v{done['from_version']} → v{done['to_version']}; "
+        f"@{done['previous_alias']} → {done['previous_version'] or 'removed'} (audit: {done['audit_log']})"
+    )
 
 
 @app.command()
@@ -164,15 +198,21 @@ def serve(
     doc = task_params(params, task, None, "serve")
     cfg = section(doc, "serve", ServeConfig)
     cfg = dataclasses.replace(cfg, host=host or cfg.host, port=port if port is not None else cfg.port)
-    api = create_app(cfg, section(doc, "mlflow", TrackingConfig), load_task(doc),
-                     crop=section(doc, "crop_patches", CropConfig),
-                     promote=section(doc, "promote_model", PromoteConfig) if "promote_model" in doc else None)
+    api = create_app(
+        cfg,
+        section(doc, "mlflow", TrackingConfig),
+        load_task(doc),
+        crop=section(doc, "crop_patches", CropConfig),
+        promote=section(doc, "promote_model", PromoteConfig) if "promote_model" in doc else None,
+    )
     url = cfg.public_url or f"http://{cfg.host}:{cfg.port}/"
     console.print(f"LesionOps serving on {url}  (review: {url.rstrip('/')}/review, API docs: {url.rstrip('/')}/docs)")
     if os.environ.get("LESIONOPS_TOKEN"):
-        console.print("[yellow]LESIONOPS_TOKEN is no longer read: one shared secret cannot say who did what. Give "
-                      "each person their own token (`lesionops users add NAME --role clinician|reviewer|admin`) "
-                      "and unset it.[/]")
+        console.print(
+            "[yellow]LESIONOPS_TOKEN is no longer read: one shared secret cannot say who did what. Give "
+            "each person their own token (`lesionops users add NAME --role clinician|reviewer|admin`) "
+            "and unset it.[/]"
+        )
     store = Store(cfg.store_url)
     active = [u for u in store.list_users() if u["revoked_at"] is None]
     store.close()
@@ -194,23 +234,42 @@ def kfold(
     """Renamed: `lesionops crossval` (the k-fold stage); this alias stays for one release."""
     from components.crossval.__main__ import main as crossval
 
-    console.print("[yellow]`lesionops kfold` is now the crossval stage: lesionops crossval --patches DIR --out DIR "
-                  "--set crossval.enabled=true[/]")
-    sets = ["crossval.enabled=true", *(overrides or []),
-            *(f"crossval.{k}={v}" for k, v in (("max_folds", max_folds), ("epochs", epochs)) if v is not None)]
-    run_main(crossval, ["--params", str(params), *(["--task", task] if task else []),
-                        *(a for s in sets for a in ("--set", s)), "--patches", str(patches), "--out", str(out)],
-             "crossval")
+    console.print(
+        "[yellow]`lesionops kfold` is now the crossval stage: lesionops crossval --patches DIR --out DIR "
+        "--set crossval.enabled=true[/]"
+    )
+    sets = [
+        "crossval.enabled=true",
+        *(overrides or []),
+        *(f"crossval.{k}={v}" for k, v in (("max_folds", max_folds), ("epochs", epochs)) if v is not None),
+    ]
+    run_main(
+        crossval,
+        [
+            "--params",
+            str(params),
+            *(["--task", task] if task else []),
+            *(a for s in sets for a in ("--set", s)),
+            "--patches",
+            str(patches),
+            "--out",
+            str(out),
+        ],
+        "crossval",
+    )
     console.print((out / "kfold_report.md").read_text(encoding="utf-8"))
 
 
 @app.command()
 def monitor(
-    every: Annotated[Optional[str], typer.Option(help="interval between windows, e.g. 15m, 1h "
-                                                      "(default: retrain.every)")] = None,
+    every: Annotated[
+        Optional[str], typer.Option(help="interval between windows, e.g. 15m, 1h (default: retrain.every)")
+    ] = None,
     once: Annotated[bool, typer.Option("--once", help="check one window and exit (for cron / CI)")] = False,
-    reference: Annotated[Optional[Path], typer.Option(
-        help="drift reference folder (default: the champion's `reference/` artifacts in MLflow)")] = None,
+    reference: Annotated[
+        Optional[Path],
+        typer.Option(help="drift reference folder (default: the champion's `reference/` artifacts in MLflow)"),
+    ] = None,
     params: ParamsOpt = Path("params.yaml"),
     task: TaskOpt = None,
     overrides: SetOpt = None,
@@ -231,9 +290,11 @@ def monitor(
             console.print(f"[bold red]{error_line(exc, 'monitor window')}[/]")
         else:
             drift, decision = result["drift"], result["decision"]
-            console.print(f"{drift['verdict']} on {drift['counts']['usable']} image(s); retrain="
-                          f"{'yes' if decision['retrain'] else 'no'} alert={'yes' if decision['alert'] else 'no'}: "
-                          f"{'; '.join(decision['reasons'])}  ({result['out']})")
+            console.print(
+                f"{drift['verdict']} on {drift['counts']['usable']} image(s); retrain="
+                f"{'yes' if decision['retrain'] else 'no'} alert={'yes' if decision['alert'] else 'no'}: "
+                f"{'; '.join(decision['reasons'])}  ({result['out']})"
+            )
             if "retrain" in result:
                 console.print(f"retrain launched: {result['retrain']}")
                 print_champions(doc)
@@ -245,8 +306,10 @@ def monitor(
 @app.command()
 def demo(
     n_images: Annotated[Optional[int], typer.Option(help="synthetic photos (default: params synth)")] = None,
-    source: Annotated[Optional[Path], typer.Option(help="raw dataset folder (default: data/, a preset's "
-                                                        "synth.out or the task file's task.data)")] = None,
+    source: Annotated[
+        Optional[Path],
+        typer.Option(help="raw dataset folder (default: data/, a preset's synth.out or the task file's task.data)"),
+    ] = None,
     params: ParamsOpt = Path("params.yaml"),
     task: TaskOpt = None,
     overrides: SetOpt = None,
@@ -275,8 +338,7 @@ def demo(
     last = json.loads(record.read_text()) if record.is_file() else {}
     current = champion_summary(tracking)
     if not force and current and last == {**inputs, "champion": current["version"]}:
-        console.print(f"data and params unchanged since champion v{current['version']} was trained "
-                      "(--force to rerun)")
+        console.print(f"data and params unchanged since champion v{current['version']} was trained (--force to rerun)")
         print_champion(tracking)
         final = current
     else:
@@ -289,11 +351,17 @@ def demo(
         raise typer.Exit(1)
     metrics = final["test_metrics"]
     if "baseline_macro_f1" in metrics:
-        console.print(f"CNN vs the classic HOG+SVM baseline on the same test split: macro-F1 "
-                      f"{metrics['test_macro_f1']:.3f} vs {metrics['baseline_macro_f1']:.3f} "
-                      f"({100 * (metrics['test_macro_f1'] - metrics['baseline_macro_f1']):+.1f} points)")
-    console.print(f"\nBrowse runs and the registry:  make ui   (mlflow ui --backend-store-uri "
-                  f"{tracking.tracking_uri} --default-artifact-root {tracking.artifact_root})")
-    console.print("Serve the champion with the clinician page (/), expert review (/review) and API docs (/docs):\n"
-                  "  .venv/bin/lesionops users add <name> --role clinician   (prints a personal token once)\n"
-                  "  .venv/bin/lesionops serve   → http://127.0.0.1:8000/")
+        console.print(
+            f"CNN vs the classic HOG+SVM baseline on the same test split: macro-F1 "
+            f"{metrics['test_macro_f1']:.3f} vs {metrics['baseline_macro_f1']:.3f} "
+            f"({100 * (metrics['test_macro_f1'] - metrics['baseline_macro_f1']):+.1f} points)"
+        )
+    console.print(
+        f"\nBrowse runs and the registry:  make ui   (mlflow ui --backend-store-uri "
+        f"{tracking.tracking_uri} --default-artifact-root {tracking.artifact_root})"
+    )
+    console.print(
+        "Serve the champion with the clinician page (/), expert review (/review) and API docs (/docs):\n"
+        "  .venv/bin/lesionops users add <name> --role clinician   (prints a personal token once)\n"
+        "  .venv/bin/lesionops serve   → http://127.0.0.1:8000/"
+    )

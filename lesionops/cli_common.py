@@ -23,11 +23,20 @@ console = Console()
 
 
 ParamsOpt = Annotated[Path, typer.Option("--params", help="params.yaml to use")]
-TaskOpt = Annotated[Optional[str], typer.Option(
-    "--task", help="a task preset (es_skin, acupoint, chest_xray, ct_pneumonia, monkeypox) or your own task "
-                   "file (FILE.yaml, see `lesionops task new`) merged over --params")]
-SetOpt = Annotated[Optional[list[str]], typer.Option(
-    "--set", help="SECTION.KEY=VALUE (YAML value) applied after the preset, e.g. train_model.epochs=2; repeatable")]
+TaskOpt = Annotated[
+    Optional[str],
+    typer.Option(
+        "--task",
+        help="a task preset (es_skin, acupoint, chest_xray, ct_pneumonia, monkeypox) or your own task "
+        "file (FILE.yaml, see `lesionops task new`) merged over --params",
+    ),
+]
+SetOpt = Annotated[
+    Optional[list[str]],
+    typer.Option(
+        "--set", help="SECTION.KEY=VALUE (YAML value) applied after the preset, e.g. train_model.epochs=2; repeatable"
+    ),
+]
 
 
 class Commands(typer.Typer):
@@ -77,8 +86,10 @@ def generate_data(doc: dict[str, Any], out: Path, **overrides: Any) -> None:
     settings = replace(synth_settings(doc), **{k: v for k, v in overrides.items() if v is not None})
     done = generate(settings, load_task(doc).classes, out)
     what = f"{done.n_boxes} boxes" if done.n_boxes else "one label per image"
-    console.print(f"synth ({done.generator}): {done.n_images} images, {what}, {done.n_patients} patients "
-                  f"→ {out}  {done.per_class}")
+    console.print(
+        f"synth ({done.generator}): {done.n_images} images, {what}, {done.n_patients} patients "
+        f"→ {out}  {done.per_class}"
+    )
 
 
 def print_champion(tracking: TrackingConfig) -> dict[str, Any] | None:
@@ -88,8 +99,10 @@ def print_champion(tracking: TrackingConfig) -> dict[str, Any] | None:
     if summary is None:
         console.print("[bold red]No champion model in the registry (the gate has never passed).[/]")
         return None
-    table = Table(title=f"Champion: {summary['name']} v{summary['version']} "
-                        f"(aliases {', '.join(summary['aliases'])}; run {summary['run_id']})")
+    table = Table(
+        title=f"Champion: {summary['name']} v{summary['version']} "
+        f"(aliases {', '.join(summary['aliases'])}; run {summary['run_id']})"
+    )
     table.add_column("test metric")
     table.add_column("value", justify="right")
     for key, value in summary["test_metrics"].items():

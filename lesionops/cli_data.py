@@ -12,13 +12,18 @@ import typer
 
 from lesionops.cli_common import Commands, ParamsOpt, console
 
-data_app = Commands(prefix="data", help="Dataset versions: DVC track/pull/remote, the S3 copy pods read, data-change review.",
-                    no_args_is_help=True)
+data_app = Commands(
+    prefix="data",
+    help="Dataset versions: DVC track/pull/remote, the S3 copy pods read, data-change review.",
+    no_args_is_help=True,
+)
 
 
 @data_app.command("track")
-def data_track(path: Annotated[Path, typer.Argument(help="dataset folder")] = Path("data"),
-               push: Annotated[bool, typer.Option(help="also upload it to the default DVC remote")] = False) -> None:
+def data_track(
+    path: Annotated[Path, typer.Argument(help="dataset folder")] = Path("data"),
+    push: Annotated[bool, typer.Option(help="also upload it to the default DVC remote")] = False,
+) -> None:
     """Track the raw dataset with DVC (`dvc add`), writing `<path>.dvc`."""
     from lesionops import datavc
 
@@ -29,8 +34,10 @@ def data_track(path: Annotated[Path, typer.Argument(help="dataset folder")] = Pa
 
 
 @data_app.command("remote")
-def data_remote(url: Annotated[str, typer.Argument(help="remote URL, e.g. s3://<dvc bucket>/lesionops")],
-                name: Annotated[str, typer.Option(help="remote name in .dvc/config")] = "storage") -> None:
+def data_remote(
+    url: Annotated[str, typer.Argument(help="remote URL, e.g. s3://<dvc bucket>/lesionops")],
+    name: Annotated[str, typer.Option(help="remote name in .dvc/config")] = "storage",
+) -> None:
     """Set the default DVC remote (credentials and endpoint come from the standard AWS env/config)."""
     from lesionops.datavc import set_remote
 
@@ -48,8 +55,10 @@ def data_pull(path: Annotated[Path, typer.Argument(help="DVC-tracked folder")] =
 
 
 @data_app.command("upload")
-def data_upload(folder: Annotated[Path, typer.Argument(help="DVC-tracked dataset folder")],
-                uri: Annotated[str, typer.Argument(help="s3://<data bucket>/raw: where cluster pods read it")]) -> None:
+def data_upload(
+    folder: Annotated[Path, typer.Argument(help="DVC-tracked dataset folder")],
+    uri: Annotated[str, typer.Argument(help="s3://<data bucket>/raw: where cluster pods read it")],
+) -> None:
     """Copy the dataset to the S3 prefix Kubeflow runs read (only changed files are uploaded).
 
     A prefix holding files the folder lacks is refused, not cleaned: the run must train on exactly
@@ -91,5 +100,10 @@ def renamed(old: str, new: str, command: Callable[..., Any]) -> Callable[..., An
     return alias
 
 
-OLD_NAMES = {"data-track": data_track, "data-remote": data_remote, "data-pull": data_pull,
-             "data-upload": data_upload, "data-review": data_review}
+OLD_NAMES = {
+    "data-track": data_track,
+    "data-remote": data_remote,
+    "data-pull": data_pull,
+    "data-upload": data_upload,
+    "data-review": data_review,
+}

@@ -24,15 +24,23 @@ from lesionops.cli_common import (
     task_params,
 )
 
-pipeline_app = Commands(prefix="pipeline", help="Run the Kubeflow pipeline locally (kfp.local), or compile, submit and schedule "
-                                "it on a Kubeflow cluster; render the multi-node training job.",
-                           no_args_is_help=True)
+pipeline_app = Commands(
+    prefix="pipeline",
+    help="Run the Kubeflow pipeline locally (kfp.local), or compile, submit and schedule "
+    "it on a Kubeflow cluster; render the multi-node training job.",
+    no_args_is_help=True,
+)
+
 
 @pipeline_app.command("run")
 def pipeline_run(
-    source: Annotated[Optional[Path], typer.Option(
-        help="raw dataset folder (default: the task's task.data, else data/, or a preset's synth.out, "
-             "generated when absent)")] = None,
+    source: Annotated[
+        Optional[Path],
+        typer.Option(
+            help="raw dataset folder (default: the task's task.data, else data/, or a preset's synth.out, "
+            "generated when absent)"
+        ),
+    ] = None,
     params: ParamsOpt = Path("params.yaml"),
     pipeline_root: Annotated[Path, typer.Option(help="where kfp.local keeps task outputs")] = Path(".kfp_local"),
     task: TaskOpt = None,
@@ -61,8 +69,6 @@ def pipeline_run(
             console.print(f"  {line.strip()}")
     console.print(f"pipeline finished in {time.monotonic() - started:.0f} s (task log: {log})")
     print_champions(doc)
-
-
 
 
 def _default_source(doc: dict[str, Any], task: str | None) -> Path:
@@ -108,12 +114,18 @@ def _store_url(doc: dict[str, Any]) -> str:
 @pipeline_app.command("submit")
 def pipeline_submit(
     source: Annotated[str, typer.Option(help="training data the pods read: s3://bucket/prefix")],
-    host: Annotated[Optional[str], typer.Option(help="KFP API endpoint (default: retrain.kubeflow_host, then "
-                                                     "KF_PIPELINES_ENDPOINT / the in-cluster service)")] = None,
+    host: Annotated[
+        Optional[str],
+        typer.Option(
+            help="KFP API endpoint (default: retrain.kubeflow_host, then "
+            "KF_PIPELINES_ENDPOINT / the in-cluster service)"
+        ),
+    ] = None,
     experiment: Annotated[Optional[str], typer.Option(help="experiment (default: retrain.experiment)")] = None,
     run_name: Annotated[Optional[str], typer.Option(help="run name (default: <task>-<data version>)")] = None,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="fingerprint, check and print the run; "
-                                                            "contact no host")] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="fingerprint, check and print the run; contact no host")
+    ] = False,
     params: ParamsOpt = Path("params.yaml"),
     task: TaskOpt = None,
     overrides: SetOpt = None,
@@ -125,15 +137,22 @@ def pipeline_submit(
 
     doc = task_params(params, task, overrides, "pipeline submit")
     retrain = section(doc, "retrain", RetrainConfig)
-    done = submit_training(doc, source, host=host or retrain.kubeflow_host,
-                           experiment=experiment or retrain.experiment, run_name=run_name, dry_run=dry_run)
+    done = submit_training(
+        doc,
+        source,
+        host=host or retrain.kubeflow_host,
+        experiment=experiment or retrain.experiment,
+        run_name=run_name,
+        dry_run=dry_run,
+    )
     console.print_json(json.dumps(done))
 
 
 @pipeline_app.command("schedule")
 def pipeline_schedule(
     compiled: Annotated[Path, typer.Option(help="compiled monitoring pipeline")] = Path(
-        "pipelines/compiled/monitoring.yaml"),
+        "pipelines/compiled/monitoring.yaml"
+    ),
     host: Annotated[Optional[str], typer.Option(help="KFP API endpoint (default: retrain.kubeflow_host)")] = None,
     every: Annotated[Optional[str], typer.Option(help="interval, e.g. 1h (default: retrain.every)")] = None,
     cron: Annotated[Optional[str], typer.Option(help="cron expression instead of --every")] = None,
@@ -149,10 +168,17 @@ def pipeline_schedule(
     doc = task_params(params, task, overrides, "pipeline schedule")
     retrain, kube = section(doc, "retrain", RetrainConfig), section(doc, "kubeflow", KubeflowConfig)
     every_s = None if cron else parse_interval(every or retrain.every)
-    run_id = submit_recurring_run(host or retrain.kubeflow_host, compiled, recurring_run_parameters(doc, _store_url(doc)),
-                                  retrain.experiment, every_s=every_s, cron=cron,
-                                  pipeline_root=kube.pipeline_root, service_account=kube.service_account,
-                                  namespace=kube.namespace)
+    run_id = submit_recurring_run(
+        host or retrain.kubeflow_host,
+        compiled,
+        recurring_run_parameters(doc, _store_url(doc)),
+        retrain.experiment,
+        every_s=every_s,
+        cron=cron,
+        pipeline_root=kube.pipeline_root,
+        service_account=kube.service_account,
+        namespace=kube.namespace,
+    )
     console.print(f"recurring run {run_id} created ({cron or f'every {every_s:.0f} s'})")
 
 
@@ -178,5 +204,7 @@ def pipeline_pytorchjob(
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(yaml.safe_dump(job, sort_keys=False, width=120), encoding="utf-8")
     spec = job["spec"]
-    console.print(f"wrote {out}: {1 + spec['pytorchReplicaSpecs'].get('Worker', {}).get('replicas', 0)} node(s) x "
-                  f"{spec['nprocPerNode']} process(es)  (kubectl apply -f {out})")
+    console.print(
+        f"wrote {out}: {1 + spec['pytorchReplicaSpecs'].get('Worker', {}).get('replicas', 0)} node(s) x "
+        f"{spec['nprocPerNode']} process(es)  (kubectl apply -f {out})"
+    )

@@ -17,8 +17,9 @@ from components.common.store import Store
 from components.common.tracking import TrackingConfig
 from lesionops.cli_common import Commands, ParamsOpt, SetOpt, TaskOpt, console, task_params
 
-users_app = Commands(prefix="users", help="Serving accounts: add (prints the token once), revoke, list.",
-                     no_args_is_help=True)
+users_app = Commands(
+    prefix="users", help="Serving accounts: add (prints the token once), revoke, list.", no_args_is_help=True
+)
 
 
 def _store(params: Path, task: str | None, overrides: list[str] | None, command: str) -> tuple[Store, dict[str, Any]]:
@@ -31,8 +32,10 @@ def _store(params: Path, task: str | None, overrides: list[str] | None, command:
 @users_app.command("add")
 def users_add(
     name: Annotated[str, typer.Argument(help="a unique login name, e.g. dr.lee")],
-    role: Annotated[str, typer.Option(help="clinician (classify, detect, report), reviewer (also review) or "
-                                           "admin (reload, rollback)")],
+    role: Annotated[
+        str,
+        typer.Option(help="clinician (classify, detect, report), reviewer (also review) or admin (reload, rollback)"),
+    ],
     params: ParamsOpt = Path("params.yaml"),
     task: TaskOpt = None,
     overrides: SetOpt = None,
@@ -42,8 +45,10 @@ def users_add(
 
     store, _ = _store(params, task, overrides, "users add")
     user, token = add_user(store, name, role)
-    console.print(f"user {user.name} ({user.user_id}), role {user.role}. Token (shown only now; give it to "
-                  f"{user.name} privately):")
+    console.print(
+        f"user {user.name} ({user.user_id}), role {user.role}. Token (shown only now; give it to "
+        f"{user.name} privately):"
+    )
     print(token)
 
 
@@ -70,14 +75,21 @@ def users_list(params: ParamsOpt = Path("params.yaml"), task: TaskOpt = None, ov
     for column in ("name", "id", "role", "source", "created", "revoked"):
         table.add_column(column)
     for u in store.list_users():
-        table.add_row(u["name"], u["user_id"], u["role"], u["source"], f"{u['created_at']:%Y-%m-%d %H:%M}",
-                      f"{u['revoked_at']:%Y-%m-%d %H:%M}" if u["revoked_at"] else "")
+        table.add_row(
+            u["name"],
+            u["user_id"],
+            u["role"],
+            u["source"],
+            f"{u['created_at']:%Y-%m-%d %H:%M}",
+            f"{u['revoked_at']:%Y-%m-%d %H:%M}" if u["revoked_at"] else "",
+        )
     console.print(table)
 
 
 def audit(
-    image: Annotated[Optional[str], typer.Option(help="an image's sha256 (≥ 8 leading hex digits, as in the "
-                                                      "feedback file names)")] = None,
+    image: Annotated[
+        Optional[str], typer.Option(help="an image's sha256 (≥ 8 leading hex digits, as in the feedback file names)")
+    ] = None,
     model_version: Annotated[Optional[str], typer.Option(help="a registry version of the model")] = None,
     kind: Annotated[str, typer.Option(help="with --model-version: classifier or detector")] = "classifier",
     as_json: Annotated[bool, typer.Option("--json", help="JSON lines instead of a table")] = False,

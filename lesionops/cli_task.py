@@ -11,17 +11,25 @@ from rich.table import Table
 from components.common.errors import ConfigError
 from lesionops.cli_common import Commands, ParamsOpt, console
 
-task_app = Commands(prefix="task", help="Task files for your own datasets (`--task FILE.yaml` in every command).",
-                       no_args_is_help=True)
+task_app = Commands(
+    prefix="task", help="Task files for your own datasets (`--task FILE.yaml` in every command).", no_args_is_help=True
+)
 
 
 @task_app.command("new")
 def task_new(
-    source: Annotated[str, typer.Option("--from", help="dataset: a folder, a .zip or s3://bucket/prefix of images "
-                                                       "with labelImg VOC, YOLO, CreateML or class folders")],
+    source: Annotated[
+        str,
+        typer.Option(
+            "--from",
+            help="dataset: a folder, a .zip or s3://bucket/prefix of images "
+            "with labelImg VOC, YOLO, CreateML or class folders",
+        ),
+    ],
     out: Annotated[Path, typer.Option(help="task file to write (FILE.yaml)")],
-    name: Annotated[Optional[str], typer.Option(help="task name (default: the folder's name); registry "
-                                                     "names follow it")] = None,
+    name: Annotated[
+        Optional[str], typer.Option(help="task name (default: the folder's name); registry names follow it")
+    ] = None,
     force: Annotated[bool, typer.Option("--force", help="overwrite an existing task file")] = False,
     params: ParamsOpt = Path("params.yaml"),
 ) -> None:
@@ -44,7 +52,9 @@ def task_new(
     for c in found.labels:
         table.add_row(repr(c.typed), str(c.boxes), str(c.images), taxonomy.normalize(c.typed) or "(not a class)")
     console.print(table)
-    console.print(f"classes {task['classes']}, models {task['models']}, sample {task['sample']}, "
-                  f"patch {doc['crop_patches']['patch_size']} px, patient pattern "
-                  f"{doc['ingest_data']['patient_pattern'] or 'none (each image its own group)'}")
+    console.print(
+        f"classes {task['classes']}, models {task['models']}, sample {task['sample']}, "
+        f"patch {doc['crop_patches']['patch_size']} px, patient pattern "
+        f"{doc['ingest_data']['patient_pattern'] or 'none (each image its own group)'}"
+    )
     console.print(f"wrote {out}\nnext: lesionops pipeline run --task {out}")

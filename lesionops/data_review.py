@@ -52,8 +52,7 @@ def _git_show(rev: str, dvc_file: Path) -> str:
     """`dvc_file` as committed at `rev` (`./name` makes git resolve it relative to its folder)."""
     spec = f"{rev}:./{dvc_file.name}"
     try:
-        proc = subprocess.run(["git", "show", spec], cwd=dvc_file.parent, capture_output=True, text=True,
-                              check=False)
+        proc = subprocess.run(["git", "show", spec], cwd=dvc_file.parent, capture_output=True, text=True, check=False)
     except FileNotFoundError as exc:
         raise DataError(spec, "git is not installed; it is needed to read a past data.dvc") from exc
     if proc.returncode != 0:
@@ -92,14 +91,20 @@ def materialise(rev: str, dvc_file: Path, dest: Path) -> str:
     db = _cache_db(dvc_file.parent)
     listing = Path(db.oid_to_path(md5))
     if not listing.is_file():
-        raise CacheMissError(f"{rev}:{dvc_file.name}", f"data version {md5} of revision {rev!r} is not in the "
-                             f"local DVC cache ({listing} missing); run `dvc fetch --rev {rev}` or `dvc pull`")
+        raise CacheMissError(
+            f"{rev}:{dvc_file.name}",
+            f"data version {md5} of revision {rev!r} is not in the "
+            f"local DVC cache ({listing} missing); run `dvc fetch --rev {rev}` or `dvc pull`",
+        )
     entries = json.loads(listing.read_text(encoding="utf-8"))
     missing = [e for e in entries if not Path(db.oid_to_path(e["md5"])).is_file()]
     if missing:
-        raise CacheMissError(f"{rev}:{dvc_file.name}", f"data version {md5} of revision {rev!r} is incomplete in "
-                             f"the local DVC cache: {len(missing)} file(s) missing, e.g. "
-                             f"{missing[0]['relpath']} (md5 {missing[0]['md5']}); run `dvc fetch --rev {rev}`")
+        raise CacheMissError(
+            f"{rev}:{dvc_file.name}",
+            f"data version {md5} of revision {rev!r} is incomplete in "
+            f"the local DVC cache: {len(missing)} file(s) missing, e.g. "
+            f"{missing[0]['relpath']} (md5 {missing[0]['md5']}); run `dvc fetch --rev {rev}`",
+        )
     if dest.exists():
         shutil.rmtree(dest)  # a stale file from another version would be reviewed as if it were in this one
     for e in entries:
@@ -151,8 +156,9 @@ def _side(rev: str, dataset: Path, doc: dict[str, Any], work: Path, slot: str) -
     return Side(rev, md5, manifest, report)
 
 
-def review(rev_a: str, rev_b: str, dataset: Path, params: Path, out: Path,
-           work_dir: Path | None = None) -> ReviewResult:
+def review(
+    rev_a: str, rev_b: str, dataset: Path, params: Path, out: Path, work_dir: Path | None = None
+) -> ReviewResult:
     """Compare the dataset at two revisions; writes `out` (Markdown) and its `.json` twin.
 
     The same params (today's `params.yaml`) judge both versions, so the report shows what the

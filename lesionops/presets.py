@@ -57,24 +57,42 @@ def generate(settings: SynthSettings, classes: tuple[str, ...], out: Path, progr
         if settings.generator == "skin":
             from lesionops.synth.skin import SynthConfig, generate_skin_dataset
 
-            summary = generate_skin_dataset(SynthConfig(out_dir=out, n_images=settings.n_images, seed=settings.seed,
-                                                        classes=classes, class_priors=settings.class_priors,
-                                                        **size), progress)
+            summary = generate_skin_dataset(
+                SynthConfig(
+                    out_dir=out,
+                    n_images=settings.n_images,
+                    seed=settings.seed,
+                    classes=classes,
+                    class_priors=settings.class_priors,
+                    **size,
+                ),
+                progress,
+            )
         else:
             if settings.class_priors is not None:
-                raise ConfigError("synth.class_priors: the acupoint generator boxes every point on every hand; "
-                                  "leave it null")
+                raise ConfigError(
+                    "synth.class_priors: the acupoint generator boxes every point on every hand; leave it null"
+                )
             from lesionops.synth.acupoint import AcupointConfig, generate_acupoint_dataset
 
-            summary = generate_acupoint_dataset(AcupointConfig(out_dir=out, n_images=settings.n_images,
-                                                               seed=settings.seed, classes=classes, **size), progress)
-        return Generated(settings.generator, out, summary.n_images, summary.n_patients, summary.n_boxes,
-                         summary.per_class_boxes)
+            summary = generate_acupoint_dataset(
+                AcupointConfig(out_dir=out, n_images=settings.n_images, seed=settings.seed, classes=classes, **size),
+                progress,
+            )
+        return Generated(
+            settings.generator, out, summary.n_images, summary.n_patients, summary.n_boxes, summary.per_class_boxes
+        )
     from lesionops.synth.whole_image import WholeImageConfig, generate_whole_image_dataset
 
     kind = _whole_image_kind(settings.generator)
-    cfg = WholeImageConfig(out_dir=out, n_images=settings.n_images, seed=settings.seed, classes=classes,
-                           class_priors=settings.class_priors, **size)
+    cfg = WholeImageConfig(
+        out_dir=out,
+        n_images=settings.n_images,
+        seed=settings.seed,
+        classes=classes,
+        class_priors=settings.class_priors,
+        **size,
+    )
     done = generate_whole_image_dataset(kind, cfg, progress)
     return Generated(settings.generator, out, done.n_images, done.n_patients, 0, done.per_class_images)
 

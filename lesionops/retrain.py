@@ -60,8 +60,9 @@ def feedback_pairs(feedback_dir: Path) -> list[tuple[Path, Path]]:
     for image in sorted(p for p in feedback_dir.rglob("*") if p.suffix.lower() in PHOTO_EXTENSIONS):
         xml = next((c for c in voc_candidates(image) if c.is_file()), None)
         if xml is None:
-            raise DataError(image, f"accepted feedback image has no annotation {image.stem}.xml beside it "
-                                   "or in ../Annotations/")
+            raise DataError(
+                image, f"accepted feedback image has no annotation {image.stem}.xml beside it or in ../Annotations/"
+            )
         pairs.append((image, xml))
     return pairs
 
@@ -100,9 +101,14 @@ def merge_feedback(feedback_dir: Path, cfg: RetrainConfig) -> MergeResult:
         new_image = _link(image, target / rel)
         _link(xml, target / xml.relative_to(feedback_dir))  # same layout, so ingest pairs them the same way
         added, present = added + new_image, present + (not new_image)
-        rows.append({"filename": (target / rel).relative_to(data_dir).as_posix(),
-                     "patient_id": f"feedback:{sha256_file(image)[:16]}", "body_site": "",
-                     "label_source": "expert_review"})
+        rows.append(
+            {
+                "filename": (target / rel).relative_to(data_dir).as_posix(),
+                "patient_id": f"feedback:{sha256_file(image)[:16]}",
+                "body_site": "",
+                "label_source": "expert_review",
+            }
+        )
     _append_metadata(data_dir, rows)
     return MergeResult(added, present, target)
 
@@ -126,18 +132,32 @@ def launch_training(doc: dict[str, Any], cfg: RetrainConfig, data_version: str) 
 
     kube = section(doc, "kubeflow", KubeflowConfig)
     if not kube.source_uri:
-        raise ConfigError(f"retrain.target is 'kubeflow' but kubeflow.source_uri is not set: the cluster cannot "
-                          f"read {source}; set it to the s3:// prefix that mirrors it")
+        raise ConfigError(
+            f"retrain.target is 'kubeflow' but kubeflow.source_uri is not set: the cluster cannot "
+            f"read {source}; set it to the s3:// prefix that mirrors it"
+        )
     run_request(doc, kube.source_uri, data_version, experiment=cfg.experiment)  # refuse before uploading
     copied = mirror_to_s3(source, kube.source_uri)
-    run = submit_training(doc, kube.source_uri, host=cfg.kubeflow_host, experiment=cfg.experiment,
-                          run_name=f"retrain-{data_version[:12]}", data_version=data_version)
-    return {"target": "kubeflow", "run_id": run["run_id"], "host": cfg.kubeflow_host,
-            "source_uri": kube.source_uri, "uploaded": copied["uploaded"]}
+    run = submit_training(
+        doc,
+        kube.source_uri,
+        host=cfg.kubeflow_host,
+        experiment=cfg.experiment,
+        run_name=f"retrain-{data_version[:12]}",
+        data_version=data_version,
+    )
+    return {
+        "target": "kubeflow",
+        "run_id": run["run_id"],
+        "host": cfg.kubeflow_host,
+        "source_uri": kube.source_uri,
+        "uploaded": copied["uploaded"],
+    }
 
 
-def retrain_now(doc: dict[str, Any], cfg: RetrainConfig, feedback_dir: Path,
-                store_url: str | None = None) -> dict[str, Any]:
+def retrain_now(
+    doc: dict[str, Any], cfg: RetrainConfig, feedback_dir: Path, store_url: str | None = None
+) -> dict[str, Any]:
     """Merge accepted feedback into the data, re-version both with DVC, record which data version
     each feedback image went into (in the store at `store_url`), launch the training pipeline."""
     from components.common.store import Store
@@ -154,8 +174,13 @@ def retrain_now(doc: dict[str, Any], cfg: RetrainConfig, feedback_dir: Path,
         finally:
             store.close()
     launched = launch_training(doc, cfg, versions["data"])
-    return {"merged": merged.added, "already_merged": merged.present, "data_version": versions["data"],
-            "feedback_version": versions["feedback"], **launched}
+    return {
+        "merged": merged.added,
+        "already_merged": merged.present,
+        "data_version": versions["data"],
+        "feedback_version": versions["feedback"],
+        **launched,
+    }
 
 
 def retention(serve: Any, now: Any = None) -> dict[str, Any]:
@@ -189,9 +214,16 @@ def monitor_cycle(doc: dict[str, Any], *, reference: Path | None = None, now: An
     when = now or datetime.now(UTC)
     root = Path(cfg.monitor_dir)
     out = root / when.strftime("%Y%m%dT%H%M%S%fZ")
-    result = run_store(section(doc, "monitor_drift", MonitorConfig), serve.store_url, out, reference_dir=reference,
-                       tracking=section(doc, "mlflow", TrackingConfig), alias=serve.champion_alias,
-                       history_file=root / "history.json", now=when)
+    result = run_store(
+        section(doc, "monitor_drift", MonitorConfig),
+        serve.store_url,
+        out,
+        reference_dir=reference,
+        tracking=section(doc, "mlflow", TrackingConfig),
+        alias=serve.champion_alias,
+        history_file=root / "history.json",
+        now=when,
+    )
     result["out"] = str(out)
     if serve.retention_days is not None:
         result["retention"] = retention(serve, when)

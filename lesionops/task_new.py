@@ -93,14 +93,23 @@ def _summarise(source: str, layout: str, manifest: pd.DataFrame) -> Scan:
         labels = []
     annotated = images.annotation_format.notna() & images.annotation_error.isna()
     with_boxes = set(boxes.rel_path)
-    sides = (np.maximum(boxes.xmax - boxes.xmin, boxes.ymax - boxes.ymin).to_numpy(dtype=float) if len(boxes)
-             else np.zeros(0))
-    return Scan(source=source, layout=layout, n_images=len(images), n_annotated=int(annotated.sum()),
-                n_empty=int((annotated & ~images.rel_path.isin(with_boxes)).sum()) if layout != "folder_per_class" else 0,
-                formats={str(k): int(v) for k, v in images.annotation_format.fillna("none").value_counts().items()},
-                labels=sorted(labels, key=lambda c: (-max(c.boxes, c.images), c.typed)),
-                box_sides=sides[np.isfinite(sides) & (sides > 0)], rel_paths=images.rel_path.tolist(),
-                has_metadata_patients=bool((images.patient_source == "metadata").any()))
+    sides = (
+        np.maximum(boxes.xmax - boxes.xmin, boxes.ymax - boxes.ymin).to_numpy(dtype=float)
+        if len(boxes)
+        else np.zeros(0)
+    )
+    return Scan(
+        source=source,
+        layout=layout,
+        n_images=len(images),
+        n_annotated=int(annotated.sum()),
+        n_empty=int((annotated & ~images.rel_path.isin(with_boxes)).sum()) if layout != "folder_per_class" else 0,
+        formats={str(k): int(v) for k, v in images.annotation_format.fillna("none").value_counts().items()},
+        labels=sorted(labels, key=lambda c: (-max(c.boxes, c.images), c.typed)),
+        box_sides=sides[np.isfinite(sides) & (sides > 0)],
+        rel_paths=images.rel_path.tolist(),
+        has_metadata_patients=bool((images.patient_source == "metadata").any()),
+    )
 
 
 @dataclass(frozen=True)
@@ -167,31 +176,53 @@ def build_document(found: Scan, name: str, base: dict[str, Any]) -> tuple[dict[s
     rare = int(base.get("validate_annotations", {}).get("min_boxes_per_class", 10))
     taxonomy = group_labels(found.labels, rare)
     if not taxonomy.classes:
-        raise DataError(found.source, "no labels found: neither boxes (VOC, YOLO + classes.txt, CreateML) nor "
-                                      "one folder per class; nothing to learn from")
+        raise DataError(
+            found.source,
+            "no labels found: neither boxes (VOC, YOLO + classes.txt, CreateML) nor "
+            "one folder per class; nothing to learn from",
+        )
     whole = found.layout == "folder_per_class"
     models = ["classifier"] if len(taxonomy.classes) > 1 else ["detector"]
     if whole and len(taxonomy.classes) < 2:
-        raise DataError(found.source, f"one class folder ({taxonomy.classes[0]!r}) and no boxes: a classifier "
-                                      "needs at least 2 classes")
+        raise DataError(
+            found.source,
+            f"one class folder ({taxonomy.classes[0]!r}) and no boxes: a classifier needs at least 2 classes",
+        )
     margin = float(base.get("crop_patches", {}).get("context_margin", 0.1))
     size = propose_patch_size(found.box_sides, margin) if not whole else int(base["crop_patches"]["patch_size"])
-    pattern, why_pattern = (None, "metadata.csv gives patient ids") if found.has_metadata_patients else \
-        propose_patient_pattern(found.rel_paths)
-    task: dict[str, Any] = {"name": name, "data": found.source, "sample": "whole_image" if whole else "patches",
-                            "models": models, "classes": list(taxonomy.classes), "aliases": taxonomy.aliases}
-    doc: dict[str, Any] = {"task": task,
-                           "ingest_data": {"layout": found.layout, "patient_pattern": pattern},
-                           "crop_patches": {"patch_size": size},
-                           "train_model": {"image_size": size}, "train_baseline": {"image_size": size},
-                           "mlflow": {"registered_model": f"{name}_classifier",
-                                      "registered_detector": f"{name}_detector"}}
+    pattern, why_pattern = (
+        (None, "metadata.csv gives patient ids")
+        if found.has_metadata_patients
+        else propose_patient_pattern(found.rel_paths)
+    )
+    task: dict[str, Any] = {
+        "name": name,
+        "data": found.source,
+        "sample": "whole_image" if whole else "patches",
+        "models": models,
+        "classes": list(taxonomy.classes),
+        "aliases": taxonomy.aliases,
+    }
+    doc: dict[str, Any] = {
+        "task": task,
+        "ingest_data": {"layout": found.layout, "patient_pattern": pattern},
+        "crop_patches": {"patch_size": size},
+        "train_model": {"image_size": size},
+        "train_baseline": {"image_size": size},
+        "mlflow": {"registered_model": f"{name}_classifier", "registered_detector": f"{name}_detector"},
+    }
     TaskConfig(**{**task, "classes": tuple(task["classes"]), "models": tuple(models)})  # refuse a broken file now
-    why = {"models": "one label: boxes of one kind are a detection task" if models == ["detector"] else
-           "add detector to also train Faster R-CNN on the raw images (slow without a GPU)",
-           "patch_size": (f"median box {np.median(found.box_sides):.0f} px + margin; boxes are resized to this"
-                          if len(found.box_sides) else "no boxes: params.yaml default"),
-           "patient_pattern": why_pattern}
+    why = {
+        "models": "one label: boxes of one kind are a detection task"
+        if models == ["detector"]
+        else "add detector to also train Faster R-CNN on the raw images (slow without a GPU)",
+        "patch_size": (
+            f"median box {np.median(found.box_sides):.0f} px + margin; boxes are resized to this"
+            if len(found.box_sides)
+            else "no boxes: params.yaml default"
+        ),
+        "patient_pattern": why_pattern,
+    }
     return doc, taxonomy, why
 
 
@@ -203,30 +234,46 @@ def _dump(value: Any) -> str:
 def render(doc: dict[str, Any], found: Scan, taxonomy: Taxonomy, why: dict[str, str]) -> str:
     """The task file: every value from `doc` (YAML-escaped), with the scan and the reasons as comments."""
     task = doc["task"]
-    lines = [f"# Task file for {found.source} — written by `lesionops task new`.",
-             f"# {found.n_images} images ({_dump(found.formats)} annotations), {found.n_empty} annotated with no box.",
-             "# Labels exactly as typed (boxes / images):"]
+    lines = [
+        f"# Task file for {found.source} — written by `lesionops task new`.",
+        f"# {found.n_images} images ({_dump(found.formats)} annotations), {found.n_empty} annotated with no box.",
+        "# Labels exactly as typed (boxes / images):",
+    ]
     lines += [f"#   {c.typed!r}: {c.boxes} / {c.images}" for c in found.labels]
     lines += [f"#   {u!r}: has no letter or digit and cannot be a class" for u in taxonomy.unusable]
-    lines += ["# Use it:  lesionops pipeline run --task THIS_FILE   (then: lesionops champion --task THIS_FILE)", "",
-              "task:", f"  name: {_dump(task['name'])}",
-              f"  data: {_dump(task['data'])}   # the folder scanned: pipeline run's default --source",
-              f"  sample: {_dump(task['sample'])}",
-              f"  models: {_dump(task['models'])}   # {why['models']}",
-              f"  classes: {_dump(task['classes'])}"]
+    lines += [
+        "# Use it:  lesionops pipeline run --task THIS_FILE   (then: lesionops champion --task THIS_FILE)",
+        "",
+        "task:",
+        f"  name: {_dump(task['name'])}",
+        f"  data: {_dump(task['data'])}   # the folder scanned: pipeline run's default --source",
+        f"  sample: {_dump(task['sample'])}",
+        f"  models: {_dump(task['models'])}   # {why['models']}",
+        f"  classes: {_dump(task['classes'])}",
+    ]
     if task["aliases"]:
         lines.append("  aliases:                   # typed spelling → class")
         lines += [f"    {_dump(k)}: {_dump(v)}   # {taxonomy.notes.get(k, '')}" for k, v in task["aliases"].items()]
     else:
         lines.append("  aliases: {}                # labels match classes ignoring case, spaces, hyphens, underscores")
-    lines += ["", "ingest_data:", f"  layout: {_dump(doc['ingest_data']['layout'])}",
-              f"  patient_pattern: {_dump(doc['ingest_data']['patient_pattern'])}   # {why['patient_pattern']}",
-              "", "crop_patches:", f"  patch_size: {doc['crop_patches']['patch_size']}   # {why['patch_size']}",
-              "train_model:", f"  image_size: {doc['train_model']['image_size']}",
-              "train_baseline:", f"  image_size: {doc['train_baseline']['image_size']}",
-              "", "mlflow:                      # this task's own registry entries",
-              f"  registered_model: {_dump(doc['mlflow']['registered_model'])}",
-              f"  registered_detector: {_dump(doc['mlflow']['registered_detector'])}", ""]
+    lines += [
+        "",
+        "ingest_data:",
+        f"  layout: {_dump(doc['ingest_data']['layout'])}",
+        f"  patient_pattern: {_dump(doc['ingest_data']['patient_pattern'])}   # {why['patient_pattern']}",
+        "",
+        "crop_patches:",
+        f"  patch_size: {doc['crop_patches']['patch_size']}   # {why['patch_size']}",
+        "train_model:",
+        f"  image_size: {doc['train_model']['image_size']}",
+        "train_baseline:",
+        f"  image_size: {doc['train_baseline']['image_size']}",
+        "",
+        "mlflow:                      # this task's own registry entries",
+        f"  registered_model: {_dump(doc['mlflow']['registered_model'])}",
+        f"  registered_detector: {_dump(doc['mlflow']['registered_detector'])}",
+        "",
+    ]
     return "\n".join(lines)
 
 

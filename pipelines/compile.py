@@ -27,11 +27,15 @@ def _kubeflow(params: dict[str, Any]) -> KubeflowConfig:
 
 def compile_training(params: dict[str, Any], path: Path) -> Path:
     """The training pipeline for the task's models, `params` as the default `params_json`."""
-    pipeline = build_training_pipeline(section(params, "task", TaskConfig).models, _kubeflow(params),
-                                       section(params, "crossval", CrossvalConfig).enabled)
+    pipeline = build_training_pipeline(
+        section(params, "task", TaskConfig).models,
+        _kubeflow(params),
+        section(params, "crossval", CrossvalConfig).enabled,
+    )
     path.parent.mkdir(parents=True, exist_ok=True)
-    compiler.Compiler().compile(pipeline, str(path),
-                                pipeline_parameters={"params_json": json.dumps(params, sort_keys=True)})
+    compiler.Compiler().compile(
+        pipeline, str(path), pipeline_parameters={"params_json": json.dumps(params, sort_keys=True)}
+    )
     return path
 
 
@@ -39,8 +43,11 @@ def compile_all(out_dir: Path, params: dict[str, Any], store_url: str) -> list[P
     """Compile every pipeline with `params` baked in as the default `params_json`."""
     training = compile_training(params, out_dir / "training.yaml")
     monitoring = out_dir / "monitoring.yaml"
-    compiler.Compiler().compile(build_monitoring_pipeline(_kubeflow(params)), str(monitoring),
-                                pipeline_parameters={"params_json": json.dumps(params, sort_keys=True)})
+    compiler.Compiler().compile(
+        build_monitoring_pipeline(_kubeflow(params)),
+        str(monitoring),
+        pipeline_parameters={"params_json": json.dumps(params, sort_keys=True)},
+    )
     return [training, monitoring, _recurring_run(monitoring, params, store_url)]
 
 
@@ -49,17 +56,24 @@ def recurring_run_parameters(params: dict[str, Any], store_url: str) -> dict[str
     the serving layer owns and passes in; on a cluster a PostgreSQL URL), its history beside the
     monitor's other outputs."""
     retrain = section(params, "retrain", RetrainConfig)
-    return {"params_json": json.dumps(params, sort_keys=True), "store_url": store_url,
-            "history_uri": f"{retrain.monitor_dir}/history.json"}
+    return {
+        "params_json": json.dumps(params, sort_keys=True),
+        "store_url": store_url,
+        "history_uri": f"{retrain.monitor_dir}/history.json",
+    }
 
 
 def _recurring_run(compiled: Path, params: dict[str, Any], store_url: str) -> Path:
     """The monitoring pipeline every `retrain.every`, as a KFP v2beta1 RecurringRun body
     (pipelines/schedule.py)."""
     kube = _kubeflow(params)
-    spec = recurring_run_spec(compiled, recurring_run_parameters(params, store_url),
-                              every_s=parse_interval(section(params, "retrain", RetrainConfig).every),
-                              pipeline_root=kube.pipeline_root, service_account=kube.service_account)
+    spec = recurring_run_spec(
+        compiled,
+        recurring_run_parameters(params, store_url),
+        every_s=parse_interval(section(params, "retrain", RetrainConfig).every),
+        pipeline_root=kube.pipeline_root,
+        service_account=kube.service_account,
+    )
     path = compiled.with_name("monitoring-recurring-run.json")
     path.write_text(json.dumps(spec, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     return path

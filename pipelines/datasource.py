@@ -67,6 +67,9 @@ def mirror_to_s3(folder: Path, uri: str) -> dict[str, Any]:
     local = {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()}
     extra = sorted(set(list_files(uri)) - local)
     if extra:
-        raise DataError(uri, f"{len(extra)} object(s) are not in {folder} (e.g. {extra[:3]}); the prefix must "
-                             "hold only this DVC-tracked folder: remove them or set another kubeflow.source_uri")
+        raise DataError(
+            uri,
+            f"{len(extra)} object(s) are not in {folder} (e.g. {extra[:3]}); the prefix must "
+            "hold only this DVC-tracked folder: remove them or set another kubeflow.source_uri",
+        )
     return publish(folder, uri)

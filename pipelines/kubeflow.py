@@ -56,8 +56,7 @@ class PyTorchJobConfig:
     env_secret: str | None = None  # NAME of a Secret whose keys become env (AWS_*, MLFLOW_TRACKING_TOKEN)
 
 
-_DEFAULTS = TaskSettings(cpu_request="500m", cpu_limit="2", memory_request="2Gi", memory_limit="4Gi", gpus=0,
-                         retries=0)
+_DEFAULTS = TaskSettings(cpu_request="500m", cpu_limit="2", memory_request="2Gi", memory_limit="4Gi", gpus=0, retries=0)
 
 
 @dataclass(frozen=True)
@@ -82,8 +81,10 @@ class KubeflowConfig:
 
     def __post_init__(self) -> None:
         if not _REPOSITORY.match(self.image_repository):
-            raise ConfigError(f"kubeflow.image_repository: a registry/repository without tag or digest "
-                              f"(the tag is the package version), found {self.image_repository!r}")
+            raise ConfigError(
+                f"kubeflow.image_repository: a registry/repository without tag or digest "
+                f"(the tag is the package version), found {self.image_repository!r}"
+            )
         missing = [f.name for f in dataclasses.fields(TaskSettings) if getattr(self.defaults, f.name) is None]
         if missing:
             raise ConfigError(f"kubeflow.defaults: every key needs a value, missing {missing}")
@@ -100,8 +101,7 @@ class KubeflowConfig:
         for name in ("pipeline_root", "source_uri"):
             value = getattr(self, name)
             if value is not None and "://" not in value:
-                raise ConfigError(f"kubeflow.{name}: a URI the cluster can reach (s3://bucket/prefix), "
-                                  f"found {value!r}")
+                raise ConfigError(f"kubeflow.{name}: a URI the cluster can reach (s3://bucket/prefix), found {value!r}")
         if self.pytorchjob.nodes < 1:
             raise ConfigError(f"kubeflow.pytorchjob.nodes: at least 1, found {self.pytorchjob.nodes}")
 
@@ -147,13 +147,17 @@ def _check_settings(s: TaskSettings, where: str, stage: str) -> None:
         request = _quantity(getattr(s, f"{kind}_request"), f"{where}.{kind}_request")
         limit = _quantity(getattr(s, f"{kind}_limit"), f"{where}.{kind}_limit")
         if request > limit:
-            raise ConfigError(f"{where}: {kind}_request {getattr(s, f'{kind}_request')} is above "
-                              f"{kind}_limit {getattr(s, f'{kind}_limit')}")
+            raise ConfigError(
+                f"{where}: {kind}_request {getattr(s, f'{kind}_request')} is above "
+                f"{kind}_limit {getattr(s, f'{kind}_limit')}"
+            )
     if (s.gpus or 0) < 0 or (s.retries or 0) < 0:
         raise ConfigError(f"{where}: gpus and retries must be >= 0, found {s.gpus} and {s.retries}")
     if (s.gpus or 0) > 1 and stage not in DDP_STAGES:
-        raise ConfigError(f"{where}.gpus: {stage} trains in one process and would use 1 of {s.gpus} GPUs; "
-                          f"only {sorted(DDP_STAGES)} run one process per GPU")
+        raise ConfigError(
+            f"{where}.gpus: {stage} trains in one process and would use 1 of {s.gpus} GPUs; "
+            f"only {sorted(DDP_STAGES)} run one process per GPU"
+        )
 
 
 def _seconds(text: str, where: str) -> int:
@@ -174,8 +178,9 @@ def _gpu_pod(task: Any, cfg: KubeflowConfig) -> None:
 
     if cfg.gpu_toleration:
         kubernetes.add_toleration(task, key=cfg.accelerator_type, operator="Exists", effect="NoSchedule")
-    kubernetes.empty_dir_mount(task, volume_name="dshm", mount_path="/dev/shm", medium="Memory",
-                               size_limit=cfg.gpu_shm_size)
+    kubernetes.empty_dir_mount(
+        task, volume_name="dshm", mount_path="/dev/shm", medium="Memory", size_limit=cfg.gpu_shm_size
+    )
 
 
 def configure(task: Any, stage: str, cfg: KubeflowConfig) -> Any:
@@ -188,7 +193,11 @@ def configure(task: Any, stage: str, cfg: KubeflowConfig) -> Any:
         task.set_accelerator_type(cfg.accelerator_type).set_accelerator_limit(s.gpus)
         _gpu_pod(task, cfg)
     if s.retries:
-        task.set_retry(s.retries, backoff_duration=cfg.retry_backoff, backoff_factor=cfg.retry_backoff_factor,
-                       backoff_max_duration=cfg.retry_backoff_max)
+        task.set_retry(
+            s.retries,
+            backoff_duration=cfg.retry_backoff,
+            backoff_factor=cfg.retry_backoff_factor,
+            backoff_max_duration=cfg.retry_backoff_max,
+        )
     task.set_caching_options(cfg.caching and stage not in UNCACHED)
     return task

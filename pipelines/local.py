@@ -52,8 +52,9 @@ def _fix_kfp_local_conditions() -> None:
     orchestrator.ConditionEvaluator.evaluate_condition = staticmethod(evaluate_condition)
 
 
-def run_training(source: Path | str, params: dict[str, Any], pipeline_root: Path, data_version: str,
-                 log_path: Path | None = None) -> None:
+def run_training(
+    source: Path | str, params: dict[str, Any], pipeline_root: Path, data_version: str, log_path: Path | None = None
+) -> None:
     """Execute `training_pipeline` with kfp.local's SubprocessRunner (offline, no venv per task).
 
     A `kubeflow.stages.train_model.gpus` above 1 runs train_model under torchrun here too.
@@ -70,8 +71,9 @@ def run_training(source: Path | str, params: dict[str, Any], pipeline_root: Path
 
     _fix_kfp_local_conditions()
     pipeline_root.mkdir(parents=True, exist_ok=True)
-    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(pipeline_root.resolve()),
-               raise_on_error=True)
+    local.init(
+        runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(pipeline_root.resolve()), raise_on_error=True
+    )
     with contextlib.ExitStack() as stack:
         if log_path is not None:
             log = stack.enter_context(log_path.open("w", encoding="utf-8"))
@@ -79,8 +81,10 @@ def run_training(source: Path | str, params: dict[str, Any], pipeline_root: Path
             stack.enter_context(contextlib.redirect_stderr(log))
         warnings.filterwarnings("ignore", message="You may be attemping to run a task that uses custom")
         # the same tasks as on a cluster; kfp.local ignores image, resources, GPUs, retries, caching
-        training_pipeline = build_training_pipeline(section(params, "task", TaskConfig).models, from_params(params),
-                                                    section(params, "crossval", CrossvalConfig).enabled)
+        training_pipeline = build_training_pipeline(
+            section(params, "task", TaskConfig).models,
+            from_params(params),
+            section(params, "crossval", CrossvalConfig).enabled,
+        )
         uri = source if str(source).startswith("s3://") else str(Path(source).resolve())  # ingest stages S3 itself
-        training_pipeline(source_uri=uri, params_json=json.dumps(portable_params(params)),
-                          data_version=data_version)
+        training_pipeline(source_uri=uri, params_json=json.dumps(portable_params(params)), data_version=data_version)

@@ -25,12 +25,28 @@ def build_monitoring_pipeline(kubeflow: KubeflowConfig | None = None) -> Callabl
     cfg = kubeflow or KubeflowConfig()
 
     @dsl.pipeline(name=PIPELINE_NAME, description="Detect image drift and acquisition failures; decide on retraining.")
-    def monitoring_pipeline(params_json: str, store_url: str = "", reference_uri: str = "", source_uri: str = "",
-                            current_uri: str = "", accepted_feedback: int = 0, history_uri: str = "") -> None:
-        configure(monitor_drift(reference_uri=reference_uri, source_uri=source_uri, current_uri=current_uri,
-                                params_json=params_json, accepted_feedback=accepted_feedback,
-                                history_uri=history_uri, store_url=store_url),
-                  "monitor_drift", cfg).set_display_name("monitor_drift")
+    def monitoring_pipeline(
+        params_json: str,
+        store_url: str = "",
+        reference_uri: str = "",
+        source_uri: str = "",
+        current_uri: str = "",
+        accepted_feedback: int = 0,
+        history_uri: str = "",
+    ) -> None:
+        configure(
+            monitor_drift(
+                reference_uri=reference_uri,
+                source_uri=source_uri,
+                current_uri=current_uri,
+                params_json=params_json,
+                accepted_feedback=accepted_feedback,
+                history_uri=history_uri,
+                store_url=store_url,
+            ),
+            "monitor_drift",
+            cfg,
+        ).set_display_name("monitor_drift")
 
     return monitoring_pipeline
 

@@ -65,10 +65,17 @@ def trigger(every_s: float | None = None, cron: str | None = None) -> dict[str, 
     return {"periodic_schedule": {"interval_second": str(int(every_s))}}
 
 
-def recurring_run_spec(compiled: Path, parameters: dict[str, Any], *, every_s: float | None = None,
-                       cron: str | None = None, name: str = "lesionops-monitoring",
-                       max_concurrency: int = 1, pipeline_root: str | None = None,
-                       service_account: str | None = None) -> dict[str, Any]:
+def recurring_run_spec(
+    compiled: Path,
+    parameters: dict[str, Any],
+    *,
+    every_s: float | None = None,
+    cron: str | None = None,
+    name: str = "lesionops-monitoring",
+    max_concurrency: int = 1,
+    pipeline_root: str | None = None,
+    service_account: str | None = None,
+) -> dict[str, Any]:
     """The RecurringRun body: no catch-up (a scheduler that was down does not replay missed
     windows: each window is "the latest N predictions"), one run at a time. `pipeline_root` and
     `service_account` (params.yaml `kubeflow`) are left out when unset: the cluster's defaults."""
@@ -82,29 +89,59 @@ def recurring_run_spec(compiled: Path, parameters: dict[str, Any], *, every_s: f
     runtime: dict[str, Any] = {"parameters": parameters}
     if pipeline_root:
         runtime["pipeline_root"] = pipeline_root
-    body = {"display_name": name, "description": f"{spec.get('pipelineInfo', {}).get('name', name)} on a schedule",
-            "pipeline_spec": spec, "runtime_config": runtime,
-            "trigger": trigger(every_s, cron), "max_concurrency": str(max_concurrency),
-            "no_catchup": True, "mode": "ENABLE"}
+    body = {
+        "display_name": name,
+        "description": f"{spec.get('pipelineInfo', {}).get('name', name)} on a schedule",
+        "pipeline_spec": spec,
+        "runtime_config": runtime,
+        "trigger": trigger(every_s, cron),
+        "max_concurrency": str(max_concurrency),
+        "no_catchup": True,
+        "mode": "ENABLE",
+    }
     return {**body, "service_account": service_account} if service_account else body
 
 
-def submit_recurring_run(host: str | None, compiled: Path, parameters: dict[str, Any], experiment: str, *,
-                         every_s: float | None = None, cron: str | None = None,
-                         name: str = "lesionops-monitoring", pipeline_root: str | None = None,
-                         service_account: str | None = None, namespace: str | None = None) -> str:
+def submit_recurring_run(
+    host: str | None,
+    compiled: Path,
+    parameters: dict[str, Any],
+    experiment: str,
+    *,
+    every_s: float | None = None,
+    cron: str | None = None,
+    name: str = "lesionops-monitoring",
+    pipeline_root: str | None = None,
+    service_account: str | None = None,
+    namespace: str | None = None,
+) -> str:
     """Create the recurring run on a Kubeflow Pipelines endpoint (None: KF_PIPELINES_ENDPOINT or
     the in-cluster service; credentials from the kube config / KF_PIPELINES_* env); returns its id."""
     import kfp
 
-    spec = recurring_run_spec(compiled, parameters, every_s=every_s, cron=cron, name=name,
-                              pipeline_root=pipeline_root, service_account=service_account)
+    spec = recurring_run_spec(
+        compiled,
+        parameters,
+        every_s=every_s,
+        cron=cron,
+        name=name,
+        pipeline_root=pipeline_root,
+        service_account=service_account,
+    )
     client = kfp.Client(host=host, **({"namespace": namespace} if namespace else {}))
     exp = client.create_experiment(experiment, namespace=namespace)
     when = spec["trigger"]
     job = client.create_recurring_run(
-        experiment_id=exp.experiment_id, job_name=name, pipeline_package_path=str(compiled), params=parameters,
+        experiment_id=exp.experiment_id,
+        job_name=name,
+        pipeline_package_path=str(compiled),
+        params=parameters,
         interval_second=int(when["periodic_schedule"]["interval_second"]) if "periodic_schedule" in when else None,
-        cron_expression=when.get("cron_schedule", {}).get("cron"), max_concurrency=1, no_catchup=True,
-        pipeline_root=pipeline_root, enable_caching=None, service_account=service_account)
+        cron_expression=when.get("cron_schedule", {}).get("cron"),
+        max_concurrency=1,
+        no_catchup=True,
+        pipeline_root=pipeline_root,
+        enable_caching=None,
+        service_account=service_account,
+    )
     return str(job.recurring_run_id)

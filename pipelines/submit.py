@@ -52,8 +52,10 @@ def cluster_problems(doc: dict[str, Any], source_uri: str, data_version: str | N
     if not source_uri.startswith("s3://"):
         problems.append(f"source {source_uri!r}: pods read s3://bucket/prefix, not a path on this machine")
     if data_version is not None and data_version in PLACEHOLDER_VERSIONS:
-        problems.append(f"data_version {data_version!r}: the data fingerprint is the cache key; compute it "
-                        "(pipelines/datasource.py fingerprint)")
+        problems.append(
+            f"data_version {data_version!r}: the data fingerprint is the cache key; compute it "
+            "(pipelines/datasource.py fingerprint)"
+        )
     if not kube.pipeline_root:
         problems.append("kubeflow.pipeline_root is not set (e.g. s3://<artifacts bucket>/pipeline-root)")
     return problems + mlflow_problems(ml)
@@ -65,16 +67,19 @@ def mlflow_problems(ml: TrackingConfig) -> list[str]:
     problems = []
     uri = str(ml.tracking_uri or "")
     if "://" not in uri or uri.startswith(("sqlite:", "file:")):
-        problems.append(f"mlflow.tracking_uri {uri or None!r}: every pod needs the same tracking server "
-                        "(http(s)://… or postgresql://…)")
+        problems.append(
+            f"mlflow.tracking_uri {uri or None!r}: every pod needs the same tracking server "
+            "(http(s)://… or postgresql://…)"
+        )
     root = str(ml.artifact_root or "")
     if "://" not in root or root.startswith("file:"):
         problems.append(f"mlflow.artifact_root {root or None!r}: models must go to shared storage (s3://…)")
     return problems
 
 
-def run_request(doc: dict[str, Any], source_uri: str, data_version: str, *, experiment: str,
-                run_name: str | None = None) -> RunRequest:
+def run_request(
+    doc: dict[str, Any], source_uri: str, data_version: str, *, experiment: str, run_name: str | None = None
+) -> RunRequest:
     """The run's arguments: the data, its fingerprint as `data_version`, the params as JSON."""
     from pipelines.kubeflow import from_params
 
@@ -84,10 +89,17 @@ def run_request(doc: dict[str, Any], source_uri: str, data_version: str, *, expe
     kube = from_params(doc)
     task = load_task(doc).name
     return RunRequest(
-        arguments={"source_uri": source_uri, "params_json": json.dumps(doc, sort_keys=True),
-                   "data_version": data_version},
-        run_name=run_name or f"{task}-{data_version[:12]}", experiment_name=experiment,
-        pipeline_root=str(kube.pipeline_root), namespace=kube.namespace, service_account=kube.service_account)
+        arguments={
+            "source_uri": source_uri,
+            "params_json": json.dumps(doc, sort_keys=True),
+            "data_version": data_version,
+        },
+        run_name=run_name or f"{task}-{data_version[:12]}",
+        experiment_name=experiment,
+        pipeline_root=str(kube.pipeline_root),
+        namespace=kube.namespace,
+        service_account=kube.service_account,
+    )
 
 
 def create_run(host: str | None, package: Path, request: RunRequest) -> str:
@@ -96,16 +108,28 @@ def create_run(host: str | None, package: Path, request: RunRequest) -> str:
 
     client = kfp.Client(host=host, **({"namespace": request.namespace} if request.namespace else {}))
     run = client.create_run_from_pipeline_package(
-        str(package), arguments=request.arguments, run_name=request.run_name,
-        experiment_name=request.experiment_name, namespace=request.namespace,
-        pipeline_root=request.pipeline_root, enable_caching=request.enable_caching,
-        service_account=request.service_account)
+        str(package),
+        arguments=request.arguments,
+        run_name=request.run_name,
+        experiment_name=request.experiment_name,
+        namespace=request.namespace,
+        pipeline_root=request.pipeline_root,
+        enable_caching=request.enable_caching,
+        service_account=request.service_account,
+    )
     return str(run.run_id)
 
 
-def submit_training(doc: dict[str, Any], source_uri: str, *, host: str | None, experiment: str,
-                    run_name: str | None = None, data_version: str | None = None,
-                    dry_run: bool = False) -> dict[str, Any]:
+def submit_training(
+    doc: dict[str, Any],
+    source_uri: str,
+    *,
+    host: str | None,
+    experiment: str,
+    run_name: str | None = None,
+    data_version: str | None = None,
+    dry_run: bool = False,
+) -> dict[str, Any]:
     """Fingerprint the data (unless given), compile, create the run. `dry_run` stops before
     contacting the host and returns the request."""
     from pipelines.compile import compile_training
@@ -121,5 +145,11 @@ def submit_training(doc: dict[str, Any], source_uri: str, *, host: str | None, e
     with tempfile.TemporaryDirectory(prefix="lesionops-kfp-") as tmp:
         package = compile_training(doc, Path(tmp) / "training.yaml")
         run_id = create_run(host, package, request)
-    return {"run_id": run_id, "host": host, "data_version": version, "run_name": request.run_name,
-            "experiment": experiment, "pipeline_root": request.pipeline_root}
+    return {
+        "run_id": run_id,
+        "host": host,
+        "data_version": version,
+        "run_name": request.run_name,
+        "experiment": experiment,
+        "pipeline_root": request.pipeline_root,
+    }

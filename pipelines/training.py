@@ -28,33 +28,69 @@ PIPELINE_NAME = "lesionops-training"
 MODEL_KINDS = ("classifier", "detector")
 
 
-def _classifier_branch(patches: Any, validation: Any, params_json: str, data_version: str,
-                       cfg: KubeflowConfig) -> None:
-    baseline = configure(train_baseline(patches=patches, params_json=params_json, data_version=data_version),
-                         "train_baseline", cfg)
-    train = configure(train_model(patches=patches, params_json=params_json, data_version=data_version,
-                                  nproc_per_node=cfg.nproc_per_node("train_model")), "train_model", cfg)
-    evaluate = configure(evaluate_model(patches=patches, model=train.outputs["model"],
-                                        baseline=baseline.outputs["baseline"], validation=validation,
-                                        params_json=params_json), "evaluate_model", cfg)
+def _classifier_branch(patches: Any, validation: Any, params_json: str, data_version: str, cfg: KubeflowConfig) -> None:
+    baseline = configure(
+        train_baseline(patches=patches, params_json=params_json, data_version=data_version), "train_baseline", cfg
+    )
+    train = configure(
+        train_model(
+            patches=patches,
+            params_json=params_json,
+            data_version=data_version,
+            nproc_per_node=cfg.nproc_per_node("train_model"),
+        ),
+        "train_model",
+        cfg,
+    )
+    evaluate = configure(
+        evaluate_model(
+            patches=patches,
+            model=train.outputs["model"],
+            baseline=baseline.outputs["baseline"],
+            validation=validation,
+            params_json=params_json,
+        ),
+        "evaluate_model",
+        cfg,
+    )
     with dsl.If(evaluate.outputs["Output"] == True, name="gate-passed"):  # noqa: E712 (kfp DSL)
-        configure(promote_model(model=train.outputs["model"], evaluation=evaluate.outputs["evaluation"],
-                                patches=patches, params_json=params_json), "promote_model", cfg)
+        configure(
+            promote_model(
+                model=train.outputs["model"],
+                evaluation=evaluate.outputs["evaluation"],
+                patches=patches,
+                params_json=params_json,
+            ),
+            "promote_model",
+            cfg,
+        )
 
 
 def _detector_branch(patches: Any, params_json: str, data_version: str, cfg: KubeflowConfig) -> None:
-    train = configure(train_detector(patches=patches, params_json=params_json, data_version=data_version),
-                      "train_detector", cfg)
-    evaluate = configure(evaluate_detector(patches=patches, model=train.outputs["model"], params_json=params_json),
-                         "evaluate_detector", cfg)
+    train = configure(
+        train_detector(patches=patches, params_json=params_json, data_version=data_version), "train_detector", cfg
+    )
+    evaluate = configure(
+        evaluate_detector(patches=patches, model=train.outputs["model"], params_json=params_json),
+        "evaluate_detector",
+        cfg,
+    )
     with dsl.If(evaluate.outputs["Output"] == True, name="detector-gate-passed"):  # noqa: E712 (kfp DSL)
-        configure(promote_model(model=train.outputs["model"], evaluation=evaluate.outputs["evaluation"],
-                                patches=patches, params_json=params_json), "promote_model", cfg,
-                  ).set_display_name("promote_detector")
+        configure(
+            promote_model(
+                model=train.outputs["model"],
+                evaluation=evaluate.outputs["evaluation"],
+                patches=patches,
+                params_json=params_json,
+            ),
+            "promote_model",
+            cfg,
+        ).set_display_name("promote_detector")
 
 
-def build_training_pipeline(models: Sequence[str] = ("classifier",),
-                            kubeflow: KubeflowConfig | None = None, crossval_enabled: bool = False) -> Callable[..., None]:
+def build_training_pipeline(
+    models: Sequence[str] = ("classifier",), kubeflow: KubeflowConfig | None = None, crossval_enabled: bool = False
+) -> Callable[..., None]:
     """The pipeline for a task that trains `models` (a subset of MODEL_KINDS), its tasks set up
     by `kubeflow` (default: KubeflowConfig's defaults); with `crossval_enabled` (params
     `crossval.enabled`) the classifier branch also runs the k-fold report (DVC always has the stage,
@@ -64,20 +100,32 @@ def build_training_pipeline(models: Sequence[str] = ("classifier",),
         raise ValueError(f"models: a non-empty subset of {MODEL_KINDS}, found {list(models)}")
     cfg = kubeflow or KubeflowConfig()
 
-    @dsl.pipeline(name=PIPELINE_NAME,
-                  description=f"Train, gate and promote lesion models ({', '.join(models)}) from labelImg data.")
+    @dsl.pipeline(
+        name=PIPELINE_NAME,
+        description=f"Train, gate and promote lesion models ({', '.join(models)}) from labelImg data.",
+    )
     def training_pipeline(source_uri: str, params_json: str, data_version: str = "unknown") -> None:
-        ingest = configure(ingest_data(source_uri=source_uri, params_json=params_json, data_version=data_version),
-                           "ingest_data", cfg).set_display_name("ingest_data")
-        validate = configure(validate_annotations(manifest=ingest.outputs["manifest"], params_json=params_json),
-                             "validate_annotations", cfg)
-        crop = configure(crop_patches(accepted=validate.outputs["accepted"], source_uri=source_uri,
-                                      params_json=params_json), "crop_patches", cfg)
+        ingest = configure(
+            ingest_data(source_uri=source_uri, params_json=params_json, data_version=data_version), "ingest_data", cfg
+        ).set_display_name("ingest_data")
+        validate = configure(
+            validate_annotations(manifest=ingest.outputs["manifest"], params_json=params_json),
+            "validate_annotations",
+            cfg,
+        )
+        crop = configure(
+            crop_patches(accepted=validate.outputs["accepted"], source_uri=source_uri, params_json=params_json),
+            "crop_patches",
+            cfg,
+        )
         if "classifier" in models:
             _classifier_branch(crop.outputs["patches"], validate.outputs["accepted"], params_json, data_version, cfg)
             if crossval_enabled:
-                configure(crossval(patches=crop.outputs["patches"], params_json=params_json,
-                                   data_version=data_version), "crossval", cfg)
+                configure(
+                    crossval(patches=crop.outputs["patches"], params_json=params_json, data_version=data_version),
+                    "crossval",
+                    cfg,
+                )
         if "detector" in models:
             _detector_branch(crop.outputs["patches"], params_json, data_version, cfg)
 

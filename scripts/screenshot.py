@@ -64,8 +64,16 @@ def app_url(url: str | None, work: Path) -> Iterator[str]:
         yield local
 
 
-def shoot(driver: object, base: str, vp: harness.Viewport, photo: Path, box: list[float] | None,
-          size: tuple[int, int], out: Path, token: str) -> Path:
+def shoot(
+    driver: object,
+    base: str,
+    vp: harness.Viewport,
+    photo: Path,
+    box: list[float] | None,
+    size: tuple[int, int],
+    out: Path,
+    token: str,
+) -> Path:
     from selenium.webdriver.common.by import By
 
     harness.set_viewport(driver, vp)  # type: ignore[arg-type]

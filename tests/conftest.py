@@ -22,15 +22,30 @@ def tiny_params(tmp: Path, **overrides: Any) -> dict[str, Any]:
     small = {
         "task": {"classes": list(TINY_CLASSES)},
         "crop_patches": {"patch_size": 32, "workers": 1, "balance": {"target_per_class": 60}},
-        "train_model": {"arch": "small_cnn", "image_size": 32, "epochs": 3, "batch_size": 32,
-                        "threads": 1, "patience": 3},
+        "train_model": {
+            "arch": "small_cnn",
+            "image_size": 32,
+            "epochs": 3,
+            "batch_size": 32,
+            "threads": 1,
+            "patience": 3,
+        },
         # 3 tiny epochs need not beat the HOG+SVM baseline; tests that check that rule set it back
-        "evaluate_model": {"gate": {"min_accuracy": 0.0, "min_macro_f1": 0.0, "min_class_recall": 0.0,
-                                    "min_test_samples": 5, "min_gain_vs_baseline": -1.0},
-                           "bootstrap": {"n_resamples": 200}},
+        "evaluate_model": {
+            "gate": {
+                "min_accuracy": 0.0,
+                "min_macro_f1": 0.0,
+                "min_class_recall": 0.0,
+                "min_test_samples": 5,
+                "min_gain_vs_baseline": -1.0,
+            },
+            "bootstrap": {"n_resamples": 200},
+        },
         "promote_model": {"audit_log": str(tmp / "mlruns" / "audit.jsonl")},
-        "mlflow": {"tracking_uri": f"sqlite:///{tmp / 'mlruns' / 'mlflow.db'}",
-                   "artifact_root": str(tmp / "mlruns" / "artifacts")},
+        "mlflow": {
+            "tracking_uri": f"sqlite:///{tmp / 'mlruns' / 'mlflow.db'}",
+            "artifact_root": str(tmp / "mlruns" / "artifacts"),
+        },
     }
     return deep_merge(deep_merge(doc, small), overrides)
 
@@ -41,9 +56,20 @@ def tiny_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from lesionops.synth.skin import SynthConfig, generate_skin_dataset
 
     out = tmp_path_factory.mktemp("tiny") / "data"
-    generate_skin_dataset(SynthConfig(out_dir=out, n_images=80, seed=3, image_width=160, image_height=120,
-                                      classes=TINY_CLASSES, class_priors=(0.5, 0.5),
-                                      images_per_patient_min=1, images_per_patient_max=2), progress=False)
+    generate_skin_dataset(
+        SynthConfig(
+            out_dir=out,
+            n_images=80,
+            seed=3,
+            image_width=160,
+            image_height=120,
+            classes=TINY_CLASSES,
+            class_priors=(0.5, 0.5),
+            images_per_patient_min=1,
+            images_per_patient_max=2,
+        ),
+        progress=False,
+    )
     return out
 
 
@@ -65,8 +91,12 @@ def s3_client(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     host, port = server.get_host_and_port()
     # moto keeps its state per process, not per server: start from an empty account every time
     urllib.request.urlopen(urllib.request.Request(f"http://{host}:{port}/moto-api/reset", method="POST"))
-    for key, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                       "AWS_DEFAULT_REGION": "us-east-1", "AWS_ENDPOINT_URL_S3": f"http://{host}:{port}"}.items():
+    for key, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ENDPOINT_URL_S3": f"http://{host}:{port}",
+    }.items():
         monkeypatch.setenv(key, value)
     for key in ("AWS_PROFILE", "MLFLOW_S3_ENDPOINT_URL", "RANK"):
         monkeypatch.delenv(key, raising=False)
@@ -107,6 +137,8 @@ def real_dataset(name: str) -> Path:
     """One real dataset folder, or skip the test saying where it was looked for."""
     root = real_data_root()
     if root is None or not (root / name).is_dir():
-        pytest.skip(f"real dataset {name!r} not found: set LESIONOPS_REAL_DATA or put shared/real-data beside "
-                    f"the checkout ({REPO.parent})")
+        pytest.skip(
+            f"real dataset {name!r} not found: set LESIONOPS_REAL_DATA or put shared/real-data beside "
+            f"the checkout ({REPO.parent})"
+        )
     return root / name

@@ -46,8 +46,10 @@ class BaselineConfig:
         if min(self.hog_orientations, self.hog_pixels_per_cell, self.hog_cells_per_block) < 1:
             raise ConfigError("train_baseline.hog_*: orientations, pixels_per_cell and cells_per_block must be ≥ 1")
         if self.image_size < block:
-            raise ConfigError(f"train_baseline.image_size: {self.image_size} is smaller than one HOG block "
-                              f"({self.hog_pixels_per_cell}×{self.hog_cells_per_block} = {block} pixels)")
+            raise ConfigError(
+                f"train_baseline.image_size: {self.image_size} is smaller than one HOG block "
+                f"({self.hog_pixels_per_cell}×{self.hog_cells_per_block} = {block} pixels)"
+            )
         if self.color_bins < 1:
             raise ConfigError(f"train_baseline.color_bins: must be ≥ 1, found {self.color_bins}")
         if self.C <= 0:
@@ -63,9 +65,12 @@ class BaselineConfig:
 def make_pipeline(cfg: BaselineConfig, C: float) -> Pipeline:
     """Standardise (HOG and histogram scales differ by orders of magnitude), then a linear SVM."""
     weight = None if cfg.class_weight in ("none", None) else cfg.class_weight
-    return Pipeline([("scale", StandardScaler()),
-                     ("svm", LinearSVC(C=C, class_weight=weight, max_iter=cfg.max_iter,
-                                       random_state=cfg.seed, dual="auto"))])
+    return Pipeline(
+        [
+            ("scale", StandardScaler()),
+            ("svm", LinearSVC(C=C, class_weight=weight, max_iter=cfg.max_iter, random_state=cfg.seed, dual="auto")),
+        ]
+    )
 
 
 def fit(cfg: BaselineConfig, C: float, x: np.ndarray, y: np.ndarray) -> tuple[Pipeline, bool]:
@@ -76,8 +81,12 @@ def fit(cfg: BaselineConfig, C: float, x: np.ndarray, y: np.ndarray) -> tuple[Pi
     return model, not any(issubclass(w.category, ConvergenceWarning) for w in caught)
 
 
-def select_c(cfg: BaselineConfig, train: tuple[np.ndarray, np.ndarray], val: tuple[np.ndarray, np.ndarray],
-             classes: tuple[str, ...]) -> tuple[Pipeline, float, list[dict[str, Any]]]:
+def select_c(
+    cfg: BaselineConfig,
+    train: tuple[np.ndarray, np.ndarray],
+    val: tuple[np.ndarray, np.ndarray],
+    classes: tuple[str, ...],
+) -> tuple[Pipeline, float, list[dict[str, Any]]]:
     """Fit one model per C on train and keep the best on val macro-F1 (ties: the smaller C, the
     simpler model). The kept model *is* the refit on train with that C: fitting is deterministic."""
     grid = cfg.c_grid or (cfg.C,)
@@ -92,20 +101,26 @@ def select_c(cfg: BaselineConfig, train: tuple[np.ndarray, np.ndarray], val: tup
     assert best is not None
     return best[2], best[1], search
 
+
 def _check_images(images: np.ndarray) -> None:
     if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8:
         raise ValueError(f"expected N×H×W×3 uint8 images, found {images.shape} {images.dtype}")
 
 
-def hog_features(images: np.ndarray, orientations: int, pixels_per_cell: int, cells_per_block: int,
-                 progress: bool = True) -> np.ndarray:
+def hog_features(
+    images: np.ndarray, orientations: int, pixels_per_cell: int, cells_per_block: int, progress: bool = True
+) -> np.ndarray:
     """HOG of each image's grey version (N×D float32). scikit-image computes one image at a time,
     so this is the only per-image loop; the grey conversion is done for the whole batch at once."""
     _check_images(images)
     grey = rgb2gray(images)  # N×H×W float64 in [0, 1], one vectorised call
-    kwargs = {"orientations": orientations, "pixels_per_cell": (pixels_per_cell, pixels_per_cell),
-              "cells_per_block": (cells_per_block, cells_per_block), "block_norm": "L2-Hys",
-              "feature_vector": True}
+    kwargs = {
+        "orientations": orientations,
+        "pixels_per_cell": (pixels_per_cell, pixels_per_cell),
+        "cells_per_block": (cells_per_block, cells_per_block),
+        "block_norm": "L2-Hys",
+        "feature_vector": True,
+    }
     if len(images) == 0:
         size = hog(np.zeros(images.shape[1:3]), **kwargs).size
         return np.zeros((0, size), dtype=np.float32)
@@ -135,8 +150,9 @@ def color_histograms(images: np.ndarray, bins: int) -> np.ndarray:
 
 def extract_features(images: np.ndarray, cfg: BaselineConfig, progress: bool = True) -> np.ndarray:
     """[HOG | H histogram | S histogram | V histogram] per image, N×D float32."""
-    return np.hstack([
-        hog_features(images, cfg.hog_orientations, cfg.hog_pixels_per_cell, cfg.hog_cells_per_block, progress),
-        color_histograms(images, cfg.color_bins),
-    ])
-
+    return np.hstack(
+        [
+            hog_features(images, cfg.hog_orientations, cfg.hog_pixels_per_cell, cfg.hog_cells_per_block, progress),
+            color_histograms(images, cfg.color_bins),
+        ]
+    )

@@ -57,13 +57,24 @@ def base_parser(description: str) -> argparse.ArgumentParser:
     src = parser.add_mutually_exclusive_group()
     src.add_argument("--params", type=Path, help="params.yaml to read (default: ./params.yaml)")
     src.add_argument("--params-json", help="the whole params document as JSON (used by Kubeflow)")
-    parser.add_argument("--task", help="a task preset name (tasks/NAME.yaml) or a task file (*.yaml) merged over "
-                                       "the params")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
-                        help="override one setting (YAML value) after the task; repeatable")
-    parser.add_argument("--cache-dir", type=Path, default=storage.DEFAULT_CACHE,
-                        help="where s3:// inputs and outputs are mirrored locally, reused across runs "
-                             f"(default: ./{storage.DEFAULT_CACHE})")
+    parser.add_argument(
+        "--task", help="a task preset name (tasks/NAME.yaml) or a task file (*.yaml) merged over the params"
+    )
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
+        help="override one setting (YAML value) after the task; repeatable",
+    )
+    parser.add_argument(
+        "--cache-dir",
+        type=Path,
+        default=storage.DEFAULT_CACHE,
+        help="where s3:// inputs and outputs are mirrored locally, reused across runs "
+        f"(default: ./{storage.DEFAULT_CACHE})",
+    )
     return parser
 
 
@@ -92,8 +103,9 @@ def local_paths(parser: argparse.ArgumentParser, argv: list[str] | None) -> Iter
     with contextlib.ExitStack() as outputs:
         for dest, value in flags:
             if isinstance(value, OutputLocation | OutputFile):
-                setattr(args, dest, outputs.enter_context(_output(value, args.cache_dir,
-                                                                  isinstance(value, OutputFile))))
+                setattr(
+                    args, dest, outputs.enter_context(_output(value, args.cache_dir, isinstance(value, OutputFile)))
+                )
         yield args
 
 
@@ -119,8 +131,9 @@ def fail(exc: LesionOpsError, command: str) -> NoReturn:
     raise SystemExit(exc.exit_code)
 
 
-def run_main(main: Callable[[list[str] | None], Any], argv: list[str] | None = None,
-             command: str | None = None) -> None:
+def run_main(
+    main: Callable[[list[str] | None], Any], argv: list[str] | None = None, command: str | None = None
+) -> None:
     """Run a stage's `main` under the one error path (`python -m components.<stage>`)."""
     try:
         main(argv)

@@ -86,8 +86,9 @@ def _ap_coco(recall: np.ndarray, precision: np.ndarray) -> float:
     return float(np.mean(q))
 
 
-def _class_curves(gts: Sequence[GroundTruth], preds: Sequence[Prediction], cls: int,
-                  thresholds: np.ndarray) -> tuple[int, np.ndarray, np.ndarray]:
+def _class_curves(
+    gts: Sequence[GroundTruth], preds: Sequence[Prediction], cls: int, thresholds: np.ndarray
+) -> tuple[int, np.ndarray, np.ndarray]:
     """(n_gt, scores in COCO's accumulation order, tp T×D) for one class over all images."""
     scores, hits, n_gt = [], [], 0
     for (g_boxes, g_labels), (p_boxes, p_scores, p_labels) in zip(gts, preds, strict=True):
@@ -125,8 +126,13 @@ def _check(gts: Sequence[GroundTruth], preds: Sequence[Prediction], n_classes: i
             raise ValueError(f"labels must be 0-based class indices below {n_classes}, found {arr.tolist()}")
 
 
-def evaluate_detections(gts: Sequence[GroundTruth], preds: Sequence[Prediction], n_classes: int,
-                        iou_thresholds: Sequence[float] = (0.5,), method: str = "voc") -> dict[str, Any]:
+def evaluate_detections(
+    gts: Sequence[GroundTruth],
+    preds: Sequence[Prediction],
+    n_classes: int,
+    iou_thresholds: Sequence[float] = (0.5,),
+    method: str = "voc",
+) -> dict[str, Any]:
     """mAP of `preds` against `gts` (one entry per image, same order).
 
     `map50` and `per_class_ap50` use `method`'s interpolation at IoU 0.5; `map_at` gives the mean AP

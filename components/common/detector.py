@@ -79,15 +79,23 @@ def load_split(patch_dir: Path, split: str, classes: tuple[str, ...]) -> Detecti
         if image_id not in boxes:
             raise DataError(source, f"annotation {ann.get('id')} points at unknown image_id {image_id}")
         if not (w > 0 and h > 0) or not 1 <= int(ann["category_id"]) <= len(classes):
-            raise DataError(source, f"annotation {ann.get('id')}: bbox {ann['bbox']} / category "
-                                    f"{ann['category_id']} (need w, h > 0 and a category in 1..{len(classes)})")
+            raise DataError(
+                source,
+                f"annotation {ann.get('id')}: bbox {ann['bbox']} / category "
+                f"{ann['category_id']} (need w, h > 0 and a category in 1..{len(classes)})",
+            )
         boxes[image_id].append([x, y, x + w, y + h])
         labels[image_id].append(int(ann["category_id"]))
     items = tuple(
-        DetectionItem(path=root / img["file_name"], width=int(img["width"]), height=int(img["height"]),
-                      boxes=np.asarray(boxes[int(img["id"])], dtype=np.float32).reshape(-1, 4),
-                      labels=np.asarray(labels[int(img["id"])], dtype=np.int64))
-        for img in sorted(doc.get("images", []), key=lambda i: int(i["id"])))
+        DetectionItem(
+            path=root / img["file_name"],
+            width=int(img["width"]),
+            height=int(img["height"]),
+            boxes=np.asarray(boxes[int(img["id"])], dtype=np.float32).reshape(-1, 4),
+            labels=np.asarray(labels[int(img["id"])], dtype=np.int64),
+        )
+        for img in sorted(doc.get("images", []), key=lambda i: int(i["id"]))
+    )
     return DetectionSplit(source, items)
 
 
@@ -95,8 +103,11 @@ def load_image(item: DetectionItem) -> torch.Tensor:
     """3×H×W float in [0, 1] (torchvision detectors normalise and resize internally)."""
     img = load_rgb(item.path)
     if img.size != (item.width, item.height):
-        raise DataError(item.path, f"decoded size {img.size} differs from the annotation's "
-                                   f"{(item.width, item.height)}; boxes would be misplaced")
+        raise DataError(
+            item.path,
+            f"decoded size {img.size} differs from the annotation's "
+            f"{(item.width, item.height)}; boxes would be misplaced",
+        )
     return torch.from_numpy(np.asarray(img).copy()).permute(2, 0, 1).float().div_(255.0)
 
 
@@ -113,17 +124,23 @@ def sample(item: DetectionItem, flip: bool) -> tuple[torch.Tensor, dict[str, tor
 def batches(n: int, batch_size: int, generator: torch.Generator | None = None) -> list[list[int]]:
     """Index batches, shuffled when a generator is given (training), in order otherwise."""
     order = torch.randperm(n, generator=generator).tolist() if generator is not None else list(range(n))
-    return [order[i:i + batch_size] for i in range(0, n, batch_size)]
+    return [order[i : i + batch_size] for i in range(0, n, batch_size)]
 
 
 @torch.no_grad()
-def predict(model: nn.Module, split: DetectionSplit, device: torch.device,
-            batch_size: int = 4) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+def predict(
+    model: nn.Module, split: DetectionSplit, device: torch.device, batch_size: int = 4
+) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """Per image (boxes xyxy, scores, 0-based labels) in float32 (no autocast: bf16 would round
     box corners by pixels). The caller puts the model in eval mode."""
     out = []
     for idx in batches(len(split.items), batch_size):
         for det in model([load_image(split.items[i]).to(device) for i in idx]):
-            out.append((det["boxes"].float().cpu().numpy(), det["scores"].float().cpu().numpy(),
-                        det["labels"].cpu().numpy() - 1))
+            out.append(
+                (
+                    det["boxes"].float().cpu().numpy(),
+                    det["scores"].float().cpu().numpy(),
+                    det["labels"].cpu().numpy() - 1,
+                )
+            )
     return out

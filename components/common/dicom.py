@@ -58,8 +58,7 @@ def _to_rgb(ds: Any, path: Path) -> Image.Image:
             pixels = convert_color_space(pixels, photometric, "RGB").astype(np.float64)
         return Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8), mode="RGB")
     if pixels.ndim != 2:
-        raise DataError(path, f"unsupported DICOM pixel array shape {pixels.shape} (multi-frame?)",
-                        code=IMAGE_CORRUPT)
+        raise DataError(path, f"unsupported DICOM pixel array shape {pixels.shape} (multi-frame?)", code=IMAGE_CORRUPT)
     slope = float(ds.get("RescaleSlope", 1) or 1)
     values = pixels * slope + float(ds.get("RescaleIntercept", 0) or 0)
     scaled = _window(values, _first(ds.get("WindowCenter")), _first(ds.get("WindowWidth")))
@@ -79,10 +78,17 @@ def read_dicom(path: Path) -> DicomImage:
         image = _to_rgb(ds, path)
     except DataError:
         raise
-    except (InvalidDicomError, AttributeError, KeyError, ValueError, OSError, TypeError,
-            NotImplementedError, RuntimeError) as exc:
-        raise DataError(path, f"not a readable DICOM image ({type(exc).__name__}: {exc})",
-                        code=IMAGE_CORRUPT) from exc
+    except (
+        InvalidDicomError,
+        AttributeError,
+        KeyError,
+        ValueError,
+        OSError,
+        TypeError,
+        NotImplementedError,
+        RuntimeError,
+    ) as exc:
+        raise DataError(path, f"not a readable DICOM image ({type(exc).__name__}: {exc})", code=IMAGE_CORRUPT) from exc
     tags = {name: _plain(ds.get(name)) for name in SAFE_TAGS if name in ds}
     return DicomImage(image=image, tags=tags)
 

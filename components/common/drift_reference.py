@@ -68,8 +68,15 @@ class Reference:
         return np.stack([np.asarray(e, dtype=np.float32) for e in self.model["embedding"]])
 
 
-def model_rows(model: torch.nn.Module, sets: Sequence[tuple[str, Any]], classes: tuple[str, ...],
-               temperature: float, device: torch.device, norm: Normalization, batch: int = 256) -> pd.DataFrame:
+def model_rows(
+    model: torch.nn.Module,
+    sets: Sequence[tuple[str, Any]],
+    classes: tuple[str, ...],
+    temperature: float,
+    device: torch.device,
+    norm: Normalization,
+    batch: int = 256,
+) -> pd.DataFrame:
     """Predictions, calibrated confidences and embeddings of (split, PatchSet) pairs, batch by batch,
     normalised with the model's own statistics (as serving does with each request)."""
     from components.common.embedding import logits_and_embedding
@@ -79,13 +86,22 @@ def model_rows(model: torch.nn.Module, sets: Sequence[tuple[str, Any]], classes:
     model = model.to(device).eval()
     for split, patches in sets:
         for i in range(0, len(patches.labels), batch):
-            logits, emb = logits_and_embedding(model, normalize(patches.images[i:i + batch].to(device), norm))
+            logits, emb = logits_and_embedding(model, normalize(patches.images[i : i + batch].to(device), norm))
             probs = softmax(logits.double().cpu().numpy() / temperature, axis=1)
-            pred, labels = probs.argmax(1), patches.labels[i:i + batch].numpy()
-            rows.append(pd.DataFrame({
-                "split": split, "patient_id": list(patches.patients[i:i + batch]), "label": [classes[j] for j in labels],
-                "predicted_class": [classes[j] for j in pred], "confidence": probs.max(1),
-                "correct": pred == labels, "embedding": list(emb.numpy().astype(np.float32))}))
+            pred, labels = probs.argmax(1), patches.labels[i : i + batch].numpy()
+            rows.append(
+                pd.DataFrame(
+                    {
+                        "split": split,
+                        "patient_id": list(patches.patients[i : i + batch]),
+                        "label": [classes[j] for j in labels],
+                        "predicted_class": [classes[j] for j in pred],
+                        "confidence": probs.max(1),
+                        "correct": pred == labels,
+                        "embedding": list(emb.numpy().astype(np.float32)),
+                    }
+                )
+            )
     if not rows:
         raise DataError("val+test", "no held-out patches to build the drift reference from")
     return pd.concat(rows, ignore_index=True)
@@ -108,22 +124,38 @@ def image_rows(patch_dir: Path, max_side: int) -> tuple[pd.DataFrame, str]:
         paths = [Path(p).relative_to(raw_root).as_posix() for p in found.frame.path]
         frame = found.frame.assign(path=paths, patient_id=[patient[p] for p in paths])
     else:
-        files = {str(patch_dir / "patches" / p): (w, h, str(pid)) for p, w, h, pid in
-                 zip(train.patch_path, train.image_width, train.image_height, train.patient_id, strict=True)}
+        files = {
+            str(patch_dir / "patches" / p): (w, h, str(pid))
+            for p, w, h, pid in zip(
+                train.patch_path, train.image_width, train.image_height, train.patient_id, strict=True
+            )
+        }
         found, pixels = features_frame([Path(p) for p in files], max_side), "patch"
         sizes = np.array([files[p][:2] for p in found.frame.path], dtype=float).reshape(-1, 2)
-        frame = found.frame.assign(width=sizes[:, 0], height=sizes[:, 1],
-                                   path=[Path(p).relative_to(patch_dir).as_posix() for p in found.frame.path],
-                                   patient_id=[files[p][2] for p in found.frame.path])
+        frame = found.frame.assign(
+            width=sizes[:, 0],
+            height=sizes[:, 1],
+            path=[Path(p).relative_to(patch_dir).as_posix() for p in found.frame.path],
+            patient_id=[files[p][2] for p in found.frame.path],
+        )
     if frame.empty:
         first = found.unreadable[0] if found.unreadable else ("-", "-")
         raise DataError(first[0], f"none of the reference images could be read ({first[1]})")
     return frame, pixels
 
 
-def build_reference(model: torch.nn.Module, sets: Sequence[tuple[str, Any]], classes: tuple[str, ...],
-                    temperature: float, patch_dir: Path, out_dir: Path, norm: Normalization, *,
-                    device: torch.device | None = None, max_side: int = 256) -> dict[str, Any]:
+def build_reference(
+    model: torch.nn.Module,
+    sets: Sequence[tuple[str, Any]],
+    classes: tuple[str, ...],
+    temperature: float,
+    patch_dir: Path,
+    out_dir: Path,
+    norm: Normalization,
+    *,
+    device: torch.device | None = None,
+    max_side: int = 256,
+) -> dict[str, Any]:
     """Write model.parquet, images.parquet and reference.json into `out_dir`; returns the metadata.
 
     `sets` = [("val", PatchSet), ("test", PatchSet)] at the model's input size; `max_side` must be
@@ -133,10 +165,18 @@ def build_reference(model: torch.nn.Module, sets: Sequence[tuple[str, Any]], cla
 
     rows = model_rows(model, sets, classes, temperature, device or torch.device("cpu"), norm)
     images, pixels = image_rows(patch_dir, max_side)
-    meta = {"classes": list(classes), "temperature": float(temperature), "max_side": max_side,
-            "pixels": pixels, "features": list(FEATURES if pixels == "raw" else PATCH_FEATURES),
-            "n_model_rows": len(rows), "n_images": len(images), "embedding_dim": int(len(rows.embedding[0])),
-            "model_splits": sorted(set(rows.split)), "accuracy": float(rows.correct.mean())}
+    meta = {
+        "classes": list(classes),
+        "temperature": float(temperature),
+        "max_side": max_side,
+        "pixels": pixels,
+        "features": list(FEATURES if pixels == "raw" else PATCH_FEATURES),
+        "n_model_rows": len(rows),
+        "n_images": len(images),
+        "embedding_dim": int(len(rows.embedding[0])),
+        "model_splits": sorted(set(rows.split)),
+        "accuracy": float(rows.correct.mean()),
+    }
     write_parquet(out_dir / MODEL_TABLE, rows)
     write_parquet(out_dir / IMAGES_TABLE, images)
     write_json(out_dir / META, meta)
@@ -162,8 +202,7 @@ def load_reference(folder: Path, where: str | None = None) -> Reference:
     return Reference(images, model, meta, where or str(folder))
 
 
-def champion_reference(tracking: Any, alias: str = "champion",
-                       dst: Path | None = None) -> tuple[Reference | None, str]:
+def champion_reference(tracking: Any, alias: str = "champion", dst: Path | None = None) -> tuple[Reference | None, str]:
     """The reference logged with `models:/<registered_model>@<alias>`: (reference, where) or
     (None, why) when there is no champion yet or it was logged without one."""
     import mlflow
@@ -178,8 +217,9 @@ def champion_reference(tracking: Any, alias: str = "champion",
     where = f"{name} (version {version.version}, run {version.run_id})"
     target = dst or Path(tempfile.mkdtemp(prefix="lesionops-reference-"))
     try:
-        local = mlflow.artifacts.download_artifacts(run_id=version.run_id, artifact_path=ARTIFACT_PATH,
-                                                    dst_path=str(target))
+        local = mlflow.artifacts.download_artifacts(
+            run_id=version.run_id, artifact_path=ARTIFACT_PATH, dst_path=str(target)
+        )
     except (MlflowException, OSError) as exc:
         return None, f"{where} has no '{ARTIFACT_PATH}/' artifacts ({exc}); re-run evaluate_model for it"
     ref = load_reference(Path(local), where)

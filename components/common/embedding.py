@@ -17,8 +17,10 @@ def last_linear(model: nn.Module) -> nn.Linear:
     """The classifier head's final Linear layer (the last one registered in the module tree)."""
     found = [m for m in model.modules() if isinstance(m, nn.Linear)]
     if not found:
-        raise TypeError(f"{type(model).__name__} has no nn.Linear layer: cannot take an embedding "
-                        "(registry classifiers must be logged as nn.Module, not torch.export programs)")
+        raise TypeError(
+            f"{type(model).__name__} has no nn.Linear layer: cannot take an embedding "
+            "(registry classifiers must be logged as nn.Module, not torch.export programs)"
+        )
     return found[-1]
 
 
@@ -26,8 +28,7 @@ def last_linear(model: nn.Module) -> nn.Linear:
 def logits_and_embedding(model: nn.Module, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(logits, embedding) for an already-normalised float batch; embedding is float32, on the CPU."""
     captured: list[torch.Tensor] = []
-    handle = last_linear(model).register_forward_hook(
-        lambda _m, inputs, _out: captured.append(inputs[0].detach()))
+    handle = last_linear(model).register_forward_hook(lambda _m, inputs, _out: captured.append(inputs[0].detach()))
     try:
         logits = model(batch)
     finally:

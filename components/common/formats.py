@@ -52,8 +52,9 @@ def read_voc_file(path: Path) -> AnnotationRead:
         ann = read_voc(path)
     except DataError as exc:
         raise DataError(path, exc.problem, code=exc.code or XML_MALFORMED) from exc
-    return AnnotationRead("voc", ann.boxes, ann.width, ann.height, ann.depth,
-                          xml_filename=ann.filename, xml_path=ann.path)
+    return AnnotationRead(
+        "voc", ann.boxes, ann.width, ann.height, ann.depth, xml_filename=ann.filename, xml_path=ann.path
+    )
 
 
 def find_classes_file(txt: Path, stop: Path) -> Path | None:
@@ -78,20 +79,21 @@ def read_classes(path: Path) -> tuple[str, ...]:
     return tuple(names)
 
 
-def _yolo_box(line: str, lineno: int, path: Path, classes: tuple[str, ...],
-              size: tuple[int, int]) -> VocBox:
+def _yolo_box(line: str, lineno: int, path: Path, classes: tuple[str, ...], size: tuple[int, int]) -> VocBox:
     parts = line.split()
     if len(parts) != 5:
-        raise DataError(path, f"line {lineno}: expected 'class cx cy w h', found {line!r}",
-                        code=ANNOTATION_MALFORMED)
+        raise DataError(path, f"line {lineno}: expected 'class cx cy w h', found {line!r}", code=ANNOTATION_MALFORMED)
     try:
         cls = int(parts[0])
         cx, cy, w, h = (float(v) for v in parts[1:])
     except ValueError as exc:
         raise DataError(path, f"line {lineno}: not numbers: {line!r}", code=ANNOTATION_MALFORMED) from exc
     if not 0 <= cls < len(classes):
-        raise DataError(path, f"line {lineno}: class index {cls} not in {len(classes)} classes of classes.txt",
-                        code=ANNOTATION_MALFORMED)
+        raise DataError(
+            path,
+            f"line {lineno}: class index {cls} not in {len(classes)} classes of classes.txt",
+            code=ANNOTATION_MALFORMED,
+        )
     if not all(math.isfinite(v) for v in (cx, cy, w, h)):
         raise DataError(path, f"line {lineno}: non-finite coordinate in {line!r}", code=ANNOTATION_MALFORMED)
     width, height = size
@@ -109,8 +111,9 @@ def read_yolo_file(path: Path, size: tuple[int, int] | None, stop: Path) -> Anno
     """
     classes_path = find_classes_file(path, stop)
     if classes_path is None:
-        raise DataError(path, f"no {CLASSES_FILE} in its folder or any parent up to the dataset root",
-                        code=ANNOTATION_MALFORMED)
+        raise DataError(
+            path, f"no {CLASSES_FILE} in its folder or any parent up to the dataset root", code=ANNOTATION_MALFORMED
+        )
     classes = read_classes(classes_path)
     try:
         text = path.read_text(encoding="utf-8-sig")
@@ -118,8 +121,7 @@ def read_yolo_file(path: Path, size: tuple[int, int] | None, stop: Path) -> Anno
         raise DataError(path, f"cannot read YOLO labels ({exc})", code=ANNOTATION_MALFORMED) from exc
     lines = [(i, ln) for i, ln in enumerate(text.splitlines(), 1) if ln.strip()]
     boxes = tuple(_yolo_box(ln, i, path, classes, size or (1, 1)) for i, ln in lines)
-    return AnnotationRead("yolo", boxes if size else (), classes=classes,
-                          classes_path=str(classes_path))
+    return AnnotationRead("yolo", boxes if size else (), classes=classes, classes_path=str(classes_path))
 
 
 def load_createml(path: Path) -> dict[str, Any] | None:
@@ -143,8 +145,11 @@ def _createml_box(item: Any, i: int, path: Path, image: str) -> VocBox:
         x, y, w, h = (float(coords[k]) for k in ("x", "y", "width", "height"))
         label = str(item["label"])
     except (KeyError, TypeError, ValueError) as exc:
-        raise DataError(path, f"{image}: annotation {i} needs label and coordinates x/y/width/height ({exc!r})",
-                        code=ANNOTATION_MALFORMED) from exc
+        raise DataError(
+            path,
+            f"{image}: annotation {i} needs label and coordinates x/y/width/height ({exc!r})",
+            code=ANNOTATION_MALFORMED,
+        ) from exc
     return VocBox(label, x - w / 2, y - h / 2, x + w / 2, y + h / 2)
 
 
@@ -153,8 +158,9 @@ def read_createml_entry(path: Path, entry: dict[str, Any]) -> AnnotationRead:
     image = str(entry.get("image"))
     items = entry.get("annotations")
     if not isinstance(items, list):
-        raise DataError(path, f"{image}: 'annotations' should be a list, found {type(items).__name__}",
-                        code=ANNOTATION_MALFORMED)
+        raise DataError(
+            path, f"{image}: 'annotations' should be a list, found {type(items).__name__}", code=ANNOTATION_MALFORMED
+        )
     return AnnotationRead("createml", tuple(_createml_box(it, i, path, image) for i, it in enumerate(items)))
 
 
@@ -162,6 +168,7 @@ def read_folder_label(rel_path: str) -> AnnotationRead:
     """Folder-per-class: the image's parent folder is its label (split folders are not labels)."""
     parts = rel_path.split("/")
     if len(parts) < 2 or parts[-2].lower() in SPLIT_NAMES:
-        raise DataError(rel_path, "layout folder_per_class: image is not inside a class folder",
-                        code=ANNOTATION_MALFORMED)
+        raise DataError(
+            rel_path, "layout folder_per_class: image is not inside a class folder", code=ANNOTATION_MALFORMED
+        )
     return AnnotationRead("folder", image_label=parts[-2])

@@ -27,5 +27,9 @@ class Decision:
     resolution: dict[str, Any] | None = None  # what the test set can resolve (evaluate_model.gate)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"passed": self.passed, "rules": [{**asdict(r), "verdict": r.verdict} for r in self.rules],
-                "failed": [r.name for r in self.rules if not r.passed], "resolution": self.resolution}
+        return {
+            "passed": self.passed,
+            "rules": [{**asdict(r), "verdict": r.verdict} for r in self.rules],
+            "failed": [r.name for r in self.rules if not r.passed],
+            "resolution": self.resolution,
+        }

@@ -22,7 +22,15 @@ from components.common.errors import DataError
 from components.common.images import PHOTO_EXTENSIONS, to_rgb8
 
 FEATURES: tuple[str, ...] = (
-    "brightness", "contrast", "mean_r", "mean_g", "mean_b", "saturation", "sharpness", "width", "height",
+    "brightness",
+    "contrast",
+    "mean_r",
+    "mean_g",
+    "mean_b",
+    "saturation",
+    "sharpness",
+    "width",
+    "height",
 )
 # ITU-R BT.601 weights, the same luma PIL uses for mode "L".
 _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
@@ -36,8 +44,9 @@ class FeatureTable:
     unreadable: tuple[tuple[str, str], ...] = ()
 
 
-def image_features(img: Image.Image, max_side: int = 256,
-                   original_size: tuple[int, int] | None = None) -> dict[str, float]:
+def image_features(
+    img: Image.Image, max_side: int = 256, original_size: tuple[int, int] | None = None
+) -> dict[str, float]:
     """Statistics of one image, computed on a copy downscaled to ≤ `max_side` pixels per side.
 
     `original_size` is the size as stored on disk when `img` was already reduced while decoding
@@ -55,11 +64,14 @@ def image_features(img: Image.Image, max_side: int = 256,
     return {
         "brightness": float(luma.mean()),
         "contrast": float(luma.std()),
-        "mean_r": float(means[0]), "mean_g": float(means[1]), "mean_b": float(means[2]),
+        "mean_r": float(means[0]),
+        "mean_g": float(means[1]),
+        "mean_b": float(means[2]),
         "saturation": float(saturation.mean()),
         # Variance of the Laplacian: the classic focus measure; blur removes high frequencies.
         "sharpness": float(ndimage.laplace(luma, mode="reflect").var()),
-        "width": float(width), "height": float(height),
+        "width": float(width),
+        "height": float(height),
     }
 
 

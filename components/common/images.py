@@ -71,8 +71,9 @@ def _pixel_limit(max_pixels: int | None) -> Iterator[None]:
         Image.MAX_IMAGE_PIXELS = previous
 
 
-def probe(path: Path | IO[bytes], max_pixels: int | None = None, with_phash: bool = False,
-          decode: str = "draft") -> ImageInfo:
+def probe(
+    path: Path | IO[bytes], max_pixels: int | None = None, with_phash: bool = False, decode: str = "draft"
+) -> ImageInfo:
     """Size, mode, format, bit depth and EXIF orientation; unless `header`, after proving the pixels decode.
 
     Truncated JPEGs have a perfect header, so `full` and `draft` decode; `draft` decodes JPEGs at
@@ -91,8 +92,9 @@ def probe(path: Path | IO[bytes], max_pixels: int | None = None, with_phash: boo
     try:
         with _pixel_limit(max_pixels), Image.open(path) as img:
             orientation = int(img.getexif().get(EXIF_ORIENTATION, 1) or 1)
-            info = ImageInfo(img.width, img.height, img.mode, img.format or "", orientation,
-                             _BIT_DEPTH.get(img.mode, 8))
+            info = ImageInfo(
+                img.width, img.height, img.mode, img.format or "", orientation, _BIT_DEPTH.get(img.mode, 8)
+            )
             if decode == "header":
                 return info
             if decode == "draft" and img.format == "JPEG":

@@ -20,14 +20,23 @@ def command(stage: str, args: list[str], nproc_per_node: int = 1) -> list[str]:
     module = ["-m", f"components.{stage}", *args]
     if nproc_per_node == 1:
         return [sys.executable, *module]
-    return [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nnodes", "1",
-            "--nproc-per-node", str(nproc_per_node), *module]
+    return [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nnodes",
+        "1",
+        "--nproc-per-node",
+        str(nproc_per_node),
+        *module,
+    ]
 
 
 def launch(stage: str, args: list[str], nproc_per_node: int = 1) -> None:
     """Run the stage (see `command`) in this interpreter's environment; raise if it fails."""
     cmd = command(stage, args, nproc_per_node)
-    head = cmd[:len(cmd) - len(args)]
+    head = cmd[: len(cmd) - len(args)]
     print("+", " ".join(head), " ".join(a if len(a) < 200 else "<…>" for a in args), flush=True)
     result = subprocess.run(cmd, check=False)
     if result.returncode != 0:

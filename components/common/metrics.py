@@ -8,24 +8,26 @@ import numpy as np
 from sklearn.metrics import confusion_matrix, precision_recall_fscore_support, roc_auc_score
 
 
-def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, classes: tuple[str, ...],
-                           probs: np.ndarray | None = None) -> dict[str, Any]:
+def classification_metrics(
+    y_true: np.ndarray, y_pred: np.ndarray, classes: tuple[str, ...], probs: np.ndarray | None = None
+) -> dict[str, Any]:
     """Accuracy, macro-F1, macro recall and per-class precision/recall over all `classes`.
 
     With `probs` (N×K class probabilities) the one-vs-rest ROC-AUC per class and its macro mean
     are added (see `probability_metrics`), so one dict describes a model on a split.
     """
     labels = list(range(len(classes)))
-    prec, rec, f1, support = precision_recall_fscore_support(
-        y_true, y_pred, labels=labels, zero_division=0)
+    prec, rec, f1, support = precision_recall_fscore_support(y_true, y_pred, labels=labels, zero_division=0)
     present = support > 0
     out = {
         "accuracy": float((y_true == y_pred).mean()) if len(y_true) else 0.0,
         # Averaged over the classes present in y_true: an absent class is reported, not scored as 0.
         "macro_f1": float(np.mean(f1[present])) if present.any() else 0.0,
         "macro_recall": float(np.mean(rec[present])) if present.any() else 0.0,
-        "per_class": {c: {"precision": float(prec[i]), "recall": float(rec[i]), "f1": float(f1[i]),
-                          "support": int(support[i])} for i, c in enumerate(classes)},
+        "per_class": {
+            c: {"precision": float(prec[i]), "recall": float(rec[i]), "f1": float(f1[i]), "support": int(support[i])}
+            for i, c in enumerate(classes)
+        },
         "confusion_matrix": confusion_matrix(y_true, y_pred, labels=labels).tolist(),
         "n": int(len(y_true)),
     }

@@ -64,7 +64,7 @@ def channel_stats(images: torch.Tensor, chunk: int = 4096) -> Normalization:
     total = torch.zeros(3, dtype=torch.float64)
     squares = torch.zeros(3, dtype=torch.float64)
     for start in range(0, len(images), chunk):
-        x = images[start:start + chunk].to(torch.float64)
+        x = images[start : start + chunk].to(torch.float64)
         total += x.sum(dim=(0, 2, 3))
         squares += (x * x).sum(dim=(0, 2, 3))
     n = images.shape[0] * images.shape[2] * images.shape[3]

@@ -39,8 +39,13 @@ class RetentionResult:
     orphans: list[str] = field(default_factory=list)  # files no row referred to
 
     def summary(self) -> dict[str, object]:
-        return {"cutoff": self.cutoff.isoformat(), "deleted": len(self.deleted), "tombstoned": self.tombstoned,
-                "kept_reported": self.kept_reported, "orphans_deleted": len(self.orphans)}
+        return {
+            "cutoff": self.cutoff.isoformat(),
+            "deleted": len(self.deleted),
+            "tombstoned": self.tombstoned,
+            "kept_reported": self.kept_reported,
+            "orphans_deleted": len(self.orphans),
+        }
 
 
 def _older(path: Path, cutoff: datetime) -> bool:
@@ -54,8 +59,11 @@ def _older(path: Path, cutoff: datetime) -> bool:
 def _candidates(store: Store, cutoff: datetime) -> tuple[dict[str, str], int]:
     """Expired, untombstoned images nobody reported: {sha256: path}; and how many were reported."""
     naive = naive_utc(cutoff)
-    query = (select(predictions.c.input_sha256, predictions.c.image_path).distinct()
-             .where(predictions.c.created_at < naive, predictions.c.image_deleted_at.is_(None)))
+    query = (
+        select(predictions.c.input_sha256, predictions.c.image_path)
+        .distinct()
+        .where(predictions.c.created_at < naive, predictions.c.image_deleted_at.is_(None))
+    )
     with store.engine.connect() as conn:
         expired = {r.input_sha256: r.image_path for r in conn.execute(query)}
         reported = {r[0] for r in conn.execute(select(feedback.c.input_sha256).distinct())}  # reports are few
@@ -65,11 +73,16 @@ def _candidates(store: Store, cutoff: datetime) -> tuple[dict[str, str], int]:
 def _expire_one(store: Store, image_dir: Path, sha: str, rel: str, cutoff: datetime, now: datetime) -> int:
     """Tombstone every row of one image and delete its file, in one transaction; rows claimed."""
     newer = predictions.alias("newer")
-    claim = (update(predictions)
-             .where(predictions.c.input_sha256 == sha, predictions.c.image_deleted_at.is_(None),
-                    ~exists().where(newer.c.input_sha256 == sha, newer.c.created_at >= naive_utc(cutoff)),
-                    ~exists().where(feedback.c.input_sha256 == sha))
-             .values(image_deleted_at=naive_utc(now)))
+    claim = (
+        update(predictions)
+        .where(
+            predictions.c.input_sha256 == sha,
+            predictions.c.image_deleted_at.is_(None),
+            ~exists().where(newer.c.input_sha256 == sha, newer.c.created_at >= naive_utc(cutoff)),
+            ~exists().where(feedback.c.input_sha256 == sha),
+        )
+        .values(image_deleted_at=naive_utc(now))
+    )
     path = image_dir / rel
     with store.engine.begin() as conn:
         if not _older(path, cutoff):
@@ -82,8 +95,9 @@ def _expire_one(store: Store, image_dir: Path, sha: str, rel: str, cutoff: datet
 
 def _orphans(store: Store, image_dir: Path, cutoff: datetime) -> list[Path]:
     """Stored files older than the cutoff that no live prediction and no report refers to."""
-    live = union(select(predictions.c.image_path).where(predictions.c.image_deleted_at.is_(None)),
-                 select(feedback.c.image_path))
+    live = union(
+        select(predictions.c.image_path).where(predictions.c.image_deleted_at.is_(None)), select(feedback.c.image_path)
+    )
     with store.engine.connect() as conn:
         referenced = {r[0] for r in conn.execute(live)}
     files = (p for p in image_dir.glob("*/*") if p.is_file() and not p.name.startswith("."))

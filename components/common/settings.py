@@ -82,8 +82,10 @@ def load_preset(name: str, base_doc: dict[str, Any], tasks_dir: Path = TASKS_DIR
     """
     available = list_presets(tasks_dir)
     if name not in available:
-        raise ConfigError(f"--task: no preset {name!r} in {tasks_dir}; available: {', '.join(available) or 'none'} "
-                          "(or the path of a task file ending in .yaml, e.g. from `lesionops task new`)")
+        raise ConfigError(
+            f"--task: no preset {name!r} in {tasks_dir}; available: {', '.join(available) or 'none'} "
+            "(or the path of a task file ending in .yaml, e.g. from `lesionops task new`)"
+        )
     path = tasks_dir / f"{name}.yaml"
     doc = _merge_checked(path, base_doc, read_document(path))
     task = load_task(doc)
@@ -97,8 +99,9 @@ def load_task_file(path: Path, base_doc: dict[str, Any]) -> dict[str, Any]:
     demo's taxonomy would be silently wrong); registry names default to `<name>_classifier` and
     `<name>_detector` so a new task never overwrites another task's champion."""
     if not path.is_file():
-        raise ConfigError(f"--task {path}: no such task file (create one with `lesionops task new --from DIR "
-                          f"--out {path}`)")
+        raise ConfigError(
+            f"--task {path}: no such task file (create one with `lesionops task new --from DIR --out {path}`)"
+        )
     over = read_document(path)
     task = over.get("task")
     if not isinstance(task, dict) or not task.get("name") or not task.get("classes"):
@@ -144,8 +147,12 @@ def apply_overrides(doc: dict[str, Any], assignments: list[str]) -> dict[str, An
     return out
 
 
-def build_settings(params: Path | None = None, task: str | None = None, overrides: list[str] | None = None,
-                   json_text: str | None = None) -> dict[str, Any]:
+def build_settings(
+    params: Path | None = None,
+    task: str | None = None,
+    overrides: list[str] | None = None,
+    json_text: str | None = None,
+) -> dict[str, Any]:
     """params.yaml (or Kubeflow's JSON twin), then `--task`, then `--set`: the one settings path."""
     doc = load_params(json_text=json_text) if json_text is not None else load_params(path=params or Path("params.yaml"))
     return apply_overrides(apply_task(doc, task), overrides or [])

@@ -53,8 +53,11 @@ def stage_source(uri: str | Path, cache_dir: Path, zip_limits: ZipLimits | None 
     if not path.is_dir():
         raise DataError(path, "source folder does not exist (expected a folder, a .zip or s3://bucket/prefix)")
     base = path.resolve()  # once, not per file
-    return StagedSource(path, "folder",
-                        lambda p: (base / p.relative_to(path)).as_uri() if p.is_relative_to(path) else p.resolve().as_uri())
+    return StagedSource(
+        path,
+        "folder",
+        lambda p: (base / p.relative_to(path)).as_uri() if p.is_relative_to(path) else p.resolve().as_uri(),
+    )
 
 
 def _uri_under(root: Path, base_uri: str) -> Callable[[Path], str]:
@@ -64,6 +67,7 @@ def _uri_under(root: Path, base_uri: str) -> Callable[[Path], str]:
 
 
 # --- zip -------------------------------------------------------------------------------------
+
 
 def _safe_member(name: str, archive: Path) -> PurePosixPath | None:
     """The member's relative path, None for folders; refuses anything that could escape the root."""
@@ -123,6 +127,7 @@ def _stage_zip(archive: Path, cache_dir: Path, limits: ZipLimits) -> StagedSourc
 
 
 # --- S3 --------------------------------------------------------------------------------------
+
 
 def _stage_s3(uri: str, cache_dir: Path) -> StagedSource:
     """The prefix mirrored by the storage layer (same cache layout, unchanged objects skipped)."""

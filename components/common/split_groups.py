@@ -89,7 +89,9 @@ def summarize(images: list[Row], max_fraction: float | None = None) -> tuple[dic
     merged.sort(key=lambda gm: (-len(gm[1]), gm[0]))
     described = [_describe(g, m) for g, m in merged]
     block: dict[str, Any] = {
-        "n_images": len(images), "n_groups": len(groups), "n_merged_groups": len(merged),
+        "n_images": len(images),
+        "n_groups": len(groups),
+        "n_merged_groups": len(merged),
         "n_images_in_merged_groups": sum(len(m) for _, m in merged),
         "n_patients_in_merged_groups": sum(d["n_patients"] for d in described),
         "largest": _describe(*max(groups.items(), key=lambda gm: (len(gm[1]), gm[0]))) if groups else None,
@@ -99,16 +101,21 @@ def summarize(images: list[Row], max_fraction: float | None = None) -> tuple[dic
     if max_fraction is not None and images:
         for d in described:
             if d["n_images"] > max_fraction * len(images):
-                warnings.append(f"split group {d['split_group']!r} holds {d['n_images']} of {len(images)} images "
-                                f"({d['n_images'] / len(images):.0%}, limit {max_fraction:.0%}), merged by "
-                                f"{d['reason'] or 'patient'}: a chain of near-duplicates? All of it lands in one "
-                                "split; lower validate_annotations.near_duplicate_phash_distance if they differ")
+                warnings.append(
+                    f"split group {d['split_group']!r} holds {d['n_images']} of {len(images)} images "
+                    f"({d['n_images'] / len(images):.0%}, limit {max_fraction:.0%}), merged by "
+                    f"{d['reason'] or 'patient'}: a chain of near-duplicates? All of it lands in one "
+                    "split; lower validate_annotations.near_duplicate_phash_distance if they differ"
+                )
     return block, warnings
 
 
 def _describe(group: str, members: list[Row]) -> dict[str, Any]:
     reasons = Counter(str(r.get("split_group_reason") or "") for r in members)
-    return {"split_group": group, "n_images": len(members),
-            "n_patients": len({str(r["patient_id"]) for r in members}),
-            "reason": reasons.most_common(1)[0][0] if reasons else "",
-            "images": sorted(str(r["rel_path"]) for r in members)[:EXAMPLES]}
+    return {
+        "split_group": group,
+        "n_images": len(members),
+        "n_patients": len({str(r["patient_id"]) for r in members}),
+        "reason": reasons.most_common(1)[0][0] if reasons else "",
+        "images": sorted(str(r["rel_path"]) for r in members)[:EXAMPLES],
+    }

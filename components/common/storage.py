@@ -101,6 +101,7 @@ def is_remote(uri: str | Path) -> bool:
 
 # --- S3 plumbing -------------------------------------------------------------------------------
 
+
 def _client() -> Any:
     """Created on use: boto3's own resolution of endpoint, region and credentials, nothing else."""
     import boto3
@@ -127,8 +128,12 @@ def _s3_errors(uri: str, action: str) -> Iterator[None]:
 def _objects(client: Any, bucket: str, prefix: str) -> dict[str, dict[str, Any]]:
     """Objects under `prefix`, keyed by their path relative to it (folder markers left out)."""
     pages = client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
-    return {obj["Key"][len(prefix):]: obj for page in pages for obj in page.get("Contents", [])
-            if not obj["Key"].endswith("/")}
+    return {
+        obj["Key"][len(prefix) :]: obj
+        for page in pages
+        for obj in page.get("Contents", [])
+        if not obj["Key"].endswith("/")
+    }
 
 
 def _is_object(client: Any, loc: Location) -> bool:
@@ -155,6 +160,7 @@ def safe_relative(rel: str, uri: str) -> PurePosixPath:
 
 
 # --- small reads and writes ---------------------------------------------------------------------
+
 
 def read_bytes(uri: str | Path) -> bytes:
     loc = parse(uri)
@@ -198,8 +204,7 @@ def list_files(uri: str | Path) -> list[str]:
     loc = parse(uri)
     if not loc.is_s3:
         root = loc.path
-        return sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()) \
-            if root.is_dir() else []
+        return sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()) if root.is_dir() else []
     with _s3_errors(loc.uri, "list prefix"):
         return sorted(_objects(_client(), str(loc.bucket), loc.prefix))
 
@@ -234,6 +239,7 @@ def download(uri: str, dest: Path, what: str = "object") -> Path:
 
 # --- mirroring S3 → local ---------------------------------------------------------------------
 
+
 def _index_path(cache_dir: Path, bucket: str, key: str) -> Path:
     return cache_dir / "s3-index" / f"{bucket}-{hashlib.sha256(key.encode()).hexdigest()[:16]}.json"
 
@@ -249,13 +255,18 @@ def _write_index(path: Path, index: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
-def _sync_object(client: Any, bucket: str, obj: dict[str, Any], dest: Path, cached: dict[str, Any] | None,
-                 stats: dict[str, int]) -> dict[str, Any]:
+def _sync_object(
+    client: Any, bucket: str, obj: dict[str, Any], dest: Path, cached: dict[str, Any] | None, stats: dict[str, int]
+) -> dict[str, Any]:
     """Download unless the cached copy has the same ETag and size; returns the index entry.
     The file gets the object's LastModified as mtime, so (size, mtime) change checks keep working."""
     entry = {"etag": obj["ETag"], "size": int(obj["Size"])}
-    if cached and {k: cached.get(k) for k in entry} == entry and dest.is_file() \
-            and dest.stat().st_size == entry["size"]:
+    if (
+        cached
+        and {k: cached.get(k) for k in entry} == entry
+        and dest.is_file()
+        and dest.stat().st_size == entry["size"]
+    ):
         stats["skipped"] += 1
         return cached
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -336,6 +347,7 @@ def local_input(uri: str | Path, cache_dir: Path = DEFAULT_CACHE) -> Path:
 
 # --- publishing local → S3 --------------------------------------------------------------------
 
+
 def _md5(path: Path) -> str:
     digest = hashlib.md5(usedforsecurity=False)
     with path.open("rb") as fh:
@@ -346,8 +358,7 @@ def _md5(path: Path) -> str:
 
 def _unchanged(path: Path, remote: dict[str, Any] | None) -> bool:
     """Same bytes already there? A single-part ETag is the MD5; multipart ETags never match (→ upload)."""
-    return remote is not None and int(remote["Size"]) == path.stat().st_size \
-        and remote["ETag"].strip('"') == _md5(path)
+    return remote is not None and int(remote["Size"]) == path.stat().st_size and remote["ETag"].strip('"') == _md5(path)
 
 
 def publish(local: str | Path, uri: str | Path, *, delete: bool = False) -> dict[str, int]:
@@ -365,8 +376,11 @@ def publish(local: str | Path, uri: str | Path, *, delete: bool = False) -> dict
                 loc.path.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copy2(src, loc.path)
         return {"uploaded": 0, "unchanged": 0, "deleted": 0}
-    files = {"": src} if src.is_file() else \
-        {p.relative_to(src).as_posix(): p for p in sorted(src.rglob("*")) if p.is_file()}
+    files = (
+        {"": src}
+        if src.is_file()
+        else {p.relative_to(src).as_posix(): p for p in sorted(src.rglob("*")) if p.is_file()}
+    )
     prefix = loc.key if src.is_file() else loc.prefix
     stats = {"uploaded": 0, "unchanged": 0, "deleted": 0}
     client = _client()
@@ -380,7 +394,7 @@ def publish(local: str | Path, uri: str | Path, *, delete: bool = False) -> dict
             stats["uploaded"] += 1
         stale = sorted(set(remote) - set(files)) if delete else []
         for start in range(0, len(stale), 1000):  # DeleteObjects takes at most 1000 keys
-            batch = [{"Key": prefix + rel} for rel in stale[start:start + 1000]]
+            batch = [{"Key": prefix + rel} for rel in stale[start : start + 1000]]
             client.delete_objects(Bucket=loc.bucket, Delete={"Objects": batch, "Quiet": True})
         stats["deleted"] = len(stale)
     return stats
@@ -416,8 +430,9 @@ def _remember(loc: Location, cache_dir: Path, local: Path, is_file: bool) -> Non
 
 
 @contextlib.contextmanager
-def local_output(uri: str | Path, cache_dir: Path = DEFAULT_CACHE, *, is_file: bool = False,
-                 publish_on_success: bool = True) -> Iterator[Path]:
+def local_output(
+    uri: str | Path, cache_dir: Path = DEFAULT_CACHE, *, is_file: bool = False, publish_on_success: bool = True
+) -> Iterator[Path]:
     """A local folder (or file, `is_file`) for a stage to write `uri` into.
 
     Local: the path itself. S3: the cached mirror of what is there now (so incremental stages such
@@ -435,8 +450,11 @@ def local_output(uri: str | Path, cache_dir: Path = DEFAULT_CACHE, *, is_file: b
         with _s3_errors(loc.uri, "read"):
             client.list_objects_v2(Bucket=loc.bucket, Prefix=loc.key, MaxKeys=1)  # NoSuchBucket now, not after
             found = _is_object(client, loc)
-            target = _mirror_file(client, loc, cache_dir).root if found else \
-                Path(cache_dir) / "s3" / str(loc.bucket) / loc.key
+            target = (
+                _mirror_file(client, loc, cache_dir).root
+                if found
+                else Path(cache_dir) / "s3" / str(loc.bucket) / loc.key
+            )
         if not found:  # the first run: nothing there yet (a stale local copy must not be uploaded)
             target.unlink(missing_ok=True)
             target.parent.mkdir(parents=True, exist_ok=True)

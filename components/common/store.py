@@ -47,6 +47,7 @@ from components.common.store_schema import (
 
 __all__ = ["STATUSES", "Feedback", "ImageDeleted", "Prediction", "Review", "Store", "StoredImage", "utc_now"]
 
+
 @dataclass(frozen=True)
 class StoredImage:
     """Where an uploaded image lives (content-addressed) and what it is."""
@@ -134,9 +135,12 @@ class Store:
 
     # ---- writes -------------------------------------------------------------------------------
     def add_prediction(self, p: Prediction) -> None:
-        row = {**{k: v for k, v in asdict(p).items() if k not in ("image", "embedding")},
-               "created_at": naive_utc(p.created_at), "embedding": _embedding_bytes(p.embedding),
-               **_image_columns(p.image)}
+        row = {
+            **{k: v for k, v in asdict(p).items() if k not in ("image", "embedding")},
+            "created_at": naive_utc(p.created_at),
+            "embedding": _embedding_bytes(p.embedding),
+            **_image_columns(p.image),
+        }
         with self._tx() as conn:
             conn.execute(predictions.insert().values(**row))
 
@@ -145,21 +149,43 @@ class Store:
 
         ImageDeleted when the prediction's image was deleted by retention: checked in the same
         transaction, so a report never points at a file that is gone."""
-        row = {**{k: v for k, v in asdict(f).items() if k != "image"}, "created_at": naive_utc(f.created_at),
-               "status": "pending", **_image_columns(f.image)}
+        row = {
+            **{k: v for k, v in asdict(f).items() if k != "image"},
+            "created_at": naive_utc(f.created_at),
+            "status": "pending",
+            **_image_columns(f.image),
+        }
         with self._tx() as conn:
-            if f.prediction_id is not None and conn.execute(
-                    select(predictions.c.image_deleted_at)
-                    .where(predictions.c.prediction_id == f.prediction_id)).scalar() is not None:
+            if (
+                f.prediction_id is not None
+                and conn.execute(
+                    select(predictions.c.image_deleted_at).where(predictions.c.prediction_id == f.prediction_id)
+                ).scalar()
+                is not None
+            ):
                 raise ImageDeleted(f.prediction_id)
             conn.execute(feedback.insert().values(**row))
 
-    def add_event(self, action: str, user_id: str | None, subject: str | None,
-                  detail: dict[str, Any] | None = None, at: datetime | None = None) -> None:
+    def add_event(
+        self,
+        action: str,
+        user_id: str | None,
+        subject: str | None,
+        detail: dict[str, Any] | None = None,
+        at: datetime | None = None,
+    ) -> None:
         """One line of the audit trail for an action that has no row of its own."""
         with self._tx() as conn:
-            conn.execute(events.insert().values(event_id=uuid.uuid4().hex, at=naive_utc(at or utc_now()),
-                                                user_id=user_id, action=action, subject=subject, detail=detail))
+            conn.execute(
+                events.insert().values(
+                    event_id=uuid.uuid4().hex,
+                    at=naive_utc(at or utc_now()),
+                    user_id=user_id,
+                    action=action,
+                    subject=subject,
+                    detail=detail,
+                )
+            )
 
     def list_events(self, subjects: list[str] | None = None, action: str | None = None) -> list[dict[str, Any]]:
         """Audit events, oldest first; `subjects` matches exactly (image sha256s, user ids...)."""
@@ -174,22 +200,34 @@ class Store:
     # ---- users (lesionops/serve/users.py hashes and checks the tokens) --------------------------
     def add_user(self, user_id: str, name: str, role: str, token_hash: str | None, source: str = "token") -> None:
         with self._tx() as conn:
-            conn.execute(users.insert().values(user_id=user_id, name=name, role=role, token_hash=token_hash,
-                                               source=source, created_at=naive_utc(utc_now())))
+            conn.execute(
+                users.insert().values(
+                    user_id=user_id,
+                    name=name,
+                    role=role,
+                    token_hash=token_hash,
+                    source=source,
+                    created_at=naive_utc(utc_now()),
+                )
+            )
 
     def get_user(self, user_id: str) -> dict[str, Any] | None:
         """A user by id (revoked ones too: the caller decides), or by name when no id matches."""
         with self.engine.connect() as conn:
-            row = (conn.execute(select(users).where(users.c.user_id == user_id)).first()
-                   or conn.execute(select(users).where(users.c.name == user_id)).first())
-        return None if row is None else {**row._asdict(), "created_at": aware(row.created_at),
-                                         "revoked_at": aware(row.revoked_at)}
+            row = (
+                conn.execute(select(users).where(users.c.user_id == user_id)).first()
+                or conn.execute(select(users).where(users.c.name == user_id)).first()
+            )
+        return (
+            None
+            if row is None
+            else {**row._asdict(), "created_at": aware(row.created_at), "revoked_at": aware(row.revoked_at)}
+        )
 
     def list_users(self) -> list[dict[str, Any]]:
         with self.engine.connect() as conn:
             rows = conn.execute(select(users).order_by(users.c.created_at, users.c.name))
-            return [{**r._asdict(), "created_at": aware(r.created_at), "revoked_at": aware(r.revoked_at)}
-                    for r in rows]
+            return [{**r._asdict(), "created_at": aware(r.created_at), "revoked_at": aware(r.revoked_at)} for r in rows]
 
     def update_user(self, user_id: str, **values: Any) -> bool:
         """Change a user's role/name/hash or revoke them (`revoked_at`); False for an unknown id."""
@@ -197,19 +235,28 @@ class Store:
         with self._tx() as conn:
             return conn.execute(update(users).where(users.c.user_id == user_id).values(**values)).rowcount == 1
 
-    def review(self, feedback_id: str, decision: Review,
-               export: Callable[[dict[str, Any]], str | None]) -> dict[str, Any] | None:
+    def review(
+        self, feedback_id: str, decision: Review, export: Callable[[dict[str, Any]], str | None]
+    ) -> dict[str, Any] | None:
         """Close a pending report; None when it is not pending (reviewed meanwhile, or unknown).
 
         The row is claimed with a conditional UPDATE (only one of two concurrent reviewers wins),
         then `export(row)` writes the VOC files inside the same transaction: if writing fails the
         claim rolls back and the report stays pending.
         """
-        values = {"status": decision.status, "true_label": decision.true_label, "review_box": decision.box,
-                  "reviewer": decision.reviewer, "reviewed_at": naive_utc(decision.reviewed_at)}
+        values = {
+            "status": decision.status,
+            "true_label": decision.true_label,
+            "review_box": decision.box,
+            "reviewer": decision.reviewer,
+            "reviewed_at": naive_utc(decision.reviewed_at),
+        }
         with self._tx() as conn:
-            claimed = conn.execute(update(feedback).where(feedback.c.feedback_id == feedback_id,
-                                                          feedback.c.status == "pending").values(**values))
+            claimed = conn.execute(
+                update(feedback)
+                .where(feedback.c.feedback_id == feedback_id, feedback.c.status == "pending")
+                .values(**values)
+            )
             if claimed.rowcount != 1:
                 return None
             row = _feedback_row(conn.execute(select(feedback).where(feedback.c.feedback_id == feedback_id)).one())
@@ -237,8 +284,10 @@ class Store:
         with self.engine.connect() as conn:
             rows = [_feedback_row(r) for r in conn.execute(query)]
             ids = [r["prediction_id"] for r in rows if r["prediction_id"]]
-            preds = {r.prediction_id: _prediction_row(r)
-                     for r in conn.execute(select(predictions).where(predictions.c.prediction_id.in_(ids)))}
+            preds = {
+                r.prediction_id: _prediction_row(r)
+                for r in conn.execute(select(predictions).where(predictions.c.prediction_id.in_(ids)))
+            }
         return [{**r, "prediction": preds.get(r["prediction_id"])} for r in rows]
 
     def count_predictions(self, kind: str | None = None) -> int:
@@ -255,18 +304,50 @@ class Store:
         Columns: prediction_id, created_at (UTC), kind, model_version, predicted_class, confidence,
         one column per drift feature (common.image_stats.FEATURES), embedding (list or None).
         """
-        cols = [predictions.c[c] for c in ("prediction_id", "created_at", "kind", "model_version", "predicted_class",
-                                           "confidence", "features", "embedding")]
-        query = (select(*cols).where(predictions.c.kind == kind, *_since(predictions.c.created_at, since))
-                 .order_by(predictions.c.created_at.desc(), predictions.c.prediction_id.desc()).limit(limit))
+        cols = [
+            predictions.c[c]
+            for c in (
+                "prediction_id",
+                "created_at",
+                "kind",
+                "model_version",
+                "predicted_class",
+                "confidence",
+                "features",
+                "embedding",
+            )
+        ]
+        query = (
+            select(*cols)
+            .where(predictions.c.kind == kind, *_since(predictions.c.created_at, since))
+            .order_by(predictions.c.created_at.desc(), predictions.c.prediction_id.desc())
+            .limit(limit)
+        )
         with self.engine.connect() as conn:
             rows = list(conn.execute(query))[::-1]
-        records = [{"prediction_id": r.prediction_id, "created_at": aware(r.created_at), "kind": r.kind,
-                    "model_version": r.model_version, "predicted_class": r.predicted_class,
-                    "confidence": r.confidence, **{f: float(r.features.get(f, np.nan)) for f in FEATURES},
-                    "embedding": _embedding_list(r.embedding)} for r in rows]
-        columns = ["prediction_id", "created_at", "kind", "model_version", "predicted_class", "confidence",
-                   *FEATURES, "embedding"]
+        records = [
+            {
+                "prediction_id": r.prediction_id,
+                "created_at": aware(r.created_at),
+                "kind": r.kind,
+                "model_version": r.model_version,
+                "predicted_class": r.predicted_class,
+                "confidence": r.confidence,
+                **{f: float(r.features.get(f, np.nan)) for f in FEATURES},
+                "embedding": _embedding_list(r.embedding),
+            }
+            for r in rows
+        ]
+        columns = [
+            "prediction_id",
+            "created_at",
+            "kind",
+            "model_version",
+            "predicted_class",
+            "confidence",
+            *FEATURES,
+            "embedding",
+        ]
         frame = pd.DataFrame(records, columns=columns)
         frame["created_at"] = pd.to_datetime(frame["created_at"], utc=True)
         frame["confidence"] = frame["confidence"].astype(float)
@@ -278,10 +359,17 @@ class Store:
         Columns: feedback_id, reviewed_at (UTC), status, model_label, true_label, correct
         (model_label == true_label; False when there was no model answer).
         """
-        query = (select(feedback.c.feedback_id, feedback.c.reviewed_at, feedback.c.status, feedback.c.model_label,
-                        feedback.c.true_label)
-                 .where(feedback.c.status.in_(("accepted", "rejected")), *_since(feedback.c.reviewed_at, since))
-                 .order_by(feedback.c.reviewed_at, feedback.c.feedback_id))
+        query = (
+            select(
+                feedback.c.feedback_id,
+                feedback.c.reviewed_at,
+                feedback.c.status,
+                feedback.c.model_label,
+                feedback.c.true_label,
+            )
+            .where(feedback.c.status.in_(("accepted", "rejected")), *_since(feedback.c.reviewed_at, since))
+            .order_by(feedback.c.reviewed_at, feedback.c.feedback_id)
+        )
         with self.engine.connect() as conn:
             rows = [r._asdict() for r in conn.execute(query)]
         frame = pd.DataFrame(rows, columns=["feedback_id", "reviewed_at", "status", "model_label", "true_label"])
@@ -301,8 +389,13 @@ class Store:
 
 
 def _image_columns(image: StoredImage) -> dict[str, Any]:
-    return {"input_sha256": image.sha256, "image_path": image.path, "image_width": image.width,
-            "image_height": image.height, "orientation": image.orientation}
+    return {
+        "input_sha256": image.sha256,
+        "image_path": image.path,
+        "image_width": image.width,
+        "image_height": image.height,
+        "orientation": image.orientation,
+    }
 
 
 def _prediction_row(row: Any) -> dict[str, Any]:

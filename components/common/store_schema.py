@@ -36,7 +36,8 @@ STATUSES = ("pending", "accepted", "rejected")
 metadata = MetaData()
 
 predictions = Table(
-    "predictions", metadata,
+    "predictions",
+    metadata,
     Column("prediction_id", String(32), primary_key=True),
     Column("created_at", DateTime, nullable=False, index=True),
     Column("kind", String(16), nullable=False, index=True),  # classify | detect
@@ -58,7 +59,8 @@ predictions = Table(
 )
 
 feedback = Table(
-    "feedback", metadata,
+    "feedback",
+    metadata,
     Column("feedback_id", String(32), primary_key=True),
     Column("created_at", DateTime, nullable=False, index=True),
     Column("prediction_id", String(32), ForeignKey("predictions.prediction_id"), index=True),
@@ -81,7 +83,8 @@ feedback = Table(
 )
 
 users = Table(
-    "users", metadata,
+    "users",
+    metadata,
     Column("user_id", String(200), primary_key=True),  # random hex (token users) or oidc:<subject>
     Column("name", String(200), nullable=False, unique=True),
     Column("role", String(16), nullable=False),  # clinician | reviewer | admin
@@ -92,7 +95,8 @@ users = Table(
 )
 
 events = Table(
-    "events", metadata,
+    "events",
+    metadata,
     Column("event_id", String(32), primary_key=True),
     Column("at", DateTime, nullable=False, index=True),
     Column("user_id", String(200), index=True),  # a user id, or system:<what> for scheduled work

@@ -50,12 +50,16 @@ class TaskConfig:
     def __post_init__(self) -> None:
         unknown = set(self.models) - set(MODELS)
         if unknown or not self.models:
-            raise ConfigError(f"task.models: a non-empty list of 'classifier' and/or 'detector', found {list(self.models)}")
+            raise ConfigError(
+                f"task.models: a non-empty list of 'classifier' and/or 'detector', found {list(self.models)}"
+            )
         if not self.classes:
             raise ConfigError("task.classes: the list is empty; name every class as your annotators typed it")
         if "classifier" in self.models and len(self.classes) < 2:
-            raise ConfigError(f"task.classes: a classifier needs at least 2 classes, found {list(self.classes)}; "
-                              "for one-class detection (boxes of one kind) set task.models: [detector]")
+            raise ConfigError(
+                f"task.classes: a classifier needs at least 2 classes, found {list(self.classes)}; "
+                "for one-class detection (boxes of one kind) set task.models: [detector]"
+            )
         if self.sample not in ("patches", "whole_image"):
             raise ConfigError(f"task.sample: expected 'patches' or 'whole_image', found {self.sample!r}")
         if "detector" in self.models and self.sample != "patches":
@@ -70,20 +74,25 @@ class TaskConfig:
             if not usable_label(name):
                 raise ConfigError(f"task.classes: {name!r} has no letters or digits")
             if key in lookup:
-                raise ConfigError(f"task.classes: {lookup[key]!r} and {name!r} are the same class once case, "
-                                  f"spaces, hyphens and underscores are ignored (both read as {key!r}); "
-                                  "keep one and list the other spelling under task.aliases")
+                raise ConfigError(
+                    f"task.classes: {lookup[key]!r} and {name!r} are the same class once case, "
+                    f"spaces, hyphens and underscores are ignored (both read as {key!r}); "
+                    "keep one and list the other spelling under task.aliases"
+                )
             lookup[key] = name
         by_class = dict(lookup)
         for typed, target in self.aliases.items():
             cls = by_class.get(label_key(str(target)))
             if cls is None:
-                raise ConfigError(f"task.aliases: {typed!r} points to {target!r}, which is not one of "
-                                  f"task.classes {list(self.classes)}")
+                raise ConfigError(
+                    f"task.aliases: {typed!r} points to {target!r}, which is not one of "
+                    f"task.classes {list(self.classes)}"
+                )
             key = label_key(str(typed))
             if lookup.get(key, cls) != cls:
-                raise ConfigError(f"task.aliases: {typed!r} → {target!r}, but {typed!r} already reads as "
-                                  f"class {lookup[key]!r}")
+                raise ConfigError(
+                    f"task.aliases: {typed!r} → {target!r}, but {typed!r} already reads as class {lookup[key]!r}"
+                )
             lookup[key] = cls
         return lookup
 

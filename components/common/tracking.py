@@ -99,8 +99,7 @@ def version_by_alias(client: MlflowClient, name: str, alias: str) -> ModelVersio
 def git_commit() -> str:
     """The code version a run came from (a tag on every training run); "unknown" outside git."""
     try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
-                              check=True).stdout.strip()
+        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
 
@@ -121,5 +120,5 @@ class EpochLogger:
 
     def flush(self) -> None:
         for start in range(0, len(self.buffer), 1000):  # the API's per-call limit
-            self.client.log_batch(self.run_id, metrics=self.buffer[start:start + 1000])
+            self.client.log_batch(self.run_id, metrics=self.buffer[start : start + 1000])
         self.buffer = []

@@ -63,9 +63,7 @@ def _sub(parent: ET.Element, tag: str, text: str) -> ET.Element:
 
 def _touches_border(box: VocBox, width: int, height: int) -> bool:
     # Same rule as labelImg's appendObjects: a box on the first row/column or on the far edge.
-    return (
-        int(box.ymax) == height or int(box.ymin) == 1 or int(box.xmax) == width or int(box.xmin) == 1
-    )
+    return int(box.ymax) == height or int(box.ymin) == 1 or int(box.xmax) == width or int(box.xmin) == 1
 
 
 def to_xml(ann: VocAnnotation) -> str:

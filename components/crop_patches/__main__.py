@@ -18,8 +18,7 @@ def main(argv: list[str] | None = None) -> None:
     with local_paths(parser, argv) as args:
         doc = params_from(args)
         patches = run(section(doc, "crop_patches", CropConfig), load_task(doc), args.accepted, args.source, args.out)
-    print(f"crop_patches: {len(patches)} patches → {args.out} "
-          f"({patches.groupby('split').size().to_dict()})")
+    print(f"crop_patches: {len(patches)} patches → {args.out} ({patches.groupby('split').size().to_dict()})")
 
 
 if __name__ == "__main__":

@@ -61,8 +61,10 @@ class BalanceConfig:
         if bad:
             raise ConfigError(f"{where}.splits: unknown {bad}; allowed: {list(SPLITS)}")
         if set(self.splits) - {"train"}:
-            raise ConfigError(f"{where}.splits: only train can be balanced, found {list(self.splits)}: val/test "
-                              "keep their natural class mix, and a flipped copy there would count one lesion twice")
+            raise ConfigError(
+                f"{where}.splits: only train can be balanced, found {list(self.splits)}: val/test "
+                "keep their natural class mix, and a flipped copy there would count one lesion twice"
+            )
 
 
 def augment_patch(img: Image.Image, name: str) -> Image.Image:
@@ -153,10 +155,12 @@ def balance(crops: pd.DataFrame, classes: tuple[str, ...], cfg: BalanceConfig) -
         "splits": balanced,
         "before": before,
         "after": after,
-        "undersampled": {s: {c: before[s][c] - after[s][c] for c in classes if after[s][c] < before[s][c]}
-                         for s in balanced},
-        "oversampled": {s: {c: after[s][c] - before[s][c] for c in classes if after[s][c] > before[s][c]}
-                        for s in balanced},
+        "undersampled": {
+            s: {c: before[s][c] - after[s][c] for c in classes if after[s][c] < before[s][c]} for s in balanced
+        },
+        "oversampled": {
+            s: {c: after[s][c] - before[s][c] for c in classes if after[s][c] > before[s][c]} for s in balanced
+        },
         "short": {s: {c: after[s][c] for c in classes if 0 < after[s][c] < (target or 0)} for s in balanced},
         "empty": {s: [c for c in classes if before[s][c] == 0] for s in splits},
     }
@@ -173,7 +177,10 @@ def check_empty(report: dict, cfg: BalanceConfig, where: str) -> list[str]:
         for split in report["splits"]:
             empty = report["empty"].get(split, [])
             if empty:
-                raise DataError(where, f"class(es) {empty} have no patches in split {split}; add labelled "
-                                "images for them or drop them from task.classes "
-                                "(set crop_patches.balance.fail_on_empty_class: false to continue)")
+                raise DataError(
+                    where,
+                    f"class(es) {empty} have no patches in split {split}; add labelled "
+                    "images for them or drop them from task.classes "
+                    "(set crop_patches.balance.fail_on_empty_class: false to continue)",
+                )
     return warnings

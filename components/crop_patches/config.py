@@ -60,6 +60,20 @@ class CropConfig:
         Split, balance, k-fold and export settings are left out on purpose: changing them
         re-labels or re-selects patches but must not re-crop a single one.
         """
-        return params_hash({k: getattr(self, k) for k in (
-            "patch_size", "context_margin", "shape", "edge", "pad_value", "orientation",
-            "whole_image", "reduced_decode", "image_format", "jpeg_quality")})
+        return params_hash(
+            {
+                k: getattr(self, k)
+                for k in (
+                    "patch_size",
+                    "context_margin",
+                    "shape",
+                    "edge",
+                    "pad_value",
+                    "orientation",
+                    "whole_image",
+                    "reduced_decode",
+                    "image_format",
+                    "jpeg_quality",
+                )
+            }
+        )

@@ -74,8 +74,9 @@ def _save_atomic(sheet: Image.Image, out: Path) -> None:
         raise
 
 
-def make_contact_sheet(patches: pd.DataFrame, patch_root: Path, classes: tuple[str, ...],
-                       per_class: int, out: Path, title: str = "") -> Path:
+def make_contact_sheet(
+    patches: pd.DataFrame, patch_root: Path, classes: tuple[str, ...], per_class: int, out: Path, title: str = ""
+) -> Path:
     """Draw one row per class (label cell, then up to `per_class` thumbnails) and write the PNG."""
     if per_class < 0:
         raise ConfigError(f"contact sheet: per_class must be ≥ 0 (0 = counts only), found {per_class}")
@@ -89,8 +90,7 @@ def make_contact_sheet(patches: pd.DataFrame, patch_root: Path, classes: tuple[s
         patches["patch_id"] = patches["patch_path"]
     font = ImageFont.load_default()
     probe = ImageDraw.Draw(Image.new("RGB", (1, 1)))
-    lines = {c: (c, split_counts(patches, c) if (patches["label"] == c).any() else "no patches")
-             for c in classes}
+    lines = {c: (c, split_counts(patches, c) if (patches["label"] == c).any() else "no patches") for c in classes}
     text_w = max(probe.textlength(line, font=font) for pair in lines.values() for line in pair)
     label_w = max(MIN_LABEL_W, int(text_w) + 2 * MARGIN)
     width = MARGIN + label_w + max(per_class * (CELL + GAP) - GAP, 0) + MARGIN

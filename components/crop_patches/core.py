@@ -58,15 +58,31 @@ def _box_rows(accepted: pd.DataFrame, whole: bool) -> list[dict[str, Any]]:
     """One row per crop with its image's size, orientation and split group (box rows do not carry them)."""
     images = {r["rel_path"]: r for r in records(accepted[accepted.row_type == "image"])}
     if whole:
-        return [{**img, "box_index": -1, "xmin": 1.0, "ymin": 1.0, "xmax": float(img["width"]),
-                 "ymax": float(img["height"]), "split_group": group_of(img)}
-                for img in images.values() if img.get("label")]
+        return [
+            {
+                **img,
+                "box_index": -1,
+                "xmin": 1.0,
+                "ymin": 1.0,
+                "xmax": float(img["width"]),
+                "ymax": float(img["height"]),
+                "split_group": group_of(img),
+            }
+            for img in images.values()
+            if img.get("label")
+        ]
     rows = []
     for box in records(accepted[accepted.row_type == "box"]):
         img = images.get(box["rel_path"], {})
-        rows.append({**box, "width": img.get("width"), "height": img.get("height"),
-                     "orientation": img.get("orientation") or 1,
-                     "split_group": group_of({**box, "split_group": img.get("split_group")})})
+        rows.append(
+            {
+                **box,
+                "width": img.get("width"),
+                "height": img.get("height"),
+                "orientation": img.get("orientation") or 1,
+                "split_group": group_of({**box, "split_group": img.get("split_group")}),
+            }
+        )
     return rows
 
 
@@ -91,15 +107,27 @@ def plan(accepted: pd.DataFrame, cfg: CropConfig, task: TaskConfig, where: Path)
             continue
         window = Window(0, 0, w, h) if whole else box_window(box, w, h, cfg.context_margin, cfg.shape, cfg.edge)
         pid = patch_id(str(row["sha256"]), int(row["box_index"]), box, pixel_hash)
-        crops.append({
-            "patch_id": pid, "patch_path": f"{pid[:2]}/{pid}.{cfg.image_format}",
-            "rel_path": row["rel_path"], "sha256": row["sha256"], "box_index": int(row["box_index"]),
-            "label": row["label"], "patient_id": str(row["patient_id"]), "split_group": row["split_group"],
-            "split": assign_split(row["split_group"], cfg.split),
-            "xmin": box[0], "ymin": box[1], "xmax": box[2], "ymax": box[3],
-            "window": [window.left, window.top, window.right, window.bottom],
-            "image_width": w, "image_height": h, "orientation": int(row.get("orientation") or 1),
-        })
+        crops.append(
+            {
+                "patch_id": pid,
+                "patch_path": f"{pid[:2]}/{pid}.{cfg.image_format}",
+                "rel_path": row["rel_path"],
+                "sha256": row["sha256"],
+                "box_index": int(row["box_index"]),
+                "label": row["label"],
+                "patient_id": str(row["patient_id"]),
+                "split_group": row["split_group"],
+                "split": assign_split(row["split_group"], cfg.split),
+                "xmin": box[0],
+                "ymin": box[1],
+                "xmax": box[2],
+                "ymax": box[3],
+                "window": [window.left, window.top, window.right, window.bottom],
+                "image_width": w,
+                "image_height": h,
+                "orientation": int(row.get("orientation") or 1),
+            }
+        )
     frame = pd.DataFrame(crops)
     if frame.empty:
         raise DataError(where, "no accepted boxes to crop" if not whole else "no labelled images to resize")
@@ -113,8 +141,9 @@ def _jobs(crops: pd.DataFrame, source: Path, root: Path) -> list[ImageJob]:
     for rel, group in todo.groupby("rel_path", sort=True):
         first = group.iloc[0]
         items = tuple(CropItem(r.patch_id, Window(*r.window), str(root / r.patch_path)) for r in group.itertuples())
-        jobs.append(ImageJob(str(source / rel), int(first.image_width), int(first.image_height),
-                             int(first.orientation), items))
+        jobs.append(
+            ImageJob(str(source / rel), int(first.image_width), int(first.image_height), int(first.orientation), items)
+        )
     return jobs
 
 
@@ -201,21 +230,31 @@ def run(cfg: CropConfig, task: TaskConfig, accepted_dir: Path, source: Path, out
     failed = {f["file"] for f in failures}
     crops = crops[[str(source / r) not in failed for r in crops.rel_path]]
     patches, balance_report = balance(crops, task.classes, cfg.balance)
-    groups_block, group_warnings = summarize(records(accepted[accepted.row_type == "image"]),
-                                             cfg.split.max_group_fraction)
+    groups_block, group_warnings = summarize(
+        records(accepted[accepted.row_type == "image"]), cfg.split.max_group_fraction
+    )
     warnings = thin_classes(crops, cfg.split, task.classes) + group_warnings
     warnings += check_empty(balance_report, cfg.balance, str(out_dir / PATCHES))
     copies = _copies(patches, root, cfg)
     patches = patches.assign(params_hash=params_hash(cfg), pixel_hash=cfg.pixel_hash())
     report: dict[str, Any] = {
-        "n_crops": len(crops), "n_patches": len(patches), "cropped_now": written, "reused": len(crops) - written,
-        "augmented_copies_written": copies, "skipped_small_boxes": skipped, "failed_images": failures,
-        "warnings": warnings, "params_hash": params_hash(cfg), "pixel_hash": cfg.pixel_hash(),
-        "per_split_class_counts": _counts(patches, task.classes), "crops_per_split_class": _counts(crops, task.classes),
+        "n_crops": len(crops),
+        "n_patches": len(patches),
+        "cropped_now": written,
+        "reused": len(crops) - written,
+        "augmented_copies_written": copies,
+        "skipped_small_boxes": skipped,
+        "failed_images": failures,
+        "warnings": warnings,
+        "params_hash": params_hash(cfg),
+        "pixel_hash": cfg.pixel_hash(),
+        "per_split_class_counts": _counts(patches, task.classes),
+        "crops_per_split_class": _counts(crops, task.classes),
         "patients_per_split_class": _counts(crops, task.classes, "patient_id"),
         "patients_per_split": {s: int(crops.loc[crops.split == s, "patient_id"].nunique()) for s in SPLITS},
         "split_groups_per_split": {s: int(crops.loc[crops.split == s, "split_group"].nunique()) for s in SPLITS},
-        "split_groups": groups_block, "empty_images": _empty_images(accepted, cfg, whole),
+        "split_groups": groups_block,
+        "empty_images": _empty_images(accepted, cfg, whole),
         "balance": balance_report,
     }
     if cfg.kfold.enabled:
@@ -224,16 +263,26 @@ def run(cfg: CropConfig, task: TaskConfig, accepted_dir: Path, source: Path, out
         write_parquet(out_dir / FOLDS, folds)
         report["kfold"] = {"folds": cfg.kfold.folds, "repeats": cfg.kfold.repeats, "counts": fold_counts(crops, folds)}
     if not whole and cfg.detection.enabled:
-        report["detection"] = export_detection(accepted, source, lambda g: assign_split(g, cfg.split),
-                                               task.classes, cfg.detection, out_dir / "detection")
+        report["detection"] = export_detection(
+            accepted, source, lambda g: assign_split(g, cfg.split), task.classes, cfg.detection, out_dir / "detection"
+        )
     report["pruned"] = _prune(root, set(patches.patch_path))
     write_parquet(out_dir / CROPS, crops)
     write_parquet(out_dir / PATCHES, patches)
-    make_contact_sheet(patches, root, task.classes, cfg.contact_sheet_per_class, out_dir / SHEET,
-                       title=f"{task.name}: {len(patches)} patches")
+    make_contact_sheet(
+        patches,
+        root,
+        task.classes,
+        cfg.contact_sheet_per_class,
+        out_dir / SHEET,
+        title=f"{task.name}: {len(patches)} patches",
+    )
     write_json(out_dir / REPORT, report)
     if failures:
-        raise DataError(failures[0]["file"], f"{failures[0]['problem']} — {len(failures)} image(s) failed to "
-                        f"crop (all listed in {out_dir / REPORT}); every other patch was written and is reused "
-                        "on the next run")
+        raise DataError(
+            failures[0]["file"],
+            f"{failures[0]['problem']} — {len(failures)} image(s) failed to "
+            f"crop (all listed in {out_dir / REPORT}); every other patch was written and is reused "
+            "on the next run",
+        )
     return patches

@@ -28,8 +28,21 @@ from components.crop_patches.split import SPLITS
 
 DETECTION_TABLE = "detection.parquet"
 IMAGES_DIR = "images"
-BOX_COLUMNS = ["rel_path", "sha256", "patient_id", "split_group", "split", "box_index", "label",
-               "xmin", "ymin", "xmax", "ymax", "width", "height"]
+BOX_COLUMNS = [
+    "rel_path",
+    "sha256",
+    "patient_id",
+    "split_group",
+    "split",
+    "box_index",
+    "label",
+    "xmin",
+    "ymin",
+    "xmax",
+    "ymax",
+    "width",
+    "height",
+]
 
 
 @dataclass(frozen=True)
@@ -83,9 +96,17 @@ def _images(accepted: pd.DataFrame, split_of: Callable[[str], str]) -> dict[str,
         split = split_of(group)
         if split not in SPLITS:
             raise ConfigError(f"crop_patches.detection: split_of returned {split!r}, expected one of {SPLITS}")
-        out[rel] = {"rel_path": rel, "sha256": row["sha256"], "patient_id": str(row["patient_id"]),
-                    "split_group": group, "width": int(row["width"]), "height": int(row["height"]),
-                    "split": split, "boxes": [], "usable": _usable(row)}
+        out[rel] = {
+            "rel_path": rel,
+            "sha256": row["sha256"],
+            "patient_id": str(row["patient_id"]),
+            "split_group": group,
+            "width": int(row["width"]),
+            "height": int(row["height"]),
+            "split": split,
+            "boxes": [],
+            "usable": _usable(row),
+        }
     return out
 
 
@@ -132,23 +153,44 @@ def _coco(images: list[dict[str, Any]], classes: tuple[str, ...], images_root: s
     doc: dict[str, Any] = {
         "info": {"description": "LesionOps detection export", "images_root": images_root},
         "categories": [{"id": i + 1, "name": name} for i, name in enumerate(classes)],
-        "images": [], "annotations": [],
+        "images": [],
+        "annotations": [],
     }
     for image_id, image in enumerate(images, start=1):
-        doc["images"].append({"id": image_id, "file_name": image["rel_path"], "width": image["width"],
-                              "height": image["height"], "sha256": image["sha256"],
-                              "patient_id": image["patient_id"]})
+        doc["images"].append(
+            {
+                "id": image_id,
+                "file_name": image["rel_path"],
+                "width": image["width"],
+                "height": image["height"],
+                "sha256": image["sha256"],
+                "patient_id": image["patient_id"],
+            }
+        )
         for box in image["boxes"]:
             bbox = coco_bbox(box["xmin"], box["ymin"], box["xmax"], box["ymax"])
-            doc["annotations"].append({
-                "id": len(doc["annotations"]) + 1, "image_id": image_id,
-                "category_id": classes.index(box["label"]) + 1, "bbox": bbox,
-                "area": bbox[2] * bbox[3], "iscrowd": 0, "box_index": box["box_index"]})
+            doc["annotations"].append(
+                {
+                    "id": len(doc["annotations"]) + 1,
+                    "image_id": image_id,
+                    "category_id": classes.index(box["label"]) + 1,
+                    "bbox": bbox,
+                    "area": bbox[2] * bbox[3],
+                    "iscrowd": 0,
+                    "box_index": box["box_index"],
+                }
+            )
     return doc
 
 
-def export_detection(accepted: pd.DataFrame, source: Path, split_of: Callable[[str], str],
-                     classes: tuple[str, ...], cfg: DetectionConfig, out_dir: Path) -> dict[str, Any]:
+def export_detection(
+    accepted: pd.DataFrame,
+    source: Path,
+    split_of: Callable[[str], str],
+    classes: tuple[str, ...],
+    cfg: DetectionConfig,
+    out_dir: Path,
+) -> dict[str, Any]:
     """Write `annotations_<split>.json`, `detection.parquet` and (optionally) `images/` under out_dir.
 
     `split_of` maps a split group (or patient) id to its split. Returns {split: {"images": n,
@@ -158,8 +200,9 @@ def export_detection(accepted: pd.DataFrame, source: Path, split_of: Callable[[s
     images = _images(accepted, split_of)
     _attach_boxes(images, accepted, classes)
     partial = sorted(rel for rel, image in images.items() if not image["usable"])
-    kept = [images[rel] for rel in sorted(images)
-            if images[rel]["usable"] and (cfg.include_empty or images[rel]["boxes"])]
+    kept = [
+        images[rel] for rel in sorted(images) if images[rel]["usable"] and (cfg.include_empty or images[rel]["boxes"])
+    ]
     for image in kept:
         if not (source / image["rel_path"]).is_file():
             raise DataError(source / image["rel_path"], "accepted raw image is missing from the source")
@@ -177,11 +220,24 @@ def export_detection(accepted: pd.DataFrame, source: Path, split_of: Callable[[s
         members = [image for image in kept if image["split"] == split]
         write_json(out_dir / f"annotations_{split}.json", _coco(members, classes, images_root))
         labels = [box["label"] for image in members for box in image["boxes"]]
-        summary[split] = {"images": len(members), "boxes": len(labels),
-                          "per_class": {c: labels.count(c) for c in classes}}
-    rows = [{**box, "split": image["split"], "patient_id": image["patient_id"], "sha256": image["sha256"],
-             "split_group": image["split_group"], "width": image["width"], "height": image["height"]}
-            for image in kept for box in image["boxes"]]
+        summary[split] = {
+            "images": len(members),
+            "boxes": len(labels),
+            "per_class": {c: labels.count(c) for c in classes},
+        }
+    rows = [
+        {
+            **box,
+            "split": image["split"],
+            "patient_id": image["patient_id"],
+            "sha256": image["sha256"],
+            "split_group": image["split_group"],
+            "width": image["width"],
+            "height": image["height"],
+        }
+        for image in kept
+        for box in image["boxes"]
+    ]
     write_parquet(out_dir / DETECTION_TABLE, pd.DataFrame(rows, columns=BOX_COLUMNS))
     summary["negatives"] = sum(not image["boxes"] for image in kept)
     summary["left_out_partial"] = {"n": len(partial), "files": partial}

@@ -17,9 +17,15 @@ EDGES = ("shift", "reflect", "constant")
 SHAPES = ("square", "keep_aspect")
 FITS = ("letterbox", "center_crop")
 # EXIF orientation → the transpose that shows the pixels upright (as ImageOps.exif_transpose does).
-_UPRIGHT = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180,
-            4: Image.Transpose.FLIP_TOP_BOTTOM, 5: Image.Transpose.TRANSPOSE,
-            6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE, 8: Image.Transpose.ROTATE_90}
+_UPRIGHT = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
 
 
 @dataclass(frozen=True)
@@ -48,8 +54,14 @@ class Window:
         return Window(left, top, max(left + 1, round(self.right * sx)), max(top + 1, round(self.bottom * sy)))
 
 
-def box_window(box: tuple[float, float, float, float], width: int, height: int, margin: float,
-               shape: str = "square", edge: str = "shift") -> Window:
+def box_window(
+    box: tuple[float, float, float, float],
+    width: int,
+    height: int,
+    margin: float,
+    shape: str = "square",
+    edge: str = "shift",
+) -> Window:
     """The window around a box plus `margin` × its side on each side.
 
     `shift` moves the window inside the image (clipping it only when it is larger than the image),

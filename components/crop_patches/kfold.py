@@ -42,8 +42,11 @@ def grouped_kfold(crops: pd.DataFrame, cfg: KFoldConfig) -> pd.DataFrame:
     groups = unit.fillna(crops["patient_id"]).astype(str).to_numpy()
     n_groups = len(set(groups))
     if n_groups < cfg.folds:
-        raise DataError("patches", f"{n_groups} patient(s) or split groups cannot fill {cfg.folds} folds; "
-                        "lower crop_patches.kfold.folds or add patients")
+        raise DataError(
+            "patches",
+            f"{n_groups} patient(s) or split groups cannot fill {cfg.folds} folds; "
+            "lower crop_patches.kfold.folds or add patients",
+        )
     labels = crops["label"].astype(str).to_numpy()
     rows = []
     for repeat in range(cfg.repeats):

@@ -34,7 +34,9 @@ class SplitConfig:
         if min(fractions) < 0 or abs(sum(fractions) - 1.0) > 1e-6:
             raise ConfigError(f"crop_patches.split: fractions must be ≥ 0 and sum to 1, found {fractions}")
         if not 0 < self.max_group_fraction <= 1:
-            raise ConfigError(f"crop_patches.split.max_group_fraction: must be in (0, 1], found {self.max_group_fraction}")
+            raise ConfigError(
+                f"crop_patches.split.max_group_fraction: must be in (0, 1], found {self.max_group_fraction}"
+            )
 
 
 def unit_hash(patient_id: str, salt: str) -> float:
@@ -64,8 +66,10 @@ def thin_classes(crops: pd.DataFrame, cfg: SplitConfig, classes: tuple[str, ...]
         present = set(crops.loc[crops.split == split, "label"])
         missing = [c for c in classes if c not in present and c in set(crops.label)]
         if missing:
-            warnings.append(f"split {split!r} has no patient with class(es) {missing}; "
-                            "add patients or change crop_patches.split.salt")
+            warnings.append(
+                f"split {split!r} has no patient with class(es) {missing}; "
+                "add patients or change crop_patches.split.salt"
+            )
     return warnings
 
 

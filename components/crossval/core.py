@@ -108,14 +108,23 @@ def read_pool(patch_dir: Path, classes: tuple[str, ...]) -> tuple[Pool, pd.DataF
     base = base.sort_values("patch_id", kind="stable").reset_index(drop=True)
     index = {c: i for i, c in enumerate(classes)}
     crops = patch_dir / CROPS
-    undersampled = int((~pd.read_parquet(crops, columns=["patch_id"]).patch_id.isin(base.patch_id)).sum()
-                       if crops.is_file() else 0)
-    pool = Pool(base, base.label.map(index).to_numpy(np.int64), base.patient_id.astype(str).to_numpy(),
-                len(table) - len(base), undersampled)
+    undersampled = int(
+        (~pd.read_parquet(crops, columns=["patch_id"]).patch_id.isin(base.patch_id)).sum() if crops.is_file() else 0
+    )
+    pool = Pool(
+        base,
+        base.label.map(index).to_numpy(np.int64),
+        base.patient_id.astype(str).to_numpy(),
+        len(table) - len(base),
+        undersampled,
+    )
     for repeat, part in folds.groupby("repeat"):
         if unassigned := sorted(set(pool.patients) - set(part.patient_id)):
-            raise DataError(folds_path, f"{len(unassigned)} patient(s) of {table_path.name} have no fold in repeat "
-                            f"{repeat} (e.g. {unassigned[:3]}); the fold table is stale: re-run crop_patches")
+            raise DataError(
+                folds_path,
+                f"{len(unassigned)} patient(s) of {table_path.name} have no fold in repeat "
+                f"{repeat} (e.g. {unassigned[:3]}); the fold table is stale: re-run crop_patches",
+            )
     return pool, folds
 
 
@@ -135,8 +144,9 @@ def skip_reason(classes: tuple[str, ...], y_train: np.ndarray, y_fit: np.ndarray
     return None
 
 
-def carve_val(y: np.ndarray, groups: np.ndarray, cfg: CrossvalConfig,
-              seed: int) -> tuple[np.ndarray, np.ndarray] | None:
+def carve_val(
+    y: np.ndarray, groups: np.ndarray, cfg: CrossvalConfig, seed: int
+) -> tuple[np.ndarray, np.ndarray] | None:
     """(fit, val) positions within the training rows: one stratified, patient-grouped slice of
     about `val_fraction`; None when there are fewer patients than slices."""
     from sklearn.model_selection import StratifiedGroupKFold  # 3 s to import: only when asked
@@ -176,14 +186,20 @@ def decode_pool(pool: Pool, patch_dir: Path, size: int) -> torch.Tensor:
 
 def scores(y: np.ndarray, pred: np.ndarray, classes: tuple[str, ...]) -> dict[str, Any]:
     m = classification_metrics(y, pred, classes)
-    return {"accuracy": m["accuracy"], "macro_f1": m["macro_f1"], "macro_recall": m["macro_recall"],
-            "per_class_recall": {c: pc["recall"] for c, pc in m["per_class"].items()},
-            "support": {c: pc["support"] for c, pc in m["per_class"].items()},
-            "confusion_matrix": m["confusion_matrix"], "n_test": m["n"]}
+    return {
+        "accuracy": m["accuracy"],
+        "macro_f1": m["macro_f1"],
+        "macro_recall": m["macro_recall"],
+        "per_class_recall": {c: pc["recall"] for c, pc in m["per_class"].items()},
+        "support": {c: pc["support"] for c, pc in m["per_class"].items()},
+        "confusion_matrix": m["confusion_matrix"],
+        "n_test": m["n"],
+    }
 
 
-def run_baseline(x: np.ndarray, y: np.ndarray, fold: Fold, cfg: BaselineConfig, search_c: bool,
-                 classes: tuple[str, ...]) -> tuple[np.ndarray, dict[str, Any]]:
+def run_baseline(
+    x: np.ndarray, y: np.ndarray, fold: Fold, cfg: BaselineConfig, search_c: bool, classes: tuple[str, ...]
+) -> tuple[np.ndarray, dict[str, Any]]:
     """Fit on the fold's fit rows (C fixed, or searched on its val slice); predict the held-out rows."""
     if search_c:
         model, chosen, search = select_c(cfg, (x[fold.fit], y[fold.fit]), (x[fold.val], y[fold.val]), classes)
@@ -204,8 +220,16 @@ def initial_state(cfg: TrainConfig, n_classes: int) -> dict[str, torch.Tensor]:
     return copy.deepcopy(model.state_dict())
 
 
-def run_cnn(images: torch.Tensor, y: np.ndarray, fold: Fold, cfg: TrainConfig, task: TaskConfig,
-            start: dict[str, torch.Tensor], device: torch.device, on_epoch: Any) -> tuple[np.ndarray, dict[str, Any]]:
+def run_cnn(
+    images: torch.Tensor,
+    y: np.ndarray,
+    fold: Fold,
+    cfg: TrainConfig,
+    task: TaskConfig,
+    start: dict[str, torch.Tensor],
+    device: torch.device,
+    on_epoch: Any,
+) -> tuple[np.ndarray, dict[str, Any]]:
     """train_model's loop on the fit rows, early stopping on the val rows; best weights predict the test rows."""
     torch.manual_seed(cfg.seed)
     model = build_model(cfg.arch, len(task.classes), cfg.dropout)
@@ -222,8 +246,11 @@ def run_cnn(images: torch.Tensor, y: np.ndarray, fold: Fold, cfg: TrainConfig, t
     assert state.best_state is not None  # the first epoch always beats the initial score of -1
     model.load_state_dict(state.best_state)
     probs = predict(model.eval(), images[fold.test], device, state.norm)
-    return probs.argmax(1), {"best_epoch": state.best_epoch, "best_val_macro_f1": state.best_score,
-                             "epochs_run": len(state.history)}
+    return probs.argmax(1), {
+        "best_epoch": state.best_epoch,
+        "best_val_macro_f1": state.best_score,
+        "epochs_run": len(state.history),
+    }
 
 
 def _fold_record(pool: Pool, fold: Fold) -> dict[str, Any]:
@@ -231,19 +258,36 @@ def _fold_record(pool: Pool, fold: Fold) -> dict[str, Any]:
     patients = {part: sorted(set(pool.patients[getattr(fold, part)])) for part in ("fit", "val", "test")}
     if set(patients["test"]) & (set(patients["fit"]) | set(patients["val"])):
         raise DataError(FOLDS, f"repeat {fold.repeat} fold {fold.fold}: a patient is on both sides")
-    return {"repeat": fold.repeat, "fold": fold.fold, "skipped": fold.skipped, "patients": patients,
-            "n_patches": {part: int(len(getattr(fold, part))) for part in ("fit", "val", "test")}, "results": {}}
+    return {
+        "repeat": fold.repeat,
+        "fold": fold.fold,
+        "skipped": fold.skipped,
+        "patients": patients,
+        "n_patches": {part: int(len(getattr(fold, part))) for part in ("fit", "val", "test")},
+        "results": {},
+    }
 
 
 class _Models:
     """What the folds share: decoded pixels, baseline features, the starting network, configs."""
 
-    def __init__(self, cfg: CrossvalConfig, task: TaskConfig, pool: Pool, patch_dir: Path,
-                 train_cfg: TrainConfig, baseline_cfg: BaselineConfig) -> None:
+    def __init__(
+        self,
+        cfg: CrossvalConfig,
+        task: TaskConfig,
+        pool: Pool,
+        patch_dir: Path,
+        train_cfg: TrainConfig,
+        baseline_cfg: BaselineConfig,
+    ) -> None:
         self.cfg, self.task, self.pool = cfg, task, pool
         weights = "balanced" if cfg.rebalance else None
-        self.train_cfg = dataclasses.replace(train_cfg, epochs=cfg.epochs or train_cfg.epochs, resume=None,
-                                             class_weights=weights or train_cfg.class_weights)
+        self.train_cfg = dataclasses.replace(
+            train_cfg,
+            epochs=cfg.epochs or train_cfg.epochs,
+            resume=None,
+            class_weights=weights or train_cfg.class_weights,
+        )
         self.baseline_cfg = dataclasses.replace(baseline_cfg, class_weight=weights or baseline_cfg.class_weight)
         self.device = pick_device(train_cfg.device)
         if train_cfg.threads:
@@ -252,21 +296,26 @@ class _Models:
         self.features = None
         if "baseline" in cfg.models:
             same = self.images is not None and baseline_cfg.image_size == train_cfg.image_size
-            pixels = self.images if same and self.images is not None else decode_pool(pool, patch_dir,
-                                                                                       baseline_cfg.image_size)
+            pixels = (
+                self.images
+                if same and self.images is not None
+                else decode_pool(pool, patch_dir, baseline_cfg.image_size)
+            )
             self.features = extract_features(pixels.permute(0, 2, 3, 1).contiguous().numpy(), self.baseline_cfg)
         self.start = initial_state(self.train_cfg, len(task.classes)) if "cnn" in cfg.models else None
 
     def predict(self, model: str, fold: Fold, run_id: str) -> tuple[np.ndarray, dict[str, Any]]:
         if model == "baseline":
             assert self.features is not None
-            return run_baseline(self.features, self.pool.labels, fold, self.baseline_cfg, self.cfg.search_c,
-                                self.task.classes)
+            return run_baseline(
+                self.features, self.pool.labels, fold, self.baseline_cfg, self.cfg.search_c, self.task.classes
+            )
 
         assert self.images is not None and self.start is not None
         logger = EpochLogger(run_id, self.train_cfg.log_every)
-        pred, extra = run_cnn(self.images, self.pool.labels, fold, self.train_cfg, self.task, self.start,
-                              self.device, logger)
+        pred, extra = run_cnn(
+            self.images, self.pool.labels, fold, self.train_cfg, self.task, self.start, self.device, logger
+        )
         logger.flush()
         return pred, extra
 
@@ -274,60 +323,98 @@ class _Models:
 def _child(models: _Models, model: str, fold: Fold, record: dict[str, Any]) -> None:
     """One nested MLflow run for (model, repeat, fold), carrying its metrics (or why it was skipped)."""
     with mlflow.start_run(run_name=f"{model}-r{fold.repeat}-f{fold.fold}", nested=True) as child:
-        mlflow.set_tags({"model": model, "repeat": fold.repeat, "fold": fold.fold,
-                         "skipped": fold.skipped or "no"})
+        mlflow.set_tags({"model": model, "repeat": fold.repeat, "fold": fold.fold, "skipped": fold.skipped or "no"})
         if fold.skipped:
             return
         pred, extra = models.predict(model, fold, child.info.run_id)
-        result = {**scores(models.pool.labels[fold.test], pred, models.task.classes), **extra,
-                  "run_id": child.info.run_id}
+        result = {
+            **scores(models.pool.labels[fold.test], pred, models.task.classes),
+            **extra,
+            "run_id": child.info.run_id,
+        }
         record["results"][model] = result
-        mlflow.log_metrics({"accuracy": result["accuracy"], "macro_f1": result["macro_f1"],
-                            "macro_recall": result["macro_recall"],
-                            **{metric_key(f"recall_{c}"): v for c, v in result["per_class_recall"].items()},
-                            **{k: float(v) for k, v in extra.items() if k in CNN_EXTRAS}})
+        mlflow.log_metrics(
+            {
+                "accuracy": result["accuracy"],
+                "macro_f1": result["macro_f1"],
+                "macro_recall": result["macro_recall"],
+                **{metric_key(f"recall_{c}"): v for c, v in result["per_class_recall"].items()},
+                **{k: float(v) for k, v in extra.items() if k in CNN_EXTRAS},
+            }
+        )
         mlflow.log_params({k: v for k, v in extra.items() if k in ("C", "converged")})
 
 
 def _parent_params(cfg: CrossvalConfig, models: _Models, report: dict[str, Any]) -> dict[str, Any]:
-    return {**{f"kfold_{k}": (",".join(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(cfg).items()},
-            "arch": models.train_cfg.arch, "epochs": models.train_cfg.epochs,
-            "cnn_image_size": models.train_cfg.image_size, "baseline_image_size": models.baseline_cfg.image_size,
-            "baseline_C": "searched per fold" if cfg.search_c else models.baseline_cfg.C,
-            "n_patches": report["pool"]["n_patches"], "n_patients": report["pool"]["n_patients"],
-            "n_folds_run": report["n_folds_run"], "n_folds_total": report["n_folds_total"]}
+    return {
+        **{f"kfold_{k}": (",".join(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(cfg).items()},
+        "arch": models.train_cfg.arch,
+        "epochs": models.train_cfg.epochs,
+        "cnn_image_size": models.train_cfg.image_size,
+        "baseline_image_size": models.baseline_cfg.image_size,
+        "baseline_C": "searched per fold" if cfg.search_c else models.baseline_cfg.C,
+        "n_patches": report["pool"]["n_patches"],
+        "n_patients": report["pool"]["n_patients"],
+        "n_folds_run": report["n_folds_run"],
+        "n_folds_total": report["n_folds_total"],
+    }
 
 
-def run(cfg: CrossvalConfig, task: TaskConfig, tracking: TrackingConfig, patch_dir: Path, out_dir: Path,
-              train_cfg: TrainConfig, baseline_cfg: BaselineConfig, data_version: str = "unknown") -> dict[str, Any]:
+def run(
+    cfg: CrossvalConfig,
+    task: TaskConfig,
+    tracking: TrackingConfig,
+    patch_dir: Path,
+    out_dir: Path,
+    train_cfg: TrainConfig,
+    baseline_cfg: BaselineConfig,
+    data_version: str = "unknown",
+) -> dict[str, Any]:
     """Train and score every model on every (repeat, fold) of `patch_dir/folds.parquet`; write the
     report (JSON, Markdown, PNG) into `out_dir` and log it to MLflow; returns the JSON document."""
-    reason = not_trained(task, "classifier") or (None if cfg.enabled else
-                                                 "crossval.enabled is false (set it, with crop_patches.kfold.enabled, "
-                                                 "for the report)")
+    reason = not_trained(task, "classifier") or (
+        None if cfg.enabled else "crossval.enabled is false (set it, with crop_patches.kfold.enabled, for the report)"
+    )
     if reason:
         return write_skipped(out_dir / REPORT_JSON, reason)
     pool, folds = read_pool(patch_dir, task.classes)
     plan = plan_folds(pool, folds, cfg, task.classes)
     models = _Models(cfg, task, pool, patch_dir, train_cfg, baseline_cfg)
     report: dict[str, Any] = {
-        "classes": list(task.classes), "models": list(cfg.models), "config": dataclasses.asdict(cfg),
-        "repeats": int(folds.repeat.nunique()), "folds_per_repeat": int(folds.fold.nunique()),
-        "n_folds_total": int(len(folds[["repeat", "fold"]].drop_duplicates())), "n_folds_run": len(plan),
-        "pool": {"n_patches": len(pool.frame), "n_patients": int(len(set(pool.patients))),
-                 "dropped_augmented_copies": pool.dropped_augmented, "undersampled_crops_missing": pool.undersampled,
-                 "per_class": {c: int((pool.labels == i).sum()) for i, c in enumerate(task.classes)}},
-        "cnn": {"arch": models.train_cfg.arch, "epochs": models.train_cfg.epochs,
-                "image_size": models.train_cfg.image_size, "class_weights": models.train_cfg.class_weights},
-        "baseline": {"C": "searched per fold" if cfg.search_c else models.baseline_cfg.C,
-                     "image_size": models.baseline_cfg.image_size, "class_weight": models.baseline_cfg.class_weight},
-        "data_version": data_version, "folds": [],
+        "classes": list(task.classes),
+        "models": list(cfg.models),
+        "config": dataclasses.asdict(cfg),
+        "repeats": int(folds.repeat.nunique()),
+        "folds_per_repeat": int(folds.fold.nunique()),
+        "n_folds_total": int(len(folds[["repeat", "fold"]].drop_duplicates())),
+        "n_folds_run": len(plan),
+        "pool": {
+            "n_patches": len(pool.frame),
+            "n_patients": int(len(set(pool.patients))),
+            "dropped_augmented_copies": pool.dropped_augmented,
+            "undersampled_crops_missing": pool.undersampled,
+            "per_class": {c: int((pool.labels == i).sum()) for i, c in enumerate(task.classes)},
+        },
+        "cnn": {
+            "arch": models.train_cfg.arch,
+            "epochs": models.train_cfg.epochs,
+            "image_size": models.train_cfg.image_size,
+            "class_weights": models.train_cfg.class_weights,
+        },
+        "baseline": {
+            "C": "searched per fold" if cfg.search_c else models.baseline_cfg.C,
+            "image_size": models.baseline_cfg.image_size,
+            "class_weight": models.baseline_cfg.class_weight,
+        },
+        "data_version": data_version,
+        "folds": [],
     }
     out_dir.mkdir(parents=True, exist_ok=True)
     setup(tracking, f"{tracking.experiment}-{task.name}")
     with mlflow.start_run(run_name="kfold") as parent, Progress() as progress:
-        mlflow.set_tags({"stage": "crossval", "kind": "kfold", "data_version": data_version,
-                         "git_commit": git_commit()})
+        mlflow.set_tags(
+            {"stage": "crossval", "kind": "kfold", "data_version": data_version, "git_commit": git_commit()}
+        )
         bar = progress.add_task("k-fold", total=len(plan) * len(cfg.models))
         for fold in plan:
             record = _fold_record(pool, fold)

@@ -13,18 +13,29 @@ from components.evaluate_detector.core import run
 
 def main(argv: list[str] | None = None) -> None:
     parser = base_parser(__doc__ or "")
-    parser.add_argument("--patches", type=input_location, required=True,
-                        help="crop_patches output folder (with detection/)")
+    parser.add_argument(
+        "--patches", type=input_location, required=True, help="crop_patches output folder (with detection/)"
+    )
     parser.add_argument("--model", type=input_location, required=True, help="train_detector output folder")
-    parser.add_argument("--out", type=output_location, required=True,
-                        help="output folder (metrics, decision, predictions)")
+    parser.add_argument(
+        "--out", type=output_location, required=True, help="output folder (metrics, decision, predictions)"
+    )
     with local_paths(parser, argv) as args:
         doc = params_from(args)
-        report = run(section(doc, "evaluate_detector", EvaluateDetectorConfig), load_task(doc),
-                     section(doc, "mlflow", TrackingConfig), args.patches, args.model, args.out)
+        report = run(
+            section(doc, "evaluate_detector", EvaluateDetectorConfig),
+            load_task(doc),
+            section(doc, "mlflow", TrackingConfig),
+            args.patches,
+            args.model,
+            args.out,
+        )
     verdict = "PASSED" if report["passed"] else f"FAILED ({', '.join(report['failed'])})"
-    print(f"evaluate_detector: skipped: {report['skipped']}" if "skipped" in report
-          else f"evaluate_detector: gate {verdict}")
+    print(
+        f"evaluate_detector: skipped: {report['skipped']}"
+        if "skipped" in report
+        else f"evaluate_detector: gate {verdict}"
+    )
 
 
 if __name__ == "__main__":

@@ -6,8 +6,9 @@ from components.common.kfp_image import IMAGE
 
 
 @dsl.component(base_image=IMAGE, install_kfp_package=False)
-def evaluate_detector(patches: dsl.Input[dsl.Dataset], model: dsl.Input[dsl.Model], params_json: str,
-                      evaluation: dsl.Output[dsl.Artifact]) -> bool:
+def evaluate_detector(
+    patches: dsl.Input[dsl.Dataset], model: dsl.Input[dsl.Model], params_json: str, evaluation: dsl.Output[dsl.Artifact]
+) -> bool:
     """Returns whether the gate passed. A single unnamed output on purpose: kfp.local (2.16)
     resolves `dsl.If` conditions only on a task's default `Output`."""
     import json
@@ -15,7 +16,9 @@ def evaluate_detector(patches: dsl.Input[dsl.Dataset], model: dsl.Input[dsl.Mode
 
     from components.common.launch import launch
 
-    launch("evaluate_detector", ["--patches", patches.path, "--model", model.path, "--out", evaluation.path,
-                                 "--params-json", params_json])
+    launch(
+        "evaluate_detector",
+        ["--patches", patches.path, "--model", model.path, "--out", evaluation.path, "--params-json", params_json],
+    )
     with open(os.path.join(evaluation.path, "decision.json"), encoding="utf-8") as fh:
         return bool(json.load(fh)["passed"])

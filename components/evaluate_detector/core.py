@@ -49,19 +49,29 @@ def champion_detector(tracking: TrackingConfig, alias: str) -> tuple[torch.nn.Mo
 def score(preds: Predictions, test: DetectionSplit, classes: tuple[str, ...], iou: float) -> dict[str, Any]:
     """Flat test metrics of one detector (VOC interpolation; COCO for mAP@0.5:0.95)."""
     m = evaluate_detections(test.ground_truth(), preds, len(classes), iou_thresholds=(iou,))
-    return {"test_map50": m["map50"], "test_map50_95": m["map50_95"], "iou_threshold": iou,
-            "test_map_at_iou": m["map_at"][f"{iou:.2f}"], "n_test_images": m["n_images"],
-            "n_test_boxes": m["n_gt"], "n_predictions": m["n_pred"],
-            "per_class_ap50": {classes[k]: v for k, v in m["per_class_ap50"].items()}}
+    return {
+        "test_map50": m["map50"],
+        "test_map50_95": m["map50_95"],
+        "iou_threshold": iou,
+        "test_map_at_iou": m["map_at"][f"{iou:.2f}"],
+        "n_test_images": m["n_images"],
+        "n_test_boxes": m["n_gt"],
+        "n_predictions": m["n_pred"],
+        "per_class_ap50": {classes[k]: v for k, v in m["per_class_ap50"].items()},
+    }
 
 
 def _gate_view(metrics: dict[str, Any]) -> dict[str, Any]:
-    return {"map50": metrics["test_map_at_iou"], "n_images": metrics["n_test_images"],
-            "iou_threshold": metrics["iou_threshold"]}
+    return {
+        "map50": metrics["test_map_at_iou"],
+        "n_images": metrics["n_test_images"],
+        "iou_threshold": metrics["iou_threshold"],
+    }
 
 
-def plot_predictions(test: DetectionSplit, preds: Predictions, classes: tuple[str, ...], path: Path,
-                     n: int = 6, min_score: float = 0.3) -> Path:
+def plot_predictions(
+    test: DetectionSplit, preds: Predictions, classes: tuple[str, ...], path: Path, n: int = 6, min_score: float = 0.3
+) -> Path:
     """A few test photos: true boxes dashed green, predictions (score ≥ min_score) red with labels."""
     import matplotlib
 
@@ -85,8 +95,15 @@ def plot_predictions(test: DetectionSplit, preds: Predictions, classes: tuple[st
         for (x0, y0, x1, y1), s, lab in list(zip(boxes, scores, labels, strict=True))[:10]:
             if s >= min_score:
                 ax.add_patch(Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, ec="red", lw=1.5))
-                ax.text(x0, y0, f"{classes[int(lab)]} {s:.2f}", color="white", fontsize=7, va="bottom",
-                        bbox={"facecolor": "red", "alpha": 0.7, "pad": 1, "lw": 0})
+                ax.text(
+                    x0,
+                    y0,
+                    f"{classes[int(lab)]} {s:.2f}",
+                    color="white",
+                    fontsize=7,
+                    va="bottom",
+                    bbox={"facecolor": "red", "alpha": 0.7, "pad": 1, "lw": 0},
+                )
     fig.suptitle("green dashed: ground truth, red: prediction (label score)", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
@@ -94,8 +111,14 @@ def plot_predictions(test: DetectionSplit, preds: Predictions, classes: tuple[st
     return path
 
 
-def run(cfg: EvaluateDetectorConfig, task: TaskConfig, tracking: TrackingConfig, patch_dir: Path,
-        model_dir: Path, out_dir: Path) -> dict[str, Any]:
+def run(
+    cfg: EvaluateDetectorConfig,
+    task: TaskConfig,
+    tracking: TrackingConfig,
+    patch_dir: Path,
+    model_dir: Path,
+    out_dir: Path,
+) -> dict[str, Any]:
     """Score challenger and champion on `detection/annotations_test.json`; write and log the verdict."""
     if reason := not_trained(task, "detector") or skipped(model_dir / SUMMARY):
         write_skipped(out_dir / "metrics.json", reason)
@@ -121,8 +144,10 @@ def run(cfg: EvaluateDetectorConfig, task: TaskConfig, tracking: TrackingConfig,
     write_json(out_dir / "decision.json", report)
     mlflow.set_tracking_uri(resolved_uri(tracking))
     with mlflow.start_run(run_id=summary["run_id"]):
-        flat = {**{k: v for k, v in challenger.items() if k.startswith(("test_", "n_"))},
-                **{f"test_ap50_{c}": v for c, v in challenger["per_class_ap50"].items()}}
+        flat = {
+            **{k: v for k, v in challenger.items() if k.startswith(("test_", "n_"))},
+            **{f"test_ap50_{c}": v for c, v in challenger["per_class_ap50"].items()},
+        }
         mlflow.log_metrics({metric_key(k): float(v) for k, v in flat.items() if v is not None})
         mlflow.set_tag("gate_passed", str(decision.passed).lower())
         for name in ("decision.json", "metrics.json", "predictions.png"):

@@ -31,21 +31,36 @@ def _floor(challenger: dict[str, Any], cfg: DetectorGateConfig) -> Rule:
     if value is None:
         return Rule("min_map50", None, cfg.min_map50, False, "no test boxes: mAP is undefined")
     ok = value >= cfg.min_map50
-    return Rule("min_map50", value, cfg.min_map50, ok,
-                f"VOC mAP@{_iou(challenger)} {value:.4f} {'≥' if ok else '<'} {cfg.min_map50:.4f}")
+    return Rule(
+        "min_map50",
+        value,
+        cfg.min_map50,
+        ok,
+        f"VOC mAP@{_iou(challenger)} {value:.4f} {'≥' if ok else '<'} {cfg.min_map50:.4f}",
+    )
 
 
 def _champion_rule(challenger: dict[str, Any], champion: dict[str, Any] | None, cfg: DetectorGateConfig) -> Rule:
     if champion is None:
         return Rule("non_inferior_to_champion", None, None, True, "no champion yet: first detector")
     if challenger["map50"] is None or champion["map50"] is None:
-        return Rule("non_inferior_to_champion", challenger["map50"], None, False,
-                    "no test boxes: the detectors cannot be compared")
+        return Rule(
+            "non_inferior_to_champion",
+            challenger["map50"],
+            None,
+            False,
+            "no test boxes: the detectors cannot be compared",
+        )
     floor = champion["map50"] - cfg.max_drop_vs_champion
     ok = challenger["map50"] >= floor
-    return Rule("non_inferior_to_champion", challenger["map50"], floor, ok,
-                f"mAP@{_iou(challenger)} {challenger['map50']:.4f} vs champion {champion['map50']:.4f} "
-                f"(allowed drop {cfg.max_drop_vs_champion:.4f})")
+    return Rule(
+        "non_inferior_to_champion",
+        challenger["map50"],
+        floor,
+        ok,
+        f"mAP@{_iou(challenger)} {challenger['map50']:.4f} vs champion {champion['map50']:.4f} "
+        f"(allowed drop {cfg.max_drop_vs_champion:.4f})",
+    )
 
 
 def decide(challenger: dict[str, Any], champion: dict[str, Any] | None, cfg: DetectorGateConfig) -> Decision:
@@ -53,8 +68,13 @@ def decide(challenger: dict[str, Any], champion: dict[str, Any] | None, cfg: Det
     optionally "iou_threshold"}. The gate passes only if every rule passes."""
     n = int(challenger["n_images"])
     rules = (
-        Rule("min_test_images", n, cfg.min_test_images, n >= cfg.min_test_images,
-             f"{n} test images (need {cfg.min_test_images})"),
+        Rule(
+            "min_test_images",
+            n,
+            cfg.min_test_images,
+            n >= cfg.min_test_images,
+            f"{n} test images (need {cfg.min_test_images})",
+        ),
         _floor(challenger, cfg),
         _champion_rule(challenger, champion, cfg),
     )

@@ -60,13 +60,17 @@ def patient_counts(patients: Sequence[str], cfg: BootstrapConfig) -> tuple[np.nd
         raise ConfigError(f"evaluate_model.bootstrap.confidence: must be in (0, 1), found {cfg.confidence}")
     ids, index = np.unique(np.asarray(patients, dtype=str), return_inverse=True)
     rng = np.random.default_rng(cfg.seed)
-    counts = rng.multinomial(len(ids), np.full(len(ids), 1.0 / len(ids)), size=cfg.n_resamples) \
-        if len(ids) else np.zeros((cfg.n_resamples, 0), dtype=np.int64)
+    counts = (
+        rng.multinomial(len(ids), np.full(len(ids), 1.0 / len(ids)), size=cfg.n_resamples)
+        if len(ids)
+        else np.zeros((cfg.n_resamples, 0), dtype=np.int64)
+    )
     return counts.astype(np.float64), index
 
 
-def resampled_confusions(y: np.ndarray, pred: np.ndarray, counts: np.ndarray, index: np.ndarray,
-                         n_classes: int) -> np.ndarray:
+def resampled_confusions(
+    y: np.ndarray, pred: np.ndarray, counts: np.ndarray, index: np.ndarray, n_classes: int
+) -> np.ndarray:
     """R×K×K confusion matrices (rows = truth), one per patient resample."""
     per_patient = np.zeros((counts.shape[1], n_classes * n_classes))
     np.add.at(per_patient, (index, np.asarray(y) * n_classes + np.asarray(pred)), 1.0)
@@ -85,8 +89,11 @@ def confusion_metrics(conf: np.ndarray) -> dict[str, np.ndarray]:
         recall = np.where(present, diag / support, 0.0)
         f1 = np.where(present, 2.0 * diag / (support + predicted), 0.0)
         accuracy = diag.sum(axis=1) / conf.sum(axis=(1, 2))
-    return {"accuracy": np.nan_to_num(accuracy), "macro_f1": f1.sum(axis=1) / n_present,
-            "macro_recall": recall.sum(axis=1) / n_present}
+    return {
+        "accuracy": np.nan_to_num(accuracy),
+        "macro_f1": f1.sum(axis=1) / n_present,
+        "macro_recall": recall.sum(axis=1) / n_present,
+    }
 
 
 def interval(values: np.ndarray, confidence: float) -> list[float]:
@@ -96,16 +103,24 @@ def interval(values: np.ndarray, confidence: float) -> list[float]:
     return [float(lo), float(hi)]
 
 
-def confidence_intervals(y: np.ndarray, pred: np.ndarray, counts: np.ndarray, index: np.ndarray,
-                         n_classes: int, confidence: float) -> dict[str, list[float]]:
+def confidence_intervals(
+    y: np.ndarray, pred: np.ndarray, counts: np.ndarray, index: np.ndarray, n_classes: int, confidence: float
+) -> dict[str, list[float]]:
     """Patient-bootstrap CI of accuracy, macro-F1 and macro recall for one model's predictions."""
     scores = confusion_metrics(resampled_confusions(y, pred, counts, index, n_classes))
     return {m: interval(scores[m], confidence) for m in METRICS}
 
 
-def paired_difference(y: np.ndarray, pred_a: np.ndarray, pred_b: np.ndarray, counts: np.ndarray,
-                      index: np.ndarray, n_classes: int, confidence: float,
-                      metric: str = "macro_f1") -> list[float]:
+def paired_difference(
+    y: np.ndarray,
+    pred_a: np.ndarray,
+    pred_b: np.ndarray,
+    counts: np.ndarray,
+    index: np.ndarray,
+    n_classes: int,
+    confidence: float,
+    metric: str = "macro_f1",
+) -> list[float]:
     """CI of metric(a) − metric(b) over the SAME patient resamples (a = challenger, b = champion)."""
     a = confusion_metrics(resampled_confusions(y, pred_a, counts, index, n_classes))[metric]
     b = confusion_metrics(resampled_confusions(y, pred_b, counts, index, n_classes))[metric]

@@ -67,9 +67,12 @@ def fit_temperature(logits_val: np.ndarray, y_val: np.ndarray) -> float:
     No validation samples → 1.0 (no rescaling)."""
     if len(y_val) == 0:
         return 1.0
-    result = minimize_scalar(lambda log_t: nll(logits_val, y_val, float(np.exp(log_t))),
-                             bounds=(np.log(T_MIN), np.log(T_MAX)), method="bounded",
-                             options={"xatol": 1e-6})
+    result = minimize_scalar(
+        lambda log_t: nll(logits_val, y_val, float(np.exp(log_t))),
+        bounds=(np.log(T_MIN), np.log(T_MAX)),
+        method="bounded",
+        options={"xatol": 1e-6},
+    )
     return float(np.exp(result.x))
 
 

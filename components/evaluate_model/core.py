@@ -80,13 +80,13 @@ class Scored:
 
 
 @torch.no_grad()
-def predict_logits(model: torch.nn.Module, images: torch.Tensor, device: torch.device, norm: Normalization,
-                   batch: int = 256) -> np.ndarray:
+def predict_logits(
+    model: torch.nn.Module, images: torch.Tensor, device: torch.device, norm: Normalization, batch: int = 256
+) -> np.ndarray:
     """Raw logits (float64) for uint8 images normalised as the model was trained: temperature scaling
     needs them before the softmax. The caller puts the model in eval mode (exported registry models
     are frozen in it)."""
-    out = [model(normalize(images[i:i + batch].to(device), norm)).float().cpu()
-           for i in range(0, len(images), batch)]
+    out = [model(normalize(images[i : i + batch].to(device), norm)).float().cpu() for i in range(0, len(images), batch)]
     return torch.cat(out).double().numpy() if out else np.zeros((0, 0))
 
 
@@ -116,8 +116,7 @@ def _logged_preprocessing(run_id: str) -> tuple[int | None, Normalization]:
     (None, ImageNet's statistics) when it logged none, as models before the file existed."""
     try:
         with tempfile.TemporaryDirectory() as tmp:
-            path = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="preprocessing.json",
-                                                       dst_path=tmp)
+            path = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="preprocessing.json", dst_path=tmp)
             prep = json.loads(Path(path).read_text())
             return int(prep["image_size"]), Normalization.from_dict(prep)
     except (MlflowException, OSError, KeyError, ValueError):
@@ -167,40 +166,69 @@ def read_validation(validation_dir: Path | None) -> bool | None:
     return passed
 
 
-def score(model: torch.nn.Module, test: PatchSet, val: PatchSet, classes: tuple[str, ...], cfg: EvaluateConfig,
-          boot: tuple[np.ndarray, np.ndarray], device: torch.device, norm: Normalization) -> Scored:
+def score(
+    model: torch.nn.Module,
+    test: PatchSet,
+    val: PatchSet,
+    classes: tuple[str, ...],
+    cfg: EvaluateConfig,
+    boot: tuple[np.ndarray, np.ndarray],
+    device: torch.device,
+    norm: Normalization,
+) -> Scored:
     """Metrics of one model on test; its temperature is fitted on val (never on test)."""
     logits = predict_logits(model.to(device), test.images, device, norm)
     y, probs = test.labels.numpy(), softmax(logits, axis=1)
     pred = probs.argmax(1)
     m = classification_metrics(y, pred, classes, probs)
     temperature = fit_temperature(predict_logits(model, val.images, device, norm), val.labels.numpy())
-    m.update(temperature=temperature, ece=expected_calibration_error(probs, y, cfg.calibration_bins),
-             ece_calibrated=expected_calibration_error(calibrated(logits, temperature), y, cfg.calibration_bins),
-             ci=confidence_intervals(y, pred, *boot, len(classes), cfg.bootstrap.confidence))
+    m.update(
+        temperature=temperature,
+        ece=expected_calibration_error(probs, y, cfg.calibration_bins),
+        ece_calibrated=expected_calibration_error(calibrated(logits, temperature), y, cfg.calibration_bins),
+        ci=confidence_intervals(y, pred, *boot, len(classes), cfg.bootstrap.confidence),
+    )
     return Scored(m, logits, pred)
 
 
 def summary(m: dict[str, Any]) -> dict[str, Any]:
     """The metrics.json block of one model: flat DVC-friendly keys plus CIs and per-class detail."""
-    return {"test_accuracy": m["accuracy"], "test_macro_f1": m["macro_f1"], "test_macro_recall": m["macro_recall"],
-            "n_test": m["n"], **{f"test_recall_{c}": pc["recall"] for c, pc in m["per_class"].items()},
-            "test_roc_auc_macro": m["roc_auc_macro"], "test_ece": m["ece"], "test_ece_calibrated": m["ece_calibrated"],
-            "temperature": m["temperature"], "ci": m["ci"], "per_class": m["per_class"],
-            "confusion_matrix": m["confusion_matrix"]}
+    return {
+        "test_accuracy": m["accuracy"],
+        "test_macro_f1": m["macro_f1"],
+        "test_macro_recall": m["macro_recall"],
+        "n_test": m["n"],
+        **{f"test_recall_{c}": pc["recall"] for c, pc in m["per_class"].items()},
+        "test_roc_auc_macro": m["roc_auc_macro"],
+        "test_ece": m["ece"],
+        "test_ece_calibrated": m["ece_calibrated"],
+        "temperature": m["temperature"],
+        "ci": m["ci"],
+        "per_class": m["per_class"],
+        "confusion_matrix": m["confusion_matrix"],
+    }
 
 
-def _champion(tracking: TrackingConfig, cfg: EvaluateConfig, patch_dir: Path, classes: tuple[str, ...],
-              size: int, boot: tuple[np.ndarray, np.ndarray], device: torch.device,
-              data: tuple[PatchSet, PatchSet]) -> tuple[Scored | None, str | None]:
+def _champion(
+    tracking: TrackingConfig,
+    cfg: EvaluateConfig,
+    patch_dir: Path,
+    classes: tuple[str, ...],
+    size: int,
+    boot: tuple[np.ndarray, np.ndarray],
+    device: torch.device,
+    data: tuple[PatchSet, PatchSet],
+) -> tuple[Scored | None, str | None]:
     """Score the registry champion on the same test patches (resized to its own input size and
     normalised with its own statistics)."""
     champ = champion_model(tracking, cfg.champion_alias)
     if champ is None:
         return None, None
     if champ.image_size is not None and champ.image_size != size:
-        data = (load_split(patch_dir, "test", classes, champ.image_size),
-                load_split(patch_dir, "val", classes, champ.image_size))
+        data = (
+            load_split(patch_dir, "test", classes, champ.image_size),
+            load_split(patch_dir, "val", classes, champ.image_size),
+        )
     return score(champ.model, data[0], data[1], classes, cfg, boot, device, champ.norm), champ.version
 
 
@@ -208,21 +236,29 @@ def _plots(out_dir: Path, challenger: Scored, y: np.ndarray, classes: tuple[str,
     m = challenger.metrics
     plots.plot_confusion(np.array(m["confusion_matrix"]), classes, out_dir / "confusion_matrix.png")
     raw, cal = softmax(challenger.logits, axis=1), calibrated(challenger.logits, m["temperature"])
-    plots.plot_reliability({"raw": (reliability_bins(raw, y, bins), m["ece"]),
-                            f"T = {m['temperature']:.2f} (fitted on val)":
-                                (reliability_bins(cal, y, bins), m["ece_calibrated"])}, out_dir / "reliability.png")
+    plots.plot_reliability(
+        {
+            "raw": (reliability_bins(raw, y, bins), m["ece"]),
+            f"T = {m['temperature']:.2f} (fitted on val)": (reliability_bins(cal, y, bins), m["ece_calibrated"]),
+        },
+        out_dir / "reliability.png",
+    )
     plots.plot_roc(y, raw, classes, {c: pc["roc_auc"] for c, pc in m["per_class"].items()}, out_dir / "roc.png")
 
 
-def _metrics_doc(challenger: Scored, champion: Scored | None, baseline: dict[str, Any] | None,
-                 diff_ci: list[float] | None) -> dict[str, Any]:
+def _metrics_doc(
+    challenger: Scored, champion: Scored | None, baseline: dict[str, Any] | None, diff_ci: list[float] | None
+) -> dict[str, Any]:
     """metrics.json's model part: the challenger's block, its gain on the baseline, the champion's block."""
     f1 = challenger.metrics["macro_f1"]
-    return {**summary(challenger.metrics),
-            "baseline_macro_f1": None if baseline is None else baseline["macro_f1"],
-            "gain_vs_baseline": None if baseline is None else f1 - baseline["macro_f1"],
-            "champion": None if champion is None else summary(champion.metrics),
-            "diff_macro_f1": None if champion is None else f1 - champion.metrics["macro_f1"], "diff_ci": diff_ci}
+    return {
+        **summary(challenger.metrics),
+        "baseline_macro_f1": None if baseline is None else baseline["macro_f1"],
+        "gain_vs_baseline": None if baseline is None else f1 - baseline["macro_f1"],
+        "champion": None if champion is None else summary(champion.metrics),
+        "diff_macro_f1": None if champion is None else f1 - champion.metrics["macro_f1"],
+        "diff_ci": diff_ci,
+    }
 
 
 def _log(run_id: str, metrics: dict[str, Any], passed: bool, out_dir: Path) -> None:
@@ -240,8 +276,16 @@ def _log(run_id: str, metrics: dict[str, Any], passed: bool, out_dir: Path) -> N
         mlflow.log_artifacts(str(out_dir / REFERENCE_DIR), artifact_path=REFERENCE_DIR)  # drift reference
 
 
-def run(cfg: EvaluateConfig, task: TaskConfig, tracking: TrackingConfig, patch_dir: Path, train_dir: Path,
-        out_dir: Path, baseline_dir: Path | None = None, validation_dir: Path | None = None) -> dict[str, Any]:
+def run(
+    cfg: EvaluateConfig,
+    task: TaskConfig,
+    tracking: TrackingConfig,
+    patch_dir: Path,
+    train_dir: Path,
+    out_dir: Path,
+    baseline_dir: Path | None = None,
+    validation_dir: Path | None = None,
+) -> dict[str, Any]:
     if reason := not_trained(task, "classifier") or skipped(train_dir / SUMMARY):
         write_skipped(out_dir / "metrics.json", reason)
         for name in PLOTS:
@@ -258,23 +302,46 @@ def run(cfg: EvaluateConfig, task: TaskConfig, tracking: TrackingConfig, patch_d
     boot = patient_counts(resampling_units(test.patients, patch_dir), cfg.bootstrap)
     challenger = score(model, test, val, task.classes, cfg, boot, device, norm)
     champion, champ_version = _champion(tracking, cfg, patch_dir, task.classes, size, boot, device, (test, val))
-    diff_ci = None if champion is None else paired_difference(
-        y, challenger.pred, champion.pred, *boot, len(task.classes), cfg.bootstrap.confidence)
+    diff_ci = (
+        None
+        if champion is None
+        else paired_difference(y, challenger.pred, champion.pred, *boot, len(task.classes), cfg.bootstrap.confidence)
+    )
     leaks = leak_patients(patch_dir)
     n_patients = int(len(set(test.patients)))
     resolved = resolution(diff_ci, challenger.metrics["ci"]["macro_f1"], n_patients, len(y), cfg.bootstrap.confidence)
-    decision = decide(challenger.metrics, None if champion is None else champion.metrics, cfg.gate,
-                      baseline=baseline, validation_passed=validation_passed, leak_patients=leaks, diff_ci=diff_ci,
-                      test_resolution=resolved)
+    decision = decide(
+        challenger.metrics,
+        None if champion is None else champion.metrics,
+        cfg.gate,
+        baseline=baseline,
+        validation_passed=validation_passed,
+        leak_patients=leaks,
+        diff_ci=diff_ci,
+        test_resolution=resolved,
+    )
     out_dir.mkdir(parents=True, exist_ok=True)
     _plots(out_dir, challenger, y, task.classes, cfg.calibration_bins)
     # What serving's champion is monitored against (components/monitor_drift/reference.py).
-    build_reference(model, [("val", val), ("test", test)], task.classes, challenger.metrics["temperature"],
-                    patch_dir, out_dir / REFERENCE_DIR, norm, device=device)
-    metrics = {**_metrics_doc(challenger, champion, baseline, diff_ci), "champion_version": champ_version,
-               "bootstrap": asdict(cfg.bootstrap), "n_test_patients": n_patients,
-               "test_resolution_macro_f1": resolved["macro_f1"],
-               "leak_patients": leaks, "validation_passed": validation_passed}
+    build_reference(
+        model,
+        [("val", val), ("test", test)],
+        task.classes,
+        challenger.metrics["temperature"],
+        patch_dir,
+        out_dir / REFERENCE_DIR,
+        norm,
+        device=device,
+    )
+    metrics = {
+        **_metrics_doc(challenger, champion, baseline, diff_ci),
+        "champion_version": champ_version,
+        "bootstrap": asdict(cfg.bootstrap),
+        "n_test_patients": n_patients,
+        "test_resolution_macro_f1": resolved["macro_f1"],
+        "leak_patients": leaks,
+        "validation_passed": validation_passed,
+    }
     write_json(out_dir / "metrics.json", metrics)
     report = {**decision.as_dict(), "run_id": train_summary["run_id"], "champion_version": champ_version}
     write_json(out_dir / "decision.json", report)

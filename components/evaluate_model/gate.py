@@ -57,22 +57,39 @@ class GateConfig:
         if self.margin_rule not in MARGIN_RULES:
             from components.common.errors import ConfigError
 
-            raise ConfigError(f"evaluate_model.gate.margin_rule: expected one of {list(MARGIN_RULES)}, "
-                              f"found {self.margin_rule!r}")
+            raise ConfigError(
+                f"evaluate_model.gate.margin_rule: expected one of {list(MARGIN_RULES)}, found {self.margin_rule!r}"
+            )
 
 
-def resolution(diff_ci: Sequence[float] | None, challenger_ci: Sequence[float] | None, n_patients: int,
-               n_test: int, confidence: float) -> dict[str, Any]:
+def resolution(
+    diff_ci: Sequence[float] | None,
+    challenger_ci: Sequence[float] | None,
+    n_patients: int,
+    n_test: int,
+    confidence: float,
+) -> dict[str, Any]:
     """The smallest macro-F1 difference this test set can show: the half-width of the paired
     (challenger − champion) interval, or with no champion yet the half-width of the challenger's
     own macro-F1 interval (how precisely the test set pins one model's score)."""
-    basis, ci = ("paired challenger − champion", diff_ci) if diff_ci is not None else ("challenger alone", challenger_ci)
+    basis, ci = (
+        ("paired challenger − champion", diff_ci) if diff_ci is not None else ("challenger alone", challenger_ci)
+    )
     half = None if ci is None else (float(ci[1]) - float(ci[0])) / 2.0
-    statement = (f"{n_test} test samples from {n_patients} patients: differences in macro-F1 smaller than "
-                 f"±{half:.3f} are not resolved at {confidence:.0%} ({basis}, patient bootstrap)"
-                 if half is not None else "no bootstrap interval: resolution unknown")
-    return {"macro_f1": half, "basis": basis, "n_test_patients": n_patients, "n_test": n_test,
-            "confidence": confidence, "statement": statement}
+    statement = (
+        f"{n_test} test samples from {n_patients} patients: differences in macro-F1 smaller than "
+        f"±{half:.3f} are not resolved at {confidence:.0%} ({basis}, patient bootstrap)"
+        if half is not None
+        else "no bootstrap interval: resolution unknown"
+    )
+    return {
+        "macro_f1": half,
+        "basis": basis,
+        "n_test_patients": n_patients,
+        "n_test": n_test,
+        "confidence": confidence,
+        "statement": statement,
+    }
 
 
 def _floor(name: str, value: float, threshold: float) -> Rule:
@@ -84,8 +101,15 @@ def _recall_rules(challenger: dict[str, Any], cfg: GateConfig) -> list[Rule]:
     rules = []
     for cls, m in challenger["per_class"].items():
         if m["support"] == 0:
-            rules.append(Rule(f"recall[{cls}]", None, cfg.min_class_recall, False,
-                              f"no test samples of {cls}: its sensitivity is unknown"))
+            rules.append(
+                Rule(
+                    f"recall[{cls}]",
+                    None,
+                    cfg.min_class_recall,
+                    False,
+                    f"no test samples of {cls}: its sensitivity is unknown",
+                )
+            )
         else:
             rules.append(_floor(f"recall[{cls}]", m["recall"], cfg.min_class_recall))
     return rules
@@ -96,25 +120,44 @@ def _baseline_rule(challenger: dict[str, Any], baseline: dict[str, Any] | None, 
     if baseline is None:
         return Rule(name, None, need, False, "no baseline metrics: the CNN must be compared with the classic baseline")
     if baseline.get("n") is not None and baseline["n"] != challenger["n"]:
-        return Rule(name, None, need, False, f"baseline scored on {baseline['n']} test samples, the challenger "
-                                             f"on {challenger['n']}: not the same test split")
+        return Rule(
+            name,
+            None,
+            need,
+            False,
+            f"baseline scored on {baseline['n']} test samples, the challenger "
+            f"on {challenger['n']}: not the same test split",
+        )
     gain = challenger["macro_f1"] - baseline["macro_f1"]
     ok = gain >= need
-    return Rule(name, gain, need, ok, f"macro-F1 {challenger['macro_f1']:.4f} − baseline {baseline['macro_f1']:.4f} "
-                                      f"= {gain:+.4f} {'≥' if ok else '<'} {need:+.4f}")
+    return Rule(
+        name,
+        gain,
+        need,
+        ok,
+        f"macro-F1 {challenger['macro_f1']:.4f} − baseline {baseline['macro_f1']:.4f} "
+        f"= {gain:+.4f} {'≥' if ok else '<'} {need:+.4f}",
+    )
 
 
-def _champion_rule(challenger: dict[str, Any], champion: dict[str, Any] | None, cfg: GateConfig,
-                   diff_ci: Sequence[float] | None) -> Rule:
+def _champion_rule(
+    challenger: dict[str, Any], champion: dict[str, Any] | None, cfg: GateConfig, diff_ci: Sequence[float] | None
+) -> Rule:
     name, floor = "non_inferior_to_champion", -cfg.max_drop_vs_champion
     if champion is None:
         return Rule(name, None, None, True, "no champion yet: first model")
     diff = challenger["macro_f1"] - champion["macro_f1"]
     if diff_ci is None:
         ok = diff >= floor
-        return Rule(name, diff, floor, ok, f"macro-F1 {challenger['macro_f1']:.4f} − champion "
-                                           f"{champion['macro_f1']:.4f} = {diff:+.4f} {'≥' if ok else '<'} "
-                                           f"{floor:+.4f} (point difference, no bootstrap interval)")
+        return Rule(
+            name,
+            diff,
+            floor,
+            ok,
+            f"macro-F1 {challenger['macro_f1']:.4f} − champion "
+            f"{champion['macro_f1']:.4f} = {diff:+.4f} {'≥' if ok else '<'} "
+            f"{floor:+.4f} (point difference, no bootstrap interval)",
+        )
     low, high = float(diff_ci[0]), float(diff_ci[1])
     interval = f"macro-F1 difference {diff:+.4f}, paired patient-bootstrap CI [{low:+.4f}, {high:+.4f}]"
     if cfg.margin_rule == "fixed":
@@ -123,48 +166,80 @@ def _champion_rule(challenger: dict[str, Any], champion: dict[str, Any] | None, 
     half = (high - low) / 2.0
     margin = -max(cfg.max_drop_vs_champion, half)
     if diff < floor:
-        return Rule(name, low, margin, False, f"{interval}: the challenger scores {-diff:.4f} below the champion, "
-                                              f"more than the {cfg.max_drop_vs_champion:.4f} margin")
+        return Rule(
+            name,
+            low,
+            margin,
+            False,
+            f"{interval}: the challenger scores {-diff:.4f} below the champion, "
+            f"more than the {cfg.max_drop_vs_champion:.4f} margin",
+        )
     ok = low >= margin
-    why = (f"margin {cfg.max_drop_vs_champion:.4f}" if half <= cfg.max_drop_vs_champion else
-           f"margin = the test set's resolution ±{half:.4f} (wider than {cfg.max_drop_vs_champion:.4f}: "
-           "a smaller drop cannot be shown on this test set)")
+    why = (
+        f"margin {cfg.max_drop_vs_champion:.4f}"
+        if half <= cfg.max_drop_vs_champion
+        else f"margin = the test set's resolution ±{half:.4f} (wider than {cfg.max_drop_vs_champion:.4f}: "
+        "a smaller drop cannot be shown on this test set)"
+    )
     return Rule(name, low, margin, ok, f"{interval}: lower bound {'≥' if ok else '<'} {margin:+.4f}, {why}")
 
 
-def _switch(name: str, required: bool, ok: bool, value: float | None, threshold: float | None,
-            reason: str) -> Rule:
+def _switch(name: str, required: bool, ok: bool, value: float | None, threshold: float | None, reason: str) -> Rule:
     if not required:
         return Rule(name, value, threshold, True, f"not required by the gate config ({reason})")
     return Rule(name, value, threshold, ok, reason)
 
 
 def _validation_rule(validation_passed: bool | None, cfg: GateConfig) -> Rule:
-    reason = ("validation report missing" if validation_passed is None
-              else f"validate_annotations {'passed' if validation_passed else 'failed'}")
-    return _switch("validation_passed", cfg.require_validation_passed, bool(validation_passed),
-                   None if validation_passed is None else float(validation_passed), 1.0, reason)
+    reason = (
+        "validation report missing"
+        if validation_passed is None
+        else f"validate_annotations {'passed' if validation_passed else 'failed'}"
+    )
+    return _switch(
+        "validation_passed",
+        cfg.require_validation_passed,
+        bool(validation_passed),
+        None if validation_passed is None else float(validation_passed),
+        1.0,
+        reason,
+    )
 
 
 def _leak_rule(leak_patients: Sequence[str], cfg: GateConfig) -> Rule:
     leaks = sorted(leak_patients)
-    reason = (f"{len(leaks)} test patient(s) also in train/val: {leaks[:5]}{' …' if len(leaks) > 5 else ''}"
-              if leaks else "no test patient appears in train or val")
+    reason = (
+        f"{len(leaks)} test patient(s) also in train/val: {leaks[:5]}{' …' if len(leaks) > 5 else ''}"
+        if leaks
+        else "no test patient appears in train or val"
+    )
     return _switch("no_patient_leak", cfg.require_no_patient_leak, not leaks, float(len(leaks)), 0.0, reason)
 
 
-def decide(challenger: dict[str, Any], champion: dict[str, Any] | None, cfg: GateConfig, *,
-           baseline: dict[str, Any] | None = None, validation_passed: bool | None = None,
-           leak_patients: Sequence[str] = (), diff_ci: Sequence[float] | None = None,
-           test_resolution: dict[str, Any] | None = None) -> Decision:
+def decide(
+    challenger: dict[str, Any],
+    champion: dict[str, Any] | None,
+    cfg: GateConfig,
+    *,
+    baseline: dict[str, Any] | None = None,
+    validation_passed: bool | None = None,
+    leak_patients: Sequence[str] = (),
+    diff_ci: Sequence[float] | None = None,
+    test_resolution: dict[str, Any] | None = None,
+) -> Decision:
     """Apply every rule; the gate passes only if all pass (fail hard by default).
 
     `challenger`/`champion`/`baseline` are `classification_metrics` dicts on the same test split;
     `diff_ci` is the paired bootstrap interval of challenger − champion macro-F1.
     """
     rules = [
-        Rule("min_test_samples", challenger["n"], cfg.min_test_samples, challenger["n"] >= cfg.min_test_samples,
-             f"{challenger['n']} test samples (need {cfg.min_test_samples})"),
+        Rule(
+            "min_test_samples",
+            challenger["n"],
+            cfg.min_test_samples,
+            challenger["n"] >= cfg.min_test_samples,
+            f"{challenger['n']} test samples (need {cfg.min_test_samples})",
+        ),
         _floor("min_accuracy", challenger["accuracy"], cfg.min_accuracy),
         _floor("min_macro_f1", challenger["macro_f1"], cfg.min_macro_f1),
         *_recall_rules(challenger, cfg),

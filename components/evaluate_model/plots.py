@@ -34,8 +34,9 @@ def plot_reliability(curves: dict[str, tuple[ReliabilityBins, float]], path: Pat
     return save(fig, path)
 
 
-def plot_roc(y: np.ndarray, probs: np.ndarray, classes: tuple[str, ...], auc: dict[str, float | None],
-             path: Path) -> Path:
+def plot_roc(
+    y: np.ndarray, probs: np.ndarray, classes: tuple[str, ...], auc: dict[str, float | None], path: Path
+) -> Path:
     """One-vs-rest ROC curve per class that has both positives and negatives in the test split."""
     from sklearn.metrics import roc_curve
 

@@ -6,8 +6,9 @@ from components.common.kfp_image import IMAGE
 
 
 @dsl.component(base_image=IMAGE, install_kfp_package=False)
-def ingest_data(source_uri: str, params_json: str, manifest: dsl.Output[dsl.Dataset],
-                data_version: str = "unknown") -> None:
+def ingest_data(
+    source_uri: str, params_json: str, manifest: dsl.Output[dsl.Dataset], data_version: str = "unknown"
+) -> None:
     """`data_version` is the content fingerprint of `source_uri` (pipelines/datasource.py, computed
     when the run is submitted). The stage does not need it; it is an input because KFP's cache key
     covers a task's inputs, so a cached manifest is reused only for the same bytes, not merely the

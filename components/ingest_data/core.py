@@ -34,9 +34,22 @@ from components.ingest_data.rows import (
 MANIFEST = "manifest.parquet"
 REPORT = "ingest_report.json"
 _INT_COLUMNS = ("file_size", "mtime_ns", "annotation_mtime_ns")  # ns stamps do not survive float64
-COLUMNS = ("row_type", "rel_path", "source_uri", "sha256", "file_size", "mtime_ns", "patient_id", "patient_source",
-           "body_site", "label_source", *IMAGE_FIELDS[3:], *ANNOTATION_FIELDS, "declared_split",
-           *BOX_FIELDS)
+COLUMNS = (
+    "row_type",
+    "rel_path",
+    "source_uri",
+    "sha256",
+    "file_size",
+    "mtime_ns",
+    "patient_id",
+    "patient_source",
+    "body_site",
+    "label_source",
+    *IMAGE_FIELDS[3:],
+    *ANNOTATION_FIELDS,
+    "declared_split",
+    *BOX_FIELDS,
+)
 
 
 def _load_metadata(source: Path, cfg: IngestConfig) -> dict[str, dict[str, str]]:
@@ -72,8 +85,9 @@ def _declared_split(rel: str) -> str | None:
     return next((p for p in reversed(folders) if p in SPLIT_NAMES), None)
 
 
-def _ingest_one(pair: Pairing, root: Path, prev: Previous, cfg: IngestConfig,
-                counts: dict[str, int]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+def _ingest_one(
+    pair: Pairing, root: Path, prev: Previous, cfg: IngestConfig, counts: dict[str, int]
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Image and annotation halves of one image, each reused when its files are unchanged.
 
     Old boxes are kept only when the image half was reused too: YOLO boxes depend on image size.
@@ -84,8 +98,11 @@ def _ingest_one(pair: Pairing, root: Path, prev: Previous, cfg: IngestConfig,
     if image is None:
         image = read_image(pair.image, cfg.max_image_pixels, cfg.decode)
     ann_rel = pair.ann_path.relative_to(root).as_posix() if pair.ann_path else None
-    old = reused_annotation(prev, pair.rel, ann_rel, pair.ann_format,
-                            annotation_mtime(pair, root)) if image_reused else None
+    old = (
+        reused_annotation(prev, pair.rel, ann_rel, pair.ann_format, annotation_mtime(pair, root))
+        if image_reused
+        else None
+    )
     if old is not None:
         counts["annotations_reused"] += 1
         return {**image, **old[0]}, old[1]
@@ -95,21 +112,35 @@ def _ingest_one(pair: Pairing, root: Path, prev: Previous, cfg: IngestConfig,
     return {**image, **ann}, boxes
 
 
-def _rows(inv: Inventory, staged: StagedSource, prev: Previous, cfg: IngestConfig,
-          meta: dict[str, dict[str, str]]) -> tuple[list[dict[str, Any]], dict[str, int]]:
+def _rows(
+    inv: Inventory, staged: StagedSource, prev: Previous, cfg: IngestConfig, meta: dict[str, dict[str, str]]
+) -> tuple[list[dict[str, Any]], dict[str, int]]:
     pattern = re.compile(cfg.patient_pattern) if cfg.patient_pattern else None
     counts = dict.fromkeys(("images_read", "images_reused", "annotations_read", "annotations_reused"), 0)
     rows: list[dict[str, Any]] = []
     for pair in track(inv.pairs, description="ingest_data"):
         fields, boxes = _ingest_one(pair, staged.root, prev, cfg, counts)
         uri = staged.uri_of(pair.image)
-        image_row = {"row_type": "image", "rel_path": pair.rel, "source_uri": uri,
-                     **_patient(pair.rel, meta, pattern), **fields, "declared_split": _declared_split(pair.rel)}
+        image_row = {
+            "row_type": "image",
+            "rel_path": pair.rel,
+            "source_uri": uri,
+            **_patient(pair.rel, meta, pattern),
+            **fields,
+            "declared_split": _declared_split(pair.rel),
+        }
         rows.append(image_row)
         shared = {k: image_row[k] for k in ("rel_path", "sha256", "patient_id", "source_uri", "annotation_format")}
         rows.extend({"row_type": "box", **shared, **box} for box in boxes)
-    rows.extend({"row_type": "annotation", "rel_path": o.rel, "annotation_format": o.ann_format,
-                 "source_uri": staged.uri_of(o.path)} for o in inv.orphans)
+    rows.extend(
+        {
+            "row_type": "annotation",
+            "rel_path": o.rel,
+            "annotation_format": o.ann_format,
+            "source_uri": staged.uri_of(o.path),
+        }
+        for o in inv.orphans
+    )
     return rows, counts
 
 
@@ -141,21 +172,41 @@ def run(cfg: IngestConfig, source_uri: str | Path, out_dir: Path) -> pd.DataFram
     return manifest
 
 
-def _report(out_dir: Path, cfg: IngestConfig, source_uri: str, staged: StagedSource, inv: Inventory,
-            manifest: pd.DataFrame, counts: dict[str, int], meta: dict[str, dict[str, str]]) -> None:
+def _report(
+    out_dir: Path,
+    cfg: IngestConfig,
+    source_uri: str,
+    staged: StagedSource,
+    inv: Inventory,
+    manifest: pd.DataFrame,
+    counts: dict[str, int],
+    meta: dict[str, dict[str, str]],
+) -> None:
     images = manifest[manifest.row_type == "image"]
     unknown = images.loc[images.patient_source == "unknown", "rel_path"].tolist()
     names = {p.image.name for p in inv.pairs} | {p.rel for p in inv.pairs}
-    write_json(out_dir / REPORT, {
-        "source": source_uri, "source_kind": staged.kind, "staging": staged.stats,
-        "config_hash": cfg.rows_hash(), "decode": cfg.decode, **counts,
-        "n_images": len(images), "n_boxes": int((manifest.row_type == "box").sum()),
-        "n_orphan_annotations": len(inv.orphans), "n_patients": int(images.patient_id.nunique()),
-        "by_annotation_format": images.annotation_format.fillna("none").value_counts().to_dict(),
-        "unknown_patient_images": unknown, "ignored_json": inv.ignored_json,
-        "metadata_rows_without_image": sorted(set(meta) - names),
-    })
+    write_json(
+        out_dir / REPORT,
+        {
+            "source": source_uri,
+            "source_kind": staged.kind,
+            "staging": staged.stats,
+            "config_hash": cfg.rows_hash(),
+            "decode": cfg.decode,
+            **counts,
+            "n_images": len(images),
+            "n_boxes": int((manifest.row_type == "box").sum()),
+            "n_orphan_annotations": len(inv.orphans),
+            "n_patients": int(images.patient_id.nunique()),
+            "by_annotation_format": images.annotation_format.fillna("none").value_counts().to_dict(),
+            "unknown_patient_images": unknown,
+            "ignored_json": inv.ignored_json,
+            "metadata_rows_without_image": sorted(set(meta) - names),
+        },
+    )
     if unknown:
         print(f"warning: {len(unknown)} image(s) have no patient id; each is its own group: {unknown[:5]}")
-    print(f"ingest_data: read {counts['images_read']} image(s) (decode: {cfg.decode}), "
-          f"reused {counts['images_reused']} unchanged")
+    print(
+        f"ingest_data: read {counts['images_read']} image(s) (decode: {cfg.decode}), "
+        f"reused {counts['images_reused']} unchanged"
+    )

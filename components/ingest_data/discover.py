@@ -84,8 +84,7 @@ def _first_file(candidates: list[Path]) -> Path | None:
     return next((c for c in candidates if c.is_file()), None)
 
 
-def _pair(image: Path, root: Path, layout: str,
-          createml: dict[Path, tuple[Path, dict[str, Any]]]) -> Pairing:
+def _pair(image: Path, root: Path, layout: str, createml: dict[Path, tuple[Path, dict[str, Any]]]) -> Pairing:
     rel = image.relative_to(root).as_posix()
     if layout == "folder_per_class":
         return Pairing(image, rel, "folder")
@@ -107,13 +106,21 @@ def discover(root: Path, extensions: set[str], layout: str) -> Inventory:
     # A file that *could* pair with an existing image is not an orphan even if another format won
     # (labelImg users often save both VOC and YOLO for the same photo).
     used = {c for p in images for c in (*voc_candidates(p), *_yolo_candidates(p))}
-    orphans = [Orphan(p.relative_to(root).as_posix(), "voc", p) for p in files
-               if p.suffix.lower() == ".xml" and p not in used]
-    orphans += [Orphan(p.relative_to(root).as_posix(), "yolo", p) for p in files
-                if p.suffix.lower() == ".txt" and p.name != CLASSES_FILE and p not in used
-                and find_classes_file(p, root) is not None]
+    orphans = [
+        Orphan(p.relative_to(root).as_posix(), "voc", p) for p in files if p.suffix.lower() == ".xml" and p not in used
+    ]
+    orphans += [
+        Orphan(p.relative_to(root).as_posix(), "yolo", p)
+        for p in files
+        if p.suffix.lower() == ".txt"
+        and p.name != CLASSES_FILE
+        and p not in used
+        and find_classes_file(p, root) is not None
+    ]
     paired = {p.image.resolve() for p in pairs if p.ann_format == "createml"}
-    orphans += [Orphan(f"{js.relative_to(root).as_posix()}#{entry['image']}", "createml", js)
-                for img, (js, entry) in sorted(createml.items(), key=lambda kv: str(kv[0]))
-                if img not in paired]
+    orphans += [
+        Orphan(f"{js.relative_to(root).as_posix()}#{entry['image']}", "createml", js)
+        for img, (js, entry) in sorted(createml.items(), key=lambda kv: str(kv[0]))
+        if img not in paired
+    ]
     return Inventory(pairs, orphans, ignored)

@@ -55,8 +55,9 @@ def reused_image(prev: Previous, rel: str, path: Path) -> dict[str, Any] | None:
     return {k: row.get(k) for k in IMAGE_FIELDS}
 
 
-def reused_annotation(prev: Previous, rel: str, ann_rel: str | None, fmt: str | None,
-                      mtime_ns: int | None) -> tuple[dict[str, Any], list[dict[str, Any]]] | None:
+def reused_annotation(
+    prev: Previous, rel: str, ann_rel: str | None, fmt: str | None, mtime_ns: int | None
+) -> tuple[dict[str, Any], list[dict[str, Any]]] | None:
     """The annotation half and boxes of the old row when the same file is unchanged."""
     row = prev.images.get(rel)
     if row is None or fmt in (None, "folder"):

@@ -28,11 +28,38 @@ from components.ingest_data.discover import Pairing
 
 READS: Counter[str] = Counter()  # "image" / "annotation": files actually opened since import
 
-IMAGE_FIELDS = ("sha256", "file_size", "mtime_ns", "width", "height", "mode", "format", "bit_depth",
-                "orientation", "modality", "image_error", "image_error_code", "phash", "decode", "grey_pixels")
-ANNOTATION_FIELDS = ("annotation_path", "annotation_format", "annotation_error", "annotation_error_code",
-                     "xml_filename", "xml_path", "declared_width", "declared_height", "declared_depth",
-                     "classes_txt", "classes_txt_path", "image_label", "annotation_mtime_ns")
+IMAGE_FIELDS = (
+    "sha256",
+    "file_size",
+    "mtime_ns",
+    "width",
+    "height",
+    "mode",
+    "format",
+    "bit_depth",
+    "orientation",
+    "modality",
+    "image_error",
+    "image_error_code",
+    "phash",
+    "decode",
+    "grey_pixels",
+)
+ANNOTATION_FIELDS = (
+    "annotation_path",
+    "annotation_format",
+    "annotation_error",
+    "annotation_error_code",
+    "xml_filename",
+    "xml_path",
+    "declared_width",
+    "declared_height",
+    "declared_depth",
+    "classes_txt",
+    "classes_txt_path",
+    "image_label",
+    "annotation_mtime_ns",
+)
 BOX_FIELDS = ("box_index", "label_raw", "xmin", "ymin", "xmax", "ymax", "difficult", "truncated")
 
 
@@ -40,17 +67,34 @@ def _dicom_fields(path: Path) -> dict[str, Any]:
     """DICOM is always read in full (the 8-bit conversion needs the pixels), whatever the mode."""
     dcm = read_dicom(path)
     bits = int(dcm.tags.get("BitsStored", 8))
-    return {"width": dcm.image.width, "height": dcm.image.height,
-            "mode": str(dcm.tags.get("PhotometricInterpretation", "")), "format": "DICOM",
-            "bit_depth": 8 if bits <= 8 else 16, "orientation": 1, "modality": "dicom",
-            "phash": phash(dcm.image), "decode": "full", "grey_pixels": is_grey(dcm.image)}
+    return {
+        "width": dcm.image.width,
+        "height": dcm.image.height,
+        "mode": str(dcm.tags.get("PhotometricInterpretation", "")),
+        "format": "DICOM",
+        "bit_depth": 8 if bits <= 8 else 16,
+        "orientation": 1,
+        "modality": "dicom",
+        "phash": phash(dcm.image),
+        "decode": "full",
+        "grey_pixels": is_grey(dcm.image),
+    }
 
 
 def _photo_fields(fh: IO[bytes], max_pixels: int, decode: str) -> dict[str, Any]:
     info = probe(fh, max_pixels=max_pixels, with_phash=True, decode=decode)
-    return {"width": info.width, "height": info.height, "mode": info.mode, "format": info.format,
-            "bit_depth": info.bit_depth, "orientation": info.orientation, "modality": "photo",
-            "phash": info.phash, "decode": decode, "grey_pixels": info.grey}
+    return {
+        "width": info.width,
+        "height": info.height,
+        "mode": info.mode,
+        "format": info.format,
+        "bit_depth": info.bit_depth,
+        "orientation": info.orientation,
+        "modality": "photo",
+        "phash": info.phash,
+        "decode": decode,
+        "grey_pixels": info.grey,
+    }
 
 
 def read_image(path: Path, max_pixels: int, decode: str = "draft") -> dict[str, Any]:
@@ -63,8 +107,12 @@ def read_image(path: Path, max_pixels: int, decode: str = "draft") -> dict[str, 
     """
     READS["image"] += 1
     stat = path.stat()
-    out: dict[str, Any] = {"file_size": stat.st_size, "mtime_ns": stat.st_mtime_ns,
-                           "image_error": None, "image_error_code": None}
+    out: dict[str, Any] = {
+        "file_size": stat.st_size,
+        "mtime_ns": stat.st_mtime_ns,
+        "image_error": None,
+        "image_error_code": None,
+    }
     dicom = path.suffix.lower() == ".dcm"
     try:
         if dicom:
@@ -76,9 +124,20 @@ def read_image(path: Path, max_pixels: int, decode: str = "draft") -> dict[str, 
                 fh.seek(0)
                 out.update(_photo_fields(fh, max_pixels, decode))
     except DataError as exc:
-        out.update(width=0, height=0, mode="", format="", bit_depth=0, orientation=1, phash=None,
-                   grey_pixels=None, modality="dicom" if dicom else "photo", decode="full" if dicom else decode,
-                   image_error=exc.problem, image_error_code=exc.code or IMAGE_CORRUPT)
+        out.update(
+            width=0,
+            height=0,
+            mode="",
+            format="",
+            bit_depth=0,
+            orientation=1,
+            phash=None,
+            grey_pixels=None,
+            modality="dicom" if dicom else "photo",
+            decode="full" if dicom else decode,
+            image_error=exc.problem,
+            image_error_code=exc.code or IMAGE_CORRUPT,
+        )
     return out
 
 
@@ -120,8 +179,11 @@ def _rel(path: str | Path | None, root: Path) -> str | None:
 def read_annotation(pair: Pairing, root: Path, image: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Annotation fields and box fields of one image; a bad file is recorded with its code."""
     out: dict[str, Any] = dict.fromkeys(ANNOTATION_FIELDS)
-    out.update(annotation_path=_rel(pair.ann_path, root), annotation_format=pair.ann_format,
-               annotation_mtime_ns=annotation_mtime(pair, root))
+    out.update(
+        annotation_path=_rel(pair.ann_path, root),
+        annotation_format=pair.ann_format,
+        annotation_mtime_ns=annotation_mtime(pair, root),
+    )
     if pair.ann_format is None:
         return out, []
     size = (int(image["width"]), int(image["height"])) if not image.get("image_error") else None
@@ -130,11 +192,27 @@ def read_annotation(pair: Pairing, root: Path, image: dict[str, Any]) -> tuple[d
     except DataError as exc:
         out.update(annotation_error=exc.problem, annotation_error_code=exc.code or "ANNOTATION_MALFORMED")
         return out, []
-    out.update(xml_filename=ann.xml_filename, xml_path=ann.xml_path, declared_width=ann.declared_width,
-               declared_height=ann.declared_height, declared_depth=ann.declared_depth,
-               classes_txt=",".join(ann.classes) if ann.classes is not None else None,
-               classes_txt_path=_rel(ann.classes_path, root), image_label=ann.image_label)
-    boxes = [{"box_index": i, "label_raw": b.name, "xmin": b.xmin, "ymin": b.ymin, "xmax": b.xmax,
-              "ymax": b.ymax, "difficult": b.difficult, "truncated": b.truncated}
-             for i, b in enumerate(ann.boxes)]
+    out.update(
+        xml_filename=ann.xml_filename,
+        xml_path=ann.xml_path,
+        declared_width=ann.declared_width,
+        declared_height=ann.declared_height,
+        declared_depth=ann.declared_depth,
+        classes_txt=",".join(ann.classes) if ann.classes is not None else None,
+        classes_txt_path=_rel(ann.classes_path, root),
+        image_label=ann.image_label,
+    )
+    boxes = [
+        {
+            "box_index": i,
+            "label_raw": b.name,
+            "xmin": b.xmin,
+            "ymin": b.ymin,
+            "xmax": b.xmax,
+            "ymax": b.ymax,
+            "difficult": b.difficult,
+            "truncated": b.truncated,
+        }
+        for i, b in enumerate(ann.boxes)
+    ]
     return out, boxes

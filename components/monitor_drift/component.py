@@ -14,9 +14,16 @@ from components.common.kfp_image import IMAGE
 
 
 @dsl.component(base_image=IMAGE, install_kfp_package=False)
-def monitor_drift(reference_uri: str, source_uri: str, current_uri: str, params_json: str,
-                  accepted_feedback: int, report: dsl.Output[dsl.Artifact],
-                  history_uri: str = "", store_url: str = "") -> NamedTuple("Outputs", [("retrain", bool), ("alert", bool)]):
+def monitor_drift(
+    reference_uri: str,
+    source_uri: str,
+    current_uri: str,
+    params_json: str,
+    accepted_feedback: int,
+    report: dsl.Output[dsl.Artifact],
+    history_uri: str = "",
+    store_url: str = "",
+) -> NamedTuple("Outputs", [("retrain", bool), ("alert", bool)]):
     import json
     import os
     from collections import namedtuple

@@ -44,9 +44,15 @@ class MMDConfig:
     max_current: int = 1000
 
     def __post_init__(self) -> None:
-        _check("monitor_drift.mmd", {
-            "alpha": 0 < self.alpha < 1, "max_reference": self.max_reference >= 10,
-            "max_current": self.max_current >= 10}, asdict(self))
+        _check(
+            "monitor_drift.mmd",
+            {
+                "alpha": 0 < self.alpha < 1,
+                "max_reference": self.max_reference >= 10,
+                "max_current": self.max_current >= 10,
+            },
+            asdict(self),
+        )
 
 
 @dataclass(frozen=True)
@@ -64,9 +70,16 @@ class CusumConfig:
     warmup: int = 30
 
     def __post_init__(self) -> None:
-        _check("monitor_drift.cusum", {
-            "k": 0 <= self.k < 1, "h": self.h > 0, "warmup": self.warmup >= 1,
-            "target_error": self.target_error is None or 0 <= self.target_error < 1}, asdict(self))
+        _check(
+            "monitor_drift.cusum",
+            {
+                "k": 0 <= self.k < 1,
+                "h": self.h > 0,
+                "warmup": self.warmup >= 1,
+                "target_error": self.target_error is None or 0 <= self.target_error < 1,
+            },
+            asdict(self),
+        )
 
 
 @dataclass(frozen=True)
@@ -91,21 +104,25 @@ class MonitorConfig:
     max_side: int = 256
 
     def __post_init__(self) -> None:
-        _check("monitor_drift", {
-            "alpha": 0 < self.alpha < 1,
-            "min_drifted_share": 0 < self.min_drifted_share <= 1,
-            "min_window": self.min_window >= 2,
-            "window": self.window >= self.min_window,
-            "class_mix_alpha": 0 < self.class_mix_alpha < 1,
-            "confidence_alpha": 0 < self.confidence_alpha < 1,
-            "retrain_feedback_threshold": self.retrain_feedback_threshold >= 1,
-            "consecutive_windows": self.consecutive_windows >= 1,
-            "cooldown_hours": self.cooldown_hours >= 0,
-            "dark_brightness": 0 <= self.dark_brightness < 255,
-            "grey_saturation": 0 <= self.grey_saturation < 1,
-            "max_acquisition_failure_share": 0 <= self.max_acquisition_failure_share < 1,
-            "max_side": self.max_side >= 16,
-        }, asdict(self))
+        _check(
+            "monitor_drift",
+            {
+                "alpha": 0 < self.alpha < 1,
+                "min_drifted_share": 0 < self.min_drifted_share <= 1,
+                "min_window": self.min_window >= 2,
+                "window": self.window >= self.min_window,
+                "class_mix_alpha": 0 < self.class_mix_alpha < 1,
+                "confidence_alpha": 0 < self.confidence_alpha < 1,
+                "retrain_feedback_threshold": self.retrain_feedback_threshold >= 1,
+                "consecutive_windows": self.consecutive_windows >= 1,
+                "cooldown_hours": self.cooldown_hours >= 0,
+                "dark_brightness": 0 <= self.dark_brightness < 255,
+                "grey_saturation": 0 <= self.grey_saturation < 1,
+                "max_acquisition_failure_share": 0 <= self.max_acquisition_failure_share < 1,
+                "max_side": self.max_side >= 16,
+            },
+            asdict(self),
+        )
 
     @property
     def false_alarm_bound(self) -> float:

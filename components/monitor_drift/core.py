@@ -49,8 +49,10 @@ def reference_paths(reference_dir: Path, source_dir: Path) -> list[Path]:
     """Unique raw images of the train split, from `patches.parquet` rel_path under `source_dir`."""
     table = reference_dir / "patches.parquet"
     if not table.is_file():
-        raise DataError(table, "not found; --reference must be a crop_patches output folder "
-                               "(or a reference folder with images.parquet)")
+        raise DataError(
+            table,
+            "not found; --reference must be a crop_patches output folder (or a reference folder with images.parquet)",
+        )
     patches = pd.read_parquet(table)
     missing = {"rel_path", "split"} - set(patches.columns)
     if missing:
@@ -68,26 +70,37 @@ def folder_reference(reference_dir: Path, source_dir: Path | None, max_side: int
     if (reference_dir / "images.parquet").is_file():
         return load_reference(reference_dir)
     if source_dir is None:
-        raise ConfigError(f"{reference_dir}: no images.parquet here, so it must be a crop_patches output "
-                          "and --source (the raw images it was cropped from) is required")
+        raise ConfigError(
+            f"{reference_dir}: no images.parquet here, so it must be a crop_patches output "
+            "and --source (the raw images it was cropped from) is required"
+        )
     table = features_frame(reference_paths(reference_dir, source_dir), max_side)
     if table.frame.empty:
-        raise DataError(reference_dir, f"none of the {len(table.unreadable)} reference images is readable under "
-                        f"{source_dir}; first problem: {table.unreadable[0] if table.unreadable else '-'}")
+        raise DataError(
+            reference_dir,
+            f"none of the {len(table.unreadable)} reference images is readable under "
+            f"{source_dir}; first problem: {table.unreadable[0] if table.unreadable else '-'}",
+        )
     frame = table.frame
     patches = pd.read_parquet(reference_dir / "patches.parquet")
     if "patient_id" in patches:  # whole-patient calibration windows (stats.py)
         patient = dict(zip(patches.rel_path.astype(str), patches.patient_id.astype(str), strict=True))
-        frame = frame.assign(patient_id=[patient.get(Path(p).relative_to(source_dir).as_posix(), p)
-                                         for p in frame.path])
-    return Reference(frame, None, {"pixels": "raw", "unreadable": len(table.unreadable)},
-                     f"{reference_dir} (train images under {source_dir})")
+        frame = frame.assign(
+            patient_id=[patient.get(Path(p).relative_to(source_dir).as_posix(), p) for p in frame.path]
+        )
+    return Reference(
+        frame,
+        None,
+        {"pixels": "raw", "unreadable": len(table.unreadable)},
+        f"{reference_dir} (train images under {source_dir})",
+    )
 
 
 def assess(ref: FeatureTable, cur: FeatureTable, cfg: MonitorConfig) -> tuple[WindowResult, dict[str, Any]]:
     """Image statistics of a current folder against reference images: the verdict and per-feature table."""
-    result = assess_window(Reference(ref.frame, None, {}, "reference"), cur.frame, cfg,
-                           n_unreadable=len(cur.unreadable))
+    result = assess_window(
+        Reference(ref.frame, None, {}, "reference"), cur.frame, cfg, n_unreadable=len(cur.unreadable)
+    )
     return result.window, result.per_feature
 
 
@@ -116,25 +129,46 @@ def last_window_end(history: list[dict[str, Any]]) -> datetime | None:
     return None
 
 
-def _drift_doc(cfg: MonitorConfig, result: Assessment, ref: Reference | None, where: str,
-               current: str) -> dict[str, Any]:
+def _drift_doc(
+    cfg: MonitorConfig, result: Assessment, ref: Reference | None, where: str, current: str
+) -> dict[str, Any]:
     w = result.window
     return {
-        "verdict": w.verdict, "acquisition_alert": w.acquisition_alert, "drifted_checks": list(w.drifted_checks),
+        "verdict": w.verdict,
+        "acquisition_alert": w.acquisition_alert,
+        "drifted_checks": list(w.drifted_checks),
         "checks": [c.as_dict() for c in result.checks],
-        "drifted_share": w.drifted_share, "drifted_features": list(w.drifted_features),
-        "min_drifted_share": cfg.min_drifted_share, "alpha": cfg.alpha,
-        "calibration_windows": cfg.calibration.windows, "false_alarm_bound": cfg.false_alarm_bound, "features": result.per_feature, "counts": result.counts,
-        "notes": list(result.notes), "reference": where,
-        "reference_pixels": None if ref is None else ref.meta.get("pixels"), "current": current,
+        "drifted_share": w.drifted_share,
+        "drifted_features": list(w.drifted_features),
+        "min_drifted_share": cfg.min_drifted_share,
+        "alpha": cfg.alpha,
+        "calibration_windows": cfg.calibration.windows,
+        "false_alarm_bound": cfg.false_alarm_bound,
+        "features": result.per_feature,
+        "counts": result.counts,
+        "notes": list(result.notes),
+        "reference": where,
+        "reference_pixels": None if ref is None else ref.meta.get("pixels"),
+        "current": current,
         "params_hash": params_hash(cfg),
     }
 
 
-def monitor_frames(cfg: MonitorConfig, ref: Reference | None, where: str, current: pd.DataFrame, out_dir: Path,
-                   *, reviews: pd.DataFrame | None = None, accepted_feedback: int = 0,
-                   history_file: Path | None = None, now: datetime | None = None, label: str = "store window",
-                   n_unreadable: int = 0, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+def monitor_frames(
+    cfg: MonitorConfig,
+    ref: Reference | None,
+    where: str,
+    current: pd.DataFrame,
+    out_dir: Path,
+    *,
+    reviews: pd.DataFrame | None = None,
+    accepted_feedback: int = 0,
+    history_file: Path | None = None,
+    now: datetime | None = None,
+    label: str = "store window",
+    n_unreadable: int = 0,
+    extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """Assess a window given as a DataFrame, write drift.json, the reports and decision.json, and
     append the window to the history file. Both modes end here."""
     if accepted_feedback < 0:
@@ -146,29 +180,53 @@ def monitor_frames(cfg: MonitorConfig, ref: Reference | None, where: str, curren
     drift = _drift_doc(cfg, result, ref, where, label)
     built_at = None if ref is None else ref.meta.get("max_side")
     if built_at is not None and built_at != cfg.max_side:  # sharpness depends on the scale it is taken at
-        drift["notes"].append(f"the reference was built with max_side {built_at}, this run uses {cfg.max_side}: "
-                              "image statistics are not comparable; rebuild the reference or align the params")
+        drift["notes"].append(
+            f"the reference was built with max_side {built_at}, this run uses {cfg.max_side}: "
+            "image statistics are not comparable; rebuild the reference or align the params"
+        )
     if ref is not None and ref.meta.get("pixels") == "patch":
-        drift["notes"].append("reference image statistics are of train patches (no raw images in the crop "
-                              "output): colour is of lesion crops, sharpness is left out")
+        drift["notes"].append(
+            "reference image statistics are of train patches (no raw images in the crop "
+            "output): colour is of lesion crops, sharpness is left out"
+        )
     write_json(out_dir / DRIFT, drift)
     features = [f for f in (ref.features if ref else FEATURES) if f in FEATURES]
-    render_report(pd.DataFrame(columns=features) if ref is None else ref.images, result.usable, features, cfg,
-                  result.window.verdict, out_dir / REPORT_HTML)
+    render_report(
+        pd.DataFrame(columns=features) if ref is None else ref.images,
+        result.usable,
+        features,
+        cfg,
+        result.window.verdict,
+        out_dir / REPORT_HTML,
+    )
     if ref is not None and ref.model is not None and "predicted_class" in current:
         render_model_report(ref.model, result.usable, cfg, out_dir / MODEL_REPORT_HTML)
-    write_json(out_dir / DECISION, {**decision.as_dict(), "verdict": result.window.verdict,
-                                    "drifted_checks": list(result.window.drifted_checks),
-                                    "accepted_feedback": accepted_feedback, "history_length": len(history)})
+    write_json(
+        out_dir / DECISION,
+        {
+            **decision.as_dict(),
+            "verdict": result.window.verdict,
+            "drifted_checks": list(result.window.drifted_checks),
+            "accepted_feedback": accepted_feedback,
+            "history_length": len(history),
+        },
+    )
     if history_file is not None:  # last: a window is remembered only once its outputs exist
         record = history_record(result.window, decision, label, now.isoformat(timespec="seconds"), **(extra or {}))
         write_json(history_file, [*history, record])
     return {"drift": drift, "decision": decision.as_dict()}
 
 
-def run(cfg: MonitorConfig, reference_dir: Path, source_dir: Path | None, current_dir: Path, out_dir: Path,
-        history_file: Path | None = None, accepted_feedback: int = 0,
-        now: datetime | None = None) -> dict[str, Any]:
+def run(
+    cfg: MonitorConfig,
+    reference_dir: Path,
+    source_dir: Path | None,
+    current_dir: Path,
+    out_dir: Path,
+    history_file: Path | None = None,
+    accepted_feedback: int = 0,
+    now: datetime | None = None,
+) -> dict[str, Any]:
     """Folder mode: assess every image under `current_dir` against the reference."""
     if accepted_feedback < 0:
         raise ConfigError(f"--accepted-feedback must be ≥ 0, found {accepted_feedback}")
@@ -176,9 +234,19 @@ def run(cfg: MonitorConfig, reference_dir: Path, source_dir: Path | None, curren
     current_files = list_images(current_dir)
     ref = folder_reference(reference_dir, source_dir, cfg.max_side)
     cur = features_frame(current_files, cfg.max_side)
-    result = monitor_frames(cfg, ref, ref.where, cur.frame, out_dir, accepted_feedback=accepted_feedback,
-                            history_file=history_file, now=now, label=str(current_dir),
-                            n_unreadable=len(cur.unreadable), extra={"mode": "folder"})
+    result = monitor_frames(
+        cfg,
+        ref,
+        ref.where,
+        cur.frame,
+        out_dir,
+        accepted_feedback=accepted_feedback,
+        history_file=history_file,
+        now=now,
+        label=str(current_dir),
+        n_unreadable=len(cur.unreadable),
+        extra={"mode": "folder"},
+    )
     drift = result["drift"]
     drift["counts"]["current_files"] = len(current_files)
     drift["unreadable_files"] = [{"path": p, "problem": why} for p, why in cur.unreadable[:_MAX_LISTED]]
@@ -187,7 +255,9 @@ def run(cfg: MonitorConfig, reference_dir: Path, source_dir: Path | None, curren
     return result
 
 
-def _store_window(store: Any, cfg: MonitorConfig, history: list[dict[str, Any]]) -> tuple[pd.DataFrame, datetime | None]:
+def _store_window(
+    store: Any, cfg: MonitorConfig, history: list[dict[str, Any]]
+) -> tuple[pd.DataFrame, datetime | None]:
     """Classify predictions newer than the last assessed window, at most `window` of them."""
     since = last_window_end(history)
     frame = store.recent_predictions(cfg.window, kind="classify", since=since)
@@ -209,9 +279,17 @@ def _redacted(url: str) -> str:
     return make_url(url).render_as_string(hide_password=True)
 
 
-def run_store(cfg: MonitorConfig, store_url: str, out_dir: Path, *, reference_dir: Path | None = None,
-              tracking: Any = None, alias: str = "champion", history_file: Path | None = None,
-              now: datetime | None = None) -> dict[str, Any]:
+def run_store(
+    cfg: MonitorConfig,
+    store_url: str,
+    out_dir: Path,
+    *,
+    reference_dir: Path | None = None,
+    tracking: Any = None,
+    alias: str = "champion",
+    history_file: Path | None = None,
+    now: datetime | None = None,
+) -> dict[str, Any]:
     """Store mode: the latest window of the serving store against a reference folder, or else the
     champion's logged reference (`tracking` = the mlflow TrackingConfig). No reference → no verdict."""
 
@@ -237,8 +315,22 @@ def run_store(cfg: MonitorConfig, store_url: str, out_dir: Path, *, reference_di
     # A window too small to judge (or with nothing to judge against) is not consumed: its predictions
     # are assessed again together with the next ones.
     consumed = ref is not None and n > 0 and _usable(current, ref, cfg) >= cfg.min_window
-    extra = {"mode": "store", "window_start": start,
-             "window_end": end if consumed else (since.isoformat() if since else None)}
+    extra = {
+        "mode": "store",
+        "window_start": start,
+        "window_end": end if consumed else (since.isoformat() if since else None),
+    }
     label = f"{_redacted(store_url)} classify predictions {start} .. {end} ({n})"
-    return monitor_frames(cfg, ref, where, current, out_dir, reviews=reviews, accepted_feedback=accepted,
-                          history_file=history_file, now=now, label=label, extra=extra)
+    return monitor_frames(
+        cfg,
+        ref,
+        where,
+        current,
+        out_dir,
+        reviews=reviews,
+        accepted_feedback=accepted,
+        history_file=history_file,
+        now=now,
+        label=label,
+        extra=extra,
+    )

@@ -112,23 +112,25 @@ def _feedback_reason(accepted: int, threshold: int) -> tuple[bool, str]:
     return False, f"accepted feedback {accepted} < {threshold} since the last retrain: not enough reviewed labels yet"
 
 
-def _drift_reason(window: WindowResult, history: Sequence[Mapping[str, Any]],
-                  cfg: PolicyParams) -> tuple[bool, str]:
+def _drift_reason(window: WindowResult, history: Sequence[Mapping[str, Any]], cfg: PolicyParams) -> tuple[bool, str]:
     if window.verdict == "no_reference":
         return False, "no reference statistics (no champion model or reference yet): drift not assessed"
     if window.verdict == "insufficient_data":
-        return False, (f"insufficient data: {window.n_current} usable image(s) in the window, "
-                       f"need {cfg.min_window}; no drift verdict")
+        return False, (
+            f"insufficient data: {window.n_current} usable image(s) in the window, "
+            f"need {cfg.min_window}; no drift verdict"
+        )
     if window.verdict == "no_drift":
         listed = f" ({', '.join(window.drifted_features)})" if window.drifted_features else ""
         return False, f"no drift: no window test fired; {len(window.drifted_features)} feature(s) drifted{listed}"
     streak = drift_streak(history) + 1
     what = f"{', '.join(window.drifted_checks) or 'drift'} — {'; '.join(window.check_reasons)}"
     if streak >= cfg.consecutive_windows:
-        return True, (f"drift persisted over {streak} consecutive window(s) (need {cfg.consecutive_windows}): "
-                      f"{what}")
-    return False, (f"drift in {streak} consecutive window(s), need {cfg.consecutive_windows} before retraining: "
-                   f"{what}; waiting for confirmation")
+        return True, (f"drift persisted over {streak} consecutive window(s) (need {cfg.consecutive_windows}): {what}")
+    return False, (
+        f"drift in {streak} consecutive window(s), need {cfg.consecutive_windows} before retraining: "
+        f"{what}; waiting for confirmation"
+    )
 
 
 def _cooldown(history: Sequence[Mapping[str, Any]], cfg: PolicyParams, now: datetime) -> str | None:
@@ -139,25 +141,37 @@ def _cooldown(history: Sequence[Mapping[str, Any]], cfg: PolicyParams, now: date
     hours = (now - last).total_seconds() / 3600
     if hours >= cfg.cooldown_hours:
         return None
-    return (f"cooldown: the last retrain was {hours:.1f} h ago ({last.isoformat(timespec='seconds')}), under "
-            f"{cfg.cooldown_hours:g} h; the due retrain waits {cfg.cooldown_hours - hours:.1f} h more")
+    return (
+        f"cooldown: the last retrain was {hours:.1f} h ago ({last.isoformat(timespec='seconds')}), under "
+        f"{cfg.cooldown_hours:g} h; the due retrain waits {cfg.cooldown_hours - hours:.1f} h more"
+    )
 
 
-def decide(window: WindowResult, history: Sequence[Mapping[str, Any]], accepted_feedback: int,
-           cfg: PolicyParams, *, now: datetime) -> RetrainDecision:
+def decide(
+    window: WindowResult,
+    history: Sequence[Mapping[str, Any]],
+    accepted_feedback: int,
+    cfg: PolicyParams,
+    *,
+    now: datetime,
+) -> RetrainDecision:
     """Retrain and/or alert for this window. `history` = earlier windows' records, oldest first;
     `accepted_feedback` = accepted reviews since the last retrain; `now` = this window's time (UTC)."""
     now = now if now.tzinfo else now.replace(tzinfo=UTC)
     feedback_due, feedback_reason = _feedback_reason(accepted_feedback, cfg.retrain_feedback_threshold)
     if window.acquisition_alert:
         deferred = " (the feedback retrain is deferred until then)" if feedback_due else ""
-        return RetrainDecision(False, True, (
-            f"acquisition alert: {window.acquisition_failure_share:.0%} of the window is unreadable "
-            f"({window.n_unreadable}), near-black ({window.n_dark}) or of the wrong modality "
-            f"({window.n_wrong_modality}), above {cfg.max_acquisition_failure_share:.0%}: check the camera, "
-            "the upload path and what is being sent",
-            f"no retrain while captures fail: a model would learn the fault{deferred}",
-        ))
+        return RetrainDecision(
+            False,
+            True,
+            (
+                f"acquisition alert: {window.acquisition_failure_share:.0%} of the window is unreadable "
+                f"({window.n_unreadable}), near-black ({window.n_dark}) or of the wrong modality "
+                f"({window.n_wrong_modality}), above {cfg.max_acquisition_failure_share:.0%}: check the camera, "
+                "the upload path and what is being sent",
+                f"no retrain while captures fail: a model would learn the fault{deferred}",
+            ),
+        )
     drift_due, drift_reason = _drift_reason(window, history, cfg)
     reasons = (feedback_reason, drift_reason)
     if not (feedback_due or drift_due):
@@ -169,14 +183,22 @@ def decide(window: WindowResult, history: Sequence[Mapping[str, Any]], accepted_
     return RetrainDecision(True, False, reasons, trigger)
 
 
-def history_record(window: WindowResult, decision: RetrainDecision, window_id: str, at: str,
-                   **extra: Any) -> dict[str, Any]:
+def history_record(
+    window: WindowResult, decision: RetrainDecision, window_id: str, at: str, **extra: Any
+) -> dict[str, Any]:
     """The entry appended to the history file; `drift_streak` and `last_retrain_at` read verdict,
     alert, retrain and at. `extra` carries mode-specific keys (store mode: window_end)."""
     return {
-        "window": window_id, "at": at, "verdict": window.verdict,
-        "acquisition_alert": window.acquisition_alert, "drifted_share": window.drifted_share,
-        "drifted_checks": list(window.drifted_checks), "n_current": window.n_current,
-        "retrain": decision.retrain, "alert": decision.alert, "trigger": decision.trigger,
-        "reasons": list(decision.reasons), **extra,
+        "window": window_id,
+        "at": at,
+        "verdict": window.verdict,
+        "acquisition_alert": window.acquisition_alert,
+        "drifted_share": window.drifted_share,
+        "drifted_checks": list(window.drifted_checks),
+        "n_current": window.n_current,
+        "retrain": decision.retrain,
+        "alert": decision.alert,
+        "trigger": decision.trigger,
+        "reasons": list(decision.reasons),
+        **extra,
     }

@@ -23,24 +23,38 @@ from components.monitor_drift.config import MonitorConfig
 
 
 def _placeholder(path: Path, title: str, why: str) -> None:
-    path.write_text("<!doctype html><html><head><meta charset='utf-8'><title>LesionOps drift</title></head><body>"
-                    f"<h1>{escape(title)}</h1><p>{escape(why)}</p></body></html>\n", encoding="utf-8")
+    path.write_text(
+        "<!doctype html><html><head><meta charset='utf-8'><title>LesionOps drift</title></head><body>"
+        f"<h1>{escape(title)}</h1><p>{escape(why)}</p></body></html>\n",
+        encoding="utf-8",
+    )
 
 
-def _evidently(ref: pd.DataFrame, cur: pd.DataFrame, numerical: list[str], categorical: list[str],
-               methods: dict[str, str], thresholds: dict[str, float], drift_share: float, path: Path) -> None:
+def _evidently(
+    ref: pd.DataFrame,
+    cur: pd.DataFrame,
+    numerical: list[str],
+    categorical: list[str],
+    methods: dict[str, str],
+    thresholds: dict[str, float],
+    drift_share: float,
+    path: Path,
+) -> None:
     # Imported here: evidently takes ~10 s to import, and only the reports need it.
     from evidently import DataDefinition, Dataset, Report
     from evidently.presets import DataDriftPreset
 
     cols = numerical + categorical
     definition = DataDefinition(numerical_columns=numerical, categorical_columns=categorical or None)
-    preset = DataDriftPreset(columns=cols, per_column_method=methods, per_column_threshold=thresholds,
-                             drift_share=drift_share)
+    preset = DataDriftPreset(
+        columns=cols, per_column_method=methods, per_column_threshold=thresholds, drift_share=drift_share
+    )
     # Constant columns (one camera, one resolution) make evidently's correlations divide by 0.
     with np.errstate(all="ignore"):
-        snapshot = Report([preset]).run(current_data=Dataset.from_pandas(cur[cols], data_definition=definition),
-                                        reference_data=Dataset.from_pandas(ref[cols], data_definition=definition))
+        snapshot = Report([preset]).run(
+            current_data=Dataset.from_pandas(cur[cols], data_definition=definition),
+            reference_data=Dataset.from_pandas(ref[cols], data_definition=definition),
+        )
     snapshot.save_html(str(path))  # evidently writes only for a str; a Path is silently ignored
     if not path.is_file() or path.stat().st_size == 0:
         raise RuntimeError(f"evidently did not write {path}")
@@ -53,30 +67,56 @@ def _atomic(path: Path, write: Callable[[Path], None]) -> None:
     os.replace(tmp, path)
 
 
-def render_report(ref: pd.DataFrame, cur: pd.DataFrame, features: list[str], cfg: MonitorConfig, verdict: str,
-                  path: Path) -> None:
+def render_report(
+    ref: pd.DataFrame, cur: pd.DataFrame, features: list[str], cfg: MonitorConfig, verdict: str, path: Path
+) -> None:
     """The image-statistics report, or a short page saying why there is none."""
+
     def write(tmp: Path) -> None:
         if len(cur) < 2 or len(ref) < 2:
-            _placeholder(tmp, "No drift report", f"{verdict}: {len(cur)} usable current and {len(ref)} reference "
-                                                 "image(s); at least 2 of each are needed.")
+            _placeholder(
+                tmp,
+                "No drift report",
+                f"{verdict}: {len(cur)} usable current and {len(ref)} reference "
+                "image(s); at least 2 of each are needed.",
+            )
             return
         level = cfg.alpha / len(features)
-        _evidently(ref, cur, features, [], dict.fromkeys(features, "ks"), dict.fromkeys(features, level),
-                   cfg.min_drifted_share, tmp)
+        _evidently(
+            ref,
+            cur,
+            features,
+            [],
+            dict.fromkeys(features, "ks"),
+            dict.fromkeys(features, level),
+            cfg.min_drifted_share,
+            tmp,
+        )
+
     _atomic(path, write)
 
 
 def render_model_report(ref: pd.DataFrame, cur: pd.DataFrame, cfg: MonitorConfig, path: Path) -> None:
     """Predicted class (chi-square) and calibrated confidence (KS) of the window vs the reference."""
+
     def write(tmp: Path) -> None:
         rows = cur.dropna(subset=["predicted_class", "confidence"])
         if len(rows) < 2 or len(ref) < 2:
             _placeholder(tmp, "No model drift report", f"{len(rows)} prediction(s) with model outputs.")
             return
-        frames = [f[["confidence", "predicted_class"]].astype({"predicted_class": str, "confidence": float})
-                  for f in (ref, rows)]
-        _evidently(frames[0], frames[1], ["confidence"], ["predicted_class"],
-                   {"confidence": "ks", "predicted_class": "chisquare"},
-                   {"confidence": cfg.confidence_alpha, "predicted_class": cfg.class_mix_alpha}, 0.5, tmp)
+        frames = [
+            f[["confidence", "predicted_class"]].astype({"predicted_class": str, "confidence": float})
+            for f in (ref, rows)
+        ]
+        _evidently(
+            frames[0],
+            frames[1],
+            ["confidence"],
+            ["predicted_class"],
+            {"confidence": "ks", "predicted_class": "chisquare"},
+            {"confidence": cfg.confidence_alpha, "predicted_class": cfg.class_mix_alpha},
+            0.5,
+            tmp,
+        )
+
     _atomic(path, write)

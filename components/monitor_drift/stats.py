@@ -90,6 +90,7 @@ def _rest(size: int, window: np.ndarray) -> np.ndarray:
 
 # --- image statistics -----------------------------------------------------------------------
 
+
 def ks_statistics(ref: np.ndarray, cur: np.ndarray) -> np.ndarray:
     """Two-sample KS statistic D per column (vectorised: one sort and two searches per column)."""
     out = np.empty(ref.shape[1])
@@ -114,8 +115,9 @@ def feature_null(ref: np.ndarray, groups: np.ndarray, n: int, count: int, rng: n
     return np.array(out)
 
 
-def feature_check(ref: pd.DataFrame, cur: pd.DataFrame, features: Sequence[str], null_minp: np.ndarray,
-                  alpha: float, min_share: float) -> tuple[CheckResult, dict[str, dict[str, Any]]]:
+def feature_check(
+    ref: pd.DataFrame, cur: pd.DataFrame, features: Sequence[str], null_minp: np.ndarray, alpha: float, min_share: float
+) -> tuple[CheckResult, dict[str, dict[str, Any]]]:
     """KS per feature, calibrated min-p over the features; returns the check and the per-feature table."""
     r, c = ref[list(features)].to_numpy(float), cur[list(features)].to_numpy(float)
     stats = ks_statistics(r, c)
@@ -123,27 +125,36 @@ def feature_check(ref: pd.DataFrame, cur: pd.DataFrame, features: Sequence[str],
     adjusted = np.array([float((1 + np.sum(null_minp <= p)) / (len(null_minp) + 1)) for p in pvals])
     per_feature = {}
     for j, name in enumerate(features):
-        per_feature[name] = {"statistic": float(stats[j]),
-                             "p_value": float(pvals[j]), "adjusted_p": float(adjusted[j]),
-                             "drifted": bool(adjusted[j] <= alpha), "reference_median": float(np.median(r[:, j])),
-                             "current_median": float(np.median(c[:, j]))}
+        per_feature[name] = {
+            "statistic": float(stats[j]),
+            "p_value": float(pvals[j]),
+            "adjusted_p": float(adjusted[j]),
+            "drifted": bool(adjusted[j] <= alpha),
+            "reference_median": float(np.median(r[:, j])),
+            "current_median": float(np.median(c[:, j])),
+        }
     drifted = [k for k, v in per_feature.items() if v["drifted"]]
     share = len(drifted) / len(features)
     p = float(adjusted.min())
     listed = f" ({', '.join(drifted)})" if drifted else ""
-    check = CheckResult("image_statistics", DRIFT if drifted and share >= min_share else NO_DRIFT,
-                        f"{len(drifted)}/{len(features)} image statistics drifted{listed}: KS, patient-calibrated "
-                        f"min-p {p:.3g} vs alpha {alpha:g} (the test needs a share ≥ {min_share:g})",
-                        float(pvals.min()), p, alpha,
-                        {"drifted_features": drifted, "drifted_share": share, "null_windows": len(null_minp)})
+    check = CheckResult(
+        "image_statistics",
+        DRIFT if drifted and share >= min_share else NO_DRIFT,
+        f"{len(drifted)}/{len(features)} image statistics drifted{listed}: KS, patient-calibrated "
+        f"min-p {p:.3g} vs alpha {alpha:g} (the test needs a share ≥ {min_share:g})",
+        float(pvals.min()),
+        p,
+        alpha,
+        {"drifted_features": drifted, "drifted_share": share, "null_windows": len(null_minp)},
+    )
     return check, per_feature
 
 
 # --- embeddings -----------------------------------------------------------------------------
 
+
 def _sq_distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    return np.maximum(np.einsum("ij,ij->i", a, a)[:, None] + np.einsum("ij,ij->i", b, b)[None, :] - 2.0 * a @ b.T,
-                      0.0)
+    return np.maximum(np.einsum("ij,ij->i", a, a)[:, None] + np.einsum("ij,ij->i", b, b)[None, :] - 2.0 * a @ b.T, 0.0)
 
 
 def median_bandwidth(z: np.ndarray, rng: np.random.Generator) -> float:
@@ -196,12 +207,16 @@ def mmd_null(kref: KernelReference, n: int, count: int, rng: np.random.Generator
     return _mmd_u(srr, sww, swr, (size - k).astype(int), k.astype(int))
 
 
-def mmd_check(kref: KernelReference, cur: np.ndarray, null: np.ndarray, alpha: float, cap: int,
-              rng: np.random.Generator) -> CheckResult:
+def mmd_check(
+    kref: KernelReference, cur: np.ndarray, null: np.ndarray, alpha: float, cap: int, rng: np.random.Generator
+) -> CheckResult:
     """Unbiased MMD² of the window against the reference, p from the patient-window null."""
     if cur.ndim != 2 or cur.shape[1] != kref.emb.shape[1]:
-        return skipped("embedding_mmd", f"embedding sizes differ: reference {kref.emb.shape[1]}, current "
-                                        f"{cur.shape[1] if cur.ndim == 2 else cur.shape}")
+        return skipped(
+            "embedding_mmd",
+            f"embedding sizes differ: reference {kref.emb.shape[1]}, current "
+            f"{cur.shape[1] if cur.ndim == 2 else cur.shape}",
+        )
     y = (cur if len(cur) <= cap else cur[np.sort(rng.choice(len(cur), cap, replace=False))]).astype(np.float64)
     g = 2 * kref.sigma * kref.sigma
     m, n = len(kref.emb), len(y)
@@ -210,14 +225,26 @@ def mmd_check(kref: KernelReference, cur: np.ndarray, null: np.ndarray, alpha: f
     sxy = float(np.exp(-_sq_distances(kref.emb, y) / g).sum())
     stat = float(_mmd_u(np.array(sxx), np.array(syy), np.array(sxy), m, n))
     p = monte_carlo_p(stat, null)
-    return CheckResult("embedding_mmd", DRIFT if p <= alpha else NO_DRIFT,
-                       f"embedding MMD² {stat:.4g}, patient-calibrated p {p:.3g} vs alpha {alpha:g} ({m} reference vs "
-                       f"{n} current, bandwidth {kref.sigma:.3g}; null 99th pct {np.quantile(null, 0.99):.3g})",
-                       stat, p, alpha, {"n_reference": m, "n_current": n, "bandwidth": kref.sigma,
-                                        "null_windows": len(null), "subsampled": bool(kref.n_total > m or len(cur) > n)})
+    return CheckResult(
+        "embedding_mmd",
+        DRIFT if p <= alpha else NO_DRIFT,
+        f"embedding MMD² {stat:.4g}, patient-calibrated p {p:.3g} vs alpha {alpha:g} ({m} reference vs "
+        f"{n} current, bandwidth {kref.sigma:.3g}; null 99th pct {np.quantile(null, 0.99):.3g})",
+        stat,
+        p,
+        alpha,
+        {
+            "n_reference": m,
+            "n_current": n,
+            "bandwidth": kref.sigma,
+            "null_windows": len(null),
+            "subsampled": bool(kref.n_total > m or len(cur) > n),
+        },
+    )
 
 
 # --- predicted classes and confidence ---------------------------------------------------------
+
 
 def chi2_statistic(a: np.ndarray, b: np.ndarray) -> float:
     """Pearson chi-square of the 2 x k table [a; b] (columns empty in both dropped)."""
@@ -229,11 +256,15 @@ def chi2_statistic(a: np.ndarray, b: np.ndarray) -> float:
     return float(((table - expected) ** 2 / expected).sum())
 
 
-def class_null(codes: np.ndarray, k: int, groups: np.ndarray, n: int, count: int,
-               rng: np.random.Generator) -> np.ndarray:
-    return np.array([chi2_statistic(np.bincount(codes[_rest(len(codes), w)], minlength=k),
-                                    np.bincount(codes[w], minlength=k))
-                     for w in group_windows(groups, n, count, rng)])
+def class_null(
+    codes: np.ndarray, k: int, groups: np.ndarray, n: int, count: int, rng: np.random.Generator
+) -> np.ndarray:
+    return np.array(
+        [
+            chi2_statistic(np.bincount(codes[_rest(len(codes), w)], minlength=k), np.bincount(codes[w], minlength=k))
+            for w in group_windows(groups, n, count, rng)
+        ]
+    )
 
 
 def class_mix_check(ref: Sequence[str], cur: Sequence[str], null: np.ndarray, alpha: float) -> CheckResult:
@@ -246,11 +277,21 @@ def class_mix_check(ref: Sequence[str], cur: Sequence[str], null: np.ndarray, al
     p = monte_carlo_p(stat, null)
     shares = (a / max(1, a.sum())), (b / max(1, b.sum()))
     moved = int(np.argmax(np.abs(shares[1] - shares[0])))
-    return CheckResult("class_mix", DRIFT if p <= alpha else NO_DRIFT,
-                       f"predicted-class mix chi² {stat:.3g}, patient-calibrated p {p:.3g} vs alpha {alpha:g}; "
-                       f"largest move: {classes[moved]} {shares[0][moved]:.0%} → {shares[1][moved]:.0%}",
-                       stat, p, alpha, {"classes": classes, "reference_share": shares[0].round(4).tolist(),
-                                        "current_share": shares[1].round(4).tolist(), "null_windows": len(null)})
+    return CheckResult(
+        "class_mix",
+        DRIFT if p <= alpha else NO_DRIFT,
+        f"predicted-class mix chi² {stat:.3g}, patient-calibrated p {p:.3g} vs alpha {alpha:g}; "
+        f"largest move: {classes[moved]} {shares[0][moved]:.0%} → {shares[1][moved]:.0%}",
+        stat,
+        p,
+        alpha,
+        {
+            "classes": classes,
+            "reference_share": shares[0].round(4).tolist(),
+            "current_share": shares[1].round(4).tolist(),
+            "null_windows": len(null),
+        },
+    )
 
 
 def ks_null(values: np.ndarray, groups: np.ndarray, n: int, count: int, rng: np.random.Generator) -> np.ndarray:
@@ -262,24 +303,33 @@ def confidence_check(ref: np.ndarray, cur: np.ndarray, null: np.ndarray, alpha: 
     """Two-sample KS statistic of the calibrated confidence, p from the patient-window null."""
     stat = float(ks_statistics(ref.reshape(-1, 1), cur.reshape(-1, 1))[0])
     p = monte_carlo_p(stat, null)
-    return CheckResult("confidence", DRIFT if p <= alpha else NO_DRIFT,
-                       f"calibrated confidence KS {stat:.3g}, patient-calibrated p {p:.3g} vs alpha {alpha:g}; "
-                       f"median {np.median(ref):.3f} → {np.median(cur):.3f}", stat, p, alpha,
-                       {"reference_median": float(np.median(ref)), "current_median": float(np.median(cur)),
-                        "null_windows": len(null)})
+    return CheckResult(
+        "confidence",
+        DRIFT if p <= alpha else NO_DRIFT,
+        f"calibrated confidence KS {stat:.3g}, patient-calibrated p {p:.3g} vs alpha {alpha:g}; "
+        f"median {np.median(ref):.3f} → {np.median(cur):.3f}",
+        stat,
+        p,
+        alpha,
+        {"reference_median": float(np.median(ref)), "current_median": float(np.median(cur)), "null_windows": len(null)},
+    )
 
 
 # --- feedback -------------------------------------------------------------------------------
+
 
 def cusum_check(correct: Sequence[bool], cfg: CusumConfig) -> CheckResult:
     """Bernoulli CUSUM over the error flags (oldest first); alarm once S_t passes h."""
     errors = 1.0 - np.asarray(correct, dtype=float)
     if cfg.target_error is None:
         if len(errors) <= cfg.warmup:
-            return skipped("error_cusum", f"{len(errors)} reviewed item(s): the target error is estimated from "
-                                          f"the first {cfg.warmup}, and more are needed to monitor it")
-        target, source = float(errors[:cfg.warmup].mean()), f"first {cfg.warmup} reviews"
-        watched = errors[cfg.warmup:]
+            return skipped(
+                "error_cusum",
+                f"{len(errors)} reviewed item(s): the target error is estimated from "
+                f"the first {cfg.warmup}, and more are needed to monitor it",
+            )
+        target, source = float(errors[: cfg.warmup].mean()), f"first {cfg.warmup} reviews"
+        watched = errors[cfg.warmup :]
     else:
         if len(errors) == 0:
             return skipped("error_cusum", "no reviewed feedback yet")
@@ -291,14 +341,32 @@ def cusum_check(correct: Sequence[bool], cfg: CusumConfig) -> CheckResult:
         path[i] = s
     crossed = np.flatnonzero(path > cfg.h)
     alarm = int(crossed[0]) if crossed.size else None
-    detail = {"target_error": target, "target_from": source, "n_monitored": int(len(watched)),
-              "recent_error": float(watched.mean()), "final": float(path[-1]), "alarm_at": alarm}
+    detail = {
+        "target_error": target,
+        "target_from": source,
+        "n_monitored": int(len(watched)),
+        "recent_error": float(watched.mean()),
+        "final": float(path[-1]),
+        "alarm_at": alarm,
+    }
     if alarm is None:
-        return CheckResult("error_cusum", NO_DRIFT,
-                           f"feedback error CUSUM max {path.max():.3g} ≤ h {cfg.h:g} over {len(watched)} review(s) "
-                           f"(target error {target:.0%} from {source}, k {cfg.k:g})",
-                           float(path.max()), None, cfg.h, detail)
-    return CheckResult("error_cusum", DRIFT,
-                       f"feedback error CUSUM passed h {cfg.h:g} at review {alarm + 1} of {len(watched)}: error "
-                       f"rate {watched.mean():.0%} vs target {target:.0%} ({source}, k {cfg.k:g})",
-                       float(path.max()), None, cfg.h, detail)
+        return CheckResult(
+            "error_cusum",
+            NO_DRIFT,
+            f"feedback error CUSUM max {path.max():.3g} ≤ h {cfg.h:g} over {len(watched)} review(s) "
+            f"(target error {target:.0%} from {source}, k {cfg.k:g})",
+            float(path.max()),
+            None,
+            cfg.h,
+            detail,
+        )
+    return CheckResult(
+        "error_cusum",
+        DRIFT,
+        f"feedback error CUSUM passed h {cfg.h:g} at review {alarm + 1} of {len(watched)}: error "
+        f"rate {watched.mean():.0%} vs target {target:.0%} ({source}, k {cfg.k:g})",
+        float(path.max()),
+        None,
+        cfg.h,
+        detail,
+    )

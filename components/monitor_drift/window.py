@@ -47,8 +47,7 @@ _STREAMS = {"features": 1, "kernel": 2, "mmd": 3, "class_mix": 4, "confidence": 
 Cache = dict[tuple[str, int], Any]
 
 
-def _cached(cache: Cache, name: str, n: int, cfg: MonitorConfig,
-            make: Callable[[np.random.Generator], Any]) -> Any:
+def _cached(cache: Cache, name: str, n: int, cfg: MonitorConfig, make: Callable[[np.random.Generator], Any]) -> Any:
     """`make(rng)` once per (name, n); the generator is seeded by (seed, test, n), not by call order."""
     key = (name, n)
     if key not in cache:
@@ -98,20 +97,24 @@ def _model_rows(ref: Reference, cur: pd.DataFrame) -> tuple[pd.DataFrame, list[s
     if version is not None and "model_version" in rows:
         other = rows.model_version.astype(str) != str(version)
         if other.any():
-            notes.append(f"{int(other.sum())} prediction(s) from other model versions than {version} left out "
-                         "of the model-based tests")
+            notes.append(
+                f"{int(other.sum())} prediction(s) from other model versions than {version} left out "
+                "of the model-based tests"
+            )
         rows = rows[~other]
     return rows, notes
 
 
-def model_checks(ref: Reference, cur: pd.DataFrame, cfg: MonitorConfig,
-                 cache: Cache) -> tuple[list[CheckResult], list[str]]:
+def model_checks(
+    ref: Reference, cur: pd.DataFrame, cfg: MonitorConfig, cache: Cache
+) -> tuple[list[CheckResult], list[str]]:
     """Embedding MMD, class mix and confidence shift, each skipped with a reason when it cannot run."""
     if ref.model is None or ref.model.empty:
         return [skipped(n, "the reference has no model outputs (model.parquet)") for n in MODEL_CHECKS], []
     if not {"predicted_class", "confidence"} <= set(cur.columns):
-        return [skipped(n, "the window has no model outputs (folder mode: image statistics only)")
-                for n in MODEL_CHECKS], []
+        return [
+            skipped(n, "the window has no model outputs (folder mode: image statistics only)") for n in MODEL_CHECKS
+        ], []
     rows, notes = _model_rows(ref, cur)
     if len(rows) < cfg.min_window:
         why = f"{len(rows)} prediction(s) with model outputs, need {cfg.min_window}"
@@ -124,8 +127,9 @@ def model_checks(ref: Reference, cur: pd.DataFrame, cfg: MonitorConfig,
     else:
         reference = ref.embeddings()
         assert reference is not None  # "embedding" is in the model rows (checked just above)
-        kref = _cached(cache, "kernel", 0, cfg,
-                       lambda rng: KernelReference.build(reference, groups, cfg.mmd.max_reference, rng))
+        kref = _cached(
+            cache, "kernel", 0, cfg, lambda rng: KernelReference.build(reference, groups, cfg.mmd.max_reference, rng)
+        )
         size = min(len(embedded), cfg.mmd.max_current)
         null = _cached(cache, "mmd", size, cfg, lambda rng: mmd_null(kref, size, count, rng))
         cur_emb = np.stack([np.asarray(e, dtype=np.float32) for e in embedded])
@@ -135,8 +139,9 @@ def model_checks(ref: Reference, cur: pd.DataFrame, cfg: MonitorConfig,
     classes = sorted(set(labels) | set(rows.predicted_class.astype(str)))
     codes = labels.map({c: i for i, c in enumerate(classes)}).to_numpy()
     null = _cached(cache, "class_mix", n, cfg, lambda rng: class_null(codes, len(classes), groups, n, count, rng))
-    checks.append(class_mix_check(labels.tolist(), rows.predicted_class.astype(str).tolist(), null,
-                                  cfg.class_mix_alpha))
+    checks.append(
+        class_mix_check(labels.tolist(), rows.predicted_class.astype(str).tolist(), null, cfg.class_mix_alpha)
+    )
     conf = model.confidence.to_numpy(float)
     null = _cached(cache, "confidence", n, cfg, lambda rng: ks_null(conf, groups, n, count, rng))
     checks.append(confidence_check(conf, rows.confidence.to_numpy(float), null, cfg.confidence_alpha))
@@ -159,19 +164,26 @@ def _verdict(ref: Reference | None, checks: list[CheckResult], n_usable: int, cf
     return "insufficient_data" if n_usable < cfg.min_window else "no_drift"
 
 
-def image_check(ref: Reference, usable: pd.DataFrame, cfg: MonitorConfig,
-                cache: Cache) -> tuple[CheckResult, dict[str, dict[str, Any]]]:
+def image_check(
+    ref: Reference, usable: pd.DataFrame, cfg: MonitorConfig, cache: Cache
+) -> tuple[CheckResult, dict[str, dict[str, Any]]]:
     """KS per image statistic, calibrated over the features on whole-patient reference windows."""
     features = [f for f in ref.features if f in FEATURES]
     rows = usable.dropna(subset=features)
     values, groups, n = ref.images[features].to_numpy(float), groups_of(ref.images), len(rows)
-    null = _cached(cache, "features", n, cfg,
-                   lambda rng: feature_null(values, groups, n, cfg.calibration.windows, rng))
+    null = _cached(cache, "features", n, cfg, lambda rng: feature_null(values, groups, n, cfg.calibration.windows, rng))
     return feature_check(ref.images, rows, features, null, cfg.alpha, cfg.min_drifted_share)
 
 
-def assess_window(ref: Reference | None, cur: pd.DataFrame, cfg: MonitorConfig, *, n_unreadable: int = 0,
-                  reviews: pd.DataFrame | None = None, cache: Cache | None = None) -> Assessment:
+def assess_window(
+    ref: Reference | None,
+    cur: pd.DataFrame,
+    cfg: MonitorConfig,
+    *,
+    n_unreadable: int = 0,
+    reviews: pd.DataFrame | None = None,
+    cache: Cache | None = None,
+) -> Assessment:
     """Every test on the usable rows of `cur`; the verdict and the acquisition alert."""
     cache = {} if cache is None else cache
     cur = cur.dropna(subset=["brightness", "saturation"]).reset_index(drop=True)
@@ -196,14 +208,27 @@ def assess_window(ref: Reference | None, cur: pd.DataFrame, cfg: MonitorConfig, 
     drifted = [c for c in checks if c.verdict == DRIFT]
     features_drifted = tuple(k for k, v in per_feature.items() if v["drifted"])
     window = WindowResult(
-        verdict=_verdict(ref, checks, len(usable), cfg), n_current=len(usable),
+        verdict=_verdict(ref, checks, len(usable), cfg),
+        n_current=len(usable),
         drifted_share=len(features_drifted) / len(per_feature) if per_feature else 0.0,
-        drifted_features=features_drifted, n_features=len(per_feature),
-        acquisition_alert=fail_share > cfg.max_acquisition_failure_share, acquisition_failure_share=fail_share,
-        n_unreadable=n_unreadable, n_dark=int(dark.sum()), n_wrong_modality=int(wrong.sum()),
-        drifted_checks=tuple(c.name for c in drifted), check_reasons=tuple(c.reason for c in drifted))
-    counts = {"current_images": len(cur), "usable": len(usable), "unreadable": n_unreadable,
-              "dark": int(dark.sum()), "wrong_modality": int(wrong.sum()), "acquisition_failure_share": fail_share,
-              "reference_images": 0 if ref is None else len(ref.images),
-              "reference_predictions": 0 if ref is None or ref.model is None else len(ref.model)}
+        drifted_features=features_drifted,
+        n_features=len(per_feature),
+        acquisition_alert=fail_share > cfg.max_acquisition_failure_share,
+        acquisition_failure_share=fail_share,
+        n_unreadable=n_unreadable,
+        n_dark=int(dark.sum()),
+        n_wrong_modality=int(wrong.sum()),
+        drifted_checks=tuple(c.name for c in drifted),
+        check_reasons=tuple(c.reason for c in drifted),
+    )
+    counts = {
+        "current_images": len(cur),
+        "usable": len(usable),
+        "unreadable": n_unreadable,
+        "dark": int(dark.sum()),
+        "wrong_modality": int(wrong.sum()),
+        "acquisition_failure_share": fail_share,
+        "reference_images": 0 if ref is None else len(ref.images),
+        "reference_predictions": 0 if ref is None or ref.model is None else len(ref.model),
+    }
     return Assessment(window, tuple(checks), usable, per_feature, counts, tuple(notes))

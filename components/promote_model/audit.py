@@ -38,17 +38,34 @@ def _user() -> str:
         return os.environ.get("USER") or f"uid-{os.getuid()}"
 
 
-def alias_move(action: str, model: str, alias: str, from_version: str | None, to_version: str | None,
-               run_id: str | None, reason: str, user: str | None = None) -> dict[str, Any]:
+def alias_move(
+    action: str,
+    model: str,
+    alias: str,
+    from_version: str | None,
+    to_version: str | None,
+    run_id: str | None,
+    reason: str,
+    user: str | None = None,
+) -> dict[str, Any]:
     """One audit record; versions are registry version strings, None = the alias was unset.
 
     `user` is the LesionOps account that asked (e.g. POST /rollback); without one, the OS login
     of the process that moved the alias (CLI, pipeline pod), prefixed `os:`."""
     if action not in ACTIONS:
         raise ValueError(f"audit action must be one of {ACTIONS}, got {action!r}")
-    return {"time": datetime.now(UTC).isoformat(timespec="seconds"), "action": action, "model": model,
-            "alias": alias, "from_version": from_version, "to_version": to_version, "run_id": run_id,
-            "user": user or f"os:{_user()}", "host": socket.gethostname(), "reason": reason}
+    return {
+        "time": datetime.now(UTC).isoformat(timespec="seconds"),
+        "action": action,
+        "model": model,
+        "alias": alias,
+        "from_version": from_version,
+        "to_version": to_version,
+        "run_id": run_id,
+        "user": user or f"os:{_user()}",
+        "host": socket.gethostname(),
+        "reason": reason,
+    }
 
 
 def append_audit(path: Path, record: dict[str, Any]) -> None:
@@ -92,7 +109,11 @@ def champion_before(records: list[dict[str, Any]], model: str, alias: str, versi
     v1 (what v2 replaced), not v3 (what was just rolled back for a reason).
     """
     for record in reversed(records):
-        if (record.get("action") == "promote" and record.get("model") == model and record.get("alias") == alias
-                and record.get("to_version") == version):
+        if (
+            record.get("action") == "promote"
+            and record.get("model") == model
+            and record.get("alias") == alias
+            and record.get("to_version") == version
+        ):
             return record.get("from_version")
     return None

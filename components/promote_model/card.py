@@ -49,8 +49,11 @@ def _data(summary: dict[str, Any], crop_report: dict[str, Any] | None) -> list[s
         lines.append(f"- Classes: {', '.join(summary['classes'])}")
     counts = (crop_report or {}).get("per_split_class_counts")
     if not counts:
-        lines += ["- Per-split class counts: not available (promotion ran without `--patches`, so "
-                  "crop_report.json was not read).", ""]
+        lines += [
+            "- Per-split class counts: not available (promotion ran without `--patches`, so "
+            "crop_report.json was not read).",
+            "",
+        ]
         return lines
     classes = sorted({c for per in counts.values() for c in per})
     patients = (crop_report or {}).get("patients_per_split", {})
@@ -60,9 +63,16 @@ def _data(summary: dict[str, Any], crop_report: dict[str, Any] | None) -> list[s
 
 
 def _test_size(metrics: dict[str, Any]) -> str | None:
-    parts = [f"{metrics[k]} {label}" for k, label in (("n_test", "samples"), ("n_test_images", "images"),
-                                                      ("n_test_boxes", "boxes"), ("n_test_patients", "patients"))
-             if _num(metrics.get(k))]
+    parts = [
+        f"{metrics[k]} {label}"
+        for k, label in (
+            ("n_test", "samples"),
+            ("n_test_images", "images"),
+            ("n_test_boxes", "boxes"),
+            ("n_test_patients", "patients"),
+        )
+        if _num(metrics.get(k))
+    ]
     return ", ".join(parts) or None
 
 
@@ -76,11 +86,15 @@ def _metrics(metrics: dict[str, Any]) -> list[str]:
     header = ["metric", "value", f"{confidence * 100:g} % CI"]
     lines += _table(header, [[k, metrics[k], _ci(ci or {}, k)] for k in keys]) + [""]
     if ci is None:
-        lines.append("Confidence intervals: not computed by this evaluation (metrics.json has no `ci`); "
-                     "treat the point estimates as uncertain, especially on a small test set.")
+        lines.append(
+            "Confidence intervals: not computed by this evaluation (metrics.json has no `ci`); "
+            "treat the point estimates as uncertain, especially on a small test set."
+        )
     else:
-        lines.append("Confidence intervals: patient-level bootstrap from the evaluation (`ci` in metrics.json); "
-                     "`—` = no interval for that metric.")
+        lines.append(
+            "Confidence intervals: patient-level bootstrap from the evaluation (`ci` in metrics.json); "
+            "`—` = no interval for that metric."
+        )
     if _test_size(metrics):
         lines.append(f"Test set: {_test_size(metrics)}.")
     return lines + [""]
@@ -90,8 +104,11 @@ def _per_class(metrics: dict[str, Any], summary: dict[str, Any]) -> list[str]:
     per = metrics.get("per_class") or {}
     rows = [[c, m.get("recall"), m.get("precision"), m.get("support")] for c, m in per.items()]
     if not rows:
-        rows = [[c, metrics.get(f"test_recall_{c}"), None, None] for c in _classes(summary, metrics)
-                if f"test_recall_{c}" in metrics]
+        rows = [
+            [c, metrics.get(f"test_recall_{c}"), None, None]
+            for c in _classes(summary, metrics)
+            if f"test_recall_{c}" in metrics
+        ]
     if not rows and isinstance(metrics.get("per_class_ap50"), dict):  # detectors: AP per class instead
         ap = [[c, v] for c, v in metrics["per_class_ap50"].items()]
         return ["## Per-class AP@0.5", ""] + _table(["class", "AP@0.5"], ap) + [""]
@@ -124,11 +141,17 @@ def _calibration(metrics: dict[str, Any]) -> list[str]:
 def _gate(decision: dict[str, Any], metrics: dict[str, Any]) -> list[str]:
     rules = decision.get("rules") or []
     champion = decision.get("champion_version")
-    lines = ["## Promotion gate", "",
-             f"Verdict: {'PASSED' if decision.get('passed') else 'FAILED'}; evaluated against "
-             f"{'champion v' + str(champion) if champion is not None else 'no champion (first model)'}.", ""]
-    rows = [[r.get("name"), r.get("value"), r.get("threshold"), "pass" if r.get("passed") else "FAIL",
-             r.get("reason")] for r in rules]
+    lines = [
+        "## Promotion gate",
+        "",
+        f"Verdict: {'PASSED' if decision.get('passed') else 'FAILED'}; evaluated against "
+        f"{'champion v' + str(champion) if champion is not None else 'no champion (first model)'}.",
+        "",
+    ]
+    rows = [
+        [r.get("name"), r.get("value"), r.get("threshold"), "pass" if r.get("passed") else "FAIL", r.get("reason")]
+        for r in rules
+    ]
     lines += _table(["rule", "value", "threshold", "verdict", "reason"], rows) + [""]
     diff = metrics.get("diff_ci") or decision.get("diff_ci") or []
     if len(diff) == 2 and all(_num(b) for b in diff):
@@ -143,27 +166,36 @@ def most_confused(matrix: list[list[int]], classes: list[str]) -> tuple[str, str
     for i, row in enumerate(matrix):
         for j, count in enumerate(row):
             if i != j and count > 0 and (best is None or count > best[2]):
-                best = (classes[i] if i < len(classes) else str(i), classes[j] if j < len(classes) else str(j),
-                        int(count), int(sum(row)))
+                best = (
+                    classes[i] if i < len(classes) else str(i),
+                    classes[j] if j < len(classes) else str(j),
+                    int(count),
+                    int(sum(row)),
+                )
     return best
 
 
 def _limits(summary: dict[str, Any], metrics: dict[str, Any], crop_report: dict[str, Any] | None) -> list[str]:
-    lines = ["## Limits", "",
-             f"- Small, possibly synthetic data: the test split has {_test_size(metrics) or 'an unknown size'}; "
-             "the demo dataset is synthetic, so its metrics say nothing about real patients. "
-             "Validate on the target clinic's photos before any use.",
-             "- Patient split: train/val/test are split by patient (no patient in two splits), so the test "
-             "metrics are for unseen patients; patches of one patient are correlated, so the effective sample "
-             "size is nearer the number of patients."]
+    lines = [
+        "## Limits",
+        "",
+        f"- Small, possibly synthetic data: the test split has {_test_size(metrics) or 'an unknown size'}; "
+        "the demo dataset is synthetic, so its metrics say nothing about real patients. "
+        "Validate on the target clinic's photos before any use.",
+        "- Patient split: train/val/test are split by patient (no patient in two splits), so the test "
+        "metrics are for unseen patients; patches of one patient are correlated, so the effective sample "
+        "size is nearer the number of patients.",
+    ]
     if crop_report and crop_report.get("patients_per_split"):
         lines[-1] += f" Test patients: {crop_report['patients_per_split'].get('test', 'unknown')}."
     matrix = metrics.get("confusion_matrix")
     pair = most_confused(matrix, _classes(summary, metrics)) if isinstance(matrix, list) else None
     if pair is not None:
         true, pred, count, support = pair
-        lines.append(f"- Known confusion: `{true}` is most often predicted as `{pred}` "
-                     f"({count} of {support} test samples of `{true}`).")
+        lines.append(
+            f"- Known confusion: `{true}` is most often predicted as `{pred}` "
+            f"({count} of {support} test samples of `{true}`)."
+        )
     elif isinstance(matrix, list):
         lines.append("- Known confusions: none on the test split (no off-diagonal cell).")
     else:
@@ -171,19 +203,39 @@ def _limits(summary: dict[str, Any], metrics: dict[str, Any], crop_report: dict[
     return lines + [""]
 
 
-def model_card(summary: dict[str, Any], metrics: dict[str, Any], decision: dict[str, Any],
-               crop_report: dict[str, Any] | None, *, name: str | None = None, version: str | None = None) -> str:
+def model_card(
+    summary: dict[str, Any],
+    metrics: dict[str, Any],
+    decision: dict[str, Any],
+    crop_report: dict[str, Any] | None,
+    *,
+    name: str | None = None,
+    version: str | None = None,
+) -> str:
     """The Markdown card for one promoted version (`name`/`version` only label the title)."""
     kind = summary.get("kind", "classifier")
     title = f"{name or summary.get('registered_model', 'model')}" + (f" v{version}" if version else "")
-    head = [f"# Model card: {title}", "",
-            f"- Kind: {kind}" + (f" (`{summary['arch']}`)" if summary.get("arch") else ""),
-            f"- MLflow run: `{summary.get('run_id', 'unknown')}`; model: `{summary.get('model_uri', 'unknown')}`", "",
-            "## Intended use", "",
-            f"Assistive only: the model {_USE.get(kind, 'makes predictions on lesion images')}, to help a "
-            "dermatologist triage and review photos. It is **not a diagnostic device**: every output must be "
-            "confirmed by a clinician, it must not be used to rule a disease out, and it knows only the classes "
-            "it was trained on (any other condition is forced into one of them).", ""]
-    sections = [head, _data(summary, crop_report), _metrics(metrics), _per_class(metrics, summary),
-                _calibration(metrics), _gate(decision, metrics), _limits(summary, metrics, crop_report)]
+    head = [
+        f"# Model card: {title}",
+        "",
+        f"- Kind: {kind}" + (f" (`{summary['arch']}`)" if summary.get("arch") else ""),
+        f"- MLflow run: `{summary.get('run_id', 'unknown')}`; model: `{summary.get('model_uri', 'unknown')}`",
+        "",
+        "## Intended use",
+        "",
+        f"Assistive only: the model {_USE.get(kind, 'makes predictions on lesion images')}, to help a "
+        "dermatologist triage and review photos. It is **not a diagnostic device**: every output must be "
+        "confirmed by a clinician, it must not be used to rule a disease out, and it knows only the classes "
+        "it was trained on (any other condition is forced into one of them).",
+        "",
+    ]
+    sections = [
+        head,
+        _data(summary, crop_report),
+        _metrics(metrics),
+        _per_class(metrics, summary),
+        _calibration(metrics),
+        _gate(decision, metrics),
+        _limits(summary, metrics, crop_report),
+    ]
     return "\n".join(line for part in sections for line in part).rstrip() + "\n"

@@ -90,8 +90,11 @@ def _check_gate(decision: dict[str, Any], summary: dict[str, Any], path: Path) -
         reasons = "; ".join(f"{r['name']}: {r['reason']}" for r in decision.get("rules", []) if not r["passed"])
         raise GateFailed(f"{path}: not promoting run {summary['run_id']}: {reasons or 'gate not passed'}")
     if decision.get("run_id") not in (None, summary["run_id"]):
-        raise DataError(path, f"evaluates run {decision['run_id']}, but the model folder holds run "
-                              f"{summary['run_id']}; evaluate this model first")
+        raise DataError(
+            path,
+            f"evaluates run {decision['run_id']}, but the model folder holds run "
+            f"{summary['run_id']}; evaluate this model first",
+        )
 
 
 @contextmanager
@@ -104,9 +107,11 @@ def promotion_lock(cfg: PromoteConfig) -> Iterator[Path]:
     try:
         lock.acquire()
     except Timeout as exc:
-        raise PromotionRefused(f"{log}.lock: another promotion or rollback held the registry lock for more than "
-                               f"promote_model.lock_timeout_s={cfg.lock_timeout_s:g}s; retry when it has "
-                               "finished") from exc
+        raise PromotionRefused(
+            f"{log}.lock: another promotion or rollback held the registry lock for more than "
+            f"promote_model.lock_timeout_s={cfg.lock_timeout_s:g}s; retry when it has "
+            "finished"
+        ) from exc
     try:
         yield log
     finally:
@@ -135,15 +140,30 @@ def _write_text(path: Path, text: str) -> Path:
     return path
 
 
-def _annotate(client: MlflowClient, name: str, version: str, summary: dict[str, Any], metrics: dict[str, Any],
-              decision: dict[str, Any], card: Path, decision_path: Path) -> None:
+def _annotate(
+    client: MlflowClient,
+    name: str,
+    version: str,
+    summary: dict[str, Any],
+    metrics: dict[str, Any],
+    decision: dict[str, Any],
+    card: Path,
+    decision_path: Path,
+) -> None:
     """Tags, artifacts and description on the version *before* the alias moves: the alias move is
     the commit point, so a champion is never left without its provenance."""
     run_tags = client.get_run(summary["run_id"]).data.tags
-    tags = {"data_version": summary.get("data_version", "unknown"), "gate_passed": "true",
-            "gate_report": gate_report(decision), "kind": summary.get("kind", "classifier"),
-            **{k: f"{v:.4f}" for k, v in metrics.items()
-               if k.startswith("test_") and isinstance(v, int | float) and not isinstance(v, bool)}}
+    tags = {
+        "data_version": summary.get("data_version", "unknown"),
+        "gate_passed": "true",
+        "gate_report": gate_report(decision),
+        "kind": summary.get("kind", "classifier"),
+        **{
+            k: f"{v:.4f}"
+            for k, v in metrics.items()
+            if k.startswith("test_") and isinstance(v, int | float) and not isinstance(v, bool)
+        },
+    }
     if run_tags.get("git_commit"):
         tags["git_commit"] = run_tags["git_commit"]
     for key, value in tags.items():
@@ -152,23 +172,47 @@ def _annotate(client: MlflowClient, name: str, version: str, summary: dict[str, 
     client.log_artifact(summary["run_id"], str(card), ARTIFACT_DIR)
     text = card.read_text(encoding="utf-8")
     if len(text) > MAX_TEXT:
-        text = text[:MAX_TEXT - 80] + f"\n\n… (truncated; full card: artifact {ARTIFACT_DIR}/{CARD})\n"
+        text = text[: MAX_TEXT - 80] + f"\n\n… (truncated; full card: artifact {ARTIFACT_DIR}/{CARD})\n"
     client.update_model_version(name, version, description=text)
 
 
-def _result(cfg: PromoteConfig, client: MlflowClient, name: str, kind: str, version: str, summary: dict[str, Any],
-            metrics: dict[str, Any], decision: dict[str, Any], moved: bool, log: Path) -> dict[str, Any]:
-    return {"name": name, "kind": kind, "version": version, "alias": cfg.alias, "moved": moved,
-            "previous_alias": cfg.previous_alias,
-            "previous_version": current_version(client, name, cfg.previous_alias),
-            "evaluated_against": decision.get("champion_version"), "run_id": summary["run_id"],
-            "gate_report": gate_report(decision), "audit_log": str(log),
-            "card_artifact": f"{ARTIFACT_DIR}/{CARD}",
-            **{k: v for k, v in metrics.items() if k.startswith("test_")}}
+def _result(
+    cfg: PromoteConfig,
+    client: MlflowClient,
+    name: str,
+    kind: str,
+    version: str,
+    summary: dict[str, Any],
+    metrics: dict[str, Any],
+    decision: dict[str, Any],
+    moved: bool,
+    log: Path,
+) -> dict[str, Any]:
+    return {
+        "name": name,
+        "kind": kind,
+        "version": version,
+        "alias": cfg.alias,
+        "moved": moved,
+        "previous_alias": cfg.previous_alias,
+        "previous_version": current_version(client, name, cfg.previous_alias),
+        "evaluated_against": decision.get("champion_version"),
+        "run_id": summary["run_id"],
+        "gate_report": gate_report(decision),
+        "audit_log": str(log),
+        "card_artifact": f"{ARTIFACT_DIR}/{CARD}",
+        **{k: v for k, v in metrics.items() if k.startswith("test_")},
+    }
 
 
-def run(cfg: PromoteConfig, tracking: TrackingConfig, train_dir: Path, eval_dir: Path, out_dir: Path,
-        patches_dir: Path | None = None) -> dict[str, Any]:
+def run(
+    cfg: PromoteConfig,
+    tracking: TrackingConfig,
+    train_dir: Path,
+    eval_dir: Path,
+    out_dir: Path,
+    patches_dir: Path | None = None,
+) -> dict[str, Any]:
     """Promote the model in `train_dir` as evaluated in `eval_dir`; `patches_dir` (optional) adds the
     per-split class counts of its crop_report.json to the model card."""
     decision_path = eval_dir / "decision.json"
@@ -192,20 +236,28 @@ def run(cfg: PromoteConfig, tracking: TrackingConfig, train_dir: Path, eval_dir:
             write_json(out_dir / "promotion.json", result)
             return result
         if old != expected:
-            raise PromotionRefused(f"{name}: not promoting run {summary['run_id']}: champion moved from "
-                                   f"{version_label(expected)} to {version_label(old)} since this model was "
-                                   "evaluated; re-evaluate")
+            raise PromotionRefused(
+                f"{name}: not promoting run {summary['run_id']}: champion moved from "
+                f"{version_label(expected)} to {version_label(old)} since this model was "
+                "evaluated; re-evaluate"
+            )
         if version is None:
             version = str(mlflow.register_model(summary["model_uri"], name).version)
-        card = _write_text(out_dir / CARD, model_card(summary, metrics, decision, crop_report,
-                                                      name=name, version=version))
+        card = _write_text(
+            out_dir / CARD, model_card(summary, metrics, decision, crop_report, name=name, version=version)
+        )
         _annotate(client, name, version, summary, metrics, decision, card, decision_path)
         if old is not None:
             client.set_registered_model_alias(name, cfg.previous_alias, old)
         client.set_registered_model_alias(name, cfg.alias, version)
         against = "no champion (first model)" if expected is None else f"champion v{expected}"
-        record_move(client, log, alias_move("promote", name, cfg.alias, old, version, summary["run_id"],
-                                            f"gate passed; evaluated against {against}"))
+        record_move(
+            client,
+            log,
+            alias_move(
+                "promote", name, cfg.alias, old, version, summary["run_id"], f"gate passed; evaluated against {against}"
+            ),
+        )
         result = _result(cfg, client, name, kind, version, summary, metrics, decision, True, log)
     write_json(out_dir / "promotion.json", result)
     return result

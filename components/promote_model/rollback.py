@@ -28,8 +28,9 @@ def _exists(client: MlflowClient, name: str, version: str) -> bool:
     return True
 
 
-def rollback(cfg: PromoteConfig, tracking: TrackingConfig, kind: str = "classifier",
-             reason: str = "", user: str | None = None) -> dict[str, Any]:
+def rollback(
+    cfg: PromoteConfig, tracking: TrackingConfig, kind: str = "classifier", reason: str = "", user: str | None = None
+) -> dict[str, Any]:
     """champion ← previous; previous ← the champion before that (or removed). Audit-logged with
     `user` (a LesionOps user id; None: the OS login)."""
     name = registered_name(tracking, kind)
@@ -39,8 +40,10 @@ def rollback(cfg: PromoteConfig, tracking: TrackingConfig, kind: str = "classifi
         current = current_version(client, name, cfg.alias)
         target = current_version(client, name, cfg.previous_alias)
         if target is None or target == current:
-            raise LesionOpsError(f"{name}: nothing to roll back to: no @{cfg.previous_alias} version other than "
-                                 f"the champion ({version_label(current)})")
+            raise LesionOpsError(
+                f"{name}: nothing to roll back to: no @{cfg.previous_alias} version other than "
+                f"the champion ({version_label(current)})"
+            )
         before = champion_before(read_audit(log), name, cfg.alias, target)
         if before in (current, target) or (before is not None and not _exists(client, name, before)):
             before = None  # never point `previous` at what we just rolled back from, or at nothing
@@ -50,12 +53,23 @@ def rollback(cfg: PromoteConfig, tracking: TrackingConfig, kind: str = "classifi
         else:
             client.set_registered_model_alias(name, cfg.previous_alias, before)
         run_id = client.get_model_version(name, target).run_id
-        record = alias_move("rollback", name, cfg.alias, current, target, run_id, reason or "manual rollback",
-                            user)
+        record = alias_move("rollback", name, cfg.alias, current, target, run_id, reason or "manual rollback", user)
         record_move(client, log, record)
         if current is not None:
-            client.set_model_version_tag(name, current, "rolled_back",
-                                         f"{record['time']} by {record['user']}: {record['reason']}"[:5000])
-    return {"name": name, "kind": kind, "alias": cfg.alias, "from_version": current, "to_version": target,
-            "previous_alias": cfg.previous_alias, "previous_version": before, "run_id": run_id,
-            "reason": record["reason"], "time": record["time"], "user": record["user"], "audit_log": str(log)}
+            client.set_model_version_tag(
+                name, current, "rolled_back", f"{record['time']} by {record['user']}: {record['reason']}"[:5000]
+            )
+    return {
+        "name": name,
+        "kind": kind,
+        "alias": cfg.alias,
+        "from_version": current,
+        "to_version": target,
+        "previous_alias": cfg.previous_alias,
+        "previous_version": before,
+        "run_id": run_id,
+        "reason": record["reason"],
+        "time": record["time"],
+        "user": record["user"],
+        "audit_log": str(log),
+    }

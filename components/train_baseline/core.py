@@ -35,14 +35,14 @@ CONFUSION = "confusion_matrix.png"
 RUN_NAME = "baseline-hog-svm"
 
 
-def _features(patch_dir: Path, split: str, cfg: BaselineConfig,
-              classes: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
+def _features(
+    patch_dir: Path, split: str, cfg: BaselineConfig, classes: tuple[str, ...]
+) -> tuple[np.ndarray, np.ndarray]:
     data = load_split(patch_dir, split, classes, cfg.image_size)
     if len(data.labels) == 0:
         raise DataError(patch_dir / "patches.parquet", f"the {split} split is empty")
     images = data.images.permute(0, 2, 3, 1).contiguous().numpy()  # N×3×H×W → N×H×W×3
     return extract_features(images, cfg), data.labels.numpy()
-
 
 
 def _dump(model: Pipeline, path: Path) -> Path:
@@ -54,8 +54,14 @@ def _dump(model: Pipeline, path: Path) -> Path:
     return path
 
 
-def run(cfg: BaselineConfig, task: TaskConfig, tracking: TrackingConfig, patch_dir: Path, out_dir: Path,
-        data_version: str = "unknown") -> dict[str, Any]:
+def run(
+    cfg: BaselineConfig,
+    task: TaskConfig,
+    tracking: TrackingConfig,
+    patch_dir: Path,
+    out_dir: Path,
+    data_version: str = "unknown",
+) -> dict[str, Any]:
     """Fit the baseline on `patch_dir` (crop_patches output); write metrics, model and confusion
     matrix into `out_dir` and log them to an MLflow run of the task's experiment."""
     if reason := not_trained(task, "classifier"):
@@ -67,22 +73,42 @@ def run(cfg: BaselineConfig, task: TaskConfig, tracking: TrackingConfig, patch_d
     report: dict[str, Any] = {
         "test": classification_metrics(test[1], model.predict(test[0]), task.classes),
         "val": classification_metrics(val[1], model.predict(val[0]), task.classes),
-        "C": chosen, "c_search": search, "n_features": int(train[0].shape[1]),
-        "n_train": len(train[1]), "n_val": len(val[1]), "n_test": len(test[1]),
-        "classes": list(task.classes), "data_version": data_version,
+        "C": chosen,
+        "c_search": search,
+        "n_features": int(train[0].shape[1]),
+        "n_train": len(train[1]),
+        "n_val": len(val[1]),
+        "n_test": len(test[1]),
+        "classes": list(task.classes),
+        "data_version": data_version,
     }
     out_dir.mkdir(parents=True, exist_ok=True)
     _dump(model, out_dir / MODEL)
     plot_confusion(np.array(report["test"]["confusion_matrix"]), task.classes, out_dir / CONFUSION)
     setup(tracking, f"{tracking.experiment}-{task.name}")
     with mlflow.start_run(run_name=RUN_NAME) as active:
-        mlflow.set_tags({"stage": "train_baseline", "kind": "baseline", "data_version": data_version,
-                         "git_commit": git_commit()})
-        mlflow.log_params({**dataclasses.asdict(cfg), "task": task.name, "classes": ",".join(task.classes),
-                           "chosen_C": chosen, "n_features": report["n_features"], "n_train": report["n_train"],
-                           "n_val": report["n_val"], "n_test": report["n_test"]})
-        mlflow.log_metrics({"test_macro_f1": report["test"]["macro_f1"], "test_accuracy": report["test"]["accuracy"],
-                            "val_macro_f1": report["val"]["macro_f1"]})
+        mlflow.set_tags(
+            {"stage": "train_baseline", "kind": "baseline", "data_version": data_version, "git_commit": git_commit()}
+        )
+        mlflow.log_params(
+            {
+                **dataclasses.asdict(cfg),
+                "task": task.name,
+                "classes": ",".join(task.classes),
+                "chosen_C": chosen,
+                "n_features": report["n_features"],
+                "n_train": report["n_train"],
+                "n_val": report["n_val"],
+                "n_test": report["n_test"],
+            }
+        )
+        mlflow.log_metrics(
+            {
+                "test_macro_f1": report["test"]["macro_f1"],
+                "test_accuracy": report["test"]["accuracy"],
+                "val_macro_f1": report["val"]["macro_f1"],
+            }
+        )
         report["run_id"] = active.info.run_id
         write_json(out_dir / METRICS, report)
         for name in (METRICS, CONFUSION, MODEL):

@@ -13,19 +13,28 @@ from components.train_detector.core import run
 
 def main(argv: list[str] | None = None) -> None:
     parser = base_parser(__doc__ or "")
-    parser.add_argument("--patches", type=input_location, required=True,
-                        help="crop_patches output folder (with detection/)")
+    parser.add_argument(
+        "--patches", type=input_location, required=True, help="crop_patches output folder (with detection/)"
+    )
     parser.add_argument("--out", type=output_location, required=True, help="output folder (detector.pt, summary)")
     parser.add_argument("--data-version", default="unknown", help="DVC hash of the raw data")
     with local_paths(parser, argv) as args:
         doc = params_from(args)
-        summary = run(section(doc, "train_detector", DetectorConfig), load_task(doc),
-                      section(doc, "mlflow", TrackingConfig), args.patches, args.out, args.data_version)
+        summary = run(
+            section(doc, "train_detector", DetectorConfig),
+            load_task(doc),
+            section(doc, "mlflow", TrackingConfig),
+            args.patches,
+            args.out,
+            args.data_version,
+        )
     if "skipped" in summary:
         print(f"train_detector: skipped: {summary['skipped']}")
         return
-    print(f"train_detector: run {summary['run_id']} best val mAP@0.5 {summary['best_val_map50']:.3f} "
-          f"at epoch {summary['best_epoch']} ({summary['epochs_run']} epochs)")
+    print(
+        f"train_detector: run {summary['run_id']} best val mAP@0.5 {summary['best_val_map50']:.3f} "
+        f"at epoch {summary['best_epoch']} ({summary['epochs_run']} epochs)"
+    )
 
 
 if __name__ == "__main__":

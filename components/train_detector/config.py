@@ -7,8 +7,11 @@ from dataclasses import dataclass
 from components.common.errors import ConfigError
 
 # arch → (backbone name, most trainable backbone layers)
-ARCHS = {"fasterrcnn_mobilenet_v3_large_fpn": ("mobilenet_v3_large", 6),
-         "fasterrcnn_resnet50_fpn": ("resnet50", 5), "fasterrcnn_resnet101_fpn": ("resnet101", 5)}
+ARCHS = {
+    "fasterrcnn_mobilenet_v3_large_fpn": ("mobilenet_v3_large", 6),
+    "fasterrcnn_resnet50_fpn": ("resnet50", 5),
+    "fasterrcnn_resnet101_fpn": ("resnet101", 5),
+}
 
 
 @dataclass(frozen=True)
@@ -47,8 +50,10 @@ class DetectorConfig:
         if self.optimizer not in ("sgd", "adamw"):
             raise ConfigError(f"train_detector.optimizer: 'sgd' or 'adamw', found {self.optimizer!r}")
         if not 0 <= self.trainable_backbone_layers <= ARCHS[self.arch][1]:
-            raise ConfigError(f"train_detector.trainable_backbone_layers: 0..{ARCHS[self.arch][1]} for "
-                              f"{self.arch}, found {self.trainable_backbone_layers}")
+            raise ConfigError(
+                f"train_detector.trainable_backbone_layers: 0..{ARCHS[self.arch][1]} for "
+                f"{self.arch}, found {self.trainable_backbone_layers}"
+            )
         if self.epochs < 1 or self.batch_size < 1 or not 0 < self.min_size <= self.max_size:
             raise ConfigError("train_detector: need epochs ≥ 1, batch_size ≥ 1 and 0 < min_size ≤ max_size")
 
@@ -57,7 +62,9 @@ class DetectorConfig:
         if sizes is not None and (not sizes or min(sizes) < 1 or list(sizes) != sorted(set(sizes))):
             raise ConfigError(f"train_detector.anchor_sizes: increasing positive pixel sizes, found {list(sizes)}")
         if sizes is not None and self.arch != "fasterrcnn_mobilenet_v3_large_fpn" and len(sizes) != 5:
-            raise ConfigError(f"train_detector.anchor_sizes: {self.arch} has 5 FPN levels, one size each; "
-                              f"found {len(sizes)} sizes {list(sizes)}")
+            raise ConfigError(
+                f"train_detector.anchor_sizes: {self.arch} has 5 FPN levels, one size each; "
+                f"found {len(sizes)} sizes {list(sizes)}"
+            )
         if not ratios or min(ratios) <= 0:
             raise ConfigError(f"train_detector.aspect_ratios: positive height/width ratios, found {list(ratios)}")

@@ -56,12 +56,16 @@ def build_detector(cfg: DetectorConfig, n_classes: int) -> FasterRCNN:
     pretrained = cfg.pretrained_path is not None
     norm = FrozenBatchNorm2d if pretrained else nn.BatchNorm2d
     layers = cfg.trainable_backbone_layers if pretrained else most
-    heads: dict[str, Any] = {"min_size": cfg.min_size, "max_size": cfg.max_size,
-                             "box_score_thresh": cfg.score_threshold}
+    heads: dict[str, Any] = {
+        "min_size": cfg.min_size,
+        "max_size": cfg.max_size,
+        "box_score_thresh": cfg.score_threshold,
+    }
     sizes = cfg.anchor_sizes or (32, 64, 128, 256, 512)
     if name.startswith("mobilenet"):  # 3 feature maps, every size on each (torchvision's layout)
-        backbone = mobilenet_backbone(backbone_name=name, weights=None, fpn=True, norm_layer=norm,
-                                      trainable_layers=layers)
+        backbone = mobilenet_backbone(
+            backbone_name=name, weights=None, fpn=True, norm_layer=norm, trainable_layers=layers
+        )
         anchors = AnchorGenerator((sizes,) * 3, (cfg.aspect_ratios,) * 3)
         heads.update(rpn_score_thresh=0.05)
     else:  # 5 pyramid levels, one size each
@@ -87,16 +91,18 @@ def load_pretrained(model: nn.Module, uri: str) -> dict[str, int]:
     """Load what fits (strict=False); a classification backbone's keys are mapped onto
     `backbone.body`. Shape mismatches (another class count's box predictor) are skipped."""
     state, own = _read_state(uri), model.state_dict()
-    renames = [lambda k: k, lambda k: f"backbone.body.{k}",
-               lambda k: f"backbone.body.{k.removeprefix('features.')}"]
+    renames = [lambda k: k, lambda k: f"backbone.body.{k}", lambda k: f"backbone.body.{k.removeprefix('features.')}"]
     best = max(renames, key=lambda f: sum(f(k) in own for k in state))
     mapped = {best(k): v for k, v in state.items()}
     fits = {k: v for k, v in mapped.items() if k in own and own[k].shape == v.shape}
     if not fits:
         raise ConfigError(f"train_detector.pretrained_path: no tensor of {uri} fits the model")
     model.load_state_dict(fits, strict=False)
-    return {"pretrained_loaded": len(fits), "pretrained_skipped": len(mapped) - len(fits),
-            "pretrained_missing": len(own) - len(fits)}
+    return {
+        "pretrained_loaded": len(fits),
+        "pretrained_skipped": len(mapped) - len(fits),
+        "pretrained_missing": len(own) - len(fits),
+    }
 
 
 def _optimizer(cfg: DetectorConfig, model: nn.Module) -> torch.optim.Optimizer:
@@ -106,9 +112,16 @@ def _optimizer(cfg: DetectorConfig, model: nn.Module) -> torch.optim.Optimizer:
     return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
 
 
-def _epoch(model: nn.Module, train: DetectionSplit, cfg: DetectorConfig, opt: torch.optim.Optimizer,
-           warmup: torch.optim.lr_scheduler.LRScheduler | None, device: torch.device,
-           gen: torch.Generator, epoch: int) -> float:
+def _epoch(
+    model: nn.Module,
+    train: DetectionSplit,
+    cfg: DetectorConfig,
+    opt: torch.optim.Optimizer,
+    warmup: torch.optim.lr_scheduler.LRScheduler | None,
+    device: torch.device,
+    gen: torch.Generator,
+    epoch: int,
+) -> float:
     model.train()
     total, seen = 0.0, 0
     for idx in batches(len(train.items), cfg.batch_size, gen):
@@ -130,8 +143,14 @@ def _epoch(model: nn.Module, train: DetectionSplit, cfg: DetectorConfig, opt: to
     return total / max(seen, 1)
 
 
-def _fit(model: nn.Module, train: DetectionSplit, val: DetectionSplit, cfg: DetectorConfig,
-         n_classes: int, device: torch.device) -> tuple[dict[str, Any], list[dict[str, float]], Any]:
+def _fit(
+    model: nn.Module,
+    train: DetectionSplit,
+    val: DetectionSplit,
+    cfg: DetectorConfig,
+    n_classes: int,
+    device: torch.device,
+) -> tuple[dict[str, Any], list[dict[str, float]], Any]:
     """Epoch loop with early stopping on val mAP@0.5; returns the best state, history, optimizer."""
     gen = torch.Generator().manual_seed(cfg.seed)
     opt = _optimizer(cfg, model)
@@ -144,15 +163,19 @@ def _fit(model: nn.Module, train: DetectionSplit, val: DetectionSplit, cfg: Dete
         for epoch in range(cfg.epochs):
             loss = _epoch(model, train, cfg, opt, warmup, device, gen, epoch)
             model.eval()
-            score = evaluate_detections(val.ground_truth(), predict(model, val, device, cfg.batch_size),
-                                        n_classes)["map50"]
+            score = evaluate_detections(val.ground_truth(), predict(model, val, device, cfg.batch_size), n_classes)[
+                "map50"
+            ]
             row = {"train_loss": loss, "val_map50": float(score)}
             history.append(row)
             mlflow.log_metrics(row, step=epoch)
             progress.update(bar, advance=1, description=f"epoch {epoch} val mAP@0.5={score:.3f}")
             if score > best["score"] + cfg.min_delta:
-                best = {"score": score, "epoch": epoch,
-                        "state": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}}
+                best = {
+                    "score": score,
+                    "epoch": epoch,
+                    "state": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
+                }
             elif epoch - best["epoch"] >= cfg.patience:
                 break
     return best, history, opt
@@ -164,17 +187,28 @@ def _log_model(model: nn.Module, cfg: DetectorConfig, task: TaskConfig, out_dir:
     model = model.cpu().eval()
     transform: Any = model.transform
     (out_dir / "classes.json").write_text(json.dumps(list(task.classes), indent=2))
-    prep = {"classes": list(task.classes), "label_offset": 1, "arch": cfg.arch, "min_size": cfg.min_size,
-            "max_size": cfg.max_size, "image_mean": list(transform.image_mean),
-            "image_std": list(transform.image_std), "score_threshold": cfg.score_threshold,
-            "input": "list of RGB float tensors 3×H×W in [0,1], stored pixel frame; resized and "
-                     "normalised inside the model",
-            "output": "per image {boxes: xyxy pixels, scores, labels: class index + 1 (0 = background)}"}
+    prep = {
+        "classes": list(task.classes),
+        "label_offset": 1,
+        "arch": cfg.arch,
+        "min_size": cfg.min_size,
+        "max_size": cfg.max_size,
+        "image_mean": list(transform.image_mean),
+        "image_std": list(transform.image_std),
+        "score_threshold": cfg.score_threshold,
+        "input": "list of RGB float tensors 3×H×W in [0,1], stored pixel frame; resized and "
+        "normalised inside the model",
+        "output": "per image {boxes: xyxy pixels, scores, labels: class index + 1 (0 = background)}",
+    }
     (out_dir / "preprocessing.json").write_text(json.dumps(prep, indent=2))
     extra = [str(out_dir / "classes.json"), str(out_dir / "preprocessing.json")]
     info = mlflow.pytorch.log_model(
-        model, name="model", serialization_format="pickle", extra_files=extra,
-        pip_requirements=[f"torch=={torch.__version__.split('+')[0]}", "torchvision==0.29.2"])
+        model,
+        name="model",
+        serialization_format="pickle",
+        extra_files=extra,
+        pip_requirements=[f"torch=={torch.__version__.split('+')[0]}", "torchvision==0.29.2"],
+    )
     for path in extra:
         mlflow.log_artifact(path)
     return info.model_uri
@@ -188,12 +222,22 @@ def _log_dataset(patch_dir: Path) -> None:
     import mlflow.data
     import pandas as pd
 
-    mlflow.log_input(mlflow.data.from_pandas(pd.read_parquet(table_path), source=str(table_path.resolve()),
-                                             targets="label", name="detection"), context="training")
+    mlflow.log_input(
+        mlflow.data.from_pandas(
+            pd.read_parquet(table_path), source=str(table_path.resolve()), targets="label", name="detection"
+        ),
+        context="training",
+    )
 
 
-def run(cfg: DetectorConfig, task: TaskConfig, tracking: TrackingConfig, patch_dir: Path, out_dir: Path,
-        data_version: str = "unknown") -> dict[str, Any]:
+def run(
+    cfg: DetectorConfig,
+    task: TaskConfig,
+    tracking: TrackingConfig,
+    patch_dir: Path,
+    out_dir: Path,
+    data_version: str = "unknown",
+) -> dict[str, Any]:
     """Train on `patch_dir/detection`; write `detector.pt` + `train_summary.json` into `out_dir`."""
     if reason := not_trained(task, "detector"):
         return write_skipped(out_dir / SUMMARY, reason)
@@ -212,21 +256,47 @@ def run(cfg: DetectorConfig, task: TaskConfig, tracking: TrackingConfig, patch_d
     out_dir.mkdir(parents=True, exist_ok=True)
     setup(tracking, f"{tracking.experiment}-{task.name}")
     with mlflow.start_run(run_name=f"train-detector-{cfg.arch}") as active:
-        mlflow.log_params({**dataclasses.asdict(cfg), **loaded, "task": task.name, "classes": ",".join(task.classes),
-                           "n_train_images": len(train.items), "n_val_images": len(val.items),
-                           "device": str(device)})
-        mlflow.set_tags({"data_version": data_version, "git_commit": git_commit(), "stage": "train_detector",
-                         "kind": "detector"})
+        mlflow.log_params(
+            {
+                **dataclasses.asdict(cfg),
+                **loaded,
+                "task": task.name,
+                "classes": ",".join(task.classes),
+                "n_train_images": len(train.items),
+                "n_val_images": len(val.items),
+                "device": str(device),
+            }
+        )
+        mlflow.set_tags(
+            {"data_version": data_version, "git_commit": git_commit(), "stage": "train_detector", "kind": "detector"}
+        )
         _log_dataset(patch_dir)
         best, history, opt = _fit(model, train, val, cfg, len(task.classes), device)
         model.load_state_dict(best["state"])
-        torch.save({"state_dict": best["state"], "optimizer": opt.state_dict(), "epoch": best["epoch"],
-                    "config": dataclasses.asdict(cfg), "classes": list(task.classes)}, out_dir / CHECKPOINT)
+        torch.save(
+            {
+                "state_dict": best["state"],
+                "optimizer": opt.state_dict(),
+                "epoch": best["epoch"],
+                "config": dataclasses.asdict(cfg),
+                "classes": list(task.classes),
+            },
+            out_dir / CHECKPOINT,
+        )
         model_uri = _log_model(model, cfg, task, out_dir)
         mlflow.log_metrics({"best_val_map50": best["score"], "best_epoch": best["epoch"]})
-        summary = {"run_id": active.info.run_id, "experiment_id": active.info.experiment_id,
-                   "model_uri": model_uri, "registered_model": tracking.registered_detector, "kind": "detector",
-                   "arch": cfg.arch, "best_epoch": best["epoch"], "best_val_map50": best["score"],
-                   "epochs_run": len(history), "classes": list(task.classes), "data_version": data_version}
+        summary = {
+            "run_id": active.info.run_id,
+            "experiment_id": active.info.experiment_id,
+            "model_uri": model_uri,
+            "registered_model": tracking.registered_detector,
+            "kind": "detector",
+            "arch": cfg.arch,
+            "best_epoch": best["epoch"],
+            "best_val_map50": best["score"],
+            "epochs_run": len(history),
+            "classes": list(task.classes),
+            "data_version": data_version,
+        }
     write_json(out_dir / SUMMARY, summary)
     return summary

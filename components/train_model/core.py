@@ -38,8 +38,9 @@ from components.common.tracking import EpochLogger, TrackingConfig, git_commit, 
 from components.train_model.plots import plot_curves
 
 
-def _log_model(model: nn.Module, sample: torch.Tensor, task: TaskConfig, cfg: TrainConfig, out_dir: Path,
-               norm: Normalization) -> str:
+def _log_model(
+    model: nn.Module, sample: torch.Tensor, task: TaskConfig, cfg: TrainConfig, out_dir: Path, norm: Normalization
+) -> str:
     """The model with its signature, and `preprocessing.json`: what serving and evaluation need to
     feed it exactly as training did (classes, input size, the train patches' mean/std)."""
     model = model.cpu().to(memory_format=torch.contiguous_format).eval()
@@ -49,11 +50,20 @@ def _log_model(model: nn.Module, sample: torch.Tensor, task: TaskConfig, cfg: Tr
     # Pickled nn.Module, not a torch.export program: serving and drift monitoring hook the last Linear
     # layer for embeddings (components/common/embedding.py), which an exported graph does not allow.
     info = mlflow.pytorch.log_model(
-        model, name="model", signature=signature, input_example=example, serialization_format="pickle",
-        pip_requirements=[f"torch=={torch.__version__.split('+')[0]}", "torchvision==0.29.2"])
-    prep = {"classes": list(task.classes), "image_size": cfg.image_size, **norm.as_dict(),
-            "normalization": "per-channel mean/std of the training patches",
-            "input": "RGB uint8 patch resized to image_size, scaled to [0,1], normalised with mean/std"}
+        model,
+        name="model",
+        signature=signature,
+        input_example=example,
+        serialization_format="pickle",
+        pip_requirements=[f"torch=={torch.__version__.split('+')[0]}", "torchvision==0.29.2"],
+    )
+    prep = {
+        "classes": list(task.classes),
+        "image_size": cfg.image_size,
+        **norm.as_dict(),
+        "normalization": "per-channel mean/std of the training patches",
+        "input": "RGB uint8 patch resized to image_size, scaled to [0,1], normalised with mean/std",
+    }
     (out_dir / "preprocessing.json").write_text(json.dumps(prep, indent=2))
     mlflow.log_artifact(str(out_dir / "preprocessing.json"))
     return info.model_uri
@@ -66,50 +76,95 @@ def _log_dataset(patch_dir: Path) -> None:
     import pandas as pd
 
     table = pd.read_parquet(patch_dir / "patches.parquet")
-    keep = [c for c in ("patch_id", "base_patch_id", "sha256", "box_index", "label", "patient_id", "split",
-                        "augment") if c in table.columns]
-    mlflow.log_input(mlflow.data.from_pandas(table[keep], source=str(patch_dir.resolve()), targets="label",
-                                             name="patches"), context="training")
+    keep = [
+        c
+        for c in ("patch_id", "base_patch_id", "sha256", "box_index", "label", "patient_id", "split", "augment")
+        if c in table.columns
+    ]
+    mlflow.log_input(
+        mlflow.data.from_pandas(table[keep], source=str(patch_dir.resolve()), targets="label", name="patches"),
+        context="training",
+    )
     for name in ("crop_report.json", "contact_sheet.png"):
         if (patch_dir / name).is_file():
             mlflow.log_artifact(str(patch_dir / name), artifact_path="dataset")
 
 
-def _log_start(cfg: TrainConfig, task: TaskConfig, train: Source, val: Source, model: nn.Module,
-               device: torch.device, ctx: Dist, report: LoadReport | None, resume: dict[str, Any] | None,
-               data_version: str) -> None:
+def _log_start(
+    cfg: TrainConfig,
+    task: TaskConfig,
+    train: Source,
+    val: Source,
+    model: nn.Module,
+    device: torch.device,
+    ctx: Dist,
+    report: LoadReport | None,
+    resume: dict[str, Any] | None,
+    data_version: str,
+) -> None:
     dtype = amp_dtype(cfg, device)
-    mlflow.log_params({**dataclasses.asdict(cfg), "task": task.name, "classes": ",".join(task.classes),
-                       "n_train": len(train), "n_val": len(val), "device": str(device), "world_size": ctx.world,
-                       "amp_dtype": str(dtype).removeprefix("torch.") if dtype else "off",
-                       "trainable_params": sum(p.numel() for p in trainable(model)),
-                       "total_params": sum(p.numel() for p in model.parameters()),
-                       **(report.as_params() if report else {})})
+    mlflow.log_params(
+        {
+            **dataclasses.asdict(cfg),
+            "task": task.name,
+            "classes": ",".join(task.classes),
+            "n_train": len(train),
+            "n_val": len(val),
+            "device": str(device),
+            "world_size": ctx.world,
+            "amp_dtype": str(dtype).removeprefix("torch.") if dtype else "off",
+            "trainable_params": sum(p.numel() for p in trainable(model)),
+            "total_params": sum(p.numel() for p in model.parameters()),
+            **(report.as_params() if report else {}),
+        }
+    )
     tags = {"data_version": data_version, "git_commit": git_commit(), "stage": "train_model"}
     if resume:
         tags.update(resumed_from_run=str(resume.get("mlflow_run_id")), resumed_after_epoch=str(resume["epoch"]))
     mlflow.set_tags(tags)
 
 
-def _finish(model: nn.Module, state: FitState, train: Source, cfg: TrainConfig, task: TaskConfig, out_dir: Path,
-            active: mlflow.ActiveRun, data_version: str) -> dict[str, Any]:
+def _finish(
+    model: nn.Module,
+    state: FitState,
+    train: Source,
+    cfg: TrainConfig,
+    task: TaskConfig,
+    out_dir: Path,
+    active: mlflow.ActiveRun,
+    data_version: str,
+) -> dict[str, Any]:
     """Best weights into checkpoint.pt, curves and model into MLflow; returns the summary."""
     assert state.best_state is not None  # the first epoch always beats the initial score of -1
     model.load_state_dict(state.best_state)
-    save_best(out_dir / CHECKPOINT, state.best_state, cfg, task.classes, state.best_epoch, state.best_score,
-              state.norm)
+    save_best(out_dir / CHECKPOINT, state.best_state, cfg, task.classes, state.best_epoch, state.best_score, state.norm)
     plot_curves(state.history, out_dir / "curves.png")
     mlflow.log_artifact(str(out_dir / "curves.png"))
     model_uri = _log_model(model, train.sample(2), task, cfg, out_dir, state.norm)
     mlflow.log_metrics({"best_val_macro_f1": state.best_score, "best_epoch": state.best_epoch})
-    return {"run_id": active.info.run_id, "experiment_id": active.info.experiment_id, "kind": "classifier",
-            "model_uri": model_uri, "arch": cfg.arch, "best_epoch": state.best_epoch,
-            "best_val_macro_f1": state.best_score, "epochs_run": len(state.history),
-            "classes": list(task.classes), "data_version": data_version, "normalization": state.norm.as_dict()}
+    return {
+        "run_id": active.info.run_id,
+        "experiment_id": active.info.experiment_id,
+        "kind": "classifier",
+        "model_uri": model_uri,
+        "arch": cfg.arch,
+        "best_epoch": state.best_epoch,
+        "best_val_macro_f1": state.best_score,
+        "epochs_run": len(state.history),
+        "classes": list(task.classes),
+        "data_version": data_version,
+        "normalization": state.norm.as_dict(),
+    }
 
 
-def run(cfg: TrainConfig, task: TaskConfig, tracking: TrackingConfig, patch_dir: Path, out_dir: Path,
-        data_version: str = "unknown") -> dict[str, Any]:
+def run(
+    cfg: TrainConfig,
+    task: TaskConfig,
+    tracking: TrackingConfig,
+    patch_dir: Path,
+    out_dir: Path,
+    data_version: str = "unknown",
+) -> dict[str, Any]:
     """Train on `patch_dir` (crop_patches output); write checkpoints + summary into `out_dir`.
 
     Returns the summary (on DDP ranks other than 0: only `{"rank": r}`; they write nothing).
@@ -123,16 +178,19 @@ def run(cfg: TrainConfig, task: TaskConfig, tracking: TrackingConfig, patch_dir:
         distributed.shutdown(ctx)
 
 
-def _model(cfg: TrainConfig, n_classes: int, device: torch.device, ctx: Dist,
-           loads_weights: bool) -> tuple[nn.Module, list[nn.Module], LoadReport | None]:
+def _model(
+    cfg: TrainConfig, n_classes: int, device: torch.device, ctx: Dist, loads_weights: bool
+) -> tuple[nn.Module, list[nn.Module], LoadReport | None]:
     """The network on its device: pretrained weights (rank 0 only: DDP copies them to the other
     ranks; a resume overwrites them anyway), frozen blocks, channels-last on CUDA."""
     model = build_model(cfg.arch, n_classes, cfg.dropout)
     report = None
     if (cfg.pretrained_path or cfg.pretrained != "none") and ctx.main and loads_weights:
         report = load_weights(model, cfg.arch, cfg.pretrained, cfg.pretrained_path)
-        print(f"train_model: pretrained {report.source}: {report.loaded} tensors loaded, {report.missing} missing, "
-              f"{report.unexpected} unexpected, {report.mismatched} of another shape")
+        print(
+            f"train_model: pretrained {report.source}: {report.loaded} tensors loaded, {report.missing} missing, "
+            f"{report.unexpected} unexpected, {report.mismatched} of another shape"
+        )
     frozen = freeze(model, cfg.arch, cfg.freeze_layers)
     model = model.to(device)
     if cfg.channels_last and device.type == "cuda":
@@ -142,8 +200,16 @@ def _model(cfg: TrainConfig, n_classes: int, device: torch.device, ctx: Dist,
     return model, frozen, report
 
 
-def _train(cfg: TrainConfig, task: TaskConfig, tracking: TrackingConfig, patch_dir: Path, out_dir: Path,
-           data_version: str, ctx: Dist, device: torch.device) -> dict[str, Any]:
+def _train(
+    cfg: TrainConfig,
+    task: TaskConfig,
+    tracking: TrackingConfig,
+    patch_dir: Path,
+    out_dir: Path,
+    data_version: str,
+    ctx: Dist,
+    device: torch.device,
+) -> dict[str, Any]:
     torch.manual_seed(cfg.seed)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)

@@ -18,11 +18,14 @@ def main(argv: list[str] | None = None) -> None:
     with local_paths(parser, argv) as args:
         doc = params_from(args)
         tracking = section(doc, "mlflow", TrackingConfig) if "mlflow" in doc else None
-        report = run(section(doc, "validate_annotations", ValidateConfig), load_task(doc), args.manifest,
-                     args.out, tracking)
-    print(f"validate_annotations: {report['n_accepted_images']}/{report['n_images']} images accepted, "
-          f"{report['n_quarantined']} files quarantined, {report['n_accepted_boxes']} boxes, "
-          f"findings {report['by_code'] or 'none'}")
+        report = run(
+            section(doc, "validate_annotations", ValidateConfig), load_task(doc), args.manifest, args.out, tracking
+        )
+    print(
+        f"validate_annotations: {report['n_accepted_images']}/{report['n_images']} images accepted, "
+        f"{report['n_quarantined']} files quarantined, {report['n_accepted_boxes']} boxes, "
+        f"findings {report['by_code'] or 'none'}"
+    )
 
 
 if __name__ == "__main__":

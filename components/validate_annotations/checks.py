@@ -20,16 +20,33 @@ from components.common.images import SINGLE_CHANNEL as _SINGLE_CHANNEL
 from components.common.task import TaskConfig
 from components.validate_annotations.config import ValidateConfig
 
-__all__ = ["ERROR", "INFO", "WARNING", "Finding", "check_box", "check_duplicates",
-           "check_image", "iou"]
+__all__ = ["ERROR", "INFO", "WARNING", "Finding", "check_box", "check_duplicates", "check_image", "iou"]
 
 ERROR, WARNING, INFO = "error", "warning", "info"
 # What Pillow calls the format behind each extension (MPO: JPEGs with a second frame, from cameras).
-_FORMATS = {".jpg": {"JPEG", "MPO"}, ".jpeg": {"JPEG", "MPO"}, ".png": {"PNG"}, ".bmp": {"BMP", "DIB"},
-            ".tif": {"TIFF"}, ".tiff": {"TIFF"}, ".dcm": {"DICOM", "DCM"}}
+_FORMATS = {
+    ".jpg": {"JPEG", "MPO"},
+    ".jpeg": {"JPEG", "MPO"},
+    ".png": {"PNG"},
+    ".bmp": {"BMP", "DIB"},
+    ".tif": {"TIFF"},
+    ".tiff": {"TIFF"},
+    ".dcm": {"DICOM", "DCM"},
+}
 # labelImg writes depth 1 for grey images and 3 otherwise; other tools write 4 for RGBA/CMYK.
-_DEPTHS = {"1": {1}, "L": {1}, "I": {1}, "I;16": {1}, "I;16B": {1}, "I;16L": {1}, "F": {1},
-           "LA": {1, 2}, "P": {1, 3}, "RGBA": {3, 4}, "CMYK": {3, 4}}
+_DEPTHS = {
+    "1": {1},
+    "L": {1},
+    "I": {1},
+    "I;16": {1},
+    "I;16B": {1},
+    "I;16L": {1},
+    "F": {1},
+    "LA": {1, 2},
+    "P": {1, 3},
+    "RGBA": {3, 4},
+    "CMYK": {3, 4},
+}
 # EXIF orientations whose display frame is the stored frame turned by 90° (width and height swap).
 _QUARTER_TURNS = {5, 6, 7, 8}
 _COORDS = ("xmin", "ymin", "xmax", "ymax")
@@ -99,14 +116,26 @@ def _format_checks(img: dict[str, Any]) -> list[Finding]:
     expected = _FORMATS.get(PurePosixPath(f).suffix.lower())
     fmt = str(img.get("format") or "").upper()
     if expected and fmt and fmt not in expected and img.get("modality") != "dicom":
-        out.append(Finding("EXTENSION_MISMATCH", WARNING, f,
-                           f"the file is {fmt} but named {PurePosixPath(f).suffix}; decoded by content"))
+        out.append(
+            Finding(
+                "EXTENSION_MISMATCH",
+                WARNING,
+                f,
+                f"the file is {fmt} but named {PurePosixPath(f).suffix}; decoded by content",
+            )
+        )
     orientation = int(img.get("orientation") or 1)
     if orientation != 1:
-        out.append(Finding("EXIF_ROTATED", WARNING, f,
-                           f"EXIF orientation {orientation}: viewers show the photo rotated, but its boxes "
-                           "are taken in the stored (unrotated) frame, as labelImg shows it, and are "
-                           "cropped in that frame"))
+        out.append(
+            Finding(
+                "EXIF_ROTATED",
+                WARNING,
+                f,
+                f"EXIF orientation {orientation}: viewers show the photo rotated, but its boxes "
+                "are taken in the stored (unrotated) frame, as labelImg shows it, and are "
+                "cropped in that frame",
+            )
+        )
     return out
 
 
@@ -120,8 +149,11 @@ def _size_checks(img: dict[str, Any], ann: str) -> list[Finding]:
         how = "different"
         if (dh, dw) == (w, h):
             rotated = int(img.get("orientation") or 1) in _QUARTER_TURNS
-            how = ("width/height swapped: the boxes were drawn on the EXIF-rotated view, not the "
-                   "stored frame" if rotated else "width/height swapped")
+            how = (
+                "width/height swapped: the boxes were drawn on the EXIF-rotated view, not the stored frame"
+                if rotated
+                else "width/height swapped"
+            )
         out.append(Finding("SIZE_MISMATCH", ERROR, ann, f"<size> says {dw}x{dh} but the image is {w}x{h} ({how})"))
     return out
 
@@ -139,24 +171,44 @@ def _depth_check(img: dict[str, Any], ann: str) -> list[Finding]:
     grey = None if grey is None or grey != grey else bool(grey)  # NaN from parquet: unknown
     allowed = _DEPTHS.get(mode, {3})
     if grey is False and depth == 1 and mode not in _SINGLE_CHANNEL:
-        return [Finding("DEPTH_MISMATCH", WARNING, ann, f"<depth> is 1 (grey) but the {mode} image has colour "
-                        "pixels: was the photo replaced after it was annotated?")]
-    if grey is True and mode not in _SINGLE_CHANNEL and ((depth == 1 and 1 not in allowed)
-                                                         or (mode == "P" and depth >= 3)):
+        return [
+            Finding(
+                "DEPTH_MISMATCH",
+                WARNING,
+                ann,
+                f"<depth> is 1 (grey) but the {mode} image has colour "
+                "pixels: was the photo replaced after it was annotated?",
+            )
+        ]
+    if (
+        grey is True
+        and mode not in _SINGLE_CHANNEL
+        and ((depth == 1 and 1 not in allowed) or (mode == "P" and depth >= 3))
+    ):
         return [Finding("DEPTH_MISMATCH", INFO, ann, _explained_depth(depth, mode))]
     if depth in allowed:
         return []
-    return [Finding("DEPTH_MISMATCH", WARNING, ann,
-                    f"<depth> is {depth} but the image is {mode} (expected {sorted(allowed)}); "
-                    "every image is converted to 8-bit RGB anyway")]
+    return [
+        Finding(
+            "DEPTH_MISMATCH",
+            WARNING,
+            ann,
+            f"<depth> is {depth} but the image is {mode} (expected {sorted(allowed)}); "
+            "every image is converted to 8-bit RGB anyway",
+        )
+    ]
 
 
 def _explained_depth(depth: int, mode: str) -> str:
     if depth == 1:
-        return (f"<depth> is 1 and the file is stored {mode}, but every pixel is grey: labelImg writes 1 "
-                "for such images; consistent")
-    return (f"<depth> is {depth} for a {mode} image whose pixels are all grey: labelImg writes 3 for a "
-            "palette that is not the identity grey ramp; harmless")
+        return (
+            f"<depth> is 1 and the file is stored {mode}, but every pixel is grey: labelImg writes 1 "
+            "for such images; consistent"
+        )
+    return (
+        f"<depth> is {depth} for a {mode} image whose pixels are all grey: labelImg writes 3 for a "
+        "palette that is not the identity grey ramp; harmless"
+    )
 
 
 def _image_label_checks(img: dict[str, Any], task: TaskConfig) -> list[Finding]:
@@ -166,8 +218,9 @@ def _image_label_checks(img: dict[str, Any], task: TaskConfig) -> list[Finding]:
         return []
     label = task.normalize(str(raw))
     if label is None:
-        return [Finding("LABEL_UNKNOWN", ERROR, img["rel_path"],
-                        f"folder label {raw!r} is not one of {list(task.classes)}")]
+        return [
+            Finding("LABEL_UNKNOWN", ERROR, img["rel_path"], f"folder label {raw!r} is not one of {list(task.classes)}")
+        ]
     return [] if label == raw else [Finding("LABEL_NORMALIZED", INFO, img["rel_path"], f"{raw!r} → {label!r}")]
 
 
@@ -198,8 +251,9 @@ def box_number(value: Any) -> float:
         return math.nan
 
 
-def check_box(box: dict[str, Any], img: dict[str, Any], task: TaskConfig,
-              cfg: ValidateConfig) -> tuple[list[Finding], dict[str, Any] | None]:
+def check_box(
+    box: dict[str, Any], img: dict[str, Any], task: TaskConfig, cfg: ValidateConfig
+) -> tuple[list[Finding], dict[str, Any] | None]:
     """Check one box; returns findings and the cleaned box (None when the box is dropped). A box too
     small to crop stays, with `for_patches` False: crop_patches skips it, the detector still learns it."""
     f, i = img.get("annotation_path") or img["rel_path"], int(box["box_index"])
@@ -210,31 +264,59 @@ def check_box(box: dict[str, Any], img: dict[str, Any], task: TaskConfig,
     out: list[Finding] = []
     label = task.normalize(str(box["label_raw"]))
     if label is None:
-        return [Finding("LABEL_UNKNOWN", ERROR, f,
-                        f"label {box['label_raw']!r} is not one of {list(task.classes)}; box dropped (add it to "
-                        "task.classes or task.aliases if it is one of them)", i)], None
+        return [
+            Finding(
+                "LABEL_UNKNOWN",
+                ERROR,
+                f,
+                f"label {box['label_raw']!r} is not one of {list(task.classes)}; box dropped (add it to "
+                "task.classes or task.aliases if it is one of them)",
+                i,
+            )
+        ], None
     if label != box["label_raw"]:
         out.append(Finding("LABEL_NORMALIZED", INFO, f, f"{box['label_raw']!r} → {label!r}", i))
     w, h, tol = float(img["width"]), float(img["height"]), cfg.border_tolerance_px
     over = max(1.0 - x0, 1.0 - y0, x1 - w, y1 - h)
     if over > tol:
-        return [*out, Finding("BOX_OUT_OF_BOUNDS", ERROR, f,
-                              f"{coords} leaves the {int(w)}x{int(h)} image by {over:g} px "
-                              f"(tolerance {tol:g} px)", i)], None
+        return [
+            *out,
+            Finding(
+                "BOX_OUT_OF_BOUNDS",
+                ERROR,
+                f,
+                f"{coords} leaves the {int(w)}x{int(h)} image by {over:g} px (tolerance {tol:g} px)",
+                i,
+            ),
+        ], None
     if over > 0:
         x0, y0, x1, y1 = max(x0, 1.0), max(y0, 1.0), min(x1, w), min(y1, h)
         out.append(Finding("BOX_CLIPPED", INFO, f, f"clipped by {over:g} px to the image", i))
     clean = {**box, "label": label, "xmin": x0, "ymin": y0, "xmax": x1, "ymax": y1, "for_patches": True}
     if min(x1 - x0, y1 - y0) < cfg.min_box_side_px:
-        out.append(Finding("BOX_TOO_SMALL", WARNING, f,
-                           f"{x1 - x0:g}x{y1 - y0:g} px is below {cfg.min_box_side_px:g} px; not cropped into "
-                           "a patch, kept for the detector (it is still an object)", i))
+        out.append(
+            Finding(
+                "BOX_TOO_SMALL",
+                WARNING,
+                f,
+                f"{x1 - x0:g}x{y1 - y0:g} px is below {cfg.min_box_side_px:g} px; not cropped into "
+                "a patch, kept for the detector (it is still an object)",
+                i,
+            )
+        )
         return out, {**clean, "for_patches": False}
     share = (x1 - x0) * (y1 - y0) / max(w * h, 1.0)
     if share > cfg.max_box_area_fraction:
-        out.append(Finding("BOX_SIZE_OUTLIER", WARNING, f,
-                           f"box covers {share:.0%} of the image (limit {cfg.max_box_area_fraction:.0%}); "
-                           "a mis-drag around the whole photo?", i))
+        out.append(
+            Finding(
+                "BOX_SIZE_OUTLIER",
+                WARNING,
+                f,
+                f"box covers {share:.0%} of the image (limit {cfg.max_box_area_fraction:.0%}); "
+                "a mis-drag around the whole photo?",
+                i,
+            )
+        )
     return out, clean
 
 
@@ -242,7 +324,9 @@ def _coords(box: dict[str, Any]) -> tuple[float, ...]:
     return tuple(box[k] for k in _COORDS)
 
 
-def check_duplicates(boxes: list[dict[str, Any]], file: str, cfg: ValidateConfig) -> tuple[list[Finding], list[dict[str, Any]]]:
+def check_duplicates(
+    boxes: list[dict[str, Any]], file: str, cfg: ValidateConfig
+) -> tuple[list[Finding], list[dict[str, Any]]]:
     """Exact/near duplicates (Ctrl+D then nudged) are the same object: the repeat is dropped (warning).
     The same box under two classes drops every copy (error): nobody knows which label is right,
     and keeping either would train on a coin toss."""

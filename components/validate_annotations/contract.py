@@ -36,11 +36,18 @@ def flatten(images: list[dict[str, Any]], boxes: list[dict[str, Any]]) -> tuple[
     image's size and its own side lengths, so bounds are column comparisons)."""
     img_df = pd.DataFrame([{k: r.get(k) for k in IMAGE_COLUMNS} for r in images], columns=list(IMAGE_COLUMNS))
     sizes = {r["rel_path"]: (r.get("width"), r.get("height")) for r in images}
-    box_df = pd.DataFrame([{**{k: b.get(k) for k in BOX_COLUMNS[:7]},
-                            "width": sizes.get(b["rel_path"], (None, None))[0],
-                            "height": sizes.get(b["rel_path"], (None, None))[1],
-                            "for_patches": bool(b.get("for_patches", True))} for b in boxes],
-                          columns=list(BOX_COLUMNS))
+    box_df = pd.DataFrame(
+        [
+            {
+                **{k: b.get(k) for k in BOX_COLUMNS[:7]},
+                "width": sizes.get(b["rel_path"], (None, None))[0],
+                "height": sizes.get(b["rel_path"], (None, None))[1],
+                "for_patches": bool(b.get("for_patches", True)),
+            }
+            for b in boxes
+        ],
+        columns=list(BOX_COLUMNS),
+    )
     for col in ("xmin", "ymin", "xmax", "ymax", "width", "height"):
         box_df[col] = pd.to_numeric(box_df[col], errors="coerce").astype("float64")
     box_df["box_w"], box_df["box_h"] = box_df.xmax - box_df.xmin, box_df.ymax - box_df.ymin
@@ -49,28 +56,32 @@ def flatten(images: list[dict[str, Any]], boxes: list[dict[str, Any]]) -> tuple[
 
 def _image_suite(gx: Any, gxe: Any) -> Any:
     suite = gx.ExpectationSuite(name="accepted_images")
-    for exp in (gxe.ExpectTableRowCountToBeBetween(min_value=1),
-                gxe.ExpectColumnValuesToBeUnique(column="rel_path"),
-                gxe.ExpectColumnValuesToBeUnique(column="sha256"),
-                gxe.ExpectColumnValueLengthsToEqual(column="sha256", value=64),
-                gxe.ExpectColumnValuesToNotBeNull(column="patient_id"),
-                gxe.ExpectColumnValuesToBeBetween(column="width", min_value=1),
-                gxe.ExpectColumnValuesToBeBetween(column="height", min_value=1)):
+    for exp in (
+        gxe.ExpectTableRowCountToBeBetween(min_value=1),
+        gxe.ExpectColumnValuesToBeUnique(column="rel_path"),
+        gxe.ExpectColumnValuesToBeUnique(column="sha256"),
+        gxe.ExpectColumnValueLengthsToEqual(column="sha256", value=64),
+        gxe.ExpectColumnValuesToNotBeNull(column="patient_id"),
+        gxe.ExpectColumnValuesToBeBetween(column="width", min_value=1),
+        gxe.ExpectColumnValuesToBeBetween(column="height", min_value=1),
+    ):
         suite.add_expectation(exp)
     return suite
 
 
 def _box_suite(gx: Any, gxe: Any, task: TaskConfig, cfg: ValidateConfig) -> Any:
     suite = gx.ExpectationSuite(name="accepted_boxes")
-    for exp in (gxe.ExpectTableRowCountToBeBetween(min_value=1),
-                gxe.ExpectCompoundColumnsToBeUnique(column_list=["rel_path", "box_index"]),
-                gxe.ExpectColumnValuesToBeInSet(column="label", value_set=list(task.classes)),
-                gxe.ExpectColumnValuesToBeBetween(column="xmin", min_value=1),
-                gxe.ExpectColumnValuesToBeBetween(column="ymin", min_value=1),
-                gxe.ExpectColumnPairValuesAToBeGreaterThanB(column_A="width", column_B="xmax", or_equal=True),
-                gxe.ExpectColumnPairValuesAToBeGreaterThanB(column_A="height", column_B="ymax", or_equal=True),
-                gxe.ExpectColumnValuesToBeBetween(column="box_w", min_value=cfg.min_box_side_px, **_PATCH_ROWS),
-                gxe.ExpectColumnValuesToBeBetween(column="box_h", min_value=cfg.min_box_side_px, **_PATCH_ROWS)):
+    for exp in (
+        gxe.ExpectTableRowCountToBeBetween(min_value=1),
+        gxe.ExpectCompoundColumnsToBeUnique(column_list=["rel_path", "box_index"]),
+        gxe.ExpectColumnValuesToBeInSet(column="label", value_set=list(task.classes)),
+        gxe.ExpectColumnValuesToBeBetween(column="xmin", min_value=1),
+        gxe.ExpectColumnValuesToBeBetween(column="ymin", min_value=1),
+        gxe.ExpectColumnPairValuesAToBeGreaterThanB(column_A="width", column_B="xmax", or_equal=True),
+        gxe.ExpectColumnPairValuesAToBeGreaterThanB(column_A="height", column_B="ymax", or_equal=True),
+        gxe.ExpectColumnValuesToBeBetween(column="box_w", min_value=cfg.min_box_side_px, **_PATCH_ROWS),
+        gxe.ExpectColumnValuesToBeBetween(column="box_h", min_value=cfg.min_box_side_px, **_PATCH_ROWS),
+    ):
         suite.add_expectation(exp)
     return suite
 
@@ -91,15 +102,22 @@ def _findings(result: Any, table: str, root: str) -> list[Finding]:
         paths = sorted({str(x["rel_path"]) for x in rows if isinstance(x, dict) and "rel_path" in x})
         if not paths:
             observed = (r.result or {}).get("observed_value")
-            out.append(Finding("CONTRACT_VIOLATION", ERROR, root,
-                               f"{table}: {name} failed (observed {observed!r})"))
-        out += [Finding("CONTRACT_VIOLATION", ERROR, p, f"{table}: {name} failed for this image",
-                        input_file=p) for p in paths]
+            out.append(Finding("CONTRACT_VIOLATION", ERROR, root, f"{table}: {name} failed (observed {observed!r})"))
+        out += [
+            Finding("CONTRACT_VIOLATION", ERROR, p, f"{table}: {name} failed for this image", input_file=p)
+            for p in paths
+        ]
     return out
 
 
-def check_contract(images: list[dict[str, Any]], boxes: list[dict[str, Any]], task: TaskConfig,
-                   cfg: ValidateConfig, out_dir: Path, root: str = ".") -> tuple[list[Finding], dict[str, Any]]:
+def check_contract(
+    images: list[dict[str, Any]],
+    boxes: list[dict[str, Any]],
+    task: TaskConfig,
+    cfg: ValidateConfig,
+    out_dir: Path,
+    root: str = ".",
+) -> tuple[list[Finding], dict[str, Any]]:
     """Run both suites on the accepted tables; returns findings and a summary, writes Data Docs."""
     os.environ["GX_ANALYTICS_ENABLED"] = "false"
     import great_expectations as gx
@@ -119,13 +137,19 @@ def check_contract(images: list[dict[str, Any]], boxes: list[dict[str, Any]], ta
         for table, (frame, suite) in suites.items():
             batch = source.add_dataframe_asset(table).add_batch_definition_whole_dataframe("all")
             definition = context.validation_definitions.add(
-                gx.ValidationDefinition(name=table, data=batch, suite=context.suites.add(suite)))
-            result = definition.run(batch_parameters={"dataframe": frame}, result_format={
-                "result_format": "COMPLETE", "unexpected_index_column_names": ["rel_path"]})
+                gx.ValidationDefinition(name=table, data=batch, suite=context.suites.add(suite))
+            )
+            result = definition.run(
+                batch_parameters={"dataframe": frame},
+                result_format={"result_format": "COMPLETE", "unexpected_index_column_names": ["rel_path"]},
+            )
             findings += _findings(result, table, root)
-            summary[table] = {"success": bool(result.success), "rows": len(frame),
-                              "expectations": len(result.results),
-                              "failed": sum(not r.success for r in result.results)}
+            summary[table] = {
+                "success": bool(result.success),
+                "rows": len(frame),
+                "expectations": len(result.results),
+                "failed": sum(not r.success for r in result.results),
+            }
         context.build_data_docs()
         _copy_docs(Path(tmp), out_dir / DOCS_DIR)
     return findings, summary

@@ -82,8 +82,9 @@ class _State:
         return out
 
 
-def _validate_image(img: Row, boxes: list[Row], task: TaskConfig,
-                    cfg: ValidateConfig) -> tuple[list[Finding], list[Row]]:
+def _validate_image(
+    img: Row, boxes: list[Row], task: TaskConfig, cfg: ValidateConfig
+) -> tuple[list[Finding], list[Row]]:
     findings = check_image(img, task, cfg)
     clean: list[Row] = []
     if img.get("image_error"):  # no real size to check boxes against; the image is quarantined anyway
@@ -95,10 +96,21 @@ def _validate_image(img: Row, boxes: list[Row], task: TaskConfig,
             clean.append(kept)
     dup_findings, clean = check_duplicates(clean, img.get("annotation_path") or img["rel_path"], cfg)
     findings.extend(dup_findings)
-    if (task.sample == "patches" and img.get("annotation_path") and not boxes
-            and not img.get("annotation_error") and not img.get("image_error")):
-        findings.append(Finding("ANNOTATION_EMPTY", WARNING, img["annotation_path"],
-                                "no boxes drawn: nothing to crop; a negative (background) for the detector"))
+    if (
+        task.sample == "patches"
+        and img.get("annotation_path")
+        and not boxes
+        and not img.get("annotation_error")
+        and not img.get("image_error")
+    ):
+        findings.append(
+            Finding(
+                "ANNOTATION_EMPTY",
+                WARNING,
+                img["annotation_path"],
+                "no boxes drawn: nothing to crop; a negative (background) for the detector",
+            )
+        )
     return [replace(f, input_file=img["rel_path"]) for f in findings], clean
 
 
@@ -115,8 +127,9 @@ def _load(manifest_dir: Path) -> tuple[list[Row], dict[str, list[Row]], list[Row
     return images, boxes, orphans
 
 
-def _check_all(images: list[Row], boxes: dict[str, list[Row]], orphans: list[Row], task: TaskConfig,
-               cfg: ValidateConfig) -> _State:
+def _check_all(
+    images: list[Row], boxes: dict[str, list[Row]], orphans: list[Row], task: TaskConfig, cfg: ValidateConfig
+) -> _State:
     state = _State(images, orphans, {}, [], boxes)
     for img in images:
         found, clean = _validate_image(img, boxes.get(img["rel_path"], []), task, cfg)
@@ -127,13 +140,17 @@ def _check_all(images: list[Row], boxes: dict[str, list[Row]], orphans: list[Row
     state.groups = split_groups(images, [(a["rel_path"], b["rel_path"]) for a, b, _ in pairs])
     flagged = {(f.input_file, f.box_index) for f in state.findings if f.code == "BOX_SIZE_OUTLIER"}
     by_path = {img["rel_path"]: img for img in images}
-    state.findings += [f for f in ds.box_size_outliers(state.accepted_boxes(), by_path, cfg)
-                       if (f.input_file, f.box_index) not in flagged]
+    state.findings += [
+        f
+        for f in ds.box_size_outliers(state.accepted_boxes(), by_path, cfg)
+        if (f.input_file, f.box_index) not in flagged
+    ]
     return state
 
 
 def _annotations(boxes: dict[str, list[Row]], task: TaskConfig) -> dict[str, list[ds.Box]]:
     """Each image's boxes as annotated (label as the task reads it), to compare byte copies."""
+
     def box(b: Row) -> ds.Box:
         x0, y0, x1, y1 = (box_number(b.get(k)) for k in ("xmin", "ymin", "xmax", "ymax"))
         return task.normalize(str(b["label_raw"])) or str(b["label_raw"]), x0, y0, x1, y1
@@ -151,9 +168,16 @@ def _labelled(state: _State, task: TaskConfig, cfg: ValidateConfig) -> list[Row]
         folder = task.normalize(str(img["image_label"])) if img.get("image_label") else None
         group, reason = state.groups.get(rel, (str(img["patient_id"]), ""))
         n_dropped = len(dropped.get(rel, ()))
-        out.append({**img, "label": labels.most_common(1)[0][0] if labels else folder,
-                    "n_dropped_boxes": n_dropped, "detection_usable": n_dropped == 0 or cfg.detection_keep_partial,
-                    "split_group": group, "split_group_reason": reason})
+        out.append(
+            {
+                **img,
+                "label": labels.most_common(1)[0][0] if labels else folder,
+                "n_dropped_boxes": n_dropped,
+                "detection_usable": n_dropped == 0 or cfg.detection_keep_partial,
+                "split_group": group,
+                "split_group_reason": reason,
+            }
+        )
     return out
 
 
@@ -164,13 +188,16 @@ def check_invariant(inputs: list[str], accepted: set[str], quarantined: set[str]
     unknown = (accepted | quarantined) - seen
     repeated = [p for p, n in Counter(inputs).items() if n > 1]
     if both or neither or unknown or repeated:
-        raise InvariantError(f"accepted/quarantined partition broken: both={sorted(both)[:5]} "
-                             f"neither={sorted(neither)[:5]} not-an-input={sorted(unknown)[:5]} "
-                             f"listed twice={repeated[:5]}")
+        raise InvariantError(
+            f"accepted/quarantined partition broken: both={sorted(both)[:5]} "
+            f"neither={sorted(neither)[:5]} not-an-input={sorted(unknown)[:5]} "
+            f"listed twice={repeated[:5]}"
+        )
 
 
-def _report(state: _State, accepted: list[Row], cfg: ValidateConfig, task: TaskConfig,
-            contract: dict[str, Any]) -> dict[str, Any]:
+def _report(
+    state: _State, accepted: list[Row], cfg: ValidateConfig, task: TaskConfig, contract: dict[str, Any]
+) -> dict[str, Any]:
     quarantined = sorted(state.quarantined())
     n_img_q = len(state.images) - len(accepted)
     boxes = state.accepted_boxes()
@@ -180,23 +207,39 @@ def _report(state: _State, accepted: list[Row], cfg: ValidateConfig, task: TaskC
     n_input_boxes = sum(len(state.raw_boxes.get(a["rel_path"], [])) for a in accepted)
     drop_share = len(drops) / max(n_input_boxes, 1)
     return {
-        "n_input_files": len(state.images) + len(state.orphans), "n_images": len(state.images),
-        "n_orphan_annotations": len(state.orphans), "n_accepted_images": len(accepted),
-        "n_quarantined_images": n_img_q, "n_quarantined": len(quarantined), "n_accepted_boxes": len(boxes),
-        "quarantine_share": share, "max_quarantine_fraction": cfg.max_quarantine_fraction,
-        "n_input_boxes": n_input_boxes, "n_dropped_boxes": len(drops), "dropped_box_share": drop_share,
+        "n_input_files": len(state.images) + len(state.orphans),
+        "n_images": len(state.images),
+        "n_orphan_annotations": len(state.orphans),
+        "n_accepted_images": len(accepted),
+        "n_quarantined_images": n_img_q,
+        "n_quarantined": len(quarantined),
+        "n_accepted_boxes": len(boxes),
+        "quarantine_share": share,
+        "max_quarantine_fraction": cfg.max_quarantine_fraction,
+        "n_input_boxes": n_input_boxes,
+        "n_dropped_boxes": len(drops),
+        "dropped_box_share": drop_share,
         "max_dropped_box_fraction": cfg.max_dropped_box_fraction,
         "dropped_boxes_by_code": dict(Counter(d["code"] for d in drops)),
         "n_boxes_not_for_patches": sum(not b.get("for_patches", True) for b in boxes),
-        "n_empty_annotations": sum(bool(a.get("annotation_path")) and not state.raw_boxes.get(a["rel_path"])
-                                   and not a.get("annotation_error") for a in accepted),
+        "n_empty_annotations": sum(
+            bool(a.get("annotation_path")) and not state.raw_boxes.get(a["rel_path"]) and not a.get("annotation_error")
+            for a in accepted
+        ),
         "n_images_not_for_detection": sum(not a["detection_usable"] for a in accepted),
-        "passed": (share <= cfg.max_quarantine_fraction and drop_share <= cfg.max_dropped_box_fraction
-                   and not _table_violations(state.findings)),
+        "passed": (
+            share <= cfg.max_quarantine_fraction
+            and drop_share <= cfg.max_dropped_box_fraction
+            and not _table_violations(state.findings)
+        ),
         "boxes_per_class": {c: per_class.get(c, 0) for c in task.classes},
         "split_groups": summarize(accepted)[0],
-        "accepted": [a["rel_path"] for a in accepted], "quarantined": quarantined, "dropped_boxes": drops,
-        "contract": contract, **counts(state.findings), "findings": [x.as_dict() for x in state.findings],
+        "accepted": [a["rel_path"] for a in accepted],
+        "quarantined": quarantined,
+        "dropped_boxes": drops,
+        "contract": contract,
+        **counts(state.findings),
+        "findings": [x.as_dict() for x in state.findings],
     }
 
 
@@ -210,8 +253,9 @@ def _class_counts(accepted: list[Row], boxes: list[Row], task: TaskConfig) -> di
     return dict(Counter(a["label"] for a in accepted if a.get("label")))
 
 
-def run(cfg: ValidateConfig, task: TaskConfig, manifest_dir: Path, out_dir: Path,
-        tracking: Any | None = None) -> dict[str, Any]:
+def run(
+    cfg: ValidateConfig, task: TaskConfig, manifest_dir: Path, out_dir: Path, tracking: Any | None = None
+) -> dict[str, Any]:
     """Validate `manifest_dir/manifest.parquet`; write the accepted table and the reports.
 
     `tracking` (a TrackingConfig) logs the summary to MLflow when `cfg.log_to_mlflow` is on.
@@ -226,8 +270,7 @@ def run(cfg: ValidateConfig, task: TaskConfig, manifest_dir: Path, out_dir: Path
     state.findings += found
     accepted = _labelled(state, task, cfg)
     state.findings += ds.class_balance(_class_counts(accepted, state.accepted_boxes(), task), task, cfg, root)
-    check_invariant([r["rel_path"] for r in images + orphans], {a["rel_path"] for a in accepted},
-                    state.quarantined())
+    check_invariant([r["rel_path"] for r in images + orphans], {a["rel_path"] for a in accepted}, state.quarantined())
     report = _report(state, accepted, cfg, task, contract)
     _write(report, state, out_dir)
     if tracking is not None and cfg.log_to_mlflow:
@@ -249,11 +292,17 @@ def _write(report: dict[str, Any], state: _State, out_dir: Path) -> None:
 
 def _fail_if_needed(report: dict[str, Any], state: _State, manifest_dir: Path, out_dir: Path) -> None:
     if report["quarantine_share"] > report["max_quarantine_fraction"]:
-        raise DataError(manifest_dir, f"{report['quarantine_share']:.0%} of images quarantined (limit "
-                        f"{report['max_quarantine_fraction']:.0%}); see {out_dir / REPORT_HTML}")
+        raise DataError(
+            manifest_dir,
+            f"{report['quarantine_share']:.0%} of images quarantined (limit "
+            f"{report['max_quarantine_fraction']:.0%}); see {out_dir / REPORT_HTML}",
+        )
     if report["dropped_box_share"] > report["max_dropped_box_fraction"]:
-        raise DataError(manifest_dir, f"{report['dropped_box_share']:.0%} of the boxes of accepted images were "
-                        f"dropped (limit {report['max_dropped_box_fraction']:.0%}): {drop_summary(report)}; "
-                        f"see {out_dir / REPORT_HTML}")
+        raise DataError(
+            manifest_dir,
+            f"{report['dropped_box_share']:.0%} of the boxes of accepted images were "
+            f"dropped (limit {report['max_dropped_box_fraction']:.0%}): {drop_summary(report)}; "
+            f"see {out_dir / REPORT_HTML}",
+        )
     if table := _table_violations(state.findings):
         raise DataError(manifest_dir, f"data contract violated: {table[0].message}; see {out_dir / 'data_docs'}")

@@ -38,8 +38,9 @@ def _finding(code: str, severity: str, img: Row, message: str) -> Finding:
 Box = tuple[str, float, float, float, float]  # (label, xmin, ymin, xmax, ymax) as annotated
 
 
-def duplicate_images(images: list[Row], broken: frozenset[str] | set[str] = frozenset(),
-                     annotations: dict[str, list[Box]] | None = None) -> list[Finding]:
+def duplicate_images(
+    images: list[Row], broken: frozenset[str] | set[str] = frozenset(), annotations: dict[str, list[Box]] | None = None
+) -> list[Finding]:
     """Same bytes twice: one copy is kept and every other is quarantined, naming it. The kept copy is
     the first by path with no image-level error of its own (`broken`), so a good copy is never lost
     because its "original" is broken; the message says whether the two annotations agree, so a
@@ -56,10 +57,19 @@ def duplicate_images(images: list[Row], broken: frozenset[str] | set[str] = froz
         kept = "which is kept" if keep["rel_path"] not in broken else "itself quarantined (see its findings)"
         for m in members:
             if m is not keep:
-                agree = "" if annotations is None else "; " + _agreement(
-                    annotations.get(m["rel_path"], []), annotations.get(keep["rel_path"], []))
-                out.append(_finding("IMAGE_DUPLICATE", ERROR, m,
-                                    f"same bytes as {keep['rel_path']} (sha256 {sha[:12]}…), {kept}{agree}"))
+                agree = (
+                    ""
+                    if annotations is None
+                    else "; " + _agreement(annotations.get(m["rel_path"], []), annotations.get(keep["rel_path"], []))
+                )
+                out.append(
+                    _finding(
+                        "IMAGE_DUPLICATE",
+                        ERROR,
+                        m,
+                        f"same bytes as {keep['rel_path']} (sha256 {sha[:12]}…), {kept}{agree}",
+                    )
+                )
     return out
 
 
@@ -70,8 +80,10 @@ def _agreement(mine: list[Box], theirs: list[Box]) -> str:
     a, b = Counter(x[0] for x in mine), Counter(x[0] for x in theirs)
     if a == b:
         return f"same labels ({_labels(a)}), boxes differ"
-    return (f"annotations differ: this copy has {len(mine)} boxes ({_labels(a)}), the kept one {len(theirs)} "
-            f"({_labels(b)}); check which is right")
+    return (
+        f"annotations differ: this copy has {len(mine)} boxes ({_labels(a)}), the kept one {len(theirs)} "
+        f"({_labels(b)}); check which is right"
+    )
 
 
 def _labels(counts: Counter[str]) -> str:
@@ -102,8 +114,9 @@ def near_duplicate_pairs(images: list[Row], cfg: ValidateConfig) -> list[tuple[R
     return out
 
 
-def near_duplicate_images(images: list[Row], cfg: ValidateConfig,
-                          pairs: list[tuple[Row, Row, int]] | None = None) -> list[Finding]:
+def near_duplicate_images(
+    images: list[Row], cfg: ValidateConfig, pairs: list[tuple[Row, Row, int]] | None = None
+) -> list[Finding]:
     """Re-encoded or resized copies (perceptual hash within the Hamming threshold): both kept (and put
     in one split group), the later reported once, naming its closest earlier look-alike, because a
     re-shot of the same lesion is legitimate but worth a look."""
@@ -117,9 +130,15 @@ def near_duplicate_images(images: list[Row], cfg: ValidateConfig,
         matches = sorted(by_later[rel], key=lambda p: p[2])  # stable: ties keep the earlier path
         first, later, dist = matches[0]
         more = f" and {len(matches) - 1} other image(s)" if len(matches) > 1 else ""
-        out.append(_finding("IMAGE_NEAR_DUPLICATE", WARNING, later,
-                            f"looks like {first['rel_path']}{more} (perceptual-hash distance {dist} "
-                            f"<= {cfg.near_duplicate_phash_distance}); both kept, in one split group"))
+        out.append(
+            _finding(
+                "IMAGE_NEAR_DUPLICATE",
+                WARNING,
+                later,
+                f"looks like {first['rel_path']}{more} (perceptual-hash distance {dist} "
+                f"<= {cfg.near_duplicate_phash_distance}); both kept, in one split group",
+            )
+        )
     return out
 
 
@@ -134,10 +153,17 @@ def _unknown_patient(img: Row) -> bool:
 def patient_checks(images: list[Row]) -> list[Finding]:
     """PATIENT_UNKNOWN per image; PATIENT_LEAK when a patient or one image's bytes sit in two
     declared splits (crop_patches re-splits by patient, so this warns about the folders, not ours)."""
-    out = [_finding("PATIENT_UNKNOWN", WARNING, img,
-                    "no patient id (metadata.csv or pattern); the image is its own patient group, so "
-                    "a patient's other photos may land in another split")
-           for img in images if _unknown_patient(img)]
+    out = [
+        _finding(
+            "PATIENT_UNKNOWN",
+            WARNING,
+            img,
+            "no patient id (metadata.csv or pattern); the image is its own patient group, so "
+            "a patient's other photos may land in another split",
+        )
+        for img in images
+        if _unknown_patient(img)
+    ]
     split_rows = [r for r in images if r.get("declared_split") and not r.get("image_error")]
     known = [r for r in split_rows if not _unknown_patient(r)]
     out += _leaks(known, "patient_id", "patient")
@@ -157,8 +183,11 @@ def _leaks(rows: list[Row], key: str, what: str) -> list[Finding]:
         main = splits.most_common(1)[0][0]
         where = ", ".join(f"{s} ({n})" for s, n in sorted(splits.items()))
         name = f"patient {value}" if key == "patient_id" else f"{what} (sha256 {value[:12]}…)"
-        out += [_finding("PATIENT_LEAK", WARNING, m, f"{name} is in several declared splits: {where}")
-                for m in members if m["declared_split"] != main]
+        out += [
+            _finding("PATIENT_LEAK", WARNING, m, f"{name} is in several declared splits: {where}")
+            for m in members
+            if m["declared_split"] != main
+        ]
     return out
 
 
@@ -181,23 +210,35 @@ def filename_checks(images: list[Row]) -> list[Finding]:
     return out
 
 
-def _filename_finding(img: Row, declared: str, by_folder: dict[str, Counter[str]],
-                      names: set[str]) -> Finding | None:
+def _filename_finding(img: Row, declared: str, by_folder: dict[str, Counter[str]], names: set[str]) -> Finding | None:
     p = PurePosixPath(img["rel_path"])
     if declared == p.name:
         return None
     file = img.get("annotation_path") or img["rel_path"]
     other = str(p.parent / declared) if str(p.parent) != "." else declared
     if other in names:
-        return Finding("FILENAME_MISMATCH", ERROR, file,
-                       f"<filename> is {declared!r}, another image in the dataset; the boxes may be its",
-                       input_file=img["rel_path"])
+        return Finding(
+            "FILENAME_MISMATCH",
+            ERROR,
+            file,
+            f"<filename> is {declared!r}, another image in the dataset; the boxes may be its",
+            input_file=img["rel_path"],
+        )
     if PurePosixPath(declared).stem == p.stem and by_folder[str(p.parent)][p.stem] == 1:
-        return Finding("FILENAME_MISMATCH", WARNING, file,
-                       f"<filename> is {declared!r}; resolved by stem to {p.name}", input_file=img["rel_path"])
-    return Finding("FILENAME_MISMATCH", ERROR, file,
-                   f"<filename> is {declared!r}, which cannot be matched to {p.name} unambiguously",
-                   input_file=img["rel_path"])
+        return Finding(
+            "FILENAME_MISMATCH",
+            WARNING,
+            file,
+            f"<filename> is {declared!r}; resolved by stem to {p.name}",
+            input_file=img["rel_path"],
+        )
+    return Finding(
+        "FILENAME_MISMATCH",
+        ERROR,
+        file,
+        f"<filename> is {declared!r}, which cannot be matched to {p.name} unambiguously",
+        input_file=img["rel_path"],
+    )
 
 
 def classes_txt_checks(images: list[Row]) -> list[Finding]:
@@ -210,17 +251,31 @@ def classes_txt_checks(images: list[Row]) -> list[Finding]:
         return []
     common = Counter(lists.values()).most_common(1)[0][0]
     reference = next(p for p, v in sorted(lists.items()) if v == common)
-    return [Finding("CLASSES_TXT_CONFLICT", WARNING, path,
-                    f"classes [{value}] differ from [{common}] in {reference}; each folder's ids were "
-                    "read with its own classes.txt")
-            for path, value in sorted(lists.items()) if value != common]
+    return [
+        Finding(
+            "CLASSES_TXT_CONFLICT",
+            WARNING,
+            path,
+            f"classes [{value}] differ from [{common}] in {reference}; each folder's ids were "
+            "read with its own classes.txt",
+        )
+        for path, value in sorted(lists.items())
+        if value != common
+    ]
 
 
 def orphan_annotations(rows: list[Row]) -> list[Finding]:
     """Annotation files with no image: quarantined so that every input file has a verdict."""
-    return [Finding("IMAGE_MISSING", ERROR, r["rel_path"],
-                    f"{r.get('annotation_format') or 'annotation'} file has no image with the same name",
-                    input_file=r["rel_path"]) for r in rows]
+    return [
+        Finding(
+            "IMAGE_MISSING",
+            ERROR,
+            r["rel_path"],
+            f"{r.get('annotation_format') or 'annotation'} file has no image with the same name",
+            input_file=r["rel_path"],
+        )
+        for r in rows
+    ]
 
 
 def box_size_outliers(boxes: list[Row], images: dict[str, Row], cfg: ValidateConfig) -> list[Finding]:
@@ -241,10 +296,17 @@ def box_size_outliers(boxes: list[Row], images: dict[str, Row], cfg: ValidateCon
         for b, z in zip(members, 0.6745 * (v - med) / mad, strict=True):
             if abs(z) > cfg.box_size_outlier_z:
                 img = images[b["rel_path"]]
-                out.append(Finding("BOX_SIZE_OUTLIER", WARNING, img.get("annotation_path") or img["rel_path"],
-                                   f"box area is {'far above' if z > 0 else 'far below'} its class "
-                                   f"{b['label']} (robust z {z:.1f}, limit {cfg.box_size_outlier_z:g})",
-                                   int(b["box_index"]), img["rel_path"]))
+                out.append(
+                    Finding(
+                        "BOX_SIZE_OUTLIER",
+                        WARNING,
+                        img.get("annotation_path") or img["rel_path"],
+                        f"box area is {'far above' if z > 0 else 'far below'} its class "
+                        f"{b['label']} (robust z {z:.1f}, limit {cfg.box_size_outlier_z:g})",
+                        int(b["box_index"]),
+                        img["rel_path"],
+                    )
+                )
     return out
 
 
@@ -255,15 +317,28 @@ def _log_share(box: Row, img: Row) -> float:
 
 def class_balance(counts: dict[str, int], task: TaskConfig, cfg: ValidateConfig, root: str) -> list[Finding]:
     """Dataset-level warnings on the accepted samples per taxonomy class."""
-    out = [Finding("CLASS_TOO_FEW", WARNING, root,
-                   f"class {c} has {counts.get(c, 0)} accepted samples (minimum {cfg.min_boxes_per_class})")
-           for c in task.classes if counts.get(c, 0) < cfg.min_boxes_per_class]
+    out = [
+        Finding(
+            "CLASS_TOO_FEW",
+            WARNING,
+            root,
+            f"class {c} has {counts.get(c, 0)} accepted samples (minimum {cfg.min_boxes_per_class})",
+        )
+        for c in task.classes
+        if counts.get(c, 0) < cfg.min_boxes_per_class
+    ]
     present = [counts.get(c, 0) for c in task.classes]
     ratio = max(present) / max(min(present), 1)
     if max(present) > 0 and ratio > cfg.max_class_imbalance:
         where = ", ".join(f"{c}: {counts.get(c, 0)}" for c in task.classes)
-        out.append(Finding("CLASS_IMBALANCE", WARNING, root,
-                           f"largest/smallest class = {ratio:.1f} (limit {cfg.max_class_imbalance:g}); {where}"))
+        out.append(
+            Finding(
+                "CLASS_IMBALANCE",
+                WARNING,
+                root,
+                f"largest/smallest class = {ratio:.1f} (limit {cfg.max_class_imbalance:g}); {where}",
+            )
+        )
     return out
 
 
@@ -274,18 +349,34 @@ def decode_skipped(images: list[Row]) -> list[Finding]:
     skipped = [img for img in images if img.get("decode") == "header"]
     if not skipped:
         return []
-    return [Finding("DECODE_SKIPPED", INFO, dataset_root(images),
-                    f"header-only mode: truncated/corrupt pixel data and near-duplicates are not checked "
-                    f"({len(skipped)} of {len(images)} images; ingest_data.decode: full checks them)")]
+    return [
+        Finding(
+            "DECODE_SKIPPED",
+            INFO,
+            dataset_root(images),
+            f"header-only mode: truncated/corrupt pixel data and near-duplicates are not checked "
+            f"({len(skipped)} of {len(images)} images; ingest_data.decode: full checks them)",
+        )
+    ]
 
 
-def check_dataset(images: list[Row], orphans: list[Row], cfg: ValidateConfig, broken: set[str] | None = None,
-                  annotations: dict[str, list[Box]] | None = None,
-                  pairs: list[tuple[Row, Row, int]] | None = None) -> list[Finding]:
+def check_dataset(
+    images: list[Row],
+    orphans: list[Row],
+    cfg: ValidateConfig,
+    broken: set[str] | None = None,
+    annotations: dict[str, list[Box]] | None = None,
+    pairs: list[tuple[Row, Row, int]] | None = None,
+) -> list[Finding]:
     """Every dataset-wide check that decides about individual files (class balance comes later, on
     what is finally accepted). Byte copies come last: which copy is kept depends on the image-level
     errors found so far (`broken`, from the per-image checks, plus the ones found here)."""
-    out = [*orphan_annotations(orphans), *patient_checks(images), *filename_checks(images),
-           *classes_txt_checks(images), *decode_skipped(images)]
+    out = [
+        *orphan_annotations(orphans),
+        *patient_checks(images),
+        *filename_checks(images),
+        *classes_txt_checks(images),
+        *decode_skipped(images),
+    ]
     broken = set(broken or ()) | {f.input_file for f in out if f.quarantines and f.input_file}
     return [*out, *duplicate_images(images, broken, annotations), *near_duplicate_images(images, cfg, pairs)]

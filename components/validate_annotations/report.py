@@ -13,8 +13,10 @@ REPORT_JSON = "validation_report.json"
 REPORT_HTML = "validation_report.html"
 QUARANTINE_JSON = "quarantine.json"
 _SEVERITY_ORDER = {"error": 0, "warning": 1, "info": 2}
-_STYLE = ("body{font-family:sans-serif;margin:2em}td,th{border:1px solid #ccc;padding:4px;text-align:left}"
-          "table{border-collapse:collapse;margin-bottom:1.5em}.error{color:#b00}.warning{color:#a60}")
+_STYLE = (
+    "body{font-family:sans-serif;margin:2em}td,th{border:1px solid #ccc;padding:4px;text-align:left}"
+    "table{border-collapse:collapse;margin-bottom:1.5em}.error{color:#b00}.warning{color:#a60}"
+)
 
 
 def quarantine_list(findings: list[Finding], quarantined: list[str]) -> list[dict[str, Any]]:
@@ -22,14 +24,18 @@ def quarantine_list(findings: list[Finding], quarantined: list[str]) -> list[dic
     reasons: dict[str, list[dict[str, Any]]] = {q: [] for q in quarantined}
     for f in findings:
         if f.input_file in reasons:
-            reasons[f.input_file].append({"code": f.code, "severity": f.severity, "file": f.file,
-                                          "box_index": f.box_index, "message": f.message})
-    return [{"file": q, "codes": sorted({r["code"] for r in rs if r["severity"] == "error"}), "reasons": rs}
-            for q, rs in reasons.items()]
+            reasons[f.input_file].append(
+                {"code": f.code, "severity": f.severity, "file": f.file, "box_index": f.box_index, "message": f.message}
+            )
+    return [
+        {"file": q, "codes": sorted({r["code"] for r in rs if r["severity"] == "error"}), "reasons": rs}
+        for q, rs in reasons.items()
+    ]
 
 
-def dropped_boxes(findings: list[Finding], quarantined: set[str],
-                  raw_boxes: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
+def dropped_boxes(
+    findings: list[Finding], quarantined: set[str], raw_boxes: dict[str, list[dict[str, Any]]]
+) -> list[dict[str, Any]]:
     """Every box left out of an accepted image by a box-level error: file, box, code, label as typed."""
     out, seen = [], set()
     for f in findings:
@@ -37,8 +43,16 @@ def dropped_boxes(findings: list[Finding], quarantined: set[str],
             continue
         seen.add((f.input_file, f.box_index))
         raw = next((b for b in raw_boxes.get(str(f.input_file), []) if int(b["box_index"]) == f.box_index), {})
-        out.append({"file": f.input_file, "annotation": f.file, "box_index": f.box_index, "code": f.code,
-                    "label": raw.get("label_raw"), "message": f.message})
+        out.append(
+            {
+                "file": f.input_file,
+                "annotation": f.file,
+                "box_index": f.box_index,
+                "code": f.code,
+                "label": raw.get("label_raw"),
+                "message": f.message,
+            }
+        )
     return out
 
 
@@ -50,15 +64,19 @@ def drop_summary(report: dict[str, Any]) -> str:
     unknown = Counter(str(d["label"]) for d in report["dropped_boxes"] if d["code"] == "LABEL_UNKNOWN")
     if unknown:
         typed = ", ".join(f"{label!r} ({n})" for label, n in unknown.most_common(5))
-        text += (f"; labels typed but not in task.classes: {typed}: declare them in task.classes or "
-                 "task.aliases (or pass the right --task)")
+        text += (
+            f"; labels typed but not in task.classes: {typed}: declare them in task.classes or "
+            "task.aliases (or pass the right --task)"
+        )
     return text
 
 
 def counts(findings: list[Finding]) -> dict[str, Any]:
-    return {"by_code": dict(Counter(x.code for x in findings)),
-            "by_severity": dict(Counter(x.severity for x in findings)),
-            "by_code_severity": dict(Counter(f"{x.code}/{x.severity}" for x in findings))}
+    return {
+        "by_code": dict(Counter(x.code for x in findings)),
+        "by_severity": dict(Counter(x.severity for x in findings)),
+        "by_code_severity": dict(Counter(f"{x.code}/{x.severity}" for x in findings)),
+    }
 
 
 def _cell(value: Any) -> str:
@@ -67,21 +85,37 @@ def _cell(value: Any) -> str:
 
 def render_html(report: dict[str, Any], findings: list[Finding], quarantine: list[dict[str, Any]]) -> str:
     """One page: the verdict, counts per code and severity, the quarantine list, every finding."""
-    code_rows = "".join(f"<tr>{_cell(k.split('/')[1])}{_cell(k.split('/')[0])}{_cell(v)}</tr>"
-                        for k, v in sorted(report["by_code_severity"].items(),
-                                           key=lambda kv: (_SEVERITY_ORDER.get(kv[0].split("/")[1], 9), kv[0])))
-    q_rows = "".join(f"<tr>{_cell(q['file'])}{_cell(', '.join(q['codes']))}"
-                     f"{_cell('; '.join(r['message'] for r in q['reasons'] if r['severity'] == 'error'))}</tr>"
-                     for q in quarantine)
+    code_rows = "".join(
+        f"<tr>{_cell(k.split('/')[1])}{_cell(k.split('/')[0])}{_cell(v)}</tr>"
+        for k, v in sorted(
+            report["by_code_severity"].items(), key=lambda kv: (_SEVERITY_ORDER.get(kv[0].split("/")[1], 9), kv[0])
+        )
+    )
+    q_rows = "".join(
+        f"<tr>{_cell(q['file'])}{_cell(', '.join(q['codes']))}"
+        f"{_cell('; '.join(r['message'] for r in q['reasons'] if r['severity'] == 'error'))}</tr>"
+        for q in quarantine
+    )
     ordered = sorted(findings, key=lambda x: (_SEVERITY_ORDER.get(x.severity, 9), x.file, x.code))
-    rows = "".join(f"<tr class={x.severity}>{_cell(x.severity)}{_cell(x.code)}{_cell(x.file)}"
-                   f"{_cell(x.box_index)}{_cell(x.message)}</tr>" for x in ordered)
-    drop_rows = "".join(f"<tr>{_cell(d['file'])}{_cell(d['box_index'])}{_cell(d['code'])}{_cell(d['label'])}</tr>"
-                        for d in report["dropped_boxes"])
+    rows = "".join(
+        f"<tr class={x.severity}>{_cell(x.severity)}{_cell(x.code)}{_cell(x.file)}"
+        f"{_cell(x.box_index)}{_cell(x.message)}</tr>"
+        for x in ordered
+    )
+    drop_rows = "".join(
+        f"<tr>{_cell(d['file'])}{_cell(d['box_index'])}{_cell(d['code'])}{_cell(d['label'])}</tr>"
+        for d in report["dropped_boxes"]
+    )
     contract = report.get("contract") or {}
-    docs = ('<p>Data contract (Great Expectations): <a href="data_docs/index.html">Data Docs</a> — '
+    docs = (
+        (
+            '<p>Data contract (Great Expectations): <a href="data_docs/index.html">Data Docs</a> — '
             + ", ".join(f"{t}: {'passed' if s['success'] else 'FAILED'}" for t, s in contract.items())
-            + "</p>") if contract else ""
+            + "</p>"
+        )
+        if contract
+        else ""
+    )
     return (
         f"<!doctype html><meta charset=utf-8><title>LesionOps validation report</title><style>{_STYLE}</style>"
         f"<h1>Annotation validation</h1><p>{report['n_input_files']} input files: {report['n_images']} images "
@@ -103,8 +137,10 @@ def render_html(report: dict[str, Any], findings: list[Finding], quarantine: lis
 
 def _groups_line(report: dict[str, Any]) -> str:
     g = report["split_groups"]
-    return (f"{g['n_groups']} split groups, {g['n_merged_groups']} of them joining several patients "
-            f"(byte copies or near-duplicates; {g['n_images_in_merged_groups']} images)")
+    return (
+        f"{g['n_groups']} split groups, {g['n_merged_groups']} of them joining several patients "
+        f"(byte copies or near-duplicates; {g['n_images_in_merged_groups']} images)"
+    )
 
 
 def log_to_mlflow(report: dict[str, Any], out_dir: Path, tracking: Any) -> str:
@@ -114,10 +150,20 @@ def log_to_mlflow(report: dict[str, Any], out_dir: Path, tracking: Any) -> str:
     from components.common.tracking import setup
 
     setup(tracking)
-    metrics = {k: float(report[k]) for k in ("n_images", "n_accepted_images", "n_quarantined",
-                                             "n_accepted_boxes", "quarantine_share", "n_dropped_boxes",
-                                             "dropped_box_share", "n_images_not_for_detection",
-                                             "n_empty_annotations")}
+    metrics = {
+        k: float(report[k])
+        for k in (
+            "n_images",
+            "n_accepted_images",
+            "n_quarantined",
+            "n_accepted_boxes",
+            "quarantine_share",
+            "n_dropped_boxes",
+            "dropped_box_share",
+            "n_images_not_for_detection",
+            "n_empty_annotations",
+        )
+    }
     metrics["n_merged_split_groups"] = float(report["split_groups"]["n_merged_groups"])
     metrics.update({f"dropped_boxes/{k}": float(v) for k, v in report["dropped_boxes_by_code"].items()})
     metrics.update({f"findings/{k}": float(v) for k, v in report["by_code_severity"].items()})

@@ -79,9 +79,14 @@ def _install_handlers(app: FastAPI) -> None:
 
 def _health(state: ServeState) -> dict[str, Any]:
     clf, det = state.champions.classifier, state.champions.detector
-    return {"status": "ok", "classifier": clf.info() if clf else None, "detector": det.info() if det else None,
-            "problems": dict(state.champions.problems), "classes": list(state.task.classes),
-            "anonymous_classify": state.cfg.anonymous_classify}
+    return {
+        "status": "ok",
+        "classifier": clf.info() if clf else None,
+        "detector": det.info() if det else None,
+        "problems": dict(state.champions.problems),
+        "classes": list(state.task.classes),
+        "anonymous_classify": state.cfg.anonymous_classify,
+    }
 
 
 def _refresh(state: ServeState) -> dict[str, Any]:
@@ -115,14 +120,20 @@ def _install_routes(app: FastAPI) -> None:
     def metrics(request: Request) -> Response:
         return Response(generate_latest(get_state(request).metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
-    @app.post("/reload", response_model=Health, tags=["ops"], dependencies=[Depends(require("admin"))],
-              summary="Follow the registry aliases now instead of at the next poll (admin)")
+    @app.post(
+        "/reload",
+        response_model=Health,
+        tags=["ops"],
+        dependencies=[Depends(require("admin"))],
+        summary="Follow the registry aliases now instead of at the next poll (admin)",
+    )
     def reload(request: Request) -> dict[str, Any]:
         return _refresh(get_state(request))
 
     @app.post("/rollback", tags=["ops"], summary="Move the champion back to the previous version (admin)")
-    def rollback(request: Request, body: RollbackBody,
-                 user: Annotated[User, Depends(require("admin"))]) -> dict[str, Any]:
+    def rollback(
+        request: Request, body: RollbackBody, user: Annotated[User, Depends(require("admin"))]
+    ) -> dict[str, Any]:
         return _rollback(get_state(request), body, user)
 
     @app.get("/auth/me", response_model=Me, tags=["auth"], summary="Who the token belongs to, and their role")
@@ -131,8 +142,9 @@ def _install_routes(app: FastAPI) -> None:
             raise HTTPException(401, "not signed in", headers={"WWW-Authenticate": "Bearer"})
         return user.info()
 
-    @app.get("/qr.svg", tags=["pages"], summary="QR code of the page URL, for opening it on a phone",
-             response_class=Response)
+    @app.get(
+        "/qr.svg", tags=["pages"], summary="QR code of the page URL, for opening it on a phone", response_class=Response
+    )
     def qr(request: Request) -> Response:
         url = get_state(request).cfg.public_url or str(request.base_url)
         buf = BytesIO()
@@ -147,12 +159,19 @@ def _install_routes(app: FastAPI) -> None:
 def _oidc(cfg: ServeConfig) -> OidcVerifier | None:
     if cfg.oidc_issuer is None or cfg.oidc_audience is None:
         return None
-    return OidcVerifier(OidcSettings(cfg.oidc_issuer, cfg.oidc_audience, cfg.oidc_jwks_url, cfg.oidc_role_claim,
-                                     cfg.oidc_name_claim))
+    return OidcVerifier(
+        OidcSettings(cfg.oidc_issuer, cfg.oidc_audience, cfg.oidc_jwks_url, cfg.oidc_role_claim, cfg.oidc_name_claim)
+    )
 
 
-def create_app(cfg: ServeConfig, tracking: TrackingConfig, task: TaskConfig, *, crop: CropConfig | None = None,
-               promote: PromoteConfig | None = None) -> FastAPI:
+def create_app(
+    cfg: ServeConfig,
+    tracking: TrackingConfig,
+    task: TaskConfig,
+    *,
+    crop: CropConfig | None = None,
+    promote: PromoteConfig | None = None,
+) -> FastAPI:
     """The app for these configs. `crop` (the crop_patches section) must be the one the classifier
     was trained with: serving rebuilds patches with it. `promote` (the promote_model section) names
     the audit log and lock that POST /rollback uses. Users live in the store (`lesionops users`)."""
@@ -163,8 +182,18 @@ def create_app(cfg: ServeConfig, tracking: TrackingConfig, task: TaskConfig, *, 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         store = Store(cfg.store_url)
-        state = ServeState(cfg, task, crop, store, champions, metrics, Authenticator(store, _oidc(cfg)),
-                           UploadLimiter(cfg.upload_rate), tracking, promote or PromoteConfig())
+        state = ServeState(
+            cfg,
+            task,
+            crop,
+            store,
+            champions,
+            metrics,
+            Authenticator(store, _oidc(cfg)),
+            UploadLimiter(cfg.upload_rate),
+            tracking,
+            promote or PromoteConfig(),
+        )
         app.state.serve = state
         _refresh(state)
         poller = Poller(champions, cfg.reload_every_s, on_change=lambda: metrics.set_models(champions.models))
@@ -175,9 +204,13 @@ def create_app(cfg: ServeConfig, tracking: TrackingConfig, task: TaskConfig, *, 
             poller.stop()
             state.store.close()
 
-    app = FastAPI(title="LesionOps", version="1", lifespan=lifespan,
-                  description="Classify and detect skin lesions, report wrong results, review the reports. "
-                              "Boxes are x1,y1,x2,y2 in pixels of the image as stored (no EXIF rotation).")
+    app = FastAPI(
+        title="LesionOps",
+        version="1",
+        lifespan=lifespan,
+        description="Classify and detect skin lesions, report wrong results, review the reports. "
+        "Boxes are x1,y1,x2,y2 in pixels of the image as stored (no EXIF rotation).",
+    )
     _install_handlers(app)
     _install_routes(app)
     app.include_router(predict.router, tags=["predict"])

@@ -32,8 +32,10 @@ from components.common.store import Store
 from lesionops.serve.users import ROLES, User, verify_token
 
 log = logging.getLogger("lesionops.serve")
-bearer = HTTPBearer(auto_error=False, description="a personal token from `lesionops users add`, or an OIDC "
-                                                   "access token from the configured issuer")
+bearer = HTTPBearer(
+    auto_error=False,
+    description="a personal token from `lesionops users add`, or an OIDC access token from the configured issuer",
+)
 CACHE_MAX = 4096
 ALGORITHMS = ["RS256", "RS384", "RS512", "PS256", "ES256", "ES384", "EdDSA"]
 
@@ -66,8 +68,14 @@ class OidcVerifier:
         s = self.settings
         try:
             key = self._client().get_signing_key_from_jwt(token)
-            claims = jwt.decode(token, key.key, algorithms=ALGORITHMS, audience=s.audience, issuer=s.issuer,
-                                options={"require": ["exp", "iss", "aud", "sub"]})
+            claims = jwt.decode(
+                token,
+                key.key,
+                algorithms=ALGORITHMS,
+                audience=s.audience,
+                issuer=s.issuer,
+                options={"require": ["exp", "iss", "aud", "sub"]},
+            )
         except (jwt.PyJWTError, OSError, ValueError) as exc:
             log.info("serve: OIDC token refused (%s)", exc)
             return None
@@ -133,8 +141,9 @@ def _unauthorized(detail: str) -> HTTPException:
     return HTTPException(401, detail, headers={"WWW-Authenticate": "Bearer"})
 
 
-def current_user(request: Request,
-                 credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> User | None:
+def current_user(
+    request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
+) -> User | None:
     """The caller, None when no credentials were sent; 401 for credentials that do not check out."""
     if credentials is None:
         if request.headers.get("authorization"):

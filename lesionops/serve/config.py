@@ -49,10 +49,18 @@ class ServeConfig:
             (self.reload_every_s >= 0, "reload_every_s", "≥ 0", self.reload_every_s),
             (0 <= self.detect_score_threshold <= 1, "detect_score_threshold", "0..1", self.detect_score_threshold),
             (self.feature_max_side >= 8, "feature_max_side", "≥ 8", self.feature_max_side),
-            (self.retention_days is None or self.retention_days > 0, "retention_days", "> 0 or null",
-             self.retention_days),
-            (self.oidc_issuer is None or bool(self.oidc_audience), "oidc_audience", "set when oidc_issuer is",
-             self.oidc_audience),
+            (
+                self.retention_days is None or self.retention_days > 0,
+                "retention_days",
+                "> 0 or null",
+                self.retention_days,
+            ),
+            (
+                self.oidc_issuer is None or bool(self.oidc_audience),
+                "oidc_audience",
+                "set when oidc_issuer is",
+                self.oidc_audience,
+            ),
             (bool(self.champion_alias), "champion_alias", "a non-empty alias", self.champion_alias),
             (self.torch_threads >= 0, "torch_threads", "≥ 0", self.torch_threads),
         ]
@@ -63,5 +71,6 @@ class ServeConfig:
             try:
                 parse(self.upload_rate)
             except ValueError as exc:
-                raise ConfigError(f"serve.upload_rate: expected e.g. '30/minute' or '500/day', "
-                                  f"found {self.upload_rate!r}") from exc
+                raise ConfigError(
+                    f"serve.upload_rate: expected e.g. '30/minute' or '500/day', found {self.upload_rate!r}"
+                ) from exc

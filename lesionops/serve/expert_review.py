@@ -46,30 +46,55 @@ router = APIRouter(prefix="/review", tags=["review"], dependencies=[Depends(can_
 DATABASE = "LesionOps expert review"
 GREY_MODES = {"1", "L", "I", "I;16", "I;16B", "I;16L", "F", "LA"}
 PNG_MODES = {"1", "L", "LA", "I", "I;16", "P", "RGB", "RGBA"}
-META_FIELDS = ["filename", "patient_id", "body_site", "label_source", "reviewer", "reviewer_name", "reviewed_at",
-               "feedback_ids"]
+META_FIELDS = [
+    "filename",
+    "patient_id",
+    "body_site",
+    "label_source",
+    "reviewer",
+    "reviewer_name",
+    "reviewed_at",
+    "feedback_ids",
+]
 
 
 def _prediction_view(pred: dict[str, Any] | None) -> dict[str, Any] | None:
     if pred is None:
         return None
-    view = {"prediction_id": pred["prediction_id"], "kind": pred["kind"],
-            "model": {"name": pred["model_name"], "version": pred["model_version"]}, "box": pred["box"]}
+    view = {
+        "prediction_id": pred["prediction_id"],
+        "kind": pred["kind"],
+        "model": {"name": pred["model_name"], "version": pred["model_version"]},
+        "box": pred["box"],
+    }
     return {**view, **pred["outputs"]}  # "top" for classify, "detections" for detect
 
 
 def _item(row: dict[str, Any]) -> dict[str, Any]:
-    return {"feedback_id": row["feedback_id"], "created_at": row["created_at"].isoformat(), "status": row["status"],
-            "suggested_label": row["suggested_label"], "note": row["note"], "box": row["box"],
-            "model_label": row["model_label"], "image_url": f"/review/items/{row['feedback_id']}/image",
-            "image": {"width": row["image_width"], "height": row["image_height"]},
-            "prediction": _prediction_view(row.get("prediction")), "reviewer": row["reviewer"],
-            "reporter": row["reporter_id"], "true_label": row["true_label"], "export": row["export_path"]}
+    return {
+        "feedback_id": row["feedback_id"],
+        "created_at": row["created_at"].isoformat(),
+        "status": row["status"],
+        "suggested_label": row["suggested_label"],
+        "note": row["note"],
+        "box": row["box"],
+        "model_label": row["model_label"],
+        "image_url": f"/review/items/{row['feedback_id']}/image",
+        "image": {"width": row["image_width"], "height": row["image_height"]},
+        "prediction": _prediction_view(row.get("prediction")),
+        "reviewer": row["reviewer"],
+        "reporter": row["reporter_id"],
+        "true_label": row["true_label"],
+        "export": row["export_path"],
+    }
 
 
 @router.get("/queue", summary="Reports waiting for (or closed by) an expert, oldest first")
-def queue(request: Request, status: Annotated[str, Query(description="pending | accepted | rejected")] = "pending",
-          limit: Annotated[int, Query(ge=1, le=1000)] = 200) -> dict[str, Any]:
+def queue(
+    request: Request,
+    status: Annotated[str, Query(description="pending | accepted | rejected")] = "pending",
+    limit: Annotated[int, Query(ge=1, le=1000)] = 200,
+) -> dict[str, Any]:
     state = get_state(request)
     if status not in STATUSES:
         raise InputError(400, f"'status': expected one of {list(STATUSES)}, found {status!r}")
@@ -84,8 +109,7 @@ def _feedback(state: ServeState, feedback_id: str) -> dict[str, Any]:
     return row
 
 
-@router.get("/items/{feedback_id}/image", summary="The reported image, as uploaded",
-            response_class=FileResponse)
+@router.get("/items/{feedback_id}/image", summary="The reported image, as uploaded", response_class=FileResponse)
 def item_image(request: Request, feedback_id: str) -> FileResponse:
     state = get_state(request)
     row = _feedback(state, feedback_id)
@@ -106,8 +130,9 @@ def _default_box(row: dict[str, Any], state: ServeState) -> list[float]:
     return [0.0, 0.0, float(row["image_width"]), float(row["image_height"])]
 
 
-def _export_image(src: Path, row: dict[str, Any], box: list[float]) -> tuple[str, bytes, tuple[int, int], int,
-                                                                              list[float]]:
+def _export_image(
+    src: Path, row: dict[str, Any], box: list[float]
+) -> tuple[str, bytes, tuple[int, int], int, list[float]]:
     """(file name, bytes, size, depth, box) of the exported photo: no metadata, upright, ingestable.
 
     Stored copies carry no metadata; older ones may, so the bytes go through the same stripping."""
@@ -144,8 +169,12 @@ def _with_reviews(ann: VocAnnotation, reviews: list[ET.Element | None]) -> bytes
 
 def _review_element(user: User, feedback_id: str) -> ET.Element:
     review = ET.Element("review")
-    for tag, value in (("reviewer", user.user_id), ("reviewer_name", user.name),
-                       ("reviewed_at", utc_now().isoformat(timespec="seconds")), ("feedback_id", feedback_id)):
+    for tag, value in (
+        ("reviewer", user.user_id),
+        ("reviewer_name", user.name),
+        ("reviewed_at", utc_now().isoformat(timespec="seconds")),
+        ("feedback_id", feedback_id),
+    ):
         ET.SubElement(review, tag).text = value
     return review
 
@@ -163,12 +192,16 @@ def _update_metadata(root: Path, name: str, data: bytes, user: User, feedback_id
         with path.open(newline="", encoding="utf-8") as fh:
             rows = {r["filename"]: r for r in csv.DictReader(fh)}
     old = rows.get(rel, {})
-    rows[rel] = {"filename": rel, "patient_id": f"feedback:{hashlib.sha256(data).hexdigest()[:16]}",
-                 "body_site": old.get("body_site", ""), "label_source": "expert_review",
-                 "reviewer": _joined(old, "reviewer", user.user_id),
-                 "reviewer_name": _joined(old, "reviewer_name", user.name),
-                 "reviewed_at": utc_now().isoformat(timespec="seconds"),
-                 "feedback_ids": _joined(old, "feedback_ids", feedback_id)}
+    rows[rel] = {
+        "filename": rel,
+        "patient_id": f"feedback:{hashlib.sha256(data).hexdigest()[:16]}",
+        "body_site": old.get("body_site", ""),
+        "label_source": "expert_review",
+        "reviewer": _joined(old, "reviewer", user.user_id),
+        "reviewer_name": _joined(old, "reviewer_name", user.name),
+        "reviewed_at": utc_now().isoformat(timespec="seconds"),
+        "feedback_ids": _joined(old, "feedback_ids", feedback_id),
+    }
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=META_FIELDS, extrasaction="ignore", restval="", lineterminator="\n")
     writer.writeheader()
@@ -189,8 +222,17 @@ def export_voc(state: ServeState, row: dict[str, Any], label: str, box: list[flo
         reviews = _reviews_of(xml_path)
         if new not in boxes:
             boxes, reviews = (*boxes, new), [*reviews, _review_element(user, row["feedback_id"])]
-        ann = VocAnnotation(folder="images", filename=name, path=None, width=width, height=height, depth=depth,
-                            boxes=boxes, database=DATABASE, verified=True)
+        ann = VocAnnotation(
+            folder="images",
+            filename=name,
+            path=None,
+            width=width,
+            height=height,
+            depth=depth,
+            boxes=boxes,
+            database=DATABASE,
+            verified=True,
+        )
         write_atomic(xml_path, _with_reviews(ann, reviews))
         _update_metadata(root, name, data, user, row["feedback_id"])
     return xml_path.relative_to(root).as_posix()
@@ -215,14 +257,18 @@ def _who(state: ServeState, user_id: str | None) -> str:
 
 
 @router.post("/items/{feedback_id}", response_model=ReviewResponse, summary="Accept (and export) or reject a report")
-def review_item(request: Request, feedback_id: str, body: ReviewBody,
-                user: Annotated[User, Depends(can_review)]) -> dict[str, Any]:
+def review_item(
+    request: Request, feedback_id: str, body: ReviewBody, user: Annotated[User, Depends(can_review)]
+) -> dict[str, Any]:
     state = get_state(request)
     row = _feedback(state, feedback_id)
     if row["status"] != "pending":
-        raise HTTPException(409, f"feedback {feedback_id} was already {row['status']} by "
-                                 f"{_who(state, row['reviewer'])} "
-                                 f"at {row['reviewed_at'].isoformat() if row['reviewed_at'] else '?'}")
+        raise HTTPException(
+            409,
+            f"feedback {feedback_id} was already {row['status']} by "
+            f"{_who(state, row['reviewer'])} "
+            f"at {row['reviewed_at'].isoformat() if row['reviewed_at'] else '?'}",
+        )
     decision = _decide(state, row, body, user)
 
     def export(claimed: dict[str, Any]) -> str | None:

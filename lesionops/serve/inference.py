@@ -38,8 +38,9 @@ class ClassifierAnswer:
     embedding: np.ndarray
 
 
-def patch_for(path: Path, size: tuple[int, int], box: list[float] | None, orientation: int,
-              crop: CropConfig) -> Image.Image:
+def patch_for(
+    path: Path, size: tuple[int, int], box: list[float] | None, orientation: int, crop: CropConfig
+) -> Image.Image:
     """The `patch_size` RGB patch crop_patches would have written for this box (or whole image).
 
     crop_patches' own decode (same reduced-scale JPEG decode) and render (window, fit, upright) run
@@ -50,8 +51,9 @@ def patch_for(path: Path, size: tuple[int, int], box: list[float] | None, orient
     if whole:
         window = Window(0, 0, width, height)
     else:  # box_window takes labelImg corners (1-based, inclusive): xmin - 1 = x1
-        window = box_window((box[0] + 1, box[1] + 1, box[2], box[3]), width, height, crop.context_margin,
-                            crop.shape, crop.edge)
+        window = box_window(
+            (box[0] + 1, box[1] + 1, box[2], box[3]), width, height, crop.context_margin, crop.shape, crop.edge
+        )
     item = CropItem("serve", window, "")
     job = ImageJob(str(path), width, height, orientation, (item,))
     patch = render(decode(job, crop, whole), item, job, crop, whole)
@@ -109,8 +111,13 @@ def detect(model: Detector, img: Image.Image, threshold: float, threads: int = 0
     for box, score, label in zip(out["boxes"].tolist(), out["scores"].tolist(), out["labels"].tolist(), strict=True):
         index = int(label) - model.label_offset
         if score >= threshold and 0 <= index < len(model.classes):
-            found.append({"label": model.classes[index], "score": round(float(score), 6),
-                          "box": [round(float(v), 2) for v in box]})
+            found.append(
+                {
+                    "label": model.classes[index],
+                    "score": round(float(score), 6),
+                    "box": [round(float(v), 2) for v in box],
+                }
+            )
     return sorted(found, key=lambda d: -d["score"])
 
 

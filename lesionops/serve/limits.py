@@ -28,8 +28,9 @@ class BodyLimitMiddleware:
             return
         declared = Headers(scope=scope).get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            await JSONResponse({"detail": too_large(self.max_bytes)}, status_code=413,
-                               headers={"Connection": "close"})(scope, receive, send)
+            await JSONResponse({"detail": too_large(self.max_bytes)}, status_code=413, headers={"Connection": "close"})(
+                scope, receive, send
+            )
             return
         seen = 0
 

@@ -18,16 +18,31 @@ LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0
 class ServeMetrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
-        self.requests = Counter("lesionops_requests", "HTTP requests", ["method", "route", "status"],
-                                registry=self.registry)
-        self.latency = Histogram("lesionops_request_seconds", "HTTP request latency", ["route"],
-                                 buckets=LATENCY_BUCKETS, registry=self.registry)
-        self.predictions = Counter("lesionops_predictions", "Predictions by kind and (top) class",
-                                   ["kind", "label"], registry=self.registry)
-        self.feedback = Counter("lesionops_feedback", "Feedback reports by event (reported, accepted, rejected)",
-                                ["event"], registry=self.registry)
-        self.model_info = Gauge("lesionops_model_info", "Model version in service (1 = serving)",
-                                ["kind", "name", "version"], registry=self.registry)
+        self.requests = Counter(
+            "lesionops_requests", "HTTP requests", ["method", "route", "status"], registry=self.registry
+        )
+        self.latency = Histogram(
+            "lesionops_request_seconds",
+            "HTTP request latency",
+            ["route"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.predictions = Counter(
+            "lesionops_predictions", "Predictions by kind and (top) class", ["kind", "label"], registry=self.registry
+        )
+        self.feedback = Counter(
+            "lesionops_feedback",
+            "Feedback reports by event (reported, accepted, rejected)",
+            ["event"],
+            registry=self.registry,
+        )
+        self.model_info = Gauge(
+            "lesionops_model_info",
+            "Model version in service (1 = serving)",
+            ["kind", "name", "version"],
+            registry=self.registry,
+        )
         self._served: dict[str, tuple[str, str]] = {}
 
     def set_models(self, served: dict[str, Any]) -> None:

@@ -94,9 +94,11 @@ def _load_module(client: MlflowClient, uri: str, name: str, version: str) -> nn.
             raise LoadError(f"models:/{name}/{version} cannot be loaded ({exc})") from exc
     exported = isinstance(loaded, torch.export.ExportedProgram | torch.fx.GraphModule)
     if exported or not isinstance(loaded, nn.Module):
-        raise LoadError(f"models:/{name}/{version} is a {type(loaded).__name__} (a torch.export program), not a "
-                        "pickled nn.Module: serving needs the module to take embeddings; retrain to register "
-                        "a servable version (train_model now logs pickled modules)")
+        raise LoadError(
+            f"models:/{name}/{version} is a {type(loaded).__name__} (a torch.export program), not a "
+            "pickled nn.Module: serving needs the module to take embeddings; retrain to register "
+            "a servable version (train_model now logs pickled modules)"
+        )
     return loaded.eval()
 
 
@@ -111,8 +113,7 @@ def load_classifier(client: MlflowClient, uri: str, name: str, version: Any) -> 
     if not temperature > 0:
         raise LoadError(f"run {version.run_id}: temperature {temperature} is not positive")
     module = _load_module(client, uri, name, str(version.version))
-    return Classifier(name, str(version.version), version.run_id, module, classes, size,
-                      mean, std, temperature)  # type: ignore[arg-type]
+    return Classifier(name, str(version.version), version.run_id, module, classes, size, mean, std, temperature)  # type: ignore[arg-type]
 
 
 def load_detector(client: MlflowClient, uri: str, name: str, version: Any, fallback: tuple[str, ...]) -> Detector:
@@ -128,8 +129,9 @@ def load_detector(client: MlflowClient, uri: str, name: str, version: Any, fallb
 class Champions:
     """The models in service, and why one is missing; `refresh()` follows the registry aliases."""
 
-    def __init__(self, tracking: TrackingConfig, alias: str, task_classes: tuple[str, ...],
-                 wanted: tuple[str, ...] = KINDS) -> None:
+    def __init__(
+        self, tracking: TrackingConfig, alias: str, task_classes: tuple[str, ...], wanted: tuple[str, ...] = KINDS
+    ) -> None:
         self.uri = resolved_uri(tracking)
         self.names = {"classifier": tracking.registered_model, "detector": tracking.registered_detector}
         self.alias, self.task_classes, self.wanted = alias, task_classes, wanted
@@ -171,8 +173,11 @@ class Champions:
         if current is not None and current.version == str(version.version):
             return
         try:
-            loaded = (load_classifier(self.client, self.uri, name, version) if kind == "classifier"
-                      else load_detector(self.client, self.uri, name, version, self.task_classes))
+            loaded = (
+                load_classifier(self.client, self.uri, name, version)
+                if kind == "classifier"
+                else load_detector(self.client, self.uri, name, version, self.task_classes)
+            )
         except LoadError as exc:
             log.error("serve: keeping %s %s: %s", kind, current.version if current else "none", exc)
             self.problems[kind] = str(exc)

@@ -52,17 +52,39 @@ def drift_features(state: ServeState, stored: StoredImage) -> dict[str, float]:
         raise InputError(400, f"'file': {exc.problem}") from exc
 
 
-def _record(state: ServeState, user: User | None, stored: StoredImage | None, kind: str, model: Any,
-            box: list[float] | None, outputs: dict[str, Any], top: tuple[str | None, float | None],
-            embedding: Any = None) -> str | None:
+def _record(
+    state: ServeState,
+    user: User | None,
+    stored: StoredImage | None,
+    kind: str,
+    model: Any,
+    box: list[float] | None,
+    outputs: dict[str, Any],
+    top: tuple[str | None, float | None],
+    embedding: Any = None,
+) -> str | None:
     """The prediction row, with the drift features of the full uploaded image (None: kiosk, not stored)."""
     state.metrics.predictions.labels(kind, top[0] or "none").inc()
     if user is None or stored is None:
         return None
     prediction_id = uuid.uuid4().hex
-    state.store.add_prediction(Prediction(
-        prediction_id, utc_now(), kind, model.name, model.version, stored, box, outputs, top[0], top[1],
-        drift_features(state, stored), embedding, user.user_id))
+    state.store.add_prediction(
+        Prediction(
+            prediction_id,
+            utc_now(),
+            kind,
+            model.name,
+            model.version,
+            stored,
+            box,
+            outputs,
+            top[0],
+            top[1],
+            drift_features(state, stored),
+            embedding,
+            user.user_id,
+        )
+    )
     return prediction_id
 
 
@@ -80,11 +102,19 @@ def _image_file(state: ServeState, upload: Upload, user: User | None) -> Iterato
         yield path, None
 
 
-@router.post("/classify", response_model=ClassifyResponse, dependencies=[Depends(predict_user), Depends(require_form)],
-             summary="Top-k classes of a photo or of a boxed region, with calibrated confidences")
-def classify_route(request: Request, user: Caller, file: FileField, box: BoxField = None,
-                   top_k: Annotated[int | None, Form(description="how many classes (default serve.top_k)")] = None,
-                   ) -> dict[str, Any]:
+@router.post(
+    "/classify",
+    response_model=ClassifyResponse,
+    dependencies=[Depends(predict_user), Depends(require_form)],
+    summary="Top-k classes of a photo or of a boxed region, with calibrated confidences",
+)
+def classify_route(
+    request: Request,
+    user: Caller,
+    file: FileField,
+    box: BoxField = None,
+    top_k: Annotated[int | None, Form(description="how many classes (default serve.top_k)")] = None,
+) -> dict[str, Any]:
     state = get_state(request)
     model = state.champions.classifier
     if model is None:
@@ -103,18 +133,40 @@ def classify_route(request: Request, user: Caller, file: FileField, box: BoxFiel
             raise InputError(400, f"'file': {exc.problem}") from exc
     answer = classify(model, patch, k, state.cfg.torch_threads)
     top1 = answer.top[0]
-    prediction_id = _record(state, user, stored, "classify", model, region, {"top": answer.top},
-                            (top1["label"], top1["confidence"]), answer.embedding)
-    return {"prediction_id": prediction_id, "kind": "classify", "model": model.info(), "top": answer.top,
-            "box": region, "image": {"width": width, "height": height}}
+    prediction_id = _record(
+        state,
+        user,
+        stored,
+        "classify",
+        model,
+        region,
+        {"top": answer.top},
+        (top1["label"], top1["confidence"]),
+        answer.embedding,
+    )
+    return {
+        "prediction_id": prediction_id,
+        "kind": "classify",
+        "model": model.info(),
+        "top": answer.top,
+        "box": region,
+        "image": {"width": width, "height": height},
+    }
 
 
-@router.post("/detect", response_model=DetectResponse, response_model_exclude_none=True,
-             dependencies=[Depends(predict_user), Depends(require_form)],
-             summary="Lesion boxes, classes and scores on a raw photo")
-def detect_route(request: Request, user: Caller, file: FileField,
-                 annotated: Annotated[bool, Form(description="also return the image with boxes drawn")] = False,
-                 ) -> dict[str, Any]:
+@router.post(
+    "/detect",
+    response_model=DetectResponse,
+    response_model_exclude_none=True,
+    dependencies=[Depends(predict_user), Depends(require_form)],
+    summary="Lesion boxes, classes and scores on a raw photo",
+)
+def detect_route(
+    request: Request,
+    user: Caller,
+    file: FileField,
+    annotated: Annotated[bool, Form(description="also return the image with boxes drawn")] = False,
+) -> dict[str, Any]:
     state = get_state(request)
     model = state.champions.detector
     if model is None:
@@ -126,8 +178,13 @@ def detect_route(request: Request, user: Caller, file: FileField,
     stored = store_image(state.image_dir, upload) if user is not None else None
     prediction_id = _record(state, user, stored, "detect", model, None, {"detections": detections}, best)
     width, height = upload.size
-    out = {"prediction_id": prediction_id, "kind": "detect", "model": model.info(), "detections": detections,
-           "image": {"width": width, "height": height}}
+    out = {
+        "prediction_id": prediction_id,
+        "kind": "detect",
+        "model": model.info(),
+        "detections": detections,
+        "image": {"width": width, "height": height},
+    }
     if annotated:
         out["annotated_png"] = annotate(upload.image, detections, model.classes)
     return out
@@ -157,8 +214,11 @@ def _label(state: ServeState, text: str) -> str:
     return label
 
 
-def _subject(state: ServeState, prediction_id: str | None, file: UploadFile | None,
-             ) -> tuple[StoredImage, dict[str, Any] | None]:
+def _subject(
+    state: ServeState,
+    prediction_id: str | None,
+    file: UploadFile | None,
+) -> tuple[StoredImage, dict[str, Any] | None]:
     """The image a report is about: a stored prediction's, or a freshly uploaded one."""
     if (prediction_id is None) == (file is None):
         raise InputError(422, "give exactly one of 'prediction_id' (a prediction to report) or 'file' (an image)")
@@ -167,24 +227,39 @@ def _subject(state: ServeState, prediction_id: str | None, file: UploadFile | No
         if prediction is None:
             raise InputError(404, f"unknown prediction_id {prediction_id!r}")
         if prediction["image_deleted_at"] is not None:
-            raise InputError(410, f"the photo of prediction {prediction_id} was deleted "
-                                  f"(serve.retention_days); report it again with the photo attached")
-        image = StoredImage(prediction["input_sha256"], prediction["image_path"], prediction["image_width"],
-                            prediction["image_height"], prediction["orientation"] or 1)
+            raise InputError(
+                410,
+                f"the photo of prediction {prediction_id} was deleted "
+                f"(serve.retention_days); report it again with the photo attached",
+            )
+        image = StoredImage(
+            prediction["input_sha256"],
+            prediction["image_path"],
+            prediction["image_width"],
+            prediction["image_height"],
+            prediction["orientation"] or 1,
+        )
         return image, prediction
     assert file is not None
     return store_image(state.image_dir, read_upload(file, state)), None
 
 
-@router.post("/feedback", status_code=201, response_model=FeedbackResponse,
-             dependencies=[Depends(can_report), Depends(require_form)],
-             summary="Report a wrong result (or an unclassified image) for expert review")
-def feedback_route(request: Request, user: Annotated[User, Depends(can_report)],
-                   suggested_label: Annotated[str, Form(description="a task class, or 'other'")],
-                   prediction_id: Annotated[str | None, Form()] = None,
-                   file: Annotated[UploadFile | None, File(description="the image, if no prediction")] = None,
-                   note: Annotated[str | None, Form(max_length=2000)] = None, box: BoxField = None,
-                   ) -> dict[str, Any]:
+@router.post(
+    "/feedback",
+    status_code=201,
+    response_model=FeedbackResponse,
+    dependencies=[Depends(can_report), Depends(require_form)],
+    summary="Report a wrong result (or an unclassified image) for expert review",
+)
+def feedback_route(
+    request: Request,
+    user: Annotated[User, Depends(can_report)],
+    suggested_label: Annotated[str, Form(description="a task class, or 'other'")],
+    prediction_id: Annotated[str | None, Form()] = None,
+    file: Annotated[UploadFile | None, File(description="the image, if no prediction")] = None,
+    note: Annotated[str | None, Form(max_length=2000)] = None,
+    box: BoxField = None,
+) -> dict[str, Any]:
     state = get_state(request)
     label = _label(state, suggested_label)
     if file is not None:
@@ -195,9 +270,19 @@ def feedback_route(request: Request, user: Annotated[User, Depends(can_report)],
         region = prediction["box"]
     feedback_id = uuid.uuid4().hex
     try:
-        state.store.add_feedback(Feedback(feedback_id, utc_now(), prediction["prediction_id"] if prediction else None,
-                                          image, label, note, region,
-                                          model_label(prediction, region) if prediction else None, user.user_id))
+        state.store.add_feedback(
+            Feedback(
+                feedback_id,
+                utc_now(),
+                prediction["prediction_id"] if prediction else None,
+                image,
+                label,
+                note,
+                region,
+                model_label(prediction, region) if prediction else None,
+                user.user_id,
+            )
+        )
     except ImageDeleted as exc:
         raise InputError(410, f"the photo of prediction {exc} was deleted meanwhile (serve.retention_days)") from exc
     state.metrics.feedback.labels("reported").inc()

@@ -69,13 +69,13 @@ def strip_jpeg(data: bytes) -> bytes:
         if marker == EOI:
             break
         if marker in STANDALONE:
-            out += data[i:i + 2]
+            out += data[i : i + 2]
             i += 2
             continue
-        end = i + 2 + int.from_bytes(data[i + 2:i + 4], "big")
+        end = i + 2 + int.from_bytes(data[i + 2 : i + 4], "big")
         if end > n or end < i + 4:
             raise MetadataError(f"JPEG segment 0x{marker:02X} at byte {i} runs past the end")
-        if _keep_segment(marker, data[i + 4:end]):
+        if _keep_segment(marker, data[i + 4 : end]):
             out += data[i:end]
         i = end
         if marker == SOS:
@@ -109,9 +109,15 @@ def upright_box(box: list[float], size: tuple[int, int], orientation: int) -> li
     """A stored-frame box (x1,y1,x2,y2, pixel edges) in the frame crop_patches' `upright` turns to
     (Pillow's transposes as ImageOps.exif_transpose applies them; tested pixel by pixel)."""
     w, h = size
-    maps = {2: lambda x, y: (w - x, y), 3: lambda x, y: (w - x, h - y), 4: lambda x, y: (x, h - y),
-            5: lambda x, y: (y, x), 6: lambda x, y: (h - y, x), 7: lambda x, y: (h - y, w - x),
-            8: lambda x, y: (y, w - x)}
+    maps = {
+        2: lambda x, y: (w - x, y),
+        3: lambda x, y: (w - x, h - y),
+        4: lambda x, y: (x, h - y),
+        5: lambda x, y: (y, x),
+        6: lambda x, y: (h - y, x),
+        7: lambda x, y: (h - y, w - x),
+        8: lambda x, y: (y, w - x),
+    }
     move = maps.get(orientation)
     if move is None:
         return list(box)

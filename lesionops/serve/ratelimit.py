@@ -29,5 +29,8 @@ class UploadLimiter:
             return
         reset = self.limiter.get_window_stats(self.item, key).reset_time
         wait = max(1, math.ceil(reset - time.time()))
-        raise HTTPException(429, f"too many uploads: at most {self.rate} per user (serve.upload_rate); "
-                                 f"try again in {wait} s", headers={"Retry-After": str(wait)})
+        raise HTTPException(
+            429,
+            f"too many uploads: at most {self.rate} per user (serve.upload_rate); try again in {wait} s",
+            headers={"Retry-After": str(wait)},
+        )

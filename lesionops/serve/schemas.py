@@ -23,8 +23,9 @@ class Health(BaseModel):
     detector: ModelRef | None
     problems: dict[str, str] = Field(description="why a model is not (or no longer) being updated")
     classes: list[str] = Field(description="the task's classes: what a report may suggest (or 'other')")
-    anonymous_classify: bool = Field(False, description="true on a kiosk: /classify and /detect answer without "
-                                                        "sign-in (and store nothing)")
+    anonymous_classify: bool = Field(
+        False, description="true on a kiosk: /classify and /detect answer without sign-in (and store nothing)"
+    )
 
 
 class Ranked(BaseModel):
@@ -67,8 +68,9 @@ class FeedbackResponse(BaseModel):
 class ReviewBody(BaseModel):
     action: Literal["accept", "reject"]
     true_label: str | None = Field(None, description="required to accept: one of the task classes")
-    box: list[float] | None = Field(None, description="x1,y1,x2,y2; default: the report's or prediction's box, "
-                                                      "else the whole image")
+    box: list[float] | None = Field(
+        None, description="x1,y1,x2,y2; default: the report's or prediction's box, else the whole image"
+    )
     # No reviewer field: the signed-in user is the reviewer (an old client's "reviewer" is ignored).
 
 

@@ -35,8 +35,13 @@ from lesionops.serve.privacy import MetadataError, strip_metadata
 # Pillow format → file extension; formats ingest_data reads are kept byte for byte on export.
 FORMATS = {"JPEG": ".jpg", "MPO": ".jpg", "PNG": ".png", "BMP": ".bmp", "TIFF": ".tif", "WEBP": ".webp"}
 INGESTABLE = {".jpg", ".png", ".bmp", ".tif"}
-MEDIA_TYPES = {".jpg": "image/jpeg", ".png": "image/png", ".bmp": "image/bmp", ".tif": "image/tiff",
-               ".webp": "image/webp"}
+MEDIA_TYPES = {
+    ".jpg": "image/jpeg",
+    ".png": "image/png",
+    ".bmp": "image/bmp",
+    ".tif": "image/tiff",
+    ".webp": "image/webp",
+}
 # Browsers and curl send these when they do not know better; the bytes decide then.
 GENERIC_TYPES = {"", "application/octet-stream", "binary/octet-stream"}
 
@@ -82,12 +87,18 @@ def decode_image(data: bytes, max_pixels: int, field: str = "file") -> Upload:
             with Image.open(BytesIO(data)) as img:
                 fmt = img.format or ""
                 if fmt not in FORMATS:
-                    raise InputError(415, f"'{field}': unsupported image format {fmt or 'unknown'}; "
-                                          f"send one of {sorted(set(FORMATS) - {'MPO'})}")
+                    raise InputError(
+                        415,
+                        f"'{field}': unsupported image format {fmt or 'unknown'}; "
+                        f"send one of {sorted(set(FORMATS) - {'MPO'})}",
+                    )
                 pixels = img.width * img.height
                 if pixels > max_pixels:
-                    raise InputError(400, f"'{field}': {img.width}×{img.height} = {pixels:,} pixels is above the "
-                                          f"limit of {max_pixels:,} (serve.max_image_pixels; decompression-bomb guard)")
+                    raise InputError(
+                        400,
+                        f"'{field}': {img.width}×{img.height} = {pixels:,} pixels is above the "
+                        f"limit of {max_pixels:,} (serve.max_image_pixels; decompression-bomb guard)",
+                    )
                 orientation = int(img.getexif().get(EXIF_ORIENTATION, 1) or 1)
                 img.load()
                 rgb = to_rgb8(img)
@@ -100,12 +111,14 @@ def decode_image(data: bytes, max_pixels: int, field: str = "file") -> Upload:
         raise InputError(415, f"'{field}' is not an image Pillow can identify") from exc
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         raise InputError(400, f"'{field}': the image cannot be decoded ({exc})") from exc
-    return Upload(kept, hashlib.sha256(kept).hexdigest(), rgb, orientation if 1 <= orientation <= 8 else 1,
-                  FORMATS[fmt])
+    return Upload(
+        kept, hashlib.sha256(kept).hexdigest(), rgb, orientation if 1 <= orientation <= 8 else 1, FORMATS[fmt]
+    )
 
 
-def parse_box(text: str | list[float] | None, width: int, height: int, min_side: float = 1.0,
-              field: str = "box") -> list[float] | None:
+def parse_box(
+    text: str | list[float] | None, width: int, height: int, min_side: float = 1.0, field: str = "box"
+) -> list[float] | None:
     """`"x1,y1,x2,y2"` (or a list) inside a `width`×`height` image → floats; None when absent."""
     if text is None or (isinstance(text, str) and not text.strip()):
         return None
@@ -118,8 +131,11 @@ def parse_box(text: str | list[float] | None, width: int, height: int, min_side:
         raise InputError(400, f"'{field}': expected four finite numbers x1,y1,x2,y2, found {text!r}")
     x1, y1, x2, y2 = box
     if not (0 <= x1 < x2 <= width and 0 <= y1 < y2 <= height):
-        raise InputError(400, f"'{field}': {box} must satisfy 0 ≤ x1 < x2 ≤ {width} and 0 ≤ y1 < y2 ≤ {height} "
-                              "(pixels of the stored image)")
+        raise InputError(
+            400,
+            f"'{field}': {box} must satisfy 0 ≤ x1 < x2 ≤ {width} and 0 ≤ y1 < y2 ≤ {height} "
+            "(pixels of the stored image)",
+        )
     if min(x2 - x1, y2 - y1) < min_side:
         raise InputError(400, f"'{field}': {box} is thinner than {min_side:g} px (crop_patches.min_box_side)")
     return box
@@ -128,8 +144,12 @@ def parse_box(text: str | list[float] | None, width: int, height: int, min_side:
 def voc_box(box: list[float], width: int, height: int) -> tuple[int, int, int, int]:
     """0-based exclusive corners → labelImg's 1-based inclusive integer corners, inside the image."""
     x1, y1, x2, y2 = box
-    return (min(max(math.floor(x1) + 1, 1), width), min(max(math.floor(y1) + 1, 1), height),
-            min(max(math.ceil(x2), 1), width), min(max(math.ceil(y2), 1), height))
+    return (
+        min(max(math.floor(x1) + 1, 1), width),
+        min(max(math.floor(y1) + 1, 1), height),
+        min(max(math.ceil(x2), 1), width),
+        min(max(math.ceil(y2), 1), height),
+    )
 
 
 def write_atomic(path: Path, data: bytes) -> None:

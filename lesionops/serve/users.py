@@ -24,9 +24,11 @@ from components.common.store import Store, utc_now
 ROLES = ("clinician", "reviewer", "admin")
 # What each role may do. A reviewer is an expert clinician; an admin runs the service (reload,
 # rollback, audit) and may try the models, but does not write training labels.
-PERMISSIONS = {"clinician": frozenset({"predict", "report"}),
-               "reviewer": frozenset({"predict", "report", "review"}),
-               "admin": frozenset({"predict", "admin"})}
+PERMISSIONS = {
+    "clinician": frozenset({"predict", "report"}),
+    "reviewer": frozenset({"predict", "report", "review"}),
+    "admin": frozenset({"predict", "admin"}),
+}
 # OWASP's argon2id minimum (19 MiB, 2 passes): ~20 ms here. Tokens carry 256 random bits, so the
 # hash guards a leaked database, not a guessable password; a cache (auth.py) spares repeat requests.
 HASHER = PasswordHasher(time_cost=2, memory_cost=19456, parallelism=1)
@@ -47,8 +49,12 @@ class User:
         return permission in PERMISSIONS.get(self.role, frozenset())
 
     def info(self) -> dict[str, Any]:
-        return {"user_id": self.user_id, "name": self.name, "role": self.role,
-                "permissions": sorted(PERMISSIONS.get(self.role, ()))}
+        return {
+            "user_id": self.user_id,
+            "name": self.name,
+            "role": self.role,
+            "permissions": sorted(PERMISSIONS.get(self.role, ())),
+        }
 
 
 def check_role(role: str) -> str:

@@ -30,10 +30,19 @@ Rng = np.random.Generator
 ACUPOINTS = ("laogong", "shaofu", "yuji", "daling", "shenmen", "zhongchong")
 # Right hand, palm towards the camera, fingers up; units of palm width, origin at the palm centre,
 # +x towards the thumb. Fingers: (base x, length, width, splay in rad).
-FINGERS = {"index": (0.33, 0.86, 0.18, 0.17), "middle": (0.11, 0.96, 0.19, 0.03),
-           "ring": (-0.12, 0.88, 0.17, -0.12), "little": (-0.33, 0.68, 0.15, -0.3)}
-_LANDMARK = {"laogong": (0.2, -0.12), "shaofu": (-0.24, -0.18), "yuji": (0.43, 0.2),
-             "daling": (0.0, 0.6), "shenmen": (-0.33, 0.6)}  # zhongchong: the middle fingertip
+FINGERS = {
+    "index": (0.33, 0.86, 0.18, 0.17),
+    "middle": (0.11, 0.96, 0.19, 0.03),
+    "ring": (-0.12, 0.88, 0.17, -0.12),
+    "little": (-0.33, 0.68, 0.15, -0.3),
+}
+_LANDMARK = {
+    "laogong": (0.2, -0.12),
+    "shaofu": (-0.24, -0.18),
+    "yuji": (0.43, 0.2),
+    "daling": (0.0, 0.6),
+    "shenmen": (-0.33, 0.6),
+}  # zhongchong: the middle fingertip
 _OUR_FILES = re.compile(r"^P\d{4,}_(left|right)_\d+\.(jpg|xml)$")
 SUPERSAMPLE = 2
 
@@ -74,10 +83,14 @@ def _validate(cfg: AcupointConfig) -> None:
     checks = [
         (cfg.n_images >= 1, f"n_images must be >= 1, got {cfg.n_images}"),
         (cfg.seed >= 0, f"seed must be >= 0, got {cfg.seed}"),
-        (min(cfg.image_width, cfg.image_height) >= 64,
-         f"image size must be at least 64x64, got {cfg.image_width}x{cfg.image_height}"),
-        (len(cfg.classes) > 0 and set(cfg.classes) <= set(ACUPOINTS) and len(set(cfg.classes)) == len(cfg.classes),
-         f"classes must be unique names from {list(ACUPOINTS)}, got {list(cfg.classes)}"),
+        (
+            min(cfg.image_width, cfg.image_height) >= 64,
+            f"image size must be at least 64x64, got {cfg.image_width}x{cfg.image_height}",
+        ),
+        (
+            len(cfg.classes) > 0 and set(cfg.classes) <= set(ACUPOINTS) and len(set(cfg.classes)) == len(cfg.classes),
+            f"classes must be unique names from {list(ACUPOINTS)}, got {list(cfg.classes)}",
+        ),
         (1 <= lo <= hi, f"need 1 <= photos_per_person min <= max, got {lo}..{hi}"),
     ]
     for ok, problem in checks:
@@ -137,10 +150,23 @@ class _Sketch:
     def hand(self, spread: float, thumb: float) -> dict[str, tuple[float, float]]:
         """Palm, forearm, thenar, fingers, thumb and their creases; returns the fingertips."""
         t = np.linspace(0, 2 * math.pi, 48, endpoint=False)
-        self.fill.polygon([self.px(0.5 * np.sign(math.cos(a)) * abs(math.cos(a)) ** 0.5,
-                                   0.58 * np.sign(math.sin(a)) * abs(math.sin(a)) ** 0.5) for a in t], fill=255)
-        self.fill.polygon([self.px(u, v) for u, v in ((-0.4, 0.4), (0.4, 0.4), (0.36, 0.75), (0.45, 2.5),
-                                                      (-0.45, 2.5), (-0.36, 0.75))], fill=255)  # wrist, forearm
+        self.fill.polygon(
+            [
+                self.px(
+                    0.5 * np.sign(math.cos(a)) * abs(math.cos(a)) ** 0.5,
+                    0.58 * np.sign(math.sin(a)) * abs(math.sin(a)) ** 0.5,
+                )
+                for a in t
+            ],
+            fill=255,
+        )
+        self.fill.polygon(
+            [
+                self.px(u, v)
+                for u, v in ((-0.4, 0.4), (0.4, 0.4), (0.36, 0.75), (0.45, 2.5), (-0.45, 2.5), (-0.36, 0.75))
+            ],
+            fill=255,
+        )  # wrist, forearm
         self.fill.polygon([self.px(0.3 + 0.2 * math.cos(a), 0.22 + 0.26 * math.sin(a)) for a in t], fill=255)
         tips = {}
         for name in FINGERS:
@@ -152,10 +178,13 @@ class _Sketch:
                 self.crease([(mx - width / 2.6, my), (mx + width / 2.6, my)], 0.012, 160)
         ang = -math.pi / 2 + thumb + 0.9
         self.capsule((0.42, 0.28), (0.42 + 0.72 * math.cos(ang), 0.28 + 0.65 * math.sin(ang)), 0.24)
-        for line in ([(-0.5, -0.26), (-0.1, -0.33), (0.25, -0.42)],  # heart line
-                     [(0.5, -0.14), (0.1, -0.08), (-0.3, 0.06)],  # head line
-                     [(0.46, -0.16), (0.24, 0.1), (0.16, 0.45)],  # life line around the thenar
-                     [(-0.4, 0.6), (0.0, 0.62), (0.42, 0.6)], [(-0.38, 0.7), (0.4, 0.7)]):  # wrist creases
+        for line in (
+            [(-0.5, -0.26), (-0.1, -0.33), (0.25, -0.42)],  # heart line
+            [(0.5, -0.14), (0.1, -0.08), (-0.3, 0.06)],  # head line
+            [(0.46, -0.16), (0.24, 0.1), (0.16, 0.45)],  # life line around the thenar
+            [(-0.4, 0.6), (0.0, 0.62), (0.42, 0.6)],
+            [(-0.38, 0.7), (0.4, 0.7)],
+        ):  # wrist creases
             self.crease(line, 0.016)
         return tips
 
@@ -195,8 +224,13 @@ def _boxes(cfg: AcupointConfig, pose: _Pose, look: _Look, tips: dict, rng: Rng) 
 def _render(cfg: AcupointConfig, look: _Look, right: bool, rng: Rng) -> tuple[np.ndarray, list[VocBox]]:
     """One photo: the hand at a random pose on a table, with its soft shadow; and its boxes."""
     h, w = cfg.image_height, cfg.image_width
-    pose = _Pose(w * rng.uniform(0.42, 0.58), h * rng.uniform(0.45, 0.58), min(w, h) * rng.uniform(0.3, 0.4),
-                 rng.normal(0, 0.3), 1.0 if right else -1.0)
+    pose = _Pose(
+        w * rng.uniform(0.42, 0.58),
+        h * rng.uniform(0.45, 0.58),
+        min(w, h) * rng.uniform(0.3, 0.4),
+        rng.normal(0, 0.3),
+        1.0 if right else -1.0,
+    )
     sketch = _Sketch(pose, look, (h, w))
     tips = sketch.hand(rng.uniform(0.0, 1.5), rng.uniform(-0.2, 0.3))
     hand, marks = sketch.layers()
@@ -236,17 +270,25 @@ def generate_acupoint_dataset(cfg: AcupointConfig, progress: bool = True) -> Syn
     from rich.progress import track  # only needed when generating
 
     rows = []
-    for index, (who, side, k) in enumerate(track(shots, description="Synthesising hand photos",
-                                                 disable=not progress)):
+    for index, (who, side, k) in enumerate(track(shots, description="Synthesising hand photos", disable=not progress)):
         rng = np.random.default_rng([cfg.seed, 2, index])
         pixels, boxes = _render(cfg, _person(cfg, who), side == "right", rng)
         stem = f"P{who + 1:04d}_{side}_{k}"
         jpg = images / f"{stem}.jpg"
         Image.fromarray(pixels).save(jpg, "JPEG", quality=cfg.jpeg_quality)
         where = str(jpg.resolve()) if cfg.annotator_dir is None else f"{cfg.annotator_dir}/{jpg.name}"
-        write_voc(images / f"{stem}.xml", VocAnnotation(folder="images", filename=jpg.name, path=where,
-                                                        width=cfg.image_width, height=cfg.image_height,
-                                                        depth=3, boxes=tuple(boxes)))
+        write_voc(
+            images / f"{stem}.xml",
+            VocAnnotation(
+                folder="images",
+                filename=jpg.name,
+                path=where,
+                width=cfg.image_width,
+                height=cfg.image_height,
+                depth=3,
+                boxes=tuple(boxes),
+            ),
+        )
         for b in boxes:
             per_class[b.name] += 1
         rows.append([jpg.name, f"P{who + 1:04d}", f"{side}_palm", "expert"])

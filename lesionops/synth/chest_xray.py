@@ -39,10 +39,16 @@ FAINT_RATE = 0.07  # pneumonias barely visible on the film (only the lab tells)
 
 def _anatomy(prng: Rng) -> dict[str, float]:
     """A patient's build: the same person looks alike on every film."""
-    return {"body": prng.uniform(0.78, 0.94), "lung_w": prng.uniform(0.25, 0.31),
-            "lung_h": prng.uniform(0.48, 0.58), "lung_y": prng.uniform(-0.1, -0.02),
-            "heart": prng.uniform(0.19, 0.27), "female": float(prng.random() < 0.5),
-            "vessels": prng.uniform(0.7, 1.3), "rib_gap": prng.uniform(0.95, 1.08)}
+    return {
+        "body": prng.uniform(0.78, 0.94),
+        "lung_w": prng.uniform(0.25, 0.31),
+        "lung_h": prng.uniform(0.48, 0.58),
+        "lung_y": prng.uniform(-0.1, -0.02),
+        "heart": prng.uniform(0.19, 0.27),
+        "female": float(prng.random() < 0.5),
+        "vessels": prng.uniform(0.7, 1.3),
+        "rib_gap": prng.uniform(0.95, 1.08),
+    }
 
 
 def _lungs(x: np.ndarray, y: np.ndarray, a: dict[str, float], insp: float) -> tuple[np.ndarray, list]:
@@ -82,8 +88,9 @@ def _vessels(rng: Rng, h: int, w: int, lung_boxes: list, strength: float) -> np.
     return blur(layer, 0.006 * h) * strength
 
 
-def _pneumonia(rng: Rng, x: np.ndarray, y: np.ndarray, h: int, w: int, lungs: np.ndarray,
-               lung_boxes: list) -> np.ndarray:
+def _pneumonia(
+    rng: Rng, x: np.ndarray, y: np.ndarray, h: int, w: int, lungs: np.ndarray, lung_boxes: list
+) -> np.ndarray:
     """Opacity added by the infection: lobar, patchy (bronchopneumonia) or interstitial."""
     kind = rng.choice(["lobar", "patchy", "interstitial"], p=[0.45, 0.4, 0.15])
     strength = rng.uniform(0.45, 1.0) * (0.2 if rng.random() < FAINT_RATE else 1.0)
@@ -91,18 +98,19 @@ def _pneumonia(rng: Rng, x: np.ndarray, y: np.ndarray, h: int, w: int, lungs: np
     if kind == "lobar":
         cx, cy, lw, lh = lung_boxes[int(rng.integers(2))]
         bx, by = cx + rng.uniform(-0.4, 0.4) * lw, cy + rng.uniform(0.0, 0.55) * lh
-        blob = ellipse(x, y, bx, by, lw * rng.uniform(0.5, 0.9), lh * rng.uniform(0.3, 0.5), soft=0.5,
-                       angle=rng.uniform(-0.5, 0.5))
-        air = lines_layer(h, w, branches(rng, (bx, by - 0.1), math.pi / 2, 0.07, 3, 0.5),
-                          [max(1.0, 0.01 * h)] * 7)
+        blob = ellipse(
+            x, y, bx, by, lw * rng.uniform(0.5, 0.9), lh * rng.uniform(0.3, 0.5), soft=0.5, angle=rng.uniform(-0.5, 0.5)
+        )
+        air = lines_layer(h, w, branches(rng, (bx, by - 0.1), math.pi / 2, 0.07, 3, 0.5), [max(1.0, 0.01 * h)] * 7)
         opacity = 0.3 * blob * texture - 0.08 * blur(air, 0.005 * h) * blob
     elif kind == "patchy":
         opacity = np.zeros_like(lungs)
         for _ in range(int(rng.integers(3, 9))):
             cx, cy, lw, lh = lung_boxes[int(rng.integers(2))]
             bx, by = cx + rng.uniform(-0.7, 0.7) * lw, cy + rng.uniform(-0.3, 0.75) * lh
-            opacity += 0.24 * ellipse(x, y, bx, by, rng.uniform(0.05, 0.13), rng.uniform(0.04, 0.1), soft=1.2,
-                                      angle=rng.uniform(0, math.pi))
+            opacity += 0.24 * ellipse(
+                x, y, bx, by, rng.uniform(0.05, 0.13), rng.uniform(0.04, 0.1), soft=1.2, angle=rng.uniform(0, math.pi)
+            )
         opacity = opacity * cloud(rng, h, w, 0.03 * h, 0.6)
     else:
         lower = smoothstep((y - lung_boxes[0][1]) / 0.4 + 0.5)
@@ -126,8 +134,11 @@ def _film(a: dict[str, float], label: str, size: tuple[int, int], rng: Rng) -> n
     lung_y, lung_h = a["lung_y"], a["lung_h"] * insp
     heart = ellipse(x, y, 0.1, lung_y + 0.62 * lung_h, a["heart"] * 1.35, a["heart"] * 0.9, soft=0.5, angle=-0.35)
     att += 0.22 * heart
-    mediastinum = smoothstep((0.1 - np.abs(x + 0.01)) / 0.04 + 0.5) * smoothstep((y + 0.9) / 0.2) \
+    mediastinum = (
+        smoothstep((0.1 - np.abs(x + 0.01)) / 0.04 + 0.5)
+        * smoothstep((y + 0.9) / 0.2)
         * smoothstep((lung_y + 0.95 * lung_h - y) / 0.15)
+    )
     att += 0.18 * mediastinum * body
     spine = smoothstep((0.06 - np.abs(x)) / 0.02 + 0.5) * body
     att += spine * (0.05 + 0.03 * np.cos(y * 2 * math.pi / 0.13))
@@ -158,8 +169,9 @@ def _expose(att: np.ndarray, rng: Rng) -> np.ndarray:
     img = img + rng.normal(0, rng.uniform(0.01, 0.03), img.shape).astype(np.float32)
     if rng.random() < 0.7:  # the technician's lead marker
         left = rng.random() < 0.5
-        img = np.maximum(img, 0.95 * text_layer(h, img.shape[1], "L" if left else "R",
-                                                (0.6 if left else -0.85, -0.9), 0.07 * h))
+        img = np.maximum(
+            img, 0.95 * text_layer(h, img.shape[1], "L" if left else "R", (0.6 if left else -0.85, -0.9), 0.07 * h)
+        )
     return np.clip(img * 255, 0, 255).astype(np.uint8)
 
 
@@ -169,6 +181,14 @@ def write_chest_xray(path: Path, shot: Shot, size: tuple[int, int], prng: Rng, r
     Image.fromarray(pixels, mode="L").save(path, "JPEG", quality=92)
 
 
-KIND = Kind(name="chest_xray", classes=CLASSES, priors=PRIORS, suffix=".jpeg", tag="cxr",
-            per_patient=(1, 2), body_sites=("chest",),
-            label_source={"normal": "radiologist", "pneumonia": "radiologist+lab"}, write=write_chest_xray)
+KIND = Kind(
+    name="chest_xray",
+    classes=CLASSES,
+    priors=PRIORS,
+    suffix=".jpeg",
+    tag="cxr",
+    per_patient=(1, 2),
+    body_sites=("chest",),
+    label_source={"normal": "radiologist", "pneumonia": "radiologist+lab"},
+    write=write_chest_xray,
+)

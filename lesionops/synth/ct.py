@@ -35,11 +35,19 @@ FOV_MM = 350.0
 
 def _anatomy(prng: Rng) -> dict[str, float]:
     """A patient's build and disease pattern, shared by every slice of the scan."""
-    return {"body_a": prng.uniform(0.78, 0.92), "body_b": prng.uniform(0.56, 0.68),
-            "fat": prng.uniform(0.03, 0.09), "lung_a": prng.uniform(0.27, 0.33),
-            "lung_b": prng.uniform(0.38, 0.46), "heart": prng.uniform(0.18, 0.25),
-            "side": float(prng.choice([-1, 1])), "severity": prng.uniform(0.5, 1.0),
-            "style": prng.random(), "sex": float(prng.random() < 0.5), "uid": float(prng.integers(2**40))}
+    return {
+        "body_a": prng.uniform(0.78, 0.92),
+        "body_b": prng.uniform(0.56, 0.68),
+        "fat": prng.uniform(0.03, 0.09),
+        "lung_a": prng.uniform(0.27, 0.33),
+        "lung_b": prng.uniform(0.38, 0.46),
+        "heart": prng.uniform(0.18, 0.25),
+        "side": float(prng.choice([-1, 1])),
+        "severity": prng.uniform(0.5, 1.0),
+        "style": prng.random(),
+        "sex": float(prng.random() < 0.5),
+        "uid": float(prng.integers(2**40)),
+    }
 
 
 def _vessels(rng: Rng, h: int, w: int, n: int) -> np.ndarray:
@@ -63,8 +71,7 @@ def _body(x: np.ndarray, y: np.ndarray, a: dict[str, float], z: float) -> tuple[
     lungs = np.zeros_like(hu)
     for side in (-1, 1):
         la = a["lung_a"] * size * (0.9 if side > 0 else 1.0)
-        lungs = np.maximum(lungs, ellipse(x, y, side * (0.13 + la), 0.04, la, a["lung_b"] * size, soft=0.06,
-                                          power=2.3))
+        lungs = np.maximum(lungs, ellipse(x, y, side * (0.13 + la), 0.04, la, a["lung_b"] * size, soft=0.06, power=2.3))
     heart_r = a["heart"] * smoothstep(np.asarray((z - 0.35) / 0.3)).item()
     heart = ellipse(x, y, 0.08, -0.08, heart_r * 1.2 + 1e-3, heart_r + 1e-3, soft=0.2, angle=0.5)
     media = ellipse(x, y, 0, -0.05, 0.13, 0.4, soft=0.2)
@@ -111,8 +118,9 @@ def _bacterial(rng: Rng, s: _Slice, a: dict[str, float], hu: np.ndarray) -> np.n
     patches = np.zeros_like(s.lungs)
     for _ in range(int(rng.integers(2, 6))):
         cx, cy = side * rng.uniform(0.2, 0.6), rng.uniform(-0.25, 0.35)
-        patches = np.maximum(patches, ellipse(s.x, s.y, cx, cy, rng.uniform(0.05, 0.1), rng.uniform(0.05, 0.1),
-                                              soft=0.8))
+        patches = np.maximum(
+            patches, ellipse(s.x, s.y, cx, cy, rng.uniform(0.05, 0.1), rng.uniform(0.05, 0.1), soft=0.8)
+        )
     return hu + (SOFT - 40 - hu) * patches * cloud(rng, h, w, 0.03 * h, 0.7) * s.lungs * sev
 
 
@@ -208,7 +216,14 @@ def _save_dicom(path: Path, stored: np.ndarray, shot: Shot, a: dict[str, float],
     ds.save_as(path, enforce_file_format=True)
 
 
-KIND = Kind(name="ct", classes=CLASSES, priors=PRIORS, suffix=".dcm", tag="slice", per_patient=(2, 4),
-            body_sites=("chest",),
-            label_source={"normal": "radiologist", "bacterial_pneumonia": "culture", "viral_pneumonia": "pcr"},
-            write=write_ct)
+KIND = Kind(
+    name="ct",
+    classes=CLASSES,
+    priors=PRIORS,
+    suffix=".dcm",
+    tag="slice",
+    per_patient=(2, 4),
+    body_sites=("chest",),
+    label_source={"normal": "radiologist", "bacterial_pneumonia": "culture", "viral_pneumonia": "pcr"},
+    write=write_ct,
+)

@@ -43,7 +43,9 @@ class _Ctx:
     def rel(self, path: Path) -> str:
         return path.relative_to(self.root).as_posix()
 
-    def take(self, ok: Callable[[Path, VocAnnotation], bool] = lambda p, a: bool(a.boxes)) -> tuple[Path, VocAnnotation]:
+    def take(
+        self, ok: Callable[[Path, VocAnnotation], bool] = lambda p, a: bool(a.boxes)
+    ) -> tuple[Path, VocAnnotation]:
         """An unused image (and its annotation) for which `ok` holds; each image is broken once."""
         for jpg in list(self.free):
             ann = read_voc(jpg.with_suffix(".xml"))
@@ -63,8 +65,10 @@ def _edit_xml(xml: Path, pattern: str, repl: str) -> None:
 def _add_object(xml: Path, name: str, coords: tuple[object, object, object, object]) -> None:
     """Append one labelImg <object> with coordinates written verbatim (so 'nan' stays 'nan')."""
     tags = "".join(f"<{t}>{v}</{t}>" for t, v in zip(("xmin", "ymin", "xmax", "ymax"), coords, strict=True))
-    obj = (f"<object><name>{name}</name><pose>Unspecified</pose><truncated>0</truncated>"
-           f"<difficult>0</difficult><bndbox>{tags}</bndbox></object>\n")
+    obj = (
+        f"<object><name>{name}</name><pose>Unspecified</pose><truncated>0</truncated>"
+        f"<difficult>0</difficult><bndbox>{tags}</bndbox></object>\n"
+    )
     _edit_xml(xml, r"</annotation>\s*$", obj + "</annotation>\n")
 
 
@@ -74,6 +78,7 @@ def _box(ann: VocAnnotation, i: int = 0) -> tuple[int, int, int, int]:
 
 
 # --- files -----------------------------------------------------------------------------------
+
 
 def _corrupt(c: _Ctx) -> Injected:
     truncated, _ = c.take()
@@ -95,8 +100,9 @@ def _xml_unsafe(c: _Ctx) -> Injected:
     jpg, _ = c.take()
     xml = jpg.with_suffix(".xml")
     _edit_xml(xml, r"<database>[^<]*</database>", "<database>&who;</database>")
-    xml.write_text('<!DOCTYPE annotation [<!ENTITY who "labelImg">]>\n' + xml.read_text(encoding="utf-8"),
-                   encoding="utf-8")
+    xml.write_text(
+        '<!DOCTYPE annotation [<!ENTITY who "labelImg">]>\n' + xml.read_text(encoding="utf-8"), encoding="utf-8"
+    )
     return {"XML_UNSAFE": [c.rel(xml)]}
 
 
@@ -125,8 +131,12 @@ def _too_large(c: _Ctx) -> Injected:
     jpg, _ = c.take()
     png = jpg.with_suffix(".png")
     header = struct.pack(">IIBBBBB", BOMB_SIDE, BOMB_SIDE, 8, 2, 0, 0, 0)
-    png.write_bytes(b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", header)
-                    + _png_chunk(b"IDAT", zlib.compress(b"")) + _png_chunk(b"IEND", b""))
+    png.write_bytes(
+        b"\x89PNG\r\n\x1a\n"
+        + _png_chunk(b"IHDR", header)
+        + _png_chunk(b"IDAT", zlib.compress(b""))
+        + _png_chunk(b"IEND", b"")
+    )
     jpg.unlink()
     _edit_xml(jpg.with_suffix(".xml"), r"<filename>[^<]*</filename>", f"<filename>{png.name}</filename>")
     for row in c.meta:
@@ -149,6 +159,7 @@ def _annotation_missing(c: _Ctx) -> Injected:
 
 # --- size ------------------------------------------------------------------------------------
 
+
 def _size(c: _Ctx) -> Injected:
     out: Injected = {}
     for code, tag, value in (("SIZE_MISSING", "width", "0"), ("DEPTH_MISMATCH", "depth", "1")):
@@ -157,8 +168,9 @@ def _size(c: _Ctx) -> Injected:
         out[code] = [c.rel(jpg.with_suffix(".xml"))]
     jpg, ann = c.take()
     xml = jpg.with_suffix(".xml")
-    _edit_xml(xml, r"<width>\d+</width>\s*<height>\d+</height>",
-              f"<width>{ann.height}</width><height>{ann.width}</height>")
+    _edit_xml(
+        xml, r"<width>\d+</width>\s*<height>\d+</height>", f"<width>{ann.height}</width><height>{ann.width}</height>"
+    )
     out["SIZE_MISMATCH"] = [c.rel(xml)]
     jpg, _ = c.take()
     with Image.open(jpg) as img:
@@ -171,6 +183,7 @@ def _size(c: _Ctx) -> Injected:
 
 # --- boxes and labels ------------------------------------------------------------------------
 
+
 def _fits(ann: VocAnnotation) -> bool:
     """Room for a whole-image box that no existing box near-duplicates."""
     return bool(ann.boxes) and all(b.width * b.height < 0.5 * ann.width * ann.height for b in ann.boxes)
@@ -178,10 +191,16 @@ def _fits(ann: VocAnnotation) -> bool:
 
 def _boxes(c: _Ctx) -> Injected:
     out: Injected = {}
-    simple = {"BOX_NOT_FINITE": lambda a: ("nan", 10, 40, 40), "BOX_ZERO_AREA": lambda a: (20, 20, 20, 50),
-              "BOX_INVERTED": lambda a: (50, 20, 20, 50), "BOX_OUT_OF_BOUNDS": lambda a: (10, 10, a.width + 30, 50),
-              "BOX_CLIPPED": lambda a: (0, 10, 40, 50), "BOX_TOO_SMALL": lambda a: (10, 10, 12, 12),
-              "BOX_DUPLICATE": lambda a: _box(a), "BOX_SIZE_OUTLIER": lambda a: (1, 1, a.width, a.height)}
+    simple = {
+        "BOX_NOT_FINITE": lambda a: ("nan", 10, 40, 40),
+        "BOX_ZERO_AREA": lambda a: (20, 20, 20, 50),
+        "BOX_INVERTED": lambda a: (50, 20, 20, 50),
+        "BOX_OUT_OF_BOUNDS": lambda a: (10, 10, a.width + 30, 50),
+        "BOX_CLIPPED": lambda a: (0, 10, 40, 50),
+        "BOX_TOO_SMALL": lambda a: (10, 10, 12, 12),
+        "BOX_DUPLICATE": lambda a: _box(a),
+        "BOX_SIZE_OUTLIER": lambda a: (1, 1, a.width, a.height),
+    }
     for code, coords in simple.items():
         jpg, ann = c.take(lambda p, a: _fits(a)) if code == "BOX_SIZE_OUTLIER" else c.take()
         _add_object(jpg.with_suffix(".xml"), ann.boxes[0].name, coords(ann))
@@ -223,6 +242,7 @@ def rare_class(labels: Collection[str]) -> str | None:
 
 # --- dataset ---------------------------------------------------------------------------------
 
+
 def _copy_with_xml(c: _Ctx, jpg: Path, suffix: str, quality: int | None) -> Path:
     """A second upload of the same photo (byte copy, or re-encoded), its XML and metadata row."""
     copy = jpg.with_name(f"{jpg.stem}{suffix}.jpg")
@@ -231,8 +251,11 @@ def _copy_with_xml(c: _Ctx, jpg: Path, suffix: str, quality: int | None) -> Path
     else:
         with Image.open(jpg) as img:
             img.save(copy, "JPEG", quality=quality)
-    xml = jpg.with_suffix(".xml").read_text(encoding="utf-8").replace(
-        f"<filename>{jpg.name}</filename>", f"<filename>{copy.name}</filename>")
+    xml = (
+        jpg.with_suffix(".xml")
+        .read_text(encoding="utf-8")
+        .replace(f"<filename>{jpg.name}</filename>", f"<filename>{copy.name}</filename>")
+    )
     copy.with_suffix(".xml").write_text(xml, encoding="utf-8")
     row = next(r for r in c.meta if r["filename"] == jpg.name)
     c.meta.append({**row, "filename": copy.name})
@@ -275,9 +298,11 @@ def _yolo(c: _Ctx) -> Injected:
         dest.mkdir(exist_ok=True)
         jpg.rename(dest / jpg.name)
         jpg.with_suffix(".xml").unlink()
-        lines = [f"{classes.index(b.name)} {(b.xmin + b.xmax) / 2 / ann.width:.6f} "
-                 f"{(b.ymin + b.ymax) / 2 / ann.height:.6f} {b.width / ann.width:.6f} {b.height / ann.height:.6f}"
-                 for b in ann.boxes]
+        lines = [
+            f"{classes.index(b.name)} {(b.xmin + b.xmax) / 2 / ann.width:.6f} "
+            f"{(b.ymin + b.ymax) / 2 / ann.height:.6f} {b.width / ann.width:.6f} {b.height / ann.height:.6f}"
+            for b in ann.boxes
+        ]
         (dest / f"{jpg.stem}.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
         (dest / "classes.txt").write_text("\n".join(classes) + "\n", encoding="utf-8")
         written.append(c.rel(dest / "classes.txt"))
@@ -285,10 +310,22 @@ def _yolo(c: _Ctx) -> Injected:
 
 
 _INJECTORS: dict[str, Callable[[_Ctx], Injected]] = {
-    "files": lambda c: {**_corrupt(c), **_xml_malformed(c), **_xml_unsafe(c), **_extension_mismatch(c),
-                        **_filename_mismatch(c), **_image_missing(c), **_annotation_missing(c)},
-    "too_large": _too_large, "size": _size, "boxes": _boxes, "labels": _labels,
-    "duplicates": _duplicates, "patients": _patients, "yolo": _yolo,
+    "files": lambda c: {
+        **_corrupt(c),
+        **_xml_malformed(c),
+        **_xml_unsafe(c),
+        **_extension_mismatch(c),
+        **_filename_mismatch(c),
+        **_image_missing(c),
+        **_annotation_missing(c),
+    },
+    "too_large": _too_large,
+    "size": _size,
+    "boxes": _boxes,
+    "labels": _labels,
+    "duplicates": _duplicates,
+    "patients": _patients,
+    "yolo": _yolo,
 }
 GROUPS = tuple(_INJECTORS)
 

@@ -44,8 +44,18 @@ def _darken(rgb: np.ndarray, tone: np.ndarray) -> np.ndarray:
     return rgb * (0.45 + 0.55 * float(tone.mean() / SKIN_TONES[0].mean()))
 
 
-def _lesion(img: np.ndarray, x: np.ndarray, y: np.ndarray, cx: float, cy: float, r: float, tone: np.ndarray,
-            stage: str, umbilicated: bool, rng: Rng) -> None:
+def _lesion(
+    img: np.ndarray,
+    x: np.ndarray,
+    y: np.ndarray,
+    cx: float,
+    cy: float,
+    r: float,
+    tone: np.ndarray,
+    stage: str,
+    umbilicated: bool,
+    rng: Rng,
+) -> None:
     """Paint one papule/vesicle/pustule/crust in place: halo, dome, centre, highlight."""
     h, w = img.shape[:2]
     reach = int(r * 3.2 * min(h, w) / 2) + 2
@@ -68,7 +78,7 @@ def _lesion(img: np.ndarray, x: np.ndarray, y: np.ndarray, cx: float, cy: float,
         if umbilicated:
             dip = smoothstep((0.32 - d) / 0.15 + 0.5)
             sub += (_darken(np.array([150, 110, 90], dtype=np.float32), tone) - sub) * (dip * 0.7)[..., None]
-        shine = np.exp(-(np.hypot((x[:, xs] - cx + 0.35 * r) * aspect, y[ys, :] - cy + 0.35 * r) / (0.25 * r)) ** 2)
+        shine = np.exp(-((np.hypot((x[:, xs] - cx + 0.35 * r) * aspect, y[ys, :] - cy + 0.35 * r) / (0.25 * r)) ** 2))
         sub += (255 - sub) * (shine * 0.5)[..., None]
     else:  # crust
         sub += (CRUST * rng.uniform(0.7, 1.1) - sub) * (dome * 0.95)[..., None]
@@ -79,8 +89,10 @@ def _centres(rng: Rng, n: int, clustered: bool) -> list[tuple[float, float]]:
     if not clustered:
         return [(rng.uniform(-0.9, 0.9), rng.uniform(-0.9, 0.9)) for _ in range(n)]
     cx, cy = rng.uniform(-0.4, 0.4, 2)
-    return [(float(np.clip(cx + rng.normal(0, 0.35), -0.95, 0.95)),
-             float(np.clip(cy + rng.normal(0, 0.35), -0.95, 0.95))) for _ in range(n)]
+    return [
+        (float(np.clip(cx + rng.normal(0, 0.35), -0.95, 0.95)), float(np.clip(cy + rng.normal(0, 0.35), -0.95, 0.95)))
+        for _ in range(n)
+    ]
 
 
 def _paint(img: np.ndarray, label: str, tone: np.ndarray, scale: float, other: str, rng: Rng) -> None:
@@ -129,5 +141,14 @@ def write_monkeypox(path: Path, shot: Shot, size: tuple[int, int], prng: Rng, rn
     Image.fromarray(_photo(tone, scale, other, shot.label, size, rng)).save(path, "JPEG", quality=90)
 
 
-KIND = Kind(name="monkeypox", classes=CLASSES, priors=PRIORS, suffix=".jpg", tag="photo", per_patient=(1, 3),
-            body_sites=SITES, label_source={"monkeypox": "pcr", "other": "clinical"}, write=write_monkeypox)
+KIND = Kind(
+    name="monkeypox",
+    classes=CLASSES,
+    priors=PRIORS,
+    suffix=".jpg",
+    tag="photo",
+    per_patient=(1, 3),
+    body_sites=SITES,
+    label_source={"monkeypox": "pcr", "other": "clinical"},
+    write=write_monkeypox,
+)

@@ -37,8 +37,17 @@ def smoothstep(x: np.ndarray) -> np.ndarray:
     return t * t * (3 - 2 * t)
 
 
-def ellipse(x: np.ndarray, y: np.ndarray, cx: float, cy: float, a: float, b: float,
-            soft: float = 0.05, angle: float = 0.0, power: float = 2.0) -> np.ndarray:
+def ellipse(
+    x: np.ndarray,
+    y: np.ndarray,
+    cx: float,
+    cy: float,
+    a: float,
+    b: float,
+    soft: float = 0.05,
+    angle: float = 0.0,
+    power: float = 2.0,
+) -> np.ndarray:
     """Soft (super-)ellipse mask: 1 inside, 0 outside, a `soft`-wide ramp (in radius units) at the edge."""
     c, s = math.cos(angle), math.sin(angle)
     u, v = ((x - cx) * c + (y - cy) * s) / a, ((y - cy) * c - (x - cx) * s) / b
@@ -53,8 +62,13 @@ def blur(img: np.ndarray, sigma: float) -> np.ndarray:
     return gaussian_filter(img, (sigma, sigma, 0) if img.ndim == 3 else sigma, mode="nearest")
 
 
-def lines_layer(h: int, w: int, polylines: Sequence[Sequence[tuple[float, float]]],
-                widths: Sequence[float], values: Sequence[float] | None = None) -> np.ndarray:
+def lines_layer(
+    h: int,
+    w: int,
+    polylines: Sequence[Sequence[tuple[float, float]]],
+    widths: Sequence[float],
+    values: Sequence[float] | None = None,
+) -> np.ndarray:
     """Rasterise polylines given in normalised [-1, 1] coordinates into a float mask (0..1)."""
     layer = Image.new("L", (w, h))
     draw = ImageDraw.Draw(layer)
@@ -65,8 +79,9 @@ def lines_layer(h: int, w: int, polylines: Sequence[Sequence[tuple[float, float]
     return np.asarray(layer, dtype=np.float32) / 255
 
 
-def branches(rng: Rng, origin: tuple[float, float], direction: float, length: float, depth: int,
-             spread: float = 0.5) -> list[list[tuple[float, float]]]:
+def branches(
+    rng: Rng, origin: tuple[float, float], direction: float, length: float, depth: int, spread: float = 0.5
+) -> list[list[tuple[float, float]]]:
     """A random binary tree of short segments (vessels, bronchi, air bronchograms) from `origin`."""
     out: list[list[tuple[float, float]]] = []
     stack = [(origin, direction, length, depth)]
@@ -102,6 +117,7 @@ def rotate(img: np.ndarray, degrees: float, fill: float = 0.0) -> np.ndarray:
     """Rotate a float image about its centre (positioning varies from shot to shot)."""
     if abs(degrees) < 1e-3:
         return img
-    out = Image.fromarray(img.astype(np.float32), "F").rotate(degrees, resample=Image.Resampling.BILINEAR,
-                                                                fillcolor=fill)
+    out = Image.fromarray(img.astype(np.float32), "F").rotate(
+        degrees, resample=Image.Resampling.BILINEAR, fillcolor=fill
+    )
     return np.asarray(out, dtype=np.float32)

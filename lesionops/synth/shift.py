@@ -56,10 +56,12 @@ class ShiftConfig:
     jpeg_quality: int = 90
 
     def __post_init__(self) -> None:
-        checks = [(self.shift in SHIFTS, f"shift must be one of {list(SHIFTS)}, got {self.shift!r}"),
-                  (math.isfinite(self.severity) and self.severity >= 0, f"severity must be ≥ 0, got {self.severity}"),
-                  (self.n >= 1, f"n must be ≥ 1, got {self.n}"),
-                  (1 <= self.jpeg_quality <= 100, f"jpeg_quality must be in [1, 100], got {self.jpeg_quality}")]
+        checks = [
+            (self.shift in SHIFTS, f"shift must be one of {list(SHIFTS)}, got {self.shift!r}"),
+            (math.isfinite(self.severity) and self.severity >= 0, f"severity must be ≥ 0, got {self.severity}"),
+            (self.n >= 1, f"n must be ≥ 1, got {self.n}"),
+            (1 <= self.jpeg_quality <= 100, f"jpeg_quality must be in [1, 100], got {self.jpeg_quality}"),
+        ]
         for ok, problem in checks:
             if not ok:
                 raise ConfigError(f"synth shift: {problem}")
@@ -99,8 +101,15 @@ def _size(cfg: ShiftConfig) -> tuple[int, int]:
 
 def _skin_cfg(cfg: ShiftConfig, n: int, priors: tuple[float, ...] | None) -> skin.SynthConfig:
     w, h = _size(cfg)
-    return skin.SynthConfig(out_dir=Path("."), n_images=n, seed=cfg.seed, image_width=w, image_height=h,
-                            classes=cfg.classes, class_priors=priors if priors is not None else cfg.class_priors)
+    return skin.SynthConfig(
+        out_dir=Path("."),
+        n_images=n,
+        seed=cfg.seed,
+        image_width=w,
+        image_height=h,
+        classes=cfg.classes,
+        class_priors=priors if priors is not None else cfg.class_priors,
+    )
 
 
 def _keep_patient(cfg: ShiftConfig, scfg: skin.SynthConfig, patient: int) -> bool:
@@ -120,7 +129,7 @@ def _shots(cfg: ShiftConfig) -> tuple[skin.SynthConfig, list]:
             keep = {p: _keep_patient(cfg, scfg, p) for p in {s.patient for s in shots}}
             shots = [s for s in shots if keep[s.patient]]
         if len(shots) >= cfg.n:
-            return scfg, shots[:cfg.n]
+            return scfg, shots[: cfg.n]
         planned = planned * 3 + 20
 
 
@@ -131,7 +140,7 @@ def _post(cfg: ShiftConfig, pixels: np.ndarray, index: int) -> tuple[Image.Image
     img = pixels.astype(np.float32)
     h, w = img.shape[:2]
     if cfg.shift == "lighting":
-        y, x = np.mgrid[-1:1:complex(0, h), -1:1:complex(0, w)]
+        y, x = np.mgrid[-1 : 1 : complex(0, h), -1 : 1 : complex(0, w)]
         vignette = 1 - 0.3 * s * (x * x + y * y) / 2
         img = img * (1 - 0.35 * s) * (1 + rng.normal(0, 0.04)) * vignette[..., None]
     elif cfg.shift == "camera":
@@ -153,8 +162,13 @@ def _xray(cfg: ShiftConfig, index: int) -> StreamImage:
     """A grey chest film where a skin photo was expected (a wrong-modality upload)."""
     buf = io.BytesIO()
     side = min(cfg.width, cfg.height)
-    write_chest_xray(buf, Shot(index, index, "normal", 1, 1, "cxr"), (side, side),  # type: ignore[arg-type]
-                     np.random.default_rng([cfg.seed, 10, index]), np.random.default_rng([cfg.seed, 11, index]))
+    write_chest_xray(
+        buf,
+        Shot(index, index, "normal", 1, 1, "cxr"),
+        (side, side),  # type: ignore[arg-type]
+        np.random.default_rng([cfg.seed, 10, index]),
+        np.random.default_rng([cfg.seed, 11, index]),
+    )
     return StreamImage(buf.getvalue(), "chest_xray", "chest_xray", f"X{index + 1:04d}", None)
 
 

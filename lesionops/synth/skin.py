@@ -28,14 +28,20 @@ from components.common.errors import ConfigError
 from components.common.voc import VocAnnotation, VocBox, write_voc
 
 DEFAULT_CLASSES = ("lichen_planus", "parapsoriasis", "lupus_erythematosus", "eczema", "psoriasis")
-DEFAULT_PRIORS = {"lichen_planus": 0.08, "parapsoriasis": 0.14, "lupus_erythematosus": 0.14,
-                  "eczema": 0.22, "psoriasis": 0.42}
+DEFAULT_PRIORS = {
+    "lichen_planus": 0.08,
+    "parapsoriasis": 0.14,
+    "lupus_erythematosus": 0.14,
+    "eczema": 0.22,
+    "psoriasis": 0.42,
+}
 BODY_SITES = ("arm", "forearm", "elbow", "hand", "leg", "knee", "trunk", "back", "scalp")
 # Lesion radius as a fraction of the short image side: z3 is the close-up.
 ZOOM_RADIUS = {1: (0.05, 0.09), 2: (0.08, 0.14), 3: (0.14, 0.24)}
 # Fitzpatrick-like skin tones, light to dark (RGB reflectance before lighting).
-SKIN_TONES = np.array([[236, 204, 184], [226, 184, 156], [204, 156, 120], [170, 120, 88],
-                       [128, 86, 62], [88, 60, 46]], dtype=np.float32)
+SKIN_TONES = np.array(
+    [[236, 204, 184], [226, 184, 156], [204, 156, 120], [170, 120, 88], [128, 86, 62], [88, 60, 46]], dtype=np.float32
+)
 SCALE_RGB = np.array([232, 232, 238], dtype=np.float32)  # silvery-white scale
 _OUR_FILES = re.compile(r"^P\d{4,}_[a-z]+_z[123]_\d+\.(jpg|xml)$")
 
@@ -112,27 +118,37 @@ class _Patch:
 
 def _validate(cfg: SynthConfig) -> tuple[float, ...]:
     """Fail before touching the disk, with a message naming the bad field; returns the priors."""
-    priors = cfg.class_priors if cfg.class_priors is not None else tuple(
-        DEFAULT_PRIORS.get(c, 0.0) for c in cfg.classes)
+    priors = (
+        cfg.class_priors if cfg.class_priors is not None else tuple(DEFAULT_PRIORS.get(c, 0.0) for c in cfg.classes)
+    )
     checks = [
         (cfg.n_images >= 1, f"n_images must be >= 1, got {cfg.n_images}"),
         (cfg.seed >= 0, f"seed must be >= 0, got {cfg.seed}"),
-        (min(cfg.image_width, cfg.image_height) >= 64,
-         f"image size must be at least 64x64, got {cfg.image_width}x{cfg.image_height}"),
-        (len(cfg.classes) > 0 and len(set(cfg.classes)) == len(cfg.classes),
-         f"classes must be non-empty and unique, got {cfg.classes}"),
-        (set(cfg.classes) <= set(_RENDERERS),
-         f"no appearance model for {sorted(set(cfg.classes) - set(_RENDERERS))}; "
-         f"known classes: {list(DEFAULT_CLASSES)}"),
-        (1 <= cfg.images_per_patient_min <= cfg.images_per_patient_max,
-         "need 1 <= images_per_patient_min <= images_per_patient_max, got "
-         f"{cfg.images_per_patient_min}..{cfg.images_per_patient_max}"),
+        (
+            min(cfg.image_width, cfg.image_height) >= 64,
+            f"image size must be at least 64x64, got {cfg.image_width}x{cfg.image_height}",
+        ),
+        (
+            len(cfg.classes) > 0 and len(set(cfg.classes)) == len(cfg.classes),
+            f"classes must be non-empty and unique, got {cfg.classes}",
+        ),
+        (
+            set(cfg.classes) <= set(_RENDERERS),
+            f"no appearance model for {sorted(set(cfg.classes) - set(_RENDERERS))}; "
+            f"known classes: {list(DEFAULT_CLASSES)}",
+        ),
+        (
+            1 <= cfg.images_per_patient_min <= cfg.images_per_patient_max,
+            "need 1 <= images_per_patient_min <= images_per_patient_max, got "
+            f"{cfg.images_per_patient_min}..{cfg.images_per_patient_max}",
+        ),
         (0.0 <= cfg.box_margin <= 0.5, f"box_margin must be in [0, 0.5], got {cfg.box_margin}"),
         (1 <= cfg.jpeg_quality <= 100, f"jpeg_quality must be in [1, 100], got {cfg.jpeg_quality}"),
-        (len(priors) == len(cfg.classes),
-         f"class_priors has {len(priors)} values for {len(cfg.classes)} classes"),
-        (all(math.isfinite(p) and p >= 0 for p in priors) and sum(priors) > 0,
-         f"class_priors must be finite, >= 0 and not all zero, got {priors}"),
+        (len(priors) == len(cfg.classes), f"class_priors has {len(priors)} values for {len(cfg.classes)} classes"),
+        (
+            all(math.isfinite(p) and p >= 0 for p in priors) and sum(priors) > 0,
+            f"class_priors must be finite, >= 0 and not all zero, got {priors}",
+        ),
     ]
     for ok, problem in checks:
         if not ok:
@@ -166,8 +182,11 @@ def _plan(cfg: SynthConfig, priors: tuple[float, ...]) -> list[_Shot]:
         sites = rng.choice(BODY_SITES, size=int(rng.integers(1, 4)), replace=False)
         source = "pathology" if rng.random() < 0.85 else "clinical"
         for k in range(1, size + 1):
-            shots.append(_Shot(len(shots), patient, cfg.classes[label], str(rng.choice(sites)),
-                               int(rng.integers(1, 4)), k, source))
+            shots.append(
+                _Shot(
+                    len(shots), patient, cfg.classes[label], str(rng.choice(sites)), int(rng.integers(1, 4)), k, source
+                )
+            )
     return shots
 
 
@@ -225,8 +244,9 @@ def _fill(p: _Patch, color: np.ndarray) -> np.ndarray:
 
 
 # Each disease returns (alpha, rgb) over the patch; r = lesion radius in px, u = patient style.
-def _psoriasiform(rng: Rng, p: _Patch, r: float, u: np.ndarray, skin: np.ndarray, severity: float,
-                  aspect: float, hue: float) -> Layer:
+def _psoriasiform(
+    rng: Rng, p: _Patch, r: float, u: np.ndarray, skin: np.ndarray, severity: float, aspect: float, hue: float
+) -> Layer:
     """Psoriasis and parapsoriasis on one severity scale (0 = faint thin patch, 1 = thick plaque);
     their severity ranges overlap, which is what makes them confusable in the thesis."""
     sv = float(np.clip(severity, 0, 1))
@@ -241,14 +261,16 @@ def _psoriasiform(rng: Rng, p: _Patch, r: float, u: np.ndarray, skin: np.ndarray
 
 def _psoriasis(rng: Rng, p: _Patch, r: float, u: np.ndarray, skin: np.ndarray) -> Layer:
     """Well-demarcated thick red plaque under heavy silvery-white scale (milder in some patients)."""
-    return _psoriasiform(rng, p, r, u, skin, _pick(rng, 0.3, 1.0, u[0], 0.2),
-                         _pick(rng, 1.0, 1.8), _pick(rng, -0.03, 0.02))
+    return _psoriasiform(
+        rng, p, r, u, skin, _pick(rng, 0.3, 1.0, u[0], 0.2), _pick(rng, 1.0, 1.8), _pick(rng, -0.03, 0.02)
+    )
 
 
 def _parapsoriasis(rng: Rng, p: _Patch, r: float, u: np.ndarray, skin: np.ndarray) -> Layer:
     """Large thin elongated salmon-pink patch with fine scale: a faint psoriasis."""
-    return _psoriasiform(rng, p, r, u, skin, _pick(rng, 0.0, 0.6, u[0], 0.2),
-                         _pick(rng, 1.2, 2.4), _pick(rng, -0.01, 0.05))
+    return _psoriasiform(
+        rng, p, r, u, skin, _pick(rng, 0.0, 0.6, u[0], 0.2), _pick(rng, 1.2, 2.4), _pick(rng, -0.01, 0.05)
+    )
 
 
 def _lupus(rng: Rng, p: _Patch, r: float, u: np.ndarray, skin: np.ndarray) -> Layer:
@@ -316,21 +338,25 @@ def _lichen_planus(rng: Rng, p: _Patch, r: float, u: np.ndarray, skin: np.ndarra
 
 
 _RENDERERS: dict[str, Callable[..., Layer]] = {
-    "lichen_planus": _lichen_planus, "parapsoriasis": _parapsoriasis,
-    "lupus_erythematosus": _lupus, "eczema": _eczema, "psoriasis": _psoriasis,
+    "lichen_planus": _lichen_planus,
+    "parapsoriasis": _parapsoriasis,
+    "lupus_erythematosus": _lupus,
+    "eczema": _eczema,
+    "psoriasis": _psoriasis,
 }
 # Atypical presentations: some lesions look like a neighbouring disease and only pathology tells
 # them apart. This caps achievable accuracy the way the real photographs do.
 ATYPICAL_RATE = 0.06
-_LOOKALIKE = {"psoriasis": ("parapsoriasis", "lupus_erythematosus"),
-              "parapsoriasis": ("psoriasis", "eczema"),
-              "eczema": ("parapsoriasis", "lupus_erythematosus"),
-              "lupus_erythematosus": ("psoriasis", "eczema"),
-              "lichen_planus": ("eczema", "lupus_erythematosus")}
+_LOOKALIKE = {
+    "psoriasis": ("parapsoriasis", "lupus_erythematosus"),
+    "parapsoriasis": ("psoriasis", "eczema"),
+    "eczema": ("parapsoriasis", "lupus_erythematosus"),
+    "lupus_erythematosus": ("psoriasis", "eczema"),
+    "lichen_planus": ("eczema", "lupus_erythematosus"),
+}
 _SIZE = {"parapsoriasis": 1.3, "lichen_planus": 1.1}  # parapsoriasis patches are large
 # How far (in radii) each appearance can reach, so only that window of the image is computed.
-_REACH = {"psoriasis": 2.4, "parapsoriasis": 3.6, "lupus_erythematosus": 2.2, "eczema": 3.6,
-          "lichen_planus": 1.3}
+_REACH = {"psoriasis": 2.4, "parapsoriasis": 3.6, "lupus_erythematosus": 2.2, "eczema": 3.6, "lichen_planus": 1.3}
 
 
 def _skin_region(rng: Rng, h: int, w: int) -> np.ndarray:
@@ -351,8 +377,7 @@ def _place(rng: Rng, skin: np.ndarray, radii: list[float]) -> list[tuple[int, in
     for i, r in enumerate(radii):
         for _ in range(30):
             cy, cx = int(rng.uniform(0.1, 0.9) * h), int(rng.uniform(0.1, 0.9) * w)
-            far = all(math.hypot(cy - y, cx - x) > 0.9 * (r + radii[j])
-                      for j, (y, x) in enumerate(centres))
+            far = all(math.hypot(cy - y, cx - x) > 0.9 * (r + radii[j]) for j, (y, x) in enumerate(centres))
             if skin[cy, cx] > 0.95 and far:
                 centres.append((cy, cx))
                 break
@@ -399,8 +424,9 @@ def _patient_look(cfg: SynthConfig, patient: int) -> tuple[np.ndarray, np.ndarra
     return SKIN_TONES[i] + (SKIN_TONES[i + 1] - SKIN_TONES[i]) * (pos - i), prng.random(3)
 
 
-def _paint_lesions(cfg: SynthConfig, shot: _Shot, rng: Rng, img: np.ndarray, region: np.ndarray,
-                   skin: np.ndarray, style: np.ndarray) -> list[VocBox]:
+def _paint_lesions(
+    cfg: SynthConfig, shot: _Shot, rng: Rng, img: np.ndarray, region: np.ndarray, skin: np.ndarray, style: np.ndarray
+) -> list[VocBox]:
     """Paint 1-3 lesions of the patient's disease into img (in place) and return their boxes."""
     h, w = region.shape
     n = int(rng.choice([1, 2, 3], p=[0.7, 0.2, 0.1] if shot.zoom == 3 else [0.45, 0.33, 0.22]))
@@ -447,8 +473,15 @@ def _write_shot(cfg: SynthConfig, images: Path, shot: _Shot) -> list[VocBox]:
     pixels, boxes = _render(cfg, shot)
     jpg = images / f"{shot.stem}.jpg"
     Image.fromarray(pixels).save(jpg, "JPEG", quality=cfg.jpeg_quality)
-    ann = VocAnnotation(folder="images", filename=jpg.name, path=_annotator_path(cfg, jpg),
-                        width=cfg.image_width, height=cfg.image_height, depth=3, boxes=tuple(boxes))
+    ann = VocAnnotation(
+        folder="images",
+        filename=jpg.name,
+        path=_annotator_path(cfg, jpg),
+        width=cfg.image_width,
+        height=cfg.image_height,
+        depth=3,
+        boxes=tuple(boxes),
+    )
     write_voc(images / f"{shot.stem}.xml", ann)
     return boxes
 

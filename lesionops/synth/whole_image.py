@@ -89,21 +89,32 @@ class WholeImageSummary:
 def _settings(kind: Kind, cfg: WholeImageConfig) -> tuple[tuple[str, ...], np.ndarray, tuple[int, int]]:
     """Fail before touching the disk with a message naming the field; returns classes, priors, range."""
     classes = cfg.classes or kind.classes
-    priors = cfg.class_priors if cfg.class_priors is not None else tuple(
-        kind.priors[kind.classes.index(c)] if c in kind.classes else 0.0 for c in classes)
+    priors = (
+        cfg.class_priors
+        if cfg.class_priors is not None
+        else tuple(kind.priors[kind.classes.index(c)] if c in kind.classes else 0.0 for c in classes)
+    )
     lo, hi = cfg.per_patient or kind.per_patient
     checks = [
         (cfg.n_images >= 1, f"n_images must be >= 1, got {cfg.n_images}"),
         (cfg.seed >= 0, f"seed must be >= 0, got {cfg.seed}"),
-        (min(cfg.image_width, cfg.image_height) >= 32,
-         f"image size must be at least 32x32, got {cfg.image_width}x{cfg.image_height}"),
-        (len(classes) > 0 and len(set(classes)) == len(classes),
-         f"classes must be non-empty and unique, got {classes}"),
-        (set(classes) <= set(kind.classes),
-         f"the {kind.name} generator draws only {list(kind.classes)}, not {sorted(set(classes) - set(kind.classes))}"),
+        (
+            min(cfg.image_width, cfg.image_height) >= 32,
+            f"image size must be at least 32x32, got {cfg.image_width}x{cfg.image_height}",
+        ),
+        (
+            len(classes) > 0 and len(set(classes)) == len(classes),
+            f"classes must be non-empty and unique, got {classes}",
+        ),
+        (
+            set(classes) <= set(kind.classes),
+            f"the {kind.name} generator draws only {list(kind.classes)}, not {sorted(set(classes) - set(kind.classes))}",
+        ),
         (len(priors) == len(classes), f"class_priors has {len(priors)} values for {len(classes)} classes"),
-        (all(math.isfinite(p) and p >= 0 for p in priors) and sum(priors) > 0,
-         f"class_priors must be finite, >= 0 and not all zero, got {tuple(priors)}"),
+        (
+            all(math.isfinite(p) and p >= 0 for p in priors) and sum(priors) > 0,
+            f"class_priors must be finite, >= 0 and not all zero, got {tuple(priors)}",
+        ),
         (1 <= lo <= hi, f"need 1 <= images per patient min <= max, got {lo}..{hi}"),
     ]
     for ok, problem in checks:
@@ -135,8 +146,9 @@ def _remove_stale(root: Path, kind: Kind, keep: set[str]) -> None:
     with our own naming pattern are touched, never a user's."""
     ours = re.compile(rf"^P\d{{4,}}_{kind.tag}\d+{re.escape(kind.suffix)}$")
     for folder in (d for d in root.iterdir() if d.is_dir()):
-        stale = [f for f in folder.iterdir()
-                 if f.is_file() and ours.match(f.name) and f"{folder.name}/{f.name}" not in keep]
+        stale = [
+            f for f in folder.iterdir() if f.is_file() and ours.match(f.name) and f"{folder.name}/{f.name}" not in keep
+        ]
         for f in stale:
             f.unlink()
         if stale and not any(folder.iterdir()):  # a class this run has no image of
@@ -154,8 +166,13 @@ def generate_whole_image_dataset(kind: Kind, cfg: WholeImageConfig, progress: bo
     for shot in track(shots, description=f"Synthesising {kind.name} images", disable=not progress):
         path = root / shot.label / f"{shot.stem}{kind.suffix}"
         path.parent.mkdir(exist_ok=True)
-        kind.write(path, shot, size, np.random.default_rng([cfg.seed, 1, shot.patient]),
-                   np.random.default_rng([cfg.seed, 2, shot.index]))
+        kind.write(
+            path,
+            shot,
+            size,
+            np.random.default_rng([cfg.seed, 1, shot.patient]),
+            np.random.default_rng([cfg.seed, 2, shot.index]),
+        )
     _remove_stale(root, kind, {f"{s.label}/{s.stem}{kind.suffix}" for s in shots})
     site_rng = np.random.default_rng([cfg.seed, 3])
     with open(root / "metadata.csv", "w", newline="", encoding="utf-8") as fh:

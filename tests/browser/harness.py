@@ -20,9 +20,17 @@ if TYPE_CHECKING:
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
-CHROME_ARGS = ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-               "--disable-background-networking", "--disable-component-update", "--disable-sync",
-               "--no-first-run", "--window-size=1280,900")
+CHROME_ARGS = (
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--window-size=1280,900",
+)
 WAIT_S = 20.0  # generous for a loaded CI box; a passing step takes well under a second
 
 
@@ -35,8 +43,7 @@ class Viewport:
     mobile: bool
 
 
-VIEWPORTS = {"phone": Viewport("phone", 390, 844, 2.0, True),
-             "desktop": Viewport("desktop", 1280, 900, 1.0, False)}
+VIEWPORTS = {"phone": Viewport("phone", 390, 844, 2.0, True), "desktop": Viewport("desktop", 1280, 900, 1.0, False)}
 
 
 def missing_browser() -> str | None:
@@ -62,9 +69,10 @@ def start_chromium(user_data_dir: Path) -> WebDriver:
 
 
 def set_viewport(driver: WebDriver, vp: Viewport) -> None:
-    driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
-                           {"width": vp.width, "height": vp.height, "deviceScaleFactor": vp.scale,
-                            "mobile": vp.mobile})
+    driver.execute_cdp_cmd(
+        "Emulation.setDeviceMetricsOverride",
+        {"width": vp.width, "height": vp.height, "deviceScaleFactor": vp.scale, "mobile": vp.mobile},
+    )
     driver.execute_cdp_cmd("Emulation.setTouchEmulationEnabled", {"enabled": vp.mobile, "maxTouchPoints": 5})
 
 
@@ -89,10 +97,14 @@ def sign_in(driver: WebDriver, token: str) -> None:
 def screenshot(driver: WebDriver, path: Path, full_page: bool = True) -> Path:
     """The whole page (or what the viewport shows now) as a PNG."""
     if full_page:
-        size = driver.execute_script("return [document.documentElement.scrollWidth,"
-                                     " document.documentElement.scrollHeight];")
-        args = {"format": "png", "captureBeyondViewport": True,
-                "clip": {"x": 0, "y": 0, "width": size[0], "height": size[1], "scale": 1}}
+        size = driver.execute_script(
+            "return [document.documentElement.scrollWidth, document.documentElement.scrollHeight];"
+        )
+        args = {
+            "format": "png",
+            "captureBeyondViewport": True,
+            "clip": {"x": 0, "y": 0, "width": size[0], "height": size[1], "scale": 1},
+        }
     else:
         args = {"format": "png"}
     shot = driver.execute_cdp_cmd("Page.captureScreenshot", args)
@@ -115,12 +127,14 @@ def visible(driver: WebDriver, element_id: str) -> WebElement:
 
 
 def image_loaded(driver: WebDriver, img: WebElement) -> None:
-    wait_for(driver, lambda d: d.execute_script("return arguments[0].complete && arguments[0].naturalWidth > 0", img),
-             "image decoded")
+    wait_for(
+        driver,
+        lambda d: d.execute_script("return arguments[0].complete && arguments[0].naturalWidth > 0", img),
+        "image decoded",
+    )
 
 
-def drag(driver: WebDriver, img: WebElement, start: tuple[float, float], end: tuple[float, float],
-         touch: bool) -> None:
+def drag(driver: WebDriver, img: WebElement, start: tuple[float, float], end: tuple[float, float], touch: bool) -> None:
     """Drag from `start` to `end`, given as fractions of the shown image, with a finger or a mouse."""
     from selenium.webdriver.common.actions import interaction
     from selenium.webdriver.common.actions.action_builder import ActionBuilder
@@ -133,8 +147,10 @@ def drag(driver: WebDriver, img: WebElement, start: tuple[float, float], end: tu
 
     def offset(frac: tuple[float, float]) -> tuple[int, int]:
         # WebDriver offsets are from the centre; keep 1 px inside so an edge point still hits the photo
-        return (min(max(round((frac[0] - 0.5) * w), 1 - w // 2), w // 2 - 1),
-                min(max(round((frac[1] - 0.5) * h), 1 - h // 2), h // 2 - 1))
+        return (
+            min(max(round((frac[0] - 0.5) * w), 1 - w // 2), w // 2 - 1),
+            min(max(round((frac[1] - 0.5) * h), 1 - h // 2), h // 2 - 1),
+        )
 
     pointer = actions.pointer_action
     pointer.move_to(img, *offset(start)).pointer_down()

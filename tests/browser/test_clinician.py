@@ -56,8 +56,9 @@ def choose(driver: WebDriver, path: Path, task: str = "classify") -> None:
 
 
 @pytest.mark.parametrize("vp", VIEWPORTS)
-def test_drag_box_classify_and_report_wrong(chromium: WebDriver, base_url: str, store: Store, photo: Path,
-                                            shot: Shot, vp: harness.Viewport) -> None:
+def test_drag_box_classify_and_report_wrong(
+    chromium: WebDriver, base_url: str, store: Store, photo: Path, shot: Shot, vp: harness.Viewport
+) -> None:
     open_clinician(chromium, base_url, vp, token=None)
     qr_shown = chromium.find_element("css selector", "aside.qr").is_displayed()
     assert qr_shown is (vp.name == "desktop"), "the QR code is for desktop screens only"
@@ -125,8 +126,9 @@ def prediction_box(store: Store) -> list[float]:
 
 
 @pytest.mark.parametrize("vp", VIEWPORTS)
-def test_detect_shows_annotated_image(chromium: WebDriver, base_url: str, photo: Path, shot: Shot,
-                                      vp: harness.Viewport) -> None:
+def test_detect_shows_annotated_image(
+    chromium: WebDriver, base_url: str, photo: Path, shot: Shot, vp: harness.Viewport
+) -> None:
     open_clinician(chromium, base_url, vp)
     choose(chromium, photo, task="detect")
     assert by_id(chromium, "region").is_displayed() is False  # no box for detection
@@ -142,11 +144,16 @@ def test_detect_shows_annotated_image(chromium: WebDriver, base_url: str, photo:
     shot("detected")
 
 
-@pytest.mark.parametrize(("name", "content"), [pytest.param("notes.txt", b"not a photo at all", id="text"),
-                                               pytest.param("broken.png", b"\x89PNG\r\n\x1a\n" + b"\0" * 64,
-                                                            id="broken-png")])
-def test_invalid_file_shows_the_api_message(chromium: WebDriver, base_url: str, shot: Shot, tmp_path: Path,
-                                           name: str, content: bytes) -> None:
+@pytest.mark.parametrize(
+    ("name", "content"),
+    [
+        pytest.param("notes.txt", b"not a photo at all", id="text"),
+        pytest.param("broken.png", b"\x89PNG\r\n\x1a\n" + b"\0" * 64, id="broken-png"),
+    ],
+)
+def test_invalid_file_shows_the_api_message(
+    chromium: WebDriver, base_url: str, shot: Shot, tmp_path: Path, name: str, content: bytes
+) -> None:
     path = tmp_path / name
     path.write_bytes(content)
     open_clinician(chromium, base_url, harness.VIEWPORTS["desktop"])
@@ -155,8 +162,9 @@ def test_invalid_file_shows_the_api_message(chromium: WebDriver, base_url: str, 
     by_id(chromium, "go").click()
     error = harness.visible(chromium, "error")
     mime = "text/plain" if name.endswith(".txt") else "image/png"
-    answer = httpx.post(f"{base_url}/classify", files={"file": (name, content, mime)},
-                        headers={"Authorization": f"Bearer {CLINICIAN}"})
+    answer = httpx.post(
+        f"{base_url}/classify", files={"file": (name, content, mime)}, headers={"Authorization": f"Bearer {CLINICIAN}"}
+    )
     assert answer.status_code in (400, 415)
     assert f"HTTP {answer.status_code}" in error.text
     assert answer.json()["detail"] in error.text
@@ -183,8 +191,9 @@ def test_keyboard_sets_and_clears_the_box(chromium: WebDriver, base_url: str, ph
     assert by_id(chromium, "box-out").text == "whole image"
 
 
-def test_too_large_photo_shows_the_api_message(chromium: WebDriver, base_url: str, serving: ServeSetup, shot: Shot,
-                                              tmp_path: Path) -> None:
+def test_too_large_photo_shows_the_api_message(
+    chromium: WebDriver, base_url: str, serving: ServeSetup, shot: Shot, tmp_path: Path
+) -> None:
     limit = serving.cfg.max_upload_bytes
     path = tmp_path / "huge.jpg"
     path.write_bytes(image_bytes(WIDTH, HEIGHT) + b"\0" * (limit + 1))  # decodable, but over the limit
@@ -193,8 +202,11 @@ def test_too_large_photo_shows_the_api_message(chromium: WebDriver, base_url: st
     by_id(chromium, "go").click()
     error = harness.visible(chromium, "error")
     assert "too large" in error.text and "HTTP 413" in error.text
-    detail = httpx.post(f"{base_url}/classify", files={"file": ("huge.jpg", path.read_bytes(), "image/jpeg")},
-                        headers={"Authorization": f"Bearer {CLINICIAN}"})
+    detail = httpx.post(
+        f"{base_url}/classify",
+        files={"file": ("huge.jpg", path.read_bytes(), "image/jpeg")},
+        headers={"Authorization": f"Bearer {CLINICIAN}"},
+    )
     assert detail.status_code == 413 and detail.json()["detail"] in error.text
     shot("too-large")
 
@@ -212,8 +224,11 @@ def test_no_model_then_server_gone(chromium: WebDriver, tmp_path: Path, shot: Sh
         by_id(chromium, "go").click()
         error = harness.visible(chromium, "error")
         harness.wait_for(chromium, lambda d: "HTTP 503" in error.text, "the 503 is explained")
-        detail = httpx.post(f"{url}/classify", files={"file": ("p.jpg", photo.read_bytes(), "image/jpeg")},
-                            headers={"Authorization": f"Bearer {CLINICIAN}"})
+        detail = httpx.post(
+            f"{url}/classify",
+            files={"file": ("p.jpg", photo.read_bytes(), "image/jpeg")},
+            headers={"Authorization": f"Bearer {CLINICIAN}"},
+        )
         assert detail.status_code == 503 and detail.json()["detail"] in error.text
         assert "not available right now" in error.text
         shot("no-model")

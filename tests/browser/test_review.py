@@ -33,8 +33,11 @@ def report(base_url: str, seed: int, label: str, note: str) -> str:
     auth = {"Authorization": f"Bearer {CLINICIAN}"}
     pred = httpx.post(f"{base_url}/classify", files={"file": (f"p{seed}.jpg", photo, "image/jpeg")}, headers=auth)
     assert pred.status_code == 200, pred.text
-    fb = httpx.post(f"{base_url}/feedback", headers=auth,
-                    data={"prediction_id": pred.json()["prediction_id"], "suggested_label": label, "note": note})
+    fb = httpx.post(
+        f"{base_url}/feedback",
+        headers=auth,
+        data={"prediction_id": pred.json()["prediction_id"], "suggested_label": label, "note": note},
+    )
     assert fb.status_code == 201, fb.text
     return fb.json()["feedback_id"]
 
@@ -48,8 +51,14 @@ def gone(driver: WebDriver, feedback_id: str) -> bool:
 
 
 @pytest.mark.parametrize("vp", [pytest.param(harness.VIEWPORTS[name], id=name) for name in ("phone", "desktop")])
-def test_accept_and_reject_flow(chromium: WebDriver, base_url: str, serving: ServeSetup, store: Store,
-                                shot: Callable[[str], Path], vp: harness.Viewport) -> None:
+def test_accept_and_reject_flow(
+    chromium: WebDriver,
+    base_url: str,
+    serving: ServeSetup,
+    store: Store,
+    shot: Callable[[str], Path],
+    vp: harness.Viewport,
+) -> None:
     from selenium.webdriver.support.ui import Select
 
     seed = 11 if vp.mobile else 21  # distinct photos per run

@@ -53,34 +53,69 @@ def _accepted(source: Path, out: Path, specs: list[dict[str, Any]]) -> Path:
     for spec in specs:
         path = source / spec["rel"]
         if not path.exists():
-            _photo(path, spec.get("size", (400, 300)), spec.get("mode", "RGB"), spec.get("orientation", 1),
-                   spec.get("seed", 0))
+            _photo(
+                path,
+                spec.get("size", (400, 300)),
+                spec.get("mode", "RGB"),
+                spec.get("orientation", 1),
+                spec.get("seed", 0),
+            )
         sha = hashlib.sha256(path.read_bytes()).hexdigest()
         with Image.open(path) as img:
             w, h = img.size
         boxes = spec.get("boxes", [])
-        rows.append({"row_type": "image", "rel_path": spec["rel"], "sha256": sha, "width": float(w),
-                     "height": float(h), "orientation": float(spec.get("orientation", 1)),
-                     "patient_id": spec["patient"], "label": spec.get("label", boxes[0][4] if boxes else None)})
+        rows.append(
+            {
+                "row_type": "image",
+                "rel_path": spec["rel"],
+                "sha256": sha,
+                "width": float(w),
+                "height": float(h),
+                "orientation": float(spec.get("orientation", 1)),
+                "patient_id": spec["patient"],
+                "label": spec.get("label", boxes[0][4] if boxes else None),
+            }
+        )
         for i, (x0, y0, x1, y1, label) in enumerate(boxes):
-            rows.append({"row_type": "box", "rel_path": spec["rel"], "sha256": sha, "patient_id": spec["patient"],
-                         "box_index": float(i), "label": label, "xmin": float(x0), "ymin": float(y0),
-                         "xmax": float(x1), "ymax": float(y1)})
+            rows.append(
+                {
+                    "row_type": "box",
+                    "rel_path": spec["rel"],
+                    "sha256": sha,
+                    "patient_id": spec["patient"],
+                    "box_index": float(i),
+                    "label": label,
+                    "xmin": float(x0),
+                    "ymin": float(y0),
+                    "xmax": float(x1),
+                    "ymax": float(y1),
+                }
+            )
     out.mkdir(parents=True, exist_ok=True)
     pd.DataFrame(rows).to_parquet(out / "accepted.parquet", index=False)
     return out
 
 
 def _cfg(**kw: Any) -> CropConfig:
-    base: dict[str, Any] = {"patch_size": 32, "workers": 1, "balance": BalanceConfig(target_per_class=None),
-                            "split": SplitConfig(train=0.34, val=0.33, test=0.33)}
+    base: dict[str, Any] = {
+        "patch_size": 32,
+        "workers": 1,
+        "balance": BalanceConfig(target_per_class=None),
+        "split": SplitConfig(train=0.34, val=0.33, test=0.33),
+    }
     return CropConfig(**{**base, **kw})
 
 
 def _specs(n: int, prefix: str = "img", offset: int = 0) -> list[dict[str, Any]]:
-    return [{"rel": f"images/{prefix}{i}.jpg", "patient": f"P{i + offset}", "seed": i + offset,
-             "boxes": [(20, 30, 120, 110, "a" if i % 2 else "b"), (200, 150, 260, 220, "b")]}
-            for i in range(n)]
+    return [
+        {
+            "rel": f"images/{prefix}{i}.jpg",
+            "patient": f"P{i + offset}",
+            "seed": i + offset,
+            "boxes": [(20, 30, 120, 110, "a" if i % 2 else "b"), (200, 150, 260, 220, "b")],
+        }
+        for i in range(n)
+    ]
 
 
 def test_patches_carry_no_metadata_and_lead_back_to_their_box(tmp_path: Path) -> None:
@@ -103,10 +138,19 @@ def test_patches_carry_no_metadata_and_lead_back_to_their_box(tmp_path: Path) ->
 @pytest.mark.parametrize("mode", ["L", "I;16", "RGBA"])
 def test_grey_16bit_and_rgba_inputs_become_rgb_patches(tmp_path: Path, mode: str) -> None:
     ext = "jpg" if mode == "L" else "png"
-    specs = [{"rel": f"images/x{i}.{ext}", "patient": f"P{i}", "mode": mode, "seed": i,
-              "boxes": [(20, 30, 120, 110, "a"), (150, 100, 250, 200, "b")]} for i in range(4)]
-    patches = run(_cfg(), TASK, _accepted(tmp_path / "src", tmp_path / "val", specs), tmp_path / "src",
-                  tmp_path / "out")
+    specs = [
+        {
+            "rel": f"images/x{i}.{ext}",
+            "patient": f"P{i}",
+            "mode": mode,
+            "seed": i,
+            "boxes": [(20, 30, 120, 110, "a"), (150, 100, 250, 200, "b")],
+        }
+        for i in range(4)
+    ]
+    patches = run(
+        _cfg(), TASK, _accepted(tmp_path / "src", tmp_path / "val", specs), tmp_path / "src", tmp_path / "out"
+    )
     arr = np.asarray(Image.open(tmp_path / "out" / "patches" / patches.patch_path.iloc[0]))
     assert arr.shape == (32, 32, 3) and arr.std() > 1  # real content, not a blank square
 
@@ -117,10 +161,20 @@ def test_exif_rotated_photo_is_cropped_in_the_frame_labelimg_showed_then_turned_
     box = (40, 60, 140, 100)  # 100 × 40 in the stored frame
     spec = [{"rel": "images/r.jpg", "patient": "P1", "orientation": 6, "boxes": [(*box, "a")]}]
     acc = _accepted(src, tmp_path / "val", spec)
-    stored = run(_cfg(shape="keep_aspect", context_margin=0.0, orientation="stored", image_format="png",
-                      reduced_decode=False), TASK, acc, src, tmp_path / "stored")
-    turned = run(_cfg(shape="keep_aspect", context_margin=0.0, image_format="png", reduced_decode=False),
-                 TASK, acc, src, tmp_path / "upright")
+    stored = run(
+        _cfg(shape="keep_aspect", context_margin=0.0, orientation="stored", image_format="png", reduced_decode=False),
+        TASK,
+        acc,
+        src,
+        tmp_path / "stored",
+    )
+    turned = run(
+        _cfg(shape="keep_aspect", context_margin=0.0, image_format="png", reduced_decode=False),
+        TASK,
+        acc,
+        src,
+        tmp_path / "upright",
+    )
     a = np.asarray(Image.open(tmp_path / "stored" / "patches" / stored.patch_path.iloc[0]), dtype=int)
     b = np.asarray(Image.open(tmp_path / "upright" / "patches" / turned.patch_path.iloc[0]), dtype=int)
     assert np.array_equal(np.rot90(a, k=-1), b)  # orientation 6 = rotate 90° clockwise to view
@@ -137,8 +191,13 @@ def test_rerun_crops_only_new_images_and_param_changes_recrop_exactly_what_they_
     report = pd.read_json(tmp_path / "out" / REPORT, typ="series")
     assert (report["cropped_now"], report["reused"]) == (6, 12)
     assert all(p.stat().st_mtime_ns == t for p, t in first.items())  # untouched
-    run(_cfg(split=SplitConfig(salt="other", train=0.34, val=0.33, test=0.33)), TASK, tmp_path / "v2", src,
-        tmp_path / "out")
+    run(
+        _cfg(split=SplitConfig(salt="other", train=0.34, val=0.33, test=0.33)),
+        TASK,
+        tmp_path / "v2",
+        src,
+        tmp_path / "out",
+    )
     assert pd.read_json(tmp_path / "out" / REPORT, typ="series")["cropped_now"] == 0  # splits: no pixels
     run(_cfg(patch_size=24), TASK, tmp_path / "v2", src, tmp_path / "out")
     report = pd.read_json(tmp_path / "out" / REPORT, typ="series")
@@ -160,8 +219,13 @@ def test_a_broken_image_fails_the_stage_but_keeps_every_good_patch(tmp_path: Pat
 
 def test_small_boxes_are_skipped_and_listed(tmp_path: Path) -> None:
     specs = [{"rel": "images/s.jpg", "patient": "P1", "boxes": [(10, 10, 12, 80, "a"), (50, 50, 150, 150, "b")]}]
-    patches = run(_cfg(min_box_side=4), TASK, _accepted(tmp_path / "src", tmp_path / "val", specs),
-                  tmp_path / "src", tmp_path / "out")
+    patches = run(
+        _cfg(min_box_side=4),
+        TASK,
+        _accepted(tmp_path / "src", tmp_path / "val", specs),
+        tmp_path / "src",
+        tmp_path / "out",
+    )
     assert list(patches.box_index) == [1]
     report = pd.read_json(tmp_path / "out" / REPORT, typ="series")
     assert report["skipped_small_boxes"] == [{"rel_path": "images/s.jpg", "box_index": 0, "side": 3.0}]
@@ -170,10 +234,23 @@ def test_small_boxes_are_skipped_and_listed(tmp_path: Path) -> None:
 @pytest.mark.parametrize("policy", ["letterbox", "center_crop"])
 def test_whole_image_tasks_share_the_patch_format(tmp_path: Path, policy: str) -> None:
     task = TaskConfig(name="cxr", classes=("normal", "pneumonia"), sample="whole_image")
-    specs = [{"rel": f"images/c{i}.jpg", "patient": f"P{i}", "seed": i, "size": (300, 200),
-              "label": ("normal", "pneumonia")[i % 2]} for i in range(6)]
-    patches = run(_cfg(whole_image=policy), task, _accepted(tmp_path / "src", tmp_path / "val", specs),
-                  tmp_path / "src", tmp_path / "out")
+    specs = [
+        {
+            "rel": f"images/c{i}.jpg",
+            "patient": f"P{i}",
+            "seed": i,
+            "size": (300, 200),
+            "label": ("normal", "pneumonia")[i % 2],
+        }
+        for i in range(6)
+    ]
+    patches = run(
+        _cfg(whole_image=policy),
+        task,
+        _accepted(tmp_path / "src", tmp_path / "val", specs),
+        tmp_path / "src",
+        tmp_path / "out",
+    )
     assert len(patches) == 6 and set(patches.box_index) == {-1}
     assert list(patches.window.iloc[0]) == [0, 0, 300, 200]
     arr = np.asarray(Image.open(tmp_path / "out" / "patches" / patches.patch_path.iloc[0]))

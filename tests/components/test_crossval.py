@@ -38,9 +38,12 @@ KFOLD = {"enabled": True, "models": ["baseline", "cnn"], "epochs": 2}
 def setup_(tiny_dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], Path, Path]:
     """(params, crop_patches output with folds.parquet, MLflow store dir); train is oversampled."""
     tmp = tmp_path_factory.mktemp("kfold")
-    doc = tiny_params(tmp, crop_patches={"detection": {"enabled": False}, "kfold": {"enabled": True, "folds": 3,
-                                                                                     "repeats": 2}},
-                      train_model={"epochs": 5}, crossval=KFOLD)
+    doc = tiny_params(
+        tmp,
+        crop_patches={"detection": {"enabled": False}, "kfold": {"enabled": True, "folds": 3, "repeats": 2}},
+        train_model={"epochs": 5},
+        crossval=KFOLD,
+    )
     task = load_task(doc)
     ingest(section(doc, "ingest_data", IngestConfig), tiny_dataset, tmp / "ingest")
     validate(section(doc, "validate_annotations", ValidateConfig), task, tmp / "ingest", tmp / "val")
@@ -50,8 +53,15 @@ def setup_(tiny_dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> tupl
 
 def kfold(doc: dict[str, Any], patch_dir: Path, out: Path, **over: Any) -> dict[str, Any]:
     cfg = build(CrossvalConfig, {**doc["crossval"], **over}, "crossval")
-    return run(cfg, load_task(doc), section(doc, "mlflow", TrackingConfig), patch_dir, out,
-                     section(doc, "train_model", TrainConfig), section(doc, "train_baseline", BaselineConfig))
+    return run(
+        cfg,
+        load_task(doc),
+        section(doc, "mlflow", TrackingConfig),
+        patch_dir,
+        out,
+        section(doc, "train_model", TrainConfig),
+        section(doc, "train_baseline", BaselineConfig),
+    )
 
 
 @pytest.fixture(scope="module")
@@ -61,8 +71,10 @@ def full(setup_: tuple[dict[str, Any], Path, Path]) -> dict[str, Any]:
 
 
 def numbers(fold: dict[str, Any]) -> dict[str, Any]:
-    return {m: {k: r[k] for k in ("accuracy", "macro_f1", "per_class_recall", "confusion_matrix")}
-            for m, r in fold["results"].items()}
+    return {
+        m: {k: r[k] for k in ("accuracy", "macro_f1", "per_class_recall", "confusion_matrix")}
+        for m, r in fold["results"].items()
+    }
 
 
 @pytest.mark.slow
@@ -113,8 +125,9 @@ def test_baseline_fold_matches_an_independent_fit_on_the_recorded_patients(setup
     doc, patch_dir, _ = setup_
     cfg = section(doc, "train_baseline", BaselineConfig)
     pool, _ = read_pool(patch_dir, TINY_CLASSES)
-    x = extract_features(decode_pool(pool, patch_dir, cfg.image_size).permute(0, 2, 3, 1).contiguous().numpy(), cfg,
-                         progress=False)
+    x = extract_features(
+        decode_pool(pool, patch_dir, cfg.image_size).permute(0, 2, 3, 1).contiguous().numpy(), cfg, progress=False
+    )
     fold = full["folds"][4]
     fit_rows, test_rows = (np.isin(pool.patients, fold["patients"][k]) for k in ("fit", "test"))
     model, _ = fit_baseline(cfg, cfg.C, x[fit_rows], pool.labels[fit_rows])
@@ -157,7 +170,9 @@ def test_max_folds_caps_the_run_and_reproduces_the_same_numbers(setup_, full) ->
 
 
 @pytest.mark.slow
-def test_a_fold_whose_training_part_lacks_a_class_is_skipped_with_its_reason_and_c_search(setup_, tmp_path: Path) -> None:
+def test_a_fold_whose_training_part_lacks_a_class_is_skipped_with_its_reason_and_c_search(
+    setup_, tmp_path: Path
+) -> None:
     doc, patch_dir, _ = setup_
     (tmp_path / "patches").symlink_to(patch_dir / "patches")
     shutil.copy(patch_dir / "patches.parquet", tmp_path / "patches.parquet")
@@ -165,8 +180,13 @@ def test_a_fold_whose_training_part_lacks_a_class_is_skipped_with_its_reason_and
     patients = sorted(set(table.patient_id.astype(str)))
     psoriasis = set(table[table.label == "psoriasis"].patient_id.astype(str))
     others = [p for p in patients if p not in psoriasis]
-    folds = pd.DataFrame({"patient_id": patients, "repeat": 0,
-                          "fold": [0 if p in psoriasis else 1 + others.index(p) % 2 for p in patients]})
+    folds = pd.DataFrame(
+        {
+            "patient_id": patients,
+            "repeat": 0,
+            "fold": [0 if p in psoriasis else 1 + others.index(p) % 2 for p in patients],
+        }
+    )
     folds.to_parquet(tmp_path / "folds.parquet")
     report = kfold(doc, tmp_path, tmp_path / "out", models=["baseline"], search_c=True)
     grid = doc["train_baseline"]["c_grid"]
@@ -198,9 +218,17 @@ def test_skip_reason_branches() -> None:
     assert skip_reason(classes, both, both, 4) is None
 
 
-@pytest.mark.parametrize("values, field", [({"models": ["svm"]}, "models"), ({"models": []}, "models"),
-                                           ({"max_folds": -1}, "max_folds"), ({"epochs": 0}, "epochs"),
-                                           ({"val_fraction": 0.9}, "val_fraction"), ({"foo": 1}, "foo")])
+@pytest.mark.parametrize(
+    "values, field",
+    [
+        ({"models": ["svm"]}, "models"),
+        ({"models": []}, "models"),
+        ({"max_folds": -1}, "max_folds"),
+        ({"epochs": 0}, "epochs"),
+        ({"val_fraction": 0.9}, "val_fraction"),
+        ({"foo": 1}, "foo"),
+    ],
+)
 def test_config_rejects_bad_values(values: dict[str, Any], field: str) -> None:
     with pytest.raises(ConfigError, match=field):
         section({"crossval": values}, "crossval", CrossvalConfig)

@@ -54,9 +54,20 @@ def versions(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 
     repo = tmp_path_factory.mktemp("review_repo")
     data = repo / "data"
-    generate_skin_dataset(SynthConfig(out_dir=data, n_images=20, seed=5, image_width=128, image_height=96,
-                                      classes=TINY_CLASSES, class_priors=(0.5, 0.5),
-                                      images_per_patient_min=1, images_per_patient_max=2), progress=False)
+    generate_skin_dataset(
+        SynthConfig(
+            out_dir=data,
+            n_images=20,
+            seed=5,
+            image_width=128,
+            image_height=96,
+            classes=TINY_CLASSES,
+            class_priors=(0.5, 0.5),
+            images_per_patient_min=1,
+            images_per_patient_max=2,
+        ),
+        progress=False,
+    )
     _sh(repo, "git", "init", "--quiet")
     _sh(repo, "git", "config", "user.email", "t@example.com")
     _sh(repo, "git", "config", "user.name", "t")
@@ -87,11 +98,21 @@ def versions(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     n_broken_boxes = broken.with_suffix(".xml").read_text().count("<object>")
     broken.with_suffix(".xml").write_text("<annotation><filename>oops")
     rev_b = _commit(repo, "data B")
-    return {"repo": repo, "a": rev_a, "b": rev_b, "held": held.name, "deleted": deleted.name,
-            "relabelled": relabelled.name, "broken": broken.name,
-            "n_held_boxes": (stash / held.with_suffix(".xml").name).read_text().count("<object>"),
-            "n_deleted_boxes": n_deleted_boxes, "n_relabelled_boxes": text.count("<object>"),
-            "n_broken_boxes": n_broken_boxes, "old": old, "new": new}
+    return {
+        "repo": repo,
+        "a": rev_a,
+        "b": rev_b,
+        "held": held.name,
+        "deleted": deleted.name,
+        "relabelled": relabelled.name,
+        "broken": broken.name,
+        "n_held_boxes": (stash / held.with_suffix(".xml").name).read_text().count("<object>"),
+        "n_deleted_boxes": n_deleted_boxes,
+        "n_relabelled_boxes": text.count("<object>"),
+        "n_broken_boxes": n_broken_boxes,
+        "old": old,
+        "new": new,
+    }
 
 
 def test_cli_review_a_to_b_reports_every_change(versions: dict[str, Any], tmp_path: Path) -> None:
@@ -100,9 +121,23 @@ def test_cli_review_a_to_b_reports_every_change(versions: dict[str, Any], tmp_pa
     from lesionops.cli import app
 
     repo, out = versions["repo"], tmp_path / "review.md"
-    res = CliRunner().invoke(app, ["data", "review", versions["a"], versions["b"], "--dataset", str(repo / "data"),
-                                   "--params", str(repo / "params.yaml"), "--out", str(out),
-                                   "--work-dir", str(tmp_path / "work")])
+    res = CliRunner().invoke(
+        app,
+        [
+            "data",
+            "review",
+            versions["a"],
+            versions["b"],
+            "--dataset",
+            str(repo / "data"),
+            "--params",
+            str(repo / "params.yaml"),
+            "--out",
+            str(out),
+            "--work-dir",
+            str(tmp_path / "work"),
+        ],
+    )
     assert res.exit_code == 0, res.output
     result = json.loads(out.with_suffix(".json").read_text())
     im, bx = result["images"], result["boxes"]
@@ -118,8 +153,10 @@ def test_cli_review_a_to_b_reports_every_change(versions: dict[str, Any], tmp_pa
     assert ("error", "XML_MALFORMED", Path(versions["broken"]).stem) in appeared
     assert result["b"]["n_quarantined"] == result["a"]["n_quarantined"] + 1
     per_class = {r["class"]: r for r in result["boxes_per_class"]}
-    assert sum(r["b"] - r["a"] for r in per_class.values()) == result["b"]["n_accepted_boxes"] - \
-        result["a"]["n_accepted_boxes"]
+    assert (
+        sum(r["b"] - r["a"] for r in per_class.values())
+        == result["b"]["n_accepted_boxes"] - result["a"]["n_accepted_boxes"]
+    )
     assert result["verdict"]["status"] == "needs review"
     md = out.read_text()
     assert md.startswith("**Verdict: needs review** — ") and "XML_MALFORMED" in md

@@ -26,28 +26,33 @@ def broken_dataset(tiny_dataset: Path, tmp_path: Path) -> tuple[Path, dict[str, 
     shutil.copytree(tiny_dataset, data)
     images = sorted((data / "images").glob("*.jpg"))
     broken = {
-        "truncated": images[0].name, "malformed": images[1].name,
-        "unknown_label": images[2].name, "no_xml": images[3].name,
+        "truncated": images[0].name,
+        "malformed": images[1].name,
+        "unknown_label": images[2].name,
+        "no_xml": images[3].name,
     }
     raw = images[0].read_bytes()
     images[0].write_bytes(raw[: len(raw) // 3])
     images[1].with_suffix(".xml").write_text("<annotation><filename>x.jpg</filename>")
     xml = images[2].with_suffix(".xml")
-    xml.write_text(xml.read_text().replace("<name>psoriasis</name>", "<name>acne</name>")
-                   .replace("<name>lichen_planus</name>", "<name>acne</name>"))
+    xml.write_text(
+        xml.read_text()
+        .replace("<name>psoriasis</name>", "<name>acne</name>")
+        .replace("<name>lichen_planus</name>", "<name>acne</name>")
+    )
     images[3].with_suffix(".xml").unlink()
     return data, broken
 
 
-def test_breakage_is_quarantined_and_the_rest_kept(broken_dataset: tuple[Path, dict[str, str]],
-                                                   tmp_path: Path) -> None:
+def test_breakage_is_quarantined_and_the_rest_kept(broken_dataset: tuple[Path, dict[str, str]], tmp_path: Path) -> None:
     data, broken = broken_dataset
     doc = tiny_params(tmp_path)
     manifest = ingest(section(doc, "ingest_data", IngestConfig), data, tmp_path / "ingest")
     n_images = int((manifest.row_type == "image").sum())
     assert n_images == 80 and manifest.loc[manifest.row_type == "image", "sha256"].str.len().eq(64).all()
-    report = validate(section(doc, "validate_annotations", ValidateConfig), load_task(doc),
-                      tmp_path / "ingest", tmp_path / "validate")
+    report = validate(
+        section(doc, "validate_annotations", ValidateConfig), load_task(doc), tmp_path / "ingest", tmp_path / "validate"
+    )
     quarantined = {Path(p).name for p in report["quarantined"]}
     # an unknown label is a box-level error: its boxes are dropped and listed, the photo is not quarantined
     assert quarantined == set(broken.values()) - {broken["unknown_label"]}
@@ -62,8 +67,9 @@ def test_breakage_is_quarantined_and_the_rest_kept(broken_dataset: tuple[Path, d
     assert report["n_dropped_boxes"] == len(dropped) and report["n_images_not_for_detection"] == 1
     assert (tmp_path / "validate" / "validation_report.html").read_text().count("<tr>") > 4
 
-    patches = crop(section(doc, "crop_patches", CropConfig), load_task(doc), tmp_path / "validate", data,
-                   tmp_path / "crop")
+    patches = crop(
+        section(doc, "crop_patches", CropConfig), load_task(doc), tmp_path / "validate", data, tmp_path / "crop"
+    )
     crops = pd.read_parquet(tmp_path / "crop" / "crops.parquet")
     assert len(crops) == report["n_accepted_boxes"]
     assert set(crops.patch_id) <= set(patches.base_patch_id) | set(crops.loc[crops.split == "train", "patch_id"])
@@ -88,8 +94,12 @@ def test_too_much_breakage_fails_but_keeps_the_report(tiny_dataset: Path, tmp_pa
     doc = tiny_params(tmp_path)
     ingest(section(doc, "ingest_data", IngestConfig), data, tmp_path / "ingest")
     with pytest.raises(DataError, match="quarantined"):
-        validate(section(doc, "validate_annotations", ValidateConfig), load_task(doc),
-                 tmp_path / "ingest", tmp_path / "validate")
+        validate(
+            section(doc, "validate_annotations", ValidateConfig),
+            load_task(doc),
+            tmp_path / "ingest",
+            tmp_path / "validate",
+        )
     assert (tmp_path / "validate" / "validation_report.json").is_file()
     assert not (tmp_path / "validate" / "accepted.parquet").exists()
 
@@ -98,12 +108,21 @@ def test_a_taxonomy_mismatch_fails_loudly_naming_the_labels(tiny_dataset: Path, 
     """Box-level errors drop boxes, not photos; when most boxes go, the stage still fails, and says why."""
     from components.common.errors import DataError
 
-    doc = tiny_params(tmp_path, task={"classes": ["eczema", "psoriasis"]}, validate_annotations={"log_to_mlflow": False})
+    doc = tiny_params(
+        tmp_path, task={"classes": ["eczema", "psoriasis"]}, validate_annotations={"log_to_mlflow": False}
+    )
     ingest(section(doc, "ingest_data", IngestConfig), tiny_dataset, tmp_path / "ingest")
-    with pytest.raises(DataError, match=r"of the boxes of accepted images were dropped.*LABEL_UNKNOWN.*"
-                                        r"'lichen_planus' \(\d+\).*task.aliases"):
-        validate(section(doc, "validate_annotations", ValidateConfig), load_task(doc),
-                 tmp_path / "ingest", tmp_path / "validate")
+    with pytest.raises(
+        DataError,
+        match=r"of the boxes of accepted images were dropped.*LABEL_UNKNOWN.*"
+        r"'lichen_planus' \(\d+\).*task.aliases",
+    ):
+        validate(
+            section(doc, "validate_annotations", ValidateConfig),
+            load_task(doc),
+            tmp_path / "ingest",
+            tmp_path / "validate",
+        )
     report = pd.read_json(tmp_path / "validate" / "validation_report.json", typ="series")
     assert report["n_quarantined"] == 0 and report["dropped_box_share"] > 0.2 and not report["passed"]
     assert not (tmp_path / "validate" / "accepted.parquet").exists()
@@ -122,16 +141,20 @@ def test_a_zero_area_box_costs_one_box_not_the_photo(tiny_dataset: Path, tmp_pat
     xml = sorted((data / "images").glob("*.xml"))[5]
     ann = read_voc(xml)
     label = ann.boxes[0].name
-    grid = [VocBox(label, 1 + 30 * (i % 5), 1 + 30 * (i // 5), 25 + 30 * (i % 5), 25 + 30 * (i // 5)) for i in range(14)]
+    grid = [
+        VocBox(label, 1 + 30 * (i % 5), 1 + 30 * (i // 5), 25 + 30 * (i % 5), 25 + 30 * (i // 5)) for i in range(14)
+    ]
     write_voc(xml, replace(ann, boxes=(*grid[:7], VocBox(label, 40, 100, 40, 110), *grid[7:])))
     doc = tiny_params(tmp_path, validate_annotations={"log_to_mlflow": False, "detection_keep_partial": keep_partial})
     ingest(section(doc, "ingest_data", IngestConfig), data, tmp_path / "ingest")
-    report = validate(section(doc, "validate_annotations", ValidateConfig), load_task(doc),
-                      tmp_path / "ingest", tmp_path / "validate")
+    report = validate(
+        section(doc, "validate_annotations", ValidateConfig), load_task(doc), tmp_path / "ingest", tmp_path / "validate"
+    )
     image = xml.relative_to(data).with_suffix(".jpg").as_posix()
     assert image in report["accepted"] and report["quarantined"] == []
     assert [(d["file"], d["box_index"], d["code"], d["label"]) for d in report["dropped_boxes"]] == [
-        (image, 7, "BOX_ZERO_AREA", label)]
+        (image, 7, "BOX_ZERO_AREA", label)
+    ]
     crop(section(doc, "crop_patches", CropConfig), load_task(doc), tmp_path / "validate", data, tmp_path / "crop")
     crops = pd.read_parquet(tmp_path / "crop" / "crops.parquet")
     assert sorted(crops.loc[crops.rel_path == image, "box_index"]) == [i for i in range(15) if i != 7]

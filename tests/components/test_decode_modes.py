@@ -31,8 +31,9 @@ TASK = TaskConfig(name="t", classes=("eczema", "psoriasis"))
 HEADER_FACTS = ["width", "height", "mode", "format", "bit_depth", "orientation", "sha256", "file_size"]
 
 
-def _save(path: Path, seed: int, size: tuple[int, int] = (96, 72), mode: str = "RGB",
-          orientation: int | None = None) -> Path:
+def _save(
+    path: Path, seed: int, size: tuple[int, int] = (96, 72), mode: str = "RGB", orientation: int | None = None
+) -> Path:
     rng = np.random.default_rng(seed)
     arr = np.clip(rng.normal(150, 40, (size[1] // 8, size[0] // 8, 3)), 0, 255).astype(np.uint8)
     img = Image.fromarray(arr).resize(size, Image.Resampling.BILINEAR).convert(mode)
@@ -43,9 +44,18 @@ def _save(path: Path, seed: int, size: tuple[int, int] = (96, 72), mode: str = "
     else:
         img.save(path)
     w, h = img.size
-    write_voc(path.with_suffix(".xml"), VocAnnotation(
-        folder=path.parent.name, filename=path.name, path=str(path), width=w, height=h, depth=3,
-        boxes=(VocBox("eczema", 5, 5, 40, 40), VocBox("psoriasis", 30, 20, 80, 60))))
+    write_voc(
+        path.with_suffix(".xml"),
+        VocAnnotation(
+            folder=path.parent.name,
+            filename=path.name,
+            path=str(path),
+            width=w,
+            height=h,
+            depth=3,
+            boxes=(VocBox("eczema", 5, 5, 40, 40), VocBox("psoriasis", 30, 20, 80, 60)),
+        ),
+    )
     return path
 
 
@@ -138,17 +148,26 @@ def test_changing_the_mode_rereads_every_image(photos: Path, tmp_path: Path) -> 
 @pytest.mark.slow
 def test_validate_benchmark_quick_run() -> None:
     start = time.perf_counter()
-    done = subprocess.run([sys.executable, "benchmarks/validate.py", "--n-images", "300", "--width", "640", "--height", "480"], cwd=REPO,
-                          capture_output=True, text=True, timeout=180, check=False)
+    done = subprocess.run(
+        [sys.executable, "benchmarks/validate.py", "--n-images", "300", "--width", "640", "--height", "480"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     assert "ratio header vs full, timed work" in done.stdout
     assert time.perf_counter() - start < 120
 
 
-@pytest.mark.parametrize(("size", "expected"), [((4000, 3000), (500, 375)), ((378, 504), (189, 252)),
-                                                 ((200, 120), (200, 120)), ((1, 1), (1, 1))])
-def test_draft_decodes_keep_enough_pixels_for_a_stable_perceptual_hash(size: tuple[int, int],
-                                                                       expected: tuple[int, int]) -> None:
+@pytest.mark.parametrize(
+    ("size", "expected"),
+    [((4000, 3000), (500, 375)), ((378, 504), (189, 252)), ((200, 120), (200, 120)), ((1, 1), (1, 1))],
+)
+def test_draft_decodes_keep_enough_pixels_for_a_stable_perceptual_hash(
+    size: tuple[int, int], expected: tuple[int, int]
+) -> None:
     from components.common.images import draft_size
 
     assert draft_size(*size) == expected
@@ -157,11 +176,21 @@ def test_draft_decodes_keep_enough_pixels_for_a_stable_perceptual_hash(size: tup
 def test_probe_tells_grey_pixels_from_colour(tmp_path: Path) -> None:
     """labelImg's `<depth>` follows the pixels (Qt: a grey-only RGB image is grey), so ingest records them."""
     grey_rgb = Image.fromarray(np.repeat(np.linspace(0, 255, 64 * 48, dtype=np.uint8).reshape(48, 64, 1), 3, 2))
-    cases = {"grey_rgb.png": grey_rgb, "grey_rgb.jpg": grey_rgb, "l.png": grey_rgb.convert("L"),
-             "palette.png": grey_rgb.convert("L").convert("P"), "colour.jpg": Image.new("RGB", (64, 48), (200, 40, 40))}
+    cases = {
+        "grey_rgb.png": grey_rgb,
+        "grey_rgb.jpg": grey_rgb,
+        "l.png": grey_rgb.convert("L"),
+        "palette.png": grey_rgb.convert("L").convert("P"),
+        "colour.jpg": Image.new("RGB", (64, 48), (200, 40, 40)),
+    }
     for name, img in cases.items():
         img.save(tmp_path / name)
     found = {name: probe(tmp_path / name, with_phash=True).grey for name in cases}
-    assert found == {"grey_rgb.png": True, "grey_rgb.jpg": True, "l.png": True, "palette.png": True,
-                     "colour.jpg": False}
+    assert found == {
+        "grey_rgb.png": True,
+        "grey_rgb.jpg": True,
+        "l.png": True,
+        "palette.png": True,
+        "colour.jpg": False,
+    }
     assert probe(tmp_path / "colour.jpg", with_phash=True, decode="header").grey is None

@@ -39,22 +39,41 @@ def write_export(patch_dir: Path, seed: int = 0) -> Path:
     rng = np.random.default_rng(seed)
     det, n = patch_dir / "detection", 0
     for split, count in SPLITS.items():
-        doc: dict[str, Any] = {"info": {"description": "LesionOps detection export", "images_root": "images"},
-                               "categories": [{"id": i + 1, "name": c} for i, c in enumerate(TINY_CLASSES)],
-                               "images": [], "annotations": []}
+        doc: dict[str, Any] = {
+            "info": {"description": "LesionOps detection export", "images_root": "images"},
+            "categories": [{"id": i + 1, "name": c} for i, c in enumerate(TINY_CLASSES)],
+            "images": [],
+            "annotations": [],
+        }
         for image_id in range(1, count + 1):
             n += 1
             name = f"P{n}/photo{n}.jpg"
             img = Image.new("RGB", (160, 120), (215, 185, 165))
-            doc["images"].append({"id": image_id, "file_name": name, "width": 160, "height": 120,
-                                  "sha256": f"sha{n}", "patient_id": f"P{n}"})
+            doc["images"].append(
+                {
+                    "id": image_id,
+                    "file_name": name,
+                    "width": 160,
+                    "height": 120,
+                    "sha256": f"sha{n}",
+                    "patient_id": f"P{n}",
+                }
+            )
             for box_index in range(0 if (split, image_id) == ("train", 1) else 1 + n % 2):
                 cls, x, y = int(rng.integers(0, 2)), int(rng.integers(0, 100)), int(rng.integers(0, 70))
                 w, h = min(int(rng.integers(20, 50)), 160 - x), min(int(rng.integers(20, 45)), 120 - y)
                 ImageDraw.Draw(img).rectangle([x, y, x + w - 1, y + h - 1], fill=COLOURS[cls])
-                doc["annotations"].append({"id": len(doc["annotations"]) + 1, "image_id": image_id,
-                                           "category_id": cls + 1, "bbox": [float(x), float(y), float(w), float(h)],
-                                           "area": float(w * h), "iscrowd": 0, "box_index": box_index})
+                doc["annotations"].append(
+                    {
+                        "id": len(doc["annotations"]) + 1,
+                        "image_id": image_id,
+                        "category_id": cls + 1,
+                        "bbox": [float(x), float(y), float(w), float(h)],
+                        "area": float(w * h),
+                        "iscrowd": 0,
+                        "box_index": box_index,
+                    }
+                )
             (det / "images" / name).parent.mkdir(parents=True, exist_ok=True)
             img.save(det / "images" / name, quality=92)
         (det / f"annotations_{split}.json").write_text(json.dumps(doc))
@@ -62,10 +81,19 @@ def write_export(patch_dir: Path, seed: int = 0) -> Path:
 
 
 def detector_params(tmp: Path, **overrides: Any) -> dict[str, Any]:
-    small = {"task": {"models": ["classifier", "detector"]},
-             "train_detector": {"arch": "fasterrcnn_mobilenet_v3_large_fpn", "epochs": 1, "batch_size": 4,
-                                "min_size": 96, "max_size": 160, "threads": 1, "device": "cpu"},
-             "evaluate_detector": {"gate": {"min_map50": 0.0, "min_test_images": 3}}}
+    small = {
+        "task": {"models": ["classifier", "detector"]},
+        "train_detector": {
+            "arch": "fasterrcnn_mobilenet_v3_large_fpn",
+            "epochs": 1,
+            "batch_size": 4,
+            "min_size": 96,
+            "max_size": 160,
+            "threads": 1,
+            "device": "cpu",
+        },
+        "evaluate_detector": {"gate": {"min_map50": 0.0, "min_test_images": 3}},
+    }
     return tiny_params(tmp, **deep_merge(small, overrides))
 
 
@@ -75,8 +103,9 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     tmp = tmp_path_factory.mktemp("detector")
     patches, out = write_export(tmp / "patches"), tmp / "train"
     doc = detector_params(tmp)
-    train_cli.main(["--patches", str(patches), "--out", str(out), "--data-version", "abc123",
-                    "--params-json", json.dumps(doc)])
+    train_cli.main(
+        ["--patches", str(patches), "--out", str(out), "--data-version", "abc123", "--params-json", json.dumps(doc)]
+    )
     summary = json.loads((out / "train_summary.json").read_text())
     return {"tmp": tmp, "patches": patches, "out": out, "doc": doc, "summary": summary}
 
@@ -99,8 +128,11 @@ def test_mlflow_run_holds_params_metrics_tags_and_artifacts(trained: dict[str, A
     assert run_.info.run_name == "train-detector-fasterrcnn_mobilenet_v3_large_fpn"
     assert client.get_experiment(run_.info.experiment_id).name == "lesionops-es_skin"
     assert run_.data.params["min_size"] == "96" and run_.data.params["n_train_images"] == "6"
-    assert {k: run_.data.tags[k] for k in ("data_version", "stage", "kind")} == \
-        {"data_version": "abc123", "stage": "train_detector", "kind": "detector"}
+    assert {k: run_.data.tags[k] for k in ("data_version", "stage", "kind")} == {
+        "data_version": "abc123",
+        "stage": "train_detector",
+        "kind": "detector",
+    }
     assert run_.data.tags["git_commit"]
     for metric in ("train_loss", "val_map50"):
         assert [m.step for m in client.get_metric_history(run_.info.run_id, metric)] == [0]
@@ -124,8 +156,18 @@ def test_logged_model_loads_back_and_predicts_like_the_checkpoint(trained: dict[
 
 
 def evaluate(trained: dict[str, Any], out: Path) -> tuple[dict[str, Any], dict[str, Any]]:
-    evaluate_cli.main(["--patches", str(trained["patches"]), "--model", str(trained["out"]), "--out", str(out),
-                       "--params-json", json.dumps(trained["doc"])])
+    evaluate_cli.main(
+        [
+            "--patches",
+            str(trained["patches"]),
+            "--model",
+            str(trained["out"]),
+            "--out",
+            str(out),
+            "--params-json",
+            json.dumps(trained["doc"]),
+        ]
+    )
     return json.loads((out / "metrics.json").read_text()), json.loads((out / "decision.json").read_text())
 
 
@@ -158,8 +200,13 @@ def test_evaluation_without_then_with_a_champion(trained: dict[str, Any]) -> Non
 def test_stages_refuse_a_task_without_a_detector(tmp_path: Path) -> None:
     doc = detector_params(tmp_path, task={"models": ["classifier"]})
     with pytest.raises(ConfigError, match="task.models"):
-        run(section(doc, "train_detector", DetectorConfig), load_task(doc), section(doc, "mlflow", TrackingConfig),
-            tmp_path, tmp_path / "out")
+        run(
+            section(doc, "train_detector", DetectorConfig),
+            load_task(doc),
+            section(doc, "mlflow", TrackingConfig),
+            tmp_path,
+            tmp_path / "out",
+        )
 
 
 def test_split_loading_negatives_flips_and_errors(tmp_path: Path) -> None:
@@ -186,10 +233,13 @@ def test_split_loading_negatives_flips_and_errors(tmp_path: Path) -> None:
         sample(load_split(patches, "val", TINY_CLASSES).items[0], flip=False)
 
 
-@pytest.mark.parametrize(("arch", "builder"), [
-    ("fasterrcnn_mobilenet_v3_large_fpn", torchvision.models.detection.fasterrcnn_mobilenet_v3_large_fpn),
-    ("fasterrcnn_resnet50_fpn", torchvision.models.detection.fasterrcnn_resnet50_fpn),
-])
+@pytest.mark.parametrize(
+    ("arch", "builder"),
+    [
+        ("fasterrcnn_mobilenet_v3_large_fpn", torchvision.models.detection.fasterrcnn_mobilenet_v3_large_fpn),
+        ("fasterrcnn_resnet50_fpn", torchvision.models.detection.fasterrcnn_resnet50_fpn),
+    ],
+)
 def test_detector_matches_torchvision_builder(arch: str, builder: Any) -> None:
     ours = build_detector(DetectorConfig(arch=arch), 2).state_dict()
     theirs = builder(weights=None, weights_backbone=None, num_classes=3).state_dict()
@@ -200,6 +250,7 @@ def test_detector_matches_torchvision_builder(arch: str, builder: Any) -> None:
 def s3_endpoint(s3_client: Any) -> Any:
     """The shared moto server (tests/conftest.py), found through the standard AWS variables."""
     return s3_client
+
 
 def stage_weights(where: str, tmp_path: Path, state: dict[str, torch.Tensor]) -> str:
     torch.save(state, tmp_path / "mnv3.pt")
@@ -218,8 +269,9 @@ def test_pretrained_weights_load_and_freeze(where: str, tmp_path: Path, request:
     if where == "s3":
         request.getfixturevalue("s3_endpoint")
     backbone = torchvision.models.mobilenet_v3_large(weights=None)  # a classification checkpoint
-    cfg = DetectorConfig(pretrained_path=stage_weights(where, tmp_path, backbone.state_dict()),
-                         trainable_backbone_layers=2)
+    cfg = DetectorConfig(
+        pretrained_path=stage_weights(where, tmp_path, backbone.state_dict()), trainable_backbone_layers=2
+    )
     model = build_detector(cfg, 2)
     counts = load_pretrained(model, str(cfg.pretrained_path))
     assert counts["pretrained_loaded"] > 100
@@ -238,8 +290,13 @@ def test_missing_pretrained_file_names_the_key(tmp_path: Path) -> None:
 def test_cuda_bf16_training_runs(tmp_path: Path) -> None:
     patches = write_export(tmp_path / "p")
     doc = detector_params(tmp_path, train_detector={"device": "cuda", "epochs": 2})
-    summary = run(section(doc, "train_detector", DetectorConfig), load_task(doc),
-                  section(doc, "mlflow", TrackingConfig), patches, tmp_path / "out")
+    summary = run(
+        section(doc, "train_detector", DetectorConfig),
+        load_task(doc),
+        section(doc, "mlflow", TrackingConfig),
+        patches,
+        tmp_path / "out",
+    )
     assert summary["epochs_run"] == 2 and 0.0 <= summary["best_val_map50"] <= 1.0
 
 
@@ -250,14 +307,17 @@ def gate_input(map50: float | None = 0.5, n: int = 20) -> dict[str, Any]:
 GATE = DetectorGateConfig(min_map50=0.3, max_drop_vs_champion=0.02, min_test_images=10)
 
 
-@pytest.mark.parametrize(("challenger", "champion", "failed"), [
-    pytest.param(gate_input(), None, [], id="no-champion-passes"),
-    pytest.param(gate_input(0.2), None, ["min_map50"], id="floor"),
-    pytest.param(gate_input(None), None, ["min_map50"], id="no-test-boxes"),
-    pytest.param(gate_input(n=5), None, ["min_test_images"], id="too-few-test-images"),
-    pytest.param(gate_input(0.5), gate_input(0.51), [], id="within-margin"),
-    pytest.param(gate_input(0.5), gate_input(0.53), ["non_inferior_to_champion"], id="worse-than-champion"),
-])
+@pytest.mark.parametrize(
+    ("challenger", "champion", "failed"),
+    [
+        pytest.param(gate_input(), None, [], id="no-champion-passes"),
+        pytest.param(gate_input(0.2), None, ["min_map50"], id="floor"),
+        pytest.param(gate_input(None), None, ["min_map50"], id="no-test-boxes"),
+        pytest.param(gate_input(n=5), None, ["min_test_images"], id="too-few-test-images"),
+        pytest.param(gate_input(0.5), gate_input(0.51), [], id="within-margin"),
+        pytest.param(gate_input(0.5), gate_input(0.53), ["non_inferior_to_champion"], id="worse-than-champion"),
+    ],
+)
 def test_gate_branches(challenger: dict, champion: dict | None, failed: list[str]) -> None:
     decision = decide(challenger, champion, GATE).as_dict()
     assert decision["failed"] == failed and decision["passed"] is (not failed)
@@ -266,8 +326,10 @@ def test_gate_branches(challenger: dict, champion: dict | None, failed: list[str
         assert "no champion yet" in decision["rules"][-1]["reason"]
 
 
-@pytest.mark.parametrize("arch, sizes", [("fasterrcnn_mobilenet_v3_large_fpn", (8, 16, 32)),
-                                         ("fasterrcnn_resnet50_fpn", (8, 16, 32, 64, 128))])
+@pytest.mark.parametrize(
+    "arch, sizes",
+    [("fasterrcnn_mobilenet_v3_large_fpn", (8, 16, 32)), ("fasterrcnn_resnet50_fpn", (8, 16, 32, 64, 128))],
+)
 def test_anchor_sizes_and_ratios_reach_the_rpn(arch: str, sizes: tuple[int, ...]) -> None:
     """Acupoints are 8–20 px: the smallest default anchor (32 px) barely overlaps them, so the sizes
     must be a setting that really changes the RPN (anchors per location follow the ratios)."""
@@ -280,12 +342,15 @@ def test_anchor_sizes_and_ratios_reach_the_rpn(arch: str, sizes: tuple[int, ...]
     assert model.rpn.head.cls_logits.out_channels == per_location == (len(sizes) if "mobilenet" in arch else 1)
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"anchor_sizes": [16, 8]}, "increasing"),
-    ({"anchor_sizes": [0, 8]}, "increasing"),
-    ({"arch": "fasterrcnn_resnet50_fpn", "anchor_sizes": [8, 16, 32]}, "5 FPN levels"),
-    ({"aspect_ratios": [0.0, 1.0]}, "aspect_ratios"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"anchor_sizes": [16, 8]}, "increasing"),
+        ({"anchor_sizes": [0, 8]}, "increasing"),
+        ({"arch": "fasterrcnn_resnet50_fpn", "anchor_sizes": [8, 16, 32]}, "5 FPN levels"),
+        ({"aspect_ratios": [0.0, 1.0]}, "aspect_ratios"),
+    ],
+)
 def test_bad_anchor_settings_are_named(kwargs: dict, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         DetectorConfig(**kwargs)

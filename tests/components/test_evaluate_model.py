@@ -29,8 +29,15 @@ from components.validate_annotations.config import ValidateConfig
 from components.validate_annotations.core import run as validate
 from tests.conftest import tiny_params
 
-RULES = {"min_test_samples", "min_accuracy", "min_macro_f1", "beats_baseline", "non_inferior_to_champion",
-         "validation_passed", "no_patient_leak"}
+RULES = {
+    "min_test_samples",
+    "min_accuracy",
+    "min_macro_f1",
+    "beats_baseline",
+    "non_inferior_to_champion",
+    "validation_passed",
+    "no_patient_leak",
+}
 
 
 def majority_baseline(patch_dir: Path, task: TaskConfig, out: Path) -> dict:
@@ -57,10 +64,14 @@ def check_block(block: dict, classes: tuple[str, ...]) -> None:
 
 
 @pytest.mark.slow
-def test_evaluate_with_baseline_then_against_itself_as_champion(tiny_dataset: Path, tmp_path: Path,
-                                                                capsys: pytest.CaptureFixture[str]) -> None:
-    doc = tiny_params(tmp_path, train_model={"epochs": 2},
-                      crop_patches={"balance": {"target_per_class": 40}, "detection": {"enabled": False}})
+def test_evaluate_with_baseline_then_against_itself_as_champion(
+    tiny_dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    doc = tiny_params(
+        tmp_path,
+        train_model={"epochs": 2},
+        crop_patches={"balance": {"target_per_class": 40}, "detection": {"enabled": False}},
+    )
     task, tracking = load_task(doc), section(doc, "mlflow", TrackingConfig)
     cfg = section(doc, "evaluate_model", EvaluateConfig)
     ingest(section(doc, "ingest_data", IngestConfig), tiny_dataset, tmp_path / "ingest")
@@ -70,13 +81,33 @@ def test_evaluate_with_baseline_then_against_itself_as_champion(tiny_dataset: Pa
     baseline = majority_baseline(tmp_path / "crop", task, tmp_path / "baseline")
 
     with pytest.raises(DataError, match="baseline_metrics.json"):
-        evaluate(cfg, task, tracking, tmp_path / "crop", tmp_path / "train", tmp_path / "x",
-                 baseline_dir=tmp_path / "nowhere")
+        evaluate(
+            cfg,
+            task,
+            tracking,
+            tmp_path / "crop",
+            tmp_path / "train",
+            tmp_path / "x",
+            baseline_dir=tmp_path / "nowhere",
+        )
 
     # First model: through the command line, as dvc and kfp run it.
-    evaluate_cli(["--patches", str(tmp_path / "crop"), "--model", str(tmp_path / "train"), "--out",
-                  str(tmp_path / "eval1"), "--baseline", str(tmp_path / "baseline"), "--validation",
-                  str(tmp_path / "val"), "--params-json", json.dumps(doc)])
+    evaluate_cli(
+        [
+            "--patches",
+            str(tmp_path / "crop"),
+            "--model",
+            str(tmp_path / "train"),
+            "--out",
+            str(tmp_path / "eval1"),
+            "--baseline",
+            str(tmp_path / "baseline"),
+            "--validation",
+            str(tmp_path / "val"),
+            "--params-json",
+            json.dumps(doc),
+        ]
+    )
     assert "evaluate_model: gate" in capsys.readouterr().out
     metrics = json.loads((tmp_path / "eval1" / "metrics.json").read_text())
     decision = json.loads((tmp_path / "eval1" / "decision.json").read_text())
@@ -91,19 +122,32 @@ def test_evaluate_with_baseline_then_against_itself_as_champion(tiny_dataset: Pa
     assert rules["validation_passed"]["passed"] and rules["no_patient_leak"]["passed"]
     assert decision["passed"] == all(r["passed"] for r in decision["rules"])
     assert decision["run_id"] == summary["run_id"] and decision["champion_version"] is None
-    assert all((tmp_path / "eval1" / name).stat().st_size > 0
-               for name in ("confusion_matrix.png", "reliability.png", "roc.png"))
+    assert all(
+        (tmp_path / "eval1" / name).stat().st_size > 0
+        for name in ("confusion_matrix.png", "reliability.png", "roc.png")
+    )
     client = mlflow.MlflowClient(tracking.tracking_uri)
     logged = client.get_run(summary["run_id"]).data.metrics
     assert logged["test_ece"] == pytest.approx(metrics["test_ece"]) and "test_macro_f1_ci_low" in logged
     assert {f.path for f in client.list_artifacts(summary["run_id"], "evaluation")} >= {
-        "evaluation/reliability.png", "evaluation/roc.png", "evaluation/metrics.json"}
+        "evaluation/reliability.png",
+        "evaluation/roc.png",
+        "evaluation/metrics.json",
+    }
 
     # The same model as champion (the registry's pt2 export): identical scores, difference CI at 0.
     version = mlflow.register_model(summary["model_uri"], tracking.registered_model).version
     client.set_registered_model_alias(tracking.registered_model, cfg.champion_alias, version)
-    report = evaluate(cfg, task, tracking, tmp_path / "crop", tmp_path / "train", tmp_path / "eval2",
-                      baseline_dir=tmp_path / "baseline", validation_dir=tmp_path / "val")
+    report = evaluate(
+        cfg,
+        task,
+        tracking,
+        tmp_path / "crop",
+        tmp_path / "train",
+        tmp_path / "eval2",
+        baseline_dir=tmp_path / "baseline",
+        validation_dir=tmp_path / "val",
+    )
     again = json.loads((tmp_path / "eval2" / "metrics.json").read_text())
     champion = again["champion"]
     check_block(champion, task.classes)
@@ -118,11 +162,14 @@ def test_evaluate_with_baseline_then_against_itself_as_champion(tiny_dataset: Pa
     assert rule["passed"] and "paired patient-bootstrap CI" in rule["reason"]
 
 
-@pytest.mark.parametrize(("rows", "expected"), [
-    ([("p1", "train"), ("p2", "val"), ("p3", "test")], []),
-    ([("p1", "train"), ("p2", "val"), ("p3", "test"), ("p1", "test"), ("p2", "test")], ["p1", "p2"]),
-    ([("p3", "test"), ("p3", "test")], []),
-])
+@pytest.mark.parametrize(
+    ("rows", "expected"),
+    [
+        ([("p1", "train"), ("p2", "val"), ("p3", "test")], []),
+        ([("p1", "train"), ("p2", "val"), ("p3", "test"), ("p1", "test"), ("p2", "test")], ["p1", "p2"]),
+        ([("p3", "test"), ("p3", "test")], []),
+    ],
+)
 def test_leak_check_reads_the_patch_table(tmp_path: Path, rows: list[tuple[str, str]], expected: list[str]) -> None:
     pd.DataFrame(rows, columns=["patient_id", "split"]).to_parquet(tmp_path / "patches.parquet")
     assert leak_patients(tmp_path) == expected

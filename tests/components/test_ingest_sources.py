@@ -21,14 +21,55 @@ from components.ingest_data.core import run
 from tests.dicom_files import ramp, write_dicom
 
 IMAGE_COLUMNS = {
-    "rel_path", "source_uri", "sha256", "file_size", "patient_id", "patient_source", "body_site",
-    "label_source", "width", "height", "mode", "format", "bit_depth", "orientation", "modality",
-    "image_error", "image_error_code", "annotation_path", "annotation_format", "annotation_error",
-    "annotation_error_code", "xml_filename", "xml_path", "declared_width", "declared_height",
-    "declared_depth", "classes_txt", "classes_txt_path", "image_label", "phash", "decode", "declared_split", "grey_pixels",
+    "rel_path",
+    "source_uri",
+    "sha256",
+    "file_size",
+    "patient_id",
+    "patient_source",
+    "body_site",
+    "label_source",
+    "width",
+    "height",
+    "mode",
+    "format",
+    "bit_depth",
+    "orientation",
+    "modality",
+    "image_error",
+    "image_error_code",
+    "annotation_path",
+    "annotation_format",
+    "annotation_error",
+    "annotation_error_code",
+    "xml_filename",
+    "xml_path",
+    "declared_width",
+    "declared_height",
+    "declared_depth",
+    "classes_txt",
+    "classes_txt_path",
+    "image_label",
+    "phash",
+    "decode",
+    "declared_split",
+    "grey_pixels",
 }
-BOX_COLUMNS = {"rel_path", "sha256", "patient_id", "source_uri", "box_index", "label_raw", "xmin", "ymin",
-               "xmax", "ymax", "difficult", "truncated", "annotation_format"}
+BOX_COLUMNS = {
+    "rel_path",
+    "sha256",
+    "patient_id",
+    "source_uri",
+    "box_index",
+    "label_raw",
+    "xmin",
+    "ymin",
+    "xmax",
+    "ymax",
+    "difficult",
+    "truncated",
+    "annotation_format",
+}
 BOOKKEEPING = {"row_type", "mtime_ns", "annotation_mtime_ns"}
 
 
@@ -43,8 +84,19 @@ def _voc(image: Path, boxes: list[VocBox], xml: Path | None = None) -> Path:
     xml = xml or image.with_suffix(".xml")
     xml.parent.mkdir(parents=True, exist_ok=True)
     w, h = Image.open(image).size
-    xml.write_text(to_xml(VocAnnotation(folder=image.parent.name, filename=image.name, path=str(image),
-                                        width=w, height=h, depth=3, boxes=tuple(boxes))))
+    xml.write_text(
+        to_xml(
+            VocAnnotation(
+                folder=image.parent.name,
+                filename=image.name,
+                path=str(image),
+                width=w,
+                height=h,
+                depth=3,
+                boxes=tuple(boxes),
+            )
+        )
+    )
     return xml
 
 
@@ -55,8 +107,9 @@ def messy(tmp_path: Path) -> Path:
     a = _photo(d / "train" / "P001_a.jpg")
     _voc(a, [VocBox("psoriasis", 2, 3, 20, 25)])
     voc2 = _photo(d / "voc" / "JPEGImages" / "P002_b.png", seed=1)
-    _voc(voc2, [VocBox("eczema", 1, 1, 10, 10), VocBox("lupus", 5, 5, 30, 20)],
-         d / "voc" / "Annotations" / "P002_b.xml")
+    _voc(
+        voc2, [VocBox("eczema", 1, 1, 10, 10), VocBox("lupus", 5, 5, 30, 20)], d / "voc" / "Annotations" / "P002_b.xml"
+    )
     (d / "yolo").mkdir()
     (d / "yolo" / "classes.txt").write_text("eczema\npsoriasis\n")
     _photo(d / "yolo" / "val" / "P003_c.png", seed=2)
@@ -66,7 +119,8 @@ def messy(tmp_path: Path) -> Path:
     (d / "cml" / "ann.json").write_text(
         '[{"image": "P004_d.bmp", "annotations": [{"label": "eczema", '
         '"coordinates": {"x": 20, "y": 15, "width": 10, "height": 6}}]},'
-        ' {"image": "missing.jpg", "annotations": []}]')
+        ' {"image": "missing.jpg", "annotations": []}]'
+    )
     (d / "kinds").mkdir()
     Image.fromarray(np.full((30, 40), 50000, np.uint16)).save(d / "kinds" / "deep.tif")
     _photo(d / "kinds" / "cmyk.tif", seed=4, mode="CMYK")
@@ -93,13 +147,18 @@ def test_every_format_kind_and_patient_route(messy: Path, tmp_path: Path) -> Non
     manifest = run(_cfg(tmp_path), messy, tmp_path / "out")
     assert set(manifest.columns) == IMAGE_COLUMNS | BOX_COLUMNS | BOOKKEEPING
     img = _images(manifest)
-    assert img.loc["train/P001_a.jpg", ["annotation_format", "patient_id", "patient_source", "body_site",
-                                        "declared_split"]].tolist() == ["voc", "PX", "metadata", "arm", "train"]
+    assert img.loc[
+        "train/P001_a.jpg", ["annotation_format", "patient_id", "patient_source", "body_site", "declared_split"]
+    ].tolist() == ["voc", "PX", "metadata", "arm", "train"]
     assert img.loc["voc/JPEGImages/P002_b.png", "annotation_path"] == "voc/Annotations/P002_b.xml"
     assert img.loc["voc/JPEGImages/P002_b.png", "patient_source"] == "pattern"
     yolo = img.loc["yolo/val/P003_c.png"]
-    assert (yolo.annotation_format, yolo.classes_txt, yolo.classes_txt_path, yolo.declared_split) == \
-        ("yolo", "eczema,psoriasis", "yolo/classes.txt", "val")
+    assert (yolo.annotation_format, yolo.classes_txt, yolo.classes_txt_path, yolo.declared_split) == (
+        "yolo",
+        "eczema,psoriasis",
+        "yolo/classes.txt",
+        "val",
+    )
     assert img.loc["cml/P004_d.bmp", "annotation_format"] == "createml"
     assert img.loc["kinds/deep.tif", "bit_depth"] == 16 and img.loc["kinds/cmyk.tif", "mode"] == "CMYK"
     assert img.loc["kinds/grey.png", "patient_source"] == "unknown"
@@ -107,20 +166,34 @@ def test_every_format_kind_and_patient_route(messy: Path, tmp_path: Path) -> Non
     assert img.loc["bad.jpg", "image_error_code"] == "IMAGE_CORRUPT" and img.loc["bad.jpg", "phash"] is None
     assert img.phash.dropna().str.fullmatch(r"[0-9a-f]{16}").all() and img.phash.notna().sum() == len(img) - 1
     boxes = manifest[manifest.row_type == "box"].set_index(["rel_path", "box_index"])
-    assert boxes.loc[("yolo/val/P003_c.png", 0), ["label_raw", "xmin", "xmax"]].tolist() == ["psoriasis", 10, 30]  # labelImg: no offset
+    assert boxes.loc[("yolo/val/P003_c.png", 0), ["label_raw", "xmin", "xmax"]].tolist() == [
+        "psoriasis",
+        10,
+        30,
+    ]  # labelImg: no offset
     assert boxes.loc[("cml/P004_d.bmp", 0), ["xmin", "ymin", "xmax", "ymax"]].tolist() == [15, 12, 25, 18]
     assert len(boxes.loc["voc/JPEGImages/P002_b.png"]) == 2
     orphans = manifest[manifest.row_type == "annotation"]
-    assert set(orphans.rel_path) == {"yolo/val/P003_gone.txt", "cml/ann.json#missing.jpg",
-                                     "stray/orphan.xml", "broken.xml"}
+    assert set(orphans.rel_path) == {
+        "yolo/val/P003_gone.txt",
+        "cml/ann.json#missing.jpg",
+        "stray/orphan.xml",
+        "broken.xml",
+    }
     assert orphans.source_uri.str.startswith("file:///").all()
 
 
 def test_dicom_is_converted_and_identifiers_never_reach_the_manifest(messy: Path, tmp_path: Path) -> None:
     manifest = run(_cfg(tmp_path), messy, tmp_path / "out")
     row = _images(manifest).loc["xray/chest.dcm"]
-    assert (row.modality, row.format, row["mode"], row.width, row.height, row.bit_depth) == \
-        ("dicom", "DICOM", "MONOCHROME1", 40, 30, 16)
+    assert (row.modality, row.format, row["mode"], row.width, row.height, row.bit_depth) == (
+        "dicom",
+        "DICOM",
+        "MONOCHROME1",
+        40,
+        30,
+        16,
+    )
     assert row.image_error is None and len(row.phash) == 16
     raw = (tmp_path / "out" / "manifest.parquet").read_bytes() + (tmp_path / "out" / "ingest_report.json").read_bytes()
     for secret in (b"Doe", b"Jane", b"MRN-998877", b"19700101"):
@@ -147,8 +220,11 @@ def test_folder_per_class(tmp_path: Path) -> None:
         _photo(d / split / label / f"im{i}.png", seed=i, mode="L")
     _photo(d / "train" / "loose.png")
     img = _images(run(_cfg(tmp_path, layout="folder_per_class"), d, tmp_path / "out"))
-    assert img.loc["train/PNEUMONIA/im1.png", ["image_label", "annotation_format", "declared_split"]].tolist() \
-        == ["PNEUMONIA", "folder", "train"]
+    assert img.loc["train/PNEUMONIA/im1.png", ["image_label", "annotation_format", "declared_split"]].tolist() == [
+        "PNEUMONIA",
+        "folder",
+        "train",
+    ]
     assert img.loc["train/loose.png", "annotation_error_code"] == "ANNOTATION_MALFORMED"
 
 
@@ -197,8 +273,10 @@ def s3_server(s3_client: Any) -> str:
     """The shared moto server's URL (tests/conftest.py)."""
     return str(s3_client.meta.endpoint_url)
 
-def test_s3_prefix_and_second_run_downloads_nothing(messy: Path, tmp_path: Path, s3_server: str,
-                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+
+def test_s3_prefix_and_second_run_downloads_nothing(
+    messy: Path, tmp_path: Path, s3_server: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import boto3
 
     from components.common.io import read_json

@@ -40,8 +40,14 @@ def test_evaluate_writes_and_logs_the_reference_the_monitor_uses(tiny_dataset: P
     validate(section(doc, "validate_annotations", ValidateConfig), task, tmp_path / "ingest", tmp_path / "val")
     crop(section(doc, "crop_patches", CropConfig), task, tmp_path / "val", tiny_dataset, tmp_path / "crop")
     summary = train(section(doc, "train_model", TrainConfig), task, tracking, tmp_path / "crop", tmp_path / "train")
-    evaluate(section(doc, "evaluate_model", EvaluateConfig), task, tracking, tmp_path / "crop", tmp_path / "train",
-             tmp_path / "eval")
+    evaluate(
+        section(doc, "evaluate_model", EvaluateConfig),
+        task,
+        tracking,
+        tmp_path / "crop",
+        tmp_path / "train",
+        tmp_path / "eval",
+    )
 
     folder = tmp_path / "eval" / "reference"
     meta = read_json(folder / "reference.json")
@@ -87,9 +93,17 @@ def test_without_raw_images_the_train_patches_are_used_and_labelled(tmp_path: Pa
         rel = f"ab/{i:04d}.png"
         (tmp_path / "patches" / "ab").mkdir(parents=True, exist_ok=True)
         Image.fromarray(rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)).save(tmp_path / "patches" / rel)
-        rows.append({"patch_path": rel, "rel_path": f"img{i // 2}.jpg", "patient_id": f"P{i // 4}",
-                     "split": "train" if i < 4 else "val",
-                     "augment": "none" if i != 3 else "hflip", "image_width": 640, "image_height": 480})
+        rows.append(
+            {
+                "patch_path": rel,
+                "rel_path": f"img{i // 2}.jpg",
+                "patient_id": f"P{i // 4}",
+                "split": "train" if i < 4 else "val",
+                "augment": "none" if i != 3 else "hflip",
+                "image_width": 640,
+                "image_height": 480,
+            }
+        )
     pd.DataFrame(rows).to_parquet(tmp_path / "patches.parquet")
     frame, pixels = image_rows(tmp_path, 256)
     assert pixels == "patch" and len(frame) == 3  # train, augmented copies left out
@@ -99,8 +113,11 @@ def test_without_raw_images_the_train_patches_are_used_and_labelled(tmp_path: Pa
 
 
 def test_a_champion_without_reference_artifacts_is_no_reference(tmp_path: Path) -> None:
-    tracking = TrackingConfig(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}",
-                              artifact_root=str(tmp_path / "artifacts"), registered_model="old_model")
+    tracking = TrackingConfig(
+        tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}",
+        artifact_root=str(tmp_path / "artifacts"),
+        registered_model="old_model",
+    )
     from components.common.tracking import setup
 
     setup(tracking)

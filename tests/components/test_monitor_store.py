@@ -25,21 +25,40 @@ CFG = MonitorConfig(min_window=30, window=200, cooldown_hours=0)
 def add_predictions(store: Store, frame: pd.DataFrame, start: int) -> None:
     for i, r in enumerate(frame.itertuples(index=False)):
         sha = f"{start + i:064x}"
-        store.add_prediction(Prediction(
-            prediction_id=f"p{start + i:06d}", created_at=T0 + timedelta(minutes=start + i), kind="classify",
-            model_name="es_skin_classifier", model_version=str(r.model_version),
-            image=StoredImage(sha, f"{sha[:2]}/{sha}.jpg", 640, 480), box=None,
-            outputs={"top": [{"label": r.predicted_class, "confidence": r.confidence}]},
-            predicted_class=r.predicted_class, confidence=float(r.confidence),
-            features={f: float(getattr(r, f)) for f in FEATURES}, embedding=np.asarray(r.embedding, np.float32)))
+        store.add_prediction(
+            Prediction(
+                prediction_id=f"p{start + i:06d}",
+                created_at=T0 + timedelta(minutes=start + i),
+                kind="classify",
+                model_name="es_skin_classifier",
+                model_version=str(r.model_version),
+                image=StoredImage(sha, f"{sha[:2]}/{sha}.jpg", 640, 480),
+                box=None,
+                outputs={"top": [{"label": r.predicted_class, "confidence": r.confidence}]},
+                predicted_class=r.predicted_class,
+                confidence=float(r.confidence),
+                features={f: float(getattr(r, f)) for f in FEATURES},
+                embedding=np.asarray(r.embedding, np.float32),
+            )
+        )
 
 
 def add_reviews(store: Store, n: int, start: int, when: int) -> None:
     for i in range(n):
         sha = f"{start + i:064x}"
         fid = f"f{start + i:06d}"
-        store.add_feedback(Feedback(fid, T0 + timedelta(minutes=when), None, StoredImage(sha, f"{sha}.jpg", 64, 64),
-                                    "eczema", None, None, "psoriasis"))
+        store.add_feedback(
+            Feedback(
+                fid,
+                T0 + timedelta(minutes=when),
+                None,
+                StoredImage(sha, f"{sha}.jpg", 64, 64),
+                "eczema",
+                None,
+                None,
+                "psoriasis",
+            )
+        )
         store.review(fid, Review("accepted", "eczema", None, "dr", T0 + timedelta(minutes=when + i)), lambda _r: None)
 
 
@@ -56,8 +75,17 @@ def ref_dir(tmp_path: Path) -> Path:
 def test_store_windows_do_not_overlap_and_drift_persists(tmp_path: Path, ref_dir: Path) -> None:
     url = f"sqlite:///{tmp_path / 'serving.db'}"
     history, store = tmp_path / "history.json", Store(url)
-    monitor = lambda i, minutes: run_store(CFG, url, tmp_path / f"out{i}", reference_dir=ref_dir,  # noqa: E731
-                                           history_file=history, now=T0 + timedelta(minutes=minutes))
+
+    def monitor(i: int, minutes: int) -> dict:
+        return run_store(
+            CFG,
+            url,
+            tmp_path / f"out{i}",
+            reference_dir=ref_dir,
+            history_file=history,
+            now=T0 + timedelta(minutes=minutes),
+        )
+
     try:
         add_predictions(store, rows(150, 20), 0)
         first = monitor(1, 200)
@@ -98,15 +126,23 @@ def test_feedback_threshold_from_the_store_retrains(tmp_path: Path, ref_dir: Pat
         add_reviews(store, 5, 0, when=100)
     finally:
         store.close()
-    result = run_store(replace(CFG, retrain_feedback_threshold=5), url, tmp_path / "out", reference_dir=ref_dir,
-                       now=T0 + timedelta(hours=5))
+    result = run_store(
+        replace(CFG, retrain_feedback_threshold=5),
+        url,
+        tmp_path / "out",
+        reference_dir=ref_dir,
+        now=T0 + timedelta(hours=5),
+    )
     assert result["decision"]["retrain"] and result["decision"]["trigger"] == "feedback"
 
 
 def test_store_mode_without_a_champion_has_no_reference(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'serving.db'}"
-    tracking = TrackingConfig(tracking_uri=f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}",
-                              artifact_root=str(tmp_path / "mlruns" / "artifacts"), registered_model="nobody")
+    tracking = TrackingConfig(
+        tracking_uri=f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}",
+        artifact_root=str(tmp_path / "mlruns" / "artifacts"),
+        registered_model="nobody",
+    )
     result = run_store(CFG, url, tmp_path / "out", tracking=tracking, now=T0)
     assert result["drift"]["verdict"] == "no_reference" and not result["decision"]["retrain"]
     assert "no champion yet" in result["drift"]["reference"]
@@ -123,10 +159,13 @@ def stream_reference(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-@pytest.mark.parametrize("shift, seed, verdict, alert", [
-    ("none", 2, "no_drift", False), ("lighting", 3, "drift", False), ("wrong_modality", 4, "no_drift", True)])
-def test_folder_mode_on_shifted_streams(stream_reference: Path, tmp_path: Path, shift: str, seed: int,
-                                        verdict: str, alert: bool) -> None:
+@pytest.mark.parametrize(
+    "shift, seed, verdict, alert",
+    [("none", 2, "no_drift", False), ("lighting", 3, "drift", False), ("wrong_modality", 4, "no_drift", True)],
+)
+def test_folder_mode_on_shifted_streams(
+    stream_reference: Path, tmp_path: Path, shift: str, seed: int, verdict: str, alert: bool
+) -> None:
     write_stream(tmp_path / "current", ShiftConfig(shift, 1.0, 80, seed=seed, width=160, height=120))
     result = run(CFG, stream_reference, None, tmp_path / "current", tmp_path / "out", now=T0)
     assert result["drift"]["verdict"] == verdict

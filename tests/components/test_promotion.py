@@ -52,8 +52,10 @@ def store(tmp_path: Path, empty_store: Path) -> tuple[PromoteConfig, TrackingCon
     """Each test its own registry (a copy of the empty store), artifact root and audit log."""
     (tmp_path / "mlruns").mkdir()
     shutil.copy(empty_store, tmp_path / "mlruns" / "mlflow.db")
-    tracking = TrackingConfig(tracking_uri=f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}",
-                              artifact_root=str(tmp_path / "mlruns" / "artifacts"))
+    tracking = TrackingConfig(
+        tracking_uri=f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}",
+        artifact_root=str(tmp_path / "mlruns" / "artifacts"),
+    )
     return PromoteConfig(audit_log=str(tmp_path / "mlruns" / "audit.jsonl"), lock_timeout_s=60.0), tracking
 
 
@@ -64,35 +66,77 @@ def _train(tracking: TrackingConfig, root: Path, tag: str, **extra: Any) -> Path
         mlflow.set_tags({"git_commit": f"commit-{tag}", "data_version": f"data-{tag}"})
         info = mlflow.pyfunc.log_model(name="model", python_model=_Echo(), pip_requirements=["mlflow"])
     out = root / f"train-{tag}"
-    write_json(out / "train_summary.json", {"run_id": active.info.run_id, "model_uri": info.model_uri,
-                                            "data_version": f"data-{tag}", "classes": CLASSES, **extra})
+    write_json(
+        out / "train_summary.json",
+        {
+            "run_id": active.info.run_id,
+            "model_uri": info.model_uri,
+            "data_version": f"data-{tag}",
+            "classes": CLASSES,
+            **extra,
+        },
+    )
     return out
 
 
-def _evaluate(root: Path, tag: str, train_dir: Path, champion: str | None, passed: bool = True,
-              ci: dict[str, list[float]] | None = None) -> Path:
+def _evaluate(
+    root: Path,
+    tag: str,
+    train_dir: Path,
+    champion: str | None,
+    passed: bool = True,
+    ci: dict[str, list[float]] | None = None,
+) -> Path:
     """decision.json + metrics.json as evaluate_model writes them, against `champion`."""
     run_id = json.loads((train_dir / "train_summary.json").read_text())["run_id"]
-    rules = [{"name": "min_accuracy", "value": 0.9 if passed else 0.3, "threshold": 0.5, "passed": passed,
-              "reason": "0.9000 ≥ 0.5000" if passed else "0.3000 < 0.5000"},
-             {"name": "non_inferior_to_champion", "value": None, "threshold": None, "passed": True,
-              "reason": "no champion yet: first model" if champion is None else "ok"}]
+    rules = [
+        {
+            "name": "min_accuracy",
+            "value": 0.9 if passed else 0.3,
+            "threshold": 0.5,
+            "passed": passed,
+            "reason": "0.9000 ≥ 0.5000" if passed else "0.3000 < 0.5000",
+        },
+        {
+            "name": "non_inferior_to_champion",
+            "value": None,
+            "threshold": None,
+            "passed": True,
+            "reason": "no champion yet: first model" if champion is None else "ok",
+        },
+    ]
     out = root / f"eval-{tag}"
-    write_json(out / "decision.json", {"passed": passed, "rules": rules, "run_id": run_id,
-                                       "failed": [] if passed else ["min_accuracy"], "champion_version": champion})
+    write_json(
+        out / "decision.json",
+        {
+            "passed": passed,
+            "rules": rules,
+            "run_id": run_id,
+            "failed": [] if passed else ["min_accuracy"],
+            "champion_version": champion,
+        },
+    )
     metrics: dict[str, Any] = {
-        "test_accuracy": 0.912345, "test_macro_f1": 0.87654, "test_recall_lichen_planus": 0.9,
-        "test_recall_psoriasis": 0.8, "n_test": 40, "confusion_matrix": [[18, 2], [4, 16]],
-        "per_class": {"lichen_planus": {"recall": 0.9, "precision": 0.82, "support": 20},
-                      "psoriasis": {"recall": 0.8, "precision": 0.89, "support": 20}}}
+        "test_accuracy": 0.912345,
+        "test_macro_f1": 0.87654,
+        "test_recall_lichen_planus": 0.9,
+        "test_recall_psoriasis": 0.8,
+        "n_test": 40,
+        "confusion_matrix": [[18, 2], [4, 16]],
+        "per_class": {
+            "lichen_planus": {"recall": 0.9, "precision": 0.82, "support": 20},
+            "psoriasis": {"recall": 0.8, "precision": 0.89, "support": 20},
+        },
+    }
     if ci is not None:
         metrics["ci"] = ci
     write_json(out / "metrics.json", metrics)
     return out
 
 
-def _promote(store: tuple[PromoteConfig, TrackingConfig], root: Path, tag: str, champion: str | None,
-             **kwargs: Any) -> dict[str, Any]:
+def _promote(
+    store: tuple[PromoteConfig, TrackingConfig], root: Path, tag: str, champion: str | None, **kwargs: Any
+) -> dict[str, Any]:
     cfg, tracking = store
     train = _train(tracking, root, tag)
     return run(cfg, tracking, train, _evaluate(root, tag, train, champion, **kwargs), root / f"out-{tag}")
@@ -109,19 +153,35 @@ def test_promotions_move_champion_keep_previous_and_leave_provenance(store, tmp_
     first = _promote(store, tmp_path, "a", None)
     assert (first["version"], first["moved"], first["previous_version"]) == ("1", True, None)
     patches = tmp_path / "patches"
-    write_json(patches / "crop_report.json", {"per_split_class_counts": {
-        "train": {"lichen_planus": 60, "psoriasis": 60}, "val": {"lichen_planus": 9, "psoriasis": 11},
-        "test": {"lichen_planus": 20, "psoriasis": 20}}, "patients_per_split": {"train": 30, "val": 6, "test": 8}})
+    write_json(
+        patches / "crop_report.json",
+        {
+            "per_split_class_counts": {
+                "train": {"lichen_planus": 60, "psoriasis": 60},
+                "val": {"lichen_planus": 9, "psoriasis": 11},
+                "test": {"lichen_planus": 20, "psoriasis": 20},
+            },
+            "patients_per_split": {"train": 30, "val": 6, "test": 8},
+        },
+    )
     train = _train(tracking, tmp_path, "b")
-    second = run(cfg, tracking, train, _evaluate(tmp_path, "b", train, "1", ci={"macro_f1": [0.8, 0.93]}),
-                 tmp_path / "out-b", patches)
+    second = run(
+        cfg,
+        tracking,
+        train,
+        _evaluate(tmp_path, "b", train, "1", ci={"macro_f1": [0.8, 0.93]}),
+        tmp_path / "out-b",
+        patches,
+    )
     assert (second["version"], second["previous_version"]) == ("2", "1")
     assert _aliases(tracking) == {"champion": "2", "previous": "1"}
     assert json.loads((tmp_path / "out-b" / "promotion.json").read_text())["version"] == "2"
 
     audit = read_audit(Path(cfg.audit_log))
-    assert [(r["action"], r["from_version"], r["to_version"]) for r in audit] == [("promote", None, "1"),
-                                                                                  ("promote", "1", "2")]
+    assert [(r["action"], r["from_version"], r["to_version"]) for r in audit] == [
+        ("promote", None, "1"),
+        ("promote", "1", "2"),
+    ]
     assert audit[1]["run_id"] == second["run_id"] and audit[1]["model"] == tracking.registered_model
     assert {"time", "alias", "user", "host", "reason"} <= set(audit[1])
     client = MlflowClient()
@@ -170,8 +230,19 @@ def test_stale_evaluation_is_refused_with_exit_4(store, tmp_path: Path, capsys) 
     evaluation = _evaluate(tmp_path, "c", train, "1")  # judged against v1, but v2 is champion now
     params = json.dumps({"promote_model": vars(cfg), "mlflow": vars(tracking)})
     with pytest.raises(SystemExit) as exit_info:
-        run_main(main, ["--model", str(train), "--evaluation", str(evaluation), "--out", str(tmp_path / "out-c"),
-                        "--params-json", params])
+        run_main(
+            main,
+            [
+                "--model",
+                str(train),
+                "--evaluation",
+                str(evaluation),
+                "--out",
+                str(tmp_path / "out-c"),
+                "--params-json",
+                params,
+            ],
+        )
     assert exit_info.value.code == 4
     assert "champion moved from v1 to v2 since this model was evaluated; re-evaluate" in capsys.readouterr().err
     assert _aliases(tracking) == {"champion": "2", "previous": "1"}
@@ -189,8 +260,9 @@ def test_a_held_lock_refuses_after_the_timeout(store, tmp_path: Path) -> None:
     assert read_audit(Path(cfg.audit_log)) == []
 
 
-def _promote_in_child(cfg: PromoteConfig, tracking: TrackingConfig, train: Path, evaluation: Path, out: Path,
-                      barrier: Any, results: Any) -> None:
+def _promote_in_child(
+    cfg: PromoteConfig, tracking: TrackingConfig, train: Path, evaluation: Path, out: Path, barrier: Any, results: Any
+) -> None:
     """One racer: everything imported, then released at the same instant as the other one."""
     barrier.wait(timeout=120)
     try:
@@ -208,9 +280,21 @@ def test_two_promotions_at_once_one_wins_the_other_is_refused(store, tmp_path: P
     racers = {tag: _train(tracking, tmp_path, tag) for tag in ("b", "c")}
     ctx = multiprocessing.get_context("spawn")
     barrier, results = ctx.Barrier(2), ctx.Queue()
-    procs = [ctx.Process(target=_promote_in_child, args=(cfg, tracking, train, _evaluate(tmp_path, tag, train, "1"),
-                                                         tmp_path / f"out-{tag}", barrier, results))
-             for tag, train in racers.items()]
+    procs = [
+        ctx.Process(
+            target=_promote_in_child,
+            args=(
+                cfg,
+                tracking,
+                train,
+                _evaluate(tmp_path, tag, train, "1"),
+                tmp_path / f"out-{tag}",
+                barrier,
+                results,
+            ),
+        )
+        for tag, train in racers.items()
+    ]
     for proc in procs:
         proc.start()
     outcomes = sorted(results.get(timeout=180) for _ in procs)
@@ -235,9 +319,17 @@ def test_rollback_walks_back_through_the_promotion_history(store, tmp_path: Path
     assert _aliases(tracking) == {"champion": "2", "previous": "1"}
     last = read_audit(Path(cfg.audit_log))[-1]
     assert (last["action"], last["from_version"], last["to_version"], last["reason"]) == (
-        "rollback", "3", "2", "v3 misreads dark photos")
-    assert MlflowClient().get_model_version(tracking.registered_model, "3").tags["rolled_back"].endswith(
-        "v3 misreads dark photos")
+        "rollback",
+        "3",
+        "2",
+        "v3 misreads dark photos",
+    )
+    assert (
+        MlflowClient()
+        .get_model_version(tracking.registered_model, "3")
+        .tags["rolled_back"]
+        .endswith("v3 misreads dark photos")
+    )
     second = rollback(cfg, tracking)
     assert (second["to_version"], second["previous_version"]) == ("1", None)
     assert _aliases(tracking) == {"champion": "1"}
@@ -252,10 +344,13 @@ def test_rollback_of_an_empty_registry_says_nothing_to_roll_back(store) -> None:
         rollback(cfg, tracking)
 
 
-@pytest.mark.parametrize(("extra", "expected"), [({"kind": "detector"}, "lesionops-detector"),
-                                                 ({"kind": "detector", "registered_model": "own-name"}, "own-name")])
-def test_detectors_go_to_their_own_registered_model(store, tmp_path: Path, extra: dict[str, str],
-                                                    expected: str) -> None:
+@pytest.mark.parametrize(
+    ("extra", "expected"),
+    [({"kind": "detector"}, "lesionops-detector"), ({"kind": "detector", "registered_model": "own-name"}, "own-name")],
+)
+def test_detectors_go_to_their_own_registered_model(
+    store, tmp_path: Path, extra: dict[str, str], expected: str
+) -> None:
     cfg, tracking = store
     train = _train(tracking, tmp_path, "det", **extra)
     result = run(cfg, tracking, train, _evaluate(tmp_path, "det", train, None), tmp_path / "out")

@@ -43,22 +43,36 @@ class RealSet:
 
 SETS = {
     "ldc_cells": RealSet(
-        1288, ("Living Cell", "Dead Cell"), {"Living Cell": 3105, "Dead Cell": 880}, {}, 507,
-        {"PATIENT_UNKNOWN/warning": 1288,      # no metadata.csv: every image is its own patient
-         "IMAGE_DUPLICATE/error": 70,          # SOURCE.md: 70 byte-identical pairs
-         "ANNOTATION_EMPTY/warning": 41,       # SOURCE.md: 41 XML without <object>
-         "DEPTH_MISMATCH/info": 212,           # SOURCE.md: 212 (see test_ldc_depth_disagreements)
-         "IMAGE_NEAR_DUPLICATE/warning": 62,   # inspected: the same microscope fields, shifted or re-exposed
-         "BOX_SIZE_OUTLIER/warning": 5}),      # inspected: 2 border slivers (4x12, 21x4), 3 unusually big cells
+        1288,
+        ("Living Cell", "Dead Cell"),
+        {"Living Cell": 3105, "Dead Cell": 880},
+        {},
+        507,
+        {
+            "PATIENT_UNKNOWN/warning": 1288,  # no metadata.csv: every image is its own patient
+            "IMAGE_DUPLICATE/error": 70,  # SOURCE.md: 70 byte-identical pairs
+            "ANNOTATION_EMPTY/warning": 41,  # SOURCE.md: 41 XML without <object>
+            "DEPTH_MISMATCH/info": 212,  # SOURCE.md: 212 (see test_ldc_depth_disagreements)
+            "IMAGE_NEAR_DUPLICATE/warning": 62,  # inspected: the same microscope fields, shifted or re-exposed
+            "BOX_SIZE_OUTLIER/warning": 5,
+        },
+    ),  # inspected: 2 border slivers (4x12, 21x4), 3 unusually big cells
     "playing_cards": RealSet(
-        363, ("ace", "king", "nine", "jack", "queen", "ten"),
-        {"ace": 118, "king": 118, "nine": 115, "jack": 113, "queen": 106, "ten": 100}, {"train": 296, "test": 67}, 34,
-        {"PATIENT_UNKNOWN/warning": 363,
-         "IMAGE_NEAR_DUPLICATE/warning": 5}),  # inspected: 4 pairs of consecutive phone shots + a webcam frame
-    "microcontrollers": RealSet(                # resized to half (cam_image1 = cam_image54 at 480x270)
-        149, ("ESP8266", "Heltec_ESP32_Lora", "Arduino_Nano", "Raspberry_Pi_3"),
+        363,
+        ("ace", "king", "nine", "jack", "queen", "ten"),
+        {"ace": 118, "king": 118, "nine": 115, "jack": 113, "queen": 106, "ten": 100},
+        {"train": 296, "test": 67},
+        34,
+        {"PATIENT_UNKNOWN/warning": 363, "IMAGE_NEAR_DUPLICATE/warning": 5},
+    ),  # inspected: 4 pairs of consecutive phone shots + a webcam frame
+    "microcontrollers": RealSet(  # resized to half (cam_image1 = cam_image54 at 480x270)
+        149,
+        ("ESP8266", "Heltec_ESP32_Lora", "Arduino_Nano", "Raspberry_Pi_3"),
         {"ESP8266": 47, "Heltec_ESP32_Lora": 44, "Arduino_Nano": 43, "Raspberry_Pi_3": 43},
-        {"train": 142, "test": 7}, 3, {"PATIENT_UNKNOWN/warning": 149}),
+        {"train": 142, "test": 7},
+        3,
+        {"PATIENT_UNKNOWN/warning": 149},
+    ),
 }
 _RUNS: dict[str, dict[str, Any]] = {}
 
@@ -68,13 +82,23 @@ def _run(name: str, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     if name not in _RUNS:
         source, spec = real_dataset(name), SETS[name]
         work = tmp_path_factory.mktemp(name)
-        doc = tiny_params(work, task={"name": name, "classes": list(spec.classes), "models": ["classifier", "detector"]},
-                          validate_annotations={"log_to_mlflow": False})
+        doc = tiny_params(
+            work,
+            task={"name": name, "classes": list(spec.classes), "models": ["classifier", "detector"]},
+            validate_annotations={"log_to_mlflow": False},
+        )
         manifest = ingest(section(doc, "ingest_data", IngestConfig), source, work / "ingest")
-        report = validate(section(doc, "validate_annotations", ValidateConfig), load_task(doc), work / "ingest",
-                          work / "validate")
-        _RUNS[name] = {"source": source, "work": work, "doc": doc, "manifest": manifest, "report": report,
-                       "accepted": pd.read_parquet(work / "validate" / "accepted.parquet")}
+        report = validate(
+            section(doc, "validate_annotations", ValidateConfig), load_task(doc), work / "ingest", work / "validate"
+        )
+        _RUNS[name] = {
+            "source": source,
+            "work": work,
+            "doc": doc,
+            "manifest": manifest,
+            "report": report,
+            "accepted": pd.read_parquet(work / "validate" / "accepted.parquet"),
+        }
     return _RUNS[name]
 
 
@@ -124,8 +148,11 @@ def test_boxes_at_the_border_are_not_out_of_bounds(run: tuple[str, dict[str, Any
     w, h = boxes.rel_path.map(images.width), boxes.rel_path.map(images.height)
     border = boxes[(boxes.xmin <= 1) | (boxes.ymin <= 1) | (boxes.xmax >= w) | (boxes.ymax >= h)]
     assert len(border) == SETS[name].border_boxes and (border.truncated == 1).all()
-    flagged = {(f["input_file"], f["box_index"]) for f in r["report"]["findings"] if f["box_index"] is not None
-               and f["code"] in ("BOX_OUT_OF_BOUNDS", "BOX_CLIPPED")}
+    flagged = {
+        (f["input_file"], f["box_index"])
+        for f in r["report"]["findings"]
+        if f["box_index"] is not None and f["code"] in ("BOX_OUT_OF_BOUNDS", "BOX_CLIPPED")
+    }
     assert flagged == set()
     accepted = r["accepted"]
     kept = accepted[accepted.row_type == "box"].set_index(["rel_path", "box_index"]).index
@@ -146,8 +173,9 @@ def test_ldc_byte_copies_keep_one_and_say_how_the_annotations_differ(tmp_path_fa
     found = [f for f in r["report"]["findings"] if f["code"] == "IMAGE_DUPLICATE"]
     assert sorted(f["input_file"] for f in found) == sorted(pair[1] for pair in pairs)  # the later path goes
     assert set(r["report"]["quarantined"]) == {f["input_file"] for f in found}
-    verdict = Counter(re.search(r"(annotations identical|same labels|annotations differ)", f["message"])[1]
-                      for f in found)
+    verdict = Counter(
+        re.search(r"(annotations identical|same labels|annotations differ)", f["message"])[1] for f in found
+    )
     assert verdict == {"annotations identical": 2, "same labels": 58, "annotations differ": 10}
 
 
@@ -172,8 +200,11 @@ def test_ldc_depth_disagreements(tmp_path_factory: pytest.TempPathFactory) -> No
     found = {f["input_file"]: f for f in r["report"]["findings"] if f["code"] == "DEPTH_MISMATCH"}
     assert len(found) == 212 and {f["severity"] for f in found.values()} == {"info"}
     flagged = images.loc[sorted(found)]
-    assert Counter(zip(flagged["mode"], flagged.declared_depth.astype(int))) == {("RGB", 1): 207, ("RGBA", 1): 1,
-                                                                                 ("P", 3): 4}
+    assert Counter(zip(flagged["mode"], flagged.declared_depth.astype(int))) == {
+        ("RGB", 1): 207,
+        ("RGBA", 1): 1,
+        ("P", 3): 4,
+    }
     assert flagged.grey_pixels.all()
     assert sorted(Path(p).stem for p in flagged.index[flagged["mode"] == "P"]) == ["c (5)", "c (62)", "c (65)", "c (7)"]
 

@@ -52,8 +52,14 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def trained(patches: Path, store: Path) -> tuple[dict[str, Any], Path, dict[str, Any]]:
     """One baseline run with the params.yaml section as is (only the MLflow store is private)."""
     doc = tiny_params(store)
-    report = run(section(doc, "train_baseline", BaselineConfig), load_task(doc), section(doc, "mlflow", TrackingConfig),
-                 patches, store / "out", "v-test")
+    report = run(
+        section(doc, "train_baseline", BaselineConfig),
+        load_task(doc),
+        section(doc, "mlflow", TrackingConfig),
+        patches,
+        store / "out",
+        "v-test",
+    )
     return report, store / "out", doc
 
 
@@ -80,7 +86,8 @@ def test_c_is_chosen_from_the_grid_on_val(trained: tuple[dict[str, Any], Path, d
 
 
 def test_model_fits_train_and_beats_chance_on_unseen_patients(
-        trained: tuple[dict[str, Any], Path, dict[str, Any]], patches: Path) -> None:
+    trained: tuple[dict[str, Any], Path, dict[str, Any]], patches: Path
+) -> None:
     """The tiny photos are hard for HOG at 32 px (measured: val macro-F1 0.63, test 0.50 on 16
     patches), so the floors are what is stable: the model fits its training patches and is above
     chance on the 30 val patches of unseen patients. `test_easy_patches_are_separated` checks the
@@ -93,8 +100,7 @@ def test_model_fits_train_and_beats_chance_on_unseen_patients(
     assert report["val"]["macro_f1"] > 0.55
 
 
-def test_mlflow_run_has_tags_params_metrics_and_artifacts(
-        trained: tuple[dict[str, Any], Path, dict[str, Any]]) -> None:
+def test_mlflow_run_has_tags_params_metrics_and_artifacts(trained: tuple[dict[str, Any], Path, dict[str, Any]]) -> None:
     report, _, doc = trained
     tracking = section(doc, "mlflow", TrackingConfig)
     client = mlflow.MlflowClient(tracking.tracking_uri)
@@ -104,20 +110,35 @@ def test_mlflow_run_has_tags_params_metrics_and_artifacts(
     tags = got.data.tags
     assert (tags["stage"], tags["kind"], tags["data_version"]) == ("train_baseline", "baseline", "v-test")
     assert tags["git_commit"]
-    assert got.data.metrics == pytest.approx({"test_macro_f1": report["test"]["macro_f1"],
-                                              "test_accuracy": report["test"]["accuracy"],
-                                              "val_macro_f1": report["val"]["macro_f1"]})
+    assert got.data.metrics == pytest.approx(
+        {
+            "test_macro_f1": report["test"]["macro_f1"],
+            "test_accuracy": report["test"]["accuracy"],
+            "val_macro_f1": report["val"]["macro_f1"],
+        }
+    )
     assert float(got.data.params["chosen_C"]) == report["C"] and got.data.params["hog_orientations"] == "9"
     assert {f.path for f in client.list_artifacts(report["run_id"])} == {METRICS, MODEL, CONFUSION}
 
 
-def test_cli_rerun_is_deterministic(trained: tuple[dict[str, Any], Path, dict[str, Any]], patches: Path,
-                                    tmp_path: Path) -> None:
+def test_cli_rerun_is_deterministic(
+    trained: tuple[dict[str, Any], Path, dict[str, Any]], patches: Path, tmp_path: Path
+) -> None:
     report, out, doc = trained
     params = tmp_path / "params.yaml"
     params.write_text(yaml.safe_dump(doc))
-    main(["--patches", str(patches), "--out", str(tmp_path / "again"), "--params", str(params),
-          "--data-version", "v-test"])
+    main(
+        [
+            "--patches",
+            str(patches),
+            "--out",
+            str(tmp_path / "again"),
+            "--params",
+            str(params),
+            "--data-version",
+            "v-test",
+        ]
+    )
     again = read_json(tmp_path / "again" / METRICS)
     assert again["run_id"] != report["run_id"]
     assert {**again, "run_id": None} == {**report, "run_id": None}
@@ -144,8 +165,16 @@ def _easy_patches(root: Path, kind: str, seed: int = 0) -> Path:
             rel = f"{split}/{TINY_CLASSES[label]}/{split}_{i:03d}.png"
             (root / "patches" / rel).parent.mkdir(parents=True, exist_ok=True)
             Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8)).save(root / "patches" / rel)
-            rows.append({"patch_id": f"{split}_{i}", "patch_path": rel, "label": TINY_CLASSES[label],
-                         "patient_id": f"{split}_p{i}", "split": split, "augment": "none"})
+            rows.append(
+                {
+                    "patch_id": f"{split}_{i}",
+                    "patch_path": rel,
+                    "label": TINY_CLASSES[label],
+                    "patient_id": f"{split}_p{i}",
+                    "split": split,
+                    "augment": "none",
+                }
+            )
     pd.DataFrame(rows).to_parquet(root / "patches.parquet", index=False)
     return root
 
@@ -154,6 +183,11 @@ def _easy_patches(root: Path, kind: str, seed: int = 0) -> Path:
 def test_easy_patches_are_separated(kind: str, store: Path, tmp_path: Path) -> None:
     """Each feature family alone carries the label: the baseline must get (nearly) all of test."""
     doc = tiny_params(store, train_baseline={"image_size": 32})
-    report = run(section(doc, "train_baseline", BaselineConfig), load_task(doc),
-                 section(doc, "mlflow", TrackingConfig), _easy_patches(tmp_path / "crop", kind), tmp_path / "out")
+    report = run(
+        section(doc, "train_baseline", BaselineConfig),
+        load_task(doc),
+        section(doc, "mlflow", TrackingConfig),
+        _easy_patches(tmp_path / "crop", kind),
+        tmp_path / "out",
+    )
     assert report["test"]["macro_f1"] >= 0.9

@@ -21,8 +21,11 @@ from tests.conftest import tiny_params
 
 
 def test_training_run_logs_patch_dataset_report_and_contact_sheet(tiny_dataset: Path, tmp_path: Path) -> None:
-    doc = tiny_params(tmp_path, train_model={"epochs": 1},
-                      crop_patches={"balance": {"target_per_class": 40}, "detection": {"enabled": False}})
+    doc = tiny_params(
+        tmp_path,
+        train_model={"epochs": 1},
+        crop_patches={"balance": {"target_per_class": 40}, "detection": {"enabled": False}},
+    )
     task = load_task(doc)
     ingest(section(doc, "ingest_data", IngestConfig), tiny_dataset, tmp_path / "ingest")
     validate(section(doc, "validate_annotations", ValidateConfig), task, tmp_path / "ingest", tmp_path / "val")

@@ -44,15 +44,26 @@ def write_patches(root: Path, per_split: dict[str, int], size: int = 32, seed: i
         for i in range(n):
             label = TINY_CLASSES[i % 2]
             pixels = rng.integers(80, 160, (size, size, 3)).astype(np.uint8)
-            pixels[size // 4:3 * size // 4, size // 4:3 * size // 4, i % 2] = 235
+            pixels[size // 4 : 3 * size // 4, size // 4 : 3 * size // 4, i % 2] = 235
             rel = f"{split}/{label}/{split}_{i:04d}.jpg"
             (root / "patches" / rel).parent.mkdir(parents=True, exist_ok=True)
             Image.fromarray(pixels).save(root / "patches" / rel, format="JPEG", quality=92)
             pid = f"{split}{i:04d}"
-            rows.append({"patch_id": pid, "patch_path": rel, "rel_path": f"{pid}.jpg", "box_index": 0,
-                         "sha256": hashlib.sha256((root / "patches" / rel).read_bytes()).hexdigest(),
-                         "label": label, "patient_id": f"P-{split}-{i // 2}", "split": split, "augment": "none",
-                         "base_patch_id": pid, "window": "0,0,1,1"})
+            rows.append(
+                {
+                    "patch_id": pid,
+                    "patch_path": rel,
+                    "rel_path": f"{pid}.jpg",
+                    "box_index": 0,
+                    "sha256": hashlib.sha256((root / "patches" / rel).read_bytes()).hexdigest(),
+                    "label": label,
+                    "patient_id": f"P-{split}-{i // 2}",
+                    "split": split,
+                    "augment": "none",
+                    "base_patch_id": pid,
+                    "window": "0,0,1,1",
+                }
+            )
     pd.DataFrame(rows).to_parquet(root / "patches.parquet", index=False)
     return root
 
@@ -87,15 +98,20 @@ def _same_weights(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> boo
     return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
-@pytest.mark.parametrize("overrides", [
-    {"scheduler": "cosine", "augment": "strong", "optimizer": "adamw", "class_weights": "balanced"},
-    {"scheduler": "plateau", "augment": "light", "optimizer": "sgd", "freeze_layers": 1},
-    {"scheduler": "onecycle", "augment": "light", "sampler": "balanced"},  # per-batch schedule, drawn order
-])
-def test_resume_after_a_crash_ends_with_the_uninterrupted_weights(patches: Path, tmp_path: Path,
-                                                                  overrides: dict[str, Any]) -> None:
-    cfg = TrainConfig(arch="small_cnn", image_size=32, epochs=4, batch_size=16, dropout=0.3, patience=10,
-                      threads=1, **overrides)
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"scheduler": "cosine", "augment": "strong", "optimizer": "adamw", "class_weights": "balanced"},
+        {"scheduler": "plateau", "augment": "light", "optimizer": "sgd", "freeze_layers": 1},
+        {"scheduler": "onecycle", "augment": "light", "sampler": "balanced"},  # per-batch schedule, drawn order
+    ],
+)
+def test_resume_after_a_crash_ends_with_the_uninterrupted_weights(
+    patches: Path, tmp_path: Path, overrides: dict[str, Any]
+) -> None:
+    cfg = TrainConfig(
+        arch="small_cnn", image_size=32, epochs=4, batch_size=16, dropout=0.3, patience=10, threads=1, **overrides
+    )
     straight = _fit(cfg, patches, tmp_path / "straight")
     with pytest.raises(Crash):
         _fit(cfg, patches, tmp_path / "crashed", crash_after=1)
@@ -107,22 +123,36 @@ def test_resume_after_a_crash_ends_with_the_uninterrupted_weights(patches: Path,
     assert _same_weights(final[0]["optimizer"]["state"][0], final[1]["optimizer"]["state"][0])
     assert _same_weights(straight.best_state, resumed.best_state) and straight.best_epoch == resumed.best_epoch
     drop = ("epoch_seconds", "train_images_per_s")  # wall-clock, the only fields allowed to differ
-    assert ([{k: v for k, v in r.items() if k not in drop} for r in straight.history]
-            == [{k: v for k, v in r.items() if k not in drop} for r in resumed.history])
+    assert [{k: v for k, v in r.items() if k not in drop} for r in straight.history] == [
+        {k: v for k, v in r.items() if k not in drop} for r in resumed.history
+    ]
 
 
 def test_inputs_are_normalised_with_the_train_patches_statistics(patches: Path, tmp_path: Path) -> None:
     """Per-channel mean/std of the train split's pixels (not ImageNet's), for both data sources; and
     a OneCycle run is not cut short by patience (its best epoch's weights are still the ones kept)."""
-    cfg = TrainConfig(arch="small_cnn", image_size=32, epochs=3, batch_size=16, threads=1, scheduler="onecycle",
-                      patience=0, min_epochs=None)
+    cfg = TrainConfig(
+        arch="small_cnn",
+        image_size=32,
+        epochs=3,
+        batch_size=16,
+        threads=1,
+        scheduler="onecycle",
+        patience=0,
+        min_epochs=None,
+    )
     state = _fit(cfg, patches, tmp_path / "memory")
     pixels = open_split(patches, "train", TASK.classes, cfg, torch.device("cpu")).images.double() / 255
     np.testing.assert_allclose(state.norm.mean, pixels.mean(dim=(0, 2, 3)).numpy(), atol=1e-6)
     np.testing.assert_allclose(state.norm.std, pixels.std(dim=(0, 2, 3), correction=0).numpy(), atol=1e-6)
     assert len(state.history) == 3 and state.best_state is not None
-    files = open_split(patches, "train", TASK.classes, dataclasses.replace(cfg, loader="dataloader", num_workers=0),
-                       torch.device("cpu"))
+    files = open_split(
+        patches,
+        "train",
+        TASK.classes,
+        dataclasses.replace(cfg, loader="dataloader", num_workers=0),
+        torch.device("cpu"),
+    )
     assert files.normalization() == state.norm  # 40 patches: all of them read
 
 
@@ -133,11 +163,16 @@ def test_dataloader_workers_feed_the_same_batches_as_memory(patches: Path, tmp_p
     assert _same_weights(memory.best_state, files.best_state)
 
 
-@pytest.mark.parametrize(("change", "error"), [
-    ({"arch": "resnet18"}, "train_model.arch"), ({"image_size": 48}, "train_model.image_size"),
-])
-def test_resume_refuses_a_checkpoint_of_another_model(patches: Path, tmp_path: Path, change: dict[str, Any],
-                                                      error: str) -> None:
+@pytest.mark.parametrize(
+    ("change", "error"),
+    [
+        ({"arch": "resnet18"}, "train_model.arch"),
+        ({"image_size": 48}, "train_model.image_size"),
+    ],
+)
+def test_resume_refuses_a_checkpoint_of_another_model(
+    patches: Path, tmp_path: Path, change: dict[str, Any], error: str
+) -> None:
     cfg = TrainConfig(arch="small_cnn", image_size=32, epochs=1, batch_size=16, threads=1)
     _fit(cfg, patches, tmp_path)
     with pytest.raises(Exception, match=error):
@@ -156,8 +191,16 @@ def _params_file(tmp_path: Path, **train: Any) -> Path:
 def test_cli_trains_logs_and_resumes_into_a_new_run(patches: Path, tmp_path: Path) -> None:
     weights = tmp_path / "backbone.pt"
     torch.save(build_model("small_cnn", 5).state_dict(), weights)  # another class count: the head mismatches
-    params = _params_file(tmp_path, epochs=2, scheduler="step", step_size=1, gamma=0.5, log_every=2,
-                          pretrained_path=str(weights), freeze_layers=1)
+    params = _params_file(
+        tmp_path,
+        epochs=2,
+        scheduler="step",
+        step_size=1,
+        gamma=0.5,
+        log_every=2,
+        pretrained_path=str(weights),
+        freeze_layers=1,
+    )
     base = ["--params", str(params), "--patches", str(patches)]
     main([*base, "--out", str(tmp_path / "first")])
     ckpt = torch.load(tmp_path / "first" / CHECKPOINT, weights_only=False)
@@ -171,8 +214,14 @@ def test_cli_trains_logs_and_resumes_into_a_new_run(patches: Path, tmp_path: Pat
     assert first.data.params["pretrained_missing_keys"] == "2" and first.data.params["freeze_layers"] == "1"
     assert [m.value for m in client.get_metric_history(first.info.run_id, "lr")] == [0.002, 0.001]
 
-    params.write_text(yaml.safe_dump(tiny_params(tmp_path, train_model={
-        "epochs": 3, "scheduler": "step", "step_size": 1, "gamma": 0.5, "freeze_layers": 1})))
+    params.write_text(
+        yaml.safe_dump(
+            tiny_params(
+                tmp_path,
+                train_model={"epochs": 3, "scheduler": "step", "step_size": 1, "gamma": 0.5, "freeze_layers": 1},
+            )
+        )
+    )
     main([*base, "--out", str(tmp_path / "second"), "--resume", str(tmp_path / "first" / LAST)])
     resumed = yaml.safe_load((tmp_path / "second" / "train_summary.json").read_text())
     again = client.get_run(resumed["run_id"])
@@ -181,8 +230,11 @@ def test_cli_trains_logs_and_resumes_into_a_new_run(patches: Path, tmp_path: Pat
     assert [m.value for m in client.get_metric_history(again.info.run_id, "lr")] == [0.002, 0.001, 0.0005]
 
 
-def test_pretrained_weights_from_s3(s3_server: str,  # noqa: F811  (the imported fixture)
-                                    monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_pretrained_weights_from_s3(
+    s3_server: str,  # noqa: F811  (the imported fixture)
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
     import boto3
 
     monkeypatch.setenv("AWS_ENDPOINT_URL_S3", s3_server)  # the standard variable boto3 reads itself
@@ -203,14 +255,32 @@ def test_torchrun_two_cpu_processes_train_one_model(patches: Path, tmp_path: Pat
     torch.save(build_model("small_cnn", 2).state_dict(), tmp_path / "w.pt")  # rank 0 loads it, DDP copies it
     params = _params_file(tmp_path, epochs=1, device="cpu", pretrained_path=str(tmp_path / "w.pt"), freeze_layers=1)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "GLOO_SOCKET_IFNAME": "lo"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-           "-m", "components.train_model", "--params", str(params), "--patches", str(patches),
-           "--out", str(tmp_path / "out")]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc-per-node",
+        "2",
+        "-m",
+        "components.train_model",
+        "--params",
+        str(params),
+        "--patches",
+        str(patches),
+        "--out",
+        str(tmp_path / "out"),
+    ]
     done = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300, check=False)
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.count("train_model: run ") == 1  # rank 1 trains silently
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
-        "checkpoint.pt", "curves.png", "last.pt", "preprocessing.json", "train_summary.json"]
+        "checkpoint.pt",
+        "curves.png",
+        "last.pt",
+        "preprocessing.json",
+        "train_summary.json",
+    ]
     summary = yaml.safe_load((tmp_path / "out" / "train_summary.json").read_text())
     client = mlflow.MlflowClient(f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}")
     [run] = client.search_runs([summary["experiment_id"]])

@@ -20,12 +20,37 @@ from components.validate_annotations.core import run as validate
 from tests.conftest import TINY_CLASSES, tiny_params
 
 CODES = (
-    "IMAGE_MISSING", "ANNOTATION_MISSING", "IMAGE_CORRUPT", "XML_MALFORMED", "XML_UNSAFE", "EXTENSION_MISMATCH",
-    "FILENAME_MISMATCH", "IMAGE_TOO_LARGE", "SIZE_MISSING", "SIZE_MISMATCH", "EXIF_ROTATED", "DEPTH_MISMATCH",
-    "BOX_NOT_FINITE", "BOX_ZERO_AREA", "BOX_INVERTED", "BOX_OUT_OF_BOUNDS", "BOX_CLIPPED", "BOX_DUPLICATE",
-    "BOX_NEAR_DUPLICATE", "BOX_LABEL_CONFLICT", "BOX_TOO_SMALL", "BOX_SIZE_OUTLIER", "LABEL_UNKNOWN",
-    "LABEL_NORMALIZED", "CLASSES_TXT_CONFLICT", "CLASS_TOO_FEW", "CLASS_IMBALANCE", "IMAGE_DUPLICATE",
-    "IMAGE_NEAR_DUPLICATE", "PATIENT_LEAK", "PATIENT_UNKNOWN",
+    "IMAGE_MISSING",
+    "ANNOTATION_MISSING",
+    "IMAGE_CORRUPT",
+    "XML_MALFORMED",
+    "XML_UNSAFE",
+    "EXTENSION_MISMATCH",
+    "FILENAME_MISMATCH",
+    "IMAGE_TOO_LARGE",
+    "SIZE_MISSING",
+    "SIZE_MISMATCH",
+    "EXIF_ROTATED",
+    "DEPTH_MISMATCH",
+    "BOX_NOT_FINITE",
+    "BOX_ZERO_AREA",
+    "BOX_INVERTED",
+    "BOX_OUT_OF_BOUNDS",
+    "BOX_CLIPPED",
+    "BOX_DUPLICATE",
+    "BOX_NEAR_DUPLICATE",
+    "BOX_LABEL_CONFLICT",
+    "BOX_TOO_SMALL",
+    "BOX_SIZE_OUTLIER",
+    "LABEL_UNKNOWN",
+    "LABEL_NORMALIZED",
+    "CLASSES_TXT_CONFLICT",
+    "CLASS_TOO_FEW",
+    "CLASS_IMBALANCE",
+    "IMAGE_DUPLICATE",
+    "IMAGE_NEAR_DUPLICATE",
+    "PATIENT_LEAK",
+    "PATIENT_UNKNOWN",
 )
 DATASET_WIDE = {"CLASS_TOO_FEW", "CLASS_IMBALANCE"}
 
@@ -36,17 +61,33 @@ def clean_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from lesionops.synth.skin import SynthConfig, generate_skin_dataset
 
     out = tmp_path_factory.mktemp("defects") / "clean"
-    generate_skin_dataset(SynthConfig(out_dir=out, n_images=60, seed=11, image_width=160, image_height=120,
-                                      classes=TINY_CLASSES, class_priors=(0.5, 0.5), images_per_patient_min=2,
-                                      images_per_patient_max=4), progress=False)
+    generate_skin_dataset(
+        SynthConfig(
+            out_dir=out,
+            n_images=60,
+            seed=11,
+            image_width=160,
+            image_height=120,
+            classes=TINY_CLASSES,
+            class_priors=(0.5, 0.5),
+            images_per_patient_min=2,
+            images_per_patient_max=4,
+        ),
+        progress=False,
+    )
     return out
 
 
 def _validate(data: Path, work: Path, classes: tuple[str, ...], **validate_params: Any) -> dict[str, Any]:
     doc = tiny_params(work, task={"classes": list(classes)}, validate_annotations=validate_params)
     ingest(section(doc, "ingest_data", IngestConfig), data, work / "ingest")
-    return validate(section(doc, "validate_annotations", ValidateConfig), load_task(doc), work / "ingest",
-                    work / "validate", section(doc, "mlflow", TrackingConfig))
+    return validate(
+        section(doc, "validate_annotations", ValidateConfig),
+        load_task(doc),
+        work / "ingest",
+        work / "validate",
+        section(doc, "mlflow", TrackingConfig),
+    )
 
 
 @pytest.fixture(scope="module")
@@ -64,8 +105,11 @@ def defect_run(clean_dataset: Path, tmp_path_factory: pytest.TempPathFactory) ->
 
 
 def _hits(report: dict[str, Any], code: str, files: list[str]) -> list[dict[str, Any]]:
-    return [f for f in report["findings"] if f["code"] == code
-            and (code in DATASET_WIDE or f["file"] in files or f["input_file"] in files)]
+    return [
+        f
+        for f in report["findings"]
+        if f["code"] == code and (code in DATASET_WIDE or f["file"] in files or f["input_file"] in files)
+    ]
 
 
 @pytest.mark.parametrize("code", CODES)
@@ -102,20 +146,34 @@ def test_every_input_is_accepted_or_quarantined_once(defect_run: dict[str, Any])
     report, work = defect_run["report"], defect_run["work"]
     accepted, quarantined = set(report["accepted"]), set(report["quarantined"])
     assert not accepted & quarantined
-    assert len(accepted) + len(quarantined) == report["n_input_files"] == report["n_images"] + report["n_orphan_annotations"]
+    assert (
+        len(accepted) + len(quarantined)
+        == report["n_input_files"]
+        == report["n_images"] + report["n_orphan_annotations"]
+    )
     quarantine = read_json(work / "validate" / "quarantine.json")
     assert {q["file"] for q in quarantine} == quarantined
     assert all(q["codes"] for q in quarantine)
     image_errors = {f["input_file"] for f in report["findings"] if f["severity"] == "error" and f["box_index"] is None}
     assert image_errors == quarantined
     # a box-level error drops the box, listed with its file, index, code and label; the photo stays
-    box_errors = {(f["input_file"], f["box_index"], f["code"]) for f in report["findings"]
-                  if f["severity"] == "error" and f["box_index"] is not None and f["input_file"] in accepted}
+    box_errors = {
+        (f["input_file"], f["box_index"], f["code"])
+        for f in report["findings"]
+        if f["severity"] == "error" and f["box_index"] is not None and f["input_file"] in accepted
+    }
     assert box_errors == {(d["file"], d["box_index"], d["code"]) for d in report["dropped_boxes"]}
     assert report["n_dropped_boxes"] == len(box_errors) > 0
 
 
-BOX_ERRORS = ("BOX_NOT_FINITE", "BOX_ZERO_AREA", "BOX_INVERTED", "BOX_OUT_OF_BOUNDS", "BOX_LABEL_CONFLICT", "LABEL_UNKNOWN")
+BOX_ERRORS = (
+    "BOX_NOT_FINITE",
+    "BOX_ZERO_AREA",
+    "BOX_INVERTED",
+    "BOX_OUT_OF_BOUNDS",
+    "BOX_LABEL_CONFLICT",
+    "LABEL_UNKNOWN",
+)
 
 
 @pytest.mark.parametrize("code", BOX_ERRORS)

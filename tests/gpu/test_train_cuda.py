@@ -56,10 +56,21 @@ def test_training_runs_on_cuda_with_bf16(tiny_dataset: Path, tmp_path: Path) -> 
 
 @pytest.mark.gpu
 @pytest.mark.parametrize(("loader", "amp"), [("memory", "auto"), ("dataloader", "auto"), ("memory", "off")])
-def test_cuda_fit_with_channels_last_and_pinned_uint8_batches(patches: Path, tmp_path: Path, loader: str,
-                                                              amp: str) -> None:
-    cfg = TrainConfig(arch="resnet18", image_size=32, epochs=2, batch_size=16, device="cuda", loader=loader,
-                      num_workers=2, augment="strong", amp=amp, patience=5)
+def test_cuda_fit_with_channels_last_and_pinned_uint8_batches(
+    patches: Path, tmp_path: Path, loader: str, amp: str
+) -> None:
+    cfg = TrainConfig(
+        arch="resnet18",
+        image_size=32,
+        epochs=2,
+        batch_size=16,
+        device="cuda",
+        loader=loader,
+        num_workers=2,
+        augment="strong",
+        amp=amp,
+        patience=5,
+    )
     task = TaskConfig(name="tiny", classes=TINY_CLASSES)
     train_src, val_src = (open_split(patches, s, task.classes, cfg, CUDA) for s in ("train", "val"))
     if isinstance(train_src, MemorySource):

@@ -25,6 +25,7 @@ def s3(s3_client: object) -> object:
         s3_client.create_bucket(Bucket=bucket)  # type: ignore[attr-defined]
     return s3_client
 
+
 @pytest.fixture()
 def postgres_uri(tmp_path: Path) -> Iterator[str]:
     """A real PostgreSQL 16 server on a unix socket in tmp_path; stopped afterwards."""
@@ -48,7 +49,8 @@ def _keys(client: object, bucket: str, prefix: str) -> list[str]:
 
 @pytest.mark.slow
 def test_pipeline_on_s3_data_with_postgres_registry_and_s3_artifacts(
-        s3: object, postgres_uri: str, tiny_dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    s3: object, postgres_uri: str, tiny_dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import mlflow
     import sqlalchemy as sa
     from mlflow.tracking import MlflowClient
@@ -57,10 +59,10 @@ def test_pipeline_on_s3_data_with_postgres_registry_and_s3_artifacts(
 
     monkeypatch.chdir(tmp_path)
     assert _upload(s3, tiny_dataset, DATA, "raw") > 80
-    params = tiny_params(tmp_path, mlflow={"tracking_uri": postgres_uri,
-                                           "artifact_root": f"s3://{ARTIFACTS}/mlflow"})
-    run_training(f"s3://{DATA}/raw", params, tmp_path / "kfp-root", data_version="s3-test",
-                 log_path=tmp_path / "kfp.log")
+    params = tiny_params(tmp_path, mlflow={"tracking_uri": postgres_uri, "artifact_root": f"s3://{ARTIFACTS}/mlflow"})
+    run_training(
+        f"s3://{DATA}/raw", params, tmp_path / "kfp-root", data_version="s3-test", log_path=tmp_path / "kfp.log"
+    )
 
     client = MlflowClient(tracking_uri=postgres_uri)
     name = params["mlflow"]["registered_model"]

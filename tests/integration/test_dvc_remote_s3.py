@@ -25,14 +25,18 @@ def s3_endpoint(s3_client: object) -> str:
     s3_client.create_bucket(Bucket=BUCKET)  # type: ignore[attr-defined]
     return s3_client.meta.endpoint_url  # type: ignore[attr-defined]
 
+
 def _lesionops(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     exe = Path(sys.executable).with_name("lesionops")
     return subprocess.run([str(exe), *args], cwd=cwd, capture_output=True, text=True, env=os.environ.copy())
 
 
 def _digest(folder: Path) -> dict[str, str]:
-    return {p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {
+        p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
 
 
 def test_push_then_pull_restores_the_exact_dataset(s3_endpoint: str, tmp_path: Path) -> None:

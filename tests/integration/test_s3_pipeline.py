@@ -33,28 +33,57 @@ def s3(s3_client: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
         s3_client.create_bucket(Bucket=bucket)
     return s3_client
 
+
 def _stages(run: str, cache: Path) -> list[list[str]]:
     """dvc.yaml's commands with every path an S3 URI (plus where to mirror them locally)."""
-    out = {s: f"s3://{ARTIFACTS}/runs/{run}/{s}" for s in (
-        "ingest_data", "validate_annotations", "crop_patches", "train_baseline", "train_model", "evaluate_model",
-        "promote_model")}
+    out = {
+        s: f"s3://{ARTIFACTS}/runs/{run}/{s}"
+        for s in (
+            "ingest_data",
+            "validate_annotations",
+            "crop_patches",
+            "train_baseline",
+            "train_model",
+            "evaluate_model",
+            "promote_model",
+        )
+    }
     raw = f"s3://{DATA}/raw"
-    return [[stage, *args, "--out", out[stage], "--cache-dir", str(cache)] for stage, *args in [
-        ["ingest_data", "--source", raw],
-        ["validate_annotations", "--manifest", out["ingest_data"]],
-        ["crop_patches", "--accepted", out["validate_annotations"], "--source", raw],
-        ["train_baseline", "--patches", out["crop_patches"]],
-        ["train_model", "--patches", out["crop_patches"]],
-        ["evaluate_model", "--patches", out["crop_patches"], "--model", out["train_model"],
-         "--baseline", out["train_baseline"], "--validation", out["validate_annotations"]],
-        ["promote_model", "--model", out["train_model"], "--evaluation", out["evaluate_model"],
-         "--patches", out["crop_patches"]],
-    ]]
+    return [
+        [stage, *args, "--out", out[stage], "--cache-dir", str(cache)]
+        for stage, *args in [
+            ["ingest_data", "--source", raw],
+            ["validate_annotations", "--manifest", out["ingest_data"]],
+            ["crop_patches", "--accepted", out["validate_annotations"], "--source", raw],
+            ["train_baseline", "--patches", out["crop_patches"]],
+            ["train_model", "--patches", out["crop_patches"]],
+            [
+                "evaluate_model",
+                "--patches",
+                out["crop_patches"],
+                "--model",
+                out["train_model"],
+                "--baseline",
+                out["train_baseline"],
+                "--validation",
+                out["validate_annotations"],
+            ],
+            [
+                "promote_model",
+                "--model",
+                out["train_model"],
+                "--evaluation",
+                out["evaluate_model"],
+                "--patches",
+                out["crop_patches"],
+            ],
+        ]
+    ]
 
 
 def _keys(client: Any, bucket: str, prefix: str) -> list[str]:
     pages = client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
-    return [o["Key"][len(prefix):] for page in pages for o in page.get("Contents", [])]
+    return [o["Key"][len(prefix) :] for page in pages for o in page.get("Contents", [])]
 
 
 def test_every_stage_reads_and_writes_s3(s3: Any, tiny_dataset: Path, tmp_path: Path) -> None:
@@ -64,22 +93,41 @@ def test_every_stage_reads_and_writes_s3(s3: Any, tiny_dataset: Path, tmp_path: 
         if path.is_file():
             s3.upload_file(str(path), DATA, f"raw/{path.relative_to(tiny_dataset).as_posix()}")
     cache = tmp_path / "cache"  # one mirror for the stages and ingest: crop re-reads raw/ from it
-    params = tiny_params(tmp_path, train_model={"epochs": 2}, train_baseline={"c_grid": []},
-                         evaluate_model={"bootstrap": {"n_resamples": 100}},
-                         ingest_data={"cache_dir": str(cache / "sources")},
-                         mlflow={"artifact_root": f"s3://{ARTIFACTS}/mlflow"})
+    params = tiny_params(
+        tmp_path,
+        train_model={"epochs": 2},
+        train_baseline={"c_grid": []},
+        evaluate_model={"bootstrap": {"n_resamples": 100}},
+        ingest_data={"cache_dir": str(cache / "sources")},
+        mlflow={"artifact_root": f"s3://{ARTIFACTS}/mlflow"},
+    )
     work = tmp_path / "work"
     work.mkdir()
     (work / "params.yaml").write_text(yaml.safe_dump(params))
 
     for stage, *args in _stages("r1", cache):
-        result = subprocess.run([sys.executable, "-m", f"components.{stage}", *args], cwd=work, env=dict(os.environ),
-                                capture_output=True, text=True, timeout=600)
+        result = subprocess.run(
+            [sys.executable, "-m", f"components.{stage}", *args],
+            cwd=work,
+            env=dict(os.environ),
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
         assert result.returncode == 0, f"{stage} failed:\n{result.stdout[-2000:]}\n{result.stderr[-3000:]}"
 
-    runs = {s: _keys(s3, ARTIFACTS, f"runs/r1/{s}/") for s in (
-        "ingest_data", "validate_annotations", "crop_patches", "train_baseline", "train_model", "evaluate_model",
-        "promote_model")}
+    runs = {
+        s: _keys(s3, ARTIFACTS, f"runs/r1/{s}/")
+        for s in (
+            "ingest_data",
+            "validate_annotations",
+            "crop_patches",
+            "train_baseline",
+            "train_model",
+            "evaluate_model",
+            "promote_model",
+        )
+    }
     assert {"manifest.parquet", "ingest_report.json"} <= set(runs["ingest_data"])
     assert {"accepted.parquet", "validation_report.json"} <= set(runs["validate_annotations"])
     assert "patches.parquet" in runs["crop_patches"] and sum(k.endswith(".jpg") for k in runs["crop_patches"]) > 50

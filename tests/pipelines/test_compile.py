@@ -25,8 +25,15 @@ from pipelines.compile import compile_all
 from pipelines.kubeflow import KubeflowConfig
 from tests.conftest import REPO
 
-CLASSIFIER_TASKS = {"ingest-data", "validate-annotations", "crop-patches", "train-baseline", "train-model",
-                    "evaluate-model", "promote-model"}
+CLASSIFIER_TASKS = {
+    "ingest-data",
+    "validate-annotations",
+    "crop-patches",
+    "train-baseline",
+    "train-model",
+    "evaluate-model",
+    "promote-model",
+}
 DETECTOR_TASKS = {"train-detector", "evaluate-detector", "promote-model-2"}
 STAGE_OF = {"promote-model-2": "promote_model"}  # the detector branch's promote_model task
 ECR = "123456789012.dkr.ecr.eu-west-1.amazonaws.com/lesionops"
@@ -36,9 +43,13 @@ def _compile(tmp: Path, doc: dict[str, Any]) -> dict[str, Any]:
     paths = compile_all(tmp, doc, doc["serve"]["store_url"])
     assert [p.name for p in paths] == ["training.yaml", "monitoring.yaml", "monitoring-recurring-run.json"]
     training, *platform = yaml.safe_load_all((tmp / "training.yaml").read_text())
-    return {"training": training, "platform": platform[0]["platforms"]["kubernetes"] if platform else {},
-            "monitoring": yaml.safe_load((tmp / "monitoring.yaml").read_text()),
-            "schedule": json.loads((tmp / "monitoring-recurring-run.json").read_text()), "doc": doc}
+    return {
+        "training": training,
+        "platform": platform[0]["platforms"]["kubernetes"] if platform else {},
+        "monitoring": yaml.safe_load((tmp / "monitoring.yaml").read_text()),
+        "schedule": json.loads((tmp / "monitoring-recurring-run.json").read_text()),
+        "doc": doc,
+    }
 
 
 @pytest.fixture(scope="module")
@@ -50,9 +61,14 @@ def classifier(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 @pytest.fixture(scope="module")
 def detector(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """The es_skin preset (classifier + detector), images from ECR, DDP on 2 GPUs, a pipeline root."""
-    doc = apply_overrides(load_preset("es_skin", load_params(REPO / "params.yaml")), [
-        f"kubeflow.image_repository={ECR}", "kubeflow.stages.train_model.gpus=2",
-        "kubeflow.pipeline_root=s3://lesionops-prod-artifacts/pipeline-root"])
+    doc = apply_overrides(
+        load_preset("es_skin", load_params(REPO / "params.yaml")),
+        [
+            f"kubeflow.image_repository={ECR}",
+            "kubeflow.stages.train_model.gpus=2",
+            "kubeflow.pipeline_root=s3://lesionops-prod-artifacts/pipeline-root",
+        ],
+    )
     assert doc["task"]["models"] == ["classifier", "detector"]
     return _compile(tmp_path_factory.mktemp("detector"), doc)
 
@@ -90,8 +106,9 @@ def test_every_stage_has_its_component_and_the_version_tagged_image(classifier: 
 
 
 @pytest.mark.parametrize("which", ["classifier", "detector"])
-def test_every_task_requests_and_limits_cpu_and_memory_from_params(which: str, classifier: dict[str, Any],
-                                                                   detector: dict[str, Any]) -> None:
+def test_every_task_requests_and_limits_cpu_and_memory_from_params(
+    which: str, classifier: dict[str, Any], detector: dict[str, Any]
+) -> None:
     compiled = {"classifier": classifier, "detector": detector}[which]
     from components.common.params import section
 
@@ -99,10 +116,14 @@ def test_every_task_requests_and_limits_cpu_and_memory_from_params(which: str, c
     for spec in (compiled["training"], compiled["monitoring"]):
         for name, task in _tasks(spec).items():
             resources, settings = _container(spec, task)["resources"], cfg.settings(_stage(name))
-            assert (resources["resourceCpuRequest"], resources["resourceCpuLimit"]) == \
-                (settings.cpu_request, settings.cpu_limit), name
-            assert (resources["resourceMemoryRequest"], resources["resourceMemoryLimit"]) == \
-                (settings.memory_request, settings.memory_limit), name
+            assert (resources["resourceCpuRequest"], resources["resourceCpuLimit"]) == (
+                settings.cpu_request,
+                settings.cpu_limit,
+            ), name
+            assert (resources["resourceMemoryRequest"], resources["resourceMemoryLimit"]) == (
+                settings.memory_request,
+                settings.memory_limit,
+            ), name
     train = _container(classifier["training"], _tasks(classifier["training"])["train-model"])["resources"]
     assert train["resourceMemoryLimit"] == "32Gi" and train["resourceCpuRequest"] == "4"
 
@@ -110,8 +131,12 @@ def test_every_task_requests_and_limits_cpu_and_memory_from_params(which: str, c
 def test_gpus_on_the_training_tasks_only(classifier: dict[str, Any], detector: dict[str, Any]) -> None:
     spec = classifier["training"]
     gpu = {n: _container(spec, t)["resources"].get("accelerator") for n, t in _tasks(spec).items()}
-    assert gpu.pop("train-model") == {"count": "1", "resourceCount": "1", "resourceType": "nvidia.com/gpu",
-                                      "type": "nvidia.com/gpu"}
+    assert gpu.pop("train-model") == {
+        "count": "1",
+        "resourceCount": "1",
+        "resourceType": "nvidia.com/gpu",
+        "type": "nvidia.com/gpu",
+    }
     assert not any(gpu.values())
     spec = detector["training"]
     tasks = _tasks(spec)
@@ -123,25 +148,40 @@ def test_gpus_on_the_training_tasks_only(classifier: dict[str, Any], detector: d
     assert tasks["train-model"]["inputs"]["parameters"]["nproc_per_node"]["runtimeValue"]["constant"] == 2
     assert "nproc_per_node=nproc_per_node" in " ".join(_container(spec, tasks["train-model"])["command"])
     images = {n: _container(spec, t)["image"] for n, t in tasks.items()}
-    assert images == {n: f"{ECR}:{__version__}{'-cuda' if n in ('train-model', 'train-detector') else ''}"
-                      for n in tasks}
+    assert images == {
+        n: f"{ECR}:{__version__}{'-cuda' if n in ('train-model', 'train-detector') else ''}" for n in tasks
+    }
 
 
 def test_retries_on_the_flaky_steps_only(detector: dict[str, Any]) -> None:
     tasks = _tasks(detector["training"])
     retries = {n: t["retryPolicy"] for n, t in tasks.items() if "retryPolicy" in t}
     assert {n: r["maxRetryCount"] for n, r in retries.items()} == {
-        "ingest-data": 3, "train-model": 2, "train-detector": 2, "promote-model": 3, "promote-model-2": 3}
+        "ingest-data": 3,
+        "train-model": 2,
+        "train-detector": 2,
+        "promote-model": 3,
+        "promote-model-2": 3,
+    }
     for policy in retries.values():
-        assert (policy["backoffDuration"], policy["backoffFactor"], policy["backoffMaxDuration"]) == \
-            ("60s", 2.0, "3600s")
+        assert (policy["backoffDuration"], policy["backoffFactor"], policy["backoffMaxDuration"]) == (
+            "60s",
+            2.0,
+            "3600s",
+        )
 
 
 def test_caching_on_deterministic_steps_keyed_on_the_data_fingerprint(detector: dict[str, Any]) -> None:
     tasks = _tasks(detector["training"])
     cached = {n for n, t in tasks.items() if t.get("cachingOptions", {}).get("enableCache")}
-    assert cached == {"ingest-data", "validate-annotations", "crop-patches", "train-baseline", "train-model",
-                      "train-detector"}
+    assert cached == {
+        "ingest-data",
+        "validate-annotations",
+        "crop-patches",
+        "train-baseline",
+        "train-model",
+        "train-detector",
+    }
     assert all("cachingOptions" in t for t in tasks.values())  # an explicit choice everywhere
     monitor = _tasks(detector["monitoring"])["monitor-drift"]
     assert monitor["cachingOptions"] == {}
@@ -156,23 +196,27 @@ def test_caching_can_be_turned_off(tmp_path: Path) -> None:
     assert not any(t["cachingOptions"].get("enableCache") for t in tasks.values())
 
 
-@pytest.mark.parametrize(("condition", "evaluator", "promote"), [
-    ("condition-1", "evaluate-model", "promote-model"), ("condition-2", "evaluate-detector", "promote-model-2")])
-def test_promotion_only_inside_the_gate(detector: dict[str, Any], condition: str, evaluator: str,
-                                        promote: str) -> None:
+@pytest.mark.parametrize(
+    ("condition", "evaluator", "promote"),
+    [("condition-1", "evaluate-model", "promote-model"), ("condition-2", "evaluate-detector", "promote-model-2")],
+)
+def test_promotion_only_inside_the_gate(detector: dict[str, Any], condition: str, evaluator: str, promote: str) -> None:
     spec = detector["training"]
     gate = spec["root"]["dag"]["tasks"][condition]
     channel = f"pipelinechannel--{evaluator}-Output"
     assert gate["triggerPolicy"]["condition"] == f"inputs.parameter_values['{channel}'] == true"
-    assert gate["inputs"]["parameters"][channel]["taskOutputParameter"] == {"outputParameterKey": "Output",
-                                                                           "producerTask": evaluator}
+    assert gate["inputs"]["parameters"][channel]["taskOutputParameter"] == {
+        "outputParameterKey": "Output",
+        "producerTask": evaluator,
+    }
     assert evaluator in gate["dependentTasks"]
     assert list(spec["components"][f"comp-{condition}"]["dag"]["tasks"]) == [promote]
     assert promote not in spec["root"]["dag"]["tasks"]
 
 
-def test_monitoring_schedule_runs_the_compiled_monitoring_pipeline(classifier: dict[str, Any],
-                                                                   detector: dict[str, Any]) -> None:
+def test_monitoring_schedule_runs_the_compiled_monitoring_pipeline(
+    classifier: dict[str, Any], detector: dict[str, Any]
+) -> None:
     schedule, doc = classifier["schedule"], classifier["doc"]
     assert schedule["trigger"]["periodic_schedule"]["interval_second"] == "3600"  # retrain.every: 1h
     assert schedule["pipeline_spec"] == classifier["monitoring"]
@@ -196,10 +240,12 @@ def test_gpu_pods_tolerate_the_gpu_taint_and_get_shared_memory(detector: dict[st
     gpu = {_executor_of(detector["training"], t) for t in ("train-model", "train-detector")}
     assert set(executors) == gpu  # CPU tasks carry no platform config at all
     for name in gpu:
-        assert executors[name]["tolerations"] == [{"effect": "NoSchedule", "key": "nvidia.com/gpu",
-                                                   "operator": "Exists"}]
-        assert executors[name]["emptyDirMounts"] == [{"medium": "Memory", "mountPath": "/dev/shm",
-                                                      "sizeLimit": "8Gi", "volumeName": "dshm"}]
+        assert executors[name]["tolerations"] == [
+            {"effect": "NoSchedule", "key": "nvidia.com/gpu", "operator": "Exists"}
+        ]
+        assert executors[name]["emptyDirMounts"] == [
+            {"medium": "Memory", "mountPath": "/dev/shm", "sizeLimit": "8Gi", "volumeName": "dshm"}
+        ]
 
 
 def test_gpu_toleration_can_be_turned_off_and_cpu_training_has_none(tmp_path: Path) -> None:

@@ -54,18 +54,40 @@ def test_dvc_and_kfp_local_run_the_same_stages_and_agree(tiny_dataset: Path, tmp
     _run([sys.executable, "-m", "dvc", "repro"], dvc_root)
     promotion = json.loads((dvc_root / "outputs/promote_model/classifier/promotion.json").read_text())
     # every stage ran; the ones this task does not use said so instead of failing the graph
-    for skipped in ("promote_model/detector/promotion.json", "train_detector/train_summary.json",
-                    "crossval/kfold_report.json"):
+    for skipped in (
+        "promote_model/detector/promotion.json",
+        "train_detector/train_summary.json",
+        "crossval/kfold_report.json",
+    ):
         assert "skipped" in json.loads((dvc_root / "outputs" / skipped).read_text()), skipped
     assert json.loads((dvc_root / "outputs/monitor_history.json").read_text()) is not None
     assert promotion["version"] == "1" and promotion["alias"] == "champion"
-    again = promote(PromoteConfig(), TrackingConfig(**dvc_doc["mlflow"]), dvc_root / "outputs/train_model",
-                    dvc_root / "outputs/evaluate_model", tmp_path / "again")
+    again = promote(
+        PromoteConfig(),
+        TrackingConfig(**dvc_doc["mlflow"]),
+        dvc_root / "outputs/train_model",
+        dvc_root / "outputs/evaluate_model",
+        tmp_path / "again",
+    )
     assert again["version"] == "1" and again["moved"] is False  # idempotent
 
     kfp_root, kfp_doc = _project(tmp_path, tiny_dataset, "kfp")
-    _run([sys.executable, "-m", "lesionops", "pipeline", "run", "--source", "data",
-          "--params", "params.yaml", "--pipeline-root", "kfp_root"], kfp_root)
+    _run(
+        [
+            sys.executable,
+            "-m",
+            "lesionops",
+            "pipeline",
+            "run",
+            "--source",
+            "data",
+            "--params",
+            "params.yaml",
+            "--pipeline-root",
+            "kfp_root",
+        ],
+        kfp_root,
+    )
     kfp_champion = champion_summary(TrackingConfig(**kfp_doc["mlflow"]))
     assert kfp_champion is not None and kfp_champion["version"] == "1"
 
@@ -74,19 +96,40 @@ def test_dvc_and_kfp_local_run_the_same_stages_and_agree(tiny_dataset: Path, tmp
     [kfp_table] = list((kfp_root / "kfp_root").rglob("patches.parquet"))
     kfp_patches = pd.read_parquet(kfp_table)
     cols = ["patch_path", "sha256", "box_index", "label", "patient_id", "split"]
-    pd.testing.assert_frame_equal(dvc_patches[cols].sort_values("patch_path").reset_index(drop=True),
-                                  kfp_patches[cols].sort_values("patch_path").reset_index(drop=True))
+    pd.testing.assert_frame_equal(
+        dvc_patches[cols].sort_values("patch_path").reset_index(drop=True),
+        kfp_patches[cols].sort_values("patch_path").reset_index(drop=True),
+    )
     # Same seeded training on the same data: the same test metrics.
     dvc_metrics = json.loads((dvc_root / "outputs/evaluate_model/metrics.json").read_text())
     assert kfp_champion["test_metrics"]["test_macro_f1"] == pytest.approx(dvc_metrics["test_macro_f1"], abs=1e-6)
     assert kfp_champion["test_metrics"]["test_accuracy"] == pytest.approx(dvc_metrics["test_accuracy"], abs=1e-6)
 
     # A challenger that cannot pass the gate: kfp skips promote_model (dsl.If), champion unchanged.
-    strict = {**kfp_doc, "evaluate_model": {**kfp_doc["evaluate_model"],
-                                            "gate": {**kfp_doc["evaluate_model"]["gate"], "min_accuracy": 1.01}}}
+    strict = {
+        **kfp_doc,
+        "evaluate_model": {
+            **kfp_doc["evaluate_model"],
+            "gate": {**kfp_doc["evaluate_model"]["gate"], "min_accuracy": 1.01},
+        },
+    }
     (kfp_root / "strict.yaml").write_text(yaml.safe_dump(strict))
-    out = _run([sys.executable, "-m", "lesionops", "pipeline", "run", "--source", "data",
-                "--params", "strict.yaml", "--pipeline-root", "kfp_root"], kfp_root).stdout
+    out = _run(
+        [
+            sys.executable,
+            "-m",
+            "lesionops",
+            "pipeline",
+            "run",
+            "--source",
+            "data",
+            "--params",
+            "strict.yaml",
+            "--pipeline-root",
+            "kfp_root",
+        ],
+        kfp_root,
+    ).stdout
     assert "gate FAILED (min_accuracy)" in out and "promote_model:" not in out
     after = champion_summary(TrackingConfig(**kfp_doc["mlflow"]))
     assert after is not None and after["version"] == "1"

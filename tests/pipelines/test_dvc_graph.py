@@ -26,13 +26,19 @@ def test_code_deps_are_exactly_the_imports() -> None:
         body = stage.get("do", stage)  # foreach stages keep cmd/deps under `do`
         code = [d for d in body["deps"] if str(d).startswith("components")]
         assert code == expected_deps(name), (
-            f"dvc.yaml {name} code deps differ from its imports; run `python -m scripts.dvc_deps {name}`")
+            f"dvc.yaml {name} code deps differ from its imports; run `python -m scripts.dvc_deps {name}`"
+        )
 
 
 def test_a_stage_never_reaches_into_another_stage() -> None:
     for name in STAGES:
-        others = {f for f in code_files(name) if f.startswith("components/") and f.count("/") >= 2
-                  and not f.startswith(("components/common/", f"components/{name}/"))}
+        others = {
+            f
+            for f in code_files(name)
+            if f.startswith("components/")
+            and f.count("/") >= 2
+            and not f.startswith(("components/common/", f"components/{name}/"))
+        }
         assert not others, f"{name} imports another stage's code: {sorted(others)}"
 
 

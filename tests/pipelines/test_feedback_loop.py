@@ -49,16 +49,27 @@ N_REPORTS = 4
 def _params(root: Path) -> dict[str, Any]:
     """Tiny params; the gate opened so the retrained model is promoted (the gate's own branches are
     tested elsewhere: this test is about the loop)."""
-    return deep_merge(tiny_params(root), {
-        "task": {"models": ["classifier"]},
-        "evaluate_model": {"gate": {"max_drop_vs_champion": 1.0, "min_test_samples": 1}},
-        "monitor_drift": {"retrain_feedback_threshold": N_REPORTS},
-        "serve": {"store_url": f"sqlite:///{root / 'serving' / 'lesionops.db'}",
-                  "image_dir": str(root / "serving" / "images"), "feedback_dir": str(root / "feedback"),
-                  "reload_every_s": 0.0, "champion_alias": "champion", "retention_days": 30},
-        "retrain": {"data": str(root / "data"), "pipeline_root": str(root / ".kfp_local"),
-                    "monitor_dir": str(root / "outputs" / "monitor")},
-    })
+    return deep_merge(
+        tiny_params(root),
+        {
+            "task": {"models": ["classifier"]},
+            "evaluate_model": {"gate": {"max_drop_vs_champion": 1.0, "min_test_samples": 1}},
+            "monitor_drift": {"retrain_feedback_threshold": N_REPORTS},
+            "serve": {
+                "store_url": f"sqlite:///{root / 'serving' / 'lesionops.db'}",
+                "image_dir": str(root / "serving" / "images"),
+                "feedback_dir": str(root / "feedback"),
+                "reload_every_s": 0.0,
+                "champion_alias": "champion",
+                "retention_days": 30,
+            },
+            "retrain": {
+                "data": str(root / "data"),
+                "pipeline_root": str(root / ".kfp_local"),
+                "monitor_dir": str(root / "outputs" / "monitor"),
+            },
+        },
+    )
 
 
 def _first_champion(doc: dict[str, Any], root: Path) -> None:
@@ -69,10 +80,19 @@ def _first_champion(doc: dict[str, Any], root: Path) -> None:
     crop(section(doc, "crop_patches", CropConfig), task, out / "validate", root / "data", out / "crop")
     train_baseline(section(doc, "train_baseline", BaselineConfig), task, tracking, out / "crop", out / "baseline")
     train(section(doc, "train_model", TrainConfig), task, tracking, out / "crop", out / "train")
-    evaluate(section(doc, "evaluate_model", EvaluateConfig), task, tracking, out / "crop", out / "train",
-             out / "evaluate", baseline_dir=out / "baseline", validation_dir=out / "validate")
-    done = promote(section(doc, "promote_model", PromoteConfig), tracking, out / "train", out / "evaluate",
-                   out / "promote")
+    evaluate(
+        section(doc, "evaluate_model", EvaluateConfig),
+        task,
+        tracking,
+        out / "crop",
+        out / "train",
+        out / "evaluate",
+        baseline_dir=out / "baseline",
+        validation_dir=out / "validate",
+    )
+    done = promote(
+        section(doc, "promote_model", PromoteConfig), tracking, out / "train", out / "evaluate", out / "promote"
+    )
     assert done["version"] == "1"
 
 
@@ -83,15 +103,24 @@ def _report_wrong(client: TestClient, data: Path, classes: tuple[str, ...]) -> l
         box = read_voc_file(xml).boxes[0]
         image = xml.with_suffix(".jpg")
         with image.open("rb") as fh:
-            res = client.post("/classify", files={"file": (image.name, fh, "image/jpeg")},
-                              data={"box": f"{box.xmin - 1:.0f},{box.ymin - 1:.0f},{box.xmax:.0f},{box.ymax:.0f}"},
-                              headers={"Authorization": f"Bearer {CLINICIAN}"})
+            res = client.post(
+                "/classify",
+                files={"file": (image.name, fh, "image/jpeg")},
+                data={"box": f"{box.xmin - 1:.0f},{box.ymin - 1:.0f},{box.xmax:.0f},{box.ymax:.0f}"},
+                headers={"Authorization": f"Bearer {CLINICIAN}"},
+            )
         assert res.status_code == 200, res.text
         said = res.json()["top"][0]["label"]
         other = next(c for c in classes if c != said)
-        fb = client.post("/feedback", data={"prediction_id": res.json()["prediction_id"], "suggested_label": other,
-                                            "note": "looks like the other one"},
-                         headers={"Authorization": f"Bearer {CLINICIAN}"})
+        fb = client.post(
+            "/feedback",
+            data={
+                "prediction_id": res.json()["prediction_id"],
+                "suggested_label": other,
+                "note": "looks like the other one",
+            },
+            headers={"Authorization": f"Bearer {CLINICIAN}"},
+        )
         assert fb.status_code == 201, fb.text
         ids.append(fb.json()["feedback_id"])
     return ids
@@ -102,13 +131,17 @@ def _review_all(client: TestClient, ids: list[str]) -> None:
     queue = client.get("/review/queue", headers=auth).json()["items"]
     assert {item["feedback_id"] for item in queue} == set(ids)
     for item in queue:
-        res = client.post(f"/review/items/{item['feedback_id']}", headers=auth,
-                          json={"action": "accept", "true_label": item["suggested_label"], "reviewer": "dr test"})
+        res = client.post(
+            f"/review/items/{item['feedback_id']}",
+            headers=auth,
+            json={"action": "accept", "true_label": item["suggested_label"], "reviewer": "dr test"},
+        )
         assert res.status_code == 200 and res.json()["status"] == "accepted", res.text
 
 
-def test_reported_reviewed_retrained_and_served(tiny_dataset: Path, tmp_path: Path,
-                                                monkeypatch: pytest.MonkeyPatch) -> None:
+def test_reported_reviewed_retrained_and_served(
+    tiny_dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     root = tmp_path / "clinic"
     root.mkdir()
     shutil.copytree(tiny_dataset, root / "data")
@@ -138,15 +171,20 @@ def test_reported_reviewed_retrained_and_served(tiny_dataset: Path, tmp_path: Pa
 
         health = client.post("/reload", headers={"Authorization": f"Bearer {ADMIN}"}).json()
         assert health["classifier"]["version"] == "2", health  # the retrained champion is served
-        res = client.post("/classify", files={"file": ("x.jpg", next((root / "data").glob("**/*.jpg")).read_bytes(),
-                                                       "image/jpeg")}, headers={"Authorization": f"Bearer {CLINICIAN}"})
+        res = client.post(
+            "/classify",
+            files={"file": ("x.jpg", next((root / "data").glob("**/*.jpg")).read_bytes(), "image/jpeg")},
+            headers={"Authorization": f"Bearer {CLINICIAN}"},
+        )
         assert res.json()["model"]["version"] == "2"
 
     # The chain from one report to the model trained on it, with who did each step.
     store = Store(serve.store_url)
     sha = store.get_feedback(ids[0])["input_sha256"]
-    steps = [(s.who, s.what) for s in Trail(store, tracking, section(doc, "promote_model", PromoteConfig).audit_log)
-             .image(sha)]
+    steps = [
+        (s.who, s.what)
+        for s in Trail(store, tracking, section(doc, "promote_model", PromoteConfig).audit_log).image(sha)
+    ]
     clinician, reviewer = f"dr-clinician ({CLINICIAN.split('.')[0]})", f"dr-test ({REVIEWER.split('.')[0]})"
     assert (clinician, f"report {ids[0]}") in steps and (reviewer, "review: accepted") in steps
     assert ("system:retrain", "merged into training data") in steps

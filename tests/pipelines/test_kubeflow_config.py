@@ -34,19 +34,22 @@ def test_a_document_without_the_section_gets_the_defaults() -> None:
         from_params({"kubeflow": {"gpu": 1}})
 
 
-@pytest.mark.parametrize(("values", "message"), [
-    ({"stages": {"train_modle": {"gpus": 1}}}, r"unknown stage\(s\) \['train_modle'\]"),
-    ({"stages": {"crop_patches": {"cpu_request": "8", "cpu_limit": "4"}}}, "cpu_request 8 is above cpu_limit 4"),
-    ({"stages": {"ingest_data": {"memory_limit": "lots"}}}, r"ingest_data.memory_limit: not a Kubernetes quantity"),
-    ({"stages": {"train_detector": {"gpus": 2}}}, "train_detector trains in one process"),
-    ({"stages": {"promote_model": {"retries": -1}}}, "must be >= 0"),
-    ({"stages": {"ingest_data": {"cpu_request": 1}}}, "expected str"),  # YAML 1 is an int: quote it
-    ({"defaults": {"cpu_request": "1"}}, "every key needs a value"),
-    ({"image_repository": "ghcr.io/lesionops/lesionops:latest"}, "without tag or digest"),
-    ({"retry_backoff": "soon"}, "a duration like 30s"),
-    ({"pipeline_root": "/mnt/pipeline-root"}, "a URI the cluster can reach"),
-    ({"pytorchjob": {"nodes": 0}}, "nodes: at least 1"),
-])
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"stages": {"train_modle": {"gpus": 1}}}, r"unknown stage\(s\) \['train_modle'\]"),
+        ({"stages": {"crop_patches": {"cpu_request": "8", "cpu_limit": "4"}}}, "cpu_request 8 is above cpu_limit 4"),
+        ({"stages": {"ingest_data": {"memory_limit": "lots"}}}, r"ingest_data.memory_limit: not a Kubernetes quantity"),
+        ({"stages": {"train_detector": {"gpus": 2}}}, "train_detector trains in one process"),
+        ({"stages": {"promote_model": {"retries": -1}}}, "must be >= 0"),
+        ({"stages": {"ingest_data": {"cpu_request": 1}}}, "expected str"),  # YAML 1 is an int: quote it
+        ({"defaults": {"cpu_request": "1"}}, "every key needs a value"),
+        ({"image_repository": "ghcr.io/lesionops/lesionops:latest"}, "without tag or digest"),
+        ({"retry_backoff": "soon"}, "a duration like 30s"),
+        ({"pipeline_root": "/mnt/pipeline-root"}, "a URI the cluster can reach"),
+        ({"pytorchjob": {"nodes": 0}}, "nodes: at least 1"),
+    ],
+)
 def test_settings_a_cluster_would_refuse_are_refused_at_load(values: dict[str, Any], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         _cfg(**values)
@@ -55,8 +58,11 @@ def test_settings_a_cluster_would_refuse_are_refused_at_load(values: dict[str, A
 def test_configure_sets_everything_on_a_task() -> None:
     from pipelines.training import build_training_pipeline
 
-    cfg = _cfg(image_repository="registry.example.com:5000/team/lesionops", retry_backoff="2m",
-               stages={"train_model": {"gpus": 2, "retries": 1}})
+    cfg = _cfg(
+        image_repository="registry.example.com:5000/team/lesionops",
+        retry_backoff="2m",
+        stages={"train_model": {"gpus": 2, "retries": 1}},
+    )
     spec = build_training_pipeline(("classifier",), cfg).pipeline_spec
     task = spec.root.dag.tasks["train-model"]
     container = spec.deployment_spec["executors"]["exec-train-model"]["container"]
@@ -67,11 +73,27 @@ def test_configure_sets_everything_on_a_task() -> None:
     assert task.inputs.parameters["nproc_per_node"].runtime_value.constant.number_value == 2
 
 
-@pytest.mark.parametrize(("nproc", "head"), [
-    (1, [sys.executable, "-m", "components.train_model"]),
-    (4, [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nnodes", "1", "--nproc-per-node", "4",
-         "-m", "components.train_model"]),
-])
+@pytest.mark.parametrize(
+    ("nproc", "head"),
+    [
+        (1, [sys.executable, "-m", "components.train_model"]),
+        (
+            4,
+            [
+                sys.executable,
+                "-m",
+                "torch.distributed.run",
+                "--standalone",
+                "--nnodes",
+                "1",
+                "--nproc-per-node",
+                "4",
+                "-m",
+                "components.train_model",
+            ],
+        ),
+    ],
+)
 def test_launch_command_uses_torchrun_for_several_processes(nproc: int, head: list[str]) -> None:
     assert command("train_model", ["--out", "o"], nproc) == [*head, "--out", "o"]
     with pytest.raises(ValueError, match="at least 1"):

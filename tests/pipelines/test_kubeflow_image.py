@@ -15,8 +15,16 @@ import pytest
 from components.common.kfp_image import IMAGE, IMAGE_REPOSITORY, image
 from tests.conftest import REPO
 
-SOURCES = ["components", "pipelines", "lesionops", "tasks", "params.yaml", "pyproject.toml", "constraints.txt",
-           "README.md"]
+SOURCES = [
+    "components",
+    "pipelines",
+    "lesionops",
+    "tasks",
+    "params.yaml",
+    "pyproject.toml",
+    "constraints.txt",
+    "README.md",
+]
 
 
 def _instructions() -> list[tuple[str, str]]:
@@ -83,8 +91,12 @@ def test_builders_install_exactly_the_constraints() -> None:
         assert ("--torch-backend cpu" in runs) == (target == "cpu")  # cuda: PyPI's CUDA wheels, as constraints pin
     builder_runs = " ".join(args for instruction, args in stages["builder"] if instruction in ("RUN", "ENV"))
     assert "uv venv" in builder_runs and "UV_PYTHON_INSTALL_DIR=/opt/python" in builder_runs
-    copied = {args.split()[0] for stage in stages.values() for instruction, args in stage
-              if instruction == "COPY" and not args.startswith("--from")}
+    copied = {
+        args.split()[0]
+        for stage in stages.values()
+        for instruction, args in stage
+        if instruction == "COPY" and not args.startswith("--from")
+    }
     for source in copied:
         assert (REPO / source).exists(), f"COPY {source}: not in the repository"
 
@@ -123,15 +135,29 @@ def test_tags_derive_from_the_package_version() -> None:
     from components import __version__
 
     assert f"{IMAGE_REPOSITORY}:{__version__}" == IMAGE and image(cuda=True) == f"{IMAGE}-cuda"
-    assert image("123.dkr.ecr.eu-west-1.amazonaws.com/lesionops") == \
-        f"123.dkr.ecr.eu-west-1.amazonaws.com/lesionops:{__version__}"
+    assert (
+        image("123.dkr.ecr.eu-west-1.amazonaws.com/lesionops")
+        == f"123.dkr.ecr.eu-west-1.amazonaws.com/lesionops:{__version__}"
+    )
 
 
 def test_dockerignore_keeps_data_and_state_out_and_the_source_in() -> None:
-    patterns = [p.strip() for p in (REPO / ".dockerignore").read_text().splitlines()
-                if p.strip() and not p.startswith("#")]
-    for excluded in ("data", "mlruns", ".venv", ".venv-tools", "outputs", ".git", ".kfp_local", ".cache", "feedback",
-                     "serving", "datasets"):
+    patterns = [
+        p.strip() for p in (REPO / ".dockerignore").read_text().splitlines() if p.strip() and not p.startswith("#")
+    ]
+    for excluded in (
+        "data",
+        "mlruns",
+        ".venv",
+        ".venv-tools",
+        "outputs",
+        ".git",
+        ".kfp_local",
+        ".cache",
+        "feedback",
+        "serving",
+        "datasets",
+    ):
         assert any(fnmatch.fnmatch(excluded, p) for p in patterns), f"{excluded} is not ignored"
     for needed in SOURCES:
         assert not any(fnmatch.fnmatch(needed, p) for p in patterns), f"{needed} would be ignored"

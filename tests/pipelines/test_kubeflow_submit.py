@@ -25,13 +25,21 @@ from pipelines.submit import cluster_problems, run_request, submit_training
 from tests.conftest import REPO
 
 BUCKET = "lesionops-data"
-CLUSTER = ["mlflow.tracking_uri=http://mlflow.mlflow.svc:5000", "mlflow.artifact_root=s3://lesionops-artifacts/mlflow",
-           "kubeflow.pipeline_root=s3://lesionops-artifacts/pipeline-root", "kubeflow.service_account=lesionops-runner"]
+CLUSTER = [
+    "mlflow.tracking_uri=http://mlflow.mlflow.svc:5000",
+    "mlflow.artifact_root=s3://lesionops-artifacts/mlflow",
+    "kubeflow.pipeline_root=s3://lesionops-artifacts/pipeline-root",
+    "kubeflow.service_account=lesionops-runner",
+]
 
 
 def _dataset(root: Path) -> Path:
-    for rel, data in {"images/a.jpg": b"\xff\xd8a", "images/b.jpg": b"\xff\xd8bb", "Annotations/a.xml": b"<a/>",
-                      "metadata.csv": b"filename,patient_id\nimages/a.jpg,P1\n"}.items():
+    for rel, data in {
+        "images/a.jpg": b"\xff\xd8a",
+        "images/b.jpg": b"\xff\xd8bb",
+        "Annotations/a.xml": b"<a/>",
+        "metadata.csv": b"filename,patient_id\nimages/a.jpg,P1\n",
+    }.items():
         (root / rel).parent.mkdir(parents=True, exist_ok=True)
         (root / rel).write_bytes(data)
     return root
@@ -42,6 +50,7 @@ def s3(s3_client: Any) -> Any:
     """One bucket on the shared moto server (tests/conftest.py)."""
     s3_client.create_bucket(Bucket=BUCKET)
     return s3_client
+
 
 class _KfpApi(BaseHTTPRequestHandler):
     """healthz, experiments (list/create), runs and recurring runs (create) of the KFP v2beta1 REST API."""
@@ -65,8 +74,11 @@ class _KfpApi(BaseHTTPRequestHandler):
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         path = urlparse(self.path).path
         self.server.posts[path] = body  # type: ignore[attr-defined]
-        ids = {"/apis/v2beta1/experiments": {"experiment_id": "exp-1"}, "/apis/v2beta1/runs": {"run_id": "run-1"},
-               "/apis/v2beta1/recurringruns": {"recurring_run_id": "rr-1"}}
+        ids = {
+            "/apis/v2beta1/experiments": {"experiment_id": "exp-1"},
+            "/apis/v2beta1/runs": {"run_id": "run-1"},
+            "/apis/v2beta1/recurringruns": {"recurring_run_id": "rr-1"},
+        }
         self._reply({**body, **ids[path]})
 
 
@@ -133,8 +145,13 @@ def test_mirror_uploads_changes_only_and_refuses_foreign_objects(s3: Any, tmp_pa
 
 def test_what_a_cluster_cannot_run_is_named() -> None:
     problems = " | ".join(cluster_problems(load_params(REPO / "params.yaml"), "data", "untracked"))
-    for expected in ("source 'data'", "data_version 'untracked'", "kubeflow.pipeline_root is not set",
-                     "mlflow.tracking_uri 'sqlite:///mlruns/mlflow.db'", "mlflow.artifact_root 'mlruns/artifacts'"):
+    for expected in (
+        "source 'data'",
+        "data_version 'untracked'",
+        "kubeflow.pipeline_root is not set",
+        "mlflow.tracking_uri 'sqlite:///mlruns/mlflow.db'",
+        "mlflow.artifact_root 'mlruns/artifacts'",
+    ):
         assert expected in problems
     assert cluster_problems(_cluster_doc(), f"s3://{BUCKET}/raw", "abc123") == []
     with pytest.raises(ConfigError, match="cannot submit to Kubeflow: source"):
@@ -146,15 +163,23 @@ def test_what_a_cluster_cannot_run_is_named() -> None:
 def test_run_request_carries_the_fingerprint_and_the_cluster_settings() -> None:
     doc = _cluster_doc("kubeflow.namespace=team-a")
     request = run_request(doc, f"s3://{BUCKET}/raw", "0123456789abcdef", experiment="lesionops")
-    assert request.arguments == {"source_uri": f"s3://{BUCKET}/raw", "data_version": "0123456789abcdef",
-                                 "params_json": json.dumps(doc, sort_keys=True)}
-    assert (request.run_name, request.pipeline_root, request.namespace, request.service_account) == \
-        ("es_skin-0123456789ab", "s3://lesionops-artifacts/pipeline-root", "team-a", "lesionops-runner")
+    assert request.arguments == {
+        "source_uri": f"s3://{BUCKET}/raw",
+        "data_version": "0123456789abcdef",
+        "params_json": json.dumps(doc, sort_keys=True),
+    }
+    assert (request.run_name, request.pipeline_root, request.namespace, request.service_account) == (
+        "es_skin-0123456789ab",
+        "s3://lesionops-artifacts/pipeline-root",
+        "team-a",
+        "lesionops-runner",
+    )
     assert request.enable_caching is None  # kfp would otherwise overwrite every task's own caching option
 
 
-def test_submit_creates_the_run_with_the_s3_fingerprint(s3: Any, kfp_api: tuple[str, dict[str, Any]],
-                                                        tmp_path: Path) -> None:
+def test_submit_creates_the_run_with_the_s3_fingerprint(
+    s3: Any, kfp_api: tuple[str, dict[str, Any]], tmp_path: Path
+) -> None:
     host, posts = kfp_api
     data = _dataset(tmp_path / "data")
     uri = f"s3://{BUCKET}/raw"
@@ -178,8 +203,9 @@ def test_submit_creates_the_run_with_the_s3_fingerprint(s3: Any, kfp_api: tuple[
     assert dry["dry_run"] and dry["arguments"]["data_version"] == done["data_version"]
 
 
-def test_retrain_on_kubeflow_mirrors_the_dvc_folder_then_submits(s3: Any, kfp_api: tuple[str, dict[str, Any]],
-                                                                  tmp_path: Path) -> None:
+def test_retrain_on_kubeflow_mirrors_the_dvc_folder_then_submits(
+    s3: Any, kfp_api: tuple[str, dict[str, Any]], tmp_path: Path
+) -> None:
     from lesionops.retrain import launch_training
     from pipelines.schedule import RetrainConfig
 
@@ -204,9 +230,15 @@ def test_schedule_creates_the_monitoring_recurring_run(kfp_api: tuple[str, dict[
     host, posts = kfp_api
     doc = _cluster_doc()
     compile_all(tmp_path, doc, doc["serve"]["store_url"])
-    rr_id = submit_recurring_run(host, tmp_path / "monitoring.yaml", recurring_run_parameters(doc, doc["serve"]["store_url"]), "lesionops",
-                                 every_s=3600, pipeline_root="s3://lesionops-artifacts/pipeline-root",
-                                 service_account="lesionops-runner")
+    rr_id = submit_recurring_run(
+        host,
+        tmp_path / "monitoring.yaml",
+        recurring_run_parameters(doc, doc["serve"]["store_url"]),
+        "lesionops",
+        every_s=3600,
+        pipeline_root="s3://lesionops-artifacts/pipeline-root",
+        service_account="lesionops-runner",
+    )
     body = posts["/apis/v2beta1/recurringruns"]
     assert rr_id == "rr-1" and body["experiment_id"] == "exp-1"
     assert int(body["trigger"]["periodic_schedule"]["interval_second"]) == 3600  # int64: kfp sends a number

@@ -3,12 +3,16 @@ import pytest
 from pipelines.local import cel_to_python, portable_params
 
 
-@pytest.mark.parametrize(("cel", "python"), [
-    ("inputs.parameter_values['pipelinechannel--evaluate-model-Output'] == true",
-     "pipelinechannel--evaluate-model-Output == True"),
-    ("inputs.parameter_values['pipelinechannel--a-Output'] == false",
-     "pipelinechannel--a-Output == False"),
-])
+@pytest.mark.parametrize(
+    ("cel", "python"),
+    [
+        (
+            "inputs.parameter_values['pipelinechannel--evaluate-model-Output'] == true",
+            "pipelinechannel--evaluate-model-Output == True",
+        ),
+        ("inputs.parameter_values['pipelinechannel--a-Output'] == false", "pipelinechannel--a-Output == False"),
+    ],
+)
 def test_compiled_conditions_become_python(cel: str, python: str) -> None:
     assert cel_to_python(cel) == python
 

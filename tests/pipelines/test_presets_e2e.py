@@ -42,14 +42,25 @@ from tests.conftest import tiny_params
 # and per-class metrics have something to work on. Tolerate an empty class anyway: a smoke run on a
 # few patients must not hinge on the hash.
 SHRINK: dict[str, Any] = {
-    "crop_patches": {"patch_size": 32, "workers": 1, "split": {"salt": "tiny-23"},
-                     "balance": {"target_per_class": 12, "fail_on_empty_class": False},
-                     "detection": {"enabled": False}, "contact_sheet_per_class": 2},
-    "train_model": {"arch": "small_cnn", "image_size": 32, "epochs": 2, "batch_size": 16, "threads": 1,
-                    "patience": 2},
-    "evaluate_model": {"bootstrap": {"n_resamples": 50},
-                       "gate": {"min_accuracy": 0.0, "min_macro_f1": 0.0, "min_class_recall": 0.0,
-                                "min_test_samples": 1, "min_gain_vs_baseline": -1.0}},
+    "crop_patches": {
+        "patch_size": 32,
+        "workers": 1,
+        "split": {"salt": "tiny-23"},
+        "balance": {"target_per_class": 12, "fail_on_empty_class": False},
+        "detection": {"enabled": False},
+        "contact_sheet_per_class": 2,
+    },
+    "train_model": {"arch": "small_cnn", "image_size": 32, "epochs": 2, "batch_size": 16, "threads": 1, "patience": 2},
+    "evaluate_model": {
+        "bootstrap": {"n_resamples": 50},
+        "gate": {
+            "min_accuracy": 0.0,
+            "min_macro_f1": 0.0,
+            "min_class_recall": 0.0,
+            "min_test_samples": 1,
+            "min_gain_vs_baseline": -1.0,
+        },
+    },
 }
 # preset → (images, width, height, extra overrides); es_skin runs its classifier half here
 CLASSIFIERS = {
@@ -76,8 +87,9 @@ def test_classifier_preset_end_to_end_through_the_stage_functions(preset: str, t
     generate(settings, task.classes, data, progress=False)
 
     ingest(section(doc, "ingest_data", IngestConfig), data, tmp_path / "ingest")
-    report = validate(section(doc, "validate_annotations", ValidateConfig), task, tmp_path / "ingest",
-                      tmp_path / "validate", tracking)
+    report = validate(
+        section(doc, "validate_annotations", ValidateConfig), task, tmp_path / "ingest", tmp_path / "validate", tracking
+    )
     assert report["passed"] and report["n_quarantined"] == 0
     patches = crop(section(doc, "crop_patches", CropConfig), task, tmp_path / "validate", data, tmp_path / "crop")
     assert set(patches.split) == {"train", "val", "test"}
@@ -92,11 +104,19 @@ def test_classifier_preset_end_to_end_through_the_stage_functions(preset: str, t
     assert summary["classes"] == list(task.classes) and summary["epochs_run"] <= 2
     run = mlflow.MlflowClient(tracking.tracking_uri).get_run(summary["run_id"])
     assert run.data.params["task"] == preset
-    assert mlflow.MlflowClient(tracking.tracking_uri).get_experiment(run.info.experiment_id).name == \
-        f"{tracking.experiment}-{preset}"
+    assert (
+        mlflow.MlflowClient(tracking.tracking_uri).get_experiment(run.info.experiment_id).name
+        == f"{tracking.experiment}-{preset}"
+    )
 
-    decision = evaluate(section(doc, "evaluate_model", EvaluateConfig), task, tracking, tmp_path / "crop",
-                        tmp_path / "train", tmp_path / "evaluate")
+    decision = evaluate(
+        section(doc, "evaluate_model", EvaluateConfig),
+        task,
+        tracking,
+        tmp_path / "crop",
+        tmp_path / "train",
+        tmp_path / "evaluate",
+    )
     metrics = json.loads((tmp_path / "evaluate" / "metrics.json").read_text())
     assert metrics["n_test"] == int((patches.split == "test").sum()) > 0
     assert isinstance(decision["passed"], bool) and decision["rules"]
@@ -110,8 +130,9 @@ def _env() -> dict[str, str]:
 
 
 def _cli(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "lesionops", *args], cwd=cwd, env=_env(), capture_output=True,
-                          text=True, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "lesionops", *args], cwd=cwd, env=_env(), capture_output=True, text=True, timeout=600
+    )
 
 
 def _flatten(prefix: str, value: Any) -> list[str]:
@@ -150,20 +171,26 @@ def test_cli_pipeline_run_task_chest_xray_generates_data_and_runs_kfp_local(tmp_
 
 
 @pytest.mark.skipif(not HAS_DETECTOR, reason="components.train_detector (the detector stage) is not in this checkout")
-@pytest.mark.parametrize(("preset", "data", "extra"), [
-    ("acupoint", (24, 96, 128), {}),
-    ("es_skin", (36, 128, 96), {"synth": {"class_priors": [0.5, 0.5]}}),
-])
-def test_detector_preset_end_to_end_through_the_stage_functions(preset: str, data: tuple[int, int, int],
-                                                                extra: dict[str, Any], tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("preset", "data", "extra"),
+    [
+        ("acupoint", (24, 96, 128), {}),
+        ("es_skin", (36, 128, 96), {"synth": {"class_priors": [0.5, 0.5]}}),
+    ],
+)
+def test_detector_preset_end_to_end_through_the_stage_functions(
+    preset: str, data: tuple[int, int, int], extra: dict[str, Any], tmp_path: Path
+) -> None:
     from components.evaluate_detector.config import EvaluateDetectorConfig
     from components.evaluate_detector.core import run as evaluate_detector
     from components.train_detector.config import DetectorConfig
     from components.train_detector.core import run as train_detector
 
-    tiny_detector = {"train_detector": {"epochs": 1, "batch_size": 2, "threads": 1, "min_size": 128, "max_size": 128},
-                     "crop_patches": {"detection": {"enabled": True}},
-                     "evaluate_detector": {"gate": {"min_map50": 0.0, "min_test_images": 1}}}
+    tiny_detector = {
+        "train_detector": {"epochs": 1, "batch_size": 2, "threads": 1, "min_size": 128, "max_size": 128},
+        "crop_patches": {"detection": {"enabled": True}},
+        "evaluate_detector": {"gate": {"min_map50": 0.0, "min_test_images": 1}},
+    }
     doc = _preset_params(tmp_path, preset, deep_merge(extra, tiny_detector))
     task, tracking = load_task(doc), section(doc, "mlflow", TrackingConfig)
     assert "detector" in task.models
@@ -174,18 +201,26 @@ def test_detector_preset_end_to_end_through_the_stage_functions(preset: str, dat
     assert done.n_boxes > 0
 
     ingest(section(doc, "ingest_data", IngestConfig), source, tmp_path / "ingest")
-    report = validate(section(doc, "validate_annotations", ValidateConfig), task, tmp_path / "ingest",
-                      tmp_path / "validate", tracking)
+    report = validate(
+        section(doc, "validate_annotations", ValidateConfig), task, tmp_path / "ingest", tmp_path / "validate", tracking
+    )
     assert report["passed"] and report["n_accepted_boxes"] == done.n_boxes
     crop(section(doc, "crop_patches", CropConfig), task, tmp_path / "validate", source, tmp_path / "crop")
     coco = json.loads((tmp_path / "crop" / "detection" / "annotations_train.json").read_text())
     assert [c["name"] for c in coco["categories"]] == list(task.classes) and coco["annotations"]
 
-    summary = train_detector(section(doc, "train_detector", DetectorConfig), task, tracking, tmp_path / "crop",
-                             tmp_path / "train_detector")
+    summary = train_detector(
+        section(doc, "train_detector", DetectorConfig), task, tracking, tmp_path / "crop", tmp_path / "train_detector"
+    )
     assert summary["registered_model"] == f"{preset}_detector" and summary["classes"] == list(task.classes)
-    decision = evaluate_detector(section(doc, "evaluate_detector", EvaluateDetectorConfig), task, tracking,
-                                 tmp_path / "crop", tmp_path / "train_detector", tmp_path / "evaluate_detector")
+    decision = evaluate_detector(
+        section(doc, "evaluate_detector", EvaluateDetectorConfig),
+        task,
+        tracking,
+        tmp_path / "crop",
+        tmp_path / "train_detector",
+        tmp_path / "evaluate_detector",
+    )
     assert isinstance(decision["passed"], bool) and decision["rules"]
     metrics = json.loads((tmp_path / "evaluate_detector" / "metrics.json").read_text())
     assert set(metrics["per_class_ap50"]) == set(task.classes)

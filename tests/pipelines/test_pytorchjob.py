@@ -18,9 +18,13 @@ from pipelines.pytorchjob import render
 from tests.conftest import REPO
 
 PATCHES, OUT = "s3://lesionops-prod-artifacts/runs/r1/crop_patches", "s3://lesionops-prod-artifacts/runs/r1/train"
-CLUSTER = ["mlflow.tracking_uri=http://mlflow.mlflow.svc:5000",
-           "mlflow.artifact_root=s3://lesionops-prod-artifacts/mlflow", "kubeflow.namespace=lesionops",
-           "kubeflow.service_account=lesionops-runner", "kubeflow.pytorchjob.env_secret=lesionops-aws"]
+CLUSTER = [
+    "mlflow.tracking_uri=http://mlflow.mlflow.svc:5000",
+    "mlflow.artifact_root=s3://lesionops-prod-artifacts/mlflow",
+    "kubeflow.namespace=lesionops",
+    "kubeflow.service_account=lesionops-runner",
+    "kubeflow.pytorchjob.env_secret=lesionops-aws",
+]
 
 
 def _doc(*sets: str) -> dict[str, Any]:
@@ -42,8 +46,14 @@ def test_master_and_workers_run_train_model_under_torchrun() -> None:
         assert container["name"] == "pytorch"
         assert container["image"] == f"ghcr.io/lesionops/lesionops:{__version__}-cuda"
         cmd = container["command"]
-        assert cmd[:6] == ["torchrun", "--nnodes=3", "--nproc-per-node=4", "--node-rank=$(RANK)",
-                           "--master-addr=$(MASTER_ADDR)", "--master-port=$(MASTER_PORT)"]
+        assert cmd[:6] == [
+            "torchrun",
+            "--nnodes=3",
+            "--nproc-per-node=4",
+            "--node-rank=$(RANK)",
+            "--master-addr=$(MASTER_ADDR)",
+            "--master-port=$(MASTER_PORT)",
+        ]
         assert cmd[6:8] == ["-m", "components.train_model"]
         args = dict(zip(cmd[8::2], cmd[9::2]))
         assert (args["--patches"], args["--out"], args["--data-version"]) == (PATCHES, OUT, "1b30aeb8.dir")
@@ -70,11 +80,14 @@ def test_one_node_is_a_master_only_and_cpu_training_uses_the_cpu_image() -> None
     assert "--nnodes=1" in container["command"]
 
 
-@pytest.mark.parametrize(("sets", "patches", "message"), [
-    ([], "outputs/crop_patches", "--patches 'outputs/crop_patches'"),
-    (["mlflow.tracking_uri=sqlite:///mlruns/mlflow.db"], PATCHES, "mlflow.tracking_uri"),
-    (["mlflow.artifact_root=mlruns/artifacts"], PATCHES, "mlflow.artifact_root"),
-])
+@pytest.mark.parametrize(
+    ("sets", "patches", "message"),
+    [
+        ([], "outputs/crop_patches", "--patches 'outputs/crop_patches'"),
+        (["mlflow.tracking_uri=sqlite:///mlruns/mlflow.db"], PATCHES, "mlflow.tracking_uri"),
+        (["mlflow.artifact_root=mlruns/artifacts"], PATCHES, "mlflow.artifact_root"),
+    ],
+)
 def test_what_pods_cannot_reach_is_refused(sets: list[str], patches: str, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         render(_doc(*sets), patches, OUT)
@@ -86,12 +99,38 @@ def test_cli_writes_the_manifest(tmp_path: Path) -> None:
     params = tmp_path / "params.yaml"
     params.write_text(yaml.safe_dump(_doc()))
     out = tmp_path / "job.yaml"
-    result = CliRunner().invoke(app, ["pipeline", "pytorchjob", "--patches", PATCHES, "--model-out", OUT,
-                                      "--out", str(out), "--params", str(params)])
+    result = CliRunner().invoke(
+        app,
+        [
+            "pipeline",
+            "pytorchjob",
+            "--patches",
+            PATCHES,
+            "--model-out",
+            OUT,
+            "--out",
+            str(out),
+            "--params",
+            str(params),
+        ],
+    )
     assert result.exit_code == 0, result.output
     job = yaml.safe_load(out.read_text())
     assert job["kind"] == "PyTorchJob" and job["spec"]["pytorchReplicaSpecs"]["Worker"]["replicas"] == 1
-    refused = CliRunner().invoke(app, ["pipeline", "pytorchjob", "--patches", "local/dir", "--model-out", OUT,
-                                       "--out", str(tmp_path / "no.yaml"), "--params", str(params)])
+    refused = CliRunner().invoke(
+        app,
+        [
+            "pipeline",
+            "pytorchjob",
+            "--patches",
+            "local/dir",
+            "--model-out",
+            OUT,
+            "--out",
+            str(tmp_path / "no.yaml"),
+            "--params",
+            str(params),
+        ],
+    )
     assert refused.exit_code == 2 and "pods read and write s3://" in " ".join(refused.output.split())
     assert not (tmp_path / "no.yaml").exists()

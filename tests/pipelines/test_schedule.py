@@ -26,8 +26,11 @@ def _fields(model: type) -> set[str]:
 
 
 def test_spec_uses_only_kfp_v2beta1_fields(compiled: Path) -> None:
-    store_mode = {"params_json": "{}", "store_url": "postgresql://monitor@db/lesionops",
-                  "history_uri": "/mnt/monitor/history.json"}  # a window of the serving store
+    store_mode = {
+        "params_json": "{}",
+        "store_url": "postgresql://monitor@db/lesionops",
+        "history_uri": "/mnt/monitor/history.json",
+    }  # a window of the serving store
     spec = recurring_run_spec(compiled, store_mode, every_s=3600)
     assert spec["runtime_config"]["parameters"] == store_mode
     assert set(spec) <= _fields(kfp_server_api.V2beta1RecurringRun)
@@ -42,8 +45,12 @@ def test_spec_uses_only_kfp_v2beta1_fields(compiled: Path) -> None:
 
 def test_cron_trigger_and_bad_schedules(compiled: Path) -> None:
     assert trigger(cron="0 0 * * * *") == {"cron_schedule": {"cron": "0 0 * * * *"}}
-    for kwargs, message in (({}, "exactly one"), ({"every_s": 60, "cron": "0 * * * *"}, "exactly one"),
-                            ({"every_s": 10}, "at least 60"), ({"cron": "hourly"}, "5 or 6 fields")):
+    for kwargs, message in (
+        ({}, "exactly one"),
+        ({"every_s": 60, "cron": "0 * * * *"}, "exactly one"),
+        ({"every_s": 10}, "at least 60"),
+        ({"cron": "hourly"}, "5 or 6 fields"),
+    ):
         with pytest.raises(ConfigError, match=message):
             trigger(**kwargs)
 

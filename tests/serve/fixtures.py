@@ -77,10 +77,13 @@ class ServeSetup:
 
     def params(self) -> dict[str, Any]:
         """The same set-up as a params document (for `lesionops serve --params`)."""
-        return {"task": {"name": self.task.name, "classes": list(self.task.classes), "models": list(self.task.models)},
-                "crop_patches": {"patch_size": self.crop.patch_size},
-                "serve": dataclasses.asdict(self.cfg), "mlflow": dataclasses.asdict(self.tracking),
-                "promote_model": dataclasses.asdict(self.promote)}
+        return {
+            "task": {"name": self.task.name, "classes": list(self.task.classes), "models": list(self.task.models)},
+            "crop_patches": {"patch_size": self.crop.patch_size},
+            "serve": dataclasses.asdict(self.cfg),
+            "mlflow": dataclasses.asdict(self.tracking),
+            "promote_model": dataclasses.asdict(self.promote),
+        }
 
 
 def _empty_store() -> Path:
@@ -96,9 +99,13 @@ def new_tracking(root: Path) -> TrackingConfig:
     """A fresh registry under `root/mlruns` (a copy of the migrated empty store)."""
     (root / "mlruns").mkdir(parents=True, exist_ok=True)
     shutil.copy(_empty_store(), root / "mlruns" / "mlflow.db")
-    return TrackingConfig(tracking_uri=f"sqlite:///{root / 'mlruns' / 'mlflow.db'}",
-                          artifact_root=str(root / "mlruns" / "artifacts"), experiment="serve-tests",
-                          registered_model="tiny_classifier", registered_detector="tiny_detector")
+    return TrackingConfig(
+        tracking_uri=f"sqlite:///{root / 'mlruns' / 'mlflow.db'}",
+        artifact_root=str(root / "mlruns" / "artifacts"),
+        experiment="serve-tests",
+        registered_model="tiny_classifier",
+        registered_detector="tiny_detector",
+    )
 
 
 def _promote(tracking: TrackingConfig, name: str, model_uri: str, alias: str) -> str:
@@ -107,8 +114,16 @@ def _promote(tracking: TrackingConfig, name: str, model_uri: str, alias: str) ->
     return version
 
 
-def log_classifier(tracking: TrackingConfig, task: TaskConfig, work: Path, *, seed: int = 0,
-                   image_size: int = 32, temperature: float | None = 1.5, alias: str = "champion") -> str:
+def log_classifier(
+    tracking: TrackingConfig,
+    task: TaskConfig,
+    work: Path,
+    *,
+    seed: int = 0,
+    image_size: int = 32,
+    temperature: float | None = 1.5,
+    alias: str = "champion",
+) -> str:
     """A small_cnn logged exactly as train_model logs it, its temperature as evaluate_model logs it,
     registered and given `alias`. Returns the registry version."""
     torch.manual_seed(seed)
@@ -126,8 +141,9 @@ def log_classifier(tracking: TrackingConfig, task: TaskConfig, work: Path, *, se
     return _promote(tracking, tracking.registered_model, uri, alias)
 
 
-def log_detector(tracking: TrackingConfig, task: TaskConfig, work: Path, *, seed: int = 0,
-                 alias: str = "champion") -> str:
+def log_detector(
+    tracking: TrackingConfig, task: TaskConfig, work: Path, *, seed: int = 0, alias: str = "champion"
+) -> str:
     """A randomly initialised Faster R-CNN (MobileNetV3 FPN) logged as train_detector logs it."""
     torch.manual_seed(seed)
     cfg = DetectorConfig(min_size=96, max_size=128, score_threshold=0.0)
@@ -153,8 +169,9 @@ def add_test_users(store_url: str) -> None:
         store.close()
 
 
-def build_serving(root: Path, *, classifier: bool = True, detector: bool = True, users: bool = True,
-                  **serve_overrides: Any) -> ServeSetup:
+def build_serving(
+    root: Path, *, classifier: bool = True, detector: bool = True, users: bool = True, **serve_overrides: Any
+) -> ServeSetup:
     """A registry with the requested champions and a serving config whose files all live in `root`."""
     root.mkdir(parents=True, exist_ok=True)
     models = ("classifier", "detector")
@@ -164,11 +181,17 @@ def build_serving(root: Path, *, classifier: bool = True, detector: bool = True,
         log_classifier(tracking, task, root / "work")
     if detector:
         log_detector(tracking, task, root / "work")
-    values: dict[str, Any] = {"store_url": f"sqlite:///{root / 'serving' / 'lesionops.db'}",
-                              "image_dir": str(root / "serving" / "images"),
-                              "feedback_dir": str(root / "feedback"), "reload_every_s": 0.0,
-                              "max_upload_bytes": 2_000_000, "max_image_pixels": 4_000_000,
-                              "detect_score_threshold": 0.0, "port": 8000, "upload_rate": "1000/minute"}
+    values: dict[str, Any] = {
+        "store_url": f"sqlite:///{root / 'serving' / 'lesionops.db'}",
+        "image_dir": str(root / "serving" / "images"),
+        "feedback_dir": str(root / "feedback"),
+        "reload_every_s": 0.0,
+        "max_upload_bytes": 2_000_000,
+        "max_image_pixels": 4_000_000,
+        "detect_score_threshold": 0.0,
+        "port": 8000,
+        "upload_rate": "1000/minute",
+    }
     values.update(serve_overrides)
     cfg = ServeConfig(**values)
     if users:

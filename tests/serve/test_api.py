@@ -77,7 +77,7 @@ def test_detect_with_annotated_png(client: httpx.Client) -> None:
     assert scores == sorted(scores, reverse=True)
     prefix = "data:image/png;base64,"
     assert body["annotated_png"].startswith(prefix)
-    with Image.open(io.BytesIO(base64.b64decode(body["annotated_png"][len(prefix):]))) as png:
+    with Image.open(io.BytesIO(base64.b64decode(body["annotated_png"][len(prefix) :]))) as png:
         assert png.format == "PNG" and png.size == (160, 120)
     plain = client.post("/detect", files=_file()).json()
     assert "annotated_png" not in plain
@@ -85,8 +85,11 @@ def test_detect_with_annotated_png(client: httpx.Client) -> None:
 
 def test_feedback_on_prediction_and_on_image(client: httpx.Client, auth: dict[str, str], serving: ServeSetup) -> None:
     pid = _classify(client, box="10,12,70,60")["prediction_id"]
-    r = client.post("/feedback", data={"prediction_id": pid, "suggested_label": "Lichen  Planus",
-                                       "note": "biopsy says LP"}, headers=auth)
+    r = client.post(
+        "/feedback",
+        data={"prediction_id": pid, "suggested_label": "Lichen  Planus", "note": "biopsy says LP"},
+        headers=auth,
+    )
     assert r.status_code == 201, r.text
     assert r.json()["status"] == "pending"
     row = Store(serving.cfg.store_url).get_feedback(r.json()["feedback_id"])
@@ -99,13 +102,21 @@ def test_feedback_on_prediction_and_on_image(client: httpx.Client, auth: dict[st
     assert row is not None and row["prediction_id"] is None and row["model_label"] is None
 
 
-def test_feedback_on_a_detection_keeps_the_detected_label(client: httpx.Client, auth: dict[str, str],
-                                                          serving: ServeSetup) -> None:
+def test_feedback_on_a_detection_keeps_the_detected_label(
+    client: httpx.Client, auth: dict[str, str], serving: ServeSetup
+) -> None:
     body = client.post("/detect", files=_file()).json()
     assert body["detections"], "the fixture detector (threshold 0) should find boxes"
     first = body["detections"][0]
-    r = client.post("/feedback", data={"prediction_id": body["prediction_id"], "suggested_label": "psoriasis",
-                                       "box": ",".join(str(v) for v in first["box"])}, headers=auth)
+    r = client.post(
+        "/feedback",
+        data={
+            "prediction_id": body["prediction_id"],
+            "suggested_label": "psoriasis",
+            "box": ",".join(str(v) for v in first["box"]),
+        },
+        headers=auth,
+    )
     assert r.status_code == 201, r.text
     row = Store(serving.cfg.store_url).get_feedback(r.json()["feedback_id"])
     assert row is not None and row["model_label"] == first["label"] and row["box"] == first["box"]
@@ -137,8 +148,10 @@ def test_pages(client: httpx.Client, path: str, page: str) -> None:
 # ---- bad input -----------------------------------------------------------------------------------
 def _png_header(width: int, height: int) -> bytes:
     """A PNG that declares `width`×`height` pixels but carries almost no data (a bomb's header)."""
+
     def chunk(tag: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data))
+
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
 
@@ -201,8 +214,10 @@ def test_oversize_body_chunked(client: httpx.Client, serving: ServeSetup) -> Non
     boundary = "lesionopsboundary"
 
     def body() -> Iterator[bytes]:
-        yield (f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="a.jpg"\r\n'
-               "Content-Type: image/jpeg\r\n\r\n").encode()
+        yield (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="a.jpg"\r\n'
+            "Content-Type: image/jpeg\r\n\r\n"
+        ).encode()
         for _ in range(serving.cfg.max_upload_bytes // 65536 + 2):
             yield b"\0" * 65536
         yield f"\r\n--{boundary}--\r\n".encode()
@@ -241,8 +256,9 @@ def test_feedback_bad_input(client: httpx.Client, anon: httpx.Client, auth: dict
 
 def test_feedback_with_both_prediction_and_file(client: httpx.Client, auth: dict[str, str]) -> None:
     pid = _classify(client)["prediction_id"]
-    r = client.post("/feedback", data={"prediction_id": pid, "suggested_label": "psoriasis"}, files=_file(),
-                    headers=auth)
+    r = client.post(
+        "/feedback", data={"prediction_id": pid, "suggested_label": "psoriasis"}, files=_file(), headers=auth
+    )
     assert r.status_code == 422 and "exactly one" in r.json()["detail"]
 
 

@@ -35,27 +35,67 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Store, Tracki
     tracking = new_tracking(root)
     doc = yaml.safe_load((REPO / "params.yaml").read_text())
     doc["serve"].update(store_url=f"sqlite:///{root / 'store.db'}", image_dir=str(root / "images"))
-    doc["mlflow"].update(tracking_uri=tracking.tracking_uri, artifact_root=tracking.artifact_root,
-                         registered_model=tracking.registered_model, registered_detector=tracking.registered_detector)
+    doc["mlflow"].update(
+        tracking_uri=tracking.tracking_uri,
+        artifact_root=tracking.artifact_root,
+        registered_model=tracking.registered_model,
+        registered_detector=tracking.registered_detector,
+    )
     doc["promote_model"]["audit_log"] = str(root / "audit.jsonl")
     (root / "params.yaml").write_text(yaml.safe_dump(doc))
     store = Store(doc["serve"]["store_url"])
     clinician, _ = add_user(store, "dr-lee", "clinician")
     reviewer, _ = add_user(store, "dr-kim", "reviewer")
     image, when = StoredImage(SHA, f"ab/{SHA}.jpg", 8, 8), utc_now() - timedelta(hours=3)
-    store.add_prediction(Prediction("p1", when, "classify", tracking.registered_model, "1", image, None, {"top": []},
-                                    "psoriasis", 0.6, dict.fromkeys(FEATURES, 1.0), np.zeros(4), clinician.user_id))
-    store.add_feedback(Feedback("f1", when + timedelta(minutes=1), "p1", image, "lichen_planus", "biopsy", None,
-                                "psoriasis", clinician.user_id))
-    store.review("f1", Review("accepted", "lichen_planus", [0, 0, 8, 8], reviewer.user_id,
-                              when + timedelta(minutes=5)), lambda row: f"Annotations/{SHA[:16]}.xml")
-    store.add_event("merge", "system:retrain", SHA[:16], {"data_version": DATA_VERSION, "file": "images/x.jpg"},
-                    when + timedelta(hours=1))
+    store.add_prediction(
+        Prediction(
+            "p1",
+            when,
+            "classify",
+            tracking.registered_model,
+            "1",
+            image,
+            None,
+            {"top": []},
+            "psoriasis",
+            0.6,
+            dict.fromkeys(FEATURES, 1.0),
+            np.zeros(4),
+            clinician.user_id,
+        )
+    )
+    store.add_feedback(
+        Feedback(
+            "f1",
+            when + timedelta(minutes=1),
+            "p1",
+            image,
+            "lichen_planus",
+            "biopsy",
+            None,
+            "psoriasis",
+            clinician.user_id,
+        )
+    )
+    store.review(
+        "f1",
+        Review("accepted", "lichen_planus", [0, 0, 8, 8], reviewer.user_id, when + timedelta(minutes=5)),
+        lambda row: f"Annotations/{SHA[:16]}.xml",
+    )
+    store.add_event(
+        "merge",
+        "system:retrain",
+        SHA[:16],
+        {"data_version": DATA_VERSION, "file": "images/x.jpg"},
+        when + timedelta(hours=1),
+    )
     version = log_classifier(tracking, TaskConfig(name="t", classes=CLASSES), root / "work")
     run_id = mlflow.MlflowClient(tracking.tracking_uri).get_model_version(tracking.registered_model, version).run_id
     mlflow.MlflowClient(tracking.tracking_uri).set_tag(run_id, "data_version", DATA_VERSION)
-    append_audit(root / "audit.jsonl", alias_move("promote", tracking.registered_model, "champion", None, version,
-                                                  run_id, "gate passed", user=None))
+    append_audit(
+        root / "audit.jsonl",
+        alias_move("promote", tracking.registered_model, "champion", None, version, run_id, "gate passed", user=None),
+    )
     return root / "params.yaml", store, tracking
 
 
@@ -86,10 +126,14 @@ def test_audit_follows_a_report_to_the_model_trained_on_it(setup: tuple[Path, St
     params, _, tracking = setup
     lines = [json.loads(x) for x in _run("audit", "--image", SHA[:12], "--json", "--params", str(params)).splitlines()]
     chain = [(s["who"].split(" ")[0], s["what"]) for s in lines]
-    assert chain == [("dr-lee", "classify (prediction p1)"), ("dr-lee", "report f1"), ("dr-kim", "review: accepted"),
-                     ("system:retrain", "merged into training data"),
-                     (chain[4][0], f"trained {tracking.registered_model} v1"),
-                     (chain[5][0], "promote @champion")]
+    assert chain == [
+        ("dr-lee", "classify (prediction p1)"),
+        ("dr-lee", "report f1"),
+        ("dr-kim", "review: accepted"),
+        ("system:retrain", "merged into training data"),
+        (chain[4][0], f"trained {tracking.registered_model} v1"),
+        (chain[5][0], "promote @champion"),
+    ]
     assert chain[5][0].startswith("os:")  # moved by a pipeline/CLI process: its OS login
     model = _run("audit", "--model-version", "1", "--json", "--params", str(params))
     assert "reported by dr-lee" in model and "accepted as lichen_planus by dr-kim" in model

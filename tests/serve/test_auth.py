@@ -72,8 +72,12 @@ def test_roles(anon: httpx.Client, case: str) -> None:
 
 def test_who_am_i(anon: httpx.Client) -> None:
     me = anon.get("/auth/me", headers=_bearer(CLINICIAN)).json()
-    assert me == {"user_id": CLINICIAN.split(".")[0], "name": "dr-clinician", "role": "clinician",
-                  "permissions": ["predict", "report"]}
+    assert me == {
+        "user_id": CLINICIAN.split(".")[0],
+        "name": "dr-clinician",
+        "role": "clinician",
+        "permissions": ["predict", "report"],
+    }
 
 
 def test_revoked_token_is_refused_at_once(anon: httpx.Client, serving: ServeSetup) -> None:
@@ -121,16 +125,31 @@ def jwks_url(signing_key: rsa.RSAPrivateKey) -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def kiosk(serving: ServeSetup, jwks_url: str) -> Iterator[str]:
-    cfg = dataclasses.replace(serving.cfg, anonymous_classify=True, upload_rate="2/minute", public_url=PUBLIC_URL,
-                              oidc_issuer=ISSUER, oidc_audience=AUDIENCE, oidc_jwks_url=jwks_url)
+    cfg = dataclasses.replace(
+        serving.cfg,
+        anonymous_classify=True,
+        upload_rate="2/minute",
+        public_url=PUBLIC_URL,
+        oidc_issuer=ISSUER,
+        oidc_audience=AUDIENCE,
+        oidc_jwks_url=jwks_url,
+    )
     with serve_in_thread(dataclasses.replace(serving, cfg=cfg).app()) as url:
         yield url
 
 
 def _jwt(key: rsa.RSAPrivateKey, **claims: Any) -> str:
     now = int(time.time())
-    body = {"iss": ISSUER, "aud": AUDIENCE, "sub": "u-123", "exp": now + 300, "iat": now,
-            "preferred_username": "dr.oidc", "roles": ["offline_access", "reviewer"], **claims}
+    body = {
+        "iss": ISSUER,
+        "aud": AUDIENCE,
+        "sub": "u-123",
+        "exp": now + 300,
+        "iat": now,
+        "preferred_username": "dr.oidc",
+        "roles": ["offline_access", "reviewer"],
+        **claims,
+    }
     return jwt.encode(body, key, algorithm="RS256", headers={"kid": KID})
 
 
@@ -166,8 +185,12 @@ def test_oidc_tokens(kiosk: str, signing_key: rsa.RSAPrivateKey, serving: ServeS
     assert httpx.get(kiosk + "/review/queue", headers=_bearer(good)).status_code == 200
     assert Store(serving.cfg.store_url).get_user("oidc:u-123")["source"] == "oidc"  # named in the audit trail
     other_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    refused = {"expired": _jwt(signing_key, exp=int(time.time()) - 60), "wrong audience": _jwt(signing_key, aud="x"),
-               "wrong issuer": _jwt(signing_key, iss="https://evil.test"), "forged": _jwt(other_key)}
+    refused = {
+        "expired": _jwt(signing_key, exp=int(time.time()) - 60),
+        "wrong audience": _jwt(signing_key, aud="x"),
+        "wrong issuer": _jwt(signing_key, iss="https://evil.test"),
+        "forged": _jwt(other_key),
+    }
     for why, token in refused.items():
         assert httpx.get(kiosk + "/auth/me", headers=_bearer(token)).status_code == 401, why
     no_role = _jwt(signing_key, sub="u-9", preferred_username="visitor", roles=["offline_access"])

@@ -33,8 +33,13 @@ KILL_AFTER_ACKS = 40
 def _start(params: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     with log.open("ab") as out:
-        return subprocess.Popen([sys.executable, "-m", "lesionops", "serve", "--params", str(params),
-                                 "--port", str(port)], cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
+        return subprocess.Popen(
+            [sys.executable, "-m", "lesionops", "serve", "--params", str(params), "--port", str(port)],
+            cwd=REPO,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
 
 
 def _wait_healthy(url: str, proc: subprocess.Popen[bytes], log: Path, timeout_s: float = 180) -> None:
@@ -60,12 +65,18 @@ def _client_loop(url: str, pid: str, worker: int, acked: list[str], failures: li
             i += 1
             try:
                 if i % 3 == 0:  # a report with its own image: the image file must survive too
-                    r = client.post("/feedback", data={"suggested_label": "psoriasis", "note": f"w{worker}-{i}"},
-                                    files={"file": ("x.png", image_bytes(64, 48, "PNG", seed=worker * 1000 + i),
-                                                    "image/png")}, headers=headers)
+                    r = client.post(
+                        "/feedback",
+                        data={"suggested_label": "psoriasis", "note": f"w{worker}-{i}"},
+                        files={"file": ("x.png", image_bytes(64, 48, "PNG", seed=worker * 1000 + i), "image/png")},
+                        headers=headers,
+                    )
                 else:
-                    r = client.post("/feedback", data={"prediction_id": pid, "suggested_label": "lichen_planus",
-                                                       "note": f"w{worker}-{i}"}, headers=headers)
+                    r = client.post(
+                        "/feedback",
+                        data={"prediction_id": pid, "suggested_label": "lichen_planus", "note": f"w{worker}-{i}"},
+                        headers=headers,
+                    )
             except httpx.TransportError as exc:
                 failures.append(type(exc).__name__)
                 return
@@ -82,8 +93,12 @@ def test_acknowledged_feedback_survives_kill_9(tmp_path: Path) -> None:
     proc = _start(params, port, log)
     try:
         _wait_healthy(url, proc, log)
-        pid = httpx.post(url + "/classify", files={"file": ("a.jpg", image_bytes(), "image/jpeg")},
-                         headers={"Authorization": f"Bearer {TOKEN}"}, timeout=60).json()["prediction_id"]
+        pid = httpx.post(
+            url + "/classify",
+            files={"file": ("a.jpg", image_bytes(), "image/jpeg")},
+            headers={"Authorization": f"Bearer {TOKEN}"},
+            timeout=60,
+        ).json()["prediction_id"]
         acked: list[str] = []
         failures: list[str] = []
         stop = threading.Event()

@@ -23,8 +23,9 @@ def test_exported_program_is_refused_with_a_reason(tmp_path: Path) -> None:
     model = nn.Sequential(nn.Flatten(), nn.Linear(12, 2)).eval()
     example = torch.zeros(1, 3, 2, 2)
     with mlflow.start_run(experiment_id=exp):
-        info = mlflow.pytorch.log_model(model, name="model", input_example=example.numpy(),
-                                        serialization_format="pt2", registered_model_name="old")
+        info = mlflow.pytorch.log_model(
+            model, name="model", input_example=example.numpy(), serialization_format="pt2", registered_model_name="old"
+        )
     assert info.registered_model_version == 1
     with pytest.raises(LoadError, match="torch.export program"):
         _load_module(client, uri, "old", "1")
@@ -43,8 +44,13 @@ def test_evaluate_model_still_scores_a_pt2_champion(tmp_path: Path) -> None:
     exp = client.create_experiment("x", artifact_location=str(tmp_path / "artifacts"))
     model = nn.Sequential(nn.Flatten(), nn.Linear(12, 2)).eval()
     with mlflow.start_run(experiment_id=exp):
-        mlflow.pytorch.log_model(model, name="model", input_example=torch.zeros(2, 3, 2, 2).numpy(),
-                                 serialization_format="pt2", registered_model_name="old")
+        mlflow.pytorch.log_model(
+            model,
+            name="model",
+            input_example=torch.zeros(2, 3, 2, 2).numpy(),
+            serialization_format="pt2",
+            registered_model_name="old",
+        )
     client.set_registered_model_alias("old", "champion", "1")
     tracking = TrackingConfig(tracking_uri=uri, artifact_root=str(tmp_path / "artifacts"), registered_model="old")
     champion = champion_model(tracking, "champion")

@@ -42,10 +42,12 @@ def _photo(orientation: int) -> bytes:
 
 
 @pytest.mark.parametrize("orientation", [1, 6])
-@pytest.mark.parametrize("box", [[20.0, 30.0, 110.0, 100.0], [150.0, 5.0, 199.0, 40.0], None],
-                         ids=["inside", "at-the-edge", "whole-image"])
-def test_api_matches_the_training_pipeline(client: httpx.Client, serving: ServeSetup, tmp_path: Path,
-                                           orientation: int, box: list[float] | None) -> None:
+@pytest.mark.parametrize(
+    "box", [[20.0, 30.0, 110.0, 100.0], [150.0, 5.0, 199.0, 40.0], None], ids=["inside", "at-the-edge", "whole-image"]
+)
+def test_api_matches_the_training_pipeline(
+    client: httpx.Client, serving: ServeSetup, tmp_path: Path, orientation: int, box: list[float] | None
+) -> None:
     data = _photo(orientation)
     form = {"box": ",".join(f"{v:g}" for v in box)} if box else {}
     r = client.post("/classify", files={"file": ("p.jpg", data, "image/jpeg")}, data=form)
@@ -55,8 +57,11 @@ def test_api_matches_the_training_pipeline(client: httpx.Client, serving: ServeS
     source, patch = tmp_path / "photo.jpg", tmp_path / "patch.jpg"
     source.write_bytes(data)
     crop = serving.crop
-    window = (Window(0, 0, W, H) if box is None else
-              box_window((box[0] + 1, box[1] + 1, box[2], box[3]), W, H, crop.context_margin, crop.shape, crop.edge))
+    window = (
+        Window(0, 0, W, H)
+        if box is None
+        else box_window((box[0] + 1, box[1] + 1, box[2], box[3]), W, H, crop.context_margin, crop.shape, crop.edge)
+    )
     job = ImageJob(str(source), W, H, orientation, (CropItem("p", window, str(patch)),))
     assert crop_image(job, crop, whole=box is None)[2] is None
     champion = champion_model(serving.tracking, "champion")

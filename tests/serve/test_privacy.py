@@ -57,19 +57,24 @@ def assert_no_metadata(folder: Path) -> int:
 
 def test_gps_tagged_upload_leaves_no_metadata_on_disk(client: httpx.Client, serving: ServeSetup) -> None:
     box = [10, 12, 70, 60]  # stored frame; the phone says the photo is viewed turned (orientation 6)
-    r = client.post("/classify", files={"file": ("phone.jpg", phone_photo(), "image/jpeg")},
-                    data={"box": ",".join(map(str, box))})
+    r = client.post(
+        "/classify", files={"file": ("phone.jpg", phone_photo(), "image/jpeg")}, data={"box": ",".join(map(str, box))}
+    )
     assert r.status_code == 200, r.text
     store = Store(serving.cfg.store_url)
     pred = store.get_prediction(r.json()["prediction_id"])
     stored = Path(serving.cfg.image_dir) / pred["image_path"]
     assert pred["orientation"] == 6 and hashlib.sha256(stored.read_bytes()).hexdigest() == pred["input_sha256"]
-    png = client.post("/feedback", files={"file": ("p.png", phone_photo("PNG", 1), "image/png")},
-                      data={"suggested_label": "psoriasis"})
+    png = client.post(
+        "/feedback",
+        files={"file": ("p.png", phone_photo("PNG", 1), "image/png")},
+        data={"suggested_label": "psoriasis"},
+    )
     assert png.status_code == 201, png.text
     fid = client.post("/feedback", data={"prediction_id": pred["prediction_id"], "suggested_label": "psoriasis"})
-    decided = client.post(f"/review/items/{fid.json()['feedback_id']}",
-                          json={"action": "accept", "true_label": "psoriasis"})
+    decided = client.post(
+        f"/review/items/{fid.json()['feedback_id']}", json={"action": "accept", "true_label": "psoriasis"}
+    )
     assert decided.status_code == 200, decided.text
 
     assert assert_no_metadata(Path(serving.cfg.image_dir)) >= 2
@@ -81,7 +86,9 @@ def test_gps_tagged_upload_leaves_no_metadata_on_disk(client: httpx.Client, serv
 
 
 def test_a_report_on_a_deleted_photo_is_410(client: httpx.Client, serving: ServeSetup) -> None:
-    pid = client.post("/classify", files={"file": ("x.jpg", image_bytes(seed=31), "image/jpeg")}).json()["prediction_id"]
+    pid = client.post("/classify", files={"file": ("x.jpg", image_bytes(seed=31), "image/jpeg")}).json()[
+        "prediction_id"
+    ]
     store = Store(serving.cfg.store_url)
     later = utc_now() + timedelta(days=40)  # every unreported upload of this module is now 40 days old
     done = apply_retention(store, Path(serving.cfg.image_dir), 30, now=later)
@@ -93,8 +100,9 @@ def test_a_report_on_a_deleted_photo_is_410(client: httpx.Client, serving: Serve
 
 
 # ---- retention on a store alone, every case --------------------------------------------------------
-def _put(store: Store, image_dir: Path, name: str, age_days: float, *, report: bool = False,
-         predict: bool = True) -> StoredImage:
+def _put(
+    store: Store, image_dir: Path, name: str, age_days: float, *, report: bool = False, predict: bool = True
+) -> StoredImage:
     """A stored file `name` written `age_days` ago, with a prediction that old and maybe a report."""
     sha = hashlib.sha256(name.encode()).hexdigest()
     image = StoredImage(sha, f"{sha[:2]}/{sha}.jpg", 8, 8)
@@ -105,11 +113,37 @@ def _put(store: Store, image_dir: Path, name: str, age_days: float, *, report: b
         path.write_bytes(name.encode())
         os.utime(path, (when.timestamp(), when.timestamp()))
     if predict:
-        store.add_prediction(Prediction(f"p-{name}-{age_days}", when, "classify", "m", "1", image, None, {"top": []},
-                                        "psoriasis", 0.9, dict.fromkeys(FEATURES, 1.0), np.zeros(4), "u1"))
+        store.add_prediction(
+            Prediction(
+                f"p-{name}-{age_days}",
+                when,
+                "classify",
+                "m",
+                "1",
+                image,
+                None,
+                {"top": []},
+                "psoriasis",
+                0.9,
+                dict.fromkeys(FEATURES, 1.0),
+                np.zeros(4),
+                "u1",
+            )
+        )
     if report:
-        store.add_feedback(Feedback(f"f-{name}", when, f"p-{name}-{age_days}" if predict else None, image,
-                                    "psoriasis", None, None, None, "u1"))
+        store.add_feedback(
+            Feedback(
+                f"f-{name}",
+                when,
+                f"p-{name}-{age_days}" if predict else None,
+                image,
+                "psoriasis",
+                None,
+                None,
+                None,
+                "u1",
+            )
+        )
     return image
 
 

@@ -37,8 +37,12 @@ def reloading(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ServeS
 
 
 def _classify(url: str) -> dict:
-    r = httpx.post(url + "/classify", files={"file": ("a.jpg", image_bytes(), "image/jpeg")}, timeout=60,
-                   headers={"Authorization": f"Bearer {CLINICIAN}"})
+    r = httpx.post(
+        url + "/classify",
+        files={"file": ("a.jpg", image_bytes(), "image/jpeg")},
+        timeout=60,
+        headers={"Authorization": f"Bearer {CLINICIAN}"},
+    )
     assert r.status_code == 200, r.text
     return r.json()
 
@@ -60,8 +64,10 @@ def test_poller_and_reload_follow_the_alias(reloading: tuple[ServeSetup, str], t
     assert _version(url) == "2"
     answer = _classify(url)
     assert answer["model"] == {"name": "tiny_classifier", "version": "2"} and answer["top"] != before
-    assert 'lesionops_model_info{kind="classifier",name="tiny_classifier",version="2"} 1.0' in \
-        httpx.get(url + "/metrics").text
+    assert (
+        'lesionops_model_info{kind="classifier",name="tiny_classifier",version="2"} 1.0'
+        in httpx.get(url + "/metrics").text
+    )
 
     MlflowClient(serving.tracking.tracking_uri).set_registered_model_alias("tiny_classifier", "champion", "1")
     r = httpx.post(url + "/reload", headers=AUTH, timeout=60)  # rollback, applied at once on demand
@@ -82,8 +88,9 @@ def test_unservable_version_keeps_the_current_one(reloading: tuple[ServeSetup, s
     current = _version(url)
     setup(serving.tracking)
     with mlflow.start_run():
-        info = mlflow.pytorch.log_model(torch.nn.Linear(2, 2), name="model", serialization_format="pickle",
-                                        pip_requirements=["torch"])
+        info = mlflow.pytorch.log_model(
+            torch.nn.Linear(2, 2), name="model", serialization_format="pickle", pip_requirements=["torch"]
+        )
     version = mlflow.register_model(info.model_uri, "tiny_classifier").version
     MlflowClient().set_registered_model_alias("tiny_classifier", "champion", str(version))
     body = httpx.post(url + "/reload", headers=AUTH, timeout=60).json()

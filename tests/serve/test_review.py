@@ -25,8 +25,18 @@ from tests.serve.fixtures import CLASSES, REVIEWER, ServeSetup
 def photos(tmp_path_factory: pytest.TempPathFactory) -> list[tuple[bytes, list[float], str]]:
     """Synthetic labelImg photos: (jpeg bytes, first box as x1,y1,x2,y2 0-based, its label)."""
     out = tmp_path_factory.mktemp("photos")
-    generate_skin_dataset(SynthConfig(out_dir=out, n_images=6, seed=11, image_width=160, image_height=120,
-                                      classes=CLASSES, class_priors=(0.5, 0.5)), progress=False)
+    generate_skin_dataset(
+        SynthConfig(
+            out_dir=out,
+            n_images=6,
+            seed=11,
+            image_width=160,
+            image_height=120,
+            classes=CLASSES,
+            class_priors=(0.5, 0.5),
+        ),
+        progress=False,
+    )
     found = []
     for xml in sorted(out.rglob("*.xml")):
         ann = read_voc(xml)
@@ -37,8 +47,9 @@ def photos(tmp_path_factory: pytest.TempPathFactory) -> list[tuple[bytes, list[f
     return found
 
 
-def _report(client: httpx.Client, auth: dict[str, str], photo: bytes, box: list[float] | None,
-            label: str = "psoriasis") -> str:
+def _report(
+    client: httpx.Client, auth: dict[str, str], photo: bytes, box: list[float] | None, label: str = "psoriasis"
+) -> str:
     data = {"box": ",".join(str(v) for v in box)} if box else {}
     pid = client.post("/classify", files={"file": ("p.jpg", photo, "image/jpeg")}, data=data).json()["prediction_id"]
     r = client.post("/feedback", data={"prediction_id": pid, "suggested_label": label, "note": "wrong?"}, headers=auth)
@@ -52,7 +63,8 @@ def _review(client: httpx.Client, auth: dict[str, str], fid: str, **body: object
 
 
 def test_accepted_reports_flow_through_ingest_and_validation(
-        client: httpx.Client, auth: dict[str, str], serving: ServeSetup, photos: list, tmp_path: Path) -> None:
+    client: httpx.Client, auth: dict[str, str], serving: ServeSetup, photos: list, tmp_path: Path
+) -> None:
     (a, box_a, label_a), (b, box_b, label_b), (c, box_c, _) = photos[:3]
     fa, fb, fc = (_report(client, auth, p, bx) for p, bx in ((a, box_a), (b, None), (c, box_c)))
     queue = client.get("/review/queue", headers=auth).json()
@@ -74,8 +86,9 @@ def test_accepted_reports_flow_through_ingest_and_validation(
     xml = read_voc(root / Store(serving.cfg.store_url).get_feedback(fa)["export_path"])
     assert xml.verified and (xml.width, xml.height) == (160, 120)
     assert (root / "images" / xml.filename).read_bytes() == a
-    assert [(bx.name, bx.xmin, bx.ymin, bx.xmax, bx.ymax) for bx in xml.boxes] == [(label_a, box_a[0] + 1, box_a[1] + 1,
-                                                                                  box_a[2], box_a[3])]
+    assert [(bx.name, bx.xmin, bx.ymin, bx.xmax, bx.ymax) for bx in xml.boxes] == [
+        (label_a, box_a[0] + 1, box_a[1] + 1, box_a[2], box_a[3])
+    ]
     exported = sorted(p.name for p in (root / "images").iterdir())
     assert len(exported) == 2 and len(list((root / "Annotations").iterdir())) == 2  # the rejected one wrote nothing
     xml_a = root / Store(serving.cfg.store_url).get_feedback(fa)["export_path"]
@@ -87,15 +100,17 @@ def test_accepted_reports_flow_through_ingest_and_validation(
         meta = {r["filename"]: r for r in csv.DictReader(fh)}
     assert set(meta) == {f"images/{n}" for n in exported}
     assert {(r["reviewer"], r["reviewer_name"], r["label_source"]) for r in meta.values()} == {
-        (reviewer_id, "dr-test", "expert_review")}
+        (reviewer_id, "dr-test", "expert_review")
+    }
 
     manifest = ingest(IngestConfig(cache_dir=str(tmp_path / "cache")), root, tmp_path / "manifest")
     assert sorted(manifest.loc[manifest.row_type == "image", "rel_path"]) == [f"images/{n}" for n in exported]
     images = manifest[manifest.row_type == "image"]
     assert set(images.patient_source) == {"metadata"} and set(images.label_source) == {"expert_review"}
     task = TaskConfig(name="tiny_skin", classes=CLASSES)
-    report = validate(ValidateConfig(min_boxes_per_class=0, log_to_mlflow=False), task, tmp_path / "manifest",
-                      tmp_path / "validated")
+    report = validate(
+        ValidateConfig(min_boxes_per_class=0, log_to_mlflow=False), task, tmp_path / "manifest", tmp_path / "validated"
+    )
     assert report["n_accepted_images"] == 2 and report["n_quarantined"] == 0 and report["n_accepted_boxes"] == 2
 
     store = Store(serving.cfg.store_url)
@@ -105,8 +120,9 @@ def test_accepted_reports_flow_through_ingest_and_validation(
     assert bool(reviewed.loc[fa, "correct"]) == (reviewed.loc[fa, "model_label"] == label_a)
 
 
-def test_two_lesions_of_one_photo_share_one_annotation(client: httpx.Client, auth: dict[str, str],
-                                                       serving: ServeSetup, photos: list) -> None:
+def test_two_lesions_of_one_photo_share_one_annotation(
+    client: httpx.Client, auth: dict[str, str], serving: ServeSetup, photos: list
+) -> None:
     photo, box, label = photos[3]
     other = [1.0, 1.0, 30.0, 30.0]
     first, second = _report(client, auth, photo, box), _report(client, auth, photo, other)
@@ -123,8 +139,9 @@ def test_review_is_final(client: httpx.Client, auth: dict[str, str], photos: lis
     for body in ({"action": "accept", "true_label": "psoriasis"}, {"action": "reject"}):
         r = _review(client, auth, fid, **body)
         assert r.status_code == 409 and "already rejected by dr-test" in r.json()["detail"]
-    statuses = {i["feedback_id"]: i["status"] for i in client.get("/review/queue?status=rejected",
-                                                                    headers=auth).json()["items"]}
+    statuses = {
+        i["feedback_id"]: i["status"] for i in client.get("/review/queue?status=rejected", headers=auth).json()["items"]
+    }
     assert statuses[fid] == "rejected"
     assert fid not in {i["feedback_id"] for i in client.get("/review/queue", headers=auth).json()["items"]}
 
@@ -140,8 +157,9 @@ BAD_REVIEWS = {
 
 
 @pytest.mark.parametrize("case", list(BAD_REVIEWS), ids=list(BAD_REVIEWS))
-def test_bad_reviews_leave_the_report_pending(client: httpx.Client, auth: dict[str, str], photos: list,
-                                              case: str) -> None:
+def test_bad_reviews_leave_the_report_pending(
+    client: httpx.Client, auth: dict[str, str], photos: list, case: str
+) -> None:
     fid = _report(client, auth, photos[1][0], None)
     body, status, reason = BAD_REVIEWS[case]
     r = _review(client, auth, fid, **body)
@@ -159,7 +177,9 @@ def test_unknown_feedback_is_404(client: httpx.Client, auth: dict[str, str], met
 
 @pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer wrong"}, {"Authorization": "Basic dXNlcjpwdw=="}])
 def test_review_needs_the_token(anon: httpx.Client, headers: dict[str, str]) -> None:
-    for r in (anon.get("/review/queue", headers=headers),
-              anon.post("/review/items/x", json={"action": "reject"}, headers=headers),
-              anon.get("/review/items/x/image", headers=headers)):
+    for r in (
+        anon.get("/review/queue", headers=headers),
+        anon.post("/review/items/x", json={"action": "reject"}, headers=headers),
+        anon.get("/review/items/x/image", headers=headers),
+    ):
         assert r.status_code == 401 and r.headers["www-authenticate"] == "Bearer"

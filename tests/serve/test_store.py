@@ -19,8 +19,20 @@ IMAGE = StoredImage("ab" * 32, "ab/abab.jpg", 160, 120)
 def _prediction(i: int, kind: str = "classify", label: str = "psoriasis") -> Prediction:
     features = {f: float(i) for f in FEATURES}
     embedding = np.arange(4, dtype=np.float32) + i if kind == "classify" else None
-    return Prediction(f"p{i:03d}", T0 + timedelta(minutes=i), kind, "clf", str(1 + i // 5), IMAGE, None,
-                      {"top": []}, label, 0.5 + i / 100, features, embedding)
+    return Prediction(
+        f"p{i:03d}",
+        T0 + timedelta(minutes=i),
+        kind,
+        "clf",
+        str(1 + i // 5),
+        IMAGE,
+        None,
+        {"top": []},
+        label,
+        0.5 + i / 100,
+        features,
+        embedding,
+    )
 
 
 @pytest.fixture()
@@ -40,8 +52,16 @@ def test_sqlite_is_durable_by_configuration(store: Store) -> None:
 
 def test_recent_predictions(store: Store) -> None:
     frame = store.recent_predictions(3)
-    assert list(frame.columns) == ["prediction_id", "created_at", "kind", "model_version", "predicted_class",
-                                   "confidence", *FEATURES, "embedding"]
+    assert list(frame.columns) == [
+        "prediction_id",
+        "created_at",
+        "kind",
+        "model_version",
+        "predicted_class",
+        "confidence",
+        *FEATURES,
+        "embedding",
+    ]
     assert list(frame.prediction_id) == ["p007", "p008", "p009"]  # the latest 3, oldest first
     assert str(frame.created_at.dt.tz) == "UTC" and frame.created_at.iloc[0] == T0 + timedelta(minutes=7)
     assert frame.embedding.iloc[0] == [7.0, 8.0, 9.0, 10.0] and frame.brightness.iloc[0] == 7.0
@@ -57,8 +77,7 @@ def test_recent_predictions(store: Store) -> None:
 
 def _feedback(store: Store, i: int, model_label: str | None) -> str:
     fid = f"f{i:03d}"
-    store.add_feedback(Feedback(fid, T0 + timedelta(hours=i), f"p{i:03d}", IMAGE, "psoriasis", None, None,
-                                model_label))
+    store.add_feedback(Feedback(fid, T0 + timedelta(hours=i), f"p{i:03d}", IMAGE, "psoriasis", None, None, model_label))
     return fid
 
 
@@ -66,11 +85,16 @@ def test_reviewed_feedback_and_counts(store: Store) -> None:
     ids = [_feedback(store, i, label) for i, label in enumerate(["psoriasis", "eczema", None, "eczema"])]
     decisions = [("accepted", "psoriasis"), ("accepted", "psoriasis"), ("accepted", "eczema"), ("rejected", "eczema")]
     for i, (fid, (status, label)) in enumerate(zip(ids[:3], decisions, strict=False)):
-        done = store.review(fid, Review(status, label, [0, 0, 5, 5], "dr", T0 + timedelta(days=1, hours=i)),
-                            lambda row: f"Annotations/{row['feedback_id']}.xml")
+        done = store.review(
+            fid,
+            Review(status, label, [0, 0, 5, 5], "dr", T0 + timedelta(days=1, hours=i)),
+            lambda row: f"Annotations/{row['feedback_id']}.xml",
+        )
         assert done is not None and done["export_path"] == f"Annotations/{fid}.xml"
-    assert store.review(ids[3], Review("rejected", "eczema", None, "dr", T0 + timedelta(days=2)),
-                        lambda row: None) is not None
+    assert (
+        store.review(ids[3], Review("rejected", "eczema", None, "dr", T0 + timedelta(days=2)), lambda row: None)
+        is not None
+    )
     assert store.review(ids[0], Review("rejected", None, None, "x", T0), lambda row: None) is None  # final
     frame = store.reviewed_feedback()
     assert list(frame.columns) == ["feedback_id", "reviewed_at", "status", "model_label", "true_label", "correct"]
@@ -102,13 +126,17 @@ def test_a_store_from_before_per_user_sign_in_is_upgraded_on_open(tmp_path: Path
 
     db = tmp_path / "old.db"
     with sqlite3.connect(db) as conn:
-        conn.execute("CREATE TABLE predictions (prediction_id VARCHAR(32) PRIMARY KEY, created_at DATETIME NOT NULL, "
-                     "kind VARCHAR(16) NOT NULL, model_name VARCHAR(200) NOT NULL, model_version VARCHAR(50) NOT NULL, "
-                     "input_sha256 VARCHAR(64) NOT NULL, image_path VARCHAR(300) NOT NULL, image_width INTEGER NOT "
-                     "NULL, image_height INTEGER NOT NULL, box JSON, outputs JSON NOT NULL, predicted_class "
-                     "VARCHAR(200), confidence FLOAT, features JSON NOT NULL, embedding BLOB)")
-        conn.execute("INSERT INTO predictions VALUES ('old', '2026-01-01 00:00:00', 'classify', 'm', '1', 'ab', "
-                     "'ab/ab.jpg', 8, 8, NULL, '{}', 'psoriasis', 0.5, '{}', NULL)")
+        conn.execute(
+            "CREATE TABLE predictions (prediction_id VARCHAR(32) PRIMARY KEY, created_at DATETIME NOT NULL, "
+            "kind VARCHAR(16) NOT NULL, model_name VARCHAR(200) NOT NULL, model_version VARCHAR(50) NOT NULL, "
+            "input_sha256 VARCHAR(64) NOT NULL, image_path VARCHAR(300) NOT NULL, image_width INTEGER NOT "
+            "NULL, image_height INTEGER NOT NULL, box JSON, outputs JSON NOT NULL, predicted_class "
+            "VARCHAR(200), confidence FLOAT, features JSON NOT NULL, embedding BLOB)"
+        )
+        conn.execute(
+            "INSERT INTO predictions VALUES ('old', '2026-01-01 00:00:00', 'classify', 'm', '1', 'ab', "
+            "'ab/ab.jpg', 8, 8, NULL, '{}', 'psoriasis', 0.5, '{}', NULL)"
+        )
     store = Store(f"sqlite:///{db}")
     old = store.get_prediction("old")
     assert old is not None and old["user_id"] is None and old["image_deleted_at"] is None

@@ -17,9 +17,18 @@ def make_crops(counts: dict[tuple[str, str], int], start: int = 0) -> pd.DataFra
     for (split, label), n in counts.items():
         for _ in range(n):
             pid = f"{i:016x}"
-            rows.append({"patch_id": pid, "patch_path": f"{pid[-2:]}/{pid}.jpg", "rel_path": f"img{i}.jpg",
-                         "sha256": f"{i:064x}", "box_index": 0, "label": label,
-                         "patient_id": f"P{i % 7}", "split": split})
+            rows.append(
+                {
+                    "patch_id": pid,
+                    "patch_path": f"{pid[-2:]}/{pid}.jpg",
+                    "rel_path": f"img{i}.jpg",
+                    "sha256": f"{i:064x}",
+                    "box_index": 0,
+                    "label": label,
+                    "patient_id": f"P{i % 7}",
+                    "split": split,
+                }
+            )
             i += 1
     return pd.DataFrame(rows)
 
@@ -53,11 +62,14 @@ def test_selection_ignores_input_order() -> None:
     pd.testing.assert_frame_equal(a, b)
 
 
-@pytest.mark.parametrize(("n", "target", "augs"), [
-    (10, 25, ("hflip", "vflip")),          # two full rounds would be 20 copies; 15 needed
-    (3, 4, ("rot90",)),                    # a partial first round
-    (4, 20, AUGMENTATIONS[:4]),            # exactly n * (1 + len(augs))
-])
+@pytest.mark.parametrize(
+    ("n", "target", "augs"),
+    [
+        (10, 25, ("hflip", "vflip")),  # two full rounds would be 20 copies; 15 needed
+        (3, 4, ("rot90",)),  # a partial first round
+        (4, 20, AUGMENTATIONS[:4]),  # exactly n * (1 + len(augs))
+    ],
+)
 def test_oversampling_reaches_target_with_unique_copies(n: int, target: int, augs: tuple[str, ...]) -> None:
     crops = make_crops({("train", "mel"): n, ("train", "nev"): target, ("train", "bcc"): target})
     out, report = balance(crops, CLASSES, BalanceConfig(target_per_class=target, augmentations=augs))
@@ -104,14 +116,26 @@ def test_empty_class_fails_by_default_and_is_reported_otherwise() -> None:
     assert any("bcc" in w and "train" in w for w in check_empty(report, lenient, "patches.parquet"))
 
 
-@pytest.mark.parametrize("cfg", [
-    BalanceConfig(target_per_class=5),
-    BalanceConfig(target_per_class=None),
-    BalanceConfig(target_per_class=5, undersample=False, oversample=False),
-])
+@pytest.mark.parametrize(
+    "cfg",
+    [
+        BalanceConfig(target_per_class=5),
+        BalanceConfig(target_per_class=None),
+        BalanceConfig(target_per_class=5, undersample=False, oversample=False),
+    ],
+)
 def test_unbalanced_splits_pass_unchanged_and_report_matches_output(cfg: BalanceConfig) -> None:
-    crops = make_crops({("train", "mel"): 9, ("train", "nev"): 2, ("train", "bcc"): 5,
-                        ("val", "mel"): 8, ("val", "nev"): 1, ("val", "bcc"): 3, ("test", "mel"): 7})
+    crops = make_crops(
+        {
+            ("train", "mel"): 9,
+            ("train", "nev"): 2,
+            ("train", "bcc"): 5,
+            ("val", "mel"): 8,
+            ("val", "nev"): 1,
+            ("val", "bcc"): 3,
+            ("test", "mel"): 7,
+        }
+    )
     out, report = balance(crops, CLASSES, cfg)
     balanced = cfg.splits if cfg.target_per_class is not None else ()
     untouched = out[~out["split"].isin(balanced)].drop(columns=["augment", "base_patch_id"])
@@ -140,14 +164,17 @@ def pixels(img: Image.Image) -> list[list[int]]:
     return [[img.getpixel((x, y)) for x in range(img.width)] for y in range(img.height)]
 
 
-@pytest.mark.parametrize(("name", "expected"), [
-    ("hflip", [[3, 2, 1], [6, 5, 4]]),
-    ("vflip", [[4, 5, 6], [1, 2, 3]]),
-    ("rot90", [[3, 6], [2, 5], [1, 4]]),      # counter-clockwise, as PIL's ROTATE_90
-    ("rot180", [[6, 5, 4], [3, 2, 1]]),
-    ("rot270", [[4, 1], [5, 2], [6, 3]]),
-    ("transpose", [[1, 4], [2, 5], [3, 6]]),
-])
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("hflip", [[3, 2, 1], [6, 5, 4]]),
+        ("vflip", [[4, 5, 6], [1, 2, 3]]),
+        ("rot90", [[3, 6], [2, 5], [1, 4]]),  # counter-clockwise, as PIL's ROTATE_90
+        ("rot180", [[6, 5, 4], [3, 2, 1]]),
+        ("rot270", [[4, 1], [5, 2], [6, 3]]),
+        ("transpose", [[1, 4], [2, 5], [3, 6]]),
+    ],
+)
 def test_augment_patch_pixels(name: str, expected: list[list[int]]) -> None:
     img = Image.new("L", (3, 2))
     img.putdata([1, 2, 3, 4, 5, 6])
@@ -160,14 +187,17 @@ def test_augment_patch_unknown_name() -> None:
         augment_patch(Image.new("L", (2, 2)), "mirror")
 
 
-@pytest.mark.parametrize(("kwargs", "field"), [
-    ({"target_per_class": 0}, "target_per_class"),
-    ({"augmentations": ("hflip", "shear")}, "augmentations"),
-    ({"augmentations": ("hflip", "hflip")}, "augmentations"),
-    ({"splits": ("train", "holdout")}, "splits"),
-    ({"splits": ("train", "val")}, "splits"),  # copies never reach val/test
-    ({"splits": ("test",)}, "splits"),
-])
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [
+        ({"target_per_class": 0}, "target_per_class"),
+        ({"augmentations": ("hflip", "shear")}, "augmentations"),
+        ({"augmentations": ("hflip", "hflip")}, "augmentations"),
+        ({"splits": ("train", "holdout")}, "splits"),
+        ({"splits": ("train", "val")}, "splits"),  # copies never reach val/test
+        ({"splits": ("test",)}, "splits"),
+    ],
+)
 def test_bad_config_is_refused(kwargs: dict, field: str) -> None:
     with pytest.raises(ConfigError, match=rf"crop_patches\.balance\.{field}"):
         BalanceConfig(**kwargs)

@@ -27,15 +27,24 @@ def _hog_length(size: int, orientations: int, ppc: int, cpb: int) -> int:
     return blocks * blocks * cpb * cpb * orientations
 
 
-@pytest.mark.parametrize(("size", "orientations", "ppc", "cpb", "bins"), [
-    (64, 9, 8, 2, 16),  # params.yaml
-    (32, 9, 8, 2, 16),
-    (48, 6, 16, 1, 8),
-])
-def test_feature_length_is_hog_plus_three_histograms(size: int, orientations: int, ppc: int, cpb: int,
-                                                    bins: int) -> None:
-    cfg = BaselineConfig(image_size=size, hog_orientations=orientations, hog_pixels_per_cell=ppc,
-                         hog_cells_per_block=cpb, color_bins=bins)
+@pytest.mark.parametrize(
+    ("size", "orientations", "ppc", "cpb", "bins"),
+    [
+        (64, 9, 8, 2, 16),  # params.yaml
+        (32, 9, 8, 2, 16),
+        (48, 6, 16, 1, 8),
+    ],
+)
+def test_feature_length_is_hog_plus_three_histograms(
+    size: int, orientations: int, ppc: int, cpb: int, bins: int
+) -> None:
+    cfg = BaselineConfig(
+        image_size=size,
+        hog_orientations=orientations,
+        hog_pixels_per_cell=ppc,
+        hog_cells_per_block=cpb,
+        color_bins=bins,
+    )
     feats = extract_features(_noise(3, size), cfg, progress=False)
     assert feats.shape == (3, _hog_length(size, orientations, ppc, cpb) + 3 * bins)
     assert feats.dtype == np.float32 and np.isfinite(feats).all()
@@ -58,7 +67,7 @@ def test_histograms_are_computed_per_image_not_per_batch() -> None:
     """The vectorised bincount must not leak counts between neighbouring images."""
     batch = _noise(5, 24, seed=3)
     together = color_histograms(batch, 12)
-    alone = np.vstack([color_histograms(batch[i:i + 1], 12) for i in range(5)])
+    alone = np.vstack([color_histograms(batch[i : i + 1], 12) for i in range(5)])
     np.testing.assert_array_equal(together, alone)
 
 
@@ -71,8 +80,9 @@ def test_colour_histograms_tell_red_from_green_where_hog_cannot() -> None:
     assert hue_green.argmax() == bins // 3  # hue 1/3
     assert np.abs(hue_red - hue_green).sum() == pytest.approx(2.0)  # disjoint supports
     # Flat images have no gradients: HOG alone sees two identical images.
-    np.testing.assert_array_equal(hog_features(red, 9, 8, 2, progress=False),
-                                  hog_features(green, 9, 8, 2, progress=False))
+    np.testing.assert_array_equal(
+        hog_features(red, 9, 8, 2, progress=False), hog_features(green, 9, 8, 2, progress=False)
+    )
 
 
 def test_hog_sees_orientation() -> None:
@@ -84,22 +94,26 @@ def test_hog_sees_orientation() -> None:
     np.testing.assert_allclose(color_histograms(stripes, 8), color_histograms(turned, 8))
 
 
-@pytest.mark.parametrize("bad", [np.zeros((2, 8, 8, 3), np.float32), np.zeros((8, 8, 3), np.uint8),
-                                 np.zeros((2, 3, 8, 8), np.uint8)])
+@pytest.mark.parametrize(
+    "bad", [np.zeros((2, 8, 8, 3), np.float32), np.zeros((8, 8, 3), np.uint8), np.zeros((2, 3, 8, 8), np.uint8)]
+)
 def test_features_refuse_anything_but_nhwc_uint8(bad: np.ndarray) -> None:
     with pytest.raises(ValueError, match="N×H×W×3 uint8"):
         color_histograms(bad, 4)
 
 
-@pytest.mark.parametrize(("changes", "key"), [
-    ({"image_size": 8}, "train_baseline.image_size"),
-    ({"color_bins": 0}, "train_baseline.color_bins"),
-    ({"c_grid": (0.1, 0.0)}, "train_baseline.c_grid"),
-    ({"C": -1.0}, "train_baseline.C"),
-    ({"class_weight": "inverse"}, "train_baseline.class_weight"),
-    ({"max_iter": 0}, "train_baseline.max_iter"),
-    ({"hog_orientations": 0}, "train_baseline.hog_"),
-])
+@pytest.mark.parametrize(
+    ("changes", "key"),
+    [
+        ({"image_size": 8}, "train_baseline.image_size"),
+        ({"color_bins": 0}, "train_baseline.color_bins"),
+        ({"c_grid": (0.1, 0.0)}, "train_baseline.c_grid"),
+        ({"C": -1.0}, "train_baseline.C"),
+        ({"class_weight": "inverse"}, "train_baseline.class_weight"),
+        ({"max_iter": 0}, "train_baseline.max_iter"),
+        ({"hog_orientations": 0}, "train_baseline.hog_"),
+    ],
+)
 def test_config_errors_name_the_key(changes: dict[str, object], key: str) -> None:
     with pytest.raises(ConfigError, match=key):
         replace(BaselineConfig(), **changes)

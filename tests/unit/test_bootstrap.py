@@ -71,8 +71,9 @@ def test_patient_clustering_widens_the_interval() -> None:
     pred = np.where(np.repeat(np.arange(12) < 9, 25), 0, 1)
     cfg = BootstrapConfig(n_resamples=2000)
     by_patient = confidence_intervals(y, pred, *patient_counts(patients, cfg), len(CLASSES), 0.95)["accuracy"]
-    by_patch = confidence_intervals(y, pred, *patient_counts(np.arange(300).astype(str), cfg), len(CLASSES),
-                                    0.95)["accuracy"]
+    by_patch = confidence_intervals(y, pred, *patient_counts(np.arange(300).astype(str), cfg), len(CLASSES), 0.95)[
+        "accuracy"
+    ]
     assert by_patient[1] - by_patient[0] > 3 * (by_patch[1] - by_patch[0])
 
 
@@ -86,8 +87,9 @@ def test_paired_difference() -> None:
     assert 0.0 <= lo < hi
     # Pairing cancels the shared case-mix: resampling the two models independently is far noisier.
     a = confusion_metrics(resampled_confusions(y, better, *boot, len(CLASSES)))["macro_f1"]
-    b = confusion_metrics(resampled_confusions(y, champion, *patient_counts(patients, BootstrapConfig(seed=1)),
-                                               len(CLASSES)))["macro_f1"]
+    b = confusion_metrics(
+        resampled_confusions(y, champion, *patient_counts(patients, BootstrapConfig(seed=1)), len(CLASSES))
+    )["macro_f1"]
     unpaired = np.quantile(a - b, [0.025, 0.975])
     assert unpaired[1] - unpaired[0] > 2 * (hi - lo)
 
@@ -102,8 +104,9 @@ def test_thousand_resamples_on_300_samples_is_fast() -> None:
     assert time.perf_counter() - start < 2.0
 
 
-@pytest.mark.parametrize(("cfg", "key"), [(BootstrapConfig(n_resamples=0), "n_resamples"),
-                                          (BootstrapConfig(confidence=1.0), "confidence")])
+@pytest.mark.parametrize(
+    ("cfg", "key"), [(BootstrapConfig(n_resamples=0), "n_resamples"), (BootstrapConfig(confidence=1.0), "confidence")]
+)
 def test_bad_config_names_the_key(cfg: BootstrapConfig, key: str) -> None:
     with pytest.raises(ConfigError, match=f"evaluate_model.bootstrap.{key}"):
         patient_counts(["p1"], cfg)
@@ -116,8 +119,9 @@ def test_resampling_units_are_split_groups_when_the_table_has_them(tmp_path) -> 
     patients = ["p1", "p2", "p3", "p1"]
     pd.DataFrame({"patient_id": ["p1", "p2", "p3"], "split": "test"}).to_parquet(tmp_path / "patches.parquet")
     assert resampling_units(patients, tmp_path) == patients  # older table: patients
-    pd.DataFrame({"patient_id": ["p1", "p2", "p3"], "split_group": ["p1", "p1", "p3"],
-                  "split": "test"}).to_parquet(tmp_path / "patches.parquet")
+    pd.DataFrame({"patient_id": ["p1", "p2", "p3"], "split_group": ["p1", "p1", "p3"], "split": "test"}).to_parquet(
+        tmp_path / "patches.parquet"
+    )
     units = resampling_units(patients, tmp_path)
     assert units == ["p1", "p1", "p3", "p1"]
     counts, index = patient_counts(units, BootstrapConfig(n_resamples=50))

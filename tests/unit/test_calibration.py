@@ -34,11 +34,14 @@ def test_ece_by_hand() -> None:
     assert expected_calibration_error(probs, y, 10) == pytest.approx((0.5 + 0.4 + 0.3 + 0.8 + 0.1) / 5)
 
 
-@pytest.mark.parametrize(("probs", "y", "expected"), [
-    (np.array([[1.0, 0.0]] * 4), np.array([0, 1, 0, 1]), 0.5),    # certain and half wrong
-    (np.array([[1.0, 0.0]] * 4), np.array([0, 0, 0, 0]), 0.0),    # certain and right
-    (np.array([[0.0, 1.0]] * 2), np.array([0, 0]), 1.0),          # certain and always wrong: the maximum
-])
+@pytest.mark.parametrize(
+    ("probs", "y", "expected"),
+    [
+        (np.array([[1.0, 0.0]] * 4), np.array([0, 1, 0, 1]), 0.5),  # certain and half wrong
+        (np.array([[1.0, 0.0]] * 4), np.array([0, 0, 0, 0]), 0.0),  # certain and right
+        (np.array([[0.0, 1.0]] * 2), np.array([0, 0]), 1.0),  # certain and always wrong: the maximum
+    ],
+)
 def test_ece_extremes(probs: np.ndarray, y: np.ndarray, expected: float) -> None:
     assert expected_calibration_error(probs, y, 15) == pytest.approx(expected)
 
@@ -104,5 +107,6 @@ def test_classification_metrics_adds_auc_only_when_given_probabilities() -> None
     assert "roc_auc_macro" not in plain and "roc_auc" not in plain["per_class"]["a"]
     full = classification_metrics(y, probs.argmax(1), CLASSES, probs)
     assert full["roc_auc_macro"] == 1.0 and full["per_class"]["c"]["roc_auc"] is None
-    assert {k: v for k, v in full.items() if k != "per_class" and k != "roc_auc_macro"} == \
-        {k: v for k, v in plain.items() if k != "per_class"}
+    assert {k: v for k, v in full.items() if k != "per_class" and k != "roc_auc_macro"} == {
+        k: v for k, v in plain.items() if k != "per_class"
+    }

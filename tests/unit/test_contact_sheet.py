@@ -43,7 +43,7 @@ def patches(tmp_path: Path) -> tuple[pd.DataFrame, Path]:
 def region(sheet: Image.Image, row: int, per_class: int, title: str = "") -> np.ndarray:
     """Pixels of the thumbnail area of one class row."""
     left, top = thumbs_left(sheet.width, per_class), row_top(row, title)
-    return np.asarray(sheet)[top:top + CELL, left:left + per_class * (CELL + GAP) - GAP]
+    return np.asarray(sheet)[top : top + CELL, left : left + per_class * (CELL + GAP) - GAP]
 
 
 def centre(sheet: Image.Image, row: int, slot: int, per_class: int) -> tuple:
@@ -65,17 +65,21 @@ def test_sheet_opens_and_rows_hold_thumbnails(patches: tuple, tmp_path: Path) ->
 def test_selection_prefers_train_unaugmented_by_patch_id(patches: tuple, tmp_path: Path) -> None:
     frame, root = patches
     with Image.open(make_contact_sheet(frame, root, ("alpha", "beta"), 1, tmp_path / "s.png")) as sheet:
-        assert centre(sheet, 0, 0, 1) == RED    # a2: train + none beats val a0 and augmented a1
+        assert centre(sheet, 0, 0, 1) == RED  # a2: train + none beats val a0 and augmented a1
         assert centre(sheet, 1, 0, 1) == GREEN  # b0 before b1
 
 
-@pytest.mark.parametrize(("small", "large", "axis"), [
-    ((("alpha",), 2), (("alpha", "beta"), 2), 1),
-    ((("alpha",), 2), (("alpha", "beta", "gamma"), 2), 1),
-    ((("alpha", "beta"), 1), (("alpha", "beta"), 3), 0),
-])
-def test_size_grows_with_classes_and_per_class(patches: tuple, tmp_path: Path, small: tuple, large: tuple,
-                                               axis: int) -> None:
+@pytest.mark.parametrize(
+    ("small", "large", "axis"),
+    [
+        ((("alpha",), 2), (("alpha", "beta"), 2), 1),
+        ((("alpha",), 2), (("alpha", "beta", "gamma"), 2), 1),
+        ((("alpha", "beta"), 1), (("alpha", "beta"), 3), 0),
+    ],
+)
+def test_size_grows_with_classes_and_per_class(
+    patches: tuple, tmp_path: Path, small: tuple, large: tuple, axis: int
+) -> None:
     frame, root = patches
     sizes = []
     for i, (classes, per_class) in enumerate((small, large)):
@@ -91,17 +95,18 @@ def test_empty_class_row_is_present_and_blank(patches: tuple, tmp_path: Path) ->
     classes = ("alpha", "gamma", "beta")
     with Image.open(make_contact_sheet(frame, root, classes, 3, tmp_path / "s.png")) as sheet:
         assert sheet.height == row_top(3, "") - GAP + 8
-        assert (region(sheet, 1, 3) == BACKGROUND).all()      # gamma: no thumbnails
+        assert (region(sheet, 1, 3) == BACKGROUND).all()  # gamma: no thumbnails
         assert (region(sheet, 0, 3) != BACKGROUND).any()
-        label_cell = np.asarray(sheet)[row_top(1, ""):row_top(1, "") + CELL, :thumbs_left(sheet.width, 3)]
-        assert (label_cell != BACKGROUND).any()               # ... but its name and "no patches" are drawn
+        label_cell = np.asarray(sheet)[row_top(1, "") : row_top(1, "") + CELL, : thumbs_left(sheet.width, 3)]
+        assert (label_cell != BACKGROUND).any()  # ... but its name and "no patches" are drawn
 
 
 def test_same_input_same_bytes(patches: tuple, tmp_path: Path) -> None:
     frame, root = patches
     first = make_contact_sheet(frame, root, ("alpha", "beta"), 2, tmp_path / "a.png", title="t")
-    second = make_contact_sheet(frame.sample(frac=1, random_state=3), root, ("alpha", "beta"), 2,
-                                tmp_path / "b.png", title="t")
+    second = make_contact_sheet(
+        frame.sample(frac=1, random_state=3), root, ("alpha", "beta"), 2, tmp_path / "b.png", title="t"
+    )
     assert first.read_bytes() == second.read_bytes()
     other = make_contact_sheet(frame, root, ("beta", "alpha"), 2, tmp_path / "c.png", title="t")
     assert other.read_bytes() != first.read_bytes()
@@ -109,7 +114,9 @@ def test_same_input_same_bytes(patches: tuple, tmp_path: Path) -> None:
 
 def test_augment_column_optional(patches: tuple, tmp_path: Path) -> None:
     frame, root = patches
-    with Image.open(make_contact_sheet(frame.drop(columns="augment"), root, ("alpha",), 1, tmp_path / "s.png")) as sheet:
+    with Image.open(
+        make_contact_sheet(frame.drop(columns="augment"), root, ("alpha",), 1, tmp_path / "s.png")
+    ) as sheet:
         assert centre(sheet, 0, 0, 1) == GREY  # without augment info a1 (train) comes first
 
 

@@ -15,12 +15,15 @@ def _ramp(width: int = 100, height: int = 80) -> Image.Image:
     return Image.fromarray(np.stack([x, y, np.full_like(x, 7)], axis=-1).astype(np.uint8))
 
 
-@pytest.mark.parametrize(("box", "expected"), [
-    ((11, 11, 30, 20), (8, 3, 32, 27)),       # square around the box with 10 % margin
-    ((1, 1, 20, 20), (0, 0, 24, 24)),         # at the top-left corner: shifted inside
-    ((90, 70, 100, 80), (87, 67, 100, 80)),   # at the bottom-right corner: shifted inside
-    ((1, 1, 100, 80), (0, 0, 100, 80)),       # bigger than the image: the whole image
-])
+@pytest.mark.parametrize(
+    ("box", "expected"),
+    [
+        ((11, 11, 30, 20), (8, 3, 32, 27)),  # square around the box with 10 % margin
+        ((1, 1, 20, 20), (0, 0, 24, 24)),  # at the top-left corner: shifted inside
+        ((90, 70, 100, 80), (87, 67, 100, 80)),  # at the bottom-right corner: shifted inside
+        ((1, 1, 100, 80), (0, 0, 100, 80)),  # bigger than the image: the whole image
+    ],
+)
 def test_shift_window_stays_inside(box: tuple, expected: tuple) -> None:
     w = box_window(box, 100, 80, 0.1, "square", "shift")
     assert (w.left, w.top, w.right, w.bottom) == expected
@@ -67,8 +70,10 @@ def test_reflect_handles_overhang_larger_than_the_image() -> None:
     assert set(arr[..., 0].ravel()) == {0, 1, 2, 3}
 
 
-@pytest.mark.parametrize(("policy", "size"), [("letterbox", (40, 10)), ("center_crop", (40, 10)),
-                                               ("letterbox", (10, 40)), ("letterbox", (30, 30))])
+@pytest.mark.parametrize(
+    ("policy", "size"),
+    [("letterbox", (40, 10)), ("center_crop", (40, 10)), ("letterbox", (10, 40)), ("letterbox", (30, 30))],
+)
 def test_fit_returns_a_square_without_distortion(policy: str, size: tuple[int, int]) -> None:
     patch = Image.new("RGB", size, (255, 0, 0))
     out = fit(patch, 16, policy, pad_value=0)
@@ -92,8 +97,9 @@ def test_upright_matches_pillow_exif_transpose(orientation: int) -> None:
     assert np.array_equal(np.asarray(upright(_ramp(6, 4), orientation)), np.asarray(expected))
 
 
-@pytest.mark.parametrize(("sides", "expected"), [([64], 1), ([127], 1), ([128], 2), ([600, 300], 4),
-                                                 ([5000], 8), ([], 1), ([600, 40], 1)])
+@pytest.mark.parametrize(
+    ("sides", "expected"), [([64], 1), ([127], 1), ([128], 2), ([600, 300], 4), ([5000], 8), ([], 1), ([600, 40], 1)]
+)
 def test_reduction_never_starves_the_smallest_window(sides: list[float], expected: int) -> None:
     assert reduction(sides, 64) == expected
 

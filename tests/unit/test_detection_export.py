@@ -25,12 +25,33 @@ def accepted_table(images: list = IMAGES) -> pd.DataFrame:
     rows = []
     for rel, patient, (w, h), boxes in images:
         sha = f"sha-{rel}"
-        rows.append({"row_type": "image", "rel_path": rel, "sha256": sha, "width": float(w),
-                     "height": float(h), "patient_id": patient, "label": None, "orientation": 1.0})
+        rows.append(
+            {
+                "row_type": "image",
+                "rel_path": rel,
+                "sha256": sha,
+                "width": float(w),
+                "height": float(h),
+                "patient_id": patient,
+                "label": None,
+                "orientation": 1.0,
+            }
+        )
         for i, (label, x0, y0, x1, y1) in enumerate(boxes):
-            rows.append({"row_type": "box", "rel_path": rel, "sha256": sha, "patient_id": patient,
-                         "box_index": float(i), "label": label, "xmin": float(x0), "ymin": float(y0),
-                         "xmax": float(x1), "ymax": float(y1)})
+            rows.append(
+                {
+                    "row_type": "box",
+                    "rel_path": rel,
+                    "sha256": sha,
+                    "patient_id": patient,
+                    "box_index": float(i),
+                    "label": label,
+                    "xmin": float(x0),
+                    "ymin": float(y0),
+                    "xmax": float(x1),
+                    "ymax": float(y1),
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -52,12 +73,15 @@ def load(out: Path, split: str) -> dict:
     return json.loads((out / f"annotations_{split}.json").read_text())
 
 
-@pytest.mark.parametrize(("box", "bbox"), [
-    ((1, 1, 10, 10), [0, 0, 10, 10]),
-    ((11, 21, 30, 40), [10, 20, 20, 20]),
-    ((5, 5, 5, 5), [4, 4, 1, 1]),           # a single pixel is 1x1, not empty
-    ((2.5, 3.0, 7.5, 9.0), [1.5, 2.0, 6.0, 7.0]),
-])
+@pytest.mark.parametrize(
+    ("box", "bbox"),
+    [
+        ((1, 1, 10, 10), [0, 0, 10, 10]),
+        ((11, 21, 30, 40), [10, 20, 20, 20]),
+        ((5, 5, 5, 5), [4, 4, 1, 1]),  # a single pixel is 1x1, not empty
+        ((2.5, 3.0, 7.5, 9.0), [1.5, 2.0, 6.0, 7.0]),
+    ],
+)
 def test_bbox_math_round_trips(box: tuple, bbox: list) -> None:
     assert coco_bbox(*box) == pytest.approx(bbox)
     assert voc_box(coco_bbox(*box)) == pytest.approx(box)
@@ -78,7 +102,8 @@ def test_images_follow_their_patient_split(source: Path, tmp_path: Path) -> None
         "train": {"images": 2, "boxes": 2, "per_class": {"lichen_planus": 1, "psoriasis": 1}},
         "val": {"images": 1, "boxes": 1, "per_class": {"lichen_planus": 0, "psoriasis": 1}},
         "test": {"images": 1, "boxes": 1, "per_class": {"lichen_planus": 1, "psoriasis": 0}},
-        "negatives": 1, "left_out_partial": {"n": 0, "files": []},
+        "negatives": 1,
+        "left_out_partial": {"n": 0, "files": []},
     }
     json.dumps(summary)
 
@@ -89,12 +114,25 @@ def test_coco_structure_and_boxes(source: Path, tmp_path: Path) -> None:
     doc = load(out, "train")
     assert doc["info"] == {"description": "LesionOps detection export", "images_root": "images"}
     assert doc["categories"] == [{"id": 1, "name": "lichen_planus"}, {"id": 2, "name": "psoriasis"}]
-    assert doc["images"][0] == {"id": 1, "file_name": "a/img1.jpg", "width": 64, "height": 48,
-                                "sha256": "sha-a/img1.jpg", "patient_id": "P1"}
+    assert doc["images"][0] == {
+        "id": 1,
+        "file_name": "a/img1.jpg",
+        "width": 64,
+        "height": 48,
+        "sha256": "sha-a/img1.jpg",
+        "patient_id": "P1",
+    }
     assert [a["id"] for a in doc["annotations"]] == [1, 2]
     first, second = doc["annotations"]
-    assert first == {"id": 1, "image_id": 1, "category_id": 2, "bbox": [10.0, 20.0, 20.0, 20.0],
-                     "area": 400.0, "iscrowd": 0, "box_index": 0}
+    assert first == {
+        "id": 1,
+        "image_id": 1,
+        "category_id": 2,
+        "bbox": [10.0, 20.0, 20.0, 20.0],
+        "area": 400.0,
+        "iscrowd": 0,
+        "box_index": 0,
+    }
     assert second["bbox"] == [0.0, 0.0, 64.0, 48.0]  # the whole image, exactly its size
     table = pd.read_parquet(out / "detection.parquet").sort_values(["rel_path", "box_index"])
     for ann, row in zip(doc["annotations"], table[table.split == "train"].itertuples()):
@@ -102,10 +140,13 @@ def test_coco_structure_and_boxes(source: Path, tmp_path: Path) -> None:
         assert CLASSES[ann["category_id"] - 1] == row.label
 
 
-@pytest.mark.parametrize(("include_empty", "train_files"), [
-    (True, ["a/img1.jpg", "a/img2.jpg"]),
-    (False, ["a/img1.jpg"]),
-])
+@pytest.mark.parametrize(
+    ("include_empty", "train_files"),
+    [
+        (True, ["a/img1.jpg", "a/img2.jpg"]),
+        (False, ["a/img1.jpg"]),
+    ],
+)
 def test_empty_images_kept_or_dropped(source: Path, tmp_path: Path, include_empty: bool, train_files: list) -> None:
     out = tmp_path / "det"
     summary = run(source, out, DetectionConfig(include_empty=include_empty))

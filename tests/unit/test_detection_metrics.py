@@ -54,15 +54,25 @@ def pycocotools_eval(gts: list, preds: list) -> COCOeval:
         images.append({"id": image_id, "width": 200, "height": 200, "file_name": f"{image_id}.jpg"})
         for box, label in zip(g_boxes, g_labels, strict=True):
             bbox = xywh(box)
-            anns.append({"id": len(anns) + 1, "image_id": image_id, "category_id": int(label) + 1, "bbox": bbox,
-                         "area": bbox[2] * bbox[3], "iscrowd": 0})
+            anns.append(
+                {
+                    "id": len(anns) + 1,
+                    "image_id": image_id,
+                    "category_id": int(label) + 1,
+                    "bbox": bbox,
+                    "area": bbox[2] * bbox[3],
+                    "iscrowd": 0,
+                }
+            )
         for box, score, label in zip(p_boxes, p_scores, p_labels, strict=True):
-            dets.append({"image_id": image_id, "category_id": int(label) + 1, "bbox": xywh(box),
-                         "score": float(score)})
+            dets.append({"image_id": image_id, "category_id": int(label) + 1, "bbox": xywh(box), "score": float(score)})
     with contextlib.redirect_stdout(io.StringIO()):
         coco = COCO()
-        coco.dataset = {"images": images, "annotations": anns,
-                        "categories": [{"id": c + 1, "name": f"c{c}"} for c in range(N_CLASSES)]}
+        coco.dataset = {
+            "images": images,
+            "annotations": anns,
+            "categories": [{"id": c + 1, "name": f"c{c}"} for c in range(N_CLASSES)],
+        }
         coco.createIndex()
         evaluator = COCOeval(coco, coco.loadRes(dets), iouType="bbox")
         evaluator.evaluate()
@@ -87,8 +97,11 @@ def test_coco_numbers_match_pycocotools(seed: int) -> None:
     voc = evaluate_detections(gts, preds, N_CLASSES)
     assert voc["map50_95"] == ours["map50_95"]
     assert [k for k, v in voc["per_class_ap50"].items() if v is None] == [2]
-    assert (voc["n_images"], voc["n_gt"], voc["n_pred"]) == (len(gts), sum(len(g[1]) for g in gts),
-                                                          sum(len(p[1]) for p in preds))
+    assert (voc["n_images"], voc["n_gt"], voc["n_pred"]) == (
+        len(gts),
+        sum(len(g[1]) for g in gts),
+        sum(len(p[1]) for p in preds),
+    )
 
 
 def one(boxes: list, labels: list) -> tuple[np.ndarray, np.ndarray]:
@@ -102,19 +115,27 @@ def pred(boxes: list, scores: list, labels: list) -> tuple[np.ndarray, np.ndarra
 A, B, FAR = [0, 0, 10, 10], [20, 20, 30, 30], [50, 50, 60, 60]
 
 
-@pytest.mark.parametrize(("gt", "prediction", "voc_ap", "coco_ap"), [
-    pytest.param(one([A], [0]), pred([A], [0.9], [0]), 1.0, 1.0, id="perfect"),
-    # TP, FP, TP: P/R = (1, .5), (.5, .5), (2/3, 1) → .5·1 + .5·2/3; COCO: 51 points at 1, 50 at 2/3
-    pytest.param(one([A, B], [0, 0]), pred([A, FAR, B], [0.9, 0.8, 0.7], [0, 0, 0]), 5 / 6,
-                 (51 + 50 * 2 / 3) / 101, id="tp-fp-tp"),
-    pytest.param(one([A, B], [0, 0]), pred([A], [0.9], [0]), 0.5, 51 / 101, id="missed-box"),
-    # two detections on A: the second is a false positive, B is never found → recall stays 0.5
-    pytest.param(one([A, B], [0, 0]), pred([A, A], [0.9, 0.8], [0, 0]), 0.5, 51 / 101, id="gt-matched-once"),
-    pytest.param(one([A], [0]), pred([A], [0.9], [1]), 0.0, 0.0, id="wrong-label"),
-    pytest.param(one([A], [0]), pred([], [], []), 0.0, 0.0, id="no-predictions"),
-    pytest.param(one([A], [0]), pred([[0, 0, 10, 5]], [0.9], [0]), 1.0, 1.0, id="iou-exactly-0.5-counts"),
-    pytest.param(one([A], [0]), pred([[0, 0, 10, 4.9]], [0.9], [0]), 0.0, 0.0, id="iou-below-0.5"),
-])
+@pytest.mark.parametrize(
+    ("gt", "prediction", "voc_ap", "coco_ap"),
+    [
+        pytest.param(one([A], [0]), pred([A], [0.9], [0]), 1.0, 1.0, id="perfect"),
+        # TP, FP, TP: P/R = (1, .5), (.5, .5), (2/3, 1) → .5·1 + .5·2/3; COCO: 51 points at 1, 50 at 2/3
+        pytest.param(
+            one([A, B], [0, 0]),
+            pred([A, FAR, B], [0.9, 0.8, 0.7], [0, 0, 0]),
+            5 / 6,
+            (51 + 50 * 2 / 3) / 101,
+            id="tp-fp-tp",
+        ),
+        pytest.param(one([A, B], [0, 0]), pred([A], [0.9], [0]), 0.5, 51 / 101, id="missed-box"),
+        # two detections on A: the second is a false positive, B is never found → recall stays 0.5
+        pytest.param(one([A, B], [0, 0]), pred([A, A], [0.9, 0.8], [0, 0]), 0.5, 51 / 101, id="gt-matched-once"),
+        pytest.param(one([A], [0]), pred([A], [0.9], [1]), 0.0, 0.0, id="wrong-label"),
+        pytest.param(one([A], [0]), pred([], [], []), 0.0, 0.0, id="no-predictions"),
+        pytest.param(one([A], [0]), pred([[0, 0, 10, 5]], [0.9], [0]), 1.0, 1.0, id="iou-exactly-0.5-counts"),
+        pytest.param(one([A], [0]), pred([[0, 0, 10, 4.9]], [0.9], [0]), 0.0, 0.0, id="iou-below-0.5"),
+    ],
+)
 def test_hand_computed_single_class(gt: tuple, prediction: tuple, voc_ap: float, coco_ap: float) -> None:
     voc = evaluate_detections([gt], [prediction], 2)
     assert voc["per_class_ap50"] == {0: pytest.approx(voc_ap), 1: None}
@@ -139,8 +160,7 @@ def test_nothing_to_score_gives_none_not_zero() -> None:
 
 def test_other_iou_thresholds() -> None:
     # IoU([0,0,10,10], [0,0,10,4]) = 0.4: a hit at 0.3, a miss at 0.5 and 0.75
-    out = evaluate_detections([one([A], [0])], [pred([[0, 0, 10, 4]], [0.9], [0])], 1,
-                              iou_thresholds=(0.3, 0.5, 0.75))
+    out = evaluate_detections([one([A], [0])], [pred([[0, 0, 10, 4]], [0.9], [0])], 1, iou_thresholds=(0.3, 0.5, 0.75))
     assert out["map_at"] == {"0.30": pytest.approx(1.0), "0.50": 0.0, "0.75": 0.0}
 
 
@@ -150,10 +170,13 @@ def test_iou_uses_continuous_coordinates() -> None:
     assert box_iou(np.zeros((0, 4)), np.array([A])).shape == (0, 1)
 
 
-@pytest.mark.parametrize(("kwargs", "message"), [
-    ({"method": "pascal"}, "method"),
-    ({"n_classes": 1}, "0-based"),
-])
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"method": "pascal"}, "method"),
+        ({"n_classes": 1}, "0-based"),
+    ],
+)
 def test_bad_arguments_are_refused(kwargs: dict, message: str) -> None:
     args = {"gts": [one([A], [1])], "preds": [pred([], [], [])], "n_classes": 2, **kwargs}
     with pytest.raises(ValueError, match=message):

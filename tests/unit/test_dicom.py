@@ -30,8 +30,14 @@ def test_monochrome1_is_inverted(tmp_path: Path) -> None:
 
 def test_rescale_then_window(tmp_path: Path) -> None:
     # stored 0..4000, slope 0.5 intercept -1000 → -1000..1000; window 0±100 → a hard edge mid-ramp
-    path = write_dicom(tmp_path / "w.dcm", ramp(w=41), RescaleSlope="0.5", RescaleIntercept="-1000",
-                       WindowCenter="0", WindowWidth="200")
+    path = write_dicom(
+        tmp_path / "w.dcm",
+        ramp(w=41),
+        RescaleSlope="0.5",
+        RescaleIntercept="-1000",
+        WindowCenter="0",
+        WindowWidth="200",
+    )
     arr = np.asarray(read_dicom(path).image)[0, :, 0]
     values = np.linspace(0, 4000, 41) * 0.5 - 1000
     assert (arr[values <= -101] == 0).all() and (arr[values >= 100] == 255).all()

@@ -16,15 +16,25 @@ NOW = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 
 def window(verdict: str = "drift", alert: bool = False, n: int = 40) -> WindowResult:
     drifted = ("embedding_mmd", "class_mix") if verdict == "drift" else ()
-    return WindowResult(verdict=verdict, n_current=n, drifted_checks=drifted,
-                        check_reasons=tuple(f"{c} p 0.001 vs alpha 0.01" for c in drifted),
-                        acquisition_alert=alert, acquisition_failure_share=0.3 if alert else 0.0,
-                        n_dark=4 if alert else 0, n_wrong_modality=8 if alert else 0)
+    return WindowResult(
+        verdict=verdict,
+        n_current=n,
+        drifted_checks=drifted,
+        check_reasons=tuple(f"{c} p 0.001 vs alpha 0.01" for c in drifted),
+        acquisition_alert=alert,
+        acquisition_failure_share=0.3 if alert else 0.0,
+        n_dark=4 if alert else 0,
+        n_wrong_modality=8 if alert else 0,
+    )
 
 
 def rec(verdict: str, hours_ago: float = 1.0, retrain: bool = False, alert: bool = False) -> dict:
-    return {"verdict": verdict, "at": (NOW - timedelta(hours=hours_ago)).isoformat(), "retrain": retrain,
-            "acquisition_alert": alert}
+    return {
+        "verdict": verdict,
+        "at": (NOW - timedelta(hours=hours_ago)).isoformat(),
+        "retrain": retrain,
+        "acquisition_alert": alert,
+    }
 
 
 def test_feedback_threshold_retrains_without_drift() -> None:

@@ -64,7 +64,8 @@ def test_skin_tone_shift_darkens_the_skin() -> None:
 def test_class_prior_shift_makes_rare_diseases_common() -> None:
     before = pd.Series([i.label for i in shifted_images("none", 1.0, 120, seed=2, **SIZE)]).value_counts(normalize=True)
     after = pd.Series([i.label for i in shifted_images("class_prior", 1.0, 120, seed=2, **SIZE)]).value_counts(
-        normalize=True)
+        normalize=True
+    )
     assert after["lichen_planus"] > before["lichen_planus"] + 0.15
     assert after["psoriasis"] < before["psoriasis"] - 0.15
 

@@ -25,22 +25,42 @@ DIM = 12
 T0 = datetime(2025, 3, 1, 8, 0, tzinfo=UTC)
 
 
-def rows(n: int, seed: int, *, bright: float = 130.0, emb_shift: float = 0.0, priors=PRIORS,
-         conf: tuple[float, float] = (8, 2), grey: float = 0.0, version: str = "3") -> pd.DataFrame:
+def rows(
+    n: int,
+    seed: int,
+    *,
+    bright: float = 130.0,
+    emb_shift: float = 0.0,
+    priors=PRIORS,
+    conf: tuple[float, float] = (8, 2),
+    grey: float = 0.0,
+    version: str = "3",
+) -> pd.DataFrame:
     """n store-like rows: FEATURES, model outputs and embeddings (class-dependent means)."""
     rng = np.random.default_rng(seed)
     labels = rng.choice(CLASSES, n, p=priors)
     centres = {c: np.eye(DIM)[i] * 2.0 for i, c in enumerate(CLASSES)}
     emb = np.stack([centres[c] for c in labels]) + rng.normal(0, 1, (n, DIM)) + emb_shift
-    frame = pd.DataFrame({
-        "prediction_id": [f"p{seed}_{i}" for i in range(n)],
-        "created_at": [T0 + timedelta(minutes=i) for i in range(n)], "kind": "classify", "model_version": version,
-        "predicted_class": labels, "confidence": rng.beta(*conf, n),
-        "brightness": rng.normal(bright, 15, n), "contrast": rng.normal(40, 5, n),
-        "mean_r": rng.normal(bright * 1.3, 15, n), "mean_g": rng.normal(bright * 0.9, 12, n),
-        "mean_b": rng.normal(bright * 0.7, 10, n), "saturation": rng.normal(0.45, 0.05, n),
-        "sharpness": rng.lognormal(4, 0.5, n), "width": 640.0, "height": 480.0,
-        "embedding": list(emb)})
+    frame = pd.DataFrame(
+        {
+            "prediction_id": [f"p{seed}_{i}" for i in range(n)],
+            "created_at": [T0 + timedelta(minutes=i) for i in range(n)],
+            "kind": "classify",
+            "model_version": version,
+            "predicted_class": labels,
+            "confidence": rng.beta(*conf, n),
+            "brightness": rng.normal(bright, 15, n),
+            "contrast": rng.normal(40, 5, n),
+            "mean_r": rng.normal(bright * 1.3, 15, n),
+            "mean_g": rng.normal(bright * 0.9, 12, n),
+            "mean_b": rng.normal(bright * 0.7, 10, n),
+            "saturation": rng.normal(0.45, 0.05, n),
+            "sharpness": rng.lognormal(4, 0.5, n),
+            "width": 640.0,
+            "height": 480.0,
+            "embedding": list(emb),
+        }
+    )
     n_grey = int(round(grey * n))
     frame.loc[: n_grey - 1, "saturation"] = 0.0
     return frame
@@ -48,8 +68,12 @@ def rows(n: int, seed: int, *, bright: float = 130.0, emb_shift: float = 0.0, pr
 
 def reference(seed: int = 0, **kw: object) -> Reference:
     img, model = rows(400, seed, **kw), rows(500, seed + 1, **kw)
-    return Reference(img[list(FEATURES)], model[["predicted_class", "confidence", "embedding"]],
-                     {"model_version": "3", "pixels": "raw"}, "test reference")
+    return Reference(
+        img[list(FEATURES)],
+        model[["predicted_class", "confidence", "embedding"]],
+        {"model_version": "3", "pixels": "raw"},
+        "test reference",
+    )
 
 
 def verdicts(result) -> dict[str, str]:
@@ -64,19 +88,27 @@ def ref() -> Reference:
 def test_unshifted_window_is_no_drift_and_every_test_reports(ref: Reference) -> None:
     result = assess_window(ref, rows(150, 7), CFG)
     assert result.window.verdict == "no_drift" and not result.window.acquisition_alert
-    assert verdicts(result) == {"image_statistics": "no_drift", "embedding_mmd": "no_drift",
-                                "class_mix": "no_drift", "confidence": "no_drift", "error_cusum": "skipped"}
+    assert verdicts(result) == {
+        "image_statistics": "no_drift",
+        "embedding_mmd": "no_drift",
+        "class_mix": "no_drift",
+        "confidence": "no_drift",
+        "error_cusum": "skipped",
+    }
     for check in result.checks[:4]:
         assert check.statistic is not None and check.p_value is not None and check.threshold is not None
         assert check.reason
 
 
-@pytest.mark.parametrize("shift, fired", [
-    ({"emb_shift": 0.6}, "embedding_mmd"),
-    ({"priors": (0.1, 0.3, 0.6)}, "class_mix"),
-    ({"conf": (3, 3)}, "confidence"),
-    ({"bright": 100.0}, "image_statistics"),
-])
+@pytest.mark.parametrize(
+    "shift, fired",
+    [
+        ({"emb_shift": 0.6}, "embedding_mmd"),
+        ({"priors": (0.1, 0.3, 0.6)}, "class_mix"),
+        ({"conf": (3, 3)}, "confidence"),
+        ({"bright": 100.0}, "image_statistics"),
+    ],
+)
 def test_each_test_fires_on_its_shift(ref: Reference, shift: dict, fired: str) -> None:
     result = assess_window(ref, rows(150, 8, **shift), CFG)
     assert result.window.verdict == "drift"
@@ -130,8 +162,12 @@ def test_other_model_versions_are_left_out_of_the_model_tests(ref: Reference) ->
 
 
 def test_patch_references_leave_sharpness_out(ref: Reference) -> None:
-    patch_ref = Reference(ref.images.drop(columns="sharpness"), ref.model,
-                          {"features": [f for f in FEATURES if f != "sharpness"]}, "patch reference")
+    patch_ref = Reference(
+        ref.images.drop(columns="sharpness"),
+        ref.model,
+        {"features": [f for f in FEATURES if f != "sharpness"]},
+        "patch reference",
+    )
     result = assess_window(patch_ref, rows(100, 7), CFG)
     assert "sharpness" not in result.per_feature and len(result.per_feature) == len(FEATURES) - 1
 
@@ -139,10 +175,16 @@ def test_patch_references_leave_sharpness_out(ref: Reference) -> None:
 def reviews(n_ok: int, n_bad_tail: int, seed: int) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
     correct = list(rng.random(n_ok) >= 0.15) + list(rng.random(n_bad_tail) >= 0.7)
-    return pd.DataFrame({"feedback_id": [f"f{i}" for i in range(len(correct))],
-                         "reviewed_at": [T0 + timedelta(hours=i) for i in range(len(correct))],
-                         "status": "accepted", "model_label": "psoriasis",
-                         "true_label": ["psoriasis" if c else "eczema" for c in correct], "correct": correct})
+    return pd.DataFrame(
+        {
+            "feedback_id": [f"f{i}" for i in range(len(correct))],
+            "reviewed_at": [T0 + timedelta(hours=i) for i in range(len(correct))],
+            "status": "accepted",
+            "model_label": "psoriasis",
+            "true_label": ["psoriasis" if c else "eczema" for c in correct],
+            "correct": correct,
+        }
+    )
 
 
 def test_a_rising_feedback_error_rate_is_drift(ref: Reference) -> None:
@@ -158,11 +200,13 @@ def test_monitor_frames_two_windows_retrain_then_cooldown(ref: Reference, tmp_pa
     out = [tmp_path / f"w{i}" for i in range(3)]
     first = monitor_frames(cfg, ref, "ref", rows(120, 11, emb_shift=0.6), out[0], history_file=history, now=T0)
     assert first["drift"]["verdict"] == "drift" and not first["decision"]["retrain"]
-    second = monitor_frames(cfg, ref, "ref", rows(120, 12, emb_shift=0.6), out[1], history_file=history,
-                            now=T0 + timedelta(hours=1))
+    second = monitor_frames(
+        cfg, ref, "ref", rows(120, 12, emb_shift=0.6), out[1], history_file=history, now=T0 + timedelta(hours=1)
+    )
     assert second["decision"]["retrain"] and second["decision"]["trigger"] == "drift"
-    third = monitor_frames(cfg, ref, "ref", rows(120, 13), out[2], history_file=history, accepted_feedback=60,
-                           now=T0 + timedelta(hours=2))
+    third = monitor_frames(
+        cfg, ref, "ref", rows(120, 13), out[2], history_file=history, accepted_feedback=60, now=T0 + timedelta(hours=2)
+    )
     assert not third["decision"]["retrain"] and any(r.startswith("cooldown") for r in third["decision"]["reasons"])
     drift = read_json(out[1] / "drift.json")
     assert {c["name"] for c in drift["checks"]} >= {"image_statistics", "embedding_mmd", "class_mix", "confidence"}

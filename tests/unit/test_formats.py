@@ -42,10 +42,12 @@ def test_voc_unsafe_and_malformed_have_distinct_codes(tmp_path: Path) -> None:
 
 def test_voc_keeps_declared_size_filename_and_path(tmp_path: Path) -> None:
     xml = tmp_path / "a.xml"
-    xml.write_text("<annotation><folder>f</folder><filename>a.jpg</filename><path>/home/x/a.jpg</path>"
-                   "<size><width>100</width><height>50</height><depth>3</depth></size>"
-                   "<object><name>psoriasis</name><difficult>1</difficult><bndbox><xmin>2</xmin><ymin>3</ymin>"
-                   "<xmax>40</xmax><ymax>30</ymax></bndbox></object></annotation>")
+    xml.write_text(
+        "<annotation><folder>f</folder><filename>a.jpg</filename><path>/home/x/a.jpg</path>"
+        "<size><width>100</width><height>50</height><depth>3</depth></size>"
+        "<object><name>psoriasis</name><difficult>1</difficult><bndbox><xmin>2</xmin><ymin>3</ymin>"
+        "<xmax>40</xmax><ymax>30</ymax></bndbox></object></annotation>"
+    )
     ann = read_voc_file(xml)
     assert (ann.format, ann.declared_width, ann.declared_height, ann.declared_depth) == ("voc", 100, 50, 3)
     assert (ann.xml_filename, ann.xml_path) == ("a.jpg", "/home/x/a.jpg")
@@ -66,12 +68,15 @@ def test_yolo_normalised_to_pixels_with_classes_in_parent(tmp_path: Path) -> Non
     assert ann.classes == ("eczema", "psoriasis") and ann.classes_path == str(tmp_path / "classes.txt")
 
 
-@pytest.mark.parametrize(("content", "match"), [
-    ("0 0.5 0.5 0.2\n", "expected 'class cx cy w h'"),
-    ("0 0.5 x 0.2 0.2\n", "not numbers"),
-    ("7 0.5 0.5 0.2 0.2\n", "class index 7"),
-    ("0 nan 0.5 0.2 0.2\n", "non-finite"),
-])
+@pytest.mark.parametrize(
+    ("content", "match"),
+    [
+        ("0 0.5 0.5 0.2\n", "expected 'class cx cy w h'"),
+        ("0 0.5 x 0.2 0.2\n", "not numbers"),
+        ("7 0.5 0.5 0.2 0.2\n", "class index 7"),
+        ("0 nan 0.5 0.2 0.2\n", "non-finite"),
+    ],
+)
 def test_yolo_malformed_lines(tmp_path: Path, content: str, match: str) -> None:
     (tmp_path / "classes.txt").write_text("a\nb\n")
     txt = tmp_path / "x.txt"
@@ -91,8 +96,16 @@ def test_yolo_without_classes_file(tmp_path: Path) -> None:
 
 def test_createml_centre_coordinates(tmp_path: Path) -> None:
     js = tmp_path / "ann.json"
-    js.write_text(json.dumps([{"image": "a.jpg", "annotations": [
-        {"label": "lupus", "coordinates": {"x": 50, "y": 40, "width": 20, "height": 10}}]}]))
+    js.write_text(
+        json.dumps(
+            [
+                {
+                    "image": "a.jpg",
+                    "annotations": [{"label": "lupus", "coordinates": {"x": 50, "y": 40, "width": 20, "height": 10}}],
+                }
+            ]
+        )
+    )
     entries = load_createml(js)
     assert entries is not None
     box = read_createml_entry(js, entries["a.jpg"]).boxes[0]
@@ -118,16 +131,18 @@ def _save(img: Image.Image, path: Path, **kw: object) -> Path:
     return path
 
 
-@pytest.mark.parametrize(("name", "make", "mode", "bits"), [
-    ("grey.png", lambda: Image.fromarray(np.full((6, 9), 90, np.uint8)), "L", 8),
-    ("deep.png", lambda: Image.fromarray(np.full((6, 9), 40000, np.uint16)), "I;16", 16),
-    ("deep.tif", lambda: Image.fromarray(np.full((6, 9), 40000, np.uint16)), "I;16", 16),
-    ("alpha.png", lambda: Image.new("RGBA", (9, 6), (10, 20, 30, 128)), "RGBA", 8),
-    ("cmyk.tif", lambda: Image.new("CMYK", (9, 6), (0, 255, 255, 0)), "CMYK", 8),
-    ("plain.bmp", lambda: Image.new("RGB", (9, 6), (200, 10, 10)), "RGB", 8),
-])
-def test_probe_modes_and_rgb8(tmp_path: Path, name: str, make: Callable[[], Image.Image], mode: str,
-                              bits: int) -> None:
+@pytest.mark.parametrize(
+    ("name", "make", "mode", "bits"),
+    [
+        ("grey.png", lambda: Image.fromarray(np.full((6, 9), 90, np.uint8)), "L", 8),
+        ("deep.png", lambda: Image.fromarray(np.full((6, 9), 40000, np.uint16)), "I;16", 16),
+        ("deep.tif", lambda: Image.fromarray(np.full((6, 9), 40000, np.uint16)), "I;16", 16),
+        ("alpha.png", lambda: Image.new("RGBA", (9, 6), (10, 20, 30, 128)), "RGBA", 8),
+        ("cmyk.tif", lambda: Image.new("CMYK", (9, 6), (0, 255, 255, 0)), "CMYK", 8),
+        ("plain.bmp", lambda: Image.new("RGB", (9, 6), (200, 10, 10)), "RGB", 8),
+    ],
+)
+def test_probe_modes_and_rgb8(tmp_path: Path, name: str, make: Callable[[], Image.Image], mode: str, bits: int) -> None:
     path = _save(make(), tmp_path / name)
     info = probe(path, with_phash=True)
     assert (info.width, info.height, info.mode, info.bit_depth) == (9, 6, mode, bits)
@@ -147,8 +162,7 @@ def test_probe_error_codes(tmp_path: Path) -> None:
     assert probe(big).width == 100  # the global limit is restored afterwards
     empty = tmp_path / "empty.jpg"
     empty.write_bytes(b"")
-    jpg = _save(Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64, 3), np.uint8)),
-                tmp_path / "t.jpg")
+    jpg = _save(Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64, 3), np.uint8)), tmp_path / "t.jpg")
     truncated = tmp_path / "trunc.jpg"
     truncated.write_bytes(jpg.read_bytes()[: jpg.stat().st_size // 3])
     for path in (empty, truncated):
@@ -180,24 +194,35 @@ def _labelimg_createml(box: tuple[int, int, int, int], label: str) -> dict[str, 
     """labelImg's CreateMLWriter.calculate_coordinates: centre and size in pixels."""
     xmin, ymin, xmax, ymax = box
     width, height = xmax - xmin, ymax - ymin
-    return {"label": label, "coordinates": {"x": xmin + width / 2, "y": ymin + height / 2,
-                                            "width": width, "height": height}}
+    return {
+        "label": label,
+        "coordinates": {"x": xmin + width / 2, "y": ymin + height / 2, "width": width, "height": height},
+    }
 
 
-@pytest.mark.parametrize(("box", "size"), [
-    ((10, 20, 30, 40), (640, 480)), ((1, 1, 640, 480), (640, 480)), ((333, 17, 334, 19), (1000, 750)),
-    ((7, 9, 4031, 3023), (4032, 3024)), ((13, 21, 208, 199), (220, 220)), ((1, 2, 3, 5), (7, 11)),
-])
-def test_yolo_and_createml_twins_of_a_voc_box_read_back_exactly(tmp_path: Path, box: tuple[int, int, int, int],
-                                                                 size: tuple[int, int]) -> None:
+@pytest.mark.parametrize(
+    ("box", "size"),
+    [
+        ((10, 20, 30, 40), (640, 480)),
+        ((1, 1, 640, 480), (640, 480)),
+        ((333, 17, 334, 19), (1000, 750)),
+        ((7, 9, 4031, 3023), (4032, 3024)),
+        ((13, 21, 208, 199), (220, 220)),
+        ((1, 2, 3, 5), (7, 11)),
+    ],
+)
+def test_yolo_and_createml_twins_of_a_voc_box_read_back_exactly(
+    tmp_path: Path, box: tuple[int, int, int, int], size: tuple[int, int]
+) -> None:
     (tmp_path / "classes.txt").write_text("Dead Cell\nLiving Cell\n")
     txt = tmp_path / "a.txt"
     txt.write_text(_labelimg_yolo_line(box, size, 1) + "\n")
     yolo = read_yolo_file(txt, size, tmp_path).boxes[0]
     assert (yolo.name, yolo.xmin, yolo.ymin, yolo.xmax, yolo.ymax) == ("Living Cell", *box)
     js = tmp_path / "ann.json"
-    js.write_text(json.dumps([{"image": "a.jpg", "verified": False,
-                               "annotations": [_labelimg_createml(box, "Living Cell")]}]))
+    js.write_text(
+        json.dumps([{"image": "a.jpg", "verified": False, "annotations": [_labelimg_createml(box, "Living Cell")]}])
+    )
     entries = load_createml(js)
     assert entries is not None
     created = read_createml_entry(js, entries["a.jpg"]).boxes[0]

@@ -18,8 +18,15 @@ from components.common.metrics import classification_metrics
 from components.evaluate_model.bootstrap import BootstrapConfig, confidence_intervals, paired_difference, patient_counts
 from components.evaluate_model.gate import GateConfig, decide, resolution
 
-GATE = GateConfig(min_accuracy=0.0, min_macro_f1=0.0, min_class_recall=0.0, min_test_samples=1,
-                  min_gain_vs_baseline=-1.0, max_drop_vs_champion=0.02, margin_rule="resolution")
+GATE = GateConfig(
+    min_accuracy=0.0,
+    min_macro_f1=0.0,
+    min_class_recall=0.0,
+    min_test_samples=1,
+    min_gain_vs_baseline=-1.0,
+    max_drop_vs_champion=0.02,
+    margin_rule="resolution",
+)
 CLASSES = ("lichen_planus", "parapsoriasis", "lupus_erythematosus", "eczema", "psoriasis")
 MIX = (0.05, 0.2, 0.18, 0.1, 0.47)  # the demo test split's class shares
 
@@ -29,20 +36,29 @@ def _metrics(f1: float) -> dict:
 
 
 def _rule(challenger_f1: float, champion_f1: float, ci: tuple[float, float], cfg: GateConfig = GATE):
-    decision = decide(_metrics(challenger_f1), _metrics(champion_f1), cfg, baseline={"macro_f1": 0.0},
-                      validation_passed=True, diff_ci=ci)
+    decision = decide(
+        _metrics(challenger_f1),
+        _metrics(champion_f1),
+        cfg,
+        baseline={"macro_f1": 0.0},
+        validation_passed=True,
+        diff_ci=ci,
+    )
     return next(r for r in decision.rules if r.name == "non_inferior_to_champion")
 
 
-@pytest.mark.parametrize(("diff", "ci", "passes"), [
-    (+0.054, (-0.030, +0.140), True),    # the issue's retrain: 5.4 points better, CI wider than the margin
-    (+0.000, (-0.060, +0.060), True),    # a tie the test set cannot resolve: swapping is harmless
-    (-0.010, (-0.080, +0.060), False),   # the interval's centre is below zero
-    (-0.030, (-0.040, -0.020), False),   # observed worse than the margin: never, however narrow
-    (-0.030, (-0.200, +0.300), False),   # ... or however wide
-    (+0.010, (-0.005, +0.025), True),    # a test set finer than the margin: the classic rule
-    (-0.015, (-0.030, +0.000), False),   # ... lower bound past −0.02
-])
+@pytest.mark.parametrize(
+    ("diff", "ci", "passes"),
+    [
+        (+0.054, (-0.030, +0.140), True),  # the issue's retrain: 5.4 points better, CI wider than the margin
+        (+0.000, (-0.060, +0.060), True),  # a tie the test set cannot resolve: swapping is harmless
+        (-0.010, (-0.080, +0.060), False),  # the interval's centre is below zero
+        (-0.030, (-0.040, -0.020), False),  # observed worse than the margin: never, however narrow
+        (-0.030, (-0.200, +0.300), False),  # ... or however wide
+        (+0.010, (-0.005, +0.025), True),  # a test set finer than the margin: the classic rule
+        (-0.015, (-0.030, +0.000), False),  # ... lower bound past −0.02
+    ],
+)
 def test_resolution_rule_cases(diff: float, ci: tuple[float, float], passes: bool) -> None:
     r = _rule(0.7 + diff, 0.7, ci)
     assert r.passed is passes, r.reason
@@ -61,8 +77,9 @@ def test_decision_states_the_resolution() -> None:
     assert "35 patients" in stated["statement"] and "±0.070" in stated["statement"]
     alone = resolution(None, (0.6, 0.8), 35, 232, 0.95)
     assert alone["macro_f1"] == pytest.approx(0.1) and alone["basis"] == "challenger alone"
-    decision = decide(_metrics(0.7), None, GATE, baseline={"macro_f1": 0.0}, validation_passed=True,
-                      test_resolution=alone)
+    decision = decide(
+        _metrics(0.7), None, GATE, baseline={"macro_f1": 0.0}, validation_passed=True, test_resolution=alone
+    )
     assert decision.as_dict()["resolution"] == alone
 
 
@@ -73,8 +90,9 @@ def _test_set(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     return rng.choice(len(CLASSES), len(patients), p=MIX), patients
 
 
-def _predictions(y: np.ndarray, patients: np.ndarray, accuracy: float, shared: np.ndarray,
-                 rng: np.random.Generator) -> np.ndarray:
+def _predictions(
+    y: np.ndarray, patients: np.ndarray, accuracy: float, shared: np.ndarray, rng: np.random.Generator
+) -> np.ndarray:
     """Right with probability `accuracy`, on difficulty shared with the other model (two retrains
     agree on most patches) plus a per-patient offset (a patient's photos are hard together)."""
     offset = rng.normal(0, 0.1, patients.max() + 1)[patients]

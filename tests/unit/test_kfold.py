@@ -11,9 +11,16 @@ from components.crop_patches.kfold import KFoldConfig, fold_counts, grouped_kfol
 def make_crops(n_patients: int, per_patient: int = 3) -> pd.DataFrame:
     """Each patient has one class (as a lesion does), classes mel:nev:bcc ≈ 3:2:1, mixed splits."""
     labels = ("mel", "mel", "mel", "nev", "nev", "bcc")
-    rows = [{"patch_id": f"{p:08x}{k:08x}", "patient_id": f"P{p:03d}", "label": labels[p % len(labels)],
-             "split": ("train", "val", "test")[p % 3]}
-            for p in range(n_patients) for k in range(per_patient + p % 2)]
+    rows = [
+        {
+            "patch_id": f"{p:08x}{k:08x}",
+            "patient_id": f"P{p:03d}",
+            "label": labels[p % len(labels)],
+            "split": ("train", "val", "test")[p % 3],
+        }
+        for p in range(n_patients)
+        for k in range(per_patient + p % 2)
+    ]
     return pd.DataFrame(rows)
 
 
@@ -77,8 +84,7 @@ def test_too_few_patients_is_a_data_error() -> None:
 
 
 def test_check_folds_catches_a_leak() -> None:
-    folds = pd.DataFrame({"patient_id": ["a", "b", "a", "a", "b"], "repeat": [0, 0, 1, 1, 1],
-                          "fold": [0, 1, 0, 1, 1]})
+    folds = pd.DataFrame({"patient_id": ["a", "b", "a", "a", "b"], "repeat": [0, 0, 1, 1, 1], "fold": [0, 1, 0, 1, 1]})
     with pytest.raises(DataError, match="'a'"):
         check_folds(folds, "folds.parquet")
     check_folds(folds.iloc[:3], "folds.parquet")

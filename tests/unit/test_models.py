@@ -69,10 +69,18 @@ def test_frozen_blocks_keep_weights_and_batchnorm_statistics_while_the_rest_lear
     blocks = freeze(model, "resnet18", 2)
     before = {k: v.clone() for k, v in model.state_dict().items()}
     cfg = TrainConfig(optimizer="sgd", lr=0.1, augment="none")
-    trainer = Trainer(model, make_optimizer(cfg, trainable(model)), nn.CrossEntropyLoss(), torch.device("cpu"),
-                      "none", torch.Generator(), frozen=blocks)
-    source = MemorySource(torch.randint(0, 256, (8, 3, 32, 32), dtype=torch.uint8), torch.arange(8) % 2,
-                          torch.device("cpu"))
+    trainer = Trainer(
+        model,
+        make_optimizer(cfg, trainable(model)),
+        nn.CrossEntropyLoss(),
+        torch.device("cpu"),
+        "none",
+        torch.Generator(),
+        frozen=blocks,
+    )
+    source = MemorySource(
+        torch.randint(0, 256, (8, 3, 32, 32), dtype=torch.uint8), torch.arange(8) % 2, torch.device("cpu")
+    )
     trainer.epoch(source, torch.arange(8), 4)
     after = model.state_dict()
     changed = {k for k in before if not torch.equal(before[k], after[k])}
@@ -144,10 +152,13 @@ def test_imagenet_weights_offline_say_where_to_put_the_file(tmp_path: Path, monk
     assert "pretrained_path" in message
 
 
-@pytest.mark.parametrize(("overrides", "field"), [
-    ({"arch": "small_cnn", "pretrained": "imagenet"}, "pretrained"),
-    ({"pretrained": "imagenet", "pretrained_path": "w.pt"}, "pretrained"),
-])
+@pytest.mark.parametrize(
+    ("overrides", "field"),
+    [
+        ({"arch": "small_cnn", "pretrained": "imagenet"}, "pretrained"),
+        ({"pretrained": "imagenet", "pretrained_path": "w.pt"}, "pretrained"),
+    ],
+)
 def test_pretrained_sources_that_cannot_work_are_refused(overrides: dict[str, Any], field: str) -> None:
     with pytest.raises(ConfigError, match=f"train_model.{field}"):
         TrainConfig(**overrides)
@@ -174,15 +185,24 @@ def _lrs(cfg: TrainConfig, scores: list[float]) -> list[float]:
     return out
 
 
-@pytest.mark.parametrize(("overrides", "scores", "expected"), [
-    ({"scheduler": "none"}, [0.5] * 4, [1.0, 1.0, 1.0, 1.0]),
-    ({"scheduler": "cosine", "epochs": 4}, [0.5] * 4, [1.0, 0.8535533905932737, 0.5, 0.14644660940672627]),
-    ({"scheduler": "step", "step_size": 2, "gamma": 0.5}, [0.5] * 5, [1.0, 1.0, 0.5, 0.5, 0.25]),
-    ({"scheduler": "plateau", "plateau_patience": 1, "gamma": 0.1}, [0.5, 0.6, 0.6, 0.6, 0.7],
-     [1.0, 1.0, 1.0, 1.0, 0.1]),
-    ({"scheduler": "plateau", "plateau_patience": 0, "gamma": 0.5, "min_delta": 0.05}, [0.5, 0.52, 0.6],
-     [1.0, 1.0, 0.5]),
-])
+@pytest.mark.parametrize(
+    ("overrides", "scores", "expected"),
+    [
+        ({"scheduler": "none"}, [0.5] * 4, [1.0, 1.0, 1.0, 1.0]),
+        ({"scheduler": "cosine", "epochs": 4}, [0.5] * 4, [1.0, 0.8535533905932737, 0.5, 0.14644660940672627]),
+        ({"scheduler": "step", "step_size": 2, "gamma": 0.5}, [0.5] * 5, [1.0, 1.0, 0.5, 0.5, 0.25]),
+        (
+            {"scheduler": "plateau", "plateau_patience": 1, "gamma": 0.1},
+            [0.5, 0.6, 0.6, 0.6, 0.7],
+            [1.0, 1.0, 1.0, 1.0, 0.1],
+        ),
+        (
+            {"scheduler": "plateau", "plateau_patience": 0, "gamma": 0.5, "min_delta": 0.05},
+            [0.5, 0.52, 0.6],
+            [1.0, 1.0, 0.5],
+        ),
+    ],
+)
 def test_scheduler_choices(overrides: dict[str, Any], scores: list[float], expected: list[float]) -> None:
     assert _lrs(TrainConfig(lr=1.0, **overrides), scores) == pytest.approx(expected)
 
@@ -204,22 +224,38 @@ def test_onecycle_warms_up_then_anneals_within_exactly_the_planned_steps() -> No
     assert opt.param_groups[0]["lr"] == last
 
 
-@pytest.mark.parametrize(("overrides", "before_stopping"), [
-    ({"scheduler": "onecycle", "min_epochs": None, "epochs": 12}, 12),   # the schedule always finishes
-    ({"scheduler": "cosine", "min_epochs": None, "epochs": 12}, 12),
-    ({"scheduler": "plateau", "min_epochs": None, "epochs": 12}, 0),    # open-ended: patience decides
-    ({"scheduler": "onecycle", "min_epochs": 5, "epochs": 12}, 5),
-    ({}, 0),                                                            # the dataclass default: as before
-])
+@pytest.mark.parametrize(
+    ("overrides", "before_stopping"),
+    [
+        ({"scheduler": "onecycle", "min_epochs": None, "epochs": 12}, 12),  # the schedule always finishes
+        ({"scheduler": "cosine", "min_epochs": None, "epochs": 12}, 12),
+        ({"scheduler": "plateau", "min_epochs": None, "epochs": 12}, 0),  # open-ended: patience decides
+        ({"scheduler": "onecycle", "min_epochs": 5, "epochs": 12}, 5),
+        ({}, 0),  # the dataclass default: as before
+    ],
+)
 def test_early_stopping_waits_for_a_fixed_length_schedule(overrides: dict[str, Any], before_stopping: int) -> None:
     assert TrainConfig(**overrides).epochs_before_stopping == before_stopping
 
 
-@pytest.mark.parametrize(("field", "value"), [
-    ("scheduler", "cyclic"), ("augment", "heavy"), ("sampler", "smote"), ("warmup_fraction", 1.0),
-    ("pretrained", "imagenet21k"), ("min_epochs", -1), ("loader", "dali"), ("amp", "fp8"), ("arch", "vit_b_16"),
-    ("optimizer", "lion"), ("freeze_layers", -1), ("log_every", 0), ("gamma", 0.0),
-])
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("scheduler", "cyclic"),
+        ("augment", "heavy"),
+        ("sampler", "smote"),
+        ("warmup_fraction", 1.0),
+        ("pretrained", "imagenet21k"),
+        ("min_epochs", -1),
+        ("loader", "dali"),
+        ("amp", "fp8"),
+        ("arch", "vit_b_16"),
+        ("optimizer", "lion"),
+        ("freeze_layers", -1),
+        ("log_every", 0),
+        ("gamma", 0.0),
+    ],
+)
 def test_config_refuses_unknown_choices_naming_the_key(field: str, value: Any) -> None:
     with pytest.raises(ConfigError, match=f"train_model.{field}"):
         TrainConfig(**{field: value})
@@ -228,7 +264,13 @@ def test_config_refuses_unknown_choices_naming_the_key(field: str, value: Any) -
 def test_default_config_is_the_stage_as_it_was() -> None:
     cfg = TrainConfig()
     assert (cfg.augment, cfg.scheduler, cfg.freeze_layers, cfg.loader, cfg.amp, cfg.resume) == (
-        "flips", "cosine", 0, "memory", "auto", None)
+        "flips",
+        "cosine",
+        0,
+        "memory",
+        "auto",
+        None,
+    )
 
 
 @pytest.mark.parametrize("preset", PRESETS)
@@ -251,7 +293,6 @@ def test_photometric_presets_change_each_image_differently(preset: str) -> None:
     means = out.mean(dim=(1, 2, 3))
     assert len(set(means.tolist())) == 4  # per-image factors, not one per batch
     assert (means - batch.float().mean()).abs().max() < (15 if preset == "light" else 60)
-
 
 
 def test_hflip_orientation_only_ever_mirrors_left_right() -> None:

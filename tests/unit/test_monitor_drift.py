@@ -41,8 +41,11 @@ def _fake_crop(tmp: Path, n_train: int = 30, level: float = 100, seed: int = 1) 
     source, crop = tmp / "source", tmp / "crop"
     train = _write_images(source / "train_imgs", n_train, level, seed)
     test = _write_images(source / "test_imgs", 5, level + 100, seed + 1)  # must be ignored
-    rows = [{"rel_path": p.relative_to(source).as_posix(), "split": "train", "box_index": b}
-            for p in train for b in range(2)]  # two boxes per image: the image counts once
+    rows = [
+        {"rel_path": p.relative_to(source).as_posix(), "split": "train", "box_index": b}
+        for p in train
+        for b in range(2)
+    ]  # two boxes per image: the image counts once
     rows += [{"rel_path": p.relative_to(source).as_posix(), "split": "test", "box_index": 0} for p in test]
     crop.mkdir(parents=True)
     pd.DataFrame(rows).to_parquet(crop / "patches.parquet", index=False)
@@ -50,6 +53,7 @@ def _fake_crop(tmp: Path, n_train: int = 30, level: float = 100, seed: int = 1) 
 
 
 # --- features ---------------------------------------------------------------------------------
+
 
 def test_black_image_has_zero_brightness_and_sharpness() -> None:
     f = image_features(Image.new("RGB", (64, 48)))
@@ -92,6 +96,7 @@ def test_unreadable_images_are_skipped_and_listed(tmp_path: Path) -> None:
 
 
 # --- the drift verdict ------------------------------------------------------------------------
+
 
 def _tables(tmp: Path, ref_level: float, cur_level: float, n_cur: int = 40):
     ref = features_frame(_write_images(tmp / "ref", 40, ref_level, seed=10))
@@ -136,6 +141,7 @@ def test_dark_and_unreadable_images_raise_an_acquisition_alert(tmp_path: Path) -
 
 
 # --- core.run, CLI, pipeline ------------------------------------------------------------------
+
 
 def test_reference_is_the_unique_train_images(tmp_path: Path) -> None:
     crop, source = _fake_crop(tmp_path, n_train=7)
@@ -191,9 +197,25 @@ def test_cli_with_the_repository_params(tmp_path: Path) -> None:
     crop, source = _fake_crop(tmp_path, n_train=30)
     current = tmp_path / "window"
     _write_images(current, 30, 160, seed=9)  # repo params: min_window = 30
-    cmd = [sys.executable, "-m", "components.monitor_drift", "--params", "params.yaml",
-           "--reference", str(crop), "--source", str(source), "--current", str(current),
-           "--out", str(tmp_path / "out"), "--history", str(tmp_path / "h.json"), "--accepted-feedback", "0"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "components.monitor_drift",
+        "--params",
+        "params.yaml",
+        "--reference",
+        str(crop),
+        "--source",
+        str(source),
+        "--current",
+        str(current),
+        "--out",
+        str(tmp_path / "out"),
+        "--history",
+        str(tmp_path / "h.json"),
+        "--accepted-feedback",
+        "0",
+    ]
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300, check=False)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith("monitor_drift: drift")

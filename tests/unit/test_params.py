@@ -27,9 +27,14 @@ def test_build_coerces_nested_and_lists() -> None:
     assert cfg == Outer(sizes=(3, 4), inner=Inner(2.0))
 
 
-@pytest.mark.parametrize(("values", "message"), [
-    ({"nmae": "typo"}, "unknown key"), ({"name": 3}, "expected str"), ({"inner": {"b": 1}}, "outer.inner"),
-])
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"nmae": "typo"}, "unknown key"),
+        ({"name": 3}, "expected str"),
+        ({"inner": {"b": 1}}, "outer.inner"),
+    ],
+)
 def test_build_refuses_bad_values(values: dict, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         build(Outer, values, "outer")
@@ -52,13 +57,22 @@ def test_repo_params_build_every_stage_config() -> None:
     from pipelines.schedule import RetrainConfig
 
     doc = load_params(REPO / "params.yaml")
-    for name, cls in [("ingest_data", IngestConfig), ("validate_annotations", ValidateConfig),
-                      ("crop_patches", CropConfig), ("train_model", TrainConfig),
-                      ("train_baseline", BaselineConfig), ("train_detector", DetectorConfig),
-                      ("evaluate_model", EvaluateConfig), ("promote_model", PromoteConfig),
-                      ("crossval", CrossvalConfig), ("evaluate_detector", EvaluateDetectorConfig),
-                      ("monitor_drift", MonitorConfig), ("serve", ServeConfig), ("retrain", RetrainConfig),
-                      ("kubeflow", KubeflowConfig)]:
+    for name, cls in [
+        ("ingest_data", IngestConfig),
+        ("validate_annotations", ValidateConfig),
+        ("crop_patches", CropConfig),
+        ("train_model", TrainConfig),
+        ("train_baseline", BaselineConfig),
+        ("train_detector", DetectorConfig),
+        ("evaluate_model", EvaluateConfig),
+        ("promote_model", PromoteConfig),
+        ("crossval", CrossvalConfig),
+        ("evaluate_detector", EvaluateDetectorConfig),
+        ("monitor_drift", MonitorConfig),
+        ("serve", ServeConfig),
+        ("retrain", RetrainConfig),
+        ("kubeflow", KubeflowConfig),
+    ]:
         section(doc, name, cls)
     assert load_task(doc).classes[-1] == "psoriasis"
 
@@ -72,9 +86,15 @@ def test_params_sources_are_exclusive(tmp_path: Path) -> None:
         load_params(tmp_path / "missing.yaml")
 
 
-@pytest.mark.parametrize(("raw", "expected"), [
-    ("Psoriasis ", "psoriasis"), ("lichen planus", "lichen_planus"), ("SLE", "lupus_erythematosus"),
-    ("lichen-planus", "lichen_planus"), ("acne", None),
-])
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("Psoriasis ", "psoriasis"),
+        ("lichen planus", "lichen_planus"),
+        ("SLE", "lupus_erythematosus"),
+        ("lichen-planus", "lichen_planus"),
+        ("acne", None),
+    ],
+)
 def test_task_normalizes_labels(raw: str, expected: str | None) -> None:
     assert load_task(load_params(REPO / "params.yaml")).normalize(raw) == expected

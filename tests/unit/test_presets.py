@@ -40,8 +40,14 @@ def _section_configs(stage: str) -> list[type]:
         if importlib.util.find_spec(f"components.{stage}.{name}") is None:
             continue
         module = importlib.import_module(f"components.{stage}.{name}")
-        found += [obj for obj in vars(module).values() if dataclasses.is_dataclass(obj) and isinstance(obj, type)
-                  and obj.__module__ == module.__name__ and f"`{stage}` section" in (obj.__doc__ or "")]
+        found += [
+            obj
+            for obj in vars(module).values()
+            if dataclasses.is_dataclass(obj)
+            and isinstance(obj, type)
+            and obj.__module__ == module.__name__
+            and f"`{stage}` section" in (obj.__doc__ or "")
+        ]
     return found
 
 
@@ -64,8 +70,13 @@ def test_preset_builds_every_stage_config(name: str, base: dict[str, Any]) -> No
     from components.validate_annotations.config import ValidateConfig
 
     doc = load_preset(name, base)
-    for key, cls in [("ingest_data", IngestConfig), ("validate_annotations", ValidateConfig),
-                     ("crop_patches", CropConfig), ("train_model", TrainConfig), ("evaluate_model", EvaluateConfig)]:
+    for key, cls in [
+        ("ingest_data", IngestConfig),
+        ("validate_annotations", ValidateConfig),
+        ("crop_patches", CropConfig),
+        ("train_model", TrainConfig),
+        ("evaluate_model", EvaluateConfig),
+    ]:
         section(doc, key, cls)
     for stage in ("train_baseline", "train_detector", "evaluate_detector"):
         for cls in _section_configs(stage):
@@ -105,11 +116,16 @@ def test_whole_image_presets_read_class_folders_without_a_detector(name: str, ba
     assert set(doc["task"]["aliases"].values()) <= set(task.classes)  # replaced, not merged with skin's
 
 
-@pytest.mark.parametrize(("name", "expected"), [
-    ("ct_pneumonia", {"arch": "resnet34", "optimizer": "adagrad", "dropout": 0.3, "patience": 4,
-                      "batch_size": 64, "lr": 0.01}),  # seed 003's table
-    ("monkeypox", {"arch": "small_cnn"}),  # seed 004's custom CNN branch
-])
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        (
+            "ct_pneumonia",
+            {"arch": "resnet34", "optimizer": "adagrad", "dropout": 0.3, "patience": 4, "batch_size": 64, "lr": 0.01},
+        ),  # seed 003's table
+        ("monkeypox", {"arch": "small_cnn"}),  # seed 004's custom CNN branch
+    ],
+)
 def test_seed_hyper_parameters(name: str, expected: dict[str, Any], base: dict[str, Any]) -> None:
     train = load_preset(name, base)["train_model"]
     assert {k: train[k] for k in expected} == expected
@@ -125,10 +141,14 @@ def test_acupoint_is_a_detector_task_of_small_points(base: dict[str, Any]) -> No
 
 def test_merge_semantics_and_base_untouched(tmp_path: Path, base: dict[str, Any]) -> None:
     before = yaml.safe_dump(base)
-    folder = _write(tmp_path, "demo", {
-        "task": {"name": "demo", "classes": ["a", "b"], "aliases": {"aa": "a"}},
-        "crop_patches": {"balance": {"target_per_class": None}, "split": {"salt": "x"}},
-    })
+    folder = _write(
+        tmp_path,
+        "demo",
+        {
+            "task": {"name": "demo", "classes": ["a", "b"], "aliases": {"aa": "a"}},
+            "crop_patches": {"balance": {"target_per_class": None}, "split": {"salt": "x"}},
+        },
+    )
     doc = load_preset("demo", base, folder)
     assert doc["task"]["aliases"] == {"aa": "a"}  # replaced whole
     assert doc["task"]["classes"] == ["a", "b"]  # lists replaced
@@ -138,15 +158,19 @@ def test_merge_semantics_and_base_untouched(tmp_path: Path, base: dict[str, Any]
     assert yaml.safe_dump(base) == before
 
 
-@pytest.mark.parametrize(("preset", "message"), [
-    ({"task": {"name": "other"}}, "must be its file name"),
-    ({"trian_model": {"epochs": 1}}, r"unknown section\(s\) \['trian_model'\]"),
-    ({"task": {"name": "bad"}, "synth": {"generator": "mri"}}, "synth.generator"),
-    ({"task": {"name": "bad"}, "synth": {"n_imgs": 3}}, "synth: unknown key"),
-    ({"task": {"name": "bad", "sample": "whole_image", "models": ["detector"]}}, "task.models"),
-])
-def test_bad_presets_are_refused_naming_the_key(preset: dict[str, Any], message: str, tmp_path: Path,
-                                                base: dict[str, Any]) -> None:
+@pytest.mark.parametrize(
+    ("preset", "message"),
+    [
+        ({"task": {"name": "other"}}, "must be its file name"),
+        ({"trian_model": {"epochs": 1}}, r"unknown section\(s\) \['trian_model'\]"),
+        ({"task": {"name": "bad"}, "synth": {"generator": "mri"}}, "synth.generator"),
+        ({"task": {"name": "bad"}, "synth": {"n_imgs": 3}}, "synth: unknown key"),
+        ({"task": {"name": "bad", "sample": "whole_image", "models": ["detector"]}}, "task.models"),
+    ],
+)
+def test_bad_presets_are_refused_naming_the_key(
+    preset: dict[str, Any], message: str, tmp_path: Path, base: dict[str, Any]
+) -> None:
     folder = _write(tmp_path, "bad", preset)
     with pytest.raises(ConfigError, match=message):
         synth_settings(load_preset("bad", base, folder))  # as `lesionops` commands check a task
@@ -160,29 +184,46 @@ def test_unknown_preset_lists_the_available_ones(base: dict[str, Any]) -> None:
 
 
 def test_overrides_set_nested_yaml_values(base: dict[str, Any]) -> None:
-    doc = apply_overrides(base, ["train_model.epochs=2", "crop_patches.balance.target_per_class=null",
-                                 "task.classes=[a, b]", "mlflow.experiment=x=y"])
+    doc = apply_overrides(
+        base,
+        [
+            "train_model.epochs=2",
+            "crop_patches.balance.target_per_class=null",
+            "task.classes=[a, b]",
+            "mlflow.experiment=x=y",
+        ],
+    )
     assert doc["train_model"]["epochs"] == 2 and doc["crop_patches"]["balance"]["target_per_class"] is None
     assert doc["task"]["classes"] == ["a", "b"] and doc["mlflow"]["experiment"] == "x=y"
     assert base["train_model"]["epochs"] != 2
 
 
-@pytest.mark.parametrize(("item", "message"), [
-    ("epochs=2", "SECTION.KEY=VALUE"), ("train_model.epochs", "SECTION.KEY=VALUE"),
-    ("nosuch.key=1", "unknown section 'nosuch'"), ("train_model.epochs.x=1", "not a mapping"),
-])
+@pytest.mark.parametrize(
+    ("item", "message"),
+    [
+        ("epochs=2", "SECTION.KEY=VALUE"),
+        ("train_model.epochs", "SECTION.KEY=VALUE"),
+        ("nosuch.key=1", "unknown section 'nosuch'"),
+        ("train_model.epochs.x=1", "not a mapping"),
+    ],
+)
 def test_bad_overrides_are_refused(item: str, message: str, base: dict[str, Any]) -> None:
     with pytest.raises(ConfigError, match=message):
         apply_overrides(base, [item])
 
 
-def test_a_task_file_is_merged_like_a_preset_with_its_own_registry_names(tmp_path: Path,
-                                                                          base: dict[str, Any]) -> None:
+def test_a_task_file_is_merged_like_a_preset_with_its_own_registry_names(tmp_path: Path, base: dict[str, Any]) -> None:
     path = tmp_path / "cells" / "cells.yaml"
     path.parent.mkdir()
-    path.write_text(yaml.safe_dump({"task": {"name": "cells", "classes": ["Living Cell", "Dead Cell"],
-                                             "data": "../raw"},
-                                    "train_model": {"epochs": 3}}), encoding="utf-8")
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "task": {"name": "cells", "classes": ["Living Cell", "Dead Cell"], "data": "../raw"},
+                "train_model": {"epochs": 3},
+            }
+        ),
+        encoding="utf-8",
+    )
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(base), encoding="utf-8")
     doc = build_settings(tmp_path / "params.yaml", str(path), ["train_model.lr=0.1"])
     task = load_task(doc)
@@ -190,18 +231,24 @@ def test_a_task_file_is_merged_like_a_preset_with_its_own_registry_names(tmp_pat
     assert doc["train_model"]["epochs"] == 3 and doc["train_model"]["lr"] == 0.1
     assert doc["train_model"]["batch_size"] == base["train_model"]["batch_size"]  # untouched defaults kept
     assert (doc["mlflow"]["registered_model"], doc["mlflow"]["registered_detector"]) == (
-        "cells_classifier", "cells_detector")  # never the demo's champion
+        "cells_classifier",
+        "cells_detector",
+    )  # never the demo's champion
     assert task.data == str((tmp_path / "raw").resolve())  # relative to the task file
 
 
-@pytest.mark.parametrize(("doc", "message"), [
-    ({"task": {"classes": ["a", "b"]}}, "must set task.name and task.classes"),
-    ({"task": {"name": "x"}}, "must set task.name and task.classes"),
-    ({"task": {"name": "x", "classes": ["a", "b"]}, "trian_model": {}}, "unknown section"),
-    ({"task": {"name": "x", "classes": ["WBC", "wbc"]}}, "'WBC' and 'wbc' are the same class"),
-])
-def test_bad_task_files_are_refused_naming_the_file(doc: dict[str, Any], message: str, tmp_path: Path,
-                                                    base: dict[str, Any]) -> None:
+@pytest.mark.parametrize(
+    ("doc", "message"),
+    [
+        ({"task": {"classes": ["a", "b"]}}, "must set task.name and task.classes"),
+        ({"task": {"name": "x"}}, "must set task.name and task.classes"),
+        ({"task": {"name": "x", "classes": ["a", "b"]}, "trian_model": {}}, "unknown section"),
+        ({"task": {"name": "x", "classes": ["WBC", "wbc"]}}, "'WBC' and 'wbc' are the same class"),
+    ],
+)
+def test_bad_task_files_are_refused_naming_the_file(
+    doc: dict[str, Any], message: str, tmp_path: Path, base: dict[str, Any]
+) -> None:
     path = tmp_path / "mine.yaml"
     path.write_text(yaml.safe_dump(doc), encoding="utf-8")
     with pytest.raises(ConfigError, match=message):
@@ -215,8 +262,18 @@ def test_stage_commands_take_task_and_set(tmp_path: Path) -> None:
 
     path = tmp_path / "mine.yaml"
     path.write_text(yaml.safe_dump({"task": {"name": "mine", "classes": ["ESP8266", "Arduino_Nano"]}}))
-    args = base_parser("x").parse_args(["--params", str(REPO / "params.yaml"), "--task", str(path),
-                                        "--set", "crop_patches.patch_size=48", "--set", "task.sample=patches"])
+    args = base_parser("x").parse_args(
+        [
+            "--params",
+            str(REPO / "params.yaml"),
+            "--task",
+            str(path),
+            "--set",
+            "crop_patches.patch_size=48",
+            "--set",
+            "task.sample=patches",
+        ]
+    )
     doc = params_from(args)
     assert load_task(doc).normalize("arduino nano") == "Arduino_Nano" and doc["crop_patches"]["patch_size"] == 48
     preset = params_from(base_parser("x").parse_args(["--params", str(REPO / "params.yaml"), "--task", "acupoint"]))

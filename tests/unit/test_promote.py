@@ -11,15 +11,32 @@ from components.promote_model.card import model_card, most_confused
 from components.promote_model.config import PromoteConfig
 from components.promote_model.core import gate_report, run
 
-SUMMARY = {"run_id": "abc", "model_uri": "models:/m-1", "data_version": "md5:1234", "arch": "small_cnn",
-           "classes": ["eczema", "psoriasis", "lupus"]}
-DECISION = {"passed": True, "champion_version": "3", "run_id": "abc", "rules": [
-    {"name": "min_accuracy", "value": 0.8, "threshold": 0.5, "passed": True, "reason": "0.8000 ≥ 0.5000"},
-    {"name": "recall[lupus]", "value": 0.1, "threshold": 0.2, "passed": False, "reason": "0.1000 < 0.2000"}]}
-METRICS = {"test_accuracy": 0.8, "test_macro_f1": 0.75, "n_test": 30,
-           "per_class": {c: {"recall": r, "precision": 0.7, "support": 10}
-                         for c, r in (("eczema", 0.9), ("psoriasis", 0.8), ("lupus", 0.1))},
-           "confusion_matrix": [[9, 1, 0], [2, 8, 0], [1, 8, 1]]}
+SUMMARY = {
+    "run_id": "abc",
+    "model_uri": "models:/m-1",
+    "data_version": "md5:1234",
+    "arch": "small_cnn",
+    "classes": ["eczema", "psoriasis", "lupus"],
+}
+DECISION = {
+    "passed": True,
+    "champion_version": "3",
+    "run_id": "abc",
+    "rules": [
+        {"name": "min_accuracy", "value": 0.8, "threshold": 0.5, "passed": True, "reason": "0.8000 ≥ 0.5000"},
+        {"name": "recall[lupus]", "value": 0.1, "threshold": 0.2, "passed": False, "reason": "0.1000 < 0.2000"},
+    ],
+}
+METRICS = {
+    "test_accuracy": 0.8,
+    "test_macro_f1": 0.75,
+    "n_test": 30,
+    "per_class": {
+        c: {"recall": r, "precision": 0.7, "support": 10}
+        for c, r in (("eczema", 0.9), ("psoriasis", 0.8), ("lupus", 0.1))
+    },
+    "confusion_matrix": [[9, 1, 0], [2, 8, 0], [1, 8, 1]],
+}
 
 
 def _folders(tmp_path: Path, summary: dict[str, Any], decision: dict[str, Any]) -> tuple[Path, Path]:
@@ -32,9 +49,17 @@ def _folders(tmp_path: Path, summary: dict[str, Any], decision: dict[str, Any]) 
 
 
 def test_failed_gate_is_refused_with_reasons(tmp_path: Path) -> None:
-    train, evaluation = _folders(tmp_path, {"run_id": "abc", "model_uri": "x"}, {"passed": False, "rules": [
-        {"name": "min_accuracy", "passed": False, "reason": "0.4 < 0.5"},
-        {"name": "min_macro_f1", "passed": True, "reason": "ok"}]})
+    train, evaluation = _folders(
+        tmp_path,
+        {"run_id": "abc", "model_uri": "x"},
+        {
+            "passed": False,
+            "rules": [
+                {"name": "min_accuracy", "passed": False, "reason": "0.4 < 0.5"},
+                {"name": "min_macro_f1", "passed": True, "reason": "ok"},
+            ],
+        },
+    )
     tracking = TrackingConfig(tracking_uri=f"sqlite:///{tmp_path}/mlflow.db")
     cfg = PromoteConfig(audit_log=str(tmp_path / "audit.jsonl"))
     with pytest.raises(GateFailed, match=r"min_accuracy: 0.4 < 0.5") as err:
@@ -49,17 +74,26 @@ def test_missing_inputs_name_the_file(tmp_path: Path) -> None:
         run(PromoteConfig(), TrackingConfig(), tmp_path / "train", tmp_path / "eval", tmp_path / "out")
 
 
-@pytest.mark.parametrize(("summary", "decision", "match"), [
-    ({**SUMMARY, "kind": "segmenter"}, {**DECISION, "passed": True}, "kind must be one of"),
-    ({"run_id": "abc"}, {**DECISION, "passed": True}, r"missing \['model_uri'\]"),
-    (SUMMARY, {**DECISION, "passed": True, "run_id": "other"}, "evaluates run other"),
-])
-def test_inconsistent_inputs_are_refused_before_the_registry(tmp_path: Path, summary: dict[str, Any],
-                                                             decision: dict[str, Any], match: str) -> None:
+@pytest.mark.parametrize(
+    ("summary", "decision", "match"),
+    [
+        ({**SUMMARY, "kind": "segmenter"}, {**DECISION, "passed": True}, "kind must be one of"),
+        ({"run_id": "abc"}, {**DECISION, "passed": True}, r"missing \['model_uri'\]"),
+        (SUMMARY, {**DECISION, "passed": True, "run_id": "other"}, "evaluates run other"),
+    ],
+)
+def test_inconsistent_inputs_are_refused_before_the_registry(
+    tmp_path: Path, summary: dict[str, Any], decision: dict[str, Any], match: str
+) -> None:
     train, evaluation = _folders(tmp_path, summary, decision)
     with pytest.raises(DataError, match=match):
-        run(PromoteConfig(audit_log=str(tmp_path / "audit.jsonl")),
-            TrackingConfig(tracking_uri=f"sqlite:///{tmp_path}/mlflow.db"), train, evaluation, tmp_path / "out")
+        run(
+            PromoteConfig(audit_log=str(tmp_path / "audit.jsonl")),
+            TrackingConfig(tracking_uri=f"sqlite:///{tmp_path}/mlflow.db"),
+            train,
+            evaluation,
+            tmp_path / "out",
+        )
     assert not (tmp_path / "mlflow.db").exists()
 
 
@@ -67,17 +101,34 @@ def test_gate_report_is_one_compact_verdict_per_rule() -> None:
     assert gate_report(DECISION) == "min_accuracy=pass;recall[lupus]=FAIL"
 
 
-@pytest.mark.parametrize(("extra", "expected", "absent"), [
-    ({"ci": {"macro_f1": [0.61, 0.83], "accuracy": [0.7, 0.9]}},  # evaluate_model's keys: no test_ prefix
-     ["| metric | value | 95 % CI |", "| test_macro_f1 | 0.7500 | [0.6100, 0.8300] |",
-      "| test_accuracy | 0.8000 | [0.7000, 0.9000] |", "patient-level bootstrap"], "not computed"),
-    ({"ci": {"test_macro_f1": [0.61, 0.83]}, "bootstrap": {"confidence": 0.9}},
-     ["| metric | value | 90 % CI |", "| test_macro_f1 | 0.7500 | [0.6100, 0.8300] |",
-      "| test_accuracy | 0.8000 | — |"], "not computed"),
-    ({}, ["| test_macro_f1 | 0.7500 | — |", "Confidence intervals: not computed"], "bootstrap"),
-])
-def test_card_shows_confidence_intervals_or_says_they_are_missing(extra: dict[str, Any], expected: list[str],
-                                                                  absent: str) -> None:
+@pytest.mark.parametrize(
+    ("extra", "expected", "absent"),
+    [
+        (
+            {"ci": {"macro_f1": [0.61, 0.83], "accuracy": [0.7, 0.9]}},  # evaluate_model's keys: no test_ prefix
+            [
+                "| metric | value | 95 % CI |",
+                "| test_macro_f1 | 0.7500 | [0.6100, 0.8300] |",
+                "| test_accuracy | 0.8000 | [0.7000, 0.9000] |",
+                "patient-level bootstrap",
+            ],
+            "not computed",
+        ),
+        (
+            {"ci": {"test_macro_f1": [0.61, 0.83]}, "bootstrap": {"confidence": 0.9}},
+            [
+                "| metric | value | 90 % CI |",
+                "| test_macro_f1 | 0.7500 | [0.6100, 0.8300] |",
+                "| test_accuracy | 0.8000 | — |",
+            ],
+            "not computed",
+        ),
+        ({}, ["| test_macro_f1 | 0.7500 | — |", "Confidence intervals: not computed"], "bootstrap"),
+    ],
+)
+def test_card_shows_confidence_intervals_or_says_they_are_missing(
+    extra: dict[str, Any], expected: list[str], absent: str
+) -> None:
     metrics = {**METRICS, **extra}
     card = model_card(SUMMARY, metrics, DECISION, None, name="es_skin_classifier", version="4")
     assert card.startswith("# Model card: es_skin_classifier v4\n")
@@ -87,11 +138,21 @@ def test_card_shows_confidence_intervals_or_says_they_are_missing(extra: dict[st
 
 
 def test_card_covers_use_data_classes_calibration_gate_and_limits() -> None:
-    report = {"per_split_class_counts": {"train": {"eczema": 40, "psoriasis": 40, "lupus": 40},
-                                         "test": {"eczema": 10, "psoriasis": 10, "lupus": 10}},
-              "patients_per_split": {"train": 50, "test": 12}}
-    metrics = {**METRICS, "temperature": 1.7, "test_ece": 0.12, "test_ece_calibrated": 0.04,
-               "n_test_patients": 12, "diff_ci": [-0.015, 0.05]}
+    report = {
+        "per_split_class_counts": {
+            "train": {"eczema": 40, "psoriasis": 40, "lupus": 40},
+            "test": {"eczema": 10, "psoriasis": 10, "lupus": 10},
+        },
+        "patients_per_split": {"train": 50, "test": 12},
+    }
+    metrics = {
+        **METRICS,
+        "temperature": 1.7,
+        "test_ece": 0.12,
+        "test_ece_calibrated": 0.04,
+        "n_test_patients": 12,
+        "diff_ci": [-0.015, 0.05],
+    }
     card = model_card(SUMMARY, metrics, DECISION, report)
     assert "not a diagnostic device" in card and "md5:1234" in card
     assert "| split | eczema | lupus | psoriasis | patients |" in card and "| test | 10 | 10 | 10 | 12 |" in card
@@ -121,8 +182,10 @@ def test_detector_card_reports_ap_per_class() -> None:
     assert "| eczema | 0.7000 |" in card and "12 images, 30 boxes" in card
 
 
-@pytest.mark.parametrize(("matrix", "expected"), [
-    ([[5, 0], [0, 5]], None), ([[5, 1], [3, 2]], ("b", "a", 3, 5)), ([[0, 2], [2, 0]], ("a", "b", 2, 2))])
+@pytest.mark.parametrize(
+    ("matrix", "expected"),
+    [([[5, 0], [0, 5]], None), ([[5, 1], [3, 2]], ("b", "a", 3, 5)), ([[0, 2], [2, 0]], ("a", "b", 2, 2))],
+)
 def test_most_confused_pair(matrix: list[list[int]], expected: tuple[str, str, int, int] | None) -> None:
     assert most_confused(matrix, ["a", "b"]) == expected
 
@@ -134,8 +197,18 @@ def test_audit_round_trip_and_relative_path(tmp_path: Path, monkeypatch: pytest.
     record = alias_move("promote", "m", "champion", None, "1", "run-1", "gate passed")
     append_audit(path, record)
     assert read_audit(path) == [record]
-    assert set(record) == {"time", "action", "model", "alias", "from_version", "to_version", "run_id", "user",
-                           "host", "reason"} and record["time"].endswith("+00:00")
+    assert set(record) == {
+        "time",
+        "action",
+        "model",
+        "alias",
+        "from_version",
+        "to_version",
+        "run_id",
+        "user",
+        "host",
+        "reason",
+    } and record["time"].endswith("+00:00")
     with path.open("a") as fh:
         fh.write("{not json\n")
     with pytest.raises(DataError, match="line 2 is not JSON"):
@@ -143,10 +216,16 @@ def test_audit_round_trip_and_relative_path(tmp_path: Path, monkeypatch: pytest.
 
 
 def test_champion_before_follows_promotions_not_rollbacks() -> None:
-    moves = [("promote", None, "1"), ("promote", "1", "2"), ("promote", "2", "3"), ("rollback", "3", "2"),
-             ("promote", "2", "4")]
-    records = [{"action": a, "model": "m", "alias": "champion", "from_version": f, "to_version": t}
-               for a, f, t in moves]
+    moves = [
+        ("promote", None, "1"),
+        ("promote", "1", "2"),
+        ("promote", "2", "3"),
+        ("rollback", "3", "2"),
+        ("promote", "2", "4"),
+    ]
+    records = [
+        {"action": a, "model": "m", "alias": "champion", "from_version": f, "to_version": t} for a, f, t in moves
+    ]
     assert champion_before(records, "m", "champion", "2") == "1"
     assert champion_before(records, "m", "champion", "1") is None
     assert champion_before(records, "other", "champion", "2") is None

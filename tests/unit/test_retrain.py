@@ -38,8 +38,9 @@ def test_merge_links_pairs_lists_them_and_is_idempotent(tmp_path: Path) -> None:
     assert rows[0]["patient_id"] == "P1"  # the existing rows are kept as they were
     merged = {r["filename"]: r for r in rows[1:]}
     assert set(merged) == {"feedback/fb1.jpg", "feedback/2026-11/fb2.jpg"}
-    assert all(r["patient_id"].startswith("feedback:") and r["label_source"] == "expert_review"
-               for r in merged.values())
+    assert all(
+        r["patient_id"].startswith("feedback:") and r["label_source"] == "expert_review" for r in merged.values()
+    )
     assert len({r["patient_id"] for r in merged.values()}) == 2  # one group per image: no split leak
 
     again = merge_feedback(feedback, cfg)

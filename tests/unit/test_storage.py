@@ -30,6 +30,7 @@ def s3(s3_client: Any) -> str:
     s3_client.create_bucket(Bucket=BUCKET)
     return f"s3://{BUCKET}"
 
+
 def _tree(root: Path, files: dict[str, bytes]) -> Path:
     for rel, data in files.items():
         (root / rel).parent.mkdir(parents=True, exist_ok=True)
@@ -41,8 +42,12 @@ def _read_tree(root: Path) -> dict[str, bytes]:
     return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
 
 
-FILES = {"patches.parquet": b"table", "train/psoriasis/p1.jpg": b"\xff\xd8one", "val/eczema/p2.jpg": b"\xff\xd8two",
-         "crop_report.json": b"{}"}
+FILES = {
+    "patches.parquet": b"table",
+    "train/psoriasis/p1.jpg": b"\xff\xd8one",
+    "val/eczema/p2.jpg": b"\xff\xd8two",
+    "crop_report.json": b"{}",
+}
 
 
 def test_file_round_trip_and_unchanged_object_not_downloaded_twice(s3: str, tmp_path: Path) -> None:
@@ -114,15 +119,30 @@ def test_output_file_is_read_then_rewritten(s3: str, tmp_path: Path) -> None:
     assert storage.read_bytes(uri) == b"[1, 2]"
 
 
-@pytest.mark.parametrize(("call", "problem"), [
-    (lambda tmp: storage.read_bytes("s3://no-such-bucket/a.json"), r"^s3://no-such-bucket/a\.json: .*bucket does not exist"),
-    (lambda tmp: storage.read_bytes(f"s3://{BUCKET}/missing.json"), rf"^s3://{BUCKET}/missing\.json: .*no such object"),
-    (lambda tmp: storage.fetch("s3://no-such-bucket/runs/1", tmp / "c"), r"^s3://no-such-bucket/runs/1: .*bucket"),
-    (lambda tmp: storage.fetch(f"s3://{BUCKET}/runs/none", tmp / "c"), rf"^s3://{BUCKET}/runs/none: no such object"),
-    (lambda tmp: storage.exists("s3://no-such-bucket/x"), r"^s3://no-such-bucket/x: .*bucket does not exist"),
-    (lambda tmp: storage.publish(Path(__file__), "s3://no-such-bucket/x.py"), r"^s3://no-such-bucket/x\.py: .*bucket"),
-    (lambda tmp: storage.parse("gs://bucket/x"), r"^gs://bucket/x: unsupported location"),
-])
+@pytest.mark.parametrize(
+    ("call", "problem"),
+    [
+        (
+            lambda tmp: storage.read_bytes("s3://no-such-bucket/a.json"),
+            r"^s3://no-such-bucket/a\.json: .*bucket does not exist",
+        ),
+        (
+            lambda tmp: storage.read_bytes(f"s3://{BUCKET}/missing.json"),
+            rf"^s3://{BUCKET}/missing\.json: .*no such object",
+        ),
+        (lambda tmp: storage.fetch("s3://no-such-bucket/runs/1", tmp / "c"), r"^s3://no-such-bucket/runs/1: .*bucket"),
+        (
+            lambda tmp: storage.fetch(f"s3://{BUCKET}/runs/none", tmp / "c"),
+            rf"^s3://{BUCKET}/runs/none: no such object",
+        ),
+        (lambda tmp: storage.exists("s3://no-such-bucket/x"), r"^s3://no-such-bucket/x: .*bucket does not exist"),
+        (
+            lambda tmp: storage.publish(Path(__file__), "s3://no-such-bucket/x.py"),
+            r"^s3://no-such-bucket/x\.py: .*bucket",
+        ),
+        (lambda tmp: storage.parse("gs://bucket/x"), r"^gs://bucket/x: unsupported location"),
+    ],
+)
 def test_errors_name_the_uri_and_the_problem(s3: str, tmp_path: Path, call: Any, problem: str) -> None:
     with pytest.raises(DataError, match=problem):
         call(tmp_path)
@@ -130,8 +150,10 @@ def test_errors_name_the_uri_and_the_problem(s3: str, tmp_path: Path, call: Any,
 
 def test_missing_output_bucket_fails_before_the_stage_runs(s3: str, tmp_path: Path) -> None:
     ran = []
-    with (pytest.raises(DataError, match=r"^s3://no-such-bucket/out: .*bucket does not exist"),
-          storage.local_output("s3://no-such-bucket/out", tmp_path / "cache")):
+    with (
+        pytest.raises(DataError, match=r"^s3://no-such-bucket/out: .*bucket does not exist"),
+        storage.local_output("s3://no-such-bucket/out", tmp_path / "cache"),
+    ):
         ran.append(True)
     assert not ran
 
@@ -142,9 +164,13 @@ def test_unreachable_endpoint_is_a_data_error(tmp_path: Path, monkeypatch: pytes
     with socket.socket() as sock:  # a port nobody listens on
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    for key, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                       "AWS_DEFAULT_REGION": "us-east-1", "AWS_MAX_ATTEMPTS": "1",
-                       "AWS_ENDPOINT_URL_S3": f"http://127.0.0.1:{port}"}.items():
+    for key, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_MAX_ATTEMPTS": "1",
+        "AWS_ENDPOINT_URL_S3": f"http://127.0.0.1:{port}",
+    }.items():
         monkeypatch.setenv(key, value)
     with pytest.raises(DataError, match=r"^s3://b/k: cannot read object: Could not connect"):
         storage.read_bytes("s3://b/k")
@@ -175,10 +201,19 @@ def _stage_parser() -> argparse.ArgumentParser:
 
 
 def test_cli_turns_uris_into_local_paths_and_publishes_after_success(s3: str, tmp_path: Path) -> None:
-    storage.publish(_tree(tmp_path / "model", {"checkpoint.pt": b"w", "train_summary.json": b"{}"}),
-                    f"{s3}/runs/4/train_model")
-    argv = ["--model", f"{s3}/runs/4/train_model", "--out", f"{s3}/runs/4/evaluate_model",
-            "--history", f"{s3}/runs/4/history.json", "--cache-dir", str(tmp_path / "cache")]
+    storage.publish(
+        _tree(tmp_path / "model", {"checkpoint.pt": b"w", "train_summary.json": b"{}"}), f"{s3}/runs/4/train_model"
+    )
+    argv = [
+        "--model",
+        f"{s3}/runs/4/train_model",
+        "--out",
+        f"{s3}/runs/4/evaluate_model",
+        "--history",
+        f"{s3}/runs/4/history.json",
+        "--cache-dir",
+        str(tmp_path / "cache"),
+    ]
     with local_paths(_stage_parser(), argv) as args:
         assert isinstance(args.model, Path) and (args.model / "checkpoint.pt").read_bytes() == b"w"
         (args.out / "metrics.json").write_text("{}")
@@ -187,8 +222,12 @@ def test_cli_turns_uris_into_local_paths_and_publishes_after_success(s3: str, tm
     assert storage.list_files(f"{s3}/runs/4/evaluate_model") == ["metrics.json"]
     assert storage.read_bytes(f"{s3}/runs/4/history.json") == b"[]"
 
-    with pytest.raises(DataError), local_paths(_stage_parser(), [*argv[:2], "--out", f"{s3}/runs/5/out",
-                                                                 "--cache-dir", str(tmp_path / "cache")]) as args:
+    with (
+        pytest.raises(DataError),
+        local_paths(
+            _stage_parser(), [*argv[:2], "--out", f"{s3}/runs/5/out", "--cache-dir", str(tmp_path / "cache")]
+        ) as args,
+    ):
         (args.out / "metrics.json").write_text("{}")
         raise DataError("x.json", "bad input")
     assert storage.list_files(f"{s3}/runs/5/out") == []

@@ -40,8 +40,9 @@ def _metadata(root: Path) -> list[dict[str, str]]:
 
 
 def _labels_by_image(root: Path) -> dict[str, set[str]]:
-    return {f.name: {b.name for b in read_voc(f.with_suffix(".xml")).boxes}
-            for f in sorted((root / "images").glob("*.jpg"))}
+    return {
+        f.name: {b.name for b in read_voc(f.with_suffix(".xml")).boxes} for f in sorted((root / "images").glob("*.jpg"))
+    }
 
 
 @pytest.fixture(scope="module")
@@ -148,8 +149,14 @@ def test_close_ups_show_larger_lesions(medium: tuple[Path, SynthSummary]) -> Non
 
 
 def test_custom_classes_and_priors(tmp_path: Path) -> None:
-    cfg = _tiny(tmp_path, n_images=8, classes=("eczema", "psoriasis"), class_priors=(0.0, 1.0),
-                images_per_patient_min=1, images_per_patient_max=2)
+    cfg = _tiny(
+        tmp_path,
+        n_images=8,
+        classes=("eczema", "psoriasis"),
+        class_priors=(0.0, 1.0),
+        images_per_patient_min=1,
+        images_per_patient_max=2,
+    )
     summary = generate_skin_dataset(cfg, progress=False)
     assert summary.per_class_boxes["eczema"] == 0 and summary.per_class_boxes["psoriasis"] > 0
     assert set(summary.per_class_boxes) == {"eczema", "psoriasis"}
@@ -177,23 +184,26 @@ def test_rerun_removes_stale_images_but_not_foreign_files(tmp_path: Path) -> Non
     assert (tmp_path / "images" / "notes.txt").exists()
 
 
-@pytest.mark.parametrize(("change", "message"), [
-    ({"n_images": 0}, "n_images"),
-    ({"seed": -1}, "seed"),
-    ({"image_width": 63}, "64x64"),
-    ({"image_height": 10}, "64x64"),
-    ({"classes": ()}, "classes"),
-    ({"classes": ("eczema", "eczema")}, "unique"),
-    ({"classes": ("eczema", "acne")}, "acne"),
-    ({"class_priors": (0.5, 0.5)}, "5 classes"),
-    ({"class_priors": (0.2, 0.2, -0.1, 0.3, 0.4)}, ">= 0"),
-    ({"class_priors": (0.0,) * 5}, "not all zero"),
-    ({"class_priors": (float("nan"), 1, 1, 1, 1)}, "finite"),
-    ({"images_per_patient_min": 3, "images_per_patient_max": 2}, "images_per_patient"),
-    ({"images_per_patient_min": 0}, "images_per_patient"),
-    ({"box_margin": -0.1}, "box_margin"),
-    ({"jpeg_quality": 0}, "jpeg_quality"),
-])
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"n_images": 0}, "n_images"),
+        ({"seed": -1}, "seed"),
+        ({"image_width": 63}, "64x64"),
+        ({"image_height": 10}, "64x64"),
+        ({"classes": ()}, "classes"),
+        ({"classes": ("eczema", "eczema")}, "unique"),
+        ({"classes": ("eczema", "acne")}, "acne"),
+        ({"class_priors": (0.5, 0.5)}, "5 classes"),
+        ({"class_priors": (0.2, 0.2, -0.1, 0.3, 0.4)}, ">= 0"),
+        ({"class_priors": (0.0,) * 5}, "not all zero"),
+        ({"class_priors": (float("nan"), 1, 1, 1, 1)}, "finite"),
+        ({"images_per_patient_min": 3, "images_per_patient_max": 2}, "images_per_patient"),
+        ({"images_per_patient_min": 0}, "images_per_patient"),
+        ({"box_margin": -0.1}, "box_margin"),
+        ({"jpeg_quality": 0}, "jpeg_quality"),
+    ],
+)
 def test_bad_config_is_refused_before_writing(tmp_path: Path, change: dict, message: str) -> None:
     cfg = replace(_tiny(tmp_path / "never"), **change)
     with pytest.raises(ConfigError, match=re.escape(message)):

@@ -53,8 +53,9 @@ def _files(root: Path) -> dict[str, bytes]:
 
 
 @pytest.mark.parametrize("preset", sorted(TINY))
-def test_generated_dataset_is_accepted_by_ingest_and_validation(preset: str, base: dict[str, Any],
-                                                               tmp_path: Path) -> None:
+def test_generated_dataset_is_accepted_by_ingest_and_validation(
+    preset: str, base: dict[str, Any], tmp_path: Path
+) -> None:
     doc = _doc(preset, base)
     task = load_task(doc)
     data = tmp_path / "data"
@@ -67,8 +68,9 @@ def test_generated_dataset_is_accepted_by_ingest_and_validation(preset: str, bas
     assert (images.patient_source == "metadata").all()  # metadata.csv names every file's patient
     assert images.patient_id.nunique() == done.n_patients
 
-    report = validate(section(doc, "validate_annotations", ValidateConfig), task, tmp_path / "ingest",
-                      tmp_path / "validate")
+    report = validate(
+        section(doc, "validate_annotations", ValidateConfig), task, tmp_path / "ingest", tmp_path / "validate"
+    )
     codes = Counter(f["code"] for f in report["findings"])
     assert report["passed"] and report["n_quarantined"] == 0 and report["n_accepted_images"] == 24
     assert set(codes) <= ALLOWED_FINDINGS, codes
@@ -109,8 +111,9 @@ def test_a_smaller_rerun_removes_its_own_old_files_only(preset: str, base: dict[
     assert len(listed) == 3 and images == listed and mine.read_bytes() == b"a user's file"
 
 
-def test_ct_slices_are_real_dicom_in_hounsfield_units_and_nothing_identifying_leaks(base: dict[str, Any],
-                                                                                    tmp_path: Path) -> None:
+def test_ct_slices_are_real_dicom_in_hounsfield_units_and_nothing_identifying_leaks(
+    base: dict[str, Any], tmp_path: Path
+) -> None:
     import pydicom
 
     doc = _doc("ct_pneumonia", base)
@@ -148,16 +151,19 @@ def test_acupoint_boxes_are_small_points_inside_the_photo(base: dict[str, Any], 
             assert b.xmin >= 1 and b.xmax <= ann.width and b.ymin >= 1 and b.ymax <= ann.height
 
 
-@pytest.mark.parametrize(("generator", "classes", "priors", "message"), [
-    ("chest_xray", ("normal", "tuberculosis"), None, "draws only"),
-    ("ct", ("normal", "viral_pneumonia"), (1.0,), "class_priors has 1 values"),
-    ("acupoint", ("laogong", "hegu"), None, "unique names from"),
-    ("acupoint", ("laogong",), (1.0,), "synth.class_priors"),
-    ("monkeypox", ("monkeypox", "other"), (0.0, 0.0), "not all zero"),
-])
-def test_impossible_settings_are_refused_before_writing(generator: str, classes: tuple[str, ...],
-                                                        priors: tuple[float, ...] | None, message: str,
-                                                        tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("generator", "classes", "priors", "message"),
+    [
+        ("chest_xray", ("normal", "tuberculosis"), None, "draws only"),
+        ("ct", ("normal", "viral_pneumonia"), (1.0,), "class_priors has 1 values"),
+        ("acupoint", ("laogong", "hegu"), None, "unique names from"),
+        ("acupoint", ("laogong",), (1.0,), "synth.class_priors"),
+        ("monkeypox", ("monkeypox", "other"), (0.0, 0.0), "not all zero"),
+    ],
+)
+def test_impossible_settings_are_refused_before_writing(
+    generator: str, classes: tuple[str, ...], priors: tuple[float, ...] | None, message: str, tmp_path: Path
+) -> None:
     from lesionops.presets import SynthSettings
 
     settings = SynthSettings(generator=generator, n_images=2, image_width=64, image_height=64, class_priors=priors)
@@ -171,16 +177,47 @@ def test_cli_synth_task_uses_the_preset_generator_and_keeps_the_skin_default(tmp
 
     runner = CliRunner()
     params = str(REPO / "params.yaml")
-    ct = runner.invoke(app, ["synth", "--task", "ct_pneumonia", "--out", str(tmp_path / "ct"), "--n-images", "3",
-                             "--width", "48", "--height", "48", "--params", params])
+    ct = runner.invoke(
+        app,
+        [
+            "synth",
+            "--task",
+            "ct_pneumonia",
+            "--out",
+            str(tmp_path / "ct"),
+            "--n-images",
+            "3",
+            "--width",
+            "48",
+            "--height",
+            "48",
+            "--params",
+            params,
+        ],
+    )
     assert ct.exit_code == 0, ct.output
     assert "synth (ct): 3 images" in ct.output and len(list((tmp_path / "ct").rglob("*.dcm"))) == 3
-    skin = runner.invoke(app, ["synth", "--out", str(tmp_path / "skin"), "--n-images", "2", "--width", "64",
-                               "--height", "64", "--params", params])
+    skin = runner.invoke(
+        app,
+        [
+            "synth",
+            "--out",
+            str(tmp_path / "skin"),
+            "--n-images",
+            "2",
+            "--width",
+            "64",
+            "--height",
+            "64",
+            "--params",
+            params,
+        ],
+    )
     assert skin.exit_code == 0, skin.output
     assert "synth (skin): 2 images" in skin.output and len(list((tmp_path / "skin" / "images").glob("*.xml"))) == 2
-    refused = runner.invoke(app, ["synth", "--task", "monkeypox", "--defects", "--out", str(tmp_path / "m"),
-                                  "--params", params])
+    refused = runner.invoke(
+        app, ["synth", "--task", "monkeypox", "--defects", "--out", str(tmp_path / "m"), "--params", params]
+    )
     assert refused.exit_code == 2 and "labelImg skin photos only" in " ".join(refused.output.split())
     unknown = runner.invoke(app, ["pipeline", "run", "--task", "mri", "--params", params])
     assert unknown.exit_code == 2 and "available: acupoint, chest_xray" in " ".join(unknown.output.split())

@@ -36,8 +36,14 @@ def _labelimg_folder(root: Path, boxes_per_image: dict[str, list[tuple[str, int]
 
 
 def test_spelling_variants_become_one_class_with_aliases_and_a_misspelling_is_noted() -> None:
-    found = [LabelCount("WBC", 50, 30), LabelCount("wbc ", 7, 5), LabelCount("RBC", 80, 40),
-             LabelCount("Platelet", 20, 12), LabelCount("Platlet", 2, 2), LabelCount("???", 1, 1)]
+    found = [
+        LabelCount("WBC", 50, 30),
+        LabelCount("wbc ", 7, 5),
+        LabelCount("RBC", 80, 40),
+        LabelCount("Platelet", 20, 12),
+        LabelCount("Platlet", 2, 2),
+        LabelCount("???", 1, 1),
+    ]
     taxonomy = group_labels(found, rare_below=10)
     assert taxonomy.classes == ("RBC", "WBC", "Platelet")
     assert taxonomy.aliases == {"wbc": "WBC", "Platlet": "Platelet"}
@@ -57,15 +63,17 @@ def test_patch_size_follows_the_boxes_and_patient_ids_need_several_photos() -> N
 
 
 def test_a_messy_folder_becomes_a_task_file_every_typed_label_reads(tmp_path: Path) -> None:
-    data = _labelimg_folder(tmp_path / "Blood Cells", {
-        **{f"P{i:02d}_a": [("WBC", 30), ("RBC ", 20), ("rbc", 22)] for i in range(12)},
-        **{f"P{i:02d}_b": [("Platelet", 12), ("red-blood_cell", 20)] for i in range(12)},
-        **{f"P{i:02d}_c": [("RBC ", 20)] for i in range(12)},
-        "P99_a": [],
-    })
+    data = _labelimg_folder(
+        tmp_path / "Blood Cells",
+        {
+            **{f"P{i:02d}_a": [("WBC", 30), ("RBC ", 20), ("rbc", 22)] for i in range(12)},
+            **{f"P{i:02d}_b": [("Platelet", 12), ("red-blood_cell", 20)] for i in range(12)},
+            **{f"P{i:02d}_c": [("RBC ", 20)] for i in range(12)},
+            "P99_a": [],
+        },
+    )
     out = tmp_path / "tasks" / "blood.yaml"
-    found, doc = new_task(str(data), out, load_params(REPO / "params.yaml"),
-                          name=None)
+    found, doc = new_task(str(data), out, load_params(REPO / "params.yaml"), name=None)
     assert (found.n_images, found.n_empty) == (37, 1)
     settings = build_settings(REPO / "params.yaml", str(out))
     task = load_task(settings)
@@ -112,16 +120,20 @@ def test_cli_writes_once_and_refuses_to_overwrite(tmp_path: Path, monkeypatch: p
     assert none.exit_code == 2 and "no labels found" in " ".join(none.output.split())
 
 
-@pytest.mark.parametrize(("name", "classes"), [
-    ("ldc_cells", ["Living Cell", "Dead Cell"]),
-    ("playing_cards", ["ace", "king", "nine", "jack", "queen", "ten"]),
-    ("microcontrollers", ["ESP8266", "Heltec_ESP32_Lora", "Arduino_Nano", "Raspberry_Pi_3"]),
-])
+@pytest.mark.parametrize(
+    ("name", "classes"),
+    [
+        ("ldc_cells", ["Living Cell", "Dead Cell"]),
+        ("playing_cards", ["ace", "king", "nine", "jack", "queen", "ten"]),
+        ("microcontrollers", ["ESP8266", "Heltec_ESP32_Lora", "Arduino_Nano", "Raspberry_Pi_3"]),
+    ],
+)
 def test_real_datasets_give_their_labels_as_typed(name: str, classes: list[str], tmp_path: Path) -> None:
     folder = real_dataset(name)
     found, doc = new_task(str(folder), tmp_path / f"{name}.yaml", load_params(REPO / "params.yaml"))
     assert doc["task"]["classes"] == classes and doc["task"]["aliases"] == {}
     assert doc["ingest_data"]["patient_pattern"] is None  # none of these names carries a patient id
     assert yaml.safe_load((tmp_path / f"{name}.yaml").read_text())["task"]["classes"] == classes
-    assert sum(c.boxes for c in found.labels) == {"ldc_cells": 3985, "playing_cards": 670,
-                                                  "microcontrollers": 177}[name]
+    assert (
+        sum(c.boxes for c in found.labels) == {"ldc_cells": 3985, "playing_cards": 670, "microcontrollers": 177}[name]
+    )

@@ -25,8 +25,17 @@ def test_relative_sqlite_path_is_made_absolute(tmp_path: Path, monkeypatch) -> N
     assert resolved_uri(TrackingConfig()) == f"sqlite:///{tmp_path}/mlruns/mlflow.db"
 
 
-@pytest.mark.parametrize("name", ["test_recall_Living Cell", "test_recall_Dead Cell (old)", "recall_a/b:c",
-                                  "test_ap50_Heltec_ESP32_Lora", "recall_ünïcode", "x?*"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "test_recall_Living Cell",
+        "test_recall_Dead Cell (old)",
+        "recall_a/b:c",
+        "test_ap50_Heltec_ESP32_Lora",
+        "recall_ünïcode",
+        "x?*",
+    ],
+)
 def test_metric_keys_pass_mlflows_own_check(name: str) -> None:
     from mlflow.utils.validation import _validate_metric_name
 

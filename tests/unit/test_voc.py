@@ -42,9 +42,14 @@ def test_writes_exactly_what_labelimg_writes() -> None:
     assert to_xml(_ann(VocBox("psoriasis", 1, 10, 50, 60))) == LABELIMG_BYTES
 
 
-@pytest.mark.parametrize(("box", "truncated"), [
-    (VocBox("x", 10, 10, 50, 60), "0"), (VocBox("x", 10, 10, 100, 60), "1"), (VocBox("x", 10, 10, 50, 80), "1"),
-])
+@pytest.mark.parametrize(
+    ("box", "truncated"),
+    [
+        (VocBox("x", 10, 10, 50, 60), "0"),
+        (VocBox("x", 10, 10, 100, 60), "1"),
+        (VocBox("x", 10, 10, 50, 80), "1"),
+    ],
+)
 def test_truncated_flag_follows_labelimg_rule(box: VocBox, truncated: str) -> None:
     assert f"<truncated>{truncated}</truncated>" in to_xml(_ann(box))
 
@@ -54,17 +59,25 @@ def test_round_trip(tmp_path: Path) -> None:
     write_voc(tmp_path / "a.xml", ann)
     back = read_voc(tmp_path / "a.xml")
     assert [(b.name, b.xmin, b.ymax, b.difficult) for b in back.boxes] == [
-        ("eczema", 5, 40, False), ("psoriasis", 40, 70, True)]
+        ("eczema", 5, 40, False),
+        ("psoriasis", 40, 70, True),
+    ]
     assert (back.width, back.height, back.depth, back.filename) == (100, 80, 3, "a.jpg")
 
 
-@pytest.mark.parametrize(("text", "problem"), [
-    ("<annotation><filename>a.jpg", "malformed XML"),
-    ("<voc><filename>a.jpg</filename></voc>", "expected <annotation>"),
-    ('<!DOCTYPE a [<!ENTITY x "boom">]><annotation><filename>&x;</filename></annotation>', "unsafe XML"),
-    ("<annotation><filename>a.jpg</filename><object><name>a</name><bndbox><xmin>one</xmin>"
-     "<ymin>1</ymin><xmax>2</xmax><ymax>2</ymax></bndbox></object></annotation>", "should be a number"),
-])
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("<annotation><filename>a.jpg", "malformed XML"),
+        ("<voc><filename>a.jpg</filename></voc>", "expected <annotation>"),
+        ('<!DOCTYPE a [<!ENTITY x "boom">]><annotation><filename>&x;</filename></annotation>', "unsafe XML"),
+        (
+            "<annotation><filename>a.jpg</filename><object><name>a</name><bndbox><xmin>one</xmin>"
+            "<ymin>1</ymin><xmax>2</xmax><ymax>2</ymax></bndbox></object></annotation>",
+            "should be a number",
+        ),
+    ],
+)
 def test_bad_xml_names_file_and_problem(tmp_path: Path, text: str, problem: str) -> None:
     path = tmp_path / "bad.xml"
     path.write_text(text)

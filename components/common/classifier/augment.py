@@ -91,8 +91,9 @@ def augment(batch: torch.Tensor, preset: str, gen: torch.Generator, orientation:
     if preset not in PRESETS:
         raise ConfigError(f"train_model.augment: expected one of {list(PRESETS)}, found {preset!r}")
     if orientation not in ORIENTATIONS:
-        raise ConfigError(f"train_model.augment_orientation: expected one of {list(ORIENTATIONS)}, "
-                          f"found {orientation!r}")
+        raise ConfigError(
+            f"train_model.augment_orientation: expected one of {list(ORIENTATIONS)}, found {orientation!r}"
+        )
     batch = flips(batch, gen, orientation)
     if preset == "flips" or batch.shape[0] == 0:
         return batch

@@ -36,17 +36,37 @@ def save_atomic(obj: dict[str, Any], path: Path) -> Path:
     return path
 
 
-def save_best(path: Path, state: dict[str, torch.Tensor], cfg: TrainConfig, classes: tuple[str, ...],
-              epoch: int, score: float, norm: Normalization) -> Path:
+def save_best(
+    path: Path,
+    state: dict[str, torch.Tensor],
+    cfg: TrainConfig,
+    classes: tuple[str, ...],
+    epoch: int,
+    score: float,
+    norm: Normalization,
+) -> Path:
     """The keys evaluate_model relies on: state_dict, config, classes, epoch, normalization (the
     mean/std the weights expect their inputs scaled with)."""
-    return save_atomic({"state_dict": state, "config": dataclasses.asdict(cfg), "classes": list(classes),
-                        "epoch": epoch, "best_val_macro_f1": score, "normalization": norm.as_dict()}, path)
+    return save_atomic(
+        {
+            "state_dict": state,
+            "config": dataclasses.asdict(cfg),
+            "classes": list(classes),
+            "epoch": epoch,
+            "best_val_macro_f1": score,
+            "normalization": norm.as_dict(),
+        },
+        path,
+    )
 
 
 def rng_state(order: torch.Generator, aug: torch.Generator) -> dict[str, Any]:
-    return {"order": order.get_state(), "augment": aug.get_state(), "torch": torch.get_rng_state(),
-            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
+    return {
+        "order": order.get_state(),
+        "augment": aug.get_state(),
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+    }
 
 
 def set_rng_state(states: list[dict[str, Any]], rank: int, order: torch.Generator, aug: torch.Generator) -> bool:
@@ -78,6 +98,8 @@ def load_resume(path: str, cfg: TrainConfig, classes: tuple[str, ...]) -> dict[s
         raise DataError(file, f"trained for classes {ckpt['classes']}, task.classes is {list(classes)}")
     for key in FIXED_ON_RESUME:
         if ckpt["config"].get(key) != getattr(cfg, key):
-            raise ConfigError(f"train_model.{key}: {file} was trained with {ckpt['config'].get(key)!r}, "
-                              f"found {getattr(cfg, key)!r}; a resume must keep it")
+            raise ConfigError(
+                f"train_model.{key}: {file} was trained with {ckpt['config'].get(key)!r}, "
+                f"found {getattr(cfg, key)!r}; a resume must keep it"
+            )
     return ckpt

@@ -31,8 +31,11 @@ def split_table(patch_dir: Path, split: str, classes: tuple[str, ...]) -> tuple[
     frame = pd.read_parquet(table)
     frame = frame[frame.split == split].sort_values("patch_path").reset_index(drop=True)
     if split != "train" and "augment" in frame.columns and (frame.augment != "none").any():
-        raise DataError(table, f"the {split} split holds augmented copies: a lesion counted several times "
-                        "would bias its metrics; balance only train (crop_patches.balance.splits)")
+        raise DataError(
+            table,
+            f"the {split} split holds augmented copies: a lesion counted several times "
+            "would bias its metrics; balance only train (crop_patches.balance.splits)",
+        )
     unknown = set(frame.label) - set(classes)
     if unknown:
         raise DataError(table, f"labels {sorted(unknown)} are not in task.classes {list(classes)}")

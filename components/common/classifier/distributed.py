@@ -69,7 +69,7 @@ def shard(order: torch.Tensor, ctx: Dist) -> torch.Tensor:
     if not ctx.enabled:
         return order
     usable = len(order) - len(order) % ctx.world
-    return order[ctx.rank:usable:ctx.world]
+    return order[ctx.rank : usable : ctx.world]
 
 
 def sum_all(values: list[float], ctx: Dist, device: torch.device) -> list[float]:

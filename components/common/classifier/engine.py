@@ -48,17 +48,26 @@ def make_scheduler(cfg: TrainConfig, opt: torch.optim.Optimizer, steps_per_epoch
     when the epochs do); the others once per epoch; `plateau` watches val macro-F1 (mode max), the
     early-stopping score."""
     if cfg.scheduler == "onecycle":
-        return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, epochs=cfg.epochs,
-                                                   steps_per_epoch=max(1, steps_per_epoch),
-                                                   pct_start=cfg.warmup_fraction)
+        return torch.optim.lr_scheduler.OneCycleLR(
+            opt,
+            max_lr=cfg.lr,
+            epochs=cfg.epochs,
+            steps_per_epoch=max(1, steps_per_epoch),
+            pct_start=cfg.warmup_fraction,
+        )
     if cfg.scheduler == "cosine":
         return torch.optim.lr_scheduler.CosineAnnealingLR(opt, cfg.epochs)
     if cfg.scheduler == "step":
         return torch.optim.lr_scheduler.StepLR(opt, cfg.step_size, cfg.gamma)
     if cfg.scheduler == "plateau":
-        return torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="max", factor=cfg.gamma,
-                                                          patience=cfg.plateau_patience, threshold=cfg.min_delta,
-                                                          threshold_mode="abs")
+        return torch.optim.lr_scheduler.ReduceLROnPlateau(
+            opt,
+            mode="max",
+            factor=cfg.gamma,
+            patience=cfg.plateau_patience,
+            threshold=cfg.min_delta,
+            threshold_mode="abs",
+        )
     return None
 
 
@@ -96,12 +105,15 @@ def epoch_order(cfg: TrainConfig, labels: torch.Tensor, gen: torch.Generator) ->
 
 
 @torch.no_grad()
-def predict(model: nn.Module, images: torch.Tensor, device: torch.device, norm: Normalization,
-            batch: int = 256) -> np.ndarray:
+def predict(
+    model: nn.Module, images: torch.Tensor, device: torch.device, norm: Normalization, batch: int = 256
+) -> np.ndarray:
     """Class probabilities for uint8 images, normalised as the model was trained. The caller puts
     the model in eval mode (exported models from the registry are frozen in it and refuse `.eval()`)."""
-    out = [torch.softmax(model(normalize(images[i:i + batch].to(device), norm)).float(), 1).cpu()
-           for i in range(0, len(images), batch)]
+    out = [
+        torch.softmax(model(normalize(images[i : i + batch].to(device), norm)).float(), 1).cpu()
+        for i in range(0, len(images), batch)
+    ]
     return torch.cat(out).numpy() if out else np.zeros((0, 0))
 
 

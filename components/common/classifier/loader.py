@@ -63,23 +63,28 @@ class MemorySource:
     def _buffers(self, batch_size: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
         if batch_size not in self._staging:
             shape = (batch_size, *self.images.shape[1:])
-            self._staging[batch_size] = [(torch.empty(shape, dtype=torch.uint8).pin_memory(),
-                                          torch.empty(batch_size, dtype=torch.int64).pin_memory()) for _ in range(2)]
+            self._staging[batch_size] = [
+                (
+                    torch.empty(shape, dtype=torch.uint8).pin_memory(),
+                    torch.empty(batch_size, dtype=torch.int64).pin_memory(),
+                )
+                for _ in range(2)
+            ]
         return self._staging[batch_size]
 
     def batches(self, indices: torch.Tensor, batch_size: int) -> Iterator[Batch]:
         if not self.pinned:  # CPU training: a gather is all there is to do
             for start in range(0, len(indices), batch_size):
-                idx = indices[start:start + batch_size]
+                idx = indices[start : start + batch_size]
                 yield self.images[idx], self.labels[idx]
             return
         buffers = self._buffers(batch_size)
         for i, start in enumerate(range(0, len(indices), batch_size)):
-            idx = indices[start:start + batch_size]
+            idx = indices[start : start + batch_size]
             slot = i % 2
             if (copied := self._copied[slot]) is not None:
                 copied.synchronize()  # that buffer's previous copy has left the host
-            x_host, y_host = buffers[slot][0][:len(idx)], buffers[slot][1][:len(idx)]
+            x_host, y_host = buffers[slot][0][: len(idx)], buffers[slot][1][: len(idx)]
             torch.index_select(self.images, 0, idx, out=x_host)
             torch.index_select(self._labels, 0, idx, out=y_host)
             x, y = x_host.to(self.device, non_blocking=True), y_host.to(self.device, non_blocking=True)
@@ -117,16 +122,23 @@ class _Plan(Sampler[list[int]]):
 class FileSource:
     """Files decoded per batch by DataLoader workers; see the module doc."""
 
-    def __init__(self, patch_dir: Path, paths: list[str], labels: torch.Tensor, size: int,
-                 device: torch.device, num_workers: int) -> None:
+    def __init__(
+        self, patch_dir: Path, paths: list[str], labels: torch.Tensor, size: int, device: torch.device, num_workers: int
+    ) -> None:
         self.device, self.labels = device, labels
         self.files = _Files(patch_dir / "patches", paths, labels, size)
         self.plan = _Plan()
         # Its own generator: a DataLoader otherwise draws worker seeds from the global RNG, which
         # would shift the dropout masks and break "same batches, same weights" (and exact resume).
-        self.loader = DataLoader(self.files, batch_sampler=self.plan, num_workers=num_workers,
-                                 pin_memory=device.type == "cuda", persistent_workers=num_workers > 0,
-                                 prefetch_factor=4 if num_workers else None, generator=torch.Generator())
+        self.loader = DataLoader(
+            self.files,
+            batch_sampler=self.plan,
+            num_workers=num_workers,
+            pin_memory=device.type == "cuda",
+            persistent_workers=num_workers > 0,
+            prefetch_factor=4 if num_workers else None,
+            generator=torch.Generator(),
+        )
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -141,13 +153,14 @@ class FileSource:
         return channel_stats(torch.stack([self.files[int(i)][0] for i in picks]))
 
     def batches(self, indices: torch.Tensor, batch_size: int) -> Iterator[Batch]:
-        self.plan.batches = [indices[s:s + batch_size].tolist() for s in range(0, len(indices), batch_size)]
+        self.plan.batches = [indices[s : s + batch_size].tolist() for s in range(0, len(indices), batch_size)]
         for x, y in self.loader:
             yield x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
 
 
-def open_split(patch_dir: Path, split: str, classes: tuple[str, ...], cfg: TrainConfig,
-               device: torch.device) -> MemorySource | FileSource:
+def open_split(
+    patch_dir: Path, split: str, classes: tuple[str, ...], cfg: TrainConfig, device: torch.device
+) -> MemorySource | FileSource:
     """The source `cfg.loader` asks for, for one split of crop_patches' output."""
     if cfg.loader == "memory":
         data = load_split(patch_dir, split, classes, cfg.image_size)

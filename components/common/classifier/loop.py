@@ -72,18 +72,39 @@ class Parts:
     device: torch.device
 
 
-def _parts(model: nn.Module, train: Source, cfg: TrainConfig, task: TaskConfig, device: torch.device, ctx: Dist,
-           frozen: list[nn.Module], norm: Normalization) -> Parts:
+def _parts(
+    model: nn.Module,
+    train: Source,
+    cfg: TrainConfig,
+    task: TaskConfig,
+    device: torch.device,
+    ctx: Dist,
+    frozen: list[nn.Module],
+    norm: Normalization,
+) -> Parts:
     opt = make_optimizer(cfg, trainable(model))
     sched = make_scheduler(cfg, opt, -(-len(distributed.shard(torch.arange(len(train)), ctx)) // cfg.batch_size))
     dtype = amp_dtype(cfg, device)
     weights = class_weights(cfg, train.labels, len(task.classes))
-    loss_fn = nn.CrossEntropyLoss(weight=None if weights is None else weights.to(device),
-                                  label_smoothing=cfg.label_smoothing)
+    loss_fn = nn.CrossEntropyLoss(
+        weight=None if weights is None else weights.to(device), label_smoothing=cfg.label_smoothing
+    )
     aug = torch.Generator().manual_seed(augment_seed(cfg.seed, ctx.rank))
-    trainer = Trainer(model, opt, loss_fn, device, cfg.augment, aug, dtype, cfg.channels_last and device.type == "cuda",
-                      frozen, torch.amp.GradScaler(device.type, enabled=dtype == torch.float16),
-                      orientation=cfg.augment_orientation, norm=norm, batch_sched=sched if per_batch(sched) else None)
+    trainer = Trainer(
+        model,
+        opt,
+        loss_fn,
+        device,
+        cfg.augment,
+        aug,
+        dtype,
+        cfg.channels_last and device.type == "cuda",
+        frozen,
+        torch.amp.GradScaler(device.type, enabled=dtype == torch.float16),
+        orientation=cfg.augment_orientation,
+        norm=norm,
+        batch_sched=sched if per_batch(sched) else None,
+    )
     return Parts(trainer, sched, torch.Generator().manual_seed(cfg.seed), cfg, task, ctx, device)
 
 
@@ -96,26 +117,46 @@ def _restore(ckpt: dict[str, Any], model: nn.Module, p: Parts) -> FitState:
         p.trainer.scaler.load_state_dict(ckpt["scaler"])
     if not set_rng_state(ckpt["rng"], p.ctx.rank, p.order, p.trainer.aug_gen):
         print(f"train_model: resumed with {p.ctx.world} processes from {len(ckpt['rng'])}: not bit-exact")
-    return FitState(next_epoch=ckpt["next_epoch"], best_score=ckpt["best_score"], best_epoch=ckpt["best_epoch"],
-                    best_state=ckpt["best_state_dict"], history=list(ckpt["history"]), stopped=ckpt["stopped"])
+    return FitState(
+        next_epoch=ckpt["next_epoch"],
+        best_score=ckpt["best_score"],
+        best_epoch=ckpt["best_epoch"],
+        best_state=ckpt["best_state_dict"],
+        history=list(ckpt["history"]),
+        stopped=ckpt["stopped"],
+    )
 
 
 def _save_last(path: Path, model: nn.Module, p: Parts, state: FitState, rngs: list[Any], run_id: str | None) -> None:
-    save_atomic({
-        "format": FORMAT, "state_dict": model.state_dict(), "optimizer": p.trainer.opt.state_dict(),
-        "scheduler": None if p.sched is None else p.sched.state_dict(), "scaler": p.trainer.scaler.state_dict(),
-        "epoch": state.next_epoch - 1, "next_epoch": state.next_epoch, "stopped": state.stopped,
-        "best_score": state.best_score, "best_epoch": state.best_epoch, "best_state_dict": state.best_state,
-        "history": state.history, "rng": rngs, "config": dataclasses.asdict(p.cfg), "classes": list(p.task.classes),
-        "world_size": len(rngs), "mlflow_run_id": run_id}, path)
+    save_atomic(
+        {
+            "format": FORMAT,
+            "state_dict": model.state_dict(),
+            "optimizer": p.trainer.opt.state_dict(),
+            "scheduler": None if p.sched is None else p.sched.state_dict(),
+            "scaler": p.trainer.scaler.state_dict(),
+            "epoch": state.next_epoch - 1,
+            "next_epoch": state.next_epoch,
+            "stopped": state.stopped,
+            "best_score": state.best_score,
+            "best_epoch": state.best_epoch,
+            "best_state_dict": state.best_state,
+            "history": state.history,
+            "rng": rngs,
+            "config": dataclasses.asdict(p.cfg),
+            "classes": list(p.task.classes),
+            "world_size": len(rngs),
+            "mlflow_run_id": run_id,
+        },
+        path,
+    )
 
 
 def _validate(p: Parts, model: nn.Module, val: Source, state: FitState, epoch: int) -> tuple[list[float], float]:
     """Rank 0's [macro-F1, improved, stop] and val accuracy."""
     m = classification_metrics(val.labels.numpy(), p.trainer.probabilities(model, val).argmax(1), p.task.classes)
     improved = m["macro_f1"] > state.best_score + p.cfg.min_delta
-    stop = (not improved and epoch - state.best_epoch >= p.cfg.patience
-            and epoch + 1 >= p.cfg.epochs_before_stopping)
+    stop = not improved and epoch - state.best_epoch >= p.cfg.patience and epoch + 1 >= p.cfg.epochs_before_stopping
     return [m["macro_f1"], float(improved), float(stop)], m["accuracy"]
 
 
@@ -128,8 +169,15 @@ def _epoch(p: Parts, model: nn.Module, train: Source, val: Source, state: FitSta
     score, improved, stop = distributed.from_main(verdict, p.ctx, p.device)
     step_scheduler(p.sched, score)
     seconds = time.perf_counter() - start
-    row = {"epoch": epoch, "train_loss": loss_sum / max(seen, 1), "val_accuracy": accuracy, "val_macro_f1": score,
-           "lr": lr, "epoch_seconds": seconds, "train_images_per_s": seen / seconds}
+    row = {
+        "epoch": epoch,
+        "train_loss": loss_sum / max(seen, 1),
+        "val_accuracy": accuracy,
+        "val_macro_f1": score,
+        "lr": lr,
+        "epoch_seconds": seconds,
+        "train_images_per_s": seen / seconds,
+    }
     state.history.append(row)
     if improved:
         state.best_score, state.best_epoch = score, epoch
@@ -138,9 +186,20 @@ def _epoch(p: Parts, model: nn.Module, train: Source, val: Source, state: FitSta
     return row
 
 
-def fit(model: nn.Module, train: Source, val: Source, cfg: TrainConfig, task: TaskConfig, device: torch.device,
-        ctx: Dist, out_dir: Path, frozen: list[nn.Module], resume: dict[str, Any] | None = None,
-        on_epoch: EpochHook | None = None, run_id: str | None = None) -> FitState:
+def fit(
+    model: nn.Module,
+    train: Source,
+    val: Source,
+    cfg: TrainConfig,
+    task: TaskConfig,
+    device: torch.device,
+    ctx: Dist,
+    out_dir: Path,
+    frozen: list[nn.Module],
+    resume: dict[str, Any] | None = None,
+    on_epoch: EpochHook | None = None,
+    run_id: str | None = None,
+) -> FitState:
     """Train `model` (already on `device`) until `cfg.epochs` or early stopping, from `resume` (a
     loaded last.pt) if given; rank 0 writes `last.pt` after every epoch, then calls `on_epoch`.
 

@@ -27,12 +27,22 @@ from components.common.errors import ConfigError
 
 def small_cnn(num_classes: int, dropout: float) -> nn.Module:
     """A 4-block CNN in the spirit of seed 004's custom network: fast on CPU, a sane baseline."""
+
     def block(cin: int, cout: int) -> nn.Sequential:
-        return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout),
-                             nn.ReLU(inplace=True), nn.MaxPool2d(2))
-    return nn.Sequential(block(3, 32), block(32, 64), block(64, 128), block(128, 192),
-                         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(dropout),
-                         nn.Linear(192, num_classes))
+        return nn.Sequential(
+            nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True), nn.MaxPool2d(2)
+        )
+
+    return nn.Sequential(
+        block(3, 32),
+        block(32, 64),
+        block(64, 128),
+        block(128, 192),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Dropout(dropout),
+        nn.Linear(192, num_classes),
+    )
 
 
 def _head(in_features: int, num_classes: int, dropout: float) -> nn.Sequential:
@@ -60,9 +70,13 @@ class VGG16(nn.Module):
 
 
 _TORCHVISION: dict[str, Callable[..., nn.Module]] = {
-    "resnet18": models.resnet18, "resnet34": models.resnet34, "resnet50": models.resnet50,
-    "densenet121": models.densenet121, "efficientnet_b0": models.efficientnet_b0,
-    "mobilenet_v3_small": models.mobilenet_v3_small, "convnext_tiny": models.convnext_tiny,
+    "resnet18": models.resnet18,
+    "resnet34": models.resnet34,
+    "resnet50": models.resnet50,
+    "densenet121": models.densenet121,
+    "efficientnet_b0": models.efficientnet_b0,
+    "mobilenet_v3_small": models.mobilenet_v3_small,
+    "convnext_tiny": models.convnext_tiny,
 }
 ARCHS = ("small_cnn", *_TORCHVISION, "vgg16")
 
@@ -80,8 +94,9 @@ def _replace_head(model: nn.Module, arch: str, num_classes: int, dropout: float)
     return model
 
 
-def build_model(arch: str, num_classes: int, dropout: float = 0.0, pretrained_path: str | None = None,
-                freeze_layers: int = 0) -> nn.Module:
+def build_model(
+    arch: str, num_classes: int, dropout: float = 0.0, pretrained_path: str | None = None, freeze_layers: int = 0
+) -> nn.Module:
     """Build `arch` with a fresh head; optionally load weights (local file or s3://) and freeze.
 
     Training loads weights through `pretrained.load_pretrained` itself to log what matched; this

@@ -38,8 +38,12 @@ class LoadReport:
     mismatched: int  # same name, different shape: skipped (counted in `missing` as well)
 
     def as_params(self) -> dict[str, int | str]:
-        return {"pretrained_loaded_keys": self.loaded, "pretrained_missing_keys": self.missing,
-                "pretrained_unexpected_keys": self.unexpected, "pretrained_mismatched_keys": self.mismatched}
+        return {
+            "pretrained_loaded_keys": self.loaded,
+            "pretrained_missing_keys": self.missing,
+            "pretrained_unexpected_keys": self.unexpected,
+            "pretrained_mismatched_keys": self.mismatched,
+        }
 
 
 def _check_s3(uri: str) -> None:
@@ -89,7 +93,9 @@ def load_pretrained(model: nn.Module, uri: str) -> LoadReport:
 
 # torchvision's DenseNet files predate its module names ("norm.1" for "norm1"); its own loader
 # renames them with this pattern before loading, and so must we.
-_DENSENET_KEY = re.compile(r"^(.*denselayer\d+\.(?:norm|relu|conv))\.((?:[12])\.(?:weight|bias|running_mean|running_var))$")
+_DENSENET_KEY = re.compile(
+    r"^(.*denselayer\d+\.(?:norm|relu|conv))\.((?:[12])\.(?:weight|bias|running_mean|running_var))$"
+)
 
 
 def imagenet_state_dict(arch: str) -> tuple[dict[str, torch.Tensor], str]:
@@ -111,7 +117,8 @@ def imagenet_state_dict(arch: str) -> tuple[dict[str, torch.Tensor], str]:
             f"train_model.pretrained: imagenet weights for {arch} ({weights}) could not be downloaded from "
             f"{weights.url} ({exc}). Offline, copy that file to {target} (the torch hub cache; TORCH_HOME moves "
             "it), or set train_model.pretrained: none and train_model.pretrained_path: <the file or an "
-            "s3:// URI>") from exc
+            "s3:// URI>"
+        ) from exc
     if arch == "densenet121":
         state = {(_DENSENET_KEY.sub(r"\1\2", k)): v for k, v in state.items()}
     return state, f"torchvision {weights}"
@@ -133,5 +140,10 @@ def load_state(model: nn.Module, state: dict[str, torch.Tensor], source: str) ->
     fits = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
     mismatched = sum(1 for k, v in state.items() if k in own and own[k].shape != v.shape)
     result = model.load_state_dict(fits, strict=False)
-    return LoadReport(source=source, loaded=len(fits), missing=len(result.missing_keys),
-                      unexpected=len(set(state) - set(own)), mismatched=mismatched)
+    return LoadReport(
+        source=source,
+        loaded=len(fits),
+        missing=len(result.missing_keys),
+        unexpected=len(set(state) - set(own)),
+        mismatched=mismatched,
+    )
