@@ -122,3 +122,11 @@ class EpochLogger:
         for start in range(0, len(self.buffer), 1000):  # the API's per-call limit
             self.client.log_batch(self.run_id, metrics=self.buffer[start : start + 1000])
         self.buffer = []
+
+
+def torch_requirements() -> list[str]:
+    """pip requirements of a logged torch model: the torch and torchvision actually installed (a
+    local build's `+cpu`/`+cu128` suffix dropped), never a version written in code."""
+    from importlib.metadata import version
+
+    return [f"{name}=={version(name).split('+')[0]}" for name in ("torch", "torchvision")]

@@ -40,7 +40,7 @@ from components.common.errors import ConfigError, DataError
 from components.common.io import write_json
 from components.common.skip import not_trained, write_skipped
 from components.common.task import TaskConfig
-from components.common.tracking import TrackingConfig, git_commit, setup
+from components.common.tracking import TrackingConfig, git_commit, setup, torch_requirements
 from components.train_detector.config import ARCHS, DetectorConfig
 
 
@@ -207,7 +207,7 @@ def _log_model(model: nn.Module, cfg: DetectorConfig, task: TaskConfig, out_dir:
         name="model",
         serialization_format="pickle",
         extra_files=extra,
-        pip_requirements=[f"torch=={torch.__version__.split('+')[0]}", "torchvision==0.29.2"],
+        pip_requirements=torch_requirements(),
     )
     for path in extra:
         mlflow.log_artifact(path)

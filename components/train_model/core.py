@@ -34,7 +34,7 @@ from components.common.io import write_json
 from components.common.preprocessing import Normalization, normalize
 from components.common.skip import not_trained, write_skipped
 from components.common.task import TaskConfig
-from components.common.tracking import EpochLogger, TrackingConfig, git_commit, setup
+from components.common.tracking import EpochLogger, TrackingConfig, git_commit, setup, torch_requirements
 from components.train_model.plots import plot_curves
 
 
@@ -55,7 +55,7 @@ def _log_model(
         signature=signature,
         input_example=example,
         serialization_format="pickle",
-        pip_requirements=[f"torch=={torch.__version__.split('+')[0]}", "torchvision==0.29.2"],
+        pip_requirements=torch_requirements(),
     )
     prep = {
         "classes": list(task.classes),

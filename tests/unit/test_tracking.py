@@ -43,3 +43,14 @@ def test_metric_keys_pass_mlflows_own_check(name: str) -> None:
 
     _validate_metric_name(metric_key(name))
     assert metric_key("test_recall_Living Cell") == "test_recall_Living Cell"
+
+
+def test_logged_models_require_the_installed_torch_and_torchvision() -> None:
+    from importlib.metadata import version
+
+    from components.common.tracking import torch_requirements
+
+    assert torch_requirements() == [
+        f"torch=={version('torch').split('+')[0]}",
+        f"torchvision=={version('torchvision').split('+')[0]}",
+    ]
