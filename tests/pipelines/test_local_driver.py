@@ -24,3 +24,45 @@ def test_portable_params_pins_relative_mlflow_paths(tmp_path, monkeypatch) -> No
     assert doc["mlflow"]["artifact_root"] == f"{tmp_path}/mlruns/a"
     remote = {"mlflow": {"tracking_uri": "http://mlflow:5000", "artifact_root": "s3://b/a"}}
     assert portable_params(remote) == remote
+
+
+def _store(**outputs: object) -> object:
+    from kfp.local import io
+
+    store = io.IOStore()
+    for task, value in outputs.items():
+        store.put_task_output(task.replace("_", "-"), "Output", value)
+    return store
+
+
+ELSE = (
+    "!(inputs.parameter_values['pipelinechannel--evaluate-model-Output'] == true) && "
+    "inputs.parameter_values['pipelinechannel--evaluate-detector-Output'] == false"
+)
+
+
+@pytest.mark.parametrize(
+    ("model", "detector", "expected"), [(False, False, True), (True, False, False), (False, True, False)]
+)
+def test_elif_and_else_conditions_evaluate_through_kfps_own_evaluator(
+    model: bool, detector: bool, expected: bool
+) -> None:
+    from kfp.local.orchestrator.enhanced_dag_orchestrator import ConditionEvaluator
+
+    store = _store(evaluate_model=model, evaluate_detector=detector)
+    assert ConditionEvaluator.evaluate_condition(cel_to_python(ELSE), store) is expected
+
+
+def test_an_untranslatable_condition_fails_loudly() -> None:
+    with pytest.raises(RuntimeError, match="cannot translate the condition .* at 'size"):
+        cel_to_python("size(inputs.parameter_values['pipelinechannel--t-Output']) > 0")
+
+
+def test_kfp_local_still_needs_the_translation() -> None:
+    """kfp.local (2.16) evaluates CEL as Python: `true` is an unknown name, so the gate reads False.
+    When this test fails, kfp does it itself: remove pipelines/local.py's shim."""
+    from kfp.local.orchestrator.enhanced_dag_orchestrator import ConditionEvaluator
+
+    cel = "inputs.parameter_values['pipelinechannel--evaluate-model-Output'] == true"
+    evaluate = getattr(ConditionEvaluator.evaluate_condition, "__wrapped__", ConditionEvaluator.evaluate_condition)
+    assert evaluate(cel, _store(evaluate_model=True)) is False
