@@ -29,6 +29,7 @@ def tiny_params(tmp: Path, **overrides: Any) -> dict[str, Any]:
             "batch_size": 32,
             "threads": 1,
             "patience": 3,
+            "min_steps": 0,  # 3 epochs, not lengthened to min_steps
         },
         # 3 tiny epochs need not beat the HOG+SVM baseline; tests that check that rule set it back
         "evaluate_model": {

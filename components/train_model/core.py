@@ -142,6 +142,7 @@ def _finish(
     mlflow.log_artifact(str(out_dir / "curves.png"))
     model_uri = _log_model(model, train.sample(2), task, cfg, out_dir, state.norm)
     mlflow.log_metrics({"best_val_macro_f1": state.best_score, "best_epoch": state.best_epoch})
+    mlflow.log_param("epochs_planned", state.epochs)  # epochs raised to reach min_steps on a small set
     return {
         "run_id": active.info.run_id,
         "experiment_id": active.info.experiment_id,
@@ -151,6 +152,7 @@ def _finish(
         "best_epoch": state.best_epoch,
         "best_val_macro_f1": state.best_score,
         "epochs_run": len(state.history),
+        "epochs_planned": state.epochs,
         "classes": list(task.classes),
         "data_version": data_version,
         "normalization": state.norm.as_dict(),

@@ -50,7 +50,15 @@ SHRINK: dict[str, Any] = {
         "detection": {"enabled": False},
         "contact_sheet_per_class": 2,
     },
-    "train_model": {"arch": "small_cnn", "image_size": 32, "epochs": 2, "batch_size": 16, "threads": 1, "patience": 2},
+    "train_model": {
+        "arch": "small_cnn",
+        "image_size": 32,
+        "epochs": 2,
+        "min_steps": 0,
+        "batch_size": 16,
+        "threads": 1,
+        "patience": 2,
+    },
     "evaluate_model": {
         "bootstrap": {"n_resamples": 50},
         "gate": {

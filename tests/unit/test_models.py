@@ -224,6 +224,12 @@ def test_onecycle_warms_up_then_anneals_within_exactly_the_planned_steps() -> No
     assert opt.param_groups[0]["lr"] == last
 
 
+@pytest.mark.parametrize(("n_steps", "epochs"), [(2, 150), (7, 43), (35, 15), (300, 15)])
+def test_min_steps_lengthens_runs_on_small_sets_only(n_steps: int, epochs: int) -> None:
+    cfg = TrainConfig(epochs=15, min_steps=300)
+    assert cfg.planned(n_steps).epochs == epochs and TrainConfig(epochs=15).planned(2).epochs == 15
+
+
 @pytest.mark.parametrize(
     ("overrides", "before_stopping"),
     [
@@ -296,16 +302,24 @@ def test_photometric_presets_change_each_image_differently(preset: str) -> None:
 
 
 def test_hflip_orientation_only_ever_mirrors_left_right() -> None:
-    """Chest films / CT slices: over many draws the output is the input or its mirror, never turned
-    or upside down; and both outcomes occur."""
+    """Chest films / CT slices: over many draws each image is itself or its mirror, never turned
+    or upside down; and both outcomes occur, image by image."""
     batch = torch.arange(2 * 3 * 8 * 8, dtype=torch.int64).remainder(256).to(torch.uint8).view(2, 3, 8, 8)
     gen = torch.Generator().manual_seed(0)
     seen = set()
     for _ in range(40):
         out = augment(batch, "flips", gen, orientation="hflip")
-        assert torch.equal(out, batch) or torch.equal(out, batch.flip(3))
-        seen.add(torch.equal(out, batch))
-    assert seen == {True, False}
+        for i in range(2):
+            assert torch.equal(out[i], batch[i]) or torch.equal(out[i], batch[i].flip(2))
+            seen.add((i, torch.equal(out[i], batch[i])))
+    assert seen == {(0, True), (0, False), (1, True), (1, False)}
+
+
+def test_any_orientation_draws_each_image_its_own_of_the_eight() -> None:
+    batch = torch.arange(8 * 8, dtype=torch.int64).to(torch.uint8).view(1, 1, 8, 8).expand(64, 3, 8, 8).contiguous()
+    out = augment(batch, "flips", torch.Generator().manual_seed(0))
+    variants = {tuple(img[0].flatten().tolist()) for img in out}
+    assert len(variants) == 8  # the dihedral group of the square, within one batch
 
 
 def test_orientation_none_keeps_geometry_and_bad_orientation_is_named() -> None:

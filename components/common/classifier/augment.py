@@ -6,8 +6,8 @@ resumed run continues the same sequence; the pixel work then happens where the b
 (one H2D copy of uint8 per batch, no per-image Python, no worker processes).
 
 - `none`: nothing.
-- `flips` (the stage's original behaviour): one horizontal/vertical flip and 90° turn per batch —
-  lesions have no canonical orientation.
+- `flips`: a random horizontal/vertical flip and 90° turn per image — lesions have no canonical
+  orientation.
 
 Which orientations are label-preserving is a property of the modality, not of the preset, so it is
 a separate setting (`train_model.augment_orientation`): `any` (flips and 90° turns: skin photos),
@@ -33,18 +33,25 @@ _LUMA = (0.299, 0.587, 0.114)
 
 
 def flips(batch: torch.Tensor, gen: torch.Generator, orientation: str = "any") -> torch.Tensor:
-    """Random flips and 90° turns (`any`) or a left-right mirror only (`hflip`), one draw per batch
-    (cheap: views and one copy)."""
-    if orientation == "none":
+    """Random flips and 90° turns (`any`) or a left-right mirror only (`hflip`), drawn per image:
+    one draw per batch showed every image of a step in the same orientation, so a step's gradient
+    saw 1 of the 8 orientations instead of all of them (a few masked copies of 64 px uint8)."""
+    if orientation == "none" or batch.shape[0] == 0:
         return batch
+    n = batch.shape[0]
+    mirror = (torch.rand(n, generator=gen) < 0.5).view(n, 1, 1, 1).to(batch.device)
+    out = torch.where(mirror, batch.flip(3), batch)
     if orientation == "hflip":
-        return batch.flip(3) if torch.rand(1, generator=gen).item() < 0.5 else batch
-    if torch.rand(1, generator=gen).item() < 0.5:
-        batch = batch.flip(3)
-    if torch.rand(1, generator=gen).item() < 0.5:
-        batch = batch.flip(2)
-    k = int(torch.randint(0, 4, (1,), generator=gen).item())
-    return torch.rot90(batch, k, dims=(2, 3)) if k else batch
+        return out
+    upside = (torch.rand(n, generator=gen) < 0.5).view(n, 1, 1, 1).to(batch.device)
+    out = torch.where(upside, out.flip(2), out)
+    turns = torch.randint(0, 4, (n,), generator=gen)
+    if batch.shape[2] == batch.shape[3]:  # patches are square; a turn of a non-square batch would not fit
+        for k in (1, 2, 3):
+            idx = (turns == k).nonzero().flatten().to(batch.device)
+            if len(idx):
+                out[idx] = torch.rot90(out[idx], k, dims=(2, 3))
+    return out
 
 
 def _factors(n: int, spread: float, gen: torch.Generator, device: torch.device) -> torch.Tensor:

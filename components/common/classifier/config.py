@@ -6,6 +6,7 @@ older params.yaml trains the same model.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 from components.common.classifier.augment import ORIENTATIONS
@@ -27,6 +28,7 @@ class TrainConfig:
     arch: str = "resnet18"
     image_size: int = 64
     epochs: int = 20
+    min_steps: int = 0  # the run is lengthened to at least this many optimizer steps (small data sets)
     batch_size: int = 64
     optimizer: str = "adamw"  # sgd | adam | adamw | adagrad
     lr: float = 1e-3
@@ -66,6 +68,7 @@ class TrainConfig:
             (self.arch in ARCHS, "arch", f"one of {list(ARCHS)}", self.arch),
             (self.image_size >= 16, "image_size", "≥ 16", self.image_size),
             (self.epochs >= 1, "epochs", "≥ 1", self.epochs),
+            (self.min_steps >= 0, "min_steps", "≥ 0", self.min_steps),
             (self.batch_size >= 1, "batch_size", "≥ 1", self.batch_size),
             (self.optimizer in OPTIMIZERS, "optimizer", f"one of {list(OPTIMIZERS)}", self.optimizer),
             (self.lr > 0, "lr", "> 0", self.lr),
@@ -109,6 +112,16 @@ class TrainConfig:
         for ok, name, expected, found in checks:
             if not ok:
                 raise ConfigError(f"train_model.{name}: expected {expected}, found {found!r}")
+
+    def planned(self, steps_per_epoch: int) -> TrainConfig:
+        """This config with `epochs` raised so the run makes at least `min_steps` optimizer steps.
+
+        A schedule is a number of updates, not of passes: 15 epochs are 500 steps on 2,000 patches
+        but 30 on 112, where the network has barely left its initialisation. Small sets get more
+        (cheap) epochs; large ones keep `epochs`. Deterministic in the data size, so a resumed run
+        plans the same length."""
+        needed = -(-self.min_steps // max(1, steps_per_epoch))
+        return self if needed <= self.epochs else dataclasses.replace(self, epochs=needed)
 
     @property
     def epochs_before_stopping(self) -> int:

@@ -52,6 +52,12 @@ class FitState:
     history: list[dict[str, float]] = field(default_factory=list)
     stopped: bool = False
     norm: Normalization = IMAGENET  # the train patches' statistics the run normalised with
+    epochs: int = 0  # the planned length (train_model.epochs, raised to reach min_steps)
+
+
+def steps_per_epoch(n_train: int, cfg: TrainConfig, ctx: Dist) -> int:
+    """Optimizer steps in one epoch on this rank (every rank makes the same number: see `shard`)."""
+    return -(-len(distributed.shard(torch.arange(n_train), ctx)) // cfg.batch_size)
 
 
 def augment_seed(seed: int, rank: int) -> int:
@@ -83,7 +89,7 @@ def _parts(
     norm: Normalization,
 ) -> Parts:
     opt = make_optimizer(cfg, trainable(model))
-    sched = make_scheduler(cfg, opt, -(-len(distributed.shard(torch.arange(len(train)), ctx)) // cfg.batch_size))
+    sched = make_scheduler(cfg, opt, steps_per_epoch(len(train), cfg, ctx))
     dtype = amp_dtype(cfg, device)
     weights = class_weights(cfg, train.labels, len(task.classes))
     loss_fn = nn.CrossEntropyLoss(
@@ -206,9 +212,10 @@ def fit(
     Inputs are normalised with the train source's own channel statistics (recomputed on a resume:
     the same patches give the same numbers), returned in `FitState.norm` to be stored with the model."""
     norm = train.normalization()
+    cfg = cfg.planned(steps_per_epoch(len(train), cfg, ctx))
     p = _parts(model, train, cfg, task, device, ctx, frozen, norm)
     state = _restore(resume, model, p) if resume else FitState()
-    state.norm = norm
+    state.norm, state.epochs = norm, cfg.epochs
     p.trainer.model = distributed.wrap(model, ctx, device)  # after the restore: DDP syncs from rank 0
     last = state.next_epoch if state.stopped else cfg.epochs  # a resumed, stopped run only finishes
     with Progress(disable=not ctx.main) as progress:
