@@ -5,15 +5,13 @@ DVC's local cache (no remote, no `dvc checkout` of the user's `data/`), runs the
 and `validate_annotations` logic on each (no MLflow: a review must not pollute the run history),
 and compares the manifests and validation reports (`lesionops.data_review_diff`).
 
-The cache is read through DVC's own object database (`Repo.cache.local`), so a configured
-`cache.dir` is honoured; the folder's `.dir` manifest lists every file's md5, and each cached
-file is hard-linked (or copied across devices) into a work folder.
+Each version is read with `dvc.api.DVCFileSystem` at its revision (a configured `cache.dir` and
+remote are honoured); when both revisions have pipeline results, `dvc metrics diff` and
+`dvc plots diff` between them join the report (`lesionops.data_review_results`).
 """
 
 from __future__ import annotations
 
-import json
-import os
 import shutil
 import subprocess
 import tempfile
@@ -28,6 +26,8 @@ from components.common.io import read_json, write_json
 from components.common.params import load_params, section
 from components.validate_annotations.config import ValidateConfig
 from lesionops.data_review_diff import ReviewConfig, Side, compare, render_markdown
+from lesionops.data_review_results import WORKSPACE, results_diff
+from lesionops.data_review_results import render as render_results
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -74,47 +74,31 @@ def dir_md5(rev: str, dvc_file: Path) -> str:
     return md5
 
 
-def _cache_db(root: Path) -> Any:
-    """DVC's local object database for the repo containing `root` (honours `cache.dir`)."""
+def materialise(rev: str, dvc_file: Path, dest: Path) -> str:
+    """Rebuild the folder pinned by `dvc_file` at `rev` under `dest`; returns its md5.
+
+    Read through `dvc.api.DVCFileSystem` at that revision (DVC's public API: it honours
+    `cache.dir` and reads a configured remote when the local cache lacks an object); what neither
+    has is a CacheMissError naming the revision, the data version and the missing file."""
+    from dvc.api import DVCFileSystem  # lazy: importing dvc costs a second; only reviews need it
     from dvc.repo import Repo
 
-    repo = Repo(str(root))
-    try:
-        return repo.cache.local
-    finally:
-        repo.close()
-
-
-def materialise(rev: str, dvc_file: Path, dest: Path) -> str:
-    """Rebuild the folder pinned by `dvc_file` at `rev` under `dest` from the cache; returns its md5."""
     md5 = dir_md5(rev, dvc_file)
-    db = _cache_db(dvc_file.parent)
-    listing = Path(db.oid_to_path(md5))
-    if not listing.is_file():
-        raise CacheMissError(
-            f"{rev}:{dvc_file.name}",
-            f"data version {md5} of revision {rev!r} is not in the "
-            f"local DVC cache ({listing} missing); run `dvc fetch --rev {rev}` or `dvc pull`",
-        )
-    entries = json.loads(listing.read_text(encoding="utf-8"))
-    missing = [e for e in entries if not Path(db.oid_to_path(e["md5"])).is_file()]
-    if missing:
-        raise CacheMissError(
-            f"{rev}:{dvc_file.name}",
-            f"data version {md5} of revision {rev!r} is incomplete in "
-            f"the local DVC cache: {len(missing)} file(s) missing, e.g. "
-            f"{missing[0]['relpath']} (md5 {missing[0]['md5']}); run `dvc fetch --rev {rev}`",
-        )
+    root = Path(Repo.find_root(str(dvc_file.parent)))
+    target = dvc_file.with_suffix("").resolve().relative_to(root.resolve()).as_posix()
     if dest.exists():
         shutil.rmtree(dest)  # a stale file from another version would be reviewed as if it were in this one
-    for e in entries:
-        target = dest / e["relpath"]
-        target.parent.mkdir(parents=True, exist_ok=True)
-        src = db.oid_to_path(e["md5"])
-        try:
-            os.link(src, target)  # the stages only read; a hard link costs no space
-        except OSError:
-            shutil.copyfile(src, target)
+    fs = DVCFileSystem(str(root), rev=rev)
+    try:
+        fs.get(target, str(dest), recursive=True)
+    except (FileNotFoundError, OSError) as exc:
+        raise CacheMissError(
+            f"{rev}:{dvc_file.name}",
+            f"data version {md5} of revision {rev!r} is not complete in the DVC cache or remote ({exc}); "
+            f"run `dvc fetch --rev {rev}` or `dvc pull`",
+        ) from exc
+    finally:
+        fs.close()
     return md5
 
 
@@ -156,6 +140,16 @@ def _side(rev: str, dataset: Path, doc: dict[str, Any], work: Path, slot: str) -
     return Side(rev, md5, manifest, report)
 
 
+def _model_results(dataset: Path, rev_a: str, rev_b: str, out: Path) -> dict[str, Any]:
+    """How the pipeline's metrics and plots moved between the revisions (WORKTREE: the workspace);
+    the plots go beside the report, in `<report>_plots/`."""
+    from dvc.repo import Repo  # lazy: importing dvc costs a second; only reviews need it
+
+    root = Path(Repo.find_root(str(dataset.parent)))
+    revs = [WORKSPACE if r == WORKTREE else r for r in (rev_a, rev_b)]
+    return results_diff(root, revs[0], revs[1], out.with_name(f"{out.stem}_plots"))
+
+
 def review(
     rev_a: str, rev_b: str, dataset: Path, params: Path, out: Path, work_dir: Path | None = None
 ) -> ReviewResult:
@@ -175,6 +169,7 @@ def review(
         b = Side(rev_b, a.md5, a.manifest, a.report) if same else _side(rev_b, dataset, doc, work, "b")
         result = compare(a, b, cfg, limit)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(render_markdown(result), encoding="utf-8")
+    result["model_results"] = _model_results(dataset, rev_a, rev_b, out)
+    out.write_text(render_markdown(result) + render_results(result["model_results"]), encoding="utf-8")
     twin = write_json(out.with_suffix(".json"), result)
     return ReviewResult(out, twin, result)

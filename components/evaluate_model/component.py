@@ -13,13 +13,18 @@ def evaluate_model(
     validation: dsl.Input[dsl.Artifact],
     params_json: str,
     evaluation: dsl.Output[dsl.Artifact],
+    metrics: dsl.Output[dsl.Metrics],
+    classification: dsl.Output[dsl.ClassificationMetrics],
 ) -> bool:
     """Returns whether the gate passed. A single unnamed output on purpose: kfp.local (2.16)
     resolves `dsl.If` conditions only on a task's default `Output`. `baseline` is train_baseline's
-    output, `validation` validate_annotations' report folder (both feed gate rules)."""
+    output, `validation` validate_annotations' report folder (both feed gate rules). `metrics` and
+    `classification` put metrics.json's scalars, the confusion matrix and the ROC in the KFP UI."""
     import json
     import os
+    from pathlib import Path
 
+    from components.common.kfp_outputs import log_classification, log_metrics
     from components.common.launch import launch
 
     launch(
@@ -39,5 +44,7 @@ def evaluate_model(
             params_json,
         ],
     )
+    log_metrics(metrics, Path(evaluation.path) / "metrics.json")
+    log_classification(classification, Path(evaluation.path))
     with open(os.path.join(evaluation.path, "decision.json"), encoding="utf-8") as fh:
         return bool(json.load(fh)["passed"])

@@ -33,6 +33,15 @@ from components.common.drift_reference import build_reference
 from components.common.errors import DataError
 from components.common.io import read_json, write_json
 from components.common.metrics import classification_metrics
+from components.common.plot_data import (
+    CONFUSION_CSV,
+    CONFUSION_HEADER,
+    ROC_CSV,
+    ROC_HEADER,
+    write_confusion,
+    write_roc,
+    write_skipped_tables,
+)
 from components.common.preprocessing import Normalization, normalize
 from components.common.skip import not_trained, skipped, write_skipped, write_skipped_figure
 from components.common.task import TaskConfig
@@ -58,6 +67,8 @@ __all__ = ["BootstrapConfig", "EvaluateConfig", "GateConfig", "run"]
 BASELINE_FILE = "baseline_metrics.json"
 VALIDATION_FILE = "validation_report.json"
 PLOTS = ("confusion_matrix.png", "reliability.png", "roc.png")
+# The numbers behind the figures (dvc.yaml `plots:`, the KFP UI's ClassificationMetrics)
+TABLES = {CONFUSION_CSV: CONFUSION_HEADER, ROC_CSV: ROC_HEADER, plots.RELIABILITY_CSV: plots.RELIABILITY_HEADER}
 
 
 @dataclass(frozen=True)
@@ -244,6 +255,11 @@ def _plots(out_dir: Path, challenger: Scored, y: np.ndarray, classes: tuple[str,
         out_dir / "reliability.png",
     )
     plots.plot_roc(y, raw, classes, {c: pc["roc_auc"] for c, pc in m["per_class"].items()}, out_dir / "roc.png")
+    write_confusion(y, challenger.pred, classes, out_dir / CONFUSION_CSV)
+    write_roc(y, raw, out_dir / ROC_CSV)
+    plots.write_reliability(
+        reliability_bins(raw, y, bins), reliability_bins(cal, y, bins), out_dir / plots.RELIABILITY_CSV
+    )
 
 
 def _metrics_doc(
@@ -271,7 +287,7 @@ def _log(run_id: str, metrics: dict[str, Any], passed: bool, out_dir: Path) -> N
     with mlflow.start_run(run_id=run_id):
         mlflow.log_metrics({metric_key(k): v for k, v in numbers.items()})
         mlflow.set_tag("gate_passed", str(passed).lower())
-        for name in ("decision.json", "metrics.json", *PLOTS):
+        for name in ("decision.json", "metrics.json", *PLOTS, *TABLES):
             mlflow.log_artifact(str(out_dir / name), artifact_path="evaluation")
         mlflow.log_artifacts(str(out_dir / REFERENCE_DIR), artifact_path=REFERENCE_DIR)  # drift reference
 
@@ -290,6 +306,7 @@ def run(
         write_skipped(out_dir / "metrics.json", reason)
         for name in PLOTS:
             write_skipped_figure(out_dir / name, reason)
+        write_skipped_tables(out_dir, TABLES)
         write_skipped(out_dir / REFERENCE_DIR / "skipped.json", reason)
         return write_skipped(out_dir / "decision.json", reason, passed=False, failed=[], rules=[])
     baseline, validation_passed = read_baseline(baseline_dir), read_validation(validation_dir)

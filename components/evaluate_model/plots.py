@@ -7,10 +7,24 @@ from pathlib import Path
 
 import numpy as np
 
+from components.common.plot_data import write_csv
 from components.common.plots import plot_confusion, pyplot, save
 from components.evaluate_model.calibration import ReliabilityBins
 
-__all__ = ["plot_confusion", "plot_reliability", "plot_roc"]
+__all__ = ["plot_confusion", "plot_reliability", "plot_roc", "write_reliability"]
+
+# reliability.csv: the reliability diagram's numbers (dvc.yaml `plots:`)
+RELIABILITY_CSV = "reliability.csv"
+RELIABILITY_HEADER = (
+    "bin",
+    "bin_center",
+    "confidence_raw",
+    "accuracy_raw",
+    "count_raw",
+    "confidence_calibrated",
+    "accuracy_calibrated",
+    "count_calibrated",
+)
 
 
 def plot_reliability(curves: dict[str, tuple[ReliabilityBins, float]], path: Path) -> Path:
@@ -53,3 +67,23 @@ def plot_roc(
     ax.set_title("one-vs-rest ROC")
     ax.legend(loc="lower right", fontsize=8)
     return save(fig, path)
+
+
+def write_reliability(raw: ReliabilityBins, cal: ReliabilityBins, path: Path) -> Path:
+    """Per confidence bin, before and after temperature scaling (empty bins: blank cells), so
+    `dvc plots diff` shows whether calibration moved between two revisions."""
+    centers = (raw.edges[:-1] + raw.edges[1:]) / 2
+    rows = (
+        (
+            i,
+            float(centers[i]),
+            float(raw.confidence[i]),
+            float(raw.accuracy[i]),
+            int(raw.count[i]),
+            float(cal.confidence[i]),
+            float(cal.accuracy[i]),
+            int(cal.count[i]),
+        )
+        for i in range(len(centers))
+    )
+    return write_csv(path, RELIABILITY_HEADER, rows)

@@ -21,13 +21,16 @@ def monitor_drift(
     params_json: str,
     accepted_feedback: int,
     report: dsl.Output[dsl.Artifact],
+    drift_report: dsl.Output[dsl.HTML],
     history_uri: str = "",
     store_url: str = "",
 ) -> NamedTuple("Outputs", [("retrain", bool), ("alert", bool)]):
     import json
     import os
     from collections import namedtuple
+    from pathlib import Path
 
+    from components.common.kfp_outputs import publish_file
     from components.common.launch import launch
 
     args = ["--out", report.path, "--params-json", params_json]
@@ -42,6 +45,8 @@ def monitor_drift(
     if history_uri:  # a persistent path (volume, bucket mount): without it every window stands alone
         args += ["--history", history_uri]
     launch("monitor_drift", args)
+    # the Evidently page with the calibrated verdict on top (components/monitor_drift/report.py)
+    publish_file(drift_report, Path(report.path) / "drift_report.html", "<p>monitor_drift wrote no drift report</p>")
     with open(os.path.join(report.path, "decision.json"), encoding="utf-8") as fh:
         decision = json.load(fh)
     return namedtuple("Outputs", ["retrain", "alert"])(bool(decision["retrain"]), bool(decision["alert"]))

@@ -31,11 +31,12 @@ from components.common.classifier.models import build_model, freeze, trainable
 from components.common.classifier.pretrained import LoadReport, load_weights
 from components.common.errors import DataError
 from components.common.io import write_json
+from components.common.plot_data import write_csv
 from components.common.preprocessing import Normalization, normalize
 from components.common.skip import not_trained, write_skipped
 from components.common.task import TaskConfig
 from components.common.tracking import EpochLogger, TrackingConfig, git_commit, setup, torch_requirements
-from components.train_model.plots import plot_curves
+from components.train_model.plots import CURVES_CSV, CURVES_HEADER, plot_curves, write_curves
 
 
 def _log_model(
@@ -139,6 +140,8 @@ def _finish(
     model.load_state_dict(state.best_state)
     save_best(out_dir / CHECKPOINT, state.best_state, cfg, task.classes, state.best_epoch, state.best_score, state.norm)
     plot_curves(state.history, out_dir / "curves.png")
+    write_curves(state.history, out_dir / CURVES_CSV)
+    mlflow.log_artifact(str(out_dir / CURVES_CSV))
     mlflow.log_artifact(str(out_dir / "curves.png"))
     model_uri = _log_model(model, train.sample(2), task, cfg, out_dir, state.norm)
     mlflow.log_metrics({"best_val_macro_f1": state.best_score, "best_epoch": state.best_epoch})
@@ -172,6 +175,7 @@ def run(
     Returns the summary (on DDP ranks other than 0: only `{"rank": r}`; they write nothing).
     """
     if reason := not_trained(task, "classifier"):
+        write_csv(out_dir / CURVES_CSV, CURVES_HEADER, [])
         return write_skipped(out_dir / SUMMARY, reason)
     ctx, device = distributed.init(cfg.device)
     try:

@@ -1,8 +1,19 @@
-"""Training curves as a PNG a person can open (and MLflow shows next to the run)."""
+"""Training curves as a PNG a person can open (and MLflow shows next to the run) and as the CSV
+behind it, which `dvc plots show|diff` draws (dvc.yaml `plots:`)."""
 
 from __future__ import annotations
 
 from pathlib import Path
+
+from components.common.plot_data import write_csv
+
+CURVES_CSV = "curves.csv"
+CURVES_HEADER = ("epoch", "train_loss", "val_accuracy", "val_macro_f1", "lr")
+
+
+def write_curves(history: list[dict[str, float]], path: Path) -> Path:
+    """One row per epoch (header only when nothing was trained: DVC needs the file to exist)."""
+    return write_csv(path, CURVES_HEADER, ([h.get(k, "") for k in CURVES_HEADER] for h in history))
 
 
 def plot_curves(history: list[dict[str, float]], path: Path) -> Path:

@@ -185,13 +185,60 @@ def test_worktree_compares_uncommitted_data(versions: dict[str, Any], tmp_path: 
 
 
 def test_missing_cache_entry_is_a_clear_error(versions: dict[str, Any], tmp_path: Path) -> None:
+    """A file only rev A has, gone from the cache (and no remote): the error names the revision
+    and its data version, and says how to get it."""
     repo = versions["repo"]
-    md5 = yaml.safe_load(_sh(repo, "git", "show", f"{versions['a']}:data.dvc"))["outs"][0]["md5"]
-    listing = repo / ".dvc" / "cache" / "files" / "md5" / md5[:2] / md5[2:]
-    moved = tmp_path / "listing"
-    shutil.move(listing, moved)
+    cache = repo / ".dvc" / "cache" / "files" / "md5"
+
+    def listing(rev: str) -> tuple[str, dict[str, str]]:
+        md5 = yaml.safe_load(_sh(repo, "git", "show", f"{rev}:data.dvc"))["outs"][0]["md5"]
+        entries = json.loads((cache / md5[:2] / md5[2:]).read_text())
+        return md5, {e["md5"]: e["relpath"] for e in entries}
+
+    md5, files_a = listing(versions["a"])
+    only_a = next(m for m in files_a if m not in listing(versions["b"])[1])
+    obj, moved = cache / only_a[:2] / only_a[2:], tmp_path / "object"
+    shutil.move(obj, moved)
     try:
         with pytest.raises(CacheMissError, match=rf"{versions['a']}.*{md5}|{md5}.*{versions['a']}"):
             review(versions["a"], versions["b"], repo / "data", repo / "params.yaml", tmp_path / "x.md")
     finally:
-        shutil.move(moved, listing)
+        shutil.move(moved, obj)
+
+
+def test_model_results_move_between_revisions_through_dvc_metrics_and_plots_diff(tmp_path: Path) -> None:
+    """Two commits of pipeline results (metrics.json + roc.csv, as dvc.yaml declares them): the
+    review's model section is dvc's own metrics diff and a rendered plots diff; a revision with no
+    results yet is said so."""
+    from lesionops.data_review_results import render, results_diff
+
+    repo = tmp_path / "repo"
+    out = repo / "outputs" / "evaluate_model"
+    out.mkdir(parents=True)
+    _sh(repo, "git", "init", "--quiet")
+    _sh(repo, "git", "config", "user.email", "t@example.org")
+    _sh(repo, "git", "config", "user.name", "t")
+    _sh(repo, DVC, "init", "--quiet")
+    (repo / "dvc.yaml").write_text(
+        "metrics: [outputs/evaluate_model/metrics.json]\nplots:\n  - outputs/evaluate_model/roc.csv: {x: fpr, y: tpr}\n"
+    )
+    _sh(repo, "git", "add", "-A")
+    _sh(repo, "git", "commit", "--quiet", "-m", "no results yet")
+    revs = [_sh(repo, "git", "rev-parse", "HEAD")]
+    for f1, tpr in ((0.70, 0.6), (0.82, 0.9)):
+        (out / "metrics.json").write_text(json.dumps({"test_macro_f1": f1, "n_test": 40}))
+        (out / "roc.csv").write_text(f"fpr,tpr\n0,0\n0.2,{tpr}\n1,1\n")
+        _sh(repo, "git", "add", "-A")
+        _sh(repo, "git", "commit", "--quiet", "-m", f"results {f1}")
+        revs.append(_sh(repo, "git", "rev-parse", "HEAD"))
+
+    moved = results_diff(repo, revs[1], revs[2], tmp_path / "review")
+    rows = {r["metric"]: r for r in moved["metrics"]}
+    assert rows["test_macro_f1"]["old"] == 0.70 and rows["test_macro_f1"]["new"] == 0.82
+    assert rows["test_macro_f1"]["change"] == pytest.approx(0.12) and rows["n_test"]["change"] == 0
+    assert moved["plots_html"] and "roc.csv" in Path(moved["plots_html"]).read_text()
+    text = render(moved)
+    assert "| outputs/evaluate_model/metrics.json | test_macro_f1 | 0.7 | 0.82 | +0.12 |" in text
+    assert "1 other metric(s) unchanged" in text
+    none_yet = results_diff(repo, revs[0], revs[2], tmp_path / "review0")
+    assert not none_yet["compared"] and revs[0] in none_yet["reason"] and "Not compared" in render(none_yet)

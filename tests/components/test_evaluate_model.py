@@ -63,6 +63,33 @@ def check_block(block: dict, classes: tuple[str, ...]) -> None:
     assert {f"test_recall_{c}" for c in classes} <= set(block)
 
 
+def check_plot_data_and_kfp_outputs(out: Path, metrics: dict, classes: tuple[str, ...]) -> None:
+    """The CSVs behind dvc.yaml's plots agree with metrics.json, and the component's readers turn
+    them into real kfp Metrics / ClassificationMetrics artifacts."""
+    from kfp import dsl
+
+    from components.common.kfp_outputs import log_classification, log_metrics
+
+    confusion = pd.read_csv(out / "confusion.csv")
+    assert len(confusion) == metrics["n_test"] and set(confusion.actual) <= set(classes)
+    counts = pd.crosstab(confusion.actual, confusion.predicted).reindex(index=classes, columns=classes, fill_value=0)
+    assert counts.to_numpy().tolist() == metrics["confusion_matrix"]
+    roc = pd.read_csv(out / "roc.csv")
+    assert roc.fpr.is_monotonic_increasing and roc.tpr.iloc[-1] == pytest.approx(1.0) and roc.threshold.max() <= 1.0
+    reliability = pd.read_csv(out / "reliability.csv")
+    assert reliability.count_raw.sum() == reliability.count_calibrated.sum() == metrics["n_test"]
+
+    kfp_metrics = dsl.Metrics(uri=str(out.parent / "kfp" / "metrics"))
+    assert log_metrics(kfp_metrics, out / "metrics.json")["test_macro_f1"] == metrics["test_macro_f1"]
+    assert kfp_metrics.metadata["test_accuracy"] == metrics["test_accuracy"] and "champion" not in kfp_metrics.metadata
+    kfp_cls = dsl.ClassificationMetrics(uri=str(out.parent / "kfp" / "classification"))
+    assert log_classification(kfp_cls, out)
+    matrix = kfp_cls.metadata["confusionMatrix"]
+    assert [a["displayName"] for a in matrix["annotationSpecs"]] == list(classes)
+    assert [r["row"] for r in matrix["rows"]] == metrics["confusion_matrix"]
+    assert len(kfp_cls.metadata["confidenceMetrics"]) == len(roc)
+
+
 @pytest.mark.slow
 def test_evaluate_with_baseline_then_against_itself_as_champion(
     tiny_dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
@@ -126,6 +153,7 @@ def test_evaluate_with_baseline_then_against_itself_as_champion(
         (tmp_path / "eval1" / name).stat().st_size > 0
         for name in ("confusion_matrix.png", "reliability.png", "roc.png")
     )
+    check_plot_data_and_kfp_outputs(tmp_path / "eval1", metrics, task.classes)
     client = mlflow.MlflowClient(tracking.tracking_uri)
     logged = client.get_run(summary["run_id"]).data.metrics
     assert logged["test_ece"] == pytest.approx(metrics["test_ece"]) and "test_macro_f1_ci_low" in logged

@@ -276,6 +276,7 @@ def test_torchrun_two_cpu_processes_train_one_model(patches: Path, tmp_path: Pat
     assert done.stdout.count("train_model: run ") == 1  # rank 1 trains silently
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
         "checkpoint.pt",
+        "curves.csv",
         "curves.png",
         "last.pt",
         "preprocessing.json",

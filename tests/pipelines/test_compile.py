@@ -255,3 +255,25 @@ def test_gpu_toleration_can_be_turned_off_and_cpu_training_has_none(tmp_path: Pa
     assert "tolerations" not in executor and executor["emptyDirMounts"][0]["mountPath"] == "/dev/shm"
     cpu_only = apply_overrides(load_params(REPO / "params.yaml"), ["kubeflow.stages.train_model.gpus=0"])
     assert _compile(tmp_path / "b", cpu_only)["platform"] == {}
+
+
+def _artifact_outputs(spec: dict[str, Any], component: str) -> dict[str, str]:
+    outputs = spec["components"][component].get("outputDefinitions", {}).get("artifacts", {})
+    return {name: a["artifactType"]["schemaTitle"] for name, a in outputs.items()}
+
+
+def test_the_kfp_ui_gets_metrics_confusion_matrix_reports_and_the_model_card(detector: dict[str, Any]) -> None:
+    """What a run shows in the Kubeflow UI: metrics, the confusion matrix + ROC, the validation and
+    drift reports as HTML, the model card as Markdown (each component copies the stage's own file)."""
+    spec, monitoring = detector["training"], detector["monitoring"]
+    evaluate = _artifact_outputs(spec, "comp-evaluate-model")
+    assert (evaluate["metrics"], evaluate["classification"]) == ("system.Metrics", "system.ClassificationMetrics")
+    assert _artifact_outputs(spec, "comp-evaluate-detector")["metrics"] == "system.Metrics"
+    assert _artifact_outputs(spec, "comp-validate-annotations")["report"] == "system.HTML"
+    assert _artifact_outputs(spec, "comp-promote-model")["model_card"] == "system.Markdown"
+    assert _artifact_outputs(monitoring, "comp-monitor-drift")["drift_report"] == "system.HTML"
+    program = " ".join(
+        _container(spec, _tasks(spec)["evaluate-model"])["args"]
+        + _container(spec, _tasks(spec)["evaluate-model"])["command"]
+    )
+    assert "log_classification(classification" in program and "log_metrics(metrics" in program

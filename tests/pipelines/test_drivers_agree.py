@@ -53,6 +53,16 @@ def test_dvc_and_kfp_local_run_the_same_stages_and_agree(tiny_dataset: Path, tmp
     _run([sys.executable, "-m", "dvc", "init", "-q"], dvc_root)
     _run([sys.executable, "-m", "dvc", "repro"], dvc_root)
     promotion = json.loads((dvc_root / "outputs/promote_model/classifier/promotion.json").read_text())
+    # what a data-version review draws: the classifier's plots from their CSVs, every evaluation's metrics
+    shown = json.loads(_run([sys.executable, "-m", "dvc", "plots", "show", "--json"], dvc_root).stdout)
+    drawn = {name for name, plots in shown["data"].items() if plots}
+    assert {f"outputs/evaluate_model/{f}" for f in ("confusion.csv", "roc.csv", "reliability.csv", "roc.png")} <= drawn
+    assert "outputs/train_model/curves.csv" in drawn and not shown.get("errors"), shown.get("errors")
+    shown = json.loads(_run([sys.executable, "-m", "dvc", "metrics", "show", "--json"], dvc_root).stdout)
+    files = shown[""]["data"]
+    assert files["outputs/evaluate_model/metrics.json"]["data"]["test_macro_f1"] > 0
+    assert "best_val_macro_f1" in files["outputs/train_model/train_summary.json"]["data"]
+    assert "error" not in files["outputs/train_baseline/baseline_metrics.json"]
     # every stage ran; the ones this task does not use said so instead of failing the graph
     for skipped in (
         "promote_model/detector/promotion.json",
