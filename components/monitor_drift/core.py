@@ -198,9 +198,12 @@ def monitor_frames(
         cfg,
         result.window.verdict,
         out_dir / REPORT_HTML,
+        result.checks,
     )
     if ref is not None and ref.model is not None and "predicted_class" in current:
-        render_model_report(ref.model, result.usable, cfg, out_dir / MODEL_REPORT_HTML)
+        render_model_report(
+            ref.model, result.usable, cfg, out_dir / MODEL_REPORT_HTML, result.window.verdict, result.checks
+        )
     write_json(
         out_dir / DECISION,
         {

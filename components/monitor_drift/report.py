@@ -4,7 +4,11 @@ Evidently is configured with the same tests (KS on the image statistics and the 
 chi-square on the predicted class) at their textbook levels (alpha / n_features for the features,
 class_mix_alpha, confidence_alpha). Its p-values assume independent images, so on clustered
 clinical windows it flags more columns than the patient-calibrated verdict in drift.json, which is
-the one the policy uses; the page is for looking at the distributions. Reference image statistics
+the one the policy uses; the page is for looking at the distributions. So that a reader never sees
+a headline the decision contradicts, every page opens with the calibrated verdict and each
+calibrated check's p-value and level (`verdict_banner`), above a note that Evidently's own column
+flags use textbook p-values; Evidently's snapshot is kept beside the page as JSON
+(`drift_report.evidently.json`) for tools. Reference image statistics
 and reference model outputs come from different samples (raw train images vs held-out patches), so
 they are two reports: `drift_report.html` and, with model outputs, `model_drift_report.html`.
 """
@@ -20,6 +24,41 @@ import numpy as np
 import pandas as pd
 
 from components.monitor_drift.config import MonitorConfig
+from components.monitor_drift.stats import CheckResult
+
+BANNER_ID = "lesionops-verdict"
+SNAPSHOT_SUFFIX = ".evidently.json"
+
+
+def _number(value: float | None) -> str:
+    return "—" if value is None else f"{value:.3g}"
+
+
+def verdict_banner(verdict: str, checks: list[CheckResult] | tuple[CheckResult, ...]) -> str:
+    """The decision's verdict and the calibrated tests behind it, as the first thing on the page."""
+    rows = "".join(
+        f"<tr><td>{escape(c.name)}</td><td>{escape(c.verdict)}</td><td>{_number(c.p_value)}</td>"
+        f"<td>{_number(c.threshold)}</td><td>{escape(c.reason)}</td></tr>"
+        for c in checks
+    )
+    colour = {"drift": "#b00020", "no_drift": "#1b5e20"}.get(verdict, "#444")
+    return (
+        f"<section id='{BANNER_ID}' style='font-family:sans-serif;margin:12px;padding:12px;"
+        f"border:3px solid {colour}'><h1 style='color:{colour};margin:0'>LesionOps verdict: "
+        f"{escape(verdict)}</h1><p>From the patient-calibrated tests in drift.json — the verdict "
+        "decision.json and the retrain policy use. Evidently's per-column flags further down use "
+        "textbook p-values that assume independent images; on clustered clinical windows they flag "
+        "columns these tests do not: read them as a view of the distributions, not as a verdict.</p>"
+        "<table border='1' cellpadding='4' style='border-collapse:collapse'><tr><th>check</th>"
+        f"<th>verdict</th><th>calibrated p</th><th>level</th><th>reason</th></tr>{rows}</table></section>"
+    )
+
+
+def _with_banner(path: Path, banner: str) -> None:
+    """Put `banner` first inside <body> (or first in the file when there is none)."""
+    html = path.read_text(encoding="utf-8")
+    at = html.find(">", html.lower().find("<body")) + 1 if "<body" in html.lower() else 0
+    path.write_text(html[:at] + banner + html[at:], encoding="utf-8")
 
 
 def _placeholder(path: Path, title: str, why: str) -> None:
@@ -58,19 +97,31 @@ def _evidently(
     snapshot.save_html(str(path))  # evidently writes only for a str; a Path is silently ignored
     if not path.is_file() or path.stat().st_size == 0:
         raise RuntimeError(f"evidently did not write {path}")
+    snapshot.save_json(str(path.with_name(path.stem + SNAPSHOT_SUFFIX)))
 
 
-def _atomic(path: Path, write: Callable[[Path], None]) -> None:
+def _atomic(path: Path, write: Callable[[Path], None], banner: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
     write(tmp)
+    _with_banner(tmp, banner)
     os.replace(tmp, path)
+    snapshot = tmp.with_name(tmp.stem + SNAPSHOT_SUFFIX)
+    if snapshot.is_file():
+        os.replace(snapshot, path.with_name(path.stem + SNAPSHOT_SUFFIX))
 
 
 def render_report(
-    ref: pd.DataFrame, cur: pd.DataFrame, features: list[str], cfg: MonitorConfig, verdict: str, path: Path
+    ref: pd.DataFrame,
+    cur: pd.DataFrame,
+    features: list[str],
+    cfg: MonitorConfig,
+    verdict: str,
+    path: Path,
+    checks: tuple[CheckResult, ...] = (),
 ) -> None:
-    """The image-statistics report, or a short page saying why there is none."""
+    """The image-statistics report, or a short page saying why there is none; either opens with
+    the calibrated verdict."""
 
     def write(tmp: Path) -> None:
         if len(cur) < 2 or len(ref) < 2:
@@ -93,10 +144,17 @@ def render_report(
             tmp,
         )
 
-    _atomic(path, write)
+    _atomic(path, write, verdict_banner(verdict, checks))
 
 
-def render_model_report(ref: pd.DataFrame, cur: pd.DataFrame, cfg: MonitorConfig, path: Path) -> None:
+def render_model_report(
+    ref: pd.DataFrame,
+    cur: pd.DataFrame,
+    cfg: MonitorConfig,
+    path: Path,
+    verdict: str = "",
+    checks: tuple[CheckResult, ...] = (),
+) -> None:
     """Predicted class (chi-square) and calibrated confidence (KS) of the window vs the reference."""
 
     def write(tmp: Path) -> None:
@@ -119,4 +177,4 @@ def render_model_report(ref: pd.DataFrame, cur: pd.DataFrame, cfg: MonitorConfig
             tmp,
         )
 
-    _atomic(path, write)
+    _atomic(path, write, verdict_banner(verdict, checks))

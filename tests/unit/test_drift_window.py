@@ -223,3 +223,29 @@ def test_a_reference_folder_round_trip(ref: Reference, tmp_path: Path) -> None:
     loaded = load_reference(tmp_path)
     assert loaded.embeddings().shape == (500, DIM)
     assert assess_window(loaded, rows(150, 8, emb_shift=0.6), CFG).window.verdict == "drift"
+
+
+@pytest.mark.parametrize(("shift", "expected"), [(0.0, "no_drift"), (30.0, "drift")])
+def test_drift_pages_open_with_the_decisions_verdict(
+    ref: Reference, tmp_path: Path, shift: float, expected: str
+) -> None:
+    """Unshifted and shifted windows: both Evidently pages start with the verdict decision.json
+    holds and every calibrated check's p-value; Evidently's snapshot is saved as JSON."""
+    import json
+
+    from components.monitor_drift.report import BANNER_ID
+
+    monitor_frames(CFG, ref, "ref", rows(150, 7, bright=130.0 + shift), tmp_path, now=T0)
+    decision, drift = read_json(tmp_path / "decision.json"), read_json(tmp_path / "drift.json")
+    assert decision["verdict"] == drift["verdict"] == expected
+    for page in ("drift_report.html", "model_drift_report.html"):
+        html = (tmp_path / page).read_text(encoding="utf-8")
+        banner = html[html.index(f"id='{BANNER_ID}'") :]
+        body = html[html.lower().index("<body") :].split(">", 1)[1]
+        assert body.lstrip().startswith(f"<section id='{BANNER_ID}'")  # the first thing on the page
+        assert f"LesionOps verdict: {expected}</h1>" in banner
+        assert html.count("LesionOps verdict:") == 1
+        for check in drift["checks"]:
+            assert f"<td>{check['name']}</td><td>{check['verdict']}</td>" in banner
+        snapshot = json.loads((tmp_path / page.replace(".html", ".evidently.json")).read_text(encoding="utf-8"))
+        assert snapshot and isinstance(snapshot, dict)
