@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import csv
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -65,7 +65,7 @@ def write_roc(y_true: np.ndarray, probs: np.ndarray, path: Path) -> Path:
     return write_csv(path, ROC_HEADER, zip(fpr.tolist(), tpr.tolist(), thresholds.tolist()))
 
 
-def write_skipped_tables(out_dir: Path, names: dict[str, Sequence[str]]) -> None:
+def write_skipped_tables(out_dir: Path, names: Mapping[str, Sequence[str]]) -> None:
     """Header-only files for a skipped stage (file name → header)."""
     for name, header in names.items():
         write_csv(out_dir / name, header, [])
