@@ -36,6 +36,9 @@ class ValidateConfig:
     detection_keep_partial: bool = False
     require_annotation: bool = True
     log_to_mlflow: bool = True
+    # A Great Expectations project folder kept between runs (suites, validation results, Data Docs
+    # with every run's history); None: a throw-away project per run (only this run's Data Docs).
+    gx_project: str | None = None
 
     def __post_init__(self) -> None:
         checks = [

@@ -6,8 +6,10 @@ labels in the taxonomy, one row per box and per image, something to train on; bo
 crop are kept for the detector and only exempt from the patch-size rule). A violation means a
 check has a hole, so it quarantines the offending image (CONTRACT_VIOLATION, error) and the stage
 fails when it cannot be charged to one. GX is imported only here, lazily (it takes ~10 s), with
-analytics off and a throw-away file context, so nothing leaves the machine and nothing is left in
-the repository; the Data Docs HTML is copied to `out_dir/data_docs/`.
+analytics off. By default the file context is throw-away (nothing left in the repository); with
+`validate_annotations.gx_project` set it is a project kept between runs: the suites are saved
+(updated when the taxonomy changes), every run's validation results stay, and Data Docs list them
+all. Either way this run's Data Docs are copied to `out_dir/data_docs/`.
 """
 
 from __future__ import annotations
@@ -126,18 +128,19 @@ def check_contract(
 
     img_df, box_df = flatten(images, boxes)
     with tempfile.TemporaryDirectory(prefix="lesionops-gx-") as tmp:
-        context = gx.get_context(mode="file", project_root_dir=tmp)
+        project = Path(cfg.gx_project) if cfg.gx_project else Path(tmp)
+        context = gx.get_context(mode="file", project_root_dir=str(project))
         context.variables.progress_bars = ProgressBarsConfig(globally=False)
-        source = context.data_sources.add_pandas("validate_annotations")
+        source = context.data_sources.add_or_update_pandas("validate_annotations")
         suites = {"accepted_images": (img_df, _image_suite(gx, gxe))}
         if task.sample == "patches":  # whole-image tasks train on images; boxes are optional there
             suites["accepted_boxes"] = (box_df, _box_suite(gx, gxe, task, cfg))
         findings: list[Finding] = []
         summary: dict[str, Any] = {}
         for table, (frame, suite) in suites.items():
-            batch = source.add_dataframe_asset(table).add_batch_definition_whole_dataframe("all")
-            definition = context.validation_definitions.add(
-                gx.ValidationDefinition(name=table, data=batch, suite=context.suites.add(suite))
+            batch = _batch(source, table)
+            definition = context.validation_definitions.add_or_update(
+                gx.ValidationDefinition(name=table, data=batch, suite=context.suites.add_or_update(suite))
             )
             result = definition.run(
                 batch_parameters={"dataframe": frame},
@@ -151,8 +154,20 @@ def check_contract(
                 "failed": sum(not r.success for r in result.results),
             }
         context.build_data_docs()
-        _copy_docs(Path(tmp), out_dir / DOCS_DIR)
+        _copy_docs(project, out_dir / DOCS_DIR)
     return findings, summary
+
+
+def _batch(source: Any, table: str) -> Any:
+    """The whole-dataframe batch of `table`, reusing the asset a kept project already has."""
+    try:
+        asset = source.get_asset(table)
+    except LookupError:
+        asset = source.add_dataframe_asset(table)
+    try:
+        return asset.get_batch_definition("all")
+    except KeyError:
+        return asset.add_batch_definition_whole_dataframe("all")
 
 
 def _copy_docs(gx_root: Path, dest: Path) -> None:

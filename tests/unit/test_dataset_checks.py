@@ -309,3 +309,27 @@ def test_gx_contract_exempts_boxes_kept_only_for_the_detector(tmp_path: Path) ->
     assert findings == []
     findings, _ = check_contract(images, [{**tiny, "for_patches": True}], TASK, CFG, tmp_path / "bad")
     assert {(f.code, f.input_file) for f in findings} == {("CONTRACT_VIOLATION", "a.jpg")}
+
+
+def test_a_kept_gx_project_saves_the_suites_and_accumulates_validation_runs(tmp_path: Path) -> None:
+    """validate_annotations.gx_project: the second and third runs reuse the saved suites and assets;
+    every run's results stay in the project and its Data Docs; a taxonomy change updates the suite."""
+    from dataclasses import replace
+
+    from components.validate_annotations.contract import check_contract
+
+    cfg = replace(CFG, gx_project=str(tmp_path / "gx_project"))
+    images = [_img("a.jpg", sha256="a" * 64), _img("b.jpg", sha256="b" * 64)]
+    boxes = [{**_abox("a.jpg", 0, 20), "label": "eczema"}, {**_abox("b.jpg", 0, 30), "label": "psoriasis"}]
+    assert check_contract(images, boxes, TASK, cfg, tmp_path / "run1")[0] == []
+    bad = [*boxes, {**_abox("b.jpg", 1, 20), "label": "acne"}]
+    assert {f.code for f in check_contract(images, bad, TASK, cfg, tmp_path / "run2")[0]} == {"CONTRACT_VIOLATION"}
+    wider = TaskConfig(name="t", classes=("eczema", "psoriasis", "acne"))
+    assert check_contract(images, bad, wider, cfg, tmp_path / "run3")[0] == []  # the suite was updated
+
+    gx_root = tmp_path / "gx_project" / "gx"
+    assert {p.stem for p in (gx_root / "expectations").glob("*.json")} == {"accepted_images", "accepted_boxes"}
+    runs = list((gx_root / "uncommitted" / "validations" / "accepted_boxes").rglob("*.json"))
+    assert len(runs) == 3
+    docs = list((tmp_path / "run3" / "data_docs" / "validations" / "accepted_boxes").rglob("*.html"))
+    assert len(docs) == 3  # this run's Data Docs show the earlier runs too
