@@ -29,8 +29,11 @@ def portable_params(params: dict[str, Any]) -> dict[str, Any]:
     return doc
 
 
+# CEL tokens, and the Python ones they become (a translated condition passes through unchanged:
+# kfp.local may hand an already translated condition back to the evaluator).
 _CEL_TOKEN = re.compile(
-    r"\s*(pipelinechannel--[A-Za-z0-9_\-]+|==|!=|&&|\|\||!|\(|\)|true|false|-?\d+(?:\.\d+)?|'[^']*')"
+    r"\s*(pipelinechannel--[A-Za-z0-9_\-]+|==|!=|&&|\|\||!|\(|\)|true|false|-?\d+(?:\.\d+)?|'[^']*'"
+    r"|(?:not|and|or|True|False)\b)"
 )
 _CEL_TO_PYTHON = {"true": "True", "false": "False", "&&": "and", "||": "or", "!": "not"}
 
@@ -38,7 +41,7 @@ _CEL_TO_PYTHON = {"true": "True", "false": "False", "&&": "and", "||": "or", "!"
 def cel_to_python(condition: str) -> str:
     """The CEL of a compiled `dsl.If`/`Elif`/`Else` (`inputs.parameter_values['pipelinechannel--t-Output']
     == true`, `!(…) && …`) as the Python kfp.local evaluates; anything else is refused loudly, because
-    kfp.local would log a warning and silently skip the gated task."""
+    kfp.local would log a warning and silently skip the gated task. Idempotent."""
     expr = _CEL_PARAM.sub(r"\1", condition).strip()
     tokens, pos = [], 0
     while pos < len(expr):

@@ -55,7 +55,7 @@ def alias_move(
     if action not in ACTIONS:
         raise ValueError(f"audit action must be one of {ACTIONS}, got {action!r}")
     return {
-        "time": datetime.now(UTC).isoformat(timespec="seconds"),
+        "time": datetime.now(UTC).isoformat(timespec="milliseconds"),  # ordered against MLflow run times (ms)
         "action": action,
         "model": model,
         "alias": alias,

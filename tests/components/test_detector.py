@@ -197,16 +197,19 @@ def test_evaluation_without_then_with_a_champion(trained: dict[str, Any]) -> Non
     assert logged == {f"evaluation/{n}" for n in ("decision.json", "metrics.json", "predictions.png")}
 
 
-def test_stages_refuse_a_task_without_a_detector(tmp_path: Path) -> None:
+def test_a_task_without_a_detector_records_why_instead_of_training(tmp_path: Path) -> None:
+    """dvc repro runs every stage: train_detector on a classifier-only task says why it did nothing
+    (common/skip.py) and writes no model, instead of failing the graph."""
     doc = detector_params(tmp_path, task={"models": ["classifier"]})
-    with pytest.raises(ConfigError, match="task.models"):
-        run(
-            section(doc, "train_detector", DetectorConfig),
-            load_task(doc),
-            section(doc, "mlflow", TrackingConfig),
-            tmp_path,
-            tmp_path / "out",
-        )
+    summary = run(
+        section(doc, "train_detector", DetectorConfig),
+        load_task(doc),
+        section(doc, "mlflow", TrackingConfig),
+        tmp_path,
+        tmp_path / "out",
+    )
+    assert "task.models" in summary["skipped"] and "no detector to train" in summary["skipped"]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["train_summary.json"]
 
 
 def test_split_loading_negatives_flips_and_errors(tmp_path: Path) -> None:

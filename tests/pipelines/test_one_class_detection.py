@@ -24,7 +24,7 @@ from lesionops.serve.app import create_app
 from lesionops.serve.config import ServeConfig
 from lesionops.synth.skin import SynthConfig, generate_skin_dataset
 from tests.conftest import tiny_params
-from tests.serve.fixtures import image_bytes
+from tests.serve.fixtures import CLINICIAN, add_test_users, image_bytes
 
 pytestmark = pytest.mark.slow
 
@@ -96,8 +96,9 @@ def test_one_label_folder_trains_gates_promotes_and_serves_detect(tmp_path: Path
         reload_every_s=0.0,
         detect_score_threshold=0.0,
     )
-    app = create_app(serve, tracking, task, token="t", crop=section(doc, "crop_patches", CropConfig))
-    with TestClient(app) as client:
+    add_test_users(serve.store_url)  # storing routes need a signed-in user (a clinician may detect)
+    app = create_app(serve, tracking, task, crop=section(doc, "crop_patches", CropConfig))
+    with TestClient(app, headers={"Authorization": f"Bearer {CLINICIAN}"}) as client:
         health = client.get("/health").json()
         assert health["detector"]["name"] == "plaques_detector" and health["classifier"] is None
         done = client.post("/detect", files={"file": ("p.jpg", image_bytes(128, 96), "image/jpeg")})
