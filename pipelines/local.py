@@ -5,9 +5,11 @@ from __future__ import annotations
 import contextlib
 import json
 import re
+import sys
+import time
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 # Compiled conditions read `inputs.parameter_values['pipelinechannel--x'] == true` (CEL).
 _CEL_PARAM = re.compile(r"inputs\.parameter_values\['(pipelinechannel--[^']+)'\]")
@@ -74,6 +76,42 @@ def _fix_kfp_local_conditions() -> None:
     orchestrator.ConditionEvaluator.evaluate_condition = staticmethod(evaluate_condition)
 
 
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+_TASK_STARTED = re.compile(r"Executing task '([^']+)'")
+_TASK_ENDED = re.compile(r"Task '([^']+)' finished with status (\w+)")
+
+
+class StageEcho:
+    """kfp.local's output goes to the task log; this stream writes it there and tells `echo` (the
+    terminal) one line per task as it finishes, with its status and seconds, so a long run shows
+    where it is instead of staying silent until the end."""
+
+    def __init__(self, log: IO[str], echo: IO[str], clock: Any = time.monotonic) -> None:
+        self.log, self.echo, self.clock = log, echo, clock
+        self.pending = ""
+        self.started: dict[str, float] = {}
+
+    def write(self, text: str) -> int:
+        self.log.write(text)
+        self.pending += text
+        *lines, self.pending = self.pending.split("\n")
+        for line in lines:
+            self._line(_ANSI.sub("", line))
+        return len(text)
+
+    def _line(self, line: str) -> None:
+        if started := _TASK_STARTED.search(line):
+            self.started[started.group(1)] = self.clock()
+        elif ended := _TASK_ENDED.search(line):
+            name, status = ended.groups()
+            now = self.clock()
+            self.echo.write(f"  {name}: {status} ({now - self.started.get(name, now):.0f} s)\n")
+            self.echo.flush()
+
+    def flush(self) -> None:
+        self.log.flush()
+
+
 def run_training(
     source: Path | str, params: dict[str, Any], pipeline_root: Path, data_version: str, log_path: Path | None = None
 ) -> None:
@@ -81,7 +119,8 @@ def run_training(
 
     A `kubeflow.stages.train_model.gpus` above 1 runs train_model under torchrun here too.
 
-    kfp.local prints every task's full executor input; with `log_path` that goes to a file.
+    kfp.local prints every task's full executor input; with `log_path` that goes to a file and the
+    terminal gets one line per finished task (`StageEcho`).
     """
     from kfp import local
 
@@ -98,7 +137,7 @@ def run_training(
     )
     with contextlib.ExitStack() as stack:
         if log_path is not None:
-            log = stack.enter_context(log_path.open("w", encoding="utf-8"))
+            log = StageEcho(stack.enter_context(log_path.open("w", encoding="utf-8")), sys.stdout)
             stack.enter_context(contextlib.redirect_stdout(log))
             stack.enter_context(contextlib.redirect_stderr(log))
         warnings.filterwarnings("ignore", message="You may be attemping to run a task that uses custom")

@@ -67,3 +67,23 @@ def test_kfp_local_still_needs_the_translation() -> None:
     cel = "inputs.parameter_values['pipelinechannel--evaluate-model-Output'] == true"
     evaluate = getattr(ConditionEvaluator.evaluate_condition, "__wrapped__", ConditionEvaluator.evaluate_condition)
     assert evaluate(cel, _store(evaluate_model=True)) is False
+
+
+def test_the_terminal_gets_a_line_per_finished_task_and_the_log_everything() -> None:
+    """kfp.local's own log lines (with its colour codes), split across writes as a stream may."""
+    import io
+
+    from pipelines.local import StageEcho
+
+    log, echo, ticks = io.StringIO(), io.StringIO(), iter([10.0, 13.4, 20.0, 31.0])
+    stream = StageEcho(log, echo, clock=lambda: next(ticks))
+    text = (
+        "06:15:12.006 - INFO - Executing task \x1b[96m'ingest-data'\x1b[0m\n{executor input}\n"
+        "06:15:15.402 - INFO - Task \x1b[96m'ingest-data'\x1b[0m finished with status \x1b[92mSUCCESS\x1b[0m\n"
+        "06:15:15.404 - INFO - Executing task \x1b[96m'train-model'\x1b[0m\n"
+        "06:18:36.233 - INFO - Task \x1b[96m'train-model'\x1b[0m finished with status \x1b[91mFAILURE\x1b[0m\n"
+    )
+    for start in range(0, len(text), 37):
+        stream.write(text[start : start + 37])
+    assert log.getvalue() == text
+    assert echo.getvalue() == "  ingest-data: SUCCESS (3 s)\n  train-model: FAILURE (11 s)\n"
