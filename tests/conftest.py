@@ -85,8 +85,12 @@ def s3_client(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     import urllib.request
 
     import boto3
+    from mlflow.store.artifact.s3_artifact_repo import _cached_get_s3_client
     from moto.server import ThreadedMotoServer
 
+    # MLflow caches its boto3 clients keyed on MLFLOW_S3_ENDPOINT_URL (unset here): a client made for
+    # an earlier test's server (another port, now stopped) would be reused and refused.
+    _cached_get_s3_client.cache_clear()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()
@@ -103,6 +107,7 @@ def s3_client(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
         monkeypatch.delenv(key, raising=False)
     yield boto3.client("s3")
     server.stop()
+    _cached_get_s3_client.cache_clear()
 
 
 @pytest.fixture(autouse=True)
