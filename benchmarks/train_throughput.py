@@ -20,7 +20,7 @@ one-off decode, which a real run pays once per process, not per epoch.
 
     .venv/bin/python benchmarks/train_throughput.py [--device auto|cpu|cuda] [--arch resnet18]
         [--batch-size 64] [--steps 50] [--patches 3000] [--size 64] [--loader memory|dataloader]
-        [--num-workers 4] [--augment flips] [--amp auto|off] [--threads 0] [--warmup 5] [--repeats 3]
+        [--num-workers 4] [--gpu-memory-fraction 0.25] [--augment flips] [--amp auto|off] [--threads 0] [--warmup 5] [--repeats 3]
         [--json FILE]
 """
 
@@ -42,7 +42,7 @@ from torch import nn
 
 from components.common.classifier.config import TrainConfig
 from components.common.classifier.engine import Trainer, amp_dtype, make_optimizer
-from components.common.classifier.loader import open_split
+from components.common.classifier.loader import MemorySource, open_split
 from components.common.classifier.models import build_model, trainable
 from components.common.device import pick_device
 from components.crop_patches.config import CropConfig
@@ -116,6 +116,13 @@ def _timed(fn: Any, device: torch.device) -> float:
     return time.perf_counter() - start
 
 
+def _where(source: Any) -> str:
+    """Where the memory loader keeps the split: the GPU, pinned host RAM or (CPU training) RAM."""
+    if not isinstance(source, MemorySource):
+        return "files"
+    return "gpu" if source.resident else "pinned host" if source.pinned else "host"
+
+
 def measure(args: argparse.Namespace, root: Path) -> dict[str, Any]:
     cfg = TrainConfig(
         arch=args.arch,
@@ -126,6 +133,7 @@ def measure(args: argparse.Namespace, root: Path) -> dict[str, Any]:
         num_workers=args.num_workers,
         augment=args.augment,
         amp=args.amp,
+        gpu_memory_fraction=args.gpu_memory_fraction,
     )
     device = pick_device(args.device)
     images = args.steps * args.batch_size
@@ -167,6 +175,7 @@ def measure(args: argparse.Namespace, root: Path) -> dict[str, Any]:
         "steps": args.steps,
         "repeats": args.repeats,
         "loader": args.loader,
+        "split_on": _where(source),
         "augment": args.augment,
         "amp": str(full.dtype).removeprefix("torch.") if full.dtype else "off",
         "patches": len(source),
@@ -190,6 +199,9 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=64)
     parser.add_argument("--loader", choices=("memory", "dataloader"), default="memory")
     parser.add_argument("--num-workers", type=int, default=4)
+    parser.add_argument(
+        "--gpu-memory-fraction", type=float, default=TrainConfig.gpu_memory_fraction, help="0: split pinned in host RAM"
+    )
     parser.add_argument("--augment", default="flips")
     parser.add_argument("--amp", choices=("auto", "off"), default="auto")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
@@ -204,7 +216,7 @@ def main() -> None:
         result = measure(args, Path(tmp))
     print(
         f"device: {result['device']}  arch: {result['arch']}  batch {result['batch_size']}"
-        f" × {result['steps']} steps × {result['repeats']} rounds  loader: {result['loader']}"
+        f" × {result['steps']} steps × {result['repeats']} rounds  loader: {result['loader']} ({result['split_on']})"
         f"  augment: {result['augment']}  amp: {result['amp']}"
     )
     print(f"full loop (loader + augment + step): {result['full_images_per_s']:10.1f} images/s")

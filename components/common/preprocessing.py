@@ -22,6 +22,8 @@ from typing import Any
 
 import torch
 
+from components.common.device import to_device
+
 # What train_model used for every model before the statistics were measured (and what an
 # ImageNet-pretrained backbone was trained with): the fallback for files that name no statistics.
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -61,8 +63,8 @@ def channel_stats(images: torch.Tensor, chunk: int = 4096) -> Normalization:
     (a resumed run recomputes the same numbers), and no float copy of the whole set is made."""
     if images.ndim != 4 or images.shape[1] != 3 or len(images) == 0:
         raise ValueError(f"expected a non-empty N×3×H×W batch, found shape {tuple(images.shape)}")
-    total = torch.zeros(3, dtype=torch.float64)
-    squares = torch.zeros(3, dtype=torch.float64)
+    total = torch.zeros(3, dtype=torch.float64, device=images.device)  # a split may live on the GPU
+    squares = torch.zeros(3, dtype=torch.float64, device=images.device)
     for start in range(0, len(images), chunk):
         x = images[start : start + chunk].to(torch.float64)
         total += x.sum(dim=(0, 2, 3))
@@ -79,6 +81,5 @@ def normalize(batch: torch.Tensor, norm: Normalization) -> torch.Tensor:
     """uint8 (or 0–255 float) N×3×H×W → float32, scaled to [0, 1] and standardised per channel.
 
     The memory format is kept (channels-last batches stay channels-last on CUDA)."""
-    mean = torch.tensor(norm.mean, dtype=torch.float32, device=batch.device).view(1, 3, 1, 1)
-    std = torch.tensor(norm.std, dtype=torch.float32, device=batch.device).view(1, 3, 1, 1)
+    mean, std = to_device(torch.tensor((norm.mean, norm.std), dtype=torch.float32), batch.device).view(2, 1, 3, 1, 1)
     return (batch.float() / 255.0 - mean) / std

@@ -239,8 +239,8 @@ def run_cnn(
     if cfg.channels_last and device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
     labels = torch.from_numpy(y)
-    train = MemorySource(images[fold.fit], labels[fold.fit], device)
-    val = MemorySource(images[fold.val], labels[fold.val], device)
+    train = MemorySource(images[fold.fit], labels[fold.fit], device, cfg.gpu_memory_fraction)
+    val = MemorySource(images[fold.val], labels[fold.val], device, cfg.gpu_memory_fraction)
     with tempfile.TemporaryDirectory(prefix="lesionops-kfold-") as scratch:  # fit's last.pt: not kept
         state = fit_cnn(model, train, val, cfg, task, device, Dist(), Path(scratch), frozen, on_epoch=on_epoch)
     assert state.best_state is not None  # the first epoch always beats the initial score of -1

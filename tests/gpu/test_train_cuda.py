@@ -55,9 +55,12 @@ def test_training_runs_on_cuda_with_bf16(tiny_dataset: Path, tmp_path: Path) -> 
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize(("loader", "amp"), [("memory", "auto"), ("dataloader", "auto"), ("memory", "off")])
-def test_cuda_fit_with_channels_last_and_pinned_uint8_batches(
-    patches: Path, tmp_path: Path, loader: str, amp: str
+@pytest.mark.parametrize(
+    ("loader", "amp", "gpu_fraction"),
+    [("memory", "auto", 0.25), ("memory", "auto", 0.0), ("dataloader", "auto", 0.25), ("memory", "off", 0.25)],
+)
+def test_cuda_fit_with_channels_last_and_uint8_batches(
+    patches: Path, tmp_path: Path, loader: str, amp: str, gpu_fraction: float
 ) -> None:
     cfg = TrainConfig(
         arch="resnet18",
@@ -70,11 +73,13 @@ def test_cuda_fit_with_channels_last_and_pinned_uint8_batches(
         augment="strong",
         amp=amp,
         patience=5,
+        gpu_memory_fraction=gpu_fraction,
     )
     task = TaskConfig(name="tiny", classes=TINY_CLASSES)
     train_src, val_src = (open_split(patches, s, task.classes, cfg, CUDA) for s in ("train", "val"))
-    if isinstance(train_src, MemorySource):
-        assert train_src.images.is_pinned() and train_src.images.dtype == torch.uint8
+    if isinstance(train_src, MemorySource):  # a small split lives on the GPU unless the fraction is 0
+        assert train_src.images.dtype == torch.uint8
+        assert train_src.images.is_cuda if gpu_fraction else train_src.images.is_pinned()
     x, y = next(train_src.batches(torch.arange(16), 16))
     assert x.is_cuda and x.dtype == torch.uint8 and y.is_cuda
     model = build_model(cfg.arch, 2, cfg.dropout).to(CUDA).to(memory_format=torch.channels_last)

@@ -25,6 +25,7 @@ import math
 import torch
 import torch.nn.functional as F
 
+from components.common.device import to_device
 from components.common.errors import ConfigError
 
 PRESETS = ("none", "flips", "light", "strong")
@@ -39,23 +40,23 @@ def flips(batch: torch.Tensor, gen: torch.Generator, orientation: str = "any") -
     if orientation == "none" or batch.shape[0] == 0:
         return batch
     n = batch.shape[0]
-    mirror = (torch.rand(n, generator=gen) < 0.5).view(n, 1, 1, 1).to(batch.device)
-    out = torch.where(mirror, batch.flip(3), batch)
+    # drawn on the host in a fixed order (same pixels on CPU and GPU for a seed), moved in one copy
+    mirror = torch.rand(n, generator=gen) < 0.5
     if orientation == "hflip":
-        return out
-    upside = (torch.rand(n, generator=gen) < 0.5).view(n, 1, 1, 1).to(batch.device)
-    out = torch.where(upside, out.flip(2), out)
+        return torch.where(to_device(mirror.view(n, 1, 1, 1), batch.device), batch.flip(3), batch)
+    upside = torch.rand(n, generator=gen) < 0.5
     turns = torch.randint(0, 4, (n,), generator=gen)
+    draws = to_device(torch.stack([mirror.long(), upside.long(), turns]).view(3, n, 1, 1, 1), batch.device)
+    out = torch.where(draws[0] == 1, batch.flip(3), batch)
+    out = torch.where(draws[1] == 1, out.flip(2), out)
     if batch.shape[2] == batch.shape[3]:  # patches are square; a turn of a non-square batch would not fit
         for k in (1, 2, 3):
-            idx = (turns == k).nonzero().flatten().to(batch.device)
-            if len(idx):
-                out[idx] = torch.rot90(out[idx], k, dims=(2, 3))
+            out = torch.where(draws[2] == k, torch.rot90(out, k, dims=(2, 3)), out)
     return out
 
 
 def _factors(n: int, spread: float, gen: torch.Generator, device: torch.device) -> torch.Tensor:
-    return (1.0 + (torch.rand(n, generator=gen) * 2 - 1) * spread).view(n, 1, 1, 1).to(device)
+    return to_device((1.0 + (torch.rand(n, generator=gen) * 2 - 1) * spread).view(n, 1, 1, 1), device)
 
 
 def _grey(x: torch.Tensor) -> torch.Tensor:
@@ -87,7 +88,7 @@ def _resized_crop(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     cy = (torch.rand(n, generator=gen) * 2 - 1) * (1 - sh)
     theta = torch.zeros(n, 2, 3)
     theta[:, 0, 0], theta[:, 0, 2], theta[:, 1, 1], theta[:, 1, 2] = sw, cx, sh, cy
-    grid = F.affine_grid(theta.to(x.device), list(x.shape), align_corners=False)
+    grid = F.affine_grid(to_device(theta, x.device), list(x.shape), align_corners=False)
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
 
 

@@ -58,6 +58,7 @@ class TrainConfig:
     channels_last: bool = True  # NHWC on CUDA (tensor cores); ignored on CPU
     loader: str = "memory"  # memory: decode once, batches from RAM | dataloader: read files per batch
     num_workers: int = 4  # loader: dataloader only — decoding processes
+    gpu_memory_fraction: float = 0.25  # memory loader on CUDA: split on the GPU within this share of free memory
     resume: str | None = None  # a last.pt to continue from (also --resume)
     log_every: int = 1  # epochs of metrics buffered per MLflow log_batch call
 
@@ -107,6 +108,7 @@ class TrainConfig:
             (self.amp in ("auto", "off"), "amp", "'auto' or 'off'", self.amp),
             (self.loader in LOADERS, "loader", f"one of {list(LOADERS)}", self.loader),
             (self.num_workers >= 0, "num_workers", "≥ 0", self.num_workers),
+            (0 <= self.gpu_memory_fraction <= 1, "gpu_memory_fraction", "in [0, 1]", self.gpu_memory_fraction),
             (self.log_every >= 1, "log_every", "≥ 1", self.log_every),
         ]
         for ok, name, expected, found in checks:

@@ -1,12 +1,16 @@
 """Batches on the training device, from one of two sources (`train_model.loader`).
 
 `memory` (default): the split is decoded once (64 px patches are 12 KB: 100,000 of them are
-1.2 GB) into one uint8 tensor, pinned in host memory on CUDA. A batch is one `index_select` into
-one of two pinned staging buffers plus one `non_blocking` H2D copy of uint8 (4× fewer bytes than
-float); the GPU converts, augments and normalises. Two buffers let the host gather batch i+1 while
-batch i's copy is still queued, and nothing in the loop waits on the GPU, so the loader costs
-~0.1 ms a batch and is never the bottleneck (benchmarks/train_throughput.py measures it). The
-price is the one-off decode at start-up (≈ 30 s per 100,000 64 px JPEGs on one core).
+1.2 GB) into one uint8 tensor. On CUDA it is copied to the GPU when it needs at most
+`gpu_memory_fraction` of the free device memory, and a batch is then one `index_select` there:
+no host gather, no copy, nothing for a small model's step to wait on (on an H200 the host-side
+gather of a pinned split held resnet18 at 64 px to ~0.8× the images/s of the model alone, which
+is launch-bound there). A split too large for that stays pinned in host memory: a batch is one
+`index_select` into one of two pinned staging buffers plus one `non_blocking` H2D copy of uint8
+(4× fewer bytes than float), the host gathering batch i+1 while batch i's copy is queued. Either
+way the GPU converts, augments and normalises (benchmarks/train_throughput.py measures the loop
+against the model fed prebuilt tensors). The price is the one-off decode at start-up (≈ 30 s per
+100,000 64 px JPEGs on one core).
 
 `dataloader`: a torch DataLoader whose `num_workers` processes decode the files of each batch,
 for datasets that do not fit in RAM. The batch order is the same seeded (and, under DDP, sharded)
@@ -24,6 +28,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from components.common.classifier.config import TrainConfig
 from components.common.classifier.data import decode_patch, load_split, split_table
+from components.common.device import to_device
 from components.common.preprocessing import Normalization, channel_stats
 
 Batch = tuple[torch.Tensor, torch.Tensor]  # uint8 N×3×H×W and int64 N, both on the device
@@ -39,14 +44,21 @@ class Source(Protocol):
 
 
 class MemorySource:
-    """The whole split as one uint8 tensor (pinned on CUDA); see the module doc."""
+    """The whole split as one uint8 tensor: on the GPU when it fits `gpu_fraction` of the free
+    device memory, else pinned on CUDA; see the module doc."""
 
-    def __init__(self, images: torch.Tensor, labels: torch.Tensor, device: torch.device) -> None:
+    def __init__(
+        self, images: torch.Tensor, labels: torch.Tensor, device: torch.device, gpu_fraction: float = 0.0
+    ) -> None:
         self.device = device
-        self.pinned = device.type == "cuda"
-        self.images = images.pin_memory() if self.pinned else images
+        self.resident = device.type == "cuda" and images.nbytes <= gpu_fraction * torch.cuda.mem_get_info(device)[0]
+        self.pinned = device.type == "cuda" and not self.resident
         self.labels = labels
-        self._labels = labels.pin_memory() if self.pinned else labels
+        if self.resident:
+            self.images, self._labels = images.to(device), labels.to(device)
+        else:
+            self.images = images.pin_memory() if self.pinned else images
+            self._labels = labels.pin_memory() if self.pinned else labels
         self._staging: dict[int, list[tuple[torch.Tensor, torch.Tensor]]] = {}
         self._copied: list[torch.cuda.Event | None] = [None, None]
 
@@ -54,7 +66,7 @@ class MemorySource:
         return len(self.labels)
 
     def sample(self, k: int) -> torch.Tensor:
-        return self.images[:k].clone()
+        return self.images[:k].to("cpu", copy=True)
 
     def normalization(self) -> Normalization:
         """Per-channel statistics of every patch of the split (seconds for 100,000 patches)."""
@@ -73,10 +85,11 @@ class MemorySource:
         return self._staging[batch_size]
 
     def batches(self, indices: torch.Tensor, batch_size: int) -> Iterator[Batch]:
-        if not self.pinned:  # CPU training: a gather is all there is to do
-            for start in range(0, len(indices), batch_size):
-                idx = indices[start : start + batch_size]
-                yield self.images[idx], self.labels[idx]
+        if not self.pinned:  # on the CPU or already on the GPU: a gather where the split lives
+            where = to_device(indices, self.images.device)
+            for start in range(0, len(where), batch_size):
+                idx = where[start : start + batch_size]
+                yield self.images.index_select(0, idx), self._labels.index_select(0, idx)
             return
         buffers = self._buffers(batch_size)
         for i, start in enumerate(range(0, len(indices), batch_size)):
@@ -164,6 +177,6 @@ def open_split(
     """The source `cfg.loader` asks for, for one split of crop_patches' output."""
     if cfg.loader == "memory":
         data = load_split(patch_dir, split, classes, cfg.image_size)
-        return MemorySource(data.images, data.labels, device)
+        return MemorySource(data.images, data.labels, device, cfg.gpu_memory_fraction)
     frame, labels = split_table(patch_dir, split, classes)
     return FileSource(patch_dir, list(frame.patch_path), labels, cfg.image_size, device, cfg.num_workers)
