@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -22,8 +23,14 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import LinearSVC
 
-from components.common.errors import ConfigError
+from components.common.classifier.data import load_split
+from components.common.errors import ConfigError, DataError
 from components.common.metrics import classification_metrics
+
+# The settings that make a feature vector, recorded in the logged model's metadata: the model's
+# input is the vector (HOG and histograms are our code, kept out of the artifact), so whoever
+# scores it must compute the vector exactly as training did, without params.yaml.
+FEATURE_FIELDS = ("image_size", "hog_orientations", "hog_pixels_per_cell", "hog_cells_per_block", "color_bins")
 
 
 @dataclass(frozen=True)
@@ -156,3 +163,36 @@ def extract_features(images: np.ndarray, cfg: BaselineConfig, progress: bool = T
             color_histograms(images, cfg.color_bins),
         ]
     )
+
+
+def split_features(
+    patch_dir: Path, split: str, cfg: BaselineConfig, classes: tuple[str, ...], progress: bool = True
+) -> tuple[np.ndarray, np.ndarray]:
+    """(features, labels) of one split of crop_patches' output, resized to `cfg.image_size`."""
+    data = load_split(patch_dir, split, classes, cfg.image_size)
+    if len(data.labels) == 0:
+        raise DataError(patch_dir / "patches.parquet", f"the {split} split is empty")
+    images = data.images.permute(0, 2, 3, 1).contiguous().numpy()  # N×3×H×W → N×H×W×3
+    return extract_features(images, cfg, progress), data.labels.numpy()
+
+
+def feature_metadata(cfg: BaselineConfig, classes: tuple[str, ...]) -> dict[str, Any]:
+    """The logged model's `metadata`: how its input vector is computed and what its outputs mean."""
+    return {
+        "features": {k: getattr(cfg, k) for k in FEATURE_FIELDS},
+        "classes": list(classes),
+        "input": "[HOG of the grey patch | H | S | V histograms] of an RGB patch resized to image_size",
+        "output": "class index into classes",
+    }
+
+
+def config_from_metadata(metadata: dict[str, Any] | None, where: str) -> tuple[BaselineConfig, tuple[str, ...]]:
+    """(the feature settings, the classes) a logged baseline recorded; a DataError naming `where`
+    when they are missing (a model not logged by train_baseline)."""
+    features, classes = (metadata or {}).get("features"), (metadata or {}).get("classes")
+    if not isinstance(features, dict) or not isinstance(classes, list):
+        raise DataError(where, "the model's metadata has no 'features' and 'classes': not logged by train_baseline")
+    missing = [k for k in FEATURE_FIELDS if not isinstance(features.get(k), int)]
+    if missing:
+        raise DataError(where, f"the model's metadata lacks the integer feature settings {missing}")
+    return BaselineConfig(**{k: features[k] for k in FEATURE_FIELDS}), tuple(str(c) for c in classes)

@@ -124,9 +124,20 @@ class EpochLogger:
         self.buffer = []
 
 
-def torch_requirements() -> list[str]:
-    """pip requirements of a logged torch model: the torch and torchvision actually installed (a
-    local build's `+cpu`/`+cu128` suffix dropped), never a version written in code."""
+def pinned(*packages: str) -> list[str]:
+    """`package==version` of each installed package (a local build's `+cpu`/`+cu128` suffix
+    dropped): a logged model's pip requirements are what it was built with, never a version
+    written in code."""
     from importlib.metadata import version
 
-    return [f"{name}=={version(name).split('+')[0]}" for name in ("torch", "torchvision")]
+    return [f"{name}=={version(name).split('+')[0]}" for name in packages]
+
+
+def torch_requirements() -> list[str]:
+    """pip requirements of a logged torch model (pickled torch/torchvision modules only)."""
+    return pinned("torch", "torchvision")
+
+
+def sklearn_requirements() -> list[str]:
+    """pip requirements of the logged baseline: scikit-learn, and skops, its serialisation."""
+    return pinned("scikit-learn", "skops")

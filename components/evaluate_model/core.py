@@ -47,6 +47,7 @@ from components.common.skip import not_trained, skipped, write_skipped, write_sk
 from components.common.task import TaskConfig
 from components.common.tracking import TrackingConfig, metric_key
 from components.evaluate_model import plots
+from components.evaluate_model.baseline import read_baseline
 from components.evaluate_model.bootstrap import (
     BootstrapConfig,
     confidence_intervals,
@@ -64,7 +65,6 @@ from components.evaluate_model.gate import GateConfig, decide, resolution
 
 __all__ = ["BootstrapConfig", "EvaluateConfig", "GateConfig", "run"]
 
-BASELINE_FILE = "baseline_metrics.json"
 VALIDATION_FILE = "validation_report.json"
 PLOTS = ("confusion_matrix.png", "reliability.png", "roc.png")
 # The numbers behind the figures (dvc.yaml `plots:`, the KFP UI's ClassificationMetrics)
@@ -149,19 +149,6 @@ def leak_patients(patch_dir: Path) -> list[str]:
     patients = table.patient_id.astype(str)
     test = set(patients[table.split == "test"])
     return sorted(test & set(patients[table.split.isin(["train", "val"])]))
-
-
-def read_baseline(baseline_dir: Path | None) -> dict[str, Any] | None:
-    """The classic baseline's test metrics (`baseline_metrics.json` → "test"), None when not given."""
-    if baseline_dir is None:
-        return None
-    path = baseline_dir / BASELINE_FILE
-    if not path.is_file():
-        raise DataError(path, "not found; run train_baseline first (or leave out --baseline)")
-    test = read_json(path).get("test")
-    if not isinstance(test, dict) or not isinstance(test.get("macro_f1"), int | float):
-        raise DataError(path, "expected a 'test' block with a numeric 'macro_f1'")
-    return test
 
 
 def read_validation(validation_dir: Path | None) -> bool | None:
@@ -270,6 +257,7 @@ def _metrics_doc(
     return {
         **summary(challenger.metrics),
         "baseline_macro_f1": None if baseline is None else baseline["macro_f1"],
+        "baseline_model_uri": None if baseline is None else baseline["model_uri"],
         "gain_vs_baseline": None if baseline is None else f1 - baseline["macro_f1"],
         "champion": None if champion is None else summary(champion.metrics),
         "diff_macro_f1": None if champion is None else f1 - champion.metrics["macro_f1"],
@@ -309,7 +297,8 @@ def run(
         write_skipped_tables(out_dir, TABLES)
         write_skipped(out_dir / REFERENCE_DIR / "skipped.json", reason)
         return write_skipped(out_dir / "decision.json", reason, passed=False, failed=[], rules=[])
-    baseline, validation_passed = read_baseline(baseline_dir), read_validation(validation_dir)
+    validation_passed = read_validation(validation_dir)
+    baseline = read_baseline(baseline_dir, tracking, patch_dir, task.classes)
     model, ckpt, train_summary = _challenger(train_dir, len(task.classes))
     size, norm = ckpt["config"]["image_size"], Normalization.from_dict(ckpt.get("normalization"))
     test, val = load_split(patch_dir, "test", task.classes, size), load_split(patch_dir, "val", task.classes, size)

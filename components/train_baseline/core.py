@@ -4,54 +4,58 @@ It trains on exactly the split the CNN trains on (train for fitting, val for cho
 the report), so the gate can demand that a CNN beat it by a margin. C is chosen on val macro-F1 and
 the model is fitted on train only: the CNN never fits on val either, and the baseline must not get
 more data than the model it is the floor for.
+
+The fitted pipeline is logged with MLflow's sklearn flavour in skops format (no pickle: only
+scikit-learn types, loadable wherever the pip requirements are installed). Its input is the
+feature vector, computed outside the model: HOG and the histograms are our code, and a model
+that carried them would load only inside this repository. The feature settings and classes ride
+in the model's metadata, and `model_uri` in `baseline_metrics.json` is how evaluate_model finds it.
+
+Not registered: the registry holds what promote_model put there through the gate, its lock and
+audit log; the baseline is a floor the CNN is measured against, not a candidate for serving, and
+evaluate_model scores it by its own MLflow model URI.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
-import joblib
 import mlflow
+import mlflow.sklearn
 import numpy as np
+from mlflow.models import infer_signature
 from sklearn.pipeline import Pipeline
 
-from components.common.baseline import BaselineConfig, extract_features, select_c
-from components.common.classifier.data import load_split
+from components.common.baseline import BaselineConfig, feature_metadata, select_c, split_features
 from components.common.errors import DataError
 from components.common.io import write_json
 from components.common.metrics import classification_metrics
 from components.common.plots import plot_confusion
 from components.common.skip import not_trained, write_skipped
 from components.common.task import TaskConfig
-from components.common.tracking import TrackingConfig, git_commit, setup
+from components.common.tracking import TrackingConfig, git_commit, setup, sklearn_requirements
 
 METRICS = "baseline_metrics.json"
-MODEL = "baseline.joblib"
 CONFUSION = "confusion_matrix.png"
 RUN_NAME = "baseline-hog-svm"
 
 
-def _features(
-    patch_dir: Path, split: str, cfg: BaselineConfig, classes: tuple[str, ...]
-) -> tuple[np.ndarray, np.ndarray]:
-    data = load_split(patch_dir, split, classes, cfg.image_size)
-    if len(data.labels) == 0:
-        raise DataError(patch_dir / "patches.parquet", f"the {split} split is empty")
-    images = data.images.permute(0, 2, 3, 1).contiguous().numpy()  # N×3×H×W → N×H×W×3
-    return extract_features(images, cfg), data.labels.numpy()
-
-
-def _dump(model: Pipeline, path: Path) -> Path:
-    """joblib dump through a temp file, so a crash never leaves half a model behind."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    os.close(fd)
-    joblib.dump(model, tmp)
-    os.replace(tmp, path)
-    return path
+def log_model(model: Pipeline, x: np.ndarray, cfg: BaselineConfig, classes: tuple[str, ...]) -> str:
+    """The pipeline as an MLflow sklearn model (skops, a signature from real feature rows, the
+    feature settings in its metadata) in the active run; returns its model URI."""
+    example = x[:2]
+    info = mlflow.sklearn.log_model(
+        model,
+        name="model",
+        serialization_format=mlflow.sklearn.SERIALIZATION_FORMAT_SKOPS,
+        signature=infer_signature(example, model.predict(example)),
+        input_example=example,
+        pip_requirements=sklearn_requirements(),
+        metadata=feature_metadata(cfg, classes),
+    )
+    return info.model_uri
 
 
 def run(
@@ -62,11 +66,11 @@ def run(
     out_dir: Path,
     data_version: str = "unknown",
 ) -> dict[str, Any]:
-    """Fit the baseline on `patch_dir` (crop_patches output); write metrics, model and confusion
-    matrix into `out_dir` and log them to an MLflow run of the task's experiment."""
+    """Fit the baseline on `patch_dir` (crop_patches output); write metrics and confusion matrix into
+    `out_dir`, log them and the model to an MLflow run of the task's experiment."""
     if reason := not_trained(task, "classifier"):
         return write_skipped(out_dir / METRICS, reason)
-    train, val, test = (_features(patch_dir, s, cfg, task.classes) for s in ("train", "val", "test"))
+    train, val, test = (split_features(patch_dir, s, cfg, task.classes) for s in ("train", "val", "test"))
     if len(np.unique(train[1])) < 2:
         raise DataError(patch_dir / "patches.parquet", "the train split holds fewer than 2 classes")
     model, chosen, search = select_c(cfg, train, val, task.classes)
@@ -83,7 +87,6 @@ def run(
         "data_version": data_version,
     }
     out_dir.mkdir(parents=True, exist_ok=True)
-    _dump(model, out_dir / MODEL)
     plot_confusion(np.array(report["test"]["confusion_matrix"]), task.classes, out_dir / CONFUSION)
     setup(tracking, f"{tracking.experiment}-{task.name}")
     with mlflow.start_run(run_name=RUN_NAME) as active:
@@ -110,7 +113,8 @@ def run(
             }
         )
         report["run_id"] = active.info.run_id
+        report["model_uri"] = log_model(model, train[0], cfg, task.classes)
         write_json(out_dir / METRICS, report)
-        for name in (METRICS, CONFUSION, MODEL):
+        for name in (METRICS, CONFUSION):
             mlflow.log_artifact(str(out_dir / name))
     return report

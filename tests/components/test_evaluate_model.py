@@ -10,19 +10,22 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from components.common.baseline import BaselineConfig, make_pipeline
 from components.common.errors import DataError
 from components.common.io import write_json
-from components.common.metrics import classification_metrics
 from components.common.params import section
-from components.common.task import TaskConfig, load_task
-from components.common.tracking import TrackingConfig
+from components.common.task import load_task
+from components.common.tracking import TrackingConfig, setup
 from components.crop_patches.config import CropConfig
 from components.crop_patches.core import run as crop
 from components.evaluate_model.__main__ import main as evaluate_cli
+from components.evaluate_model.baseline import read_baseline
 from components.evaluate_model.core import EvaluateConfig, leak_patients
 from components.evaluate_model.core import run as evaluate
 from components.ingest_data.config import IngestConfig
 from components.ingest_data.core import run as ingest
+from components.train_baseline.core import log_model as log_baseline
+from components.train_baseline.core import run as train_baseline
 from components.train_model.config import TrainConfig
 from components.train_model.core import run as train
 from components.validate_annotations.config import ValidateConfig
@@ -38,17 +41,6 @@ RULES = {
     "validation_passed",
     "no_patient_leak",
 }
-
-
-def majority_baseline(patch_dir: Path, task: TaskConfig, out: Path) -> dict:
-    """A real (if trivial) baseline: always predict the most common training class, scored on the
-    same test patches the CNN is scored on."""
-    table = pd.read_parquet(patch_dir / "patches.parquet")
-    majority = task.classes.index(table[(table.split == "train") & (table.augment == "none")].label.mode()[0])
-    y = np.array([task.classes.index(c) for c in table[table.split == "test"].label])
-    test = classification_metrics(y, np.full(len(y), majority), task.classes)
-    write_json(out / "baseline_metrics.json", {"test": test, "model": "majority"})
-    return test
 
 
 def check_block(block: dict, classes: tuple[str, ...]) -> None:
@@ -105,7 +97,10 @@ def test_evaluate_with_baseline_then_against_itself_as_champion(
     validate(section(doc, "validate_annotations", ValidateConfig), task, tmp_path / "ingest", tmp_path / "val")
     crop(section(doc, "crop_patches", CropConfig), task, tmp_path / "val", tiny_dataset, tmp_path / "crop")
     summary = train(section(doc, "train_model", TrainConfig), task, tracking, tmp_path / "crop", tmp_path / "train")
-    baseline = majority_baseline(tmp_path / "crop", task, tmp_path / "baseline")
+    trained = train_baseline(
+        section(doc, "train_baseline", BaselineConfig), task, tracking, tmp_path / "crop", tmp_path / "baseline"
+    )
+    baseline = trained["test"]
 
     with pytest.raises(DataError, match="baseline_metrics.json"):
         evaluate(
@@ -141,6 +136,9 @@ def test_evaluate_with_baseline_then_against_itself_as_champion(
     check_block(metrics, task.classes)
     assert metrics["n_test"] == baseline["n"] and metrics["champion"] is None and metrics["diff_ci"] is None
     assert metrics["gain_vs_baseline"] == pytest.approx(metrics["test_macro_f1"] - baseline["macro_f1"])
+    # scored here from its MLflow model: the number train_baseline reported, recomputed
+    assert metrics["baseline_macro_f1"] == baseline["macro_f1"]
+    assert metrics["baseline_model_uri"] == trained["model_uri"]
     assert metrics["leak_patients"] == [] and metrics["validation_passed"] is True
     rules = {r["name"]: r for r in decision["rules"]}
     assert RULES | {f"recall[{c}]" for c in task.classes} == set(rules)
@@ -201,3 +199,27 @@ def test_evaluate_with_baseline_then_against_itself_as_champion(
 def test_leak_check_reads_the_patch_table(tmp_path: Path, rows: list[tuple[str, str]], expected: list[str]) -> None:
     pd.DataFrame(rows, columns=["patient_id", "split"]).to_parquet(tmp_path / "patches.parquet")
     assert leak_patients(tmp_path) == expected
+
+
+def test_a_baseline_that_cannot_be_scored_is_named(tmp_path: Path) -> None:
+    """Output of an older train_baseline (no model URI), a URI the store does not hold, and a model
+    of other classes: each a DataError naming baseline_metrics.json and the problem."""
+    doc = tiny_params(tmp_path)
+    tracking, classes = section(doc, "mlflow", TrackingConfig), tuple(doc["task"]["classes"])
+    metrics = tmp_path / "baseline" / "baseline_metrics.json"
+    write_json(metrics, {"test": {"macro_f1": 0.5, "n": 10}})
+    with pytest.raises(DataError, match=r"baseline_metrics.json: no 'model_uri'.*rerun train_baseline"):
+        read_baseline(metrics.parent, tracking, tmp_path / "crop", classes)
+
+    write_json(metrics, {"model_uri": "models:/m-0123456789abcdef0123456789abcdef"})
+    with pytest.raises(DataError, match=r"baseline_metrics.json → models:/m-0123.*cannot be loaded"):
+        read_baseline(metrics.parent, tracking, tmp_path / "crop", classes)
+
+    setup(tracking)
+    x, y = np.random.default_rng(0).random((12, 8), dtype=np.float32), np.arange(12) % 3
+    with mlflow.start_run():
+        other = ("a", "b", "c")
+        uri = log_baseline(make_pipeline(BaselineConfig(), 0.1).fit(x, y), x, BaselineConfig(), other)
+    write_json(metrics, {"model_uri": uri})
+    with pytest.raises(DataError, match=r"predicts classes \['a', 'b', 'c'\], the task has"):
+        read_baseline(metrics.parent, tracking, tmp_path / "crop", classes)

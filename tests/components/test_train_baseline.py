@@ -1,30 +1,30 @@
-"""train_baseline end to end: real crop_patches output in, metrics/model/plot and an MLflow run out."""
+"""train_baseline end to end: real crop_patches output in, metrics/plot and an MLflow run with the model out."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
-import joblib
 import mlflow
+import mlflow.sklearn
 import numpy as np
 import pandas as pd
 import pytest
 import yaml
 from PIL import Image
 
-from components.common.baseline import BaselineConfig, extract_features
+from components.common.baseline import FEATURE_FIELDS, BaselineConfig, extract_features
 from components.common.classifier.data import load_split
 from components.common.io import read_json
 from components.common.params import section
 from components.common.task import load_task
-from components.common.tracking import TrackingConfig
+from components.common.tracking import TrackingConfig, sklearn_requirements
 from components.crop_patches.config import CropConfig
 from components.crop_patches.core import run as crop
 from components.ingest_data.config import IngestConfig
 from components.ingest_data.core import run as ingest
 from components.train_baseline.__main__ import main
-from components.train_baseline.core import CONFUSION, METRICS, MODEL, run
+from components.train_baseline.core import CONFUSION, METRICS, run
 from components.validate_annotations.config import ValidateConfig
 from components.validate_annotations.core import run as validate
 from tests.conftest import TINY_CLASSES, tiny_params
@@ -63,9 +63,16 @@ def trained(patches: Path, store: Path) -> tuple[dict[str, Any], Path, dict[str,
     return report, store / "out", doc
 
 
-def test_writes_metrics_model_and_confusion_matrix(trained: tuple[dict[str, Any], Path, dict[str, Any]]) -> None:
+def loaded(report: dict[str, Any], doc: dict[str, Any]) -> Any:
+    """The pipeline as MLflow gives it back from the URI the report names."""
+    mlflow.set_tracking_uri(section(doc, "mlflow", TrackingConfig).tracking_uri)
+    return mlflow.sklearn.load_model(report["model_uri"])
+
+
+def test_writes_metrics_and_confusion_matrix(trained: tuple[dict[str, Any], Path, dict[str, Any]]) -> None:
     report, out, _ = trained
-    assert {p.name for p in out.iterdir()} == {METRICS, MODEL, CONFUSION}
+    assert {p.name for p in out.iterdir()} == {METRICS, CONFUSION}  # the model lives in MLflow only
+    assert report["model_uri"].startswith("models:/")
     assert read_json(out / METRICS) == report
     assert report["classes"] == list(TINY_CLASSES) and report["data_version"] == "v-test"
     assert report["n_features"] == 1812  # 64 px, 8 px cells, 2×2 blocks, 9 bins + 3×16 HSV bins
@@ -82,7 +89,7 @@ def test_c_is_chosen_from_the_grid_on_val(trained: tuple[dict[str, Any], Path, d
     best = max(row["val_macro_f1"] for row in report["c_search"])
     assert report["C"] == min(row["C"] for row in report["c_search"] if row["val_macro_f1"] == best)
     assert report["val"]["macro_f1"] == best  # the saved model is the one that was scored
-    assert report["C"] == joblib.load(out / MODEL).named_steps["svm"].C
+    assert report["C"] == loaded(report, doc).named_steps["svm"].C
 
 
 def test_model_fits_train_and_beats_chance_on_unseen_patients(
@@ -92,11 +99,11 @@ def test_model_fits_train_and_beats_chance_on_unseen_patients(
     patches), so the floors are what is stable: the model fits its training patches and is above
     chance on the 30 val patches of unseen patients. `test_easy_patches_are_separated` checks the
     features really separate classes."""
-    report, out, _ = trained
+    report, _, doc = trained
     cfg = BaselineConfig()
     train = load_split(patches, "train", TINY_CLASSES, cfg.image_size)
     x = extract_features(train.images.permute(0, 2, 3, 1).numpy(), cfg, progress=False)
-    assert (joblib.load(out / MODEL).predict(x) == train.labels.numpy()).mean() >= 0.9
+    assert (loaded(report, doc).predict(x) == train.labels.numpy()).mean() >= 0.9
     assert report["val"]["macro_f1"] > 0.55
 
 
@@ -118,7 +125,28 @@ def test_mlflow_run_has_tags_params_metrics_and_artifacts(trained: tuple[dict[st
         }
     )
     assert float(got.data.params["chosen_C"]) == report["C"] and got.data.params["hog_orientations"] == "9"
-    assert {f.path for f in client.list_artifacts(report["run_id"])} == {METRICS, MODEL, CONFUSION}
+    assert {f.path for f in client.list_artifacts(report["run_id"])} == {METRICS, CONFUSION}
+
+
+def test_model_is_an_mlflow_sklearn_model_of_feature_vectors(
+    trained: tuple[dict[str, Any], Path, dict[str, Any]],
+) -> None:
+    """skops (no pickle), input = the feature vector (HOG is our code: outside the model), the
+    feature settings and classes in the metadata, pip requirements as installed."""
+    report, _, doc = trained
+    mlflow.set_tracking_uri(section(doc, "mlflow", TrackingConfig).tracking_uri)
+    info = mlflow.models.get_model_info(report["model_uri"])
+    assert info.run_id == report["run_id"]
+    assert info.flavors["sklearn"]["serialization_format"] == "skops"
+    assert info.signature.inputs.to_dict() == [
+        {"type": "tensor", "tensor-spec": {"dtype": "float32", "shape": (-1, 1812)}}
+    ]
+    cfg = section(doc, "train_baseline", BaselineConfig)
+    assert info.metadata["features"] == {k: getattr(cfg, k) for k in FEATURE_FIELDS}
+    assert info.metadata["classes"] == list(TINY_CLASSES)
+    files = Path(mlflow.artifacts.download_artifacts(report["model_uri"]))
+    assert set(sklearn_requirements()) <= set((files / "requirements.txt").read_text().split())
+    assert (files / "model.skops").is_file() and not list(files.glob("*.pkl"))
 
 
 def test_cli_rerun_is_deterministic(
@@ -141,8 +169,8 @@ def test_cli_rerun_is_deterministic(
     )
     again = read_json(tmp_path / "again" / METRICS)
     assert again["run_id"] != report["run_id"]
-    assert {**again, "run_id": None} == {**report, "run_id": None}
-    first, second = (joblib.load(d / MODEL).named_steps["svm"].coef_ for d in (out, tmp_path / "again"))
+    assert {**again, "run_id": None, "model_uri": None} == {**report, "run_id": None, "model_uri": None}
+    first, second = (loaded(r, doc).named_steps["svm"].coef_ for r in (report, again))
     np.testing.assert_array_equal(first, second)
 
 

@@ -54,3 +54,11 @@ def test_logged_models_require_the_installed_torch_and_torchvision() -> None:
         f"torch=={version('torch').split('+')[0]}",
         f"torchvision=={version('torchvision').split('+')[0]}",
     ]
+
+
+def test_the_logged_baseline_requires_the_installed_scikit_learn_and_skops() -> None:
+    from importlib.metadata import version
+
+    from components.common.tracking import sklearn_requirements
+
+    assert sklearn_requirements() == [f"scikit-learn=={version('scikit-learn')}", f"skops=={version('skops')}"]

@@ -15,6 +15,7 @@ blocks and trained only a new head):
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
@@ -49,21 +50,32 @@ def _head(in_features: int, num_classes: int, dropout: float) -> nn.Sequential:
     return nn.Sequential(nn.Dropout(dropout), nn.Linear(in_features, num_classes))
 
 
-class VGG16(nn.Module):
+def vgg16(num_classes: int, dropout: float) -> nn.Sequential:
     """torchvision's VGG16 convolutions (same `features.*` keys, so an ImageNet file loads) with a
     pooled 512-d head: fc6/fc7 (120 M weights) expect 224 px inputs, and on 32–128 px patches the
     7×7 pool would only upsample a 1×1–4×4 map. This is seed 004's Keras `include_top=False` +
-    new dense head recipe, and it builds in milliseconds instead of seconds."""
+    new dense head recipe, and it builds in milliseconds instead of seconds.
 
-    def __init__(self, num_classes: int, dropout: float) -> None:
-        super().__init__()
-        self.features = models.vgg.make_layers(models.vgg.cfgs["D"])
-        self.avgpool = nn.AdaptiveAvgPool2d(1)
-        self.classifier = _head(512, num_classes, dropout)
-        for m in self.features.modules():  # torchvision's VGG initialisation
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-                nn.init.zeros_(m.bias)  # type: ignore[arg-type]  # every Conv2d here has a bias
+    A named `nn.Sequential`, not a class of ours: the registry pickles the module, and a pickle of
+    torch/torchvision classes alone loads wherever the pip requirements are installed."""
+    features = models.vgg.make_layers(models.vgg.cfgs["D"])
+    head = _head(512, num_classes, dropout)  # before the re-initialisation: a seed gives the weights it always gave
+    for m in features.modules():  # torchvision's VGG initialisation
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            nn.init.zeros_(m.bias)  # type: ignore[arg-type]  # every Conv2d here has a bias
+    layers = {"features": features, "avgpool": nn.AdaptiveAvgPool2d(1), "flatten": nn.Flatten(), "classifier": head}
+    return nn.Sequential(OrderedDict(layers))
+
+
+class VGG16(nn.Module):
+    """Legacy: vgg16 models registered before `vgg16()` replaced this class pickled a reference to
+    it, so it stays (same attributes, same forward) for those registry versions to keep loading.
+    `build_model` never builds it."""
+
+    features: nn.Sequential
+    avgpool: nn.AdaptiveAvgPool2d
+    classifier: nn.Sequential
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(torch.flatten(self.avgpool(self.features(x)), 1))
@@ -105,7 +117,7 @@ def build_model(
     if arch == "small_cnn":
         model = small_cnn(num_classes, dropout)
     elif arch == "vgg16":
-        model = VGG16(num_classes, dropout)
+        model = vgg16(num_classes, dropout)
     elif arch in _TORCHVISION:
         model = _replace_head(_TORCHVISION[arch](weights=None), arch, num_classes, dropout)
     else:
