@@ -6,7 +6,7 @@ reuses a manifest only for the same bytes. A local folder's is the md5 DVC recor
 `dvc add` writes into `<folder>.dvc`, computed from the files as they are now, so a stale .dvc file
 cannot hide a change); an S3 prefix's is a sha256 over its sorted (key, ETag, size) listing,
 which changes whenever an object is added, removed or rewritten, without reading any object.
-S3 endpoint, region and credentials come from boto3's standard chain only.
+S3 endpoint, region and credentials come from the standard AWS chain only (components.common.s3).
 """
 
 from __future__ import annotations

@@ -7,11 +7,8 @@ is uploaded only when the stage succeeded: a failed stage never leaves a half-wr
 its error propagates unchanged. Local paths pass through untouched, so `dvc repro` on plain folders
 behaves exactly as before.
 
-Endpoint, region and credentials come only from boto3's standard chain (AWS_ENDPOINT_URL_S3 /
-AWS_ENDPOINT_URL, AWS_DEFAULT_REGION, AWS_ACCESS_KEY_ID…, ~/.aws, instance roles): the client is
-`boto3.client("s3")`, created on use, never at import and never with settings from code or params.
-
-Over ~400 lines on purpose until the s3fs rewrite (issue "Results where users look") replaces the hand-written transfers: one module keeps every local/S3 rule in one place.
+S3 calls go through `components.common.s3` (s3fs: many files in flight at once; endpoint, region
+and credentials only from the standard AWS chain).
 """
 
 from __future__ import annotations
@@ -27,19 +24,10 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 from urllib.parse import unquote, urlparse
 
+from components.common import s3
 from components.common.errors import DataError
 
 DEFAULT_CACHE = Path(".cache/lesionops/storage")  # relative to the working dir, like ingest's cache
-_MD5_CHUNK = 1 << 20
-_WHY = {  # S3 error codes → what a user should check
-    "NoSuchBucket": "the bucket does not exist",
-    "NoSuchKey": "no such object",
-    "404": "no such object (or no such bucket)",
-    "AccessDenied": "access denied (check the credentials and the bucket policy)",
-    "403": "access denied (check the credentials and the bucket policy)",
-    "InvalidAccessKeyId": "the access key is not known to this endpoint",
-    "SignatureDoesNotMatch": "the secret key does not match the access key",
-}
 
 
 @dataclass(frozen=True)
@@ -99,64 +87,28 @@ def is_remote(uri: str | Path) -> bool:
     return parse(uri).is_s3
 
 
-# --- S3 plumbing -------------------------------------------------------------------------------
-
-
-def _client() -> Any:
-    """Created on use: boto3's own resolution of endpoint, region and credentials, nothing else."""
-    import boto3
-
-    return boto3.client("s3")
-
-
-@contextlib.contextmanager
-def _s3_errors(uri: str, action: str) -> Iterator[None]:
-    """Any S3 or connection failure → DataError naming the URI and what to check."""
-    from boto3.exceptions import S3UploadFailedError
-    from botocore.exceptions import BotoCoreError, ClientError
-
-    try:
-        yield
-    except (ClientError, S3UploadFailedError) as exc:
-        error = exc if isinstance(exc, ClientError) else exc.__context__  # upload_file wraps the ClientError
-        code = str(error.response.get("Error", {}).get("Code", "?")) if isinstance(error, ClientError) else "?"
-        raise DataError(uri, f"cannot {action}: {_WHY.get(code, 'S3 refused the request')} [S3 {code}]") from exc
-    except BotoCoreError as exc:  # no credentials, endpoint unreachable, …
-        raise DataError(uri, f"cannot {action}: {exc}") from exc
-
-
-def _objects(client: Any, bucket: str, prefix: str) -> dict[str, dict[str, Any]]:
-    """Objects under `prefix`, keyed by their path relative to it (folder markers left out)."""
-    pages = client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
-    return {
-        obj["Key"][len(prefix) :]: obj
-        for page in pages
-        for obj in page.get("Contents", [])
-        if not obj["Key"].endswith("/")
-    }
-
-
-def _is_object(client: Any, loc: Location) -> bool:
-    """True when the key is one object; a 404 means "not a file" (it may still be a prefix)."""
-    from botocore.exceptions import ClientError
-
-    if not loc.key or loc.key.endswith("/"):
-        return False
-    try:
-        client.head_object(Bucket=loc.bucket, Key=loc.key)
-    except ClientError as exc:
-        if str(exc.response.get("Error", {}).get("Code")) in ("404", "NoSuchKey"):
-            return False
-        raise
-    return True
-
-
 def safe_relative(rel: str, uri: str) -> PurePosixPath:
     """A key's path under its prefix; refuses anything that could escape the local root."""
     posix = PurePosixPath(rel.replace("\\", "/"))
     if not rel or posix.is_absolute() or ".." in posix.parts or (posix.parts and ":" in posix.parts[0]):
         raise DataError(uri, f"unsafe member path {rel!r} (absolute or '..') refused")
     return posix
+
+
+def _part(dest: Path) -> Path:
+    """The temp name a file is written under, then renamed into place: never a half file."""
+    return dest.with_name(f".{dest.name}.{os.getpid()}.part")
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _part(path).write_bytes(data)
+    os.replace(_part(path), path)
+
+
+def _local_files(folder: Path) -> dict[str, Path]:
+    """The files under a folder by posix path relative to it, sorted."""
+    return {p.relative_to(folder).as_posix(): p for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
 # --- small reads and writes ---------------------------------------------------------------------
@@ -168,21 +120,17 @@ def read_bytes(uri: str | Path) -> bytes:
         if not loc.path.is_file():
             raise DataError(loc.path, "file not found")
         return loc.path.read_bytes()
-    with _s3_errors(loc.uri, "read object"):
-        return bytes(_client().get_object(Bucket=loc.bucket, Key=loc.key)["Body"].read())
+    with s3.errors(loc.uri, "read object"):  # max_concurrency=1: one GET, no size probe first
+        return bytes(s3.filesystem().cat_file(f"{loc.bucket}/{loc.key}", max_concurrency=1))
 
 
 def write_bytes(uri: str | Path, data: bytes) -> None:
     """Whole-object write; a local file is replaced atomically (temp file + rename)."""
     loc = parse(uri)
     if not loc.is_s3:
-        loc.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = loc.path.with_name(f".{loc.path.name}.{os.getpid()}.part")
-        tmp.write_bytes(data)
-        os.replace(tmp, loc.path)
-        return
-    with _s3_errors(loc.uri, "write object"):
-        _client().put_object(Bucket=loc.bucket, Key=loc.key, Body=data)
+        return _write_atomic(loc.path, data)
+    with s3.errors(loc.uri, "write object"):
+        s3.filesystem().pipe_file(f"{loc.bucket}/{loc.key}", data)
 
 
 def exists(uri: str | Path) -> bool:
@@ -191,22 +139,20 @@ def exists(uri: str | Path) -> bool:
     loc = parse(uri)
     if not loc.is_s3:
         return loc.path.exists()
-    client = _client()
-    with _s3_errors(loc.uri, "check object"):
-        if _is_object(client, loc):
+    fs = s3.filesystem()
+    with s3.errors(loc.uri, "check object"):
+        if s3.head(fs, str(loc.bucket), loc.key):
             return True
-        page = client.list_objects_v2(Bucket=loc.bucket, Prefix=loc.prefix, MaxKeys=1)
-        return bool(page.get("KeyCount", 0))
+        return bool(fs.call_s3("list_objects_v2", Bucket=loc.bucket, Prefix=loc.prefix, MaxKeys=1).get("KeyCount"))
 
 
 def list_files(uri: str | Path) -> list[str]:
     """Relative paths (posix, sorted) of the files under a folder or S3 prefix."""
     loc = parse(uri)
     if not loc.is_s3:
-        root = loc.path
-        return sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()) if root.is_dir() else []
-    with _s3_errors(loc.uri, "list prefix"):
-        return sorted(_objects(_client(), str(loc.bucket), loc.prefix))
+        return list(_local_files(loc.path)) if loc.path.is_dir() else []
+    with s3.errors(loc.uri, "list prefix"):
+        return sorted(s3.objects(s3.filesystem(), str(loc.bucket), loc.prefix))
 
 
 def object_listing(uri: str) -> list[tuple[str, str, int]]:
@@ -215,25 +161,23 @@ def object_listing(uri: str) -> list[tuple[str, str, int]]:
     loc = parse(uri)
     if not loc.is_s3:
         raise DataError(uri, "an object listing needs an s3://bucket/prefix")
-    with _s3_errors(loc.uri, "list prefix"):
-        objects = _objects(_client(), str(loc.bucket), loc.prefix)
-    return sorted((rel, str(obj["ETag"]).strip('"'), int(obj["Size"])) for rel, obj in objects.items())
+    with s3.errors(loc.uri, "list prefix"):
+        objects = s3.objects(s3.filesystem(), str(loc.bucket), loc.prefix)
+    return sorted((rel, str(obj["ETag"]).strip('"'), int(obj["size"])) for rel, obj in objects.items())
 
 
 def download(uri: str, dest: Path, what: str = "object") -> Path:
-    """One S3 object to `dest` (written to a temp name, then renamed: never a half file);
-    `what` names it in the error ("pretrained weights")."""
+    """One S3 object to `dest` (temp name, then renamed); `what` names it in the error ("pretrained weights")."""
     loc = parse(uri)
     if not loc.is_s3:
         raise ValueError(f"download needs an s3:// URI, found {uri!r}")
     dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.part")
     try:
-        with _s3_errors(loc.uri, f"download {what}"):
-            _client().download_file(loc.bucket, loc.key, str(tmp))
-        os.replace(tmp, dest)
+        with s3.errors(loc.uri, f"download {what}"), s3.progress(f"download {what}") as callback:
+            s3.filesystem().get_file(f"{loc.bucket}/{loc.key}", str(_part(dest)), callback=callback)
+        os.replace(_part(dest), dest)
     finally:
-        tmp.unlink(missing_ok=True)
+        _part(dest).unlink(missing_ok=True)
     return dest
 
 
@@ -241,83 +185,58 @@ def download(uri: str, dest: Path, what: str = "object") -> Path:
 
 
 def _index_path(cache_dir: Path, bucket: str, key: str) -> Path:
-    return cache_dir / "s3-index" / f"{bucket}-{hashlib.sha256(key.encode()).hexdigest()[:16]}.json"
+    return Path(cache_dir) / "s3-index" / f"{bucket}-{hashlib.sha256(key.encode()).hexdigest()[:16]}.json"
 
 
-def _read_index(path: Path) -> dict[str, Any]:
-    return json.loads(path.read_text()) if path.is_file() else {}
+def _mirror(fs: Any, loc: Location, key: str, objects: dict[str, dict[str, Any]], cache_dir: Path) -> Mirror:
+    """Bring `objects` (by path under `key`; "" is the object at `key` itself) into
+    `cache_dir/s3/<bucket>/<key>`, downloading only those whose cached copy lacks the same ETag and
+    size; copies of objects gone upstream are deleted (they must not be read again)."""
+    root, index_path = Path(cache_dir) / "s3" / str(loc.bucket) / key, _index_path(cache_dir, str(loc.bucket), key)
+    index = json.loads(index_path.read_text()) if index_path.is_file() else {}
+    fresh: dict[str, Any] = {}
+    todo = []
+    for rel, obj in objects.items():
+        member = str(safe_relative(rel, loc.uri)) if rel else ""
+        entry, dest = {"etag": obj["ETag"], "size": int(obj["size"])}, root / member
+        fresh[member] = entry
+        if index.get(member) != entry or not dest.is_file() or dest.stat().st_size != entry["size"]:
+            todo.append((obj, dest))
+    _download_all(fs, todo, f"download {loc.uri}")
+    stale = set(index) - set(fresh)
+    for member in stale:
+        (root / member).unlink(missing_ok=True)
+    _write_atomic(index_path, json.dumps(fresh, sort_keys=True).encode())
+    return Mirror(root, len(fresh), {"downloaded": len(todo), "skipped": len(fresh) - len(todo), "removed": len(stale)})
 
 
-def _write_index(path: Path, index: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.part")
-    tmp.write_text(json.dumps(index, sort_keys=True))
-    os.replace(tmp, path)
-
-
-def _sync_object(
-    client: Any, bucket: str, obj: dict[str, Any], dest: Path, cached: dict[str, Any] | None, stats: dict[str, int]
-) -> dict[str, Any]:
-    """Download unless the cached copy has the same ETag and size; returns the index entry.
-    The file gets the object's LastModified as mtime, so (size, mtime) change checks keep working."""
-    entry = {"etag": obj["ETag"], "size": int(obj["Size"])}
-    if (
-        cached
-        and {k: cached.get(k) for k in entry} == entry
-        and dest.is_file()
-        and dest.stat().st_size == entry["size"]
-    ):
-        stats["skipped"] += 1
-        return cached
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.part")
+def _download_all(fs: Any, todo: list[tuple[dict[str, Any], Path]], what: str) -> None:
+    """Concurrent downloads to temp names, then each renamed into place (a new inode: hard links to
+    an old copy keep their bytes) with LastModified as mtime, so (size, mtime) change checks keep
+    working. A failure moves nothing and leaves no partial file."""
+    parts = [_part(dest) for _, dest in todo]
     try:
-        client.download_file(bucket, obj["Key"], str(tmp))
-        stamp = obj["LastModified"].timestamp()
-        os.utime(tmp, (stamp, stamp))
-        os.replace(tmp, dest)  # a new inode: hard links to the old copy keep their bytes
+        with s3.progress(what) as callback:
+            names, targets = [o["name"] for o, _ in todo], [str(p) for p in parts]
+            fs.get(names, targets, callback=callback, batch_size=s3.CONCURRENCY)
+        for (obj, dest), part in zip(todo, parts, strict=True):
+            os.utime(part, (obj["LastModified"].timestamp(),) * 2)
+            os.replace(part, dest)
     finally:
-        tmp.unlink(missing_ok=True)  # never leave a partial download behind
-    stats["downloaded"] += 1
-    return entry
+        for part in parts:
+            part.unlink(missing_ok=True)
 
 
 def mirror_prefix(uri: str, cache_dir: Path, *, allow_empty: bool = False) -> Mirror:
     """Mirror every object under an S3 prefix into `cache_dir/s3/<bucket>/<prefix>`: same layout
     as the prefix, unchanged objects skipped, objects deleted upstream deleted here too."""
-    loc = parse(uri)
-    bucket, prefix = str(loc.bucket), loc.prefix
-    root = Path(cache_dir) / "s3" / bucket / prefix
-    index_path = _index_path(Path(cache_dir), bucket, prefix)
-    index = _read_index(index_path)
-    stats = {"downloaded": 0, "skipped": 0, "removed": 0}
-    client = _client()
-    with _s3_errors(loc.uri, "read S3 prefix"):
-        objects = _objects(client, bucket, prefix)
-        fresh = {}
-        for rel, obj in objects.items():
-            member = str(safe_relative(rel, loc.uri))
-            fresh[member] = _sync_object(client, bucket, obj, root / member, index.get(member), stats)
-    for stale in set(index) - set(fresh):  # deleted upstream: must not be read again
-        (root / stale).unlink(missing_ok=True)
-        stats["removed"] += 1
-    _write_index(index_path, fresh)
-    if not fresh and not allow_empty:
+    loc, fs = parse(uri), s3.filesystem()
+    with s3.errors(loc.uri, "read S3 prefix"):
+        mirror = _mirror(fs, loc, loc.prefix, s3.objects(fs, str(loc.bucket), loc.prefix), cache_dir)
+    if not mirror.n_files and not allow_empty:
         raise DataError(loc.uri, "no objects under this S3 prefix")
-    root.mkdir(parents=True, exist_ok=True)
-    return Mirror(root, len(fresh), stats)
-
-
-def _mirror_file(client: Any, loc: Location, cache_dir: Path) -> Mirror:
-    bucket = str(loc.bucket)
-    dest = Path(cache_dir) / "s3" / bucket / loc.key
-    index_path = _index_path(Path(cache_dir), bucket, loc.key)
-    stats = {"downloaded": 0, "skipped": 0, "removed": 0}
-    head = client.head_object(Bucket=bucket, Key=loc.key)
-    obj = {"Key": loc.key, "ETag": head["ETag"], "Size": head["ContentLength"], "LastModified": head["LastModified"]}
-    entry = _sync_object(client, bucket, obj, dest, _read_index(index_path).get(""), stats)
-    _write_index(index_path, {"": entry})
-    return Mirror(dest, 1, stats)
+    mirror.root.mkdir(parents=True, exist_ok=True)
+    return mirror
 
 
 def fetch(uri: str | Path, cache_dir: Path = DEFAULT_CACHE) -> Path:
@@ -328,10 +247,10 @@ def fetch(uri: str | Path, cache_dir: Path = DEFAULT_CACHE) -> Path:
         if not loc.path.exists():
             raise DataError(loc.path, "no such file or folder")
         return loc.path
-    client = _client()
-    with _s3_errors(loc.uri, "read"):
-        if _is_object(client, loc):
-            return _mirror_file(client, loc, cache_dir).root
+    fs = s3.filesystem()
+    with s3.errors(loc.uri, "read"):
+        if head := s3.head(fs, str(loc.bucket), loc.key):
+            return _mirror(fs, loc, loc.key, {"": head}, cache_dir).root
     mirror = mirror_prefix(loc.uri, cache_dir, allow_empty=True)
     if not mirror.n_files:
         raise DataError(loc.uri, "no such object, and no objects under it as a prefix")
@@ -348,17 +267,13 @@ def local_input(uri: str | Path, cache_dir: Path = DEFAULT_CACHE) -> Path:
 # --- publishing local → S3 --------------------------------------------------------------------
 
 
-def _md5(path: Path) -> str:
-    digest = hashlib.md5(usedforsecurity=False)
-    with path.open("rb") as fh:
-        while chunk := fh.read(_MD5_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def _unchanged(path: Path, remote: dict[str, Any] | None) -> bool:
     """Same bytes already there? A single-part ETag is the MD5; multipart ETags never match (→ upload)."""
-    return remote is not None and int(remote["Size"]) == path.stat().st_size and remote["ETag"].strip('"') == _md5(path)
+    if remote is None or int(remote["size"]) != path.stat().st_size:
+        return False
+    with path.open("rb") as fh:
+        md5 = hashlib.file_digest(fh, lambda: hashlib.md5(usedforsecurity=False)).hexdigest()
+    return bool(remote["ETag"].strip('"') == md5)
 
 
 def publish(local: str | Path, uri: str | Path, *, delete: bool = False) -> dict[str, int]:
@@ -369,64 +284,57 @@ def publish(local: str | Path, uri: str | Path, *, delete: bool = False) -> dict
     if not src.exists():
         raise DataError(src, "nothing to publish: no such file or folder")
     if not loc.is_s3:
-        if src.resolve() != loc.path.resolve():
-            if src.is_dir():
-                shutil.copytree(src, loc.path, dirs_exist_ok=True)
-            else:
-                loc.path.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copy2(src, loc.path)
+        if src.resolve() != loc.path.resolve() and src.is_dir():
+            shutil.copytree(src, loc.path, dirs_exist_ok=True)
+        elif src.resolve() != loc.path.resolve():
+            loc.path.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, loc.path)
         return {"uploaded": 0, "unchanged": 0, "deleted": 0}
-    files = (
-        {"": src}
-        if src.is_file()
-        else {p.relative_to(src).as_posix(): p for p in sorted(src.rglob("*")) if p.is_file()}
-    )
-    prefix = loc.key if src.is_file() else loc.prefix
-    stats = {"uploaded": 0, "unchanged": 0, "deleted": 0}
-    client = _client()
-    with _s3_errors(loc.uri, "publish"):
-        remote = _objects(client, str(loc.bucket), prefix) if src.is_dir() else {}
-        for rel, path in files.items():
-            if _unchanged(path, remote.get(rel)):
-                stats["unchanged"] += 1
-                continue
-            client.upload_file(str(path), loc.bucket, prefix + rel)
-            stats["uploaded"] += 1
-        stale = sorted(set(remote) - set(files)) if delete else []
-        for start in range(0, len(stale), 1000):  # DeleteObjects takes at most 1000 keys
-            batch = [{"Key": prefix + rel} for rel in stale[start : start + 1000]]
-            client.delete_objects(Bucket=loc.bucket, Delete={"Objects": batch, "Quiet": True})
-        stats["deleted"] = len(stale)
-    return stats
+    files = {"": src} if src.is_file() else _local_files(src)
+    bucket, prefix, fs = str(loc.bucket), loc.key if src.is_file() else loc.prefix, s3.filesystem()
+    with s3.errors(loc.uri, "publish"):
+        remote = s3.objects(fs, bucket, prefix) if src.is_dir() else {}
+        todo = [(str(p), f"{bucket}/{prefix}{rel}") for rel, p in files.items() if not _unchanged(p, remote.get(rel))]
+        with s3.progress(f"upload {loc.uri}") as callback:
+            fs.put([p for p, _ in todo], [r for _, r in todo], callback=callback, batch_size=s3.CONCURRENCY)
+        stale = [prefix + rel for rel in sorted(set(remote) - set(files))] if delete else []
+        s3.delete(fs, bucket, stale)
+    return {"uploaded": len(todo), "unchanged": len(files) - len(todo), "deleted": len(stale)}
 
 
-def _forget(loc: Location, cache_dir: Path, is_file: bool) -> None:
+def _forget(loc: Location, cache_dir: Path, key: str) -> None:
     """Drop a mirror whose files a failed stage may have half rewritten: the next run starts from S3."""
-    key = loc.key if is_file else loc.prefix
-    _index_path(Path(cache_dir), str(loc.bucket), key).unlink(missing_ok=True)
+    _index_path(cache_dir, str(loc.bucket), key).unlink(missing_ok=True)
     target = Path(cache_dir) / "s3" / str(loc.bucket) / key
     if target.is_dir():
         shutil.rmtree(target, ignore_errors=True)
-    else:
-        target.unlink(missing_ok=True)
+    target.unlink(missing_ok=True)
 
 
-def _remember(loc: Location, cache_dir: Path, local: Path, is_file: bool) -> None:
+def _remember(loc: Location, cache_dir: Path, local: Path, key: str) -> None:
     """After publishing, record the uploaded ETags so the next fetch of this URI downloads nothing."""
-    bucket, key = str(loc.bucket), loc.key if is_file else loc.prefix
-    client = _client()
-    with _s3_errors(loc.uri, "list published objects"):
-        if is_file:
-            head = client.head_object(Bucket=bucket, Key=key)
-            objects = {"": {"ETag": head["ETag"], "Size": head["ContentLength"]}}
-        else:
-            objects = _objects(client, bucket, key)
-    index = {}
-    for rel, obj in objects.items():
-        path = local / rel if rel else local
-        if path.is_file() and path.stat().st_size == int(obj["Size"]):
-            index[rel] = {"etag": obj["ETag"], "size": int(obj["Size"])}
-    _write_index(_index_path(Path(cache_dir), bucket, key), index)
+    fs = s3.filesystem()
+    with s3.errors(loc.uri, "list published objects"):
+        found = s3.objects(fs, str(loc.bucket), key) if local.is_dir() else {"": s3.head(fs, str(loc.bucket), key)}
+    index = {
+        rel: {"etag": obj["ETag"], "size": int(obj["size"])}
+        for rel, obj in found.items()
+        if obj and (local / rel).is_file() and (local / rel).stat().st_size == int(obj["size"])
+    }
+    _write_atomic(_index_path(cache_dir, str(loc.bucket), key), json.dumps(index, sort_keys=True).encode())
+
+
+def _output_file(loc: Location, cache_dir: Path) -> Path:
+    """The cached copy of the output file there now, or where the first run writes it."""
+    fs = s3.filesystem()
+    with s3.errors(loc.uri, "read"):
+        fs.call_s3("list_objects_v2", Bucket=loc.bucket, Prefix=loc.key, MaxKeys=1)  # NoSuchBucket now, not after
+        if head := s3.head(fs, str(loc.bucket), loc.key):
+            return _mirror(fs, loc, loc.key, {"": head}, cache_dir).root
+    target = Path(cache_dir) / "s3" / str(loc.bucket) / loc.key
+    target.unlink(missing_ok=True)  # the first run: a stale local copy must not be uploaded
+    target.parent.mkdir(parents=True, exist_ok=True)
+    return target
 
 
 @contextlib.contextmanager
@@ -445,26 +353,13 @@ def local_output(
     if not loc.is_s3:
         yield loc.path
         return
-    if is_file:
-        client = _client()
-        with _s3_errors(loc.uri, "read"):
-            client.list_objects_v2(Bucket=loc.bucket, Prefix=loc.key, MaxKeys=1)  # NoSuchBucket now, not after
-            found = _is_object(client, loc)
-            target = (
-                _mirror_file(client, loc, cache_dir).root
-                if found
-                else Path(cache_dir) / "s3" / str(loc.bucket) / loc.key
-            )
-        if not found:  # the first run: nothing there yet (a stale local copy must not be uploaded)
-            target.unlink(missing_ok=True)
-            target.parent.mkdir(parents=True, exist_ok=True)
-    else:
-        target = mirror_prefix(loc.uri, cache_dir, allow_empty=True).root
+    key = loc.key if is_file else loc.prefix
+    target = _output_file(loc, cache_dir) if is_file else mirror_prefix(loc.uri, cache_dir, allow_empty=True).root
     try:
         yield target
     except BaseException:
-        _forget(loc, cache_dir, is_file)
+        _forget(loc, cache_dir, key)
         raise
     if publish_on_success and target.exists():
         publish(target, loc.uri, delete=not is_file)
-        _remember(loc, cache_dir, target, is_file)
+        _remember(loc, cache_dir, target, key)

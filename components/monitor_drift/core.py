@@ -74,7 +74,7 @@ def folder_reference(reference_dir: Path, source_dir: Path | None, max_side: int
             f"{reference_dir}: no images.parquet here, so it must be a crop_patches output "
             "and --source (the raw images it was cropped from) is required"
         )
-    table = features_frame(reference_paths(reference_dir, source_dir), max_side)
+    table = features_frame(reference_paths(reference_dir, source_dir), max_side, progress="reference image statistics")
     if table.frame.empty:
         raise DataError(
             reference_dir,
@@ -236,7 +236,7 @@ def run(
     load_history(history_file)  # a corrupt history fails before any work
     current_files = list_images(current_dir)
     ref = folder_reference(reference_dir, source_dir, cfg.max_side)
-    cur = features_frame(current_files, cfg.max_side)
+    cur = features_frame(current_files, cfg.max_side, progress="current image statistics")
     result = monitor_frames(
         cfg,
         ref,

@@ -95,6 +95,12 @@ def test_unreadable_images_are_skipped_and_listed(tmp_path: Path) -> None:
     assert [p for p, _ in table.unreadable] == [str(bad)]
 
 
+def test_feature_progress_stays_off_logs(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    paths = _write_images(tmp_path, 5, 100, seed=4)
+    table = features_frame(paths, progress="current image statistics")
+    assert len(table.frame) == 5 and capfd.readouterr() == ("", "")  # the bar is drawn on a terminal only
+
+
 # --- the drift verdict ------------------------------------------------------------------------
 
 

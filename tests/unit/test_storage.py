@@ -6,6 +6,10 @@ The endpoint reaches the code only through AWS_ENDPOINT_URL_S3, as it would on a
 from __future__ import annotations
 
 import argparse
+import contextlib
+import threading
+import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -156,6 +160,112 @@ def test_missing_output_bucket_fails_before_the_stage_runs(s3: str, tmp_path: Pa
     ):
         ran.append(True)
     assert not ran
+
+
+class _Watch:
+    """WSGI middleware in front of moto's app: records each request, the most in flight at once;
+    object requests wait `delay` s (a network round trip) and GETs of keys ending in `deny` get S3's
+    403 AccessDenied."""
+
+    def __init__(self, app: Any, delay: float = 0.0, deny: str | None = None) -> None:
+        self.app, self.delay, self.deny = app, delay, deny
+        self.lock, self.in_flight, self.most = threading.Lock(), 0, 0
+        self.calls: list[tuple[str, str]] = []
+
+    def object_calls(self, method: str) -> list[str]:
+        return [path for m, path in self.calls if m == method and path.count("/") >= 2]
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        method, path = environ["REQUEST_METHOD"], environ["PATH_INFO"]
+        with self.lock:
+            self.calls.append((method, path))
+            self.in_flight += 1
+            self.most = max(self.most, self.in_flight)
+        try:
+            if method == "GET" and self.deny and path.endswith(self.deny):
+                start_response("403 Forbidden", [("Content-Type", "application/xml")])
+                return [b"<Error><Code>AccessDenied</Code><Message>Access Denied</Message></Error>"]
+            if path.count("/") >= 2:
+                time.sleep(self.delay)
+            return self.app(environ, start_response)
+        finally:
+            with self.lock:
+                self.in_flight -= 1
+
+
+@contextlib.contextmanager
+def _server(monkeypatch: pytest.MonkeyPatch, delay: float = 0.0, deny: str | None = None) -> Iterator[_Watch]:
+    """Another moto server on loopback (moto's state is per process: it sees the fixture's buckets),
+    watched, named to the code under test through AWS_ENDPOINT_URL_S3 only."""
+    from moto.server import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
+    from werkzeug.serving import make_server
+
+    watch = _Watch(DomainDispatcherApplication(create_backend_app), delay, deny)
+    server = make_server("127.0.0.1", 0, watch, threaded=True, request_handler=MotoRequestHandler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        with monkeypatch.context() as env:  # the fixture's endpoint again afterwards
+            env.setenv("AWS_ENDPOINT_URL_S3", f"http://127.0.0.1:{server.server_address[1]}")
+            yield watch
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+def test_publish_and_mirror_move_many_files_at_once(s3: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    uri, cache = f"{s3}/runs/6/crop_patches", tmp_path / "cache"
+    files = {f"train/c{i % 3}/p{i:02d}.jpg": bytes([i]) * 300 for i in range(40)}
+    with _server(monkeypatch, delay=0.05) as watch:
+        assert storage.publish(_tree(tmp_path / "patches", files), uri)["uploaded"] == 40
+        assert len(watch.object_calls("PUT")) == 40 and watch.most >= 4  # not one request at a time
+    with _server(monkeypatch, delay=0.05) as watch:
+        assert storage.mirror_prefix(uri, cache).stats["downloaded"] == 40
+        assert len(watch.object_calls("GET")) == 40 and watch.most >= 4
+    assert _read_tree(cache / "s3" / BUCKET / "runs/6/crop_patches") == files
+    with _server(monkeypatch) as watch:
+        assert storage.mirror_prefix(uri, cache).stats == {"downloaded": 0, "skipped": 40, "removed": 0}
+        assert storage.publish(tmp_path / "patches", uri)["unchanged"] == 40
+        assert watch.object_calls("GET") == [] and watch.object_calls("PUT") == []  # listings only
+
+
+def test_a_failed_download_moves_nothing_into_the_mirror(
+    s3: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    uri, cache = f"{s3}/runs/7/ingest_data", tmp_path / "cache"
+    storage.publish(_tree(tmp_path / "out", FILES), uri)
+    with (
+        _server(monkeypatch, deny="p2.jpg"),
+        pytest.raises(DataError, match=rf"^{uri}: cannot read S3 prefix: access denied .*\[S3 AccessDenied\]"),
+    ):
+        storage.mirror_prefix(uri, cache)
+    assert [p for p in cache.rglob("*") if p.is_file()] == []  # no copy, no partial file, no index
+    assert storage.mirror_prefix(uri, cache).stats["downloaded"] == len(FILES)
+
+
+def test_delete_takes_keys_literally(s3: str, tmp_path: Path) -> None:
+    """`[1]` is a glob character class: s3fs `rm` would delete p1.jpg for it."""
+    uri, src = f"{s3}/runs/8/out", _tree(tmp_path / "out", {"p[1].jpg": b"a", "p1.jpg": b"b"})
+    storage.publish(src, uri)
+    (src / "p[1].jpg").unlink()
+    assert storage.publish(src, uri, delete=True) == {"uploaded": 0, "unchanged": 1, "deleted": 1}
+    assert storage.list_files(uri) == ["p1.jpg"]
+
+
+def test_a_new_endpoint_is_used_at_once(s3: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No client is kept for an endpoint that is gone (s3fs caches instances by their arguments)."""
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
+    with _server(monkeypatch) as watch:
+        storage.write_bytes(f"{s3}/a.json", b"1")
+    assert watch.object_calls("PUT")  # that server took the write; it is stopped now
+    assert storage.read_bytes(f"{s3}/a.json") == b"1" and storage.list_files(s3) == ["a.json"]  # the fixture's
+
+
+def test_transfers_print_nothing_off_a_terminal(s3: str, tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    storage.publish(_tree(tmp_path / "out", FILES), f"{s3}/quiet")
+    storage.mirror_prefix(f"{s3}/quiet", tmp_path / "cache")
+    assert capfd.readouterr() == ("", "")  # a progress bar is for a terminal, not for logs
 
 
 def test_unreachable_endpoint_is_a_data_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
