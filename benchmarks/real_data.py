@@ -199,6 +199,7 @@ def one_set(name: str, source: Path, work: Path, salt: str) -> dict[str, Any]:
         "gain": m["gain_vs_baseline"],
         "ece": m["test_ece"],
         "ece_calibrated": m["test_ece_calibrated"],
+        "ece_noise_floor": m.get("test_ece_noise_floor"),
         "n_test": m["n_test"],
         "n_test_patients": m["n_test_patients"],
         "best_epoch": out["summary"].get("best_epoch"),
@@ -257,15 +258,22 @@ def detector(source: Path, work: Path, salt: str, epochs: int) -> dict[str, Any]
     return {"epochs": epochs, "map50": out["metrics"].get("map50"), "wall_s": round(time.monotonic() - started)}
 
 
+def _floor(row: dict[str, Any]) -> str:
+    """The ECE a perfectly calibrated model would show on that test set (evaluate_model's
+    test_ece_noise_floor); '–' for results written before it existed."""
+    floor = row.get("ece_noise_floor")
+    return "–" if floor is None else f"{floor:.3f}"
+
+
 def table(rows: list[dict[str, Any]]) -> str:
     head = (
-        "| set | salt | CNN macro-F1 (95 % CI) | plain ResNet-18 | HOG+SVM (all data) | gain | ECE raw → T | "
+        "| set | salt | CNN macro-F1 (95 % CI) | plain ResNet-18 | HOG+SVM (all data) | gain | ECE raw → T (floor) | "
         "test (patients) | pipeline |\n|---|---|---|---|---|---|---|---|---|"
     )
     lines = [
         f"| {r['set']} | {r['salt']} | {r['cnn_f1']:.3f} ({r['cnn_ci'][0]:.3f}–{r['cnn_ci'][1]:.3f}) | "
         f"{r['reference_f1']:.3f} | {r['baseline_f1']:.3f} | {100 * r['gain']:+.1f} | "
-        f"{r['ece']:.3f} → {r['ece_calibrated']:.3f} | {r['n_test']} ({r['n_test_patients']}) | "
+        f"{r['ece']:.3f} → {r['ece_calibrated']:.3f} ({_floor(r)}) | {r['n_test']} ({r['n_test_patients']}) | "
         f"{r['pipeline_s'] / 60:.1f} min |"
         for r in rows
     ]

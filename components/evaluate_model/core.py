@@ -57,6 +57,7 @@ from components.evaluate_model.bootstrap import (
 )
 from components.evaluate_model.calibration import (
     calibrated,
+    ece_noise_floor,
     expected_calibration_error,
     fit_temperature,
     reliability_bins,
@@ -78,6 +79,7 @@ class EvaluateConfig:
     champion_alias: str = "champion"
     bootstrap: BootstrapConfig = field(default_factory=BootstrapConfig)
     calibration_bins: int = 15
+    calibration_draws: int = 200  # simulations behind test_ece_noise_floor
     gate: GateConfig = field(default_factory=GateConfig)
 
 
@@ -180,10 +182,12 @@ def score(
     pred = probs.argmax(1)
     m = classification_metrics(y, pred, classes, probs)
     temperature = fit_temperature(predict_logits(model, val.images, device, norm), val.labels.numpy())
+    scaled = calibrated(logits, temperature)
     m.update(
         temperature=temperature,
         ece=expected_calibration_error(probs, y, cfg.calibration_bins),
-        ece_calibrated=expected_calibration_error(calibrated(logits, temperature), y, cfg.calibration_bins),
+        ece_calibrated=expected_calibration_error(scaled, y, cfg.calibration_bins),
+        ece_noise_floor=ece_noise_floor(scaled, cfg.calibration_bins, cfg.calibration_draws, cfg.bootstrap.seed),
         ci=confidence_intervals(y, pred, *boot, len(classes), cfg.bootstrap.confidence),
     )
     return Scored(m, logits, pred)
@@ -200,6 +204,7 @@ def summary(m: dict[str, Any]) -> dict[str, Any]:
         "test_roc_auc_macro": m["roc_auc_macro"],
         "test_ece": m["ece"],
         "test_ece_calibrated": m["ece_calibrated"],
+        "test_ece_noise_floor": m["ece_noise_floor"],
         "temperature": m["temperature"],
         "ci": m["ci"],
         "per_class": m["per_class"],

@@ -48,6 +48,7 @@ def check_block(block: dict, classes: tuple[str, ...]) -> None:
         lo, hi = block["ci"][metric]
         assert 0.0 <= lo <= block[f"test_{metric}"] <= hi <= 1.0
     assert 0.0 <= block["test_ece"] <= 1.0 and 0.0 <= block["test_ece_calibrated"] <= 1.0
+    assert 0.0 < block["test_ece_noise_floor"] < 1.0  # a small test split: never a floor of zero
     assert block["temperature"] > 0
     assert block["test_roc_auc_macro"] is None or 0.0 <= block["test_roc_auc_macro"] <= 1.0
     assert set(block["per_class"]) == set(classes)
