@@ -27,6 +27,9 @@ from tests.serve.fixtures import (
 )
 
 AUTH = {"Authorization": f"Bearer {ADMIN}"}  # reload and rollback are the admin's
+# The tests share one server and registry (module fixture): keep them on one xdist worker, and let each
+# test name the versions it logs rather than assume which tests ran before it.
+pytestmark = pytest.mark.xdist_group("serve-reload")
 
 
 @pytest.fixture(scope="module")
@@ -54,28 +57,29 @@ def _version(url: str) -> str | None:
 
 def test_poller_and_reload_follow_the_alias(reloading: tuple[ServeSetup, str], tmp_path: Path) -> None:
     serving, url = reloading
-    assert _version(url) == "1" and _classify(url)["model"]["version"] == "1"
+    served = _version(url)
+    assert served is not None and _classify(url)["model"]["version"] == served
     before = _classify(url)["top"]
 
-    log_classifier(serving.tracking, serving.task, tmp_path, seed=1, temperature=0.5)  # champion → v2
+    new = log_classifier(serving.tracking, serving.task, tmp_path, seed=1, temperature=0.5)  # the new champion
     deadline = time.monotonic() + 60
-    while _version(url) != "2" and time.monotonic() < deadline:  # the poller picks it up
+    while _version(url) != new and time.monotonic() < deadline:  # the poller picks it up
         time.sleep(0.2)
-    assert _version(url) == "2"
+    assert _version(url) == new
     answer = _classify(url)
-    assert answer["model"] == {"name": "tiny_classifier", "version": "2"} and answer["top"] != before
+    assert answer["model"] == {"name": "tiny_classifier", "version": new} and answer["top"] != before
     assert (
-        'lesionops_model_info{kind="classifier",name="tiny_classifier",version="2"} 1.0'
+        f'lesionops_model_info{{kind="classifier",name="tiny_classifier",version="{new}"}} 1.0'
         in httpx.get(url + "/metrics").text
     )
 
-    MlflowClient(serving.tracking.tracking_uri).set_registered_model_alias("tiny_classifier", "champion", "1")
+    MlflowClient(serving.tracking.tracking_uri).set_registered_model_alias("tiny_classifier", "champion", served)
     r = httpx.post(url + "/reload", headers=AUTH, timeout=60)  # rollback, applied at once on demand
-    assert r.status_code == 200 and r.json()["classifier"]["version"] == "1"
-    assert _classify(url)["model"]["version"] == "1" and _classify(url)["top"] == before
+    assert r.status_code == 200 and r.json()["classifier"]["version"] == served
+    assert _classify(url)["model"]["version"] == served and _classify(url)["top"] == before
     metrics = httpx.get(url + "/metrics").text
-    assert 'version="1"} 1.0' in metrics
-    assert 'lesionops_model_info{kind="classifier",name="tiny_classifier",version="2"}' not in metrics
+    assert f'version="{served}"}} 1.0' in metrics
+    assert f'lesionops_model_info{{kind="classifier",name="tiny_classifier",version="{new}"}}' not in metrics
     assert httpx.post(url + "/reload").status_code == 401
     for token in (REVIEWER, CLINICIAN):  # a reviewer (or clinician) cannot reload
         r = httpx.post(url + "/reload", headers={"Authorization": f"Bearer {token}"})
@@ -99,16 +103,16 @@ def test_unservable_version_keeps_the_current_one(reloading: tuple[ServeSetup, s
     assert _classify(url)["model"]["version"] == current
 
 
-def test_rollback_by_an_admin_is_audited_with_their_id(reloading: tuple[ServeSetup, str]) -> None:
+def test_rollback_by_an_admin_is_audited_with_their_id(reloading: tuple[ServeSetup, str], tmp_path: Path) -> None:
     serving, url = reloading
-    client = MlflowClient(serving.tracking.tracking_uri)
-    client.set_registered_model_alias("tiny_classifier", "champion", "2")
-    client.set_registered_model_alias("tiny_classifier", "previous", "1")
+    older = log_classifier(serving.tracking, serving.task, tmp_path, seed=2, alias="previous")
+    newer = log_classifier(serving.tracking, serving.task, tmp_path, seed=3)  # champion
+    assert httpx.post(url + "/reload", headers=AUTH, timeout=60).json()["classifier"]["version"] == newer
     body = {"kind": "classifier", "reason": "bad batch"}
     r = httpx.post(url + "/rollback", json=body, headers={"Authorization": f"Bearer {REVIEWER}"})
     assert r.status_code == 403
     r = httpx.post(url + "/rollback", json=body, headers=AUTH, timeout=60)
     assert r.status_code == 200, r.text
-    assert (r.json()["from_version"], r.json()["to_version"]) == ("2", "1") and _version(url) == "1"
+    assert (r.json()["from_version"], r.json()["to_version"]) == (newer, older) and _version(url) == older
     last = read_audit(Path(serving.promote.audit_log))[-1]
     assert last["action"] == "rollback" and last["user"] == ADMIN.split(".")[0] and last["reason"] == "bad batch"
