@@ -32,6 +32,7 @@ from lesionops.cli_common import (
     task_params,
 )
 from lesionops.cli_data import OLD_NAMES, data_app, renamed
+from lesionops.cli_deploy import deploy_app
 from lesionops.cli_pipeline import pipeline_app, pipeline_run
 from lesionops.cli_security import install as install_security
 from lesionops.cli_task import task_app
@@ -44,6 +45,7 @@ app = Commands(
 app.add_typer(pipeline_app, name="pipeline")
 app.add_typer(task_app, name="task")
 app.add_typer(data_app, name="data")
+app.add_typer(deploy_app, name="deploy")
 for _old, _command in OLD_NAMES.items():
     app.command(_old, hidden=True)(renamed(_old, f"data {_old.removeprefix('data-')}", _command))
 install_security(app)
@@ -178,6 +180,7 @@ def serve(
     task: TaskOpt = None,
     host: Annotated[Optional[str], typer.Option(help="bind address (default: serve.host)")] = None,
     port: Annotated[Optional[int], typer.Option(help="port (default: serve.port)")] = None,
+    overrides: SetOpt = None,
 ) -> None:
     """Serve the champion models (classify, detect, feedback, expert review) with FastAPI + uvicorn.
 
@@ -195,7 +198,7 @@ def serve(
     from lesionops.serve.app import create_app
     from lesionops.serve.config import ServeConfig
 
-    doc = task_params(params, task, None, "serve")
+    doc = task_params(params, task, overrides, "serve")
     cfg = section(doc, "serve", ServeConfig)
     cfg = dataclasses.replace(cfg, host=host or cfg.host, port=port if port is not None else cfg.port)
     api = create_app(

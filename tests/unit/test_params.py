@@ -53,6 +53,7 @@ def test_repo_params_build_every_stage_config() -> None:
     from components.train_model.config import TrainConfig
     from components.validate_annotations.config import ValidateConfig
     from lesionops.serve.config import ServeConfig
+    from lesionops.serve.k8s_config import ServeK8sConfig
     from pipelines.kubeflow import KubeflowConfig
     from pipelines.schedule import RetrainConfig
 
@@ -70,6 +71,7 @@ def test_repo_params_build_every_stage_config() -> None:
         ("evaluate_detector", EvaluateDetectorConfig),
         ("monitor_drift", MonitorConfig),
         ("serve", ServeConfig),
+        ("serve_k8s", ServeK8sConfig),
         ("retrain", RetrainConfig),
         ("kubeflow", KubeflowConfig),
     ]:
