@@ -12,13 +12,18 @@ Measured:
    (photo + its lesion box) after `--warmup` untimed ones: p50/p99 latency and requests/s.
    Each call decodes, hashes and stores (fsync) the image, crops, classifies, computes the drift
    features and commits the prediction row (SQLite, synchronous=FULL).
+   Then the same with one client (`--single` calls: the latency a lone phone sees) and with
+   `--batch-clients` clients (a batch re-scoring), with the mean micro-batch size the server formed
+   (`serve.max_batch`, `--max-batch` overrides it; 1 = every request its own forward).
 2. bare model: `patch_for` + `to_batch` + the forward pass with embeddings, the exact calls the
    route makes, sequentially in this thread (half before, half after the API load): p50, calls/s.
    The ratio API req/s ÷ bare calls/s says how much throughput the HTTP, storage and drift-feature
-   work costs (the server and its clients share this process and its cores).
+   work costs, net of what micro-batching wins back (the server and its clients share this process
+   and its cores).
 
     .venv/bin/python benchmarks/serve.py [--requests 400] [--clients 4] [--arch ARCH] [--image-size N]
-        [--warmup 20] [--bare 200] [--threads N] [--params params.yaml]
+        [--warmup 20] [--bare 200] [--threads N] [--single 100] [--batch-clients 16] [--max-batch N]
+        [--params params.yaml]
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ import statistics
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -43,6 +49,7 @@ from mlflow.tracking import MlflowClient
 from components.common.classifier.config import TrainConfig
 from components.common.classifier.models import build_model
 from components.common.params import load_params, section
+from components.common.preprocessing import Normalization
 from components.common.store import Store
 from components.common.task import TaskConfig
 from components.common.tracking import TrackingConfig, setup
@@ -69,7 +76,7 @@ def registry(root: Path, task: TaskConfig, cfg: TrainConfig) -> TrackingConfig:
     model = build_model(cfg.arch, len(task.classes), cfg.dropout).eval()
     sample = torch.randint(0, 256, (2, 3, cfg.image_size, cfg.image_size), dtype=torch.uint8)
     with mlflow.start_run():
-        uri = _log_model(model, sample, task, cfg, root)
+        uri = _log_model(model, sample, task, cfg, root, Normalization((0.6, 0.5, 0.45), (0.2, 0.25, 0.3)))
         mlflow.log_metric("temperature", 1.3)
     version = mlflow.register_model(uri, tracking.registered_model).version
     MlflowClient().set_registered_model_alias(tracking.registered_model, "champion", version)
@@ -167,13 +174,18 @@ def main() -> None:
     parser.add_argument("--arch", default=None, help="default: train_model.arch of --params")
     parser.add_argument("--image-size", type=int, default=None, help="default: train_model.image_size")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: serve.torch_threads)")
+    parser.add_argument("--single", type=int, default=100, help="requests of the one-client row (0: skip)")
+    parser.add_argument("--batch-clients", type=int, default=16, help="clients of the batch row (0: skip)")
+    parser.add_argument("--max-batch", type=int, default=None, help="default: serve.max_batch")
     args = parser.parse_args()
     doc = load_params(args.params)
     train = section(doc, "train_model", TrainConfig)
     train = TrainConfig(arch=args.arch or train.arch, image_size=args.image_size or train.image_size)
     task = TaskConfig(name="bench", classes=tuple(doc["task"]["classes"]))
     crop = section(doc, "crop_patches", CropConfig)
-    threads = args.threads if args.threads is not None else section(doc, "serve", ServeConfig).torch_threads
+    serve_cfg = section(doc, "serve", ServeConfig)
+    threads = args.threads if args.threads is not None else serve_cfg.torch_threads
+    max_batch = args.max_batch or serve_cfg.max_batch
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         tracking = registry(root / "mlruns", task, train)
@@ -185,37 +197,78 @@ def main() -> None:
             reload_every_s=0,
             torch_threads=threads,
             upload_rate=None,
+            max_batch=max_batch,
+            batch_wait_ms=serve_cfg.batch_wait_ms,
         )
         store = Store(cfg.store_url)
         _, token = add_user(store, "bench", "clinician")  # signed in, as every clinic request is
         store.close()
         # bare calls before and after the API load, so a shared machine's drifting load hits both alike
         bare_times = bare(tracking, task, crop, root, images, args.bare // 2, threads)
-        server, thread, url = serve(create_app(cfg, tracking, task, crop=crop))
+        app = create_app(cfg, tracking, task, crop=crop)
+        server, thread, url = serve(app)
+        rows = {}
         try:
             load(url, images, args.warmup, args.clients, token)
-            latencies, wall = load(url, images, args.requests, args.clients, token)
+            rows[f"{args.clients} clients"] = measured(
+                app, lambda: load(url, images, args.requests, args.clients, token)
+            )
+            if args.single:
+                rows["1 client"] = measured(app, lambda: load(url, images, args.single, 1, token))
+            if args.batch_clients:
+                n = max(args.requests, 4 * args.batch_clients)
+                rows[f"{args.batch_clients} clients"] = measured(
+                    app, lambda: load(url, images, n, args.batch_clients, token)
+                )
         finally:
             server.should_exit = True
             thread.join(timeout=30)
         bare_times += bare(tracking, task, crop, root, images, args.bare - args.bare // 2, threads)
-    api_rps, bare_rps = len(latencies) / wall, 1 / statistics.mean(bare_times)
+    report(args, train, task, threads, max_batch, rows, bare_times)
+
+
+def measured(app: object, run: Callable[[], tuple[list[float], float]]) -> tuple[list[float], float, float]:
+    """(latencies, wall, mean micro-batch size) of one load, the batch size from the served model's batcher."""
+    batcher = app.state.serve.champions.classifier.batcher  # type: ignore[attr-defined]
+    before = (batcher.batches, batcher.batched)
+    latencies, wall = run()
+    batches, batched = batcher.batches - before[0], batcher.batched - before[1]
+    return latencies, wall, batched / max(batches, 1)
+
+
+def report(
+    args: argparse.Namespace,
+    train: TrainConfig,
+    task: TaskConfig,
+    threads: int,
+    max_batch: int,
+    rows: dict[str, tuple[list[float], float, float]],
+    bare_times: list[float],
+) -> None:
+    bare_rps = 1 / statistics.mean(bare_times)
     print(
         f"serve benchmark: {train.arch} @ {train.image_size}px, {len(task.classes)} classes, 640x480 JPEG + box; "
-        f"{os.cpu_count()} CPUs, torch threads {threads or torch.get_num_threads()}, {args.clients} clients, "
+        f"{os.cpu_count()} CPUs, torch threads {threads or torch.get_num_threads()}, max_batch {max_batch}, "
         f"{args.requests} requests"
     )
+    for name, (latencies, wall, mean_batch) in rows.items():
+        print(
+            f"  API  /classify, {name:>10}: p50 {pct(latencies, 50):7.1f} ms  p99 {pct(latencies, 99):7.1f} ms  "
+            f"{len(latencies) / wall:7.1f} req/s  (mean batch {mean_batch:.1f})"
+        )
     print(
-        f"  API  /classify : p50 {pct(latencies, 50):7.1f} ms  p99 {pct(latencies, 99):7.1f} ms  {api_rps:7.1f} req/s"
-    )
-    print(
-        f"  bare model call: p50 {pct(bare_times, 50):7.1f} ms  p99 {pct(bare_times, 99):7.1f} ms  "
+        f"  bare model call            : p50 {pct(bare_times, 50):7.1f} ms  p99 {pct(bare_times, 99):7.1f} ms  "
         f"{bare_rps:7.1f} calls/s  (crop + preprocess + forward, one thread)"
     )
+    latencies, wall, _ = rows[f"{args.clients} clients"]
+    api_rps = len(latencies) / wall
     print(
         f"  ratio API req/s / bare calls/s = {api_rps / bare_rps:.2f}; "
         f"API p50 / bare p50 = {pct(latencies, 50) / pct(bare_times, 50):.1f}x"
     )
+    if "1 client" in rows:
+        single = pct(rows["1 client"][0], 50)
+        print(f"  one client: API p50 - bare p50 = {single - pct(bare_times, 50):+.1f} ms")
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 from dataclasses import dataclass
+from functools import partial
 from io import BytesIO
 from pathlib import Path
 from typing import Any
@@ -93,8 +94,13 @@ def run_classifier(model: Classifier, batch: torch.Tensor, threads: int = 0) -> 
         return logits_and_embedding(model.module, batch)
 
 
-def classify(model: Classifier, patch: Image.Image, top_k: int, threads: int = 0) -> ClassifierAnswer:
-    logits, embedding = run_classifier(model, to_batch(patch, model), threads)
+def classify(
+    model: Classifier, patch: Image.Image, top_k: int, threads: int = 0, max_batch: int = 1, wait_s: float = 0.0
+) -> ClassifierAnswer:
+    """Top-k calibrated classes and the embedding; the forward is shared with up to `max_batch - 1`
+    concurrent requests (batching.MicroBatcher), each row the same as a forward of its own to 1e-5."""
+    forward = partial(run_classifier, model, threads=threads)
+    logits, embedding = model.batcher.run(to_batch(patch, model), forward, max_batch, wait_s)
     probs = calibrated(logits, model.temperature)
     order = np.argsort(-probs)[:top_k]
     top = [{"label": model.classes[i], "confidence": round(float(probs[i]), 6)} for i in order]

@@ -32,6 +32,7 @@ from mlflow.tracking import MlflowClient
 from torch import nn
 
 from components.common.tracking import TrackingConfig, resolved_uri, version_by_alias
+from lesionops.serve.batching import MicroBatcher
 
 log = logging.getLogger("lesionops.serve")
 KINDS = ("classifier", "detector")
@@ -54,6 +55,7 @@ class Classifier:
     temperature: float
     # logits_and_embedding hooks the shared module per call: one forward at a time (see inference.py)
     lock: threading.Lock = field(default_factory=threading.Lock, compare=False, repr=False)
+    batcher: MicroBatcher = field(default_factory=MicroBatcher, compare=False, repr=False)  # concurrent requests
 
     def info(self) -> dict[str, str]:
         return {"name": self.name, "version": self.version}
