@@ -24,6 +24,7 @@ import torch
 from PIL import Image, ImageDraw
 
 from components.common.embedding import logits_and_embedding
+from components.common.onnx_export import run_session
 from components.common.preprocessing import Normalization, normalize
 from components.crop_patches.config import CropConfig
 from components.crop_patches.geometry import Window, box_window
@@ -89,6 +90,8 @@ def _threads(n: int) -> None:
 def run_classifier(model: Classifier, batch: torch.Tensor, threads: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """(logits, embedding). One call at a time per model: the embedding hook is registered on the
     shared module, so two concurrent forwards would capture each other's activations."""
+    if model.onnx is not None:  # serve.backend: onnx (both outputs are graph outputs, no hook)
+        return run_session(model.onnx, batch)
     with model.lock, torch.inference_mode():
         _threads(threads)
         return logits_and_embedding(model.module, batch)
