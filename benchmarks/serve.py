@@ -14,7 +14,9 @@ Measured:
    features and commits the prediction row (SQLite, synchronous=FULL).
    Then the same with one client (`--single` calls: the latency a lone phone sees) and with
    `--batch-clients` clients (a batch re-scoring), with the mean micro-batch size the server formed
-   (`serve.max_batch`, `--max-batch` overrides it; 1 = every request its own forward).
+   (`serve.max_batch`, `--max-batch` overrides it; 1 = every request its own forward). Then a
+   second server with `serve.backend: onnx` (ONNX Runtime, the graph exported at load) under the
+   `--clients` load.
 2. bare model: `patch_for` + `to_batch` + the forward pass with embeddings, the exact calls the
    route makes, sequentially in this thread (half before, half after the API load): p50, calls/s.
    The ratio API req/s ÷ bare calls/s says how much throughput the HTTP, storage and drift-feature
@@ -23,12 +25,13 @@ Measured:
 
     .venv/bin/python benchmarks/serve.py [--requests 400] [--clients 4] [--arch ARCH] [--image-size N]
         [--warmup 20] [--bare 200] [--threads N] [--single 100] [--batch-clients 16] [--max-batch N]
-        [--params params.yaml]
+        [--no-onnx] [--params params.yaml]
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import socket
 import statistics
@@ -139,9 +142,10 @@ def bare(
     images: list[tuple[bytes, str]],
     n: int,
     threads: int,
+    backend: str = "torch",
 ) -> list[float]:
     """The route's model work alone: crop + preprocess + forward, on the stored image files."""
-    champions = Champions(tracking, "champion", task.classes, ("classifier",))
+    champions = Champions(tracking, "champion", task.classes, ("classifier",), backend=backend)
     champions.refresh()
     model = champions.classifier
     assert model is not None
@@ -177,6 +181,7 @@ def main() -> None:
     parser.add_argument("--single", type=int, default=100, help="requests of the one-client row (0: skip)")
     parser.add_argument("--batch-clients", type=int, default=16, help="clients of the batch row (0: skip)")
     parser.add_argument("--max-batch", type=int, default=None, help="default: serve.max_batch")
+    parser.add_argument("--no-onnx", dest="onnx", action="store_false", help="skip the ONNX Runtime rows")
     args = parser.parse_args()
     doc = load_params(args.params)
     train = section(doc, "train_model", TrainConfig)
@@ -203,28 +208,49 @@ def main() -> None:
         store = Store(cfg.store_url)
         _, token = add_user(store, "bench", "clinician")  # signed in, as every clinic request is
         store.close()
+        backends = ("torch", "onnx") if args.onnx else ("torch",)
         # bare calls before and after the API load, so a shared machine's drifting load hits both alike
-        bare_times = bare(tracking, task, crop, root, images, args.bare // 2, threads)
-        app = create_app(cfg, tracking, task, crop=crop)
-        server, thread, url = serve(app)
-        rows = {}
-        try:
-            load(url, images, args.warmup, args.clients, token)
-            rows[f"{args.clients} clients"] = measured(
-                app, lambda: load(url, images, args.requests, args.clients, token)
-            )
-            if args.single:
-                rows["1 client"] = measured(app, lambda: load(url, images, args.single, 1, token))
-            if args.batch_clients:
-                n = max(args.requests, 4 * args.batch_clients)
-                rows[f"{args.batch_clients} clients"] = measured(
-                    app, lambda: load(url, images, n, args.batch_clients, token)
-                )
-        finally:
-            server.should_exit = True
-            thread.join(timeout=30)
-        bare_times += bare(tracking, task, crop, root, images, args.bare - args.bare // 2, threads)
+        bare_times = {b: bare(tracking, task, crop, root, images, args.bare // 2, threads, b) for b in backends}
+        rows = api_rows(args, cfg, tracking, task, crop, images, token)
+        if args.onnx:
+            onnx_cfg = dataclasses.replace(cfg, backend="onnx")
+            rows |= api_rows(args, onnx_cfg, tracking, task, crop, images, token, only_main=True)
+        for b in backends:
+            bare_times[b] += bare(tracking, task, crop, root, images, args.bare - args.bare // 2, threads, b)
     report(args, train, task, threads, max_batch, rows, bare_times)
+
+
+def api_rows(
+    args: argparse.Namespace,
+    cfg: ServeConfig,
+    tracking: TrackingConfig,
+    task: TaskConfig,
+    crop: CropConfig,
+    images: list[tuple[bytes, str]],
+    token: str,
+    only_main: bool = False,
+) -> dict[str, tuple[list[float], float, float]]:
+    """The API rows of one server (`cfg.backend`): `--clients`, then one client and the batch clients."""
+    app = create_app(cfg, tracking, task, crop=crop)
+    server, thread, url = serve(app)
+    suffix = "" if cfg.backend == "torch" else f", {cfg.backend}"
+    rows = {}
+    try:
+        load(url, images, args.warmup, args.clients, token)
+        rows[f"{args.clients} clients{suffix}"] = measured(
+            app, lambda: load(url, images, args.requests, args.clients, token)
+        )
+        if args.single and not only_main:
+            rows["1 client"] = measured(app, lambda: load(url, images, args.single, 1, token))
+        if args.batch_clients and not only_main:
+            n = max(args.requests, 4 * args.batch_clients)
+            rows[f"{args.batch_clients} clients"] = measured(
+                app, lambda: load(url, images, n, args.batch_clients, token)
+            )
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+    return rows
 
 
 def measured(app: object, run: Callable[[], tuple[list[float], float]]) -> tuple[list[float], float, float]:
@@ -243,9 +269,10 @@ def report(
     threads: int,
     max_batch: int,
     rows: dict[str, tuple[list[float], float, float]],
-    bare_times: list[float],
+    bare_times: dict[str, list[float]],
 ) -> None:
-    bare_rps = 1 / statistics.mean(bare_times)
+    bare_torch = bare_times["torch"]
+    bare_rps = 1 / statistics.mean(bare_torch)
     print(
         f"serve benchmark: {train.arch} @ {train.image_size}px, {len(task.classes)} classes, 640x480 JPEG + box; "
         f"{os.cpu_count()} CPUs, torch threads {threads or torch.get_num_threads()}, max_batch {max_batch}, "
@@ -253,22 +280,26 @@ def report(
     )
     for name, (latencies, wall, mean_batch) in rows.items():
         print(
-            f"  API  /classify, {name:>10}: p50 {pct(latencies, 50):7.1f} ms  p99 {pct(latencies, 99):7.1f} ms  "
+            f"  API  /classify, {name:>16}: p50 {pct(latencies, 50):7.1f} ms  p99 {pct(latencies, 99):7.1f} ms  "
             f"{len(latencies) / wall:7.1f} req/s  (mean batch {mean_batch:.1f})"
         )
-    print(
-        f"  bare model call            : p50 {pct(bare_times, 50):7.1f} ms  p99 {pct(bare_times, 99):7.1f} ms  "
-        f"{bare_rps:7.1f} calls/s  (crop + preprocess + forward, one thread)"
-    )
+    for backend, times in bare_times.items():
+        print(
+            f"  bare model call, {backend:>15}: p50 {pct(times, 50):7.1f} ms  p99 {pct(times, 99):7.1f} ms  "
+            f"{1 / statistics.mean(times):7.1f} calls/s  (crop + preprocess + forward, one thread)"
+        )
     latencies, wall, _ = rows[f"{args.clients} clients"]
     api_rps = len(latencies) / wall
     print(
         f"  ratio API req/s / bare calls/s = {api_rps / bare_rps:.2f}; "
-        f"API p50 / bare p50 = {pct(latencies, 50) / pct(bare_times, 50):.1f}x"
+        f"API p50 / bare p50 = {pct(latencies, 50) / pct(bare_torch, 50):.1f}x"
     )
     if "1 client" in rows:
         single = pct(rows["1 client"][0], 50)
-        print(f"  one client: API p50 - bare p50 = {single - pct(bare_times, 50):+.1f} ms")
+        print(f"  one client: API p50 - bare p50 = {single - pct(bare_torch, 50):+.1f} ms")
+    if "onnx" in bare_times:
+        ratio = statistics.mean(bare_torch) / statistics.mean(bare_times["onnx"])
+        print(f"  onnx / torch bare calls/s = {ratio:.2f}")
 
 
 if __name__ == "__main__":
