@@ -49,6 +49,7 @@ from components.common.embedding import logits_and_embedding
 from components.common.image_stats import FEATURES, features_frame, image_features
 from components.common.params import load_params, section
 from components.common.preprocessing import IMAGENET, normalize
+from components.common.skin_tone import ITA_COLUMN
 from components.crop_patches.geometry import box_window
 from components.evaluate_model.calibration import fit_temperature
 from components.monitor_drift.config import CusumConfig, MonitorConfig
@@ -282,7 +283,7 @@ def main() -> None:
     }
     accuracy = float((frames["unshifted"].predicted_class == pd.Series(pools["unshifted"]["labels"])).mean())
     ref = Reference(
-        frames["reference"][[*FEATURES, "patient_id"]],
+        frames["reference"][[*FEATURES, ITA_COLUMN, "patient_id"]],
         frames["reference"][["patient_id", "predicted_class", "confidence", "embedding"]],
         {"pixels": "raw"},
         "benchmark reference pool",
@@ -329,7 +330,7 @@ def main() -> None:
     print(
         f"monitor_drift benchmark: {args.windows} windows per row; params {args.params} "
         f"(alpha {cfg.alpha} features, {cfg.mmd.alpha} MMD, {cfg.class_mix_alpha} class mix, "
-        f"{cfg.confidence_alpha} confidence: bound {cfg.false_alarm_bound:.2f}); shift severity {args.severity}"
+        f"{cfg.confidence_alpha} confidence, {cfg.skin_tone_alpha} skin tone: bound {cfg.false_alarm_bound:.2f}); shift severity {args.severity}"
     )
     listed = ", ".join(f"{k} {len(v['labels'])}" for k, v in pools.items())
     print(
@@ -339,7 +340,7 @@ def main() -> None:
         f"classifier: small_cnn, {args.epochs} epochs on the train pool in {t_train:.0f} s; accuracy on the "
         f"unshifted pool {accuracy:.1%}; temperature {temperature:.2f}"
     )
-    checks = ["image_statistics", "embedding_mmd", "class_mix", "confidence"]
+    checks = ["image_statistics", "skin_tone", "embedding_mmd", "class_mix", "confidence"]
     print(f"\n{'pool':<16}{'n':>5}{'drift':>8}{'alert':>8}{'detected':>10}   " + "".join(f"{c:>18}" for c in checks))
     for row in table:
         print(
