@@ -23,7 +23,7 @@ features, outputs and embeddings are already stored), median of 3; and folder mo
 extraction on 10,000 JPEG files at 640 x 480 (`--folder-distinct` distinct photos, copied).
 
     .venv/bin/python benchmarks/drift.py [--windows 200] [--sizes 100 500] [--severity 1.0]
-        [--workers 2] [--epochs 6] [--width 256] [--height 192] [--seed 0] [--json FILE]
+        [--workers 2] [--epochs 6] [--width 256] [--height 192] [--seed 0] [--shift-pool 600] [--json FILE]
 """
 
 from __future__ import annotations
@@ -84,7 +84,8 @@ def _generate(task: tuple[str, str, int, int, float, int, int]) -> tuple[str, pd
 
 
 def generate_pools(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
-    scaled = {k: max(CHUNK // 5, int(v * args.pool_scale)) for k, v in POOL_SIZES.items()}
+    sizes_in = {**POOL_SIZES, "shift": args.shift_pool or POOL_SIZES["shift"]}
+    scaled = {k: max(CHUNK // 5, int(v * args.pool_scale)) for k, v in sizes_in.items()}
     sizes = {
         "train": scaled["train"],
         "reference": scaled["reference"],
@@ -264,6 +265,13 @@ def main() -> None:
     parser.add_argument("--folder-distinct", type=int, default=200)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--pool-scale", type=float, default=1.0, help="shrink the pools for a quick smoke run")
+    parser.add_argument(
+        "--shift-pool",
+        type=int,
+        default=0,
+        help="images per shifted pool (0: 600). Windows of 500 drawn from 600 images all see the same ~145 "
+        "patients, so the n = 500 rows measure one draw of patients; a larger pool measures the shift",
+    )
     parser.add_argument("--params", type=Path, default=Path("params.yaml"))
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
