@@ -265,13 +265,7 @@ def main() -> None:
     parser.add_argument("--folder-distinct", type=int, default=200)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--pool-scale", type=float, default=1.0, help="shrink the pools for a quick smoke run")
-    parser.add_argument(
-        "--shift-pool",
-        type=int,
-        default=0,
-        help="images per shifted pool (0: 600). Windows of 500 drawn from 600 images all see the same ~145 "
-        "patients, so the n = 500 rows measure one draw of patients; a larger pool measures the shift",
-    )
+    parser.add_argument("--shift-pool", type=int, default=0, help="images per shifted pool (0: 600; see README)")
     parser.add_argument("--params", type=Path, default=Path("params.yaml"))
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
