@@ -23,7 +23,7 @@ features, outputs and embeddings are already stored), median of 3; and folder mo
 extraction on 10,000 JPEG files at 640 x 480 (`--folder-distinct` distinct photos, copied).
 
     .venv/bin/python benchmarks/drift.py [--windows 200] [--sizes 100 500] [--severity 1.0]
-        [--workers 2] [--epochs 6] [--width 256] [--height 192] [--seed 0] [--json FILE]
+        [--workers 2] [--epochs 6] [--width 256] [--height 192] [--seed 0] [--shift-pool 600] [--json FILE]
 """
 
 from __future__ import annotations
@@ -49,6 +49,7 @@ from components.common.embedding import logits_and_embedding
 from components.common.image_stats import FEATURES, features_frame, image_features
 from components.common.params import load_params, section
 from components.common.preprocessing import IMAGENET, normalize
+from components.common.skin_tone import ITA_COLUMN
 from components.crop_patches.geometry import box_window
 from components.evaluate_model.calibration import fit_temperature
 from components.monitor_drift.config import CusumConfig, MonitorConfig
@@ -83,7 +84,8 @@ def _generate(task: tuple[str, str, int, int, float, int, int]) -> tuple[str, pd
 
 
 def generate_pools(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
-    scaled = {k: max(CHUNK // 5, int(v * args.pool_scale)) for k, v in POOL_SIZES.items()}
+    sizes_in = {**POOL_SIZES, "shift": args.shift_pool or POOL_SIZES["shift"]}
+    scaled = {k: max(CHUNK // 5, int(v * args.pool_scale)) for k, v in sizes_in.items()}
     sizes = {
         "train": scaled["train"],
         "reference": scaled["reference"],
@@ -263,6 +265,7 @@ def main() -> None:
     parser.add_argument("--folder-distinct", type=int, default=200)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--pool-scale", type=float, default=1.0, help="shrink the pools for a quick smoke run")
+    parser.add_argument("--shift-pool", type=int, default=0, help="images per shifted pool (0: 600; see README)")
     parser.add_argument("--params", type=Path, default=Path("params.yaml"))
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
@@ -282,7 +285,7 @@ def main() -> None:
     }
     accuracy = float((frames["unshifted"].predicted_class == pd.Series(pools["unshifted"]["labels"])).mean())
     ref = Reference(
-        frames["reference"][[*FEATURES, "patient_id"]],
+        frames["reference"][[*FEATURES, ITA_COLUMN, "patient_id"]],
         frames["reference"][["patient_id", "predicted_class", "confidence", "embedding"]],
         {"pixels": "raw"},
         "benchmark reference pool",
@@ -329,7 +332,7 @@ def main() -> None:
     print(
         f"monitor_drift benchmark: {args.windows} windows per row; params {args.params} "
         f"(alpha {cfg.alpha} features, {cfg.mmd.alpha} MMD, {cfg.class_mix_alpha} class mix, "
-        f"{cfg.confidence_alpha} confidence: bound {cfg.false_alarm_bound:.2f}); shift severity {args.severity}"
+        f"{cfg.confidence_alpha} confidence, {cfg.skin_tone_alpha} skin tone: bound {cfg.false_alarm_bound:.2f}); shift severity {args.severity}"
     )
     listed = ", ".join(f"{k} {len(v['labels'])}" for k, v in pools.items())
     print(
@@ -339,7 +342,7 @@ def main() -> None:
         f"classifier: small_cnn, {args.epochs} epochs on the train pool in {t_train:.0f} s; accuracy on the "
         f"unshifted pool {accuracy:.1%}; temperature {temperature:.2f}"
     )
-    checks = ["image_statistics", "embedding_mmd", "class_mix", "confidence"]
+    checks = ["image_statistics", "skin_tone", "embedding_mmd", "class_mix", "confidence"]
     print(f"\n{'pool':<16}{'n':>5}{'drift':>8}{'alert':>8}{'detected':>10}   " + "".join(f"{c:>18}" for c in checks))
     for row in table:
         print(

@@ -6,8 +6,9 @@
   images it was fitted on are tighter than of anything new, which would read as drift): split,
   patient_id, label, predicted_class, calibrated confidence softmax(logits / T) with T the temperature fitted
   on val, correct, embedding (input of the last Linear layer, components/common/embedding.py);
-* `images.parquet`: the image statistics (features.FEATURES) of the unique raw TRAIN images, with
-  their patient_id (the window tests are calibrated on whole-patient windows, stats.py);
+* `images.parquet`: the image statistics (image_stats.FEATURES) and skin tone (ITA°, skin_tone.py)
+  of the unique raw TRAIN images, with their patient_id (the window tests are calibrated on
+  whole-patient windows, stats.py);
 * `reference.json`: how it was built (classes, temperature, max_side, which pixels, features).
 
 Which pixels for images.parquet: evaluate_model only gets the crop_patches output. For box tasks
@@ -17,7 +18,8 @@ serving computes them on ("pixels": "raw"). Otherwise (whole-image tasks, detect
 only pixels are the train patches; their brightness and colour are of the lesion crop (or the
 letterboxed image) and their sharpness is of a 64-pixel patch, so they are honestly labelled
 "pixels": "patch", width/height are taken from the raw image sizes in patches.parquet, and sharpness
-is left out of the features the monitor compares (`features` in reference.json).
+is left out of the features the monitor compares (`features` in reference.json), and so is the
+skin tone (a lesion crop is not the skin around it: the monitor skips its skin-tone test).
 
 The evaluation logs the folder as MLflow artifacts `reference/` on the training run, so
 `models:/<name>@champion` always comes with the reference it is to be monitored against.
@@ -38,6 +40,7 @@ from scipy.special import softmax
 from components.common.errors import DataError
 from components.common.image_stats import FEATURES, features_frame
 from components.common.io import read_json, write_json, write_parquet
+from components.common.skin_tone import ITA_COLUMN
 
 MODEL_TABLE, IMAGES_TABLE, META = "model.parquet", "images.parquet", "reference.json"
 ARTIFACT_PATH = "reference"
@@ -132,7 +135,7 @@ def image_rows(patch_dir: Path, max_side: int) -> tuple[pd.DataFrame, str]:
         }
         found, pixels = features_frame([Path(p) for p in files], max_side), "patch"
         sizes = np.array([files[p][:2] for p in found.frame.path], dtype=float).reshape(-1, 2)
-        frame = found.frame.assign(
+        frame = found.frame.drop(columns=[ITA_COLUMN]).assign(
             width=sizes[:, 0],
             height=sizes[:, 1],
             path=[Path(p).relative_to(patch_dir).as_posix() for p in found.frame.path],
@@ -171,6 +174,7 @@ def build_reference(
         "max_side": max_side,
         "pixels": pixels,
         "features": list(FEATURES if pixels == "raw" else PATCH_FEATURES),
+        "skin_tone": ITA_COLUMN in images,
         "n_model_rows": len(rows),
         "n_images": len(images),
         "embedding_dim": int(len(rows.embedding[0])),

@@ -22,6 +22,7 @@ from scipy import ndimage
 
 from components.common.errors import DataError
 from components.common.images import PHOTO_EXTENSIONS, to_rgb8
+from components.common.skin_tone import ITA_COLUMN, ita_of_pixels
 
 FEATURES: tuple[str, ...] = (
     "brightness",
@@ -34,6 +35,9 @@ FEATURES: tuple[str, ...] = (
     "width",
     "height",
 )
+# Skin tone (ITA°, components/common/skin_tone.py) is stored beside FEATURES, not among them: it has
+# its own calibrated test (monitor_drift "skin_tone"), so the min-p over FEATURES does not dilute it.
+COLUMNS: tuple[str, ...] = (*FEATURES, ITA_COLUMN)
 # ITU-R BT.601 weights, the same luma PIL uses for mode "L".
 _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 
@@ -42,14 +46,15 @@ _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 class FeatureTable:
     """Features of the images that could be read, and the files that could not (with why)."""
 
-    frame: pd.DataFrame  # columns: path + FEATURES, one row per readable image
+    frame: pd.DataFrame  # columns: path + COLUMNS (FEATURES and ita), one row per readable image
     unreadable: tuple[tuple[str, str], ...] = ()
 
 
 def image_features(
     img: Image.Image, max_side: int = 256, original_size: tuple[int, int] | None = None
 ) -> dict[str, float]:
-    """Statistics of one image, computed on a copy downscaled to ≤ `max_side` pixels per side.
+    """Statistics of one image, computed on a copy downscaled to ≤ `max_side` pixels per side, and
+    its skin tone (ITA° of the whole frame: serving does not know where the lesion is).
 
     `original_size` is the size as stored on disk when `img` was already reduced while decoding
     (JPEG draft mode); width/height report the stored size because resolution is itself a signal.
@@ -63,6 +68,7 @@ def image_features(
     hi, lo = arr.max(axis=2), arr.min(axis=2)
     saturation = np.divide(hi - lo, hi, out=np.zeros_like(hi), where=hi > 0)  # HSV saturation, 0..1
     means = arr.reshape(-1, 3).mean(axis=0)
+    ita = ita_of_pixels(np.asarray(rgb))
     return {
         "brightness": float(luma.mean()),
         "contrast": float(luma.std()),
@@ -74,6 +80,7 @@ def image_features(
         "sharpness": float(ndimage.laplace(luma, mode="reflect").var()),
         "width": float(width),
         "height": float(height),
+        ITA_COLUMN: ita,
     }
 
 
@@ -121,8 +128,8 @@ def features_frame(
                 bad.append((str(path), problem))
             else:
                 rows.append({"path": str(path), **feats})
-    frame = pd.DataFrame(rows, columns=["path", *FEATURES])
-    frame[list(FEATURES)] = frame[list(FEATURES)].astype(float)
+    frame = pd.DataFrame(rows, columns=["path", *COLUMNS])
+    frame[list(COLUMNS)] = frame[list(COLUMNS)].astype(float)
     return FeatureTable(frame, tuple(bad))
 
 

@@ -34,7 +34,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import SQLAlchemyError
 
 from components.common.grouping import Grouper
-from components.common.image_stats import FEATURES
+from components.common.image_stats import COLUMNS
 from components.common.store_schema import (
     STATUSES,
     aware,
@@ -344,7 +344,7 @@ class Store:
         """The latest `limit` predictions of `kind` (at or after `since`), oldest first.
 
         Columns: prediction_id, created_at (UTC), kind, model_version, predicted_class, confidence,
-        one column per drift feature (common.image_stats.FEATURES), embedding (list or None).
+        one column per drift feature (common.image_stats.COLUMNS, NaN if absent), embedding (list or None).
         """
         cols = [
             predictions.c[c]
@@ -375,7 +375,7 @@ class Store:
                 "model_version": r.model_version,
                 "predicted_class": r.predicted_class,
                 "confidence": r.confidence,
-                **{f: float(r.features.get(f, np.nan)) for f in FEATURES},
+                **{f: float(r.features.get(f, np.nan)) for f in COLUMNS},
                 "embedding": _embedding_list(r.embedding),
             }
             for r in rows
@@ -387,7 +387,7 @@ class Store:
             "model_version",
             "predicted_class",
             "confidence",
-            *FEATURES,
+            *COLUMNS,
             "embedding",
         ]
         frame = pd.DataFrame(records, columns=columns)

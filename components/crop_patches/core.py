@@ -11,7 +11,9 @@ without re-cropping; files no longer referenced are pruned at the end.
 
 Outputs: `crops.parquet` (every crop: the lineage table), `patches.parquet` (what training and
 evaluation read: balanced train + natural val/test), `folds.parquet` (optional grouped k-fold),
-`detection/` (raw images + COCO boxes per split), `contact_sheet.png` and `crop_report.json`.
+`detection/` (raw images + COCO boxes per split), `contact_sheet.png` and `crop_report.json`. Every
+crop and patch carries the skin tone around its lesion (ita, skin_tone: tone.py); the report has the
+tone mix per split.
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ from components.crop_patches.geometry import Window, box_window
 from components.crop_patches.kfold import fold_counts, grouped_kfold
 from components.crop_patches.pixels import CropItem, ImageJob, crop_image, save
 from components.crop_patches.split import SPLITS, assign_split, check_no_leak, thin_classes
+from components.crop_patches.tone import TONE_KEY, add_skin_tone, tone_report
 
 CROPS, PATCHES, FOLDS = "crops.parquet", "patches.parquet", "folds.parquet"
 REPORT, SHEET, PATCH_DIR = "crop_report.json", "contact_sheet.png", "patches"
@@ -229,7 +232,8 @@ def run(cfg: CropConfig, task: TaskConfig, accepted_dir: Path, source: Path, out
     written, failures = _crop_all(_jobs(crops, source, root), cfg, whole)
     failed = {f["file"] for f in failures}
     crops = crops[[str(source / r) not in failed for r in crops.rel_path]]
-    patches, balance_report = balance(crops, task.classes, cfg.balance)
+    crops = add_skin_tone(crops, accepted, source, out_dir / CROPS)
+    patches, balance_report = balance(crops.drop(columns=[TONE_KEY]), task.classes, cfg.balance)
     groups_block, group_warnings = summarize(
         records(accepted[accepted.row_type == "image"]), cfg.split.max_group_fraction
     )
@@ -255,6 +259,7 @@ def run(cfg: CropConfig, task: TaskConfig, accepted_dir: Path, source: Path, out
         "split_groups_per_split": {s: int(crops.loc[crops.split == s, "split_group"].nunique()) for s in SPLITS},
         "split_groups": groups_block,
         "empty_images": _empty_images(accepted, cfg, whole),
+        "skin_tone": tone_report(crops, SPLITS),
         "balance": balance_report,
     }
     if cfg.kfold.enabled:

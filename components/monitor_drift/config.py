@@ -4,8 +4,8 @@ Every test choice and threshold lives here, because the defaults of drift librar
 independent rows and false-alarm on windows of a hundred clustered clinical images. Each test is
 calibrated on the reference (whole-patient windows, stats.py); the window verdict is "drift" when
 any test says so, so the per-test levels add up (union bound) to the false-alarm rate on an
-unshifted window: alpha + mmd.alpha + class_mix_alpha + confidence_alpha. benchmarks/drift.py
-measures the real rate.
+unshifted window: alpha + mmd.alpha + class_mix_alpha + confidence_alpha + skin_tone_alpha.
+benchmarks/drift.py measures the real rate.
 """
 
 from __future__ import annotations
@@ -86,7 +86,7 @@ class CusumConfig:
 class MonitorConfig:
     """The `monitor_drift` section of params.yaml."""
 
-    alpha: float = 0.02  # image statistics, family-wise; each feature is tested at alpha / n_features
+    alpha: float = 0.01  # image statistics, family-wise; each feature is tested at alpha / n_features
     min_drifted_share: float = 0.1  # share of features that must drift for the image-statistics test
     min_window: int = 30
     window: int = 500  # store mode: at most this many classify predictions per window
@@ -94,6 +94,7 @@ class MonitorConfig:
     mmd: MMDConfig = field(default_factory=MMDConfig)
     class_mix_alpha: float = 0.01
     confidence_alpha: float = 0.01
+    skin_tone_alpha: float = 0.01  # skin tone (ITA° of the skin, per image): KS on its distribution
     cusum: CusumConfig = field(default_factory=CusumConfig)
     retrain_feedback_threshold: int = 50
     consecutive_windows: int = 2
@@ -113,6 +114,7 @@ class MonitorConfig:
                 "window": self.window >= self.min_window,
                 "class_mix_alpha": 0 < self.class_mix_alpha < 1,
                 "confidence_alpha": 0 < self.confidence_alpha < 1,
+                "skin_tone_alpha": 0 < self.skin_tone_alpha < 1,
                 "retrain_feedback_threshold": self.retrain_feedback_threshold >= 1,
                 "consecutive_windows": self.consecutive_windows >= 1,
                 "cooldown_hours": self.cooldown_hours >= 0,
@@ -127,4 +129,4 @@ class MonitorConfig:
     @property
     def false_alarm_bound(self) -> float:
         """Union bound on the share of unshifted windows called "drift" by the distribution tests."""
-        return self.alpha + self.mmd.alpha + self.class_mix_alpha + self.confidence_alpha
+        return self.alpha + self.mmd.alpha + self.class_mix_alpha + self.confidence_alpha + self.skin_tone_alpha

@@ -34,6 +34,7 @@ from components.common.store import Store
 from components.monitor_drift.config import MonitorConfig
 from components.monitor_drift.policy import RetrainDecision, WindowResult, decide, history_record, last_retrain_at
 from components.monitor_drift.report import render_model_report, render_report
+from components.monitor_drift.tone import tone_summary
 from components.monitor_drift.window import Assessment, acquisition_masks, assess_window
 
 __all__ = ["MonitorConfig", "assess", "load_history", "monitor_frames", "reference_paths", "run", "run_store"]
@@ -145,6 +146,7 @@ def _drift_doc(
         "calibration_windows": cfg.calibration.windows,
         "false_alarm_bound": cfg.false_alarm_bound,
         "features": result.per_feature,
+        "skin_tone": tone_summary(result.checks),
         "counts": result.counts,
         "notes": list(result.notes),
         "reference": where,
@@ -210,6 +212,7 @@ def monitor_frames(
             **decision.as_dict(),
             "verdict": result.window.verdict,
             "drifted_checks": list(result.window.drifted_checks),
+            "skin_tone": {k: drift["skin_tone"].get(k) for k in ("verdict", "p_value", "reason")},
             "accepted_feedback": accepted_feedback,
             "history_length": len(history),
         },

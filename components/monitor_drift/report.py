@@ -10,7 +10,8 @@ calibrated check's p-value and level (`verdict_banner`), above a note that Evide
 flags use textbook p-values; Evidently's snapshot is kept beside the page as JSON
 (`drift_report.evidently.json`) for tools. Reference image statistics
 and reference model outputs come from different samples (raw train images vs held-out patches), so
-they are two reports: `drift_report.html` and, with model outputs, `model_drift_report.html`.
+they are two reports: `drift_report.html` (with the skin tone, ITA°, when both sides measured it)
+and, with model outputs, `model_drift_report.html`.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from components.common.skin_tone import ITA_COLUMN
 from components.monitor_drift.config import MonitorConfig
 from components.monitor_drift.stats import CheckResult
 
@@ -111,6 +113,10 @@ def _atomic(path: Path, write: Callable[[Path], None], banner: str) -> None:
         os.replace(snapshot, path.with_name(path.stem + SNAPSHOT_SUFFIX))
 
 
+def _measured(frame: pd.DataFrame, column: str) -> bool:
+    return column in frame and int(np.isfinite(frame[column].to_numpy(float)).sum()) >= 2
+
+
 def render_report(
     ref: pd.DataFrame,
     cur: pd.DataFrame,
@@ -132,17 +138,11 @@ def render_report(
                 "image(s); at least 2 of each are needed.",
             )
             return
-        level = cfg.alpha / len(features)
-        _evidently(
-            ref,
-            cur,
-            features,
-            [],
-            dict.fromkeys(features, "ks"),
-            dict.fromkeys(features, level),
-            cfg.min_drifted_share,
-            tmp,
-        )
+        levels = dict.fromkeys(features, cfg.alpha / len(features))
+        if _measured(ref, ITA_COLUMN) and _measured(cur, ITA_COLUMN):  # skin tone: its own test and level
+            levels[ITA_COLUMN] = cfg.skin_tone_alpha
+        columns = list(levels)
+        _evidently(ref, cur, columns, [], dict.fromkeys(columns, "ks"), levels, cfg.min_drifted_share, tmp)
 
     _atomic(path, write, verdict_banner(verdict, checks))
 

@@ -24,6 +24,7 @@ import pandas as pd
 
 from components.common.drift_reference import Reference
 from components.common.image_stats import FEATURES
+from components.common.skin_tone import ITA_COLUMN
 from components.monitor_drift.config import MonitorConfig
 from components.monitor_drift.policy import WindowResult
 from components.monitor_drift.stats import (
@@ -41,9 +42,12 @@ from components.monitor_drift.stats import (
     mmd_null,
     skipped,
 )
+from components.monitor_drift.tone import NAME as TONE_CHECK
+from components.monitor_drift.tone import tone_check
 
 MODEL_CHECKS = ("embedding_mmd", "class_mix", "confidence")
-_STREAMS = {"features": 1, "kernel": 2, "mmd": 3, "class_mix": 4, "confidence": 5, "mmd_current": 6}
+IMAGE_CHECKS = ("image_statistics", TONE_CHECK)
+_STREAMS = {"features": 1, "kernel": 2, "mmd": 3, "class_mix": 4, "confidence": 5, "mmd_current": 6, "skin_tone": 7}
 Cache = dict[tuple[str, int], Any]
 
 
@@ -175,6 +179,23 @@ def image_check(
     return feature_check(ref.images, rows, features, null, cfg.alpha, cfg.min_drifted_share)
 
 
+def skin_tone_check(ref: Reference, usable: pd.DataFrame, cfg: MonitorConfig, cache: Cache) -> CheckResult:
+    """KS on the per-image ITA°, calibrated on whole-patient reference windows (tone.py); skipped
+    when either side has no measured tone (an older reference or store rows, a grey modality)."""
+    if ITA_COLUMN not in ref.images:
+        return skipped(TONE_CHECK, "the reference has no skin tone (ita column): rebuild it with evaluate_model")
+    if reference_is_grey(ref.images, cfg.grey_saturation):
+        return skipped(TONE_CHECK, "the reference is a grey modality: no skin tone to compare")
+    cur = usable[ITA_COLUMN].to_numpy(float) if ITA_COLUMN in usable else np.array([])
+    cur = cur[np.isfinite(cur)]
+    if len(cur) < cfg.min_window:
+        return skipped(TONE_CHECK, f"{len(cur)} window image(s) with a measured skin tone, need {cfg.min_window}")
+    measured = ref.images[np.isfinite(ref.images[ITA_COLUMN].to_numpy(float))]
+    values, groups, n = measured[ITA_COLUMN].to_numpy(float), groups_of(measured), len(cur)
+    null = _cached(cache, "skin_tone", n, cfg, lambda rng: ks_null(values, groups, n, cfg.calibration.windows, rng))
+    return tone_check(values, cur, null, cfg.skin_tone_alpha)
+
+
 def assess_window(
     ref: Reference | None,
     cur: pd.DataFrame,
@@ -195,13 +216,13 @@ def assess_window(
     checks: list[CheckResult] = []
     notes: list[str] = []
     if ref is None:
-        checks += [skipped(n, "no reference") for n in ("image_statistics", *MODEL_CHECKS)]
+        checks += [skipped(n, "no reference") for n in (*IMAGE_CHECKS, *MODEL_CHECKS)]
     elif len(usable) < cfg.min_window:
         why = f"{len(usable)} usable image(s) in the window, need {cfg.min_window}"
-        checks += [skipped(n, why) for n in ("image_statistics", *MODEL_CHECKS)]
+        checks += [skipped(n, why) for n in (*IMAGE_CHECKS, *MODEL_CHECKS)]
     else:
         check, per_feature = image_check(ref, usable, cfg, cache)
-        checks.append(check)
+        checks += [check, skin_tone_check(ref, usable, cfg, cache)]
         model, notes = model_checks(ref, usable, cfg, cache)
         checks += model
     checks.append(feedback_check(reviews, cfg))

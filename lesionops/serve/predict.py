@@ -10,6 +10,7 @@ leaves: no image file, no row, no prediction id to report on.
 
 from __future__ import annotations
 
+import math
 import tempfile
 import uuid
 from collections.abc import Iterator
@@ -45,11 +46,13 @@ def read_upload(file: UploadFile, state: ServeState) -> Upload:
 
 def drift_features(state: ServeState, stored: StoredImage) -> dict[str, float]:
     """Features of the full stored image, by the very function the drift reference was built with
-    (`read_features`: same reduced JPEG decode, same downscale), so the two are comparable."""
+    (`read_features`: same reduced JPEG decode, same downscale), so the two are comparable. A value
+    that could not be measured (no skin tone on a grey film) is left out: JSON has no NaN."""
     try:
-        return read_features(state.image_dir / stored.path, state.cfg.feature_max_side)
+        features = read_features(state.image_dir / stored.path, state.cfg.feature_max_side)
     except DataError as exc:
         raise InputError(400, f"'file': {exc.problem}") from exc
+    return {k: v for k, v in features.items() if math.isfinite(v)}
 
 
 def _record(

@@ -62,6 +62,7 @@ def test_evaluate_writes_and_logs_the_reference_the_monitor_uses(tiny_dataset: P
     assert set(ref.images.patient_id) == set(patches[patches.split == "train"].patient_id)
     assert set(ref.model.patient_id) == set(held_out.patient_id)
     assert ref.images.width.eq(160).all() and ref.images.height.eq(120).all()  # the raw photos, not patches
+    assert meta["skin_tone"] and ref.images.ita.between(-90, 90).all()  # synthetic skin: every tone measured
     assert set(ref.model.predicted_class) <= set(task.classes) and ref.model.confidence.between(0, 1).all()
     assert ref.model.correct.mean() == pytest.approx(meta["accuracy"])
     assert ref.embeddings().shape == (len(held_out), 192)
@@ -110,6 +111,7 @@ def test_without_raw_images_the_train_patches_are_used_and_labelled(tmp_path: Pa
     assert frame.width.eq(640).all() and frame.height.eq(480).all()  # sizes of the raw images
     assert set(frame.path) == {"patches/ab/0000.png", "patches/ab/0001.png", "patches/ab/0002.png"}
     assert set(frame.patient_id) == {"P0"}
+    assert "ita" not in frame  # a lesion crop is not the skin around it: no skin-tone reference
 
 
 def test_a_champion_without_reference_artifacts_is_no_reference(tmp_path: Path) -> None:

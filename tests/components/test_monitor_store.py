@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from components.common.image_stats import FEATURES, features_frame, list_images
+from components.common.image_stats import COLUMNS, features_frame, list_images
 from components.common.io import read_json
 from components.common.store import Feedback, Prediction, Review, Store, StoredImage
 from components.common.tracking import TrackingConfig
@@ -23,6 +23,7 @@ CFG = MonitorConfig(min_window=30, window=200, cooldown_hours=0)
 
 
 def add_predictions(store: Store, frame: pd.DataFrame, start: int) -> None:
+    """Store rows as serving does: every feature the frame has, a missing (NaN) one left out."""
     for i, r in enumerate(frame.itertuples(index=False)):
         sha = f"{start + i:064x}"
         store.add_prediction(
@@ -37,7 +38,7 @@ def add_predictions(store: Store, frame: pd.DataFrame, start: int) -> None:
                 outputs={"top": [{"label": r.predicted_class, "confidence": r.confidence}]},
                 predicted_class=r.predicted_class,
                 confidence=float(r.confidence),
-                features={f: float(getattr(r, f)) for f in FEATURES},
+                features={f: float(getattr(r, f)) for f in COLUMNS if np.isfinite(getattr(r, f, np.nan))},
                 embedding=np.asarray(r.embedding, np.float32),
             )
         )
@@ -116,6 +117,23 @@ def test_store_windows_do_not_overlap_and_drift_persists(tmp_path: Path, ref_dir
     assert [r["verdict"] for r in records] == ["no_drift", "insufficient_data", "drift", "drift", "insufficient_data"]
     assert records[0]["window_end"] == records[1]["window_end"]  # the small window was not consumed
     assert all(r["mode"] == "store" and r["reasons"] for r in records)
+
+
+def test_a_darker_skinned_clinic_is_skin_tone_drift_from_the_store(tmp_path: Path, ref_dir: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'serving.db'}"
+    store, history = Store(url), tmp_path / "history.json"
+    try:
+        add_predictions(store, rows(150, 30, ita=0.0), 0)  # reference median ITA 35°: intermediate skin
+        out = run_store(CFG, url, tmp_path / "out", reference_dir=ref_dir, history_file=history, now=T0)
+        add_predictions(store, rows(150, 31).assign(ita=np.nan), 150)  # stored before ITA was measured
+        skipped = run_store(CFG, url, tmp_path / "old", reference_dir=ref_dir, history_file=history, now=T0)
+    finally:
+        store.close()
+    assert out["drift"]["verdict"] == "drift" and "skin_tone" in out["drift"]["drifted_checks"]
+    tone = read_json(tmp_path / "out" / "decision.json")["skin_tone"]
+    assert tone["verdict"] == "drift" and "median ITA" in tone["reason"]
+    assert out["drift"]["skin_tone"]["current_median_ita"] < 10 < out["drift"]["skin_tone"]["reference_median_ita"]
+    assert skipped["drift"]["skin_tone"]["verdict"] == "skipped"  # the 150 newest have no tone
 
 
 def test_feedback_threshold_from_the_store_retrains(tmp_path: Path, ref_dir: Path) -> None:

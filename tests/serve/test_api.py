@@ -55,6 +55,7 @@ def test_classify_whole_image(client: httpx.Client, serving: ServeSetup) -> None
     assert row is not None and row["predicted_class"] == body["top"][0]["label"]
     assert row["model_version"] == "1" and len(row["embedding"]) == 192  # small_cnn's penultimate width
     assert set(row["features"]) >= {"brightness", "sharpness", "width"} and row["features"]["width"] == 160
+    assert 10 < row["features"]["ita"] < 55  # the photo's skin-like field (about 180, 140, 120 RGB): a tone
     assert (serving.root / "serving" / "images" / row["image_path"]).read_bytes() == JPEG  # no metadata to strip
     assert row["input_sha256"] == row["image_path"].split("/")[1].split(".")[0]
     assert row["user_id"] == REVIEWER.split(".")[0] and row["orientation"] == 1

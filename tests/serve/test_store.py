@@ -60,12 +60,14 @@ def test_recent_predictions(store: Store) -> None:
         "predicted_class",
         "confidence",
         *FEATURES,
+        "ita",
         "embedding",
     ]
     assert list(frame.prediction_id) == ["p007", "p008", "p009"]  # the latest 3, oldest first
     assert str(frame.created_at.dt.tz) == "UTC" and frame.created_at.iloc[0] == T0 + timedelta(minutes=7)
     assert frame.embedding.iloc[0] == [7.0, 8.0, 9.0, 10.0] and frame.brightness.iloc[0] == 7.0
     assert frame.confidence.dtype == float and list(frame.model_version) == ["2", "2", "2"]
+    assert frame.ita.isna().all()  # stored without a skin tone (older rows, grey films): NaN, not an error
     since = store.recent_predictions(100, since=T0 + timedelta(minutes=8))
     assert list(since.prediction_id) == ["p008", "p009"]
     naive = store.recent_predictions(100, since=(T0 + timedelta(minutes=8)).replace(tzinfo=None))

@@ -35,8 +35,9 @@ def rows(
     conf: tuple[float, float] = (8, 2),
     grey: float = 0.0,
     version: str = "3",
+    ita: float = 35.0,
 ) -> pd.DataFrame:
-    """n store-like rows: FEATURES, model outputs and embeddings (class-dependent means)."""
+    """n store-like rows: FEATURES, skin tone (ITA°), model outputs and embeddings (class-dependent means)."""
     rng = np.random.default_rng(seed)
     labels = rng.choice(CLASSES, n, p=priors)
     centres = {c: np.eye(DIM)[i] * 2.0 for i, c in enumerate(CLASSES)}
@@ -58,6 +59,7 @@ def rows(
             "sharpness": rng.lognormal(4, 0.5, n),
             "width": 640.0,
             "height": 480.0,
+            "ita": rng.normal(ita, 15, n),
             "embedding": list(emb),
         }
     )
@@ -69,7 +71,7 @@ def rows(
 def reference(seed: int = 0, **kw: object) -> Reference:
     img, model = rows(400, seed, **kw), rows(500, seed + 1, **kw)
     return Reference(
-        img[list(FEATURES)],
+        img[[*FEATURES, "ita"]],
         model[["predicted_class", "confidence", "embedding"]],
         {"model_version": "3", "pixels": "raw"},
         "test reference",
@@ -90,12 +92,13 @@ def test_unshifted_window_is_no_drift_and_every_test_reports(ref: Reference) -> 
     assert result.window.verdict == "no_drift" and not result.window.acquisition_alert
     assert verdicts(result) == {
         "image_statistics": "no_drift",
+        "skin_tone": "no_drift",
         "embedding_mmd": "no_drift",
         "class_mix": "no_drift",
         "confidence": "no_drift",
         "error_cusum": "skipped",
     }
-    for check in result.checks[:4]:
+    for check in result.checks[:5]:
         assert check.statistic is not None and check.p_value is not None and check.threshold is not None
         assert check.reason
 
@@ -107,6 +110,7 @@ def test_unshifted_window_is_no_drift_and_every_test_reports(ref: Reference) -> 
         ({"priors": (0.1, 0.3, 0.6)}, "class_mix"),
         ({"conf": (3, 3)}, "confidence"),
         ({"bright": 100.0}, "image_statistics"),
+        ({"ita": 20.0}, "skin_tone"),
     ],
 )
 def test_each_test_fires_on_its_shift(ref: Reference, shift: dict, fired: str) -> None:
@@ -139,7 +143,28 @@ def test_near_black_frames_count_as_dark_not_wrong_modality(ref: Reference) -> N
 def test_small_window_is_insufficient_and_says_why(ref: Reference) -> None:
     result = assess_window(ref, rows(20, 6), CFG)
     assert result.window.verdict == "insufficient_data"
-    assert all(c.verdict == "skipped" and "20 usable" in c.reason for c in result.checks[:4])
+    assert all(c.verdict == "skipped" and "20 usable" in c.reason for c in result.checks[:5])
+
+
+def test_skin_tone_is_skipped_with_a_reason_when_either_side_has_no_tone(ref: Reference) -> None:
+    old_ref = Reference(ref.images.drop(columns="ita"), ref.model, ref.meta, "reference built before ITA")
+    old = {c.name: c for c in assess_window(old_ref, rows(100, 7), CFG).checks}["skin_tone"]
+    assert old.verdict == "skipped" and "no skin tone" in old.reason
+    stored = rows(100, 7)
+    stored.loc[:80, "ita"] = np.nan  # grey films and store rows from before ITA was measured
+    few = {c.name: c for c in assess_window(ref, stored, CFG).checks}["skin_tone"]
+    assert few.verdict == "skipped" and "19 window image(s) with a measured skin tone" in few.reason
+    grey = {c.name: c for c in assess_window(reference(grey=1.0), rows(100, 4, grey=1.0), CFG).checks}
+    assert grey["skin_tone"].verdict == "skipped" and "grey modality" in grey["skin_tone"].reason
+
+
+def test_skin_tone_reports_the_tone_mix_a_clinician_reads(ref: Reference) -> None:
+    check = {c.name: c for c in assess_window(ref, rows(150, 8, ita=5.0), CFG).checks}["skin_tone"]
+    assert check.verdict == "drift" and check.p_value <= CFG.skin_tone_alpha
+    ref_mix, cur_mix = check.detail["reference_mix"], check.detail["current_mix"]
+    assert sum(ref_mix.values()) == pytest.approx(1.0, abs=1e-3)
+    assert cur_mix["brown"] > ref_mix["brown"] and cur_mix["intermediate"] < ref_mix["intermediate"]
+    assert check.detail["current_median_ita"] < check.detail["reference_median_ita"] - 20
 
 
 def test_no_reference(ref: Reference) -> None:
@@ -209,8 +234,18 @@ def test_monitor_frames_two_windows_retrain_then_cooldown(ref: Reference, tmp_pa
     )
     assert not third["decision"]["retrain"] and any(r.startswith("cooldown") for r in third["decision"]["reasons"])
     drift = read_json(out[1] / "drift.json")
-    assert {c["name"] for c in drift["checks"]} >= {"image_statistics", "embedding_mmd", "class_mix", "confidence"}
+    assert {c["name"] for c in drift["checks"]} >= {
+        "image_statistics",
+        "skin_tone",
+        "embedding_mmd",
+        "class_mix",
+        "confidence",
+    }
     assert drift["false_alarm_bound"] == pytest.approx(0.05)
+    assert drift["skin_tone"]["verdict"] == "no_drift" and set(drift["skin_tone"]["current_mix"]) >= {"dark"}
+    decision = read_json(out[1] / "decision.json")
+    assert decision["skin_tone"]["verdict"] == "no_drift" and "ITA" in decision["skin_tone"]["reason"]
+    assert "ita" in (out[1] / "drift_report.html").read_text(encoding="utf-8")
     assert (out[1] / "drift_report.html").stat().st_size > 1000
     assert (out[1] / "model_drift_report.html").stat().st_size > 1000
     assert [r["retrain"] for r in read_json(history)] == [False, True, False]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -13,7 +14,7 @@ import pytest
 from PIL import Image, ImageFilter
 
 from components.common.errors import DataError
-from components.common.image_stats import FEATURES, features_frame, image_features
+from components.common.image_stats import COLUMNS, FEATURES, features_frame, image_features
 from components.common.io import read_json
 from components.monitor_drift.config import MonitorConfig
 from components.monitor_drift.core import assess, load_history, reference_paths, run
@@ -57,7 +58,7 @@ def _fake_crop(tmp: Path, n_train: int = 30, level: float = 100, seed: int = 1) 
 
 def test_black_image_has_zero_brightness_and_sharpness() -> None:
     f = image_features(Image.new("RGB", (64, 48)))
-    assert set(f) == set(FEATURES)
+    assert set(f) == set(COLUMNS) and math.isnan(f["ita"])  # no skin in a black frame
     assert f["brightness"] == pytest.approx(0) and f["contrast"] == pytest.approx(0)
     assert f["sharpness"] == pytest.approx(0) and f["saturation"] == pytest.approx(0)
     assert (f["width"], f["height"]) == (64, 48)
@@ -68,6 +69,7 @@ def test_colour_and_saturation_of_a_pure_red_image() -> None:
     assert (f["mean_r"], f["mean_g"], f["mean_b"]) == pytest.approx((255, 0, 0))
     assert f["saturation"] == pytest.approx(1.0)
     assert f["brightness"] == pytest.approx(0.299 * 255, abs=0.01)
+    assert math.isnan(f["ita"])  # far too saturated to be skin
 
 
 def test_blur_lowers_sharpness() -> None:
