@@ -34,13 +34,12 @@ from components.common.image_stats import FEATURES
 from components.common.store_schema import (
     STATUSES,
     aware,
+    create_schema,
     events,
     feedback,
     make_engine,
-    metadata,
     naive_utc,
     predictions,
-    upgrade,
     users,
     utc_now,
 )
@@ -122,8 +121,7 @@ class Store:
     def __init__(self, url: str) -> None:
         self.url = url
         self.engine = make_engine(url)
-        metadata.create_all(self.engine)
-        upgrade(self.engine)
+        create_schema(self.engine)
 
     def close(self) -> None:
         self.engine.dispose()

@@ -5,6 +5,8 @@ so a transaction that returned from COMMIT survives a killed process (and a powe
 works by URL with the same code: nothing here is dialect-specific (JSON and LargeBinary map to
 JSON/BLOB and JSON/BYTEA). Times are stored as naive UTC and handed back timezone-aware (UTC).
 Columns added since a database was created are added on open (`upgrade`): old stores keep working.
+Several server processes may share one database (PostgreSQL) and open it at the same time
+(`create_schema`).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import DBAPIError
 
 STATUSES = ("pending", "accepted", "rejected")
 metadata = MetaData()
@@ -141,6 +144,41 @@ def make_engine(url: str) -> Engine:
     engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
     event.listen(engine, "connect", _sqlite_pragmas)
     return engine
+
+
+def create_schema(engine: Engine) -> None:
+    """Create the tables, then `upgrade`: safe when several server processes open one empty (or
+    old) database at the same moment.
+
+    Each step checks first, but two openers can both find a table missing and both create it; the
+    loser's CREATE/ALTER then fails ("already exists", or PostgreSQL's unique violation on pg_type).
+    A failure after which more of the schema exists than before was such a race: check again. A
+    failure that changed nothing (no permission, wrong database) is raised as it is.
+    """
+    before = _schema_objects(engine)
+    while True:
+        try:
+            metadata.create_all(engine)
+            upgrade(engine)
+            return
+        except DBAPIError:
+            after = _schema_objects(engine)
+            if after <= before:
+                raise
+            before = after
+
+
+def _schema_objects(engine: Engine) -> set[str]:
+    """Our tables, columns and indexes that exist in the database now."""
+    found = inspect(engine)
+    names = set(found.get_table_names())
+    out: set[str] = set()
+    for table in metadata.sorted_tables:
+        if table.name in names:
+            out.add(table.name)
+            out.update(f"{table.name}.{c['name']}" for c in found.get_columns(table.name))
+            out.update(f"{table.name}:{i['name']}" for i in found.get_indexes(table.name))
+    return out
 
 
 def upgrade(engine: Engine) -> None:
