@@ -34,11 +34,10 @@ from components.common.image_stats import FEATURES
 from components.common.store_schema import (
     STATUSES,
     aware,
-    create_schema,
     events,
     feedback,
-    make_engine,
     naive_utc,
+    open_engine,
     predictions,
     users,
     utc_now,
@@ -118,10 +117,10 @@ def _since(column: Any, since: datetime | None) -> list[Any]:
 class Store:
     """Predictions and feedback in one database; safe to share between threads."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, setting: str = "serve.store_url") -> None:
+        """`setting`: where the URL came from, named by the ConfigError of a URL that cannot work."""
         self.url = url
-        self.engine = make_engine(url)
-        create_schema(self.engine)
+        self.engine = open_engine(url, setting)
 
     def close(self) -> None:
         self.engine.dispose()

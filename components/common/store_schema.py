@@ -33,7 +33,9 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.engine import Engine, make_url
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
+
+from components.common.errors import ConfigError
 
 STATUSES = ("pending", "accepted", "rejected")
 metadata = MetaData()
@@ -134,15 +136,45 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.close()
 
 
-def make_engine(url: str) -> Engine:
-    """An engine for `url`; SQLite files get their folder created and the durability pragmas."""
-    parsed = make_url(url)
-    if parsed.get_backend_name() != "sqlite":
-        return create_engine(url, pool_pre_ping=True)
+def make_engine(url: str, setting: str = "serve.store_url") -> Engine:
+    """An engine for `url`; SQLite files get their folder created and the durability pragmas.
+
+    A URL that does not parse, or names a database whose driver is not installed, is a ConfigError
+    naming `setting` (the password never appears in the message)."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError as exc:
+        shown = repr(url) if "@" not in url else "a value (not shown: it may hold a password)"
+        raise ConfigError(
+            f"{setting}: expected a database URL such as sqlite:///serving/lesionops.db or "
+            f"postgresql://user@host/db, found {shown}"
+        ) from exc
+    try:
+        if parsed.get_backend_name() != "sqlite":
+            return create_engine(parsed, pool_pre_ping=True)
+        engine = create_engine(parsed, connect_args={"timeout": 30, "check_same_thread": False})
+    except (NoSuchModuleError, ImportError) as exc:
+        raise ConfigError(
+            f"{setting}: no driver for {parsed.render_as_string(hide_password=True)} ({exc}); "
+            "SQLite and PostgreSQL (psycopg) are installed"
+        ) from exc
     if parsed.database and parsed.database != ":memory:":
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-    engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
     event.listen(engine, "connect", _sqlite_pragmas)
+    return engine
+
+
+def open_engine(url: str, setting: str = "serve.store_url") -> Engine:
+    """The engine of a store whose schema is created or upgraded; a URL that cannot work (does not
+    parse, no driver, no server, no such database, no permission) is a ConfigError naming `setting`."""
+    engine = make_engine(url, setting)
+    try:
+        create_schema(engine)
+    except DBAPIError as exc:
+        engine.dispose()
+        cause = str(exc.orig or exc).strip().splitlines()[0]
+        where = engine.url.render_as_string(hide_password=True)
+        raise ConfigError(f"{setting}: cannot open the store at {where} ({cause})") from exc
     return engine
 
 

@@ -6,11 +6,14 @@ from __future__ import annotations
 import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 from sqlalchemy import text
+from sqlalchemy.engine import make_url
 
+from components.common.errors import ConfigError
 from components.common.image_stats import FEATURES
 from components.common.store import Feedback, Prediction, Review, Store, StoredImage
 
@@ -181,3 +184,25 @@ def test_servers_starting_together_on_an_empty_database_all_open_it(store_url: s
     assert [s.count_predictions() for s in opened] == [1] * OPENERS
     for s in opened:
         s.close()
+
+
+@pytest.mark.parametrize(
+    ("url", "problem"),
+    [
+        ("serving/lesionops.db", "expected a database URL"),
+        ("mysql://lesionops:s3cret@db/serving", "no driver for mysql://lesionops:\\*\\*\\*@db/serving"),
+        ("postgresql://lesionops:s3cret@/serving?host=/nonexistent", "cannot open the store at postgresql://"),
+    ],
+)
+def test_a_store_url_that_cannot_work_names_the_setting(url: str, problem: str) -> None:
+    with pytest.raises(ConfigError, match=f"^serve.store_url: {problem}") as caught:
+        Store(url)
+    assert "s3cret" not in str(caught.value)
+
+
+def test_a_missing_postgres_database_names_the_setting(postgres_server: Any) -> None:
+    """A real server that answers, but the database in the URL does not exist."""
+    url = make_url(postgres_server.get_uri(database="no_such_db")).set(password="s3cret")
+    with pytest.raises(ConfigError, match='serve.store_url: cannot open .*"no_such_db" does not exist') as caught:
+        Store(url.render_as_string(hide_password=False))
+    assert "s3cret" not in str(caught.value)
