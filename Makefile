@@ -4,6 +4,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+TEST_STAMP := $(VENV)/.installed-test
 TOOLS := .venv-tools
 # Image: <repository>:<package version> (CPU) and <version>-cuda; set IMAGE_REPOSITORY to your ECR URL
 VERSION := $(shell sed -n 's/^__version__ = "\(.*\)"/\1/p' components/__init__.py)
@@ -17,10 +18,17 @@ help: ## list targets
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check "uv==0.13.8"
-	$(BIN)/uv pip install --python $(BIN)/python --quiet -c constraints.txt -e ".[test]"
+	$(BIN)/uv pip install --python $(BIN)/python --quiet -c constraints.txt -e .
 	@touch $(STAMP)
 
-venv: $(STAMP) ## create or update the virtual environment (.venv) from constraints.txt
+# the test extras (moto, PostgreSQL, Chromium driver, linters …) only for the targets that need them
+$(TEST_STAMP): $(STAMP)
+	$(BIN)/uv pip install --python $(BIN)/python --quiet -c constraints.txt -e ".[test]"
+	@touch $(TEST_STAMP)
+
+venv: $(STAMP) ## create or update the virtual environment (.venv) from constraints.txt (add the test extras: make test-venv)
+
+test-venv: $(TEST_STAMP) ## the virtual environment plus the test extras
 
 data: $(STAMP) ## generate the synthetic labelImg dataset into data/ and track it with DVC (data.dvc)
 	$(BIN)/lesionops synth --out data
@@ -61,16 +69,16 @@ push: image ## push both images (log in to the registry first, e.g. aws ecr get-
 	docker push $(IMAGE_REPOSITORY):$(VERSION)
 	docker push $(IMAGE_REPOSITORY):$(VERSION)-cuda
 
-lint: $(STAMP) ## ruff (lint + format), mypy (components/, pipelines/) and import-linter (layers, stage independence)
+lint: $(TEST_STAMP) ## ruff (lint + format), mypy (components/, pipelines/) and import-linter (layers, stage independence)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
-test: $(STAMP) browser tools lint ## install, lint, and run the test suite (CPU; GPU tests skip without CUDA)
+test: $(TEST_STAMP) browser tools lint ## install, lint, and run the test suite (CPU; GPU tests skip without CUDA)
 	$(BIN)/python -m pytest -n 2 --dist loadgroup --timeout 900 -q
 
-bench: $(STAMP) ## run the benchmarks
+bench: $(TEST_STAMP) ## run the benchmarks
 	@for b in benchmarks/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
 
 ui: $(STAMP) ## open the MLflow UI on the embedded SQLite store

@@ -12,24 +12,33 @@ Measured:
    (photo + its lesion box) after `--warmup` untimed ones: p50/p99 latency and requests/s.
    Each call decodes, hashes and stores (fsync) the image, crops, classifies, computes the drift
    features and commits the prediction row (SQLite, synchronous=FULL).
+   Then the same with one client (`--single` calls: the latency a lone phone sees) and with
+   `--batch-clients` clients (a batch re-scoring), with the mean micro-batch size the server formed
+   (`serve.max_batch`, `--max-batch` overrides it; 1 = every request its own forward). Then a
+   second server with `serve.backend: onnx` (ONNX Runtime, the graph exported at load) under the
+   `--clients` load.
 2. bare model: `patch_for` + `to_batch` + the forward pass with embeddings, the exact calls the
    route makes, sequentially in this thread (half before, half after the API load): p50, calls/s.
    The ratio API req/s ÷ bare calls/s says how much throughput the HTTP, storage and drift-feature
-   work costs (the server and its clients share this process and its cores).
+   work costs, net of what micro-batching wins back (the server and its clients share this process
+   and its cores).
 
     .venv/bin/python benchmarks/serve.py [--requests 400] [--clients 4] [--arch ARCH] [--image-size N]
-        [--warmup 20] [--bare 200] [--threads N] [--params params.yaml]
+        [--warmup 20] [--bare 200] [--threads N] [--single 100] [--batch-clients 16] [--max-batch N]
+        [--no-onnx] [--params params.yaml]
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import socket
 import statistics
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -43,6 +52,7 @@ from mlflow.tracking import MlflowClient
 from components.common.classifier.config import TrainConfig
 from components.common.classifier.models import build_model
 from components.common.params import load_params, section
+from components.common.preprocessing import Normalization
 from components.common.store import Store
 from components.common.task import TaskConfig
 from components.common.tracking import TrackingConfig, setup
@@ -69,7 +79,7 @@ def registry(root: Path, task: TaskConfig, cfg: TrainConfig) -> TrackingConfig:
     model = build_model(cfg.arch, len(task.classes), cfg.dropout).eval()
     sample = torch.randint(0, 256, (2, 3, cfg.image_size, cfg.image_size), dtype=torch.uint8)
     with mlflow.start_run():
-        uri = _log_model(model, sample, task, cfg, root)
+        uri = _log_model(model, sample, task, cfg, root, Normalization((0.6, 0.5, 0.45), (0.2, 0.25, 0.3)))
         mlflow.log_metric("temperature", 1.3)
     version = mlflow.register_model(uri, tracking.registered_model).version
     MlflowClient().set_registered_model_alias(tracking.registered_model, "champion", version)
@@ -132,9 +142,10 @@ def bare(
     images: list[tuple[bytes, str]],
     n: int,
     threads: int,
+    backend: str = "torch",
 ) -> list[float]:
     """The route's model work alone: crop + preprocess + forward, on the stored image files."""
-    champions = Champions(tracking, "champion", task.classes, ("classifier",))
+    champions = Champions(tracking, "champion", task.classes, ("classifier",), backend=backend)
     champions.refresh()
     model = champions.classifier
     assert model is not None
@@ -167,13 +178,19 @@ def main() -> None:
     parser.add_argument("--arch", default=None, help="default: train_model.arch of --params")
     parser.add_argument("--image-size", type=int, default=None, help="default: train_model.image_size")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: serve.torch_threads)")
+    parser.add_argument("--single", type=int, default=100, help="requests of the one-client row (0: skip)")
+    parser.add_argument("--batch-clients", type=int, default=16, help="clients of the batch row (0: skip)")
+    parser.add_argument("--max-batch", type=int, default=None, help="default: serve.max_batch")
+    parser.add_argument("--no-onnx", dest="onnx", action="store_false", help="skip the ONNX Runtime rows")
     args = parser.parse_args()
     doc = load_params(args.params)
     train = section(doc, "train_model", TrainConfig)
     train = TrainConfig(arch=args.arch or train.arch, image_size=args.image_size or train.image_size)
     task = TaskConfig(name="bench", classes=tuple(doc["task"]["classes"]))
     crop = section(doc, "crop_patches", CropConfig)
-    threads = args.threads if args.threads is not None else section(doc, "serve", ServeConfig).torch_threads
+    serve_cfg = section(doc, "serve", ServeConfig)
+    threads = args.threads if args.threads is not None else serve_cfg.torch_threads
+    max_batch = args.max_batch or serve_cfg.max_batch
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         tracking = registry(root / "mlruns", task, train)
@@ -185,37 +202,104 @@ def main() -> None:
             reload_every_s=0,
             torch_threads=threads,
             upload_rate=None,
+            max_batch=max_batch,
+            batch_wait_ms=serve_cfg.batch_wait_ms,
         )
         store = Store(cfg.store_url)
         _, token = add_user(store, "bench", "clinician")  # signed in, as every clinic request is
         store.close()
+        backends = ("torch", "onnx") if args.onnx else ("torch",)
         # bare calls before and after the API load, so a shared machine's drifting load hits both alike
-        bare_times = bare(tracking, task, crop, root, images, args.bare // 2, threads)
-        server, thread, url = serve(create_app(cfg, tracking, task, crop=crop))
-        try:
-            load(url, images, args.warmup, args.clients, token)
-            latencies, wall = load(url, images, args.requests, args.clients, token)
-        finally:
-            server.should_exit = True
-            thread.join(timeout=30)
-        bare_times += bare(tracking, task, crop, root, images, args.bare - args.bare // 2, threads)
-    api_rps, bare_rps = len(latencies) / wall, 1 / statistics.mean(bare_times)
+        bare_times = {b: bare(tracking, task, crop, root, images, args.bare // 2, threads, b) for b in backends}
+        rows = api_rows(args, cfg, tracking, task, crop, images, token)
+        if args.onnx:
+            onnx_cfg = dataclasses.replace(cfg, backend="onnx")
+            rows |= api_rows(args, onnx_cfg, tracking, task, crop, images, token, only_main=True)
+        for b in backends:
+            bare_times[b] += bare(tracking, task, crop, root, images, args.bare - args.bare // 2, threads, b)
+    report(args, train, task, threads, max_batch, rows, bare_times)
+
+
+def api_rows(
+    args: argparse.Namespace,
+    cfg: ServeConfig,
+    tracking: TrackingConfig,
+    task: TaskConfig,
+    crop: CropConfig,
+    images: list[tuple[bytes, str]],
+    token: str,
+    only_main: bool = False,
+) -> dict[str, tuple[list[float], float, float]]:
+    """The API rows of one server (`cfg.backend`): `--clients`, then one client and the batch clients."""
+    app = create_app(cfg, tracking, task, crop=crop)
+    server, thread, url = serve(app)
+    suffix = "" if cfg.backend == "torch" else f", {cfg.backend}"
+    rows = {}
+    try:
+        load(url, images, args.warmup, args.clients, token)
+        rows[f"{args.clients} clients{suffix}"] = measured(
+            app, lambda: load(url, images, args.requests, args.clients, token)
+        )
+        if args.single and not only_main:
+            rows["1 client"] = measured(app, lambda: load(url, images, args.single, 1, token))
+        if args.batch_clients and not only_main:
+            n = max(args.requests, 4 * args.batch_clients)
+            rows[f"{args.batch_clients} clients"] = measured(
+                app, lambda: load(url, images, n, args.batch_clients, token)
+            )
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+    return rows
+
+
+def measured(app: object, run: Callable[[], tuple[list[float], float]]) -> tuple[list[float], float, float]:
+    """(latencies, wall, mean micro-batch size) of one load, the batch size from the served model's batcher."""
+    batcher = app.state.serve.champions.classifier.batcher  # type: ignore[attr-defined]
+    before = (batcher.batches, batcher.batched)
+    latencies, wall = run()
+    batches, batched = batcher.batches - before[0], batcher.batched - before[1]
+    return latencies, wall, batched / max(batches, 1)
+
+
+def report(
+    args: argparse.Namespace,
+    train: TrainConfig,
+    task: TaskConfig,
+    threads: int,
+    max_batch: int,
+    rows: dict[str, tuple[list[float], float, float]],
+    bare_times: dict[str, list[float]],
+) -> None:
+    bare_torch = bare_times["torch"]
+    bare_rps = 1 / statistics.mean(bare_torch)
     print(
         f"serve benchmark: {train.arch} @ {train.image_size}px, {len(task.classes)} classes, 640x480 JPEG + box; "
-        f"{os.cpu_count()} CPUs, torch threads {threads or torch.get_num_threads()}, {args.clients} clients, "
+        f"{os.cpu_count()} CPUs, torch threads {threads or torch.get_num_threads()}, max_batch {max_batch}, "
         f"{args.requests} requests"
     )
-    print(
-        f"  API  /classify : p50 {pct(latencies, 50):7.1f} ms  p99 {pct(latencies, 99):7.1f} ms  {api_rps:7.1f} req/s"
-    )
-    print(
-        f"  bare model call: p50 {pct(bare_times, 50):7.1f} ms  p99 {pct(bare_times, 99):7.1f} ms  "
-        f"{bare_rps:7.1f} calls/s  (crop + preprocess + forward, one thread)"
-    )
+    for name, (latencies, wall, mean_batch) in rows.items():
+        print(
+            f"  API  /classify, {name:>16}: p50 {pct(latencies, 50):7.1f} ms  p99 {pct(latencies, 99):7.1f} ms  "
+            f"{len(latencies) / wall:7.1f} req/s  (mean batch {mean_batch:.1f})"
+        )
+    for backend, times in bare_times.items():
+        print(
+            f"  bare model call, {backend:>15}: p50 {pct(times, 50):7.1f} ms  p99 {pct(times, 99):7.1f} ms  "
+            f"{1 / statistics.mean(times):7.1f} calls/s  (crop + preprocess + forward, one thread)"
+        )
+    latencies, wall, _ = rows[f"{args.clients} clients"]
+    api_rps = len(latencies) / wall
     print(
         f"  ratio API req/s / bare calls/s = {api_rps / bare_rps:.2f}; "
-        f"API p50 / bare p50 = {pct(latencies, 50) / pct(bare_times, 50):.1f}x"
+        f"API p50 / bare p50 = {pct(latencies, 50) / pct(bare_torch, 50):.1f}x"
     )
+    if "1 client" in rows:
+        single = pct(rows["1 client"][0], 50)
+        print(f"  one client: API p50 - bare p50 = {single - pct(bare_torch, 50):+.1f} ms")
+    if "onnx" in bare_times:
+        ratio = statistics.mean(bare_torch) / statistics.mean(bare_times["onnx"])
+        print(f"  onnx / torch bare calls/s = {ratio:.2f}")
 
 
 if __name__ == "__main__":

@@ -1,7 +1,9 @@
 """Durable record of every prediction and every feedback report (tables in store_schema.py).
 
 The API acknowledges a feedback report (201) only after its commit, which on SQLite (WAL,
-`synchronous=FULL`) or PostgreSQL survives a killed process. Embeddings are float32 bytes:
+`synchronous=FULL`) or PostgreSQL survives a killed process. Concurrent writers share a commit
+(group commit, components/common/grouping.py): one fsync for a group of rows, each caller still
+returning only once its row is committed. Embeddings are float32 bytes:
 4 bytes a dimension instead of ~20 as JSON text. The drift monitor reads this store through
 `recent_predictions`, `reviewed_feedback` and `count_feedback` only.
 
@@ -29,7 +31,9 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import SQLAlchemyError
 
+from components.common.grouping import Grouper
 from components.common.image_stats import FEATURES
 from components.common.store_schema import (
     STATUSES,
@@ -42,6 +46,8 @@ from components.common.store_schema import (
     users,
     utc_now,
 )
+
+GROUP_COMMIT_ROWS = 64  # most rows concurrent requests share one commit (one fsync) with
 
 __all__ = ["STATUSES", "Feedback", "ImageDeleted", "Prediction", "Review", "Store", "StoredImage", "utc_now"]
 
@@ -121,6 +127,7 @@ class Store:
         """`setting`: where the URL came from, named by the ConfigError of a URL that cannot work."""
         self.url = url
         self.engine = open_engine(url, setting)
+        self._commits: Grouper[Callable[[Connection], Any]] = Grouper()
 
     def close(self) -> None:
         self.engine.dispose()
@@ -130,16 +137,48 @@ class Store:
         with self.engine.begin() as conn:
             yield conn
 
+    def _durably(self, job: Callable[[Connection], Any]) -> None:
+        """Run `job` in a transaction shared with concurrent writers (group commit: one commit, one
+        fsync for all of them); returns only once that transaction is committed."""
+        self._commits.run(job, self._commit_group, GROUP_COMMIT_ROWS)
+
+    def _commit_group(self, jobs: list[Callable[[Connection], Any]]) -> list[BaseException | None]:
+        results: list[BaseException | None] = [None] * len(jobs)
+        try:
+            with self._tx() as conn:
+                for i, job in enumerate(jobs):
+                    try:
+                        job(conn)
+                    except ImageDeleted as exc:  # a refusal raised before the job wrote anything
+                        results[i] = exc
+        except SQLAlchemyError:
+            if len(jobs) == 1:
+                raise
+            return [self._alone(job) for job in jobs]  # one bad row must not fail the others
+        return results
+
+    def _alone(self, job: Callable[[Connection], Any]) -> BaseException | None:
+        try:
+            with self._tx() as conn:
+                job(conn)
+        except (SQLAlchemyError, ImageDeleted) as exc:
+            return exc
+        return None
+
     # ---- writes -------------------------------------------------------------------------------
     def add_prediction(self, p: Prediction) -> None:
+        """Insert a prediction; returns once it is committed."""
+        self._durably(lambda conn: self._insert_prediction(conn, p))
+
+    @staticmethod
+    def _insert_prediction(conn: Connection, p: Prediction) -> None:
         row = {
             **{k: v for k, v in asdict(p).items() if k not in ("image", "embedding")},
             "created_at": naive_utc(p.created_at),
             "embedding": _embedding_bytes(p.embedding),
             **_image_columns(p.image),
         }
-        with self._tx() as conn:
-            conn.execute(predictions.insert().values(**row))
+        conn.execute(predictions.insert().values(**row))
 
     def add_feedback(self, f: Feedback) -> None:
         """Insert a pending report; returns only once it is committed (the 201 means durable).
@@ -152,7 +191,8 @@ class Store:
             "status": "pending",
             **_image_columns(f.image),
         }
-        with self._tx() as conn:
+
+        def job(conn: Connection) -> None:
             if (
                 f.prediction_id is not None
                 and conn.execute(
@@ -160,8 +200,10 @@ class Store:
                 ).scalar()
                 is not None
             ):
-                raise ImageDeleted(f.prediction_id)
+                raise ImageDeleted(f.prediction_id)  # before the insert: the shared transaction stays clean
             conn.execute(feedback.insert().values(**row))
+
+        self._durably(job)
 
     def add_event(
         self,

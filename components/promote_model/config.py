@@ -12,4 +12,5 @@ class PromoteConfig:
     alias: str = "champion"
     previous_alias: str = "previous"
     audit_log: str = "mlruns/audit.jsonl"
+    export_onnx: bool = False  # log onnx/model.onnx with a promoted classifier (serve.backend: onnx)
     lock_timeout_s: float = 30.0

@@ -15,6 +15,7 @@ default, or detector) and may name its `registered_model`.
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -27,6 +28,8 @@ from mlflow.tracking import MlflowClient
 
 from components.common.errors import ConfigError, DataError, GateFailed, Refused
 from components.common.io import read_json, write_json
+from components.common.onnx_export import ARTIFACT as ONNX_ARTIFACT
+from components.common.onnx_export import export_classifier
 from components.common.skip import skipped, write_skipped
 from components.common.tracking import TrackingConfig, resolved_uri, version_by_alias
 from components.promote_model.audit import alias_move, audit_path, record_move
@@ -176,6 +179,16 @@ def _annotate(
     client.update_model_version(name, version, description=text)
 
 
+def _log_onnx(client: MlflowClient, summary: dict[str, Any]) -> None:
+    """The classifier as ONNX (logits + embedding outputs, checked against torch to 1e-4) in its run,
+    before the alias moves, so serve.backend: onnx finds it with the champion."""
+    module = mlflow.pytorch.load_model(summary["model_uri"], map_location="cpu")
+    with tempfile.TemporaryDirectory() as tmp:
+        prep = read_json(Path(client.download_artifacts(summary["run_id"], "preprocessing.json", tmp)))
+        path = export_classifier(module, int(prep["image_size"]), Path(tmp) / "model.onnx")
+        client.log_artifact(summary["run_id"], str(path), ONNX_ARTIFACT.rsplit("/", 1)[0])
+
+
 def _result(
     cfg: PromoteConfig,
     client: MlflowClient,
@@ -247,6 +260,8 @@ def run(
             out_dir / CARD, model_card(summary, metrics, decision, crop_report, name=name, version=version)
         )
         _annotate(client, name, version, summary, metrics, decision, card, decision_path)
+        if cfg.export_onnx and kind == "classifier":
+            _log_onnx(client, summary)
         if old is not None:
             client.set_registered_model_alias(name, cfg.previous_alias, old)
         client.set_registered_model_alias(name, cfg.alias, version)

@@ -176,7 +176,7 @@ def create_app(
     was trained with: serving rebuilds patches with it. `promote` (the promote_model section) names
     the audit log and lock that POST /rollback uses. Users live in the store (`lesionops users`)."""
     crop = crop or CropConfig()
-    champions = Champions(tracking, cfg.champion_alias, task.classes)
+    champions = Champions(tracking, cfg.champion_alias, task.classes, backend=cfg.backend)
     metrics = ServeMetrics()
 
     @asynccontextmanager

@@ -31,6 +31,9 @@ class ServeConfig:
     feature_max_side: int = 256  # drift features are computed on a copy downscaled to this side
     champion_alias: str = "champion"
     torch_threads: int = 0  # intra-op threads of the model forward; 0 = torch's default (one per core)
+    backend: str = "torch"  # classifier forward: torch, or onnx (ONNX Runtime; the graph logged at promotion)
+    max_batch: int = 8  # concurrent /classify requests answered by one forward pass (1 = one at a time)
+    batch_wait_ms: float = 0.0  # how long a forward waits for company (0: runs at once, batches form under load)
     anonymous_classify: bool = False  # demo kiosk: /classify and /detect answer anonymous callers, storing nothing
     upload_rate: str | None = "30/minute"  # per user (kiosk: per client address); over it 429; None = no limit
     retention_days: float | None = None  # unreported uploads older than this are deleted; None = keep
@@ -63,6 +66,9 @@ class ServeConfig:
             ),
             (bool(self.champion_alias), "champion_alias", "a non-empty alias", self.champion_alias),
             (self.torch_threads >= 0, "torch_threads", "≥ 0", self.torch_threads),
+            (self.backend in ("torch", "onnx"), "backend", "torch or onnx", self.backend),
+            (self.max_batch >= 1, "max_batch", "≥ 1", self.max_batch),
+            (0 <= self.batch_wait_ms <= 1000, "batch_wait_ms", "0..1000", self.batch_wait_ms),
         ]
         for ok, name, expected, found in checks:
             if not ok:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 from dataclasses import dataclass
+from functools import partial
 from io import BytesIO
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ import torch
 from PIL import Image, ImageDraw
 
 from components.common.embedding import logits_and_embedding
+from components.common.onnx_export import run_session
 from components.common.preprocessing import Normalization, normalize
 from components.crop_patches.config import CropConfig
 from components.crop_patches.geometry import Window, box_window
@@ -88,13 +90,20 @@ def _threads(n: int) -> None:
 def run_classifier(model: Classifier, batch: torch.Tensor, threads: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """(logits, embedding). One call at a time per model: the embedding hook is registered on the
     shared module, so two concurrent forwards would capture each other's activations."""
+    if model.onnx is not None:  # serve.backend: onnx (both outputs are graph outputs, no hook)
+        return run_session(model.onnx, batch)
     with model.lock, torch.inference_mode():
         _threads(threads)
         return logits_and_embedding(model.module, batch)
 
 
-def classify(model: Classifier, patch: Image.Image, top_k: int, threads: int = 0) -> ClassifierAnswer:
-    logits, embedding = run_classifier(model, to_batch(patch, model), threads)
+def classify(
+    model: Classifier, patch: Image.Image, top_k: int, threads: int = 0, max_batch: int = 1, wait_s: float = 0.0
+) -> ClassifierAnswer:
+    """Top-k calibrated classes and the embedding; the forward is shared with up to `max_batch - 1`
+    concurrent requests (batching.MicroBatcher), each row the same as a forward of its own to 1e-5."""
+    forward = partial(run_classifier, model, threads=threads)
+    logits, embedding = model.batcher.run(to_batch(patch, model), forward, max_batch, wait_s)
     probs = calibrated(logits, model.temperature)
     order = np.argsort(-probs)[:top_k]
     top = [{"label": model.classes[i], "confidence": round(float(probs[i]), 6)} for i in order]

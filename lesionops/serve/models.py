@@ -31,7 +31,10 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from torch import nn
 
+from components.common.errors import DataError
+from components.common.onnx_export import ARTIFACT, ONNX_TOLERANCE, export_classifier, max_difference, session
 from components.common.tracking import TrackingConfig, resolved_uri, version_by_alias
+from lesionops.serve.batching import MicroBatcher
 
 log = logging.getLogger("lesionops.serve")
 KINDS = ("classifier", "detector")
@@ -54,6 +57,8 @@ class Classifier:
     temperature: float
     # logits_and_embedding hooks the shared module per call: one forward at a time (see inference.py)
     lock: threading.Lock = field(default_factory=threading.Lock, compare=False, repr=False)
+    onnx: Any = field(default=None, compare=False, repr=False)  # ONNX Runtime session (serve.backend: onnx)
+    batcher: MicroBatcher = field(default_factory=MicroBatcher, compare=False, repr=False)  # concurrent requests
 
     def info(self) -> dict[str, str]:
         return {"name": self.name, "version": self.version}
@@ -102,7 +107,7 @@ def _load_module(client: MlflowClient, uri: str, name: str, version: str) -> nn.
     return loaded.eval()
 
 
-def load_classifier(client: MlflowClient, uri: str, name: str, version: Any) -> Classifier:
+def load_classifier(client: MlflowClient, uri: str, name: str, version: Any, backend: str = "torch") -> Classifier:
     prep = _run_json(client, version.run_id, "preprocessing.json")
     try:
         classes, size = tuple(str(c) for c in prep["classes"]), int(prep["image_size"])
@@ -113,7 +118,39 @@ def load_classifier(client: MlflowClient, uri: str, name: str, version: Any) -> 
     if not temperature > 0:
         raise LoadError(f"run {version.run_id}: temperature {temperature} is not positive")
     module = _load_module(client, uri, name, str(version.version))
-    return Classifier(name, str(version.version), version.run_id, module, classes, size, mean, std, temperature)  # type: ignore[arg-type]
+    label = f"models:/{name}/{version.version}"
+    onnx = _onnx_session(client, version.run_id, module, size, label) if backend == "onnx" else None
+    return Classifier(
+        name,
+        str(version.version),
+        version.run_id,
+        module,
+        classes,  # type: ignore[arg-type]
+        size,
+        mean,  # type: ignore[arg-type]
+        std,  # type: ignore[arg-type]
+        temperature,
+        onnx=onnx,
+    )
+
+
+def _onnx_session(client: MlflowClient, run_id: str, module: nn.Module, size: int, label: str) -> Any:
+    """The version's ONNX graph (logged at promotion with promote_model.export_onnx), or one exported
+    here from the torch module when it was promoted without; either is checked against torch."""
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            path = Path(client.download_artifacts(run_id, ARTIFACT, tmp))
+        except (MlflowException, OSError):
+            log.warning("serve: %s has no %s artifact: exporting it now", label, ARTIFACT)
+            try:
+                path = export_classifier(module, size, Path(tmp) / "model.onnx")
+            except (DataError, RuntimeError, ValueError) as exc:
+                raise LoadError(f"{label} cannot be exported to ONNX ({exc}); serve.backend: torch serves it") from exc
+        sess = session(path)
+        worst = max_difference(module, sess, size)
+    if not worst <= ONNX_TOLERANCE:
+        raise LoadError(f"{label}: its {ARTIFACT} differs from the torch model by {worst:.2e} (> {ONNX_TOLERANCE:g})")
+    return sess
 
 
 def load_detector(client: MlflowClient, uri: str, name: str, version: Any, fallback: tuple[str, ...]) -> Detector:
@@ -130,11 +167,16 @@ class Champions:
     """The models in service, and why one is missing; `refresh()` follows the registry aliases."""
 
     def __init__(
-        self, tracking: TrackingConfig, alias: str, task_classes: tuple[str, ...], wanted: tuple[str, ...] = KINDS
+        self,
+        tracking: TrackingConfig,
+        alias: str,
+        task_classes: tuple[str, ...],
+        wanted: tuple[str, ...] = KINDS,
+        backend: str = "torch",
     ) -> None:
         self.uri = resolved_uri(tracking)
         self.names = {"classifier": tracking.registered_model, "detector": tracking.registered_detector}
-        self.alias, self.task_classes, self.wanted = alias, task_classes, wanted
+        self.alias, self.task_classes, self.wanted, self.backend = alias, task_classes, wanted, backend
         self.client = MlflowClient(tracking_uri=self.uri, registry_uri=self.uri)
         self.models: dict[str, Classifier | Detector | None] = dict.fromkeys(KINDS)
         self.problems: dict[str, str] = {}
@@ -174,7 +216,7 @@ class Champions:
             return
         try:
             loaded = (
-                load_classifier(self.client, self.uri, name, version)
+                load_classifier(self.client, self.uri, name, version, self.backend)
                 if kind == "classifier"
                 else load_detector(self.client, self.uri, name, version, self.task_classes)
             )

@@ -131,7 +131,8 @@ def classify_route(
             patch = patch_for(path, upload.size, region, upload.orientation, state.crop)
         except DataError as exc:
             raise InputError(400, f"'file': {exc.problem}") from exc
-    answer = classify(model, patch, k, state.cfg.torch_threads)
+    cfg = state.cfg
+    answer = classify(model, patch, k, cfg.torch_threads, cfg.max_batch, cfg.batch_wait_ms / 1000)
     top1 = answer.top[0]
     prediction_id = _record(
         state,
