@@ -208,6 +208,9 @@ def serve(
         crop=section(doc, "crop_patches", CropConfig),
         promote=section(doc, "promote_model", PromoteConfig) if "promote_model" in doc else None,
     )
+    store = Store(cfg.store_url)  # a store URL that cannot work ends here, before "serving on"
+    active = [u for u in store.list_users() if u["revoked_at"] is None]
+    store.close()
     url = cfg.public_url or f"http://{cfg.host}:{cfg.port}/"
     console.print(f"LesionOps serving on {url}  (review: {url.rstrip('/')}/review, API docs: {url.rstrip('/')}/docs)")
     if os.environ.get("LESIONOPS_TOKEN"):
@@ -216,9 +219,6 @@ def serve(
             "each person their own token (`lesionops users add NAME --role clinician|reviewer|admin`) "
             "and unset it.[/]"
         )
-    store = Store(cfg.store_url)
-    active = [u for u in store.list_users() if u["revoked_at"] is None]
-    store.close()
     if not active and not cfg.oidc_issuer:
         console.print("[yellow]No users yet: nobody can sign in. Add one: lesionops users add NAME --role ROLE[/]")
     uvicorn.run(api, host=cfg.host, port=cfg.port, log_level="info")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -108,6 +109,24 @@ def s3_client(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     yield boto3.client("s3")
     server.stop()
     _cached_get_s3_client.cache_clear()
+
+
+@pytest.fixture(scope="session")
+def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """A real PostgreSQL 16 server (pgserver ships the binaries; unix socket, no root), one per
+    test process; stopped at the end. Tests take a fresh database of it through `postgres_url`."""
+    pgserver = pytest.importorskip("pgserver")
+    server = pgserver.get_server(tmp_path_factory.mktemp("pg") / "pg", cleanup_mode="stop")
+    yield server
+    server.cleanup()
+
+
+@pytest.fixture()
+def postgres_url(postgres_server: Any) -> str:
+    """The URL of an empty database of its own on the shared PostgreSQL server."""
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    postgres_server.psql(f"CREATE DATABASE {name};")
+    return str(postgres_server.get_uri(database=name))
 
 
 @pytest.fixture(autouse=True)

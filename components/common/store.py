@@ -40,11 +40,9 @@ from components.common.store_schema import (
     aware,
     events,
     feedback,
-    make_engine,
-    metadata,
     naive_utc,
+    open_engine,
     predictions,
-    upgrade,
     users,
     utc_now,
 )
@@ -125,11 +123,10 @@ def _since(column: Any, since: datetime | None) -> list[Any]:
 class Store:
     """Predictions and feedback in one database; safe to share between threads."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, setting: str = "serve.store_url") -> None:
+        """`setting`: where the URL came from, named by the ConfigError of a URL that cannot work."""
         self.url = url
-        self.engine = make_engine(url)
-        metadata.create_all(self.engine)
-        upgrade(self.engine)
+        self.engine = open_engine(url, setting)
         self._commits: Grouper[Callable[[Connection], Any]] = Grouper()
 
     def close(self) -> None:

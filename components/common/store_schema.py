@@ -5,6 +5,8 @@ so a transaction that returned from COMMIT survives a killed process (and a powe
 works by URL with the same code: nothing here is dialect-specific (JSON and LargeBinary map to
 JSON/BLOB and JSON/BYTEA). Times are stored as naive UTC and handed back timezone-aware (UTC).
 Columns added since a database was created are added on open (`upgrade`): old stores keep working.
+Several server processes may share one database (PostgreSQL) and open it at the same time
+(`create_schema`).
 """
 
 from __future__ import annotations
@@ -31,6 +33,9 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
+
+from components.common.errors import ConfigError
 
 STATUSES = ("pending", "accepted", "rejected")
 metadata = MetaData()
@@ -131,16 +136,81 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.close()
 
 
-def make_engine(url: str) -> Engine:
-    """An engine for `url`; SQLite files get their folder created and the durability pragmas."""
-    parsed = make_url(url)
-    if parsed.get_backend_name() != "sqlite":
-        return create_engine(url, pool_pre_ping=True)
+def make_engine(url: str, setting: str = "serve.store_url") -> Engine:
+    """An engine for `url`; SQLite files get their folder created and the durability pragmas.
+
+    A URL that does not parse, or names a database whose driver is not installed, is a ConfigError
+    naming `setting` (the password never appears in the message)."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError as exc:
+        shown = repr(url) if "@" not in url else "a value (not shown: it may hold a password)"
+        raise ConfigError(
+            f"{setting}: expected a database URL such as sqlite:///serving/lesionops.db or "
+            f"postgresql://user@host/db, found {shown}"
+        ) from exc
+    try:
+        if parsed.get_backend_name() != "sqlite":
+            return create_engine(parsed, pool_pre_ping=True)
+        engine = create_engine(parsed, connect_args={"timeout": 30, "check_same_thread": False})
+    except (NoSuchModuleError, ImportError) as exc:
+        raise ConfigError(
+            f"{setting}: no driver for {parsed.render_as_string(hide_password=True)} ({exc}); "
+            "SQLite and PostgreSQL (psycopg) are installed"
+        ) from exc
     if parsed.database and parsed.database != ":memory:":
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-    engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
     event.listen(engine, "connect", _sqlite_pragmas)
     return engine
+
+
+def open_engine(url: str, setting: str = "serve.store_url") -> Engine:
+    """The engine of a store whose schema is created or upgraded; a URL that cannot work (does not
+    parse, no driver, no server, no such database, no permission) is a ConfigError naming `setting`."""
+    engine = make_engine(url, setting)
+    try:
+        create_schema(engine)
+    except DBAPIError as exc:
+        engine.dispose()
+        cause = str(exc.orig or exc).strip().splitlines()[0]
+        where = engine.url.render_as_string(hide_password=True)
+        raise ConfigError(f"{setting}: cannot open the store at {where} ({cause})") from exc
+    return engine
+
+
+def create_schema(engine: Engine) -> None:
+    """Create the tables, then `upgrade`: safe when several server processes open one empty (or
+    old) database at the same moment.
+
+    Each step checks first, but two openers can both find a table missing and both create it; the
+    loser's CREATE/ALTER then fails ("already exists", or PostgreSQL's unique violation on pg_type).
+    A failure after which more of the schema exists than before was such a race: check again. A
+    failure that changed nothing (no permission, wrong database) is raised as it is.
+    """
+    before = _schema_objects(engine)
+    while True:
+        try:
+            metadata.create_all(engine)
+            upgrade(engine)
+            return
+        except DBAPIError:
+            after = _schema_objects(engine)
+            if after <= before:
+                raise
+            before = after
+
+
+def _schema_objects(engine: Engine) -> set[str]:
+    """Our tables, columns and indexes that exist in the database now."""
+    found = inspect(engine)
+    names = set(found.get_table_names())
+    out: set[str] = set()
+    for table in metadata.sorted_tables:
+        if table.name in names:
+            out.add(table.name)
+            out.update(f"{table.name}.{c['name']}" for c in found.get_columns(table.name))
+            out.update(f"{table.name}:{i['name']}" for i in found.get_indexes(table.name))
+    return out
 
 
 def upgrade(engine: Engine) -> None:

@@ -28,6 +28,7 @@ from typing import Annotated, Any
 from defusedxml import ElementTree as SafeET
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import FileResponse
+from filelock import FileLock
 from PIL import Image
 
 from components.common.images import EXIF_ORIENTATION
@@ -44,6 +45,7 @@ from lesionops.serve.users import User
 can_review = require("review")  # one callable: run once per request
 router = APIRouter(prefix="/review", tags=["review"], dependencies=[Depends(can_review)])
 DATABASE = "LesionOps expert review"
+EXPORT_LOCK = ".export.lock"  # in feedback_dir: held by whichever server process is exporting
 GREY_MODES = {"1", "L", "I", "I;16", "I;16B", "I;16L", "F", "LA"}
 PNG_MODES = {"1", "L", "LA", "I", "I;16", "P", "RGB", "RGBA"}
 META_FIELDS = [
@@ -215,7 +217,10 @@ def export_voc(state: ServeState, row: dict[str, Any], label: str, box: list[flo
     root = state.feedback_dir
     image_path, xml_path = root / "images" / name, root / "Annotations" / f"{Path(name).stem}.xml"
     new = VocBox(label, *voc_box(box, width, height))
-    with state.export_lock:
+    root.mkdir(parents=True, exist_ok=True)
+    # metadata.csv and a photo's XML are read, merged and rewritten: serialised across this server's
+    # threads and across every server process sharing feedback_dir (their store rows lock apart)
+    with state.export_lock, FileLock(root / EXPORT_LOCK):
         if not image_path.is_file():
             write_atomic(image_path, data)
         boxes = read_voc(xml_path).boxes if xml_path.is_file() else ()

@@ -8,7 +8,6 @@ the standard AWS_ENDPOINT_URL_S3 variable; nothing in params names it.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -26,15 +25,6 @@ def s3(s3_client: object) -> object:
     return s3_client
 
 
-@pytest.fixture()
-def postgres_uri(tmp_path: Path) -> Iterator[str]:
-    """A real PostgreSQL 16 server on a unix socket in tmp_path; stopped afterwards."""
-    pgserver = pytest.importorskip("pgserver")
-    server = pgserver.get_server(tmp_path / "pg", cleanup_mode="stop")
-    yield server.get_uri()
-    server.cleanup()
-
-
 def _upload(client: object, folder: Path, bucket: str, prefix: str) -> int:
     files = [p for p in folder.rglob("*") if p.is_file()]
     for path in files:
@@ -49,7 +39,7 @@ def _keys(client: object, bucket: str, prefix: str) -> list[str]:
 
 @pytest.mark.slow
 def test_pipeline_on_s3_data_with_postgres_registry_and_s3_artifacts(
-    s3: object, postgres_uri: str, tiny_dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    s3: object, postgres_url: str, tiny_dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import mlflow
     import sqlalchemy as sa
@@ -59,12 +49,12 @@ def test_pipeline_on_s3_data_with_postgres_registry_and_s3_artifacts(
 
     monkeypatch.chdir(tmp_path)
     assert _upload(s3, tiny_dataset, DATA, "raw") > 80
-    params = tiny_params(tmp_path, mlflow={"tracking_uri": postgres_uri, "artifact_root": f"s3://{ARTIFACTS}/mlflow"})
+    params = tiny_params(tmp_path, mlflow={"tracking_uri": postgres_url, "artifact_root": f"s3://{ARTIFACTS}/mlflow"})
     run_training(
         f"s3://{DATA}/raw", params, tmp_path / "kfp-root", data_version="s3-test", log_path=tmp_path / "kfp.log"
     )
 
-    client = MlflowClient(tracking_uri=postgres_uri)
+    client = MlflowClient(tracking_uri=postgres_url)
     name = params["mlflow"]["registered_model"]
     champion = client.get_model_version_by_alias(name, "champion")
     run = client.get_run(champion.run_id)
@@ -72,11 +62,11 @@ def test_pipeline_on_s3_data_with_postgres_registry_and_s3_artifacts(
     stored = _keys(s3, ARTIFACTS, "mlflow/")
     assert any(k.endswith("MLmodel") for k in stored), stored[:20]
     assert any("reference/" in k for k in stored)  # the drift reference the evaluator logs
-    with sa.create_engine(postgres_uri).connect() as conn:  # the rows are in PostgreSQL, not a file
+    with sa.create_engine(postgres_url).connect() as conn:  # the rows are in PostgreSQL, not a file
         assert conn.execute(sa.text("select count(*) from runs")).scalar() >= 3
         assert conn.execute(sa.text("select count(*) from model_versions")).scalar() == 1
     assert not (tmp_path / "mlruns" / "mlflow.db").exists()
 
-    mlflow.set_tracking_uri(postgres_uri)
+    mlflow.set_tracking_uri(postgres_url)
     model = mlflow.pytorch.load_model(f"models:/{name}@champion", map_location="cpu")
     assert sum(p.numel() for p in model.parameters()) > 0

@@ -4,7 +4,9 @@ detector champion, logged by the very code train_model / train_detector use, plu
 
 Signature contract (other test suites rely on it): `build_serving(root, *, classifier=True,
 detector=True, users=True, **serve_overrides) -> ServeSetup`, and
-`serve_in_thread(app) -> context manager yielding the base URL ("http://127.0.0.1:PORT")`.
+`serve_in_thread(app) -> context manager yielding the base URL ("http://127.0.0.1:PORT")`;
+`start_server(params, port, log)` and `wait_healthy(url, proc, log)` run the real `lesionops serve`
+command in a process of its own (the crash tests kill it).
 With `users`, the store holds one account per role, created by the real `add_user` with the fixed
 tokens below (CLINICIAN, REVIEWER, ADMIN; TOKEN is the reviewer, who may classify, report and review).
 """
@@ -13,8 +15,11 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import os
 import shutil
 import socket
+import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -24,8 +29,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import httpx
 import mlflow
 import numpy as np
+import pytest
 import torch
 from mlflow.tracking import MlflowClient
 from PIL import Image
@@ -45,6 +52,7 @@ from lesionops.serve.config import ServeConfig
 if TYPE_CHECKING:
     from fastapi import FastAPI
 
+REPO = Path(__file__).resolve().parents[2]
 CLASSES = ("lichen_planus", "psoriasis")
 CLINICIAN = "c1c1c1c1c1c1c1c1.clinician-secret-0123456789"
 REVIEWER = "e2e2e2e2e2e2e2e2.reviewer-secret-01234567890"
@@ -246,3 +254,31 @@ def serve_in_thread(app: FastAPI, timeout_s: float = 60.0) -> Iterator[str]:
         server.should_exit = True
         thread.join(timeout=30)
         sock.close()
+
+
+def start_server(params: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
+    """`lesionops serve --params PARAMS --port PORT` in its own process, output appended to `log`."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "lesionops", "serve", "--params", str(params), "--port", str(port)],
+            cwd=REPO,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+
+
+def wait_healthy(url: str, proc: subprocess.Popen[bytes], log: Path, timeout_s: float = 180) -> None:
+    """Until /health names a loaded classifier; fails the test (with the log's tail) otherwise."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"server exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
+        try:
+            if httpx.get(url + "/health", timeout=2).json()["classifier"] is not None:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.3)
+    pytest.fail(f"server not healthy after {timeout_s}s:\n{log.read_text()[-3000:]}")

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -22,38 +20,11 @@ import yaml
 from sqlalchemy import text
 
 from components.common.store import Store
-from tests.serve.fixtures import TOKEN, build_serving, free_port, image_bytes
+from tests.serve.fixtures import TOKEN, build_serving, free_port, image_bytes, start_server, wait_healthy
 
 pytestmark = pytest.mark.slow
-REPO = Path(__file__).resolve().parents[2]
 CLIENTS = 6
 KILL_AFTER_ACKS = 40
-
-
-def _start(params: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    with log.open("ab") as out:
-        return subprocess.Popen(
-            [sys.executable, "-m", "lesionops", "serve", "--params", str(params), "--port", str(port)],
-            cwd=REPO,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-
-
-def _wait_healthy(url: str, proc: subprocess.Popen[bytes], log: Path, timeout_s: float = 180) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            pytest.fail(f"server exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
-        try:
-            if httpx.get(url + "/health", timeout=2).json()["classifier"] is not None:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.3)
-    pytest.fail(f"server not healthy after {timeout_s}s:\n{log.read_text()[-3000:]}")
 
 
 def _client_loop(url: str, pid: str, worker: int, acked: list[str], failures: list[str], stop: threading.Event) -> None:
@@ -90,9 +61,9 @@ def test_acknowledged_feedback_survives_kill_9(tmp_path: Path) -> None:
     params.write_text(yaml.safe_dump(serving.params()))
     port, log = free_port(), tmp_path / "server.log"
     url = f"http://127.0.0.1:{port}"
-    proc = _start(params, port, log)
+    proc = start_server(params, port, log)
     try:
-        _wait_healthy(url, proc, log)
+        wait_healthy(url, proc, log)
         pid = httpx.post(
             url + "/classify",
             files={"file": ("a.jpg", image_bytes(), "image/jpeg")},
@@ -115,8 +86,8 @@ def test_acknowledged_feedback_survives_kill_9(tmp_path: Path) -> None:
         assert len(acked) >= KILL_AFTER_ACKS, log.read_text()[-3000:]
         assert failures, "no request was cut off by the kill: the crash did not happen under load"
 
-        proc = _start(params, port, log)
-        _wait_healthy(url, proc, log)
+        proc = start_server(params, port, log)
+        wait_healthy(url, proc, log)
         store = Store(serving.cfg.store_url)
         missing = [fid for fid in acked if store.get_feedback(fid) is None]
         assert not missing, f"{len(missing)} of {len(acked)} acknowledged reports lost"

@@ -1,18 +1,24 @@
-"""The store's contract with the drift monitor, on a real SQLite file: columns, order, filters, WAL."""
+"""The store's contract with the drift monitor, on a real SQLite file and on a real PostgreSQL server
+(pgserver): columns, order, filters, WAL, upgrades, and several processes opening one database at once."""
 
 from __future__ import annotations
 
+import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 from sqlalchemy import text
+from sqlalchemy.engine import make_url
 
+from components.common.errors import ConfigError
 from components.common.image_stats import FEATURES
 from components.common.store import Feedback, Prediction, Review, Store, StoredImage
 
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+OPENERS = 8  # server processes starting at the same moment
 IMAGE = StoredImage("ab" * 32, "ab/abab.jpg", 160, 120)
 
 
@@ -35,16 +41,25 @@ def _prediction(i: int, kind: str = "classify", label: str = "psoriasis") -> Pre
     )
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The same tests on both dialects the serving store supports."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'deep' / 'serve.db'}"
+    return str(request.getfixturevalue("postgres_url"))
+
+
 @pytest.fixture()
-def store(tmp_path: Path) -> Store:
-    s = Store(f"sqlite:///{tmp_path / 'deep' / 'serve.db'}")
+def store(store_url: str) -> Store:
+    s = Store(store_url)
     for i in range(10):
         s.add_prediction(_prediction(i))
     s.add_prediction(_prediction(10, kind="detect", label="lichen_planus"))
     return s
 
 
-def test_sqlite_is_durable_by_configuration(store: Store) -> None:
+def test_sqlite_is_durable_by_configuration(tmp_path: Path) -> None:
+    store = Store(f"sqlite:///{tmp_path / 'serve.db'}")
     with store.engine.connect() as conn:
         assert conn.execute(text("PRAGMA journal_mode")).scalar() == "wal"
         assert conn.execute(text("PRAGMA synchronous")).scalar() == 2  # FULL
@@ -144,3 +159,52 @@ def test_a_store_from_before_per_user_sign_in_is_upgraded_on_open(tmp_path: Path
     assert old is not None and old["user_id"] is None and old["image_deleted_at"] is None
     store.add_prediction(_prediction(1))
     assert store.count_predictions() == 2 and store.list_users() == []
+
+
+def test_servers_starting_together_on_an_empty_database_all_open_it(store_url: str) -> None:
+    """Every server process creates the schema on open; several starting at once must not trip over
+    each other (CREATE TABLE/INDEX racing), and the schema is there exactly once afterwards."""
+    opened: list[Store] = []
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(OPENERS)
+
+    def open_store() -> None:
+        barrier.wait()
+        try:
+            opened.append(Store(store_url))
+        except BaseException as exc:  # noqa: BLE001 (collected and asserted below)
+            errors.append(exc)
+
+    threads = [threading.Thread(target=open_store) for _ in range(OPENERS)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert not errors, [repr(e) for e in errors]
+    assert len(opened) == OPENERS
+    opened[0].add_prediction(_prediction(1))
+    assert [s.count_predictions() for s in opened] == [1] * OPENERS
+    for s in opened:
+        s.close()
+
+
+@pytest.mark.parametrize(
+    ("url", "problem"),
+    [
+        ("serving/lesionops.db", "expected a database URL"),
+        ("mysql://lesionops:s3cret@db/serving", "no driver for mysql://lesionops:\\*\\*\\*@db/serving"),
+        ("postgresql://lesionops:s3cret@/serving?host=/nonexistent", "cannot open the store at postgresql://"),
+    ],
+)
+def test_a_store_url_that_cannot_work_names_the_setting(url: str, problem: str) -> None:
+    with pytest.raises(ConfigError, match=f"^serve.store_url: {problem}") as caught:
+        Store(url)
+    assert "s3cret" not in str(caught.value)
+
+
+def test_a_missing_postgres_database_names_the_setting(postgres_server: Any) -> None:
+    """A real server that answers, but the database in the URL does not exist."""
+    url = make_url(postgres_server.get_uri(database="no_such_db")).set(password="s3cret")
+    with pytest.raises(ConfigError, match='serve.store_url: cannot open .*"no_such_db" does not exist') as caught:
+        Store(url.render_as_string(hide_password=False))
+    assert "s3cret" not in str(caught.value)
