@@ -96,7 +96,10 @@ def s3_client(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     server.start()
     host, port = server.get_host_and_port()
     # moto keeps its state per process, not per server: start from an empty account every time
-    urllib.request.urlopen(urllib.request.Request(f"http://{host}:{port}/moto-api/reset", method="POST"))
+    # a fresh opener without proxies: urlopen's global one keeps the proxy variables of its first use
+    # (tests/unit/test_models.py points them at a dead port to stand for an air-gapped machine)
+    direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    direct.open(urllib.request.Request(f"http://{host}:{port}/moto-api/reset", method="POST"))
     for key, value in {
         "AWS_ACCESS_KEY_ID": "testing",
         "AWS_SECRET_ACCESS_KEY": "testing",
