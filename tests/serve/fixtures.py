@@ -23,7 +23,8 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -282,3 +283,15 @@ def wait_healthy(url: str, proc: subprocess.Popen[bytes], log: Path, timeout_s: 
             pass
         time.sleep(0.3)
     pytest.fail(f"server not healthy after {timeout_s}s:\n{log.read_text()[-3000:]}")
+
+
+def all_at_once(n: int, call: Callable[[int], Any]) -> list[Any]:
+    """`call(0)` … `call(n - 1)` from n threads released together by a barrier; results in order."""
+    barrier = threading.Barrier(n)
+
+    def go(i: int) -> Any:
+        barrier.wait()
+        return call(i)
+
+    with ThreadPoolExecutor(n) as pool:
+        return list(pool.map(go, range(n)))

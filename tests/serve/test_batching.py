@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import threading
-from concurrent.futures import ThreadPoolExecutor
-
 import numpy as np
 import pytest
 import torch
@@ -14,6 +11,7 @@ from components.common.classifier.models import build_model
 from lesionops.serve.batching import MicroBatcher
 from lesionops.serve.inference import classify, run_classifier, to_batch
 from lesionops.serve.models import Classifier
+from tests.serve.fixtures import all_at_once
 
 CLASSES = ("mel", "nev", "bkl")
 
@@ -29,24 +27,13 @@ def _patches(n: int) -> list[Image.Image]:
     return [Image.fromarray(rng.integers(0, 256, (40, 40, 3), dtype=np.uint8)) for _ in range(n)]
 
 
-def _concurrently(n: int, call) -> list:  # type: ignore[no-untyped-def]
-    barrier = threading.Barrier(n)
-
-    def go(i: int):  # type: ignore[no-untyped-def]
-        barrier.wait()
-        return call(i)
-
-    with ThreadPoolExecutor(n) as pool:
-        return list(pool.map(go, range(n)))
-
-
 @pytest.mark.parametrize("arch", ["small_cnn", "resnet18"])
 def test_batched_answers_equal_one_forward_each(arch: str) -> None:
     model = _model(arch)
     patches = _patches(4)
     alone = [run_classifier(model, to_batch(p, model)) for p in patches]
     # the leader waits (≤ 5 s) until all 4 are queued, so the 4 calls are exactly one batch
-    answers = _concurrently(4, lambda i: classify(model, patches[i], 3, max_batch=4, wait_s=5.0))
+    answers = all_at_once(4, lambda i: classify(model, patches[i], 3, max_batch=4, wait_s=5.0))
     assert (model.batcher.batches, model.batcher.batched) == (1, 4)
     for (logits, embedding), answer in zip(alone, answers, strict=True):
         probs = torch.softmax(logits.double() / model.temperature, dim=1)[0].numpy()
@@ -58,7 +45,7 @@ def test_batched_answers_equal_one_forward_each(arch: str) -> None:
 def test_batches_never_exceed_max_batch_and_everyone_is_answered() -> None:
     model = _model("small_cnn")
     patches = _patches(10)
-    answers = _concurrently(10, lambda i: classify(model, patches[i], 1, max_batch=3, wait_s=0.05))
+    answers = all_at_once(10, lambda i: classify(model, patches[i], 1, max_batch=3, wait_s=0.05))
     assert len(answers) == 10 and model.batcher.batched == 10
     assert model.batcher.batches >= 4  # 10 inputs, at most 3 per forward
 
@@ -86,6 +73,6 @@ def test_a_failing_forward_reaches_every_request_in_its_batch_and_nothing_hangs(
             return str(exc)
         return "ok"
 
-    assert _concurrently(3, submit) == ["out of memory"] * 3 and calls == [3]
+    assert all_at_once(3, submit) == ["out of memory"] * 3 and calls == [3]
     logits, embedding = batcher.run(torch.full((1, 3, 2, 2), 7.0), forward, max_batch=3)  # not stuck
     assert logits.tolist() == [[7.0, 7.0]] and embedding.shape == (1, 12)

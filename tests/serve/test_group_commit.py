@@ -3,26 +3,14 @@ and one refused or invalid row never takes the others in its group down."""
 
 from __future__ import annotations
 
-import threading
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from sqlalchemy.exc import IntegrityError
 
 from components.common.grouping import Grouper
 from components.common.store import ImageDeleted, Store
+from tests.serve.fixtures import all_at_once
 from tests.serve.test_store import _prediction
-
-
-def _together(n: int, call):  # type: ignore[no-untyped-def]
-    barrier = threading.Barrier(n)
-
-    def go(i: int):  # type: ignore[no-untyped-def]
-        barrier.wait()
-        return call(i)
-
-    with ThreadPoolExecutor(n) as pool:
-        return list(pool.map(go, range(n)))
 
 
 def test_a_group_runs_once_and_every_caller_gets_its_own_result() -> None:
@@ -39,13 +27,13 @@ def test_a_group_runs_once_and_every_caller_gets_its_own_result() -> None:
         except ValueError as exc:
             return str(exc)
 
-    assert _together(4, call) == [0, "odd 1", 20, "odd 3"]
+    assert all_at_once(4, call) == [0, "odd 1", 20, "odd 3"]
     assert runs == [[0, 1, 2, 3]] and (group.groups, group.grouped) == (1, 4)
 
 
 def test_concurrent_writers_are_all_committed(tmp_path: Path) -> None:
     store = Store(f"sqlite:///{tmp_path / 'serve.db'}")
-    _together(16, lambda i: store.add_prediction(_prediction(i)))
+    all_at_once(16, lambda i: store.add_prediction(_prediction(i)))
     assert store.count_predictions() == 16
     assert store._commits.grouped == 16 and store._commits.groups <= 16
     reopened = Store(store.url)  # what a restarted process sees
