@@ -15,13 +15,13 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 from rich import get_console
 from rich.progress import Progress
 from scipy import ndimage
 
 from components.common.errors import DataError
-from components.common.images import PHOTO_EXTENSIONS, to_rgb8
+from components.common.images import PHOTO_EXTENSIONS, load_reduced, to_rgb8
 from components.common.skin_tone import ITA_COLUMN, ita_of_pixels
 
 FEATURES: tuple[str, ...] = (
@@ -85,16 +85,9 @@ def image_features(
 
 
 def read_features(path: Path, max_side: int = 256) -> dict[str, float]:
-    """Decode `path` cheaply and return its features; DataError when it cannot be decoded."""
-    try:
-        with Image.open(path) as img:
-            size = img.size
-            # JPEG only: decode at a reduced DCT scale (still ≥ max_side), several times faster.
-            img.draft("RGB", (max_side, max_side))
-            img.load()
-            return image_features(img, max_side, original_size=size)
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
-        raise DataError(path, f"cannot decode image ({exc})") from exc
+    """Decode `path` cheaply (images.load_reduced) and return its features; DataError when it cannot be decoded."""
+    small, size = load_reduced(path, max_side)
+    return image_features(small, max_side, original_size=size)
 
 
 def _safe(args: tuple[Path, int]) -> tuple[Path, dict[str, float] | None, str]:

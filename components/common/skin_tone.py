@@ -20,11 +20,10 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 from skimage.color import rgb2lab
 
-from components.common.errors import DataError
-from components.common.images import to_rgb8
+from components.common.images import load_reduced, to_rgb8
 
 ITA_COLUMN, TONE_COLUMN = "ita", "skin_tone"
 # Del Bino / Chardon categories, lightest first: (name, lower bound in degrees, exclusive).
@@ -84,17 +83,8 @@ def image_ita(img: Image.Image, boxes: Sequence[Box] = (), full_size: tuple[int,
 
 
 def read_ita(path: Path, boxes: Sequence[Box] = (), max_side: int = 256) -> float:
-    """ITA° of one image file, decoded cheaply (JPEG draft) to about `max_side`; DataError when unreadable."""
-    try:
-        with Image.open(path) as img:
-            size = img.size
-            img.draft("RGB", (max_side, max_side))
-            img.load()
-            small = to_rgb8(img)
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
-        raise DataError(path, f"cannot decode image ({exc})") from exc
-    if max(small.size) > max_side:
-        small.thumbnail((max_side, max_side), Image.Resampling.BILINEAR)
+    """ITA° of one image file, decoded cheaply (images.load_reduced) to about `max_side`; DataError when unreadable."""
+    small, size = load_reduced(path, max_side)
     return image_ita(small, boxes, size)
 
 
