@@ -17,6 +17,9 @@ from sqlalchemy.engine import Engine
 from components.common.image_stats import COLUMNS
 from components.common.store_schema import STATUSES, aware, feedback, naive_utc, predictions
 
+# the prediction columns a window frame starts with, as stored (then the drift features and embedding)
+WINDOW_COLUMNS = ("prediction_id", "created_at", "kind", "model_version", "predicted_class", "confidence")
+
 
 def embedding_list(blob: bytes | None) -> list[float] | None:
     return None if blob is None else np.frombuffer(blob, dtype="<f4").astype(float).tolist()
@@ -37,21 +40,8 @@ class DriftReads:
         Columns: prediction_id, created_at (UTC), kind, model_version, predicted_class, confidence,
         one column per drift feature (common.image_stats.COLUMNS, NaN if absent), embedding (list or None).
         """
-        cols = [
-            predictions.c[c]
-            for c in (
-                "prediction_id",
-                "created_at",
-                "kind",
-                "model_version",
-                "predicted_class",
-                "confidence",
-                "features",
-                "embedding",
-            )
-        ]
         query = (
-            select(*cols)
+            select(*(predictions.c[c] for c in (*WINDOW_COLUMNS, "features", "embedding")))
             .where(predictions.c.kind == kind, *since_filter(predictions.c.created_at, since))
             .order_by(predictions.c.created_at.desc(), predictions.c.prediction_id.desc())
             .limit(limit)
@@ -60,27 +50,14 @@ class DriftReads:
             rows = list(conn.execute(query))[::-1]
         records = [
             {
-                "prediction_id": r.prediction_id,
+                **{c: getattr(r, c) for c in WINDOW_COLUMNS},
                 "created_at": aware(r.created_at),
-                "kind": r.kind,
-                "model_version": r.model_version,
-                "predicted_class": r.predicted_class,
-                "confidence": r.confidence,
                 **{f: float(r.features.get(f, np.nan)) for f in COLUMNS},
                 "embedding": embedding_list(r.embedding),
             }
             for r in rows
         ]
-        columns = [
-            "prediction_id",
-            "created_at",
-            "kind",
-            "model_version",
-            "predicted_class",
-            "confidence",
-            *COLUMNS,
-            "embedding",
-        ]
+        columns = [*WINDOW_COLUMNS, *COLUMNS, "embedding"]
         frame = pd.DataFrame(records, columns=columns)
         frame["created_at"] = pd.to_datetime(frame["created_at"], utc=True)
         frame["confidence"] = frame["confidence"].astype(float)
