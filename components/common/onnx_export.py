@@ -43,8 +43,8 @@ class _WithEmbedding(nn.Module):
         return logits, captured[-1].flatten(1)
 
 
-def export_classifier(model: nn.Module, image_size: int, path: Path) -> Path:
-    """Write `path` (a self-contained .onnx file) and check it; raises DataError naming the difference."""
+def export_classifier(model: nn.Module, image_size: int, path: Path) -> Any:
+    """Write `path` (a self-contained .onnx file) and return its checked session (`checked_session`)."""
     model = model.cpu().eval()
     sample = torch.randn(2, 3, image_size, image_size)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -59,10 +59,17 @@ def export_classifier(model: nn.Module, image_size: int, path: Path) -> Path:
         external_data=False,
         verbose=False,
     )
-    worst = max_difference(model, session(path), image_size)
+    return checked_session(model, path, image_size)
+
+
+def checked_session(model: nn.Module, path: Path, image_size: int) -> Any:
+    """An ONNX Runtime session of `path`, refused with a DataError naming the file unless it
+    reproduces `model`'s logits and embedding to `ONNX_TOLERANCE`."""
+    sess = session(path)
+    worst = max_difference(model, sess, image_size)
     if not worst <= ONNX_TOLERANCE:
         raise DataError(str(path), f"ONNX Runtime differs from torch by {worst:.2e} (> {ONNX_TOLERANCE:g})")
-    return path
+    return sess
 
 
 def session(path: Path, threads: int = 0) -> Any:

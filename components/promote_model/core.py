@@ -185,7 +185,8 @@ def _log_onnx(client: MlflowClient, summary: dict[str, Any]) -> None:
     module = mlflow.pytorch.load_model(summary["model_uri"], map_location="cpu")
     with tempfile.TemporaryDirectory() as tmp:
         prep = read_json(Path(client.download_artifacts(summary["run_id"], "preprocessing.json", tmp)))
-        path = export_classifier(module, int(prep["image_size"]), Path(tmp) / "model.onnx")
+        path = Path(tmp) / "model.onnx"
+        export_classifier(module, int(prep["image_size"]), path)
         client.log_artifact(summary["run_id"], str(path), ONNX_ARTIFACT.rsplit("/", 1)[0])
 
 

@@ -32,7 +32,7 @@ from mlflow.tracking import MlflowClient
 from torch import nn
 
 from components.common.errors import DataError
-from components.common.onnx_export import ARTIFACT, ONNX_TOLERANCE, export_classifier, max_difference, session
+from components.common.onnx_export import ARTIFACT, checked_session, export_classifier
 from components.common.tracking import TrackingConfig, resolved_uri, version_by_alias
 from lesionops.serve.batching import MicroBatcher
 
@@ -143,14 +143,13 @@ def _onnx_session(client: MlflowClient, run_id: str, module: nn.Module, size: in
         except (MlflowException, OSError):
             log.warning("serve: %s has no %s artifact: exporting it now", label, ARTIFACT)
             try:
-                path = export_classifier(module, size, Path(tmp) / "model.onnx")
+                return export_classifier(module, size, Path(tmp) / "model.onnx")
             except (DataError, RuntimeError, ValueError) as exc:
                 raise LoadError(f"{label} cannot be exported to ONNX ({exc}); serve.backend: torch serves it") from exc
-        sess = session(path)
-        worst = max_difference(module, sess, size)
-    if not worst <= ONNX_TOLERANCE:
-        raise LoadError(f"{label}: its {ARTIFACT} differs from the torch model by {worst:.2e} (> {ONNX_TOLERANCE:g})")
-    return sess
+        try:
+            return checked_session(module, path, size)
+        except DataError as exc:
+            raise LoadError(f"{label}: its {ARTIFACT} differs from the torch model ({exc.problem})") from exc
 
 
 def load_detector(client: MlflowClient, uri: str, name: str, version: Any, fallback: tuple[str, ...]) -> Detector:

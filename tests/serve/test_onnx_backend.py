@@ -30,7 +30,8 @@ pytestmark = pytest.mark.xdist_group("onnx")  # one export per module fixture, o
 def test_export_matches_torch_for_any_batch_size(arch: str, tmp_path: Path) -> None:
     torch.manual_seed(0)
     model = build_model(arch, 4, 0.0).eval()
-    path = export_classifier(model, 32, tmp_path / "m.onnx")
+    path = tmp_path / "m.onnx"
+    export_classifier(model, 32, path)
     sess = session(path)
     for n in (1, 7):  # the batch dimension is dynamic: micro-batches of any size
         assert max_difference(model, sess, 32, n=n) <= ONNX_TOLERANCE
@@ -95,7 +96,8 @@ def test_a_graph_that_is_not_its_model_is_refused(serving: ServeSetup, tmp_path:
     run_id = client.get_model_version(tracking.registered_model, version).run_id
     torch.manual_seed(9)
     other = build_model("small_cnn", len(CLASSES), 0.0).eval()  # same shapes, other weights
-    path = export_classifier(other, 32, tmp_path / "onnx" / "model.onnx")
+    path = tmp_path / "onnx" / "model.onnx"
+    export_classifier(other, 32, path)
     mlflow.set_tracking_uri(tracking.tracking_uri)
     client.log_artifact(run_id, str(path), "onnx")
     champions = Champions(tracking, "champion", serving.task.classes, ("classifier",), backend="onnx")
