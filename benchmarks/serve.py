@@ -10,15 +10,16 @@ a few synthetic 640×480 labelImg photos from `lesionops synth`'s generator; the
 Measured:
 1. API: `--clients` threads with their own httpx connection post `--requests` /classify calls
    (photo + its lesion box) after `--warmup` untimed ones: p50/p99 latency and requests/s.
-   Each call decodes, hashes and stores (fsync) the image, crops, classifies, computes the drift
-   features and commits the prediction row (SQLite, synchronous=FULL).
+   Each call decodes the image once (at the reduced scale its patch needs), hashes and stores
+   (fsync) it, crops, classifies, computes the drift features and commits the prediction row
+   (SQLite, synchronous=FULL).
    Then the same with one client (`--single` calls: the latency a lone phone sees) and with
    `--batch-clients` clients (a batch re-scoring), with the mean micro-batch size the server formed
    (`serve.max_batch`, `--max-batch` overrides it; 1 = every request its own forward). Then a
    second server with `serve.backend: onnx` (ONNX Runtime, the graph exported at load) under the
    `--clients` load.
-2. bare model: `patch_for` + `to_batch` + the forward pass with embeddings, the exact calls the
-   route makes, sequentially in this thread (half before, half after the API load): p50, calls/s.
+2. bare model: the one reduced decode (`decode_open`) + `patch_for` + `to_batch` + the forward
+   pass with embeddings, the exact calls the route makes, sequentially in this thread (half before, half after the API load): p50, calls/s.
    The ratio API req/s ÷ bare calls/s says how much throughput the HTTP, storage and drift-feature
    work costs, net of what micro-batching wins back (the server and its clients share this process
    and its cores).
@@ -40,6 +41,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from io import BytesIO
 from pathlib import Path
 
 import httpx
@@ -48,6 +50,7 @@ import numpy as np
 import torch
 import uvicorn
 from mlflow.tracking import MlflowClient
+from PIL import Image
 
 from components.common.classifier.config import TrainConfig
 from components.common.classifier.models import build_model
@@ -58,10 +61,11 @@ from components.common.task import TaskConfig
 from components.common.tracking import TrackingConfig, setup
 from components.common.voc import read_voc
 from components.crop_patches.config import CropConfig
+from components.crop_patches.pixels import decode_open
 from components.train_model.core import _log_model
 from lesionops.serve.app import create_app
 from lesionops.serve.config import ServeConfig
-from lesionops.serve.inference import patch_for, run_classifier, to_batch
+from lesionops.serve.inference import patch_for, patch_scale, run_classifier, to_batch
 from lesionops.serve.models import Champions
 from lesionops.serve.users import add_user
 from lesionops.synth.skin import SynthConfig, generate_skin_dataset
@@ -138,27 +142,25 @@ def bare(
     tracking: TrackingConfig,
     task: TaskConfig,
     crop: CropConfig,
-    root: Path,
     images: list[tuple[bytes, str]],
     n: int,
     threads: int,
     backend: str = "torch",
 ) -> list[float]:
-    """The route's model work alone: crop + preprocess + forward, on the stored image files."""
+    """The route's model work alone: the one reduced decode of the upload's bytes, crop, preprocess
+    and forward."""
     champions = Champions(tracking, "champion", task.classes, ("classifier",), backend=backend)
     champions.refresh()
     model = champions.classifier
     assert model is not None
-    files = []
-    for i, (data, box) in enumerate(images):
-        path = root / f"bare{i}.jpg"
-        path.write_bytes(data)
-        files.append((path, [float(v) for v in box.split(",")]))
+    boxes = [(data, [float(v) for v in box.split(",")]) for data, box in images]
     times = []
     for i in range(-3, n):  # 3 untimed warm-up calls
-        path, box = files[i % len(files)]
+        data, box = boxes[i % len(boxes)]
         start = time.perf_counter()
-        run_classifier(model, to_batch(patch_for(path, (640, 480), box, 1, crop), model), threads)
+        with Image.open(BytesIO(data)) as raw:
+            img = decode_open(raw, patch_scale(raw.size, box, crop))
+        run_classifier(model, to_batch(patch_for(img, (640, 480), box, 1, crop), model), threads)
         if i >= 0:
             times.append(time.perf_counter() - start)
     return times
@@ -210,13 +212,13 @@ def main() -> None:
         store.close()
         backends = ("torch", "onnx") if args.onnx else ("torch",)
         # bare calls before and after the API load, so a shared machine's drifting load hits both alike
-        bare_times = {b: bare(tracking, task, crop, root, images, args.bare // 2, threads, b) for b in backends}
+        bare_times = {b: bare(tracking, task, crop, images, args.bare // 2, threads, b) for b in backends}
         rows = api_rows(args, cfg, tracking, task, crop, images, token)
         if args.onnx:
             onnx_cfg = dataclasses.replace(cfg, backend="onnx")
             rows |= api_rows(args, onnx_cfg, tracking, task, crop, images, token, only_main=True)
         for b in backends:
-            bare_times[b] += bare(tracking, task, crop, root, images, args.bare - args.bare // 2, threads, b)
+            bare_times[b] += bare(tracking, task, crop, images, args.bare - args.bare // 2, threads, b)
     report(args, train, task, threads, max_batch, rows, bare_times)
 
 

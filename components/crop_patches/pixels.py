@@ -48,26 +48,38 @@ def _needed_side(window: Window, cfg: CropConfig, whole: bool) -> float:
     return max(window.width, window.height)
 
 
+def decode_factor(windows: list[Window], cfg: CropConfig, whole: bool) -> int:
+    """The decode reduction every window allows (1 when `reduced_decode` is off)."""
+    if not cfg.reduced_decode:
+        return 1
+    return reduction([_needed_side(w, cfg, whole) for w in windows], cfg.patch_size)
+
+
+def decode_open(raw: Image.Image, factor: int) -> Image.Image:
+    """8-bit RGB of an opened image at 1/`factor` scale: a JPEG decodes reduced (DCT scaling), any
+    other format decodes in full and is reduced after. Serving decodes its uploads with this too."""
+    width = raw.width
+    if factor > 1 and raw.format == "JPEG":
+        raw.draft("RGB", (math.ceil(raw.width / factor), math.ceil(raw.height / factor)))
+    raw.load()
+    img = to_rgb8(raw)
+    if factor > 1 and img.width > math.ceil(width / factor):  # not a JPEG: reduce after decoding
+        img = img.reduce(factor)
+    return img
+
+
 def decode(job: ImageJob, cfg: CropConfig, whole: bool) -> Image.Image:
     """8-bit RGB of the whole image in the stored frame, reduced when every patch allows it."""
-    factor = 1
-    if cfg.reduced_decode:
-        factor = reduction([_needed_side(i.window, cfg, whole) for i in job.items], cfg.patch_size)
+    factor = decode_factor([i.window for i in job.items], cfg, whole)
     path = Path(job.path)
     if path.suffix.lower() == ".dcm":
         img = load_rgb(path)
-    else:
-        try:
-            with Image.open(path) as raw:
-                if factor > 1 and raw.format == "JPEG":
-                    raw.draft("RGB", (math.ceil(raw.width / factor), math.ceil(raw.height / factor)))
-                raw.load()
-                img = to_rgb8(raw)
-        except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-            raise DataError(path, f"cannot decode image ({exc})", code="IMAGE_CORRUPT") from exc
-    if factor > 1 and img.width > math.ceil(job.width / factor):  # not a JPEG: reduce after decoding
-        img = img.reduce(factor)
-    return img
+        return img.reduce(factor) if factor > 1 and img.width > math.ceil(job.width / factor) else img
+    try:
+        with Image.open(path) as raw:
+            return decode_open(raw, factor)
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise DataError(path, f"cannot decode image ({exc})", code="IMAGE_CORRUPT") from exc
 
 
 def _clamp(window: Window, width: int, height: int) -> Window:

@@ -1,7 +1,8 @@
 """POST /classify, /detect and /feedback: decode, check, answer, and record everything durably.
 
-Routes are plain `def`: FastAPI runs them in its thread pool, so decoding, cropping and feature
-extraction of several requests overlap while each model runs one forward at a time.
+Routes are plain `def`: FastAPI runs them in its thread pool, so decoding and cropping of several
+requests overlap while each model runs one forward at a time. A /classify upload is decoded once,
+at the reduced scale its patch needs.
 
 Every stored prediction and report names the signed-in user. An anonymous kiosk request
 (`serve.anonymous_classify`) is answered from a temporary copy that is deleted before the answer
@@ -11,11 +12,8 @@ leaves: no image file, no row, no prediction id to report on.
 from __future__ import annotations
 
 import math
-import tempfile
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
-from pathlib import Path
+from collections.abc import Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, File, Form, HTTPException, Request, UploadFile
@@ -24,7 +22,7 @@ from components.common.errors import DataError
 from components.common.image_stats import read_features
 from components.common.store import Feedback, ImageDeleted, Prediction, StoredImage, utc_now
 from lesionops.serve.auth import predict_user, require
-from lesionops.serve.inference import annotate, classify, detect, patch_for
+from lesionops.serve.inference import annotate, classify, detect, patch_for, patch_scale
 from lesionops.serve.schemas import ClassifyResponse, DetectResponse, FeedbackResponse
 from lesionops.serve.state import ServeState, count_upload, get_state, require_form
 from lesionops.serve.uploads import InputError, Upload, check_content_type, decode_image, parse_box, store_image
@@ -39,9 +37,9 @@ Caller = Annotated[User | None, Depends(predict_user)]
 can_report = require("report")  # one callable: FastAPI then runs it once per request, before the body checks
 
 
-def read_upload(file: UploadFile, state: ServeState) -> Upload:
+def read_upload(file: UploadFile, state: ServeState, scale: Callable[[int, int], int] | None = None) -> Upload:
     check_content_type(file.content_type)
-    return decode_image(file.file.read(), state.cfg.max_image_pixels)
+    return decode_image(file.file.read(), state.cfg.max_image_pixels, scale=scale)
 
 
 def drift_features(state: ServeState, stored: StoredImage) -> dict[str, float]:
@@ -91,20 +89,6 @@ def _record(
     return prediction_id
 
 
-@contextmanager
-def _image_file(state: ServeState, upload: Upload, user: User | None) -> Iterator[tuple[Path, StoredImage | None]]:
-    """The stored copy for a signed-in user; for an anonymous kiosk caller a temporary file that is
-    gone when the block ends (crop_patches' decoder reads a path)."""
-    if user is not None:
-        stored = store_image(state.image_dir, upload)
-        yield state.image_dir / stored.path, stored
-        return
-    with tempfile.TemporaryDirectory(prefix="lesionops-kiosk-") as tmp:
-        path = Path(tmp) / f"upload{upload.ext}"
-        path.write_bytes(upload.data)
-        yield path, None
-
-
 @router.post(
     "/classify",
     response_model=ClassifyResponse,
@@ -123,17 +107,19 @@ def classify_route(
     if model is None:
         raise HTTPException(503, state.champions.reason("classifier"))
     count_upload(request, user)
-    upload = read_upload(file, state)
-    width, height = upload.size
-    region = parse_box(box, width, height, state.crop.min_box_side)
     k = min(state.cfg.top_k, len(model.classes)) if top_k is None else top_k
     if not 1 <= k <= len(model.classes):
         raise InputError(400, f"'top_k': expected 1..{len(model.classes)}, found {k}")
-    with _image_file(state, upload, user) as (path, stored):
-        try:
-            patch = patch_for(path, upload.size, region, upload.orientation, state.crop)
-        except DataError as exc:
-            raise InputError(400, f"'file': {exc.problem}") from exc
+    regions: list[list[float] | None] = []
+
+    def scale(width: int, height: int) -> int:  # the box is checked against the header's size
+        regions.append(parse_box(box, width, height, state.crop.min_box_side))
+        return patch_scale((width, height), regions[0], state.crop)
+
+    upload = read_upload(file, state, scale)
+    region, (width, height) = regions[0], upload.size
+    patch = patch_for(upload.image, upload.size, region, upload.orientation, state.crop)
+    stored = store_image(state.image_dir, upload) if user is not None else None
     cfg = state.cfg
     answer = classify(model, patch, k, cfg.torch_threads, cfg.max_batch, cfg.batch_wait_ms / 1000)
     top1 = answer.top[0]

@@ -22,14 +22,16 @@ import math
 import os
 import tempfile
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from io import BytesIO
 from pathlib import Path
 
 from PIL import Image, UnidentifiedImageError
 
-from components.common.images import EXIF_ORIENTATION, to_rgb8
+from components.common.images import EXIF_ORIENTATION
 from components.common.store import StoredImage
+from components.crop_patches.pixels import decode_open
 from lesionops.serve.privacy import MetadataError, strip_metadata
 
 # Pillow format → file extension; formats ingest_data reads are kept byte for byte on export.
@@ -57,17 +59,16 @@ class InputError(Exception):
 
 @dataclass(frozen=True)
 class Upload:
-    """A decoded upload: the bytes to store (metadata removed; what is hashed) and 8-bit RGB pixels."""
+    """A decoded upload: the bytes to store (metadata removed; what is hashed) and 8-bit RGB pixels,
+    decoded once, at the reduced scale its one use allows (`scale`; 1 = full size)."""
 
     data: bytes
     sha256: str
-    image: Image.Image  # RGB, stored frame
+    image: Image.Image  # RGB, stored frame, 1/scale of `size` (crop_patches' reduced decode)
     orientation: int  # EXIF orientation tag (1 = as stored)
     ext: str
-
-    @property
-    def size(self) -> tuple[int, int]:
-        return self.image.size
+    size: tuple[int, int]  # width, height as stored
+    scale: int = 1
 
 
 def check_content_type(content_type: str | None, field: str = "file") -> None:
@@ -77,8 +78,14 @@ def check_content_type(content_type: str | None, field: str = "file") -> None:
         raise InputError(415, f"'{field}' must be an image (image/jpeg, image/png, ...), found content type {media!r}")
 
 
-def decode_image(data: bytes, max_pixels: int, field: str = "file") -> Upload:
-    """Decode an upload; 415 if it is not an image format we read, 400 if corrupt or too large."""
+def decode_image(
+    data: bytes, max_pixels: int, field: str = "file", scale: Callable[[int, int], int] | None = None
+) -> Upload:
+    """Decode an upload once; 415 if it is not an image format we read, 400 if corrupt or too large.
+
+    `scale(width, height)`, asked once the header is read and checked, says how far the pixels may
+    be reduced while decoding (crop_patches' `decode_open`: a JPEG decodes at 1/2..1/8 scale, which
+    still reads all of its entropy-coded data, so a truncated file is refused as surely)."""
     if not data:
         raise InputError(400, f"'{field}' is empty")
     try:
@@ -100,8 +107,9 @@ def decode_image(data: bytes, max_pixels: int, field: str = "file") -> Upload:
                         f"limit of {max_pixels:,} (serve.max_image_pixels; decompression-bomb guard)",
                     )
                 orientation = int(img.getexif().get(EXIF_ORIENTATION, 1) or 1)
-                img.load()
-                rgb = to_rgb8(img)
+                size = img.size
+                factor = scale(*size) if scale is not None else 1
+                rgb = decode_open(img, factor)
                 kept = strip_metadata(data, img)
     except MetadataError as exc:
         raise InputError(400, f"'{field}': the image's metadata cannot be removed safely ({exc})") from exc
@@ -112,7 +120,13 @@ def decode_image(data: bytes, max_pixels: int, field: str = "file") -> Upload:
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         raise InputError(400, f"'{field}': the image cannot be decoded ({exc})") from exc
     return Upload(
-        kept, hashlib.sha256(kept).hexdigest(), rgb, orientation if 1 <= orientation <= 8 else 1, FORMATS[fmt]
+        kept,
+        hashlib.sha256(kept).hexdigest(),
+        rgb,
+        orientation if 1 <= orientation <= 8 else 1,
+        FORMATS[fmt],
+        size,
+        factor,
     )
 
 
