@@ -11,8 +11,9 @@ Measured:
 1. API: `--clients` threads with their own httpx connection post `--requests` /classify calls
    (photo + its lesion box) after `--warmup` untimed ones: p50/p99 latency and requests/s.
    Each call decodes the image once (at the reduced scale its patch needs), hashes and stores
-   (fsync) it, crops, classifies, computes the drift features and commits the prediction row
-   (SQLite, synchronous=FULL).
+   (fsync) it, crops, classifies and commits the prediction row (SQLite, synchronous=FULL); the
+   drift features are measured after the answer by the server's feature worker, and the run
+   prints how many rows were still pending when the load ended and how long they took to fill.
    Then the same with one client (`--single` calls: the latency a lone phone sees) and with
    `--batch-clients` clients (a batch re-scoring), with the mean micro-batch size the server formed
    (`serve.max_batch`, `--max-batch` overrides it; 1 = every request its own forward). Then a
@@ -242,6 +243,8 @@ def api_rows(
         rows[f"{args.clients} clients{suffix}"] = measured(
             app, lambda: load(url, images, args.requests, args.clients, token)
         )
+        pending, drain_s = backlog(app)
+        print(f"  drift features{suffix}: {pending} rows pending when the load ended, all filled {drain_s:.1f} s later")
         if args.single and not only_main:
             rows["1 client"] = measured(app, lambda: load(url, images, args.single, 1, token))
         if args.batch_clients and not only_main:
@@ -253,6 +256,19 @@ def api_rows(
         server.should_exit = True
         thread.join(timeout=30)
     return rows
+
+
+def backlog(app: object, timeout_s: float = 300.0) -> tuple[int, float]:
+    """Rows still waiting for their drift features when a load ends, and how long the server's
+    feature worker then takes to fill them (the next row is measured only after that)."""
+    store = app.state.serve.store  # type: ignore[attr-defined]
+    start = time.perf_counter()
+    pending = len(store.pending_features(10**6))
+    left = pending
+    while left and time.perf_counter() - start < timeout_s:
+        time.sleep(0.1)
+        left = len(store.pending_features(10**6))
+    return pending, time.perf_counter() - start
 
 
 def measured(app: object, run: Callable[[], tuple[list[float], float]]) -> tuple[list[float], float, float]:

@@ -74,7 +74,7 @@ class Prediction:
     outputs: dict[str, Any]
     predicted_class: str | None
     confidence: float | None
-    features: dict[str, float]
+    features: dict[str, float] | None  # None: measured later (the row is stored `features_pending`)
     embedding: np.ndarray | None = None
     user_id: str | None = None
 
@@ -167,9 +167,36 @@ class Store(DriftReads):
             **{k: v for k, v in asdict(p).items() if k not in ("image", "embedding")},
             "created_at": naive_utc(p.created_at),
             "embedding": _embedding_bytes(p.embedding),
+            "features": {} if p.features is None else p.features,
+            "features_pending": True if p.features is None else None,
             **_image_columns(p.image),
         }
         conn.execute(predictions.insert().values(**row))
+
+    def fill_features(self, prediction_id: str, features: dict[str, float]) -> bool:
+        """Store the drift features of a pending row; False when it was not pending (already filled,
+        by this server or another one on the same database: the UPDATE is conditional, so no two
+        fillers write the same row twice). Shares the group commit of the requests' inserts."""
+        done: list[bool] = []
+
+        def job(conn: Connection) -> None:
+            pending = predictions.c.features_pending.is_(True)
+            query = update(predictions).where(predictions.c.prediction_id == prediction_id, pending)
+            done.append(conn.execute(query.values(features=features, features_pending=None)).rowcount == 1)
+
+        self._durably(job)
+        return bool(done) and done[-1]  # the last try is the one committed (a failed group retries alone)
+
+    def pending_features(self, limit: int) -> list[tuple[str, str]]:
+        """(prediction_id, image_path) of up to `limit` rows whose features are still pending, oldest first."""
+        query = (
+            select(predictions.c.prediction_id, predictions.c.image_path)
+            .where(predictions.c.features_pending.is_(True))
+            .order_by(predictions.c.created_at, predictions.c.prediction_id)
+            .limit(limit)
+        )
+        with self.engine.connect() as conn:
+            return [(r.prediction_id, r.image_path) for r in conn.execute(query)]
 
     def add_feedback(self, f: Feedback) -> None:
         """Insert a pending report; returns only once it is committed (the 201 means durable).

@@ -37,12 +37,21 @@ class DriftReads:
     def recent_predictions(self, limit: int, kind: str = "classify", since: datetime | None = None) -> pd.DataFrame:
         """The latest `limit` predictions of `kind` (at or after `since`), oldest first.
 
+        Rows whose drift features are still pending (serving measures them seconds after the answer)
+        are left out rather than waited for: a monitor run never blocks on a server, and the next
+        run counts them. Reading them with NaN features would test the window's newest rows on
+        embeddings and confidence but not on image statistics, a mix no reference was built for.
+
         Columns: prediction_id, created_at (UTC), kind, model_version, predicted_class, confidence,
         one column per drift feature (common.image_stats.COLUMNS, NaN if absent), embedding (list or None).
         """
         query = (
             select(*(predictions.c[c] for c in (*WINDOW_COLUMNS, "features", "embedding")))
-            .where(predictions.c.kind == kind, *since_filter(predictions.c.created_at, since))
+            .where(
+                predictions.c.kind == kind,
+                predictions.c.features_pending.is_(None),
+                *since_filter(predictions.c.created_at, since),
+            )
             .order_by(predictions.c.created_at.desc(), predictions.c.prediction_id.desc())
             .limit(limit)
         )

@@ -17,6 +17,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    Boolean,
     Column,
     DateTime,
     Float,
@@ -61,6 +62,8 @@ predictions = Table(
     Column("user_id", String(200), index=True),  # who asked (null: rows from before per-user tokens)
     Column("orientation", Integer),  # the upload's EXIF orientation: the stored copy has no EXIF left
     Column("image_deleted_at", DateTime, index=True),  # tombstone: the image file was deleted (retention)
+    # true: `features` not measured yet (serving's feature worker fills them after the answer); null: done
+    Column("features_pending", Boolean, index=True),
 )
 
 feedback = Table(

@@ -34,6 +34,7 @@ from components.promote_model.config import PromoteConfig
 from lesionops.serve import expert_review, predict
 from lesionops.serve.auth import Authenticator, OidcSettings, OidcVerifier, current_user, require
 from lesionops.serve.config import ServeConfig
+from lesionops.serve.features import FeatureWorker
 from lesionops.serve.limits import BodyLimitMiddleware
 from lesionops.serve.metrics import MetricsMiddleware, ServeMetrics
 from lesionops.serve.models import Champions, Poller
@@ -164,6 +165,12 @@ def _oidc(cfg: ServeConfig) -> OidcVerifier | None:
     )
 
 
+def _feature_worker(cfg: ServeConfig, store: Store) -> FeatureWorker:
+    return FeatureWorker(
+        store, Path(cfg.image_dir), cfg.feature_max_side, cfg.feature_queue, cfg.feature_rescan_s, cfg.feature_nice
+    )
+
+
 def create_app(
     cfg: ServeConfig,
     tracking: TrackingConfig,
@@ -193,15 +200,18 @@ def create_app(
             UploadLimiter(cfg.upload_rate),
             tracking,
             promote or PromoteConfig(),
+            _feature_worker(cfg, store),
         )
         app.state.serve = state
         _refresh(state)
         poller = Poller(champions, cfg.reload_every_s, on_change=lambda: metrics.set_models(champions.models))
         poller.start()
+        state.features.start()  # first finishes the rows a previous run left pending
         try:
             yield
         finally:
             poller.stop()
+            state.features.stop()
             state.store.close()
 
     app = FastAPI(

@@ -29,6 +29,9 @@ class ServeConfig:
     reload_every_s: float = 30.0  # how often the champion aliases are polled (0: never, reload on demand)
     detect_score_threshold: float = 0.5  # detections below this score are not returned
     feature_max_side: int = 256  # drift features are computed on a copy downscaled to this side
+    feature_queue: int = 1000  # rows waiting for their drift features in memory; more wait in the store
+    feature_rescan_s: float = 60.0  # an idle feature worker looks for pending rows (a killed server's) this often
+    feature_nice: int = 10  # the feature worker's OS priority below the requests' (0 = same priority)
     champion_alias: str = "champion"
     torch_threads: int = 0  # intra-op threads of the model forward; 0 = torch's default (one per core)
     backend: str = "torch"  # classifier forward: torch, or onnx (ONNX Runtime; the graph logged at promotion)
@@ -52,6 +55,9 @@ class ServeConfig:
             (self.reload_every_s >= 0, "reload_every_s", "≥ 0", self.reload_every_s),
             (0 <= self.detect_score_threshold <= 1, "detect_score_threshold", "0..1", self.detect_score_threshold),
             (self.feature_max_side >= 8, "feature_max_side", "≥ 8", self.feature_max_side),
+            (self.feature_queue >= 1, "feature_queue", "≥ 1", self.feature_queue),
+            (self.feature_rescan_s > 0, "feature_rescan_s", "> 0", self.feature_rescan_s),
+            (0 <= self.feature_nice <= 19, "feature_nice", "0..19", self.feature_nice),
             (
                 self.retention_days is None or self.retention_days > 0,
                 "retention_days",

@@ -2,7 +2,7 @@
 
 Routes are plain `def`: FastAPI runs them in its thread pool, so decoding and cropping of several
 requests overlap while each model runs one forward at a time. A /classify upload is decoded once,
-at the reduced scale its patch needs.
+at the reduced scale its patch needs; drift features are measured off the request path (features.py).
 
 Every stored prediction and report names the signed-in user. An anonymous kiosk request
 (`serve.anonymous_classify`) is answered from a temporary copy that is deleted before the answer
@@ -11,15 +11,12 @@ leaves: no image file, no row, no prediction id to report on.
 
 from __future__ import annotations
 
-import math
 import uuid
 from collections.abc import Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, File, Form, HTTPException, Request, UploadFile
 
-from components.common.errors import DataError
-from components.common.image_stats import read_features
 from components.common.store import Feedback, ImageDeleted, Prediction, StoredImage, utc_now
 from lesionops.serve.auth import predict_user, require
 from lesionops.serve.inference import annotate, classify, detect, patch_for, patch_scale
@@ -42,17 +39,6 @@ def read_upload(file: UploadFile, state: ServeState, scale: Callable[[int, int],
     return decode_image(file.file.read(), state.cfg.max_image_pixels, scale=scale)
 
 
-def drift_features(state: ServeState, stored: StoredImage) -> dict[str, float]:
-    """Features of the full stored image, by the very function the drift reference was built with
-    (`read_features`: same reduced JPEG decode, same downscale), so the two are comparable. A value
-    that could not be measured (no skin tone on a grey film) is left out: JSON has no NaN."""
-    try:
-        features = read_features(state.image_dir / stored.path, state.cfg.feature_max_side)
-    except DataError as exc:
-        raise InputError(400, f"'file': {exc.problem}") from exc
-    return {k: v for k, v in features.items() if math.isfinite(v)}
-
-
 def _record(
     state: ServeState,
     user: User | None,
@@ -64,7 +50,8 @@ def _record(
     top: tuple[str | None, float | None],
     embedding: Any = None,
 ) -> str | None:
-    """The prediction row, with the drift features of the full uploaded image (None: kiosk, not stored)."""
+    """The prediction row (None: kiosk, not stored), committed with its drift features pending: the
+    feature worker (features.py) measures them from the stored image after the answer has gone."""
     state.metrics.predictions.labels(kind, top[0] or "none").inc()
     if user is None or stored is None:
         return None
@@ -81,11 +68,12 @@ def _record(
             outputs,
             top[0],
             top[1],
-            drift_features(state, stored),
+            None,
             embedding,
             user.user_id,
         )
     )
+    state.features.submit(prediction_id, stored.path)
     return prediction_id
 
 

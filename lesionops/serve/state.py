@@ -15,6 +15,7 @@ from components.crop_patches.config import CropConfig
 from components.promote_model.config import PromoteConfig
 from lesionops.serve.auth import Authenticator
 from lesionops.serve.config import ServeConfig
+from lesionops.serve.features import FeatureWorker
 from lesionops.serve.metrics import ServeMetrics
 from lesionops.serve.models import Champions
 from lesionops.serve.ratelimit import UploadLimiter
@@ -33,6 +34,7 @@ class ServeState:
     limiter: UploadLimiter
     tracking: TrackingConfig  # the registry POST /rollback moves aliases in
     promote: PromoteConfig  # its audit log and lock
+    features: FeatureWorker  # measures each stored prediction's drift features after the answer
     export_lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property

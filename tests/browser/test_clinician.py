@@ -5,6 +5,7 @@ the API's own error messages."""
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -118,7 +119,11 @@ def close(got: list[float], want: list[int], tol: float = 2.0) -> bool:
 
 
 def prediction_box(store: Store) -> list[float]:
-    """The box the app stored with the newest classification (what the crop was taken from)."""
+    """The box the app stored with the newest classification (what the crop was taken from), once
+    its drift features are measured: the drift window leaves rows whose features are pending out."""
+    deadline = time.monotonic() + 60
+    while store.pending_features(1) and time.monotonic() < deadline:
+        time.sleep(0.05)
     frame = store.recent_predictions(1, kind="classify")
     pred = store.get_prediction(frame.prediction_id.iloc[-1])
     assert pred is not None and pred["box"] is not None

@@ -41,6 +41,7 @@ from PIL import Image
 from components.common.classifier.config import TrainConfig
 from components.common.classifier.models import build_model
 from components.common.preprocessing import Normalization
+from components.common.store import Store
 from components.common.task import TaskConfig
 from components.common.tracking import TrackingConfig, setup
 from components.crop_patches.config import CropConfig
@@ -295,3 +296,16 @@ def all_at_once(n: int, call: Callable[[int], Any]) -> list[Any]:
 
     with ThreadPoolExecutor(n) as pool:
         return list(pool.map(go, range(n)))
+
+
+def filled(store: Store, prediction_id: str, timeout_s: float = 60.0) -> dict[str, Any]:
+    """The prediction row once the server's feature worker has measured its drift features."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        row = store.get_prediction(prediction_id)
+        assert row is not None, f"no prediction {prediction_id}"
+        if row["features_pending"] is None:
+            return row
+        if time.monotonic() > deadline:
+            pytest.fail(f"the drift features of prediction {prediction_id} still pending after {timeout_s}s")
+        time.sleep(0.05)

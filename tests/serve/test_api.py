@@ -19,7 +19,16 @@ from PIL import Image
 
 from components.common.store import Store
 from lesionops.serve.app import STATIC_DIR
-from tests.serve.fixtures import CLASSES, CLINICIAN, REVIEWER, ServeSetup, build_serving, image_bytes, serve_in_thread
+from tests.serve.fixtures import (
+    CLASSES,
+    CLINICIAN,
+    REVIEWER,
+    ServeSetup,
+    build_serving,
+    filled,
+    image_bytes,
+    serve_in_thread,
+)
 
 JPEG = image_bytes()
 
@@ -51,8 +60,8 @@ def test_classify_whole_image(client: httpx.Client, serving: ServeSetup) -> None
     confidences = [t["confidence"] for t in body["top"]]
     assert [t["label"] for t in body["top"]] != [] and {t["label"] for t in body["top"]} == set(CLASSES)
     assert confidences == sorted(confidences, reverse=True) and sum(confidences) == pytest.approx(1.0, abs=1e-5)
-    row = Store(serving.cfg.store_url).get_prediction(body["prediction_id"])
-    assert row is not None and row["predicted_class"] == body["top"][0]["label"]
+    row = filled(Store(serving.cfg.store_url), body["prediction_id"])
+    assert row["predicted_class"] == body["top"][0]["label"]
     assert row["model_version"] == "1" and len(row["embedding"]) == 192  # small_cnn's penultimate width
     assert set(row["features"]) >= {"brightness", "sharpness", "width"} and row["features"]["width"] == 160
     assert 10 < row["features"]["ita"] < 55  # the photo's skin-like field (about 180, 140, 120 RGB): a tone

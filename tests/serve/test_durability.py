@@ -20,7 +20,7 @@ import yaml
 from sqlalchemy import text
 
 from components.common.store import Store
-from tests.serve.fixtures import TOKEN, build_serving, free_port, image_bytes, start_server, wait_healthy
+from tests.serve.fixtures import TOKEN, build_serving, filled, free_port, image_bytes, start_server, wait_healthy
 
 pytestmark = pytest.mark.slow
 CLIENTS = 6
@@ -96,6 +96,7 @@ def test_acknowledged_feedback_survives_kill_9(tmp_path: Path) -> None:
             assert (Path(serving.cfg.image_dir) / row["image_path"]).is_file()
         with store.engine.connect() as conn:
             assert conn.execute(text("PRAGMA integrity_check")).scalar() == "ok"
+        assert filled(store, pid)["features"]  # measured before the kill, or by the restarted server
         queue = httpx.get(url + "/review/queue?limit=1000", headers={"Authorization": f"Bearer {TOKEN}"}).json()
         assert set(acked) <= {i["feedback_id"] for i in queue["items"]}
     finally:

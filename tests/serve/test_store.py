@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -98,6 +99,36 @@ def _feedback(store: Store, i: int, model_label: str | None) -> str:
     return fid
 
 
+def test_the_drift_window_skips_rows_whose_features_are_pending(store: Store) -> None:
+    """A row committed before its features were measured is not in the monitor's window (it would
+    enter with NaN statistics) until the feature worker has filled it; then it is, with its values."""
+    pending = dataclasses.replace(_prediction(11), features=None)
+    store.add_prediction(pending)
+    row = store.get_prediction("p011")
+    assert row is not None and row["features_pending"] is True and row["features"] == {}
+    assert store.pending_features(10) == [("p011", IMAGE.path)]
+    assert "p011" not in set(store.recent_predictions(100).prediction_id)
+    assert store.recent_predictions(3).prediction_id.tolist() == ["p007", "p008", "p009"]  # latest finished rows
+
+    assert store.fill_features("p011", {"brightness": 42.0})
+    assert store.pending_features(10) == []
+    window = store.recent_predictions(3)
+    assert window.prediction_id.tolist() == ["p008", "p009", "p011"]
+    assert window.brightness.iloc[-1] == 42.0 and np.isnan(window.contrast.iloc[-1])
+
+
+def test_features_are_filled_once(store: Store) -> None:
+    """Two servers finishing the same pending row: the UPDATE only writes a row still pending, so the
+    second filler changes nothing (and learns it), whatever it measured."""
+    store.add_prediction(dataclasses.replace(_prediction(11), features=None))
+    assert store.fill_features("p011", {"brightness": 1.0}) is True
+    assert store.fill_features("p011", {"brightness": 2.0}) is False
+    assert store.fill_features("p000", {"brightness": 2.0}) is False  # stored with its features: never pending
+    first, done = store.get_prediction("p011"), store.get_prediction("p000")
+    assert first is not None and first["features"] == {"brightness": 1.0} and first["features_pending"] is None
+    assert done is not None and done["features"]["brightness"] == 0.0
+
+
 def test_reviewed_feedback_and_counts(store: Store) -> None:
     ids = [_feedback(store, i, label) for i, label in enumerate(["psoriasis", "eczema", None, "eczema"])]
     decisions = [("accepted", "psoriasis"), ("accepted", "psoriasis"), ("accepted", "eczema"), ("rejected", "eczema")]
@@ -157,6 +188,7 @@ def test_a_store_from_before_per_user_sign_in_is_upgraded_on_open(tmp_path: Path
     store = Store(f"sqlite:///{db}")
     old = store.get_prediction("old")
     assert old is not None and old["user_id"] is None and old["image_deleted_at"] is None
+    assert old["features_pending"] is None and store.recent_predictions(10).prediction_id.tolist() == ["old"]
     store.add_prediction(_prediction(1))
     assert store.count_predictions() == 2 and store.list_users() == []
 
