@@ -243,8 +243,12 @@ def api_rows(
         rows[f"{args.clients} clients{suffix}"] = measured(
             app, lambda: load(url, images, args.requests, args.clients, token)
         )
+        latencies, wall, _ = rows[f"{args.clients} clients{suffix}"]
         pending, drain_s = backlog(app)
-        print(f"  drift features{suffix}: {pending} rows pending when the load ended, all filled {drain_s:.1f} s later")
+        print(
+            f"  drift features{suffix}: {pending} rows pending when the load ended, all filled {drain_s:.1f} s later "
+            f"({len(latencies) / (wall + drain_s):.1f} req/s counting that time)"
+        )
         if args.single and not only_main:
             rows["1 client"] = measured(app, lambda: load(url, images, args.single, 1, token))
         if args.batch_clients and not only_main:
