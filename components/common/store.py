@@ -173,19 +173,22 @@ class Store(DriftReads):
         }
         conn.execute(predictions.insert().values(**row))
 
-    def fill_features(self, prediction_id: str, features: dict[str, float]) -> bool:
-        """Store the drift features of a pending row; False when it was not pending (already filled,
-        by this server or another one on the same database: the UPDATE is conditional, so no two
-        fillers write the same row twice). Shares the group commit of the requests' inserts."""
-        done: list[bool] = []
+    def fill_features(self, features: dict[str, dict[str, float]]) -> int:
+        """Store the drift features of pending rows (prediction_id → features) in one commit; returns
+        how many were still pending. A row filled meanwhile (by this server or another one on the
+        same database) is left as it is: the UPDATE is conditional, so no row is filled twice.
+        Shares the group commit of the requests' inserts."""
+        done: list[int] = []
 
         def job(conn: Connection) -> None:
-            pending = predictions.c.features_pending.is_(True)
-            query = update(predictions).where(predictions.c.prediction_id == prediction_id, pending)
-            done.append(conn.execute(query.values(features=features, features_pending=None)).rowcount == 1)
+            pending, written = predictions.c.features_pending.is_(True), 0
+            for prediction_id, values in features.items():
+                query = update(predictions).where(predictions.c.prediction_id == prediction_id, pending)
+                written += conn.execute(query.values(features=values, features_pending=None)).rowcount
+            done.append(written)
 
         self._durably(job)
-        return bool(done) and done[-1]  # the last try is the one committed (a failed group retries alone)
+        return done[-1] if done else 0  # the last try is the one committed (a failed group retries alone)
 
     def pending_features(self, limit: int) -> list[tuple[str, str]]:
         """(prediction_id, image_path) of up to `limit` rows whose features are still pending, oldest first."""

@@ -110,7 +110,7 @@ def test_the_drift_window_skips_rows_whose_features_are_pending(store: Store) ->
     assert "p011" not in set(store.recent_predictions(100).prediction_id)
     assert store.recent_predictions(3).prediction_id.tolist() == ["p007", "p008", "p009"]  # latest finished rows
 
-    assert store.fill_features("p011", {"brightness": 42.0})
+    assert store.fill_features({"p011": {"brightness": 42.0}}) == 1
     assert store.pending_features(10) == []
     window = store.recent_predictions(3)
     assert window.prediction_id.tolist() == ["p008", "p009", "p011"]
@@ -121,11 +121,13 @@ def test_features_are_filled_once(store: Store) -> None:
     """Two servers finishing the same pending row: the UPDATE only writes a row still pending, so the
     second filler changes nothing (and learns it), whatever it measured."""
     store.add_prediction(dataclasses.replace(_prediction(11), features=None))
-    assert store.fill_features("p011", {"brightness": 1.0}) is True
-    assert store.fill_features("p011", {"brightness": 2.0}) is False
-    assert store.fill_features("p000", {"brightness": 2.0}) is False  # stored with its features: never pending
-    first, done = store.get_prediction("p011"), store.get_prediction("p000")
+    store.add_prediction(dataclasses.replace(_prediction(12), features=None))
+    assert store.fill_features({"p011": {"brightness": 1.0}}) == 1
+    assert store.fill_features({"p011": {"brightness": 2.0}, "p012": {"brightness": 3.0}}) == 1  # p012 only
+    assert store.fill_features({"p000": {"brightness": 2.0}}) == 0  # stored with its features: never pending
+    first, second, done = (store.get_prediction(p) for p in ("p011", "p012", "p000"))
     assert first is not None and first["features"] == {"brightness": 1.0} and first["features_pending"] is None
+    assert second is not None and second["features"] == {"brightness": 3.0}
     assert done is not None and done["features"]["brightness"] == 0.0
 
 
