@@ -48,7 +48,7 @@ from components.common.task import TaskConfig
 from components.common.tracking import TrackingConfig, metric_key
 from components.evaluate_model import plots
 from components.evaluate_model.baseline import read_baseline
-from components.evaluate_model.bootstrap import (
+from components.common.bootstrap import (
     BootstrapConfig,
     confidence_intervals,
     paired_difference,

@@ -5,7 +5,7 @@ import pytest
 
 from components.common.errors import ConfigError
 from components.common.metrics import classification_metrics
-from components.evaluate_model.bootstrap import (
+from components.common.bootstrap import (
     METRICS,
     BootstrapConfig,
     confidence_intervals,
