@@ -23,6 +23,13 @@ import torch
 from mlflow.exceptions import MlflowException
 from scipy.special import softmax
 
+from components.common.bootstrap import (
+    BootstrapConfig,
+    confidence_intervals,
+    paired_difference,
+    patient_counts,
+    resampling_units,
+)
 from components.common.champion import load_champion
 from components.common.classifier.checkpoint import CHECKPOINT, SUMMARY
 from components.common.classifier.data import PatchSet, load_split
@@ -48,13 +55,6 @@ from components.common.task import TaskConfig
 from components.common.tracking import TrackingConfig, metric_key
 from components.evaluate_model import plots
 from components.evaluate_model.baseline import read_baseline
-from components.common.bootstrap import (
-    BootstrapConfig,
-    confidence_intervals,
-    paired_difference,
-    patient_counts,
-    resampling_units,
-)
 from components.evaluate_model.calibration import (
     calibrated,
     ece_noise_floor,
