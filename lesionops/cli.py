@@ -191,6 +191,7 @@ def serve(
 
     import uvicorn
 
+    from components.common.scope import ScopeConfig
     from components.common.store import Store
     from components.common.task import load_task
     from components.crop_patches.config import CropConfig
@@ -207,6 +208,7 @@ def serve(
         load_task(doc),
         crop=section(doc, "crop_patches", CropConfig),
         promote=section(doc, "promote_model", PromoteConfig) if "promote_model" in doc else None,
+        scope=section(doc, "serve_scope", ScopeConfig) if "serve_scope" in doc else None,
     )
     store = Store(cfg.store_url)  # a store URL that cannot work ends here, before "serving on"
     active = [u for u in store.list_users() if u["revoked_at"] is None]
