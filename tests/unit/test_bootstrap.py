@@ -3,8 +3,6 @@ import time
 import numpy as np
 import pytest
 
-from components.common.errors import ConfigError
-from components.common.metrics import classification_metrics
 from components.common.bootstrap import (
     METRICS,
     BootstrapConfig,
@@ -15,6 +13,8 @@ from components.common.bootstrap import (
     resampled_confusions,
     resampling_units,
 )
+from components.common.errors import ConfigError
+from components.common.metrics import classification_metrics
 
 CLASSES = ("a", "b", "c", "d", "e")
 
