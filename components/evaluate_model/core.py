@@ -3,9 +3,10 @@
 Outputs: `metrics.json` (DVC metrics: flat test metrics, patient-bootstrap CIs, ROC-AUC, ECE
 before/after temperature scaling and the fitted temperature for serving, the champion's block
 and the paired difference CI), `decision.json` (every gate rule with value, threshold, verdict
-and reason), `subgroups.json` (metrics per skin tone and body site: subgroups.py), `confusion_matrix.png`, `reliability.png`, `roc.png`, and `reference/` (the drift
-reference serving's champion is monitored against: components/monitor_drift/reference.py). The same
-numbers and files are logged to the training run in MLflow.
+and reason), `subgroups.json` (metrics per skin tone and body site with CIs: subgroups.py),
+`confusion_matrix.png`, `reliability.png`, `roc.png`, and `reference/` (the drift reference
+serving's champion is monitored against: components/monitor_drift/reference.py). The same numbers
+and files are logged to the training run in MLflow.
 """
 
 from __future__ import annotations
