@@ -369,7 +369,8 @@ def run(
         **_worst_groups(groups, cfg.gate.min_group_size),
     }
     write_json(out_dir / "metrics.json", metrics)
-    write_json(out_dir / SUBGROUPS_FILE, {**groups, "min_group_size": cfg.gate.min_group_size})
+    gate = {k: getattr(cfg.gate, k) for k in ("min_group_size", "min_group_recall")}
+    write_json(out_dir / SUBGROUPS_FILE, {**groups, **gate})
     report = {**decision.as_dict(), "run_id": train_summary["run_id"], "champion_version": champ_version}
     write_json(out_dir / "decision.json", report)
     _log(train_summary["run_id"], metrics, decision.passed, out_dir)

@@ -2,8 +2,8 @@
 it is (with uncertainty when the evaluation measured it) and where it is known to fail.
 
 A pure function over the stage files (train_summary.json, metrics.json, decision.json and, when
-given, crop_report.json and evaluate_model's subgroups.json), so it is tested without a registry and says plainly what is missing
-instead of leaving a section out.
+given, crop_report.json and evaluate_model's subgroups.json), so it is tested without a registry
+and says plainly what is missing instead of leaving a section out.
 """
 
 from __future__ import annotations
@@ -140,6 +140,7 @@ def _group_rows(rows: list[dict[str, Any]], min_size: int | None) -> list[list[A
     for r in rows:
         ci = r.get("ci") or {}
         worst = r.get("worst_class")
+        worst_ci = ((r.get("per_class") or {}).get(worst) or {}).get("recall_ci")
         gated = "—" if min_size is None else ("yes" if r.get("n_patients", 0) >= min_size else "no (too few patients)")
         out.append(
             [
@@ -148,7 +149,7 @@ def _group_rows(rows: list[dict[str, Any]], min_size: int | None) -> list[list[A
                 r.get("n_patients"),
                 _with_ci(r.get("accuracy"), ci.get("accuracy")),
                 _with_ci(r.get("macro_f1"), ci.get("macro_f1")),
-                "—" if worst is None else f"{_with_ci(r.get('worst_recall'), None)} ({worst})",
+                "—" if worst is None else f"{_with_ci(r.get('worst_recall'), worst_ci)} ({worst})",
                 gated,
             ]
         )
@@ -170,8 +171,9 @@ def _subgroups(subgroups: dict[str, Any] | None) -> list[str]:
     for grouping, rows in subgroups["groupings"].items():
         lines += [f"### By {grouping.replace('_', ' ')}", "", *_table(header, _group_rows(rows, min_size)), ""]
     lines.append(
-        "CIs: patient bootstrap within each group; a group with fewer than "
-        f"{_fmt(min_size)} patients is reported, not gated (`gate.min_group_size`)."
+        "CIs: patient bootstrap within each group. Gate: the worst class recall of every group with "
+        f"≥ {_fmt(min_size)} patients must reach {_fmt(subgroups.get('min_group_recall'))} "
+        "(`gate.min_group_recall`); smaller groups are reported, not gated."
     )
     if subgroups.get("not_known"):
         lines.append(f"Not known for this data (no column): {', '.join(subgroups['not_known'])}.")

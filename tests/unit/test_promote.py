@@ -175,12 +175,20 @@ def test_card_shows_metrics_per_subgroup_with_cis_from_evaluate_models_table() -
     pred = np.where(np.arange(24) >= 16, 0, y)  # the two "dark" patients: every patch called eczema
     tone = ["light"] * 16 + ["dark"] * 8
     table = subgroup_table({"skin_tone": tone}, y, pred, patients, patients, tuple(SUMMARY["classes"]), BOOT)
-    card = model_card(SUMMARY, METRICS, DECISION, None, subgroups={**table, "min_group_size": 3})
+    card = model_card(
+        SUMMARY, METRICS, DECISION, None, subgroups={**table, "min_group_size": 3, "min_group_recall": 0.2}
+    )
     assert "## Subgroups" in card and "### By skin tone" in card
     assert "| group | patches | patients | accuracy [95 % CI] | macro-F1 [CI] | worst class recall | gated |" in card
-    assert "| dark | 8 | 2 | 0.250 [0.250, 0.250] |" in card and "| 0.000 (psoriasis) | no (too few patients) |" in card
-    assert "| light | 16 | 4 | 1.000 [1.000, 1.000] | 1.000 [1.000, 1.000] | 1.000 (eczema) | yes |" in card
+    assert (
+        "| dark | 8 | 2 | 0.250 [0.250, 0.250] |" in card
+        and "| 0.000 [0.000, 0.000] (psoriasis) | no (too few patients) |" in card
+    )
+    assert (
+        "| light | 16 | 4 | 1.000 [1.000, 1.000] | 1.000 [1.000, 1.000] | 1.000 [1.000, 1.000] (eczema) | yes |" in card
+    )
     assert "Not known for this data (no column): body_site, camera." in card
+    assert "with ≥ 3 patients must reach 0.2000 (`gate.min_group_recall`)" in card
     assert "## Subgroups\n\nNot reported" in model_card(SUMMARY, METRICS, DECISION, None)
 
 
