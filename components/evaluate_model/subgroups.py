@@ -27,6 +27,7 @@ from components.common.bootstrap import (
 )
 from components.common.classifier.data import split_table
 from components.common.metrics import classification_metrics
+from components.common.skin_tone import TONE_NAMES
 
 SUBGROUPS_FILE = "subgroups.json"
 # grouping name → patches.parquet column; camera: no stage records it yet, so it reads "not known"
@@ -46,6 +47,12 @@ def group_labels(patch_dir: Path, classes: tuple[str, ...]) -> dict[str, list[st
         if values.notna().any():
             out[name] = [UNKNOWN if v is None else str(v) for v in values]
     return out
+
+
+def _ordered(values: Sequence[str]) -> list[str]:
+    """Groups in reading order: tone categories lightest first, anything else by name, unknown last."""
+    rank = {name: i for i, name in enumerate(TONE_NAMES)}
+    return sorted(set(values), key=lambda v: (v == UNKNOWN, rank.get(v, len(rank)), v))
 
 
 def _recall_cis(conf: np.ndarray, confidence: float) -> list[list[float] | None]:
@@ -100,12 +107,13 @@ def subgroup_table(
     classes: tuple[str, ...],
     boot: BootstrapConfig,
 ) -> dict[str, Any]:
-    """Every known grouping's rows (groups sorted by name), the groupings not known, the bootstrap."""
+    """Every known grouping's rows, the groupings in reading order (JSON sorts keys), the groupings
+    not known, the bootstrap."""
     groupings = {}
     for grouping, values in labels.items():
         column = np.asarray(values, dtype=object)
         rows = []
-        for name in sorted(set(values)):
+        for name in _ordered(values):
             keep = column == name
             who = [p for p, k in zip(patients, keep, strict=True) if k]
             unit = [u for u, k in zip(units, keep, strict=True) if k]
@@ -113,6 +121,7 @@ def subgroup_table(
         groupings[grouping] = rows
     return {
         "groupings": groupings,
+        "order": list(labels),
         "not_known": [g for g in GROUPINGS if g not in labels],
         "bootstrap": asdict(boot),
     }

@@ -168,8 +168,10 @@ def _subgroups(subgroups: dict[str, Any] | None) -> list[str]:
     min_size = subgroups.get("min_group_size")
     header = ["group", "patches", "patients", f"accuracy [{confidence * 100:g} % CI]", "macro-F1 [CI]"]
     header += ["worst class recall", "gated"]
-    for grouping, rows in subgroups["groupings"].items():
-        lines += [f"### By {grouping.replace('_', ' ')}", "", *_table(header, _group_rows(rows, min_size)), ""]
+    groupings = subgroups["groupings"]
+    for grouping in [g for g in subgroups.get("order") or groupings if g in groupings]:
+        rows = _group_rows(groupings[grouping], min_size)
+        lines += [f"### By {grouping.replace('_', ' ')}", "", *_table(header, rows), ""]
     lines.append(
         "CIs: patient bootstrap within each group. Gate: the worst class recall of every group with "
         f"≥ {_fmt(min_size)} patients must reach {_fmt(subgroups.get('min_group_recall'))} "

@@ -68,7 +68,7 @@ def test_subgroup_table_counts_patients_and_takes_the_worst_present_class() -> N
     pred[12:] = np.where(y[12:] == 1, 0, y[12:])
     tone = ["light"] * 12 + ["dark"] * 12
     table = subgroup_table({"skin_tone": tone}, y, pred, patients, patients, CLASSES, BOOT)
-    dark, light = table["groupings"]["skin_tone"]
+    light, dark = table["groupings"]["skin_tone"]  # tone categories lightest first
     assert (dark["group"], dark["n"], dark["n_patients"]) == ("dark", 12, 3)
     assert dark["worst_class"] == "b" and dark["worst_recall"] == 0.0 and dark["accuracy"] == 0.5
     assert dark["per_class"]["a"]["recall_ci"] == [1.0, 1.0] and dark["per_class"]["b"]["support"] == 6
@@ -77,6 +77,17 @@ def test_subgroup_table_counts_patients_and_takes_the_worst_present_class() -> N
     assert lo <= dark["accuracy"] <= hi
     assert table["not_known"] == ["body_site", "camera"] and table["bootstrap"]["n_resamples"] == 200
     assert not decide(HEALTHY, None, CFG, baseline={"macro_f1": 0.0}, validation_passed=True, subgroups=table).passed
+
+
+def test_groups_read_lightest_tone_first_unknown_last_and_groupings_keep_their_order() -> None:
+    tones = ["unknown", "dark", "tan", "very_light", "tan", "brown"]
+    sites = ["scalp", "arm", "arm", "knee", "hand", "arm"]
+    y = np.zeros(6, dtype=int)
+    ids = [str(i) for i in range(6)]
+    table = subgroup_table({"skin_tone": tones, "body_site": sites}, y, y, ids, ids, CLASSES, BOOT)
+    assert [r["group"] for r in table["groupings"]["skin_tone"]] == ["very_light", "tan", "brown", "dark", "unknown"]
+    assert [r["group"] for r in table["groupings"]["body_site"]] == ["arm", "hand", "knee", "scalp"]
+    assert table["order"] == ["skin_tone", "body_site"]
 
 
 def test_a_mixed_group_has_a_bootstrap_interval_around_its_score() -> None:
