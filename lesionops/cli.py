@@ -29,6 +29,7 @@ from lesionops.cli_common import (
     generate_data,
     print_champion,
     print_champions,
+    print_subgroups,
     task_params,
 )
 from lesionops.cli_data import OLD_NAMES, data_app, renamed
@@ -361,6 +362,7 @@ def demo(
             f"{metrics['test_macro_f1']:.3f} vs {metrics['baseline_macro_f1']:.3f} "
             f"({100 * (metrics['test_macro_f1'] - metrics['baseline_macro_f1']):+.1f} points)"
         )
+    print_subgroups(final["run_id"])
     console.print(
         f"\nBrowse runs and the registry:  make ui   (mlflow ui --backend-store-uri "
         f"{tracking.tracking_uri} --default-artifact-root {tracking.artifact_root})"
