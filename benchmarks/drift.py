@@ -49,6 +49,7 @@ from components.common.embedding import logits_and_embedding
 from components.common.image_stats import FEATURES, features_frame, image_features
 from components.common.params import load_params, section
 from components.common.preprocessing import IMAGENET, normalize
+from components.common.scope import SATURATION, ScopeConfig, fit_scope, patch_stats
 from components.common.skin_tone import ITA_COLUMN
 from components.crop_patches.geometry import box_window
 from components.evaluate_model.calibration import fit_temperature
@@ -162,6 +163,42 @@ def model_frame(logits: np.ndarray, emb: np.ndarray, temperature: float) -> pd.D
             "embedding": list(emb),
         }
     )
+
+
+def scope_rates(
+    model: torch.nn.Module, pools: dict[str, dict[str, Any]], outputs: dict[str, Any], cfg: ScopeConfig
+) -> dict[str, Any]:
+    """Per request (serve_scope): the share refused of normal photos (the unshifted pool), of the chest
+    films in the wrong-modality pool, and of near-black copies (pixels × 0.05) of the unshifted photos.
+    The scope is fitted as serving fits it: means and covariance on the reference pool's first half
+    ("val"), threshold on its second half ("test")."""
+    labels = pools["reference"]["labels"]
+    half = len(labels) // 2
+    reference = pd.DataFrame(
+        {
+            "split": ["val"] * half + ["test"] * (len(labels) - half),
+            "label": labels,
+            "embedding": list(outputs["reference"][1]),
+            SATURATION: patch_stats(pools["reference"]["crops"])[1],
+        }
+    )
+    scope = fit_scope(reference, cfg)
+    films = np.array([label == "chest_xray" for label in pools["wrong_modality"]["labels"]])
+    dark = (pools["unshifted"]["crops"].astype(np.float32) * 0.05).round().astype(np.uint8)
+    cases = {
+        "normal": (pools["unshifted"]["crops"], outputs["unshifted"][1]),
+        "chest_film": (pools["wrong_modality"]["crops"][films], outputs["wrong_modality"][1][films]),
+        "near_black": (dark, embed(model, dark)[1]),
+    }
+    out: dict[str, Any] = {"note": scope.note}
+    for name, (crops, emb) in cases.items():
+        verdicts = [scope.judge(c, e) for c, e in zip(crops, emb, strict=True)]
+        out[name] = {
+            "n": len(verdicts),
+            "refused": float(np.mean([not v.in_scope for v in verdicts])) if verdicts else float("nan"),
+            "unfamiliar": float(np.mean(["unfamiliar" in v.reasons for v in verdicts])) if verdicts else float("nan"),
+        }
+    return out
 
 
 def window_rates(
@@ -328,6 +365,7 @@ def main() -> None:
         folder_timing(args.folder_files, args.folder_distinct, args.seed + 1) if args.folder_files else (0.0, 0)
     )
     cusum = cusum_rates(cfg.cusum, 500, args.seed)
+    scope = scope_rates(model, pools, outputs, section(load_params(path=args.params), "serve_scope", ScopeConfig))
 
     print(
         f"monitor_drift benchmark: {args.windows} windows per row; params {args.params} "
@@ -374,6 +412,12 @@ def main() -> None:
         f"feedback CUSUM (k {cfg.cusum.k}, h {cfg.cusum.h}, target 15 %): false alarm within 200 reviews "
         f"{cusum['false_alarm_200']:.1%}; a rise to 45 % flagged after a median {cusum['median_delay']:.0f} reviews"
     )
+    print(f"\nper request (serve_scope; {scope['note']}):")
+    for case in ("normal", "chest_film", "near_black"):
+        r = scope[case]
+        print(
+            f"  {case:<11} {r['n']:>5} photos: refused {r['refused']:.1%} (by the embedding check {r['unfamiliar']:.1%})"
+        )
     if args.json:
         args.json.write_text(
             json.dumps(
@@ -385,6 +429,7 @@ def main() -> None:
                     "folder_features_s": t_folder,
                     "accuracy": accuracy,
                     "cusum": cusum,
+                    "scope": scope,
                 },
                 indent=2,
             ),

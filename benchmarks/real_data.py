@@ -203,6 +203,7 @@ def one_set(name: str, source: Path, work: Path, salt: str) -> dict[str, Any]:
         "n_test": m["n_test"],
         "n_test_patients": m["n_test_patients"],
         "best_epoch": out["summary"].get("best_epoch"),
+        "kept_epoch": out["summary"].get("kept_epoch"),  # train_model.keep_weights
         "epochs_run": out["summary"].get("epochs_run"),
         "pipeline_s": round(out["wall_s"]),
         "reference_f1": reference,

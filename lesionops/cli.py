@@ -29,6 +29,7 @@ from lesionops.cli_common import (
     generate_data,
     print_champion,
     print_champions,
+    print_subgroups,
     task_params,
 )
 from lesionops.cli_data import OLD_NAMES, data_app, renamed
@@ -191,6 +192,7 @@ def serve(
 
     import uvicorn
 
+    from components.common.scope import ScopeConfig
     from components.common.store import Store
     from components.common.task import load_task
     from components.crop_patches.config import CropConfig
@@ -207,6 +209,7 @@ def serve(
         load_task(doc),
         crop=section(doc, "crop_patches", CropConfig),
         promote=section(doc, "promote_model", PromoteConfig) if "promote_model" in doc else None,
+        scope=section(doc, "serve_scope", ScopeConfig) if "serve_scope" in doc else None,
     )
     store = Store(cfg.store_url)  # a store URL that cannot work ends here, before "serving on"
     active = [u for u in store.list_users() if u["revoked_at"] is None]
@@ -359,6 +362,7 @@ def demo(
             f"{metrics['test_macro_f1']:.3f} vs {metrics['baseline_macro_f1']:.3f} "
             f"({100 * (metrics['test_macro_f1'] - metrics['baseline_macro_f1']):+.1f} points)"
         )
+    print_subgroups(final["run_id"])
     console.print(
         f"\nBrowse runs and the registry:  make ui   (mlflow ui --backend-store-uri "
         f"{tracking.tracking_uri} --default-artifact-root {tracking.artifact_root})"

@@ -1,5 +1,5 @@
 """What the `lesionops` commands share: the console, the --params/--task/--set options, and the
-params document they build, the synthetic-data generator and the champion table."""
+params document they build, the synthetic-data generator, the champion table and its subgroups."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 from rich.console import Console
+from rich.markdown import Markdown
 from rich.table import Table
 
 from components.common.cli import error_line
@@ -109,6 +110,19 @@ def print_champion(tracking: TrackingConfig) -> dict[str, Any] | None:
         table.add_row(key, f"{value:.4f}")
     console.print(table)
     return summary
+
+
+def print_subgroups(run_id: str) -> None:
+    """The champion's model card section with metrics per skin tone and body site (CIs, sizes)."""
+    from lesionops.champion import CARD_ARTIFACT, card_section, champion_card
+
+    card = champion_card(run_id)
+    part = None if card is None else card_section(card, "Subgroups")
+    if part is None:
+        console.print(f"No subgroup table: run {run_id} has no model card with one ({CARD_ARTIFACT}).")
+        return
+    console.print(Markdown(part))
+    console.print(f"Full model card: MLflow artifact {CARD_ARTIFACT} of run {run_id}")
 
 
 def print_champions(doc: dict[str, Any]) -> bool:

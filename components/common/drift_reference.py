@@ -5,7 +5,8 @@
 * `model.parquet`: one row per held-out patch (val + test, never train: a model's embeddings of
   images it was fitted on are tighter than of anything new, which would read as drift): split,
   patient_id, label, predicted_class, calibrated confidence softmax(logits / T) with T the temperature fitted
-  on val, correct, embedding (input of the last Linear layer, components/common/embedding.py);
+  on val, correct, embedding (input of the last Linear layer, components/common/embedding.py), and
+  the patch's mean luma and saturation (serving's per-request scope checks, scope.py);
 * `images.parquet`: the image statistics (image_stats.FEATURES) and skin tone (ITA°, skin_tone.py)
   of the unique raw TRAIN images, with their patient_id (the window tests are calibrated on
   whole-patient windows, stats.py);
@@ -40,6 +41,7 @@ from scipy.special import softmax
 from components.common.errors import DataError
 from components.common.image_stats import FEATURES, features_frame
 from components.common.io import read_json, write_json, write_parquet
+from components.common.scope import BRIGHTNESS, SATURATION, patch_stats
 from components.common.skin_tone import ITA_COLUMN
 
 MODEL_TABLE, IMAGES_TABLE, META = "model.parquet", "images.parquet", "reference.json"
@@ -92,6 +94,7 @@ def model_rows(
             logits, emb = logits_and_embedding(model, normalize(patches.images[i : i + batch].to(device), norm))
             probs = softmax(logits.double().cpu().numpy() / temperature, axis=1)
             pred, labels = probs.argmax(1), patches.labels[i : i + batch].numpy()
+            brightness, saturation = patch_stats(patches.images[i : i + batch].permute(0, 2, 3, 1).numpy())
             rows.append(
                 pd.DataFrame(
                     {
@@ -102,6 +105,8 @@ def model_rows(
                         "confidence": probs.max(1),
                         "correct": pred == labels,
                         "embedding": list(emb.numpy().astype(np.float32)),
+                        BRIGHTNESS: brightness,  # the acquisition checks of serve_scope (scope.py)
+                        SATURATION: saturation,
                     }
                 )
             )

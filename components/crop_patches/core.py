@@ -83,6 +83,7 @@ def _box_rows(accepted: pd.DataFrame, whole: bool) -> list[dict[str, Any]]:
                 "width": img.get("width"),
                 "height": img.get("height"),
                 "orientation": img.get("orientation") or 1,
+                "body_site": img.get("body_site"),
                 "split_group": group_of({**box, "split_group": img.get("split_group")}),
             }
         )
@@ -129,6 +130,7 @@ def plan(accepted: pd.DataFrame, cfg: CropConfig, task: TaskConfig, where: Path)
                 "image_width": w,
                 "image_height": h,
                 "orientation": int(row.get("orientation") or 1),
+                "body_site": row.get("body_site") or None,  # metadata.csv's; evaluate_model reports per site
             }
         )
     frame = pd.DataFrame(crops)

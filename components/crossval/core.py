@@ -63,7 +63,7 @@ from components.crossval.config import CrossvalConfig
 
 FOLDS, PATCHES, CROPS = "folds.parquet", "patches.parquet", "crops.parquet"
 REPORT_JSON, REPORT_MD, REPORT_PNG = "kfold_report.json", "kfold_report.md", "kfold_report.png"
-CNN_EXTRAS = ("best_epoch", "best_val_macro_f1", "epochs_run")
+CNN_EXTRAS = ("best_epoch", "best_val_macro_f1", "kept_epoch", "epochs_run")
 
 
 @dataclass(frozen=True)
@@ -223,6 +223,7 @@ def initial_state(cfg: TrainConfig, n_classes: int) -> dict[str, torch.Tensor]:
 def run_cnn(
     images: torch.Tensor,
     y: np.ndarray,
+    patients: np.ndarray,
     fold: Fold,
     cfg: TrainConfig,
     task: TaskConfig,
@@ -240,7 +241,8 @@ def run_cnn(
         model = model.to(memory_format=torch.channels_last)
     labels = torch.from_numpy(y)
     train = MemorySource(images[fold.fit], labels[fold.fit], device, cfg.gpu_memory_fraction)
-    val = MemorySource(images[fold.val], labels[fold.val], device, cfg.gpu_memory_fraction)
+    units = tuple(str(p) for p in patients[fold.val])  # the val rows' bootstrap units (keep_weights)
+    val = MemorySource(images[fold.val], labels[fold.val], device, cfg.gpu_memory_fraction, units)
     with tempfile.TemporaryDirectory(prefix="lesionops-kfold-") as scratch:  # fit's last.pt: not kept
         state = fit_cnn(model, train, val, cfg, task, device, Dist(), Path(scratch), frozen, on_epoch=on_epoch)
     assert state.best_state is not None  # the first epoch always beats the initial score of -1
@@ -249,6 +251,7 @@ def run_cnn(
     return probs.argmax(1), {
         "best_epoch": state.best_epoch,
         "best_val_macro_f1": state.best_score,
+        "kept_epoch": state.kept_epoch,
         "epochs_run": len(state.history),
     }
 
@@ -314,7 +317,15 @@ class _Models:
         assert self.images is not None and self.start is not None
         logger = EpochLogger(run_id, self.train_cfg.log_every)
         pred, extra = run_cnn(
-            self.images, self.pool.labels, fold, self.train_cfg, self.task, self.start, self.device, logger
+            self.images,
+            self.pool.labels,
+            self.pool.patients,
+            fold,
+            self.train_cfg,
+            self.task,
+            self.start,
+            self.device,
+            logger,
         )
         logger.flush()
         return pred, extra

@@ -3,9 +3,10 @@
 Outputs: `metrics.json` (DVC metrics: flat test metrics, patient-bootstrap CIs, ROC-AUC, ECE
 before/after temperature scaling and the fitted temperature for serving, the champion's block
 and the paired difference CI), `decision.json` (every gate rule with value, threshold, verdict
-and reason), `confusion_matrix.png`, `reliability.png`, `roc.png`, and `reference/` (the drift
-reference serving's champion is monitored against: components/monitor_drift/reference.py). The same
-numbers and files are logged to the training run in MLflow.
+and reason), `subgroups.json` (metrics per skin tone and body site with CIs: subgroups.py),
+`confusion_matrix.png`, `reliability.png`, `roc.png`, and `reference/` (the drift reference
+serving's champion is monitored against: components/monitor_drift/reference.py). The same numbers
+and files are logged to the training run in MLflow.
 """
 
 from __future__ import annotations
@@ -23,6 +24,13 @@ import torch
 from mlflow.exceptions import MlflowException
 from scipy.special import softmax
 
+from components.common.bootstrap import (
+    BootstrapConfig,
+    confidence_intervals,
+    paired_difference,
+    patient_counts,
+    resampling_units,
+)
 from components.common.champion import load_champion
 from components.common.classifier.checkpoint import CHECKPOINT, SUMMARY
 from components.common.classifier.data import PatchSet, load_split
@@ -48,13 +56,6 @@ from components.common.task import TaskConfig
 from components.common.tracking import TrackingConfig, metric_key
 from components.evaluate_model import plots
 from components.evaluate_model.baseline import read_baseline
-from components.evaluate_model.bootstrap import (
-    BootstrapConfig,
-    confidence_intervals,
-    paired_difference,
-    patient_counts,
-    resampling_units,
-)
 from components.evaluate_model.calibration import (
     calibrated,
     ece_noise_floor,
@@ -62,7 +63,8 @@ from components.evaluate_model.calibration import (
     fit_temperature,
     reliability_bins,
 )
-from components.evaluate_model.gate import GateConfig, decide, resolution
+from components.evaluate_model.gate import GateConfig, decide, resolution, worst_gated
+from components.evaluate_model.subgroups import SUBGROUPS_FILE, group_labels, subgroup_table
 
 __all__ = ["BootstrapConfig", "EvaluateConfig", "GateConfig", "run"]
 
@@ -270,6 +272,12 @@ def _metrics_doc(
     }
 
 
+def _worst_groups(groups: dict[str, Any], min_size: int) -> dict[str, float | None]:
+    """Flat scalars for DVC, MLflow and the KFP UI: each grouping's worst gated per-class recall."""
+    worst = {g: worst_gated(rows, min_size) for g, rows in groups["groupings"].items()}
+    return {f"worst_group_recall_{g}": None if w is None else w["worst_recall"] for g, w in worst.items()}
+
+
 def _log(run_id: str, metrics: dict[str, Any], passed: bool, out_dir: Path) -> None:
     """Numbers and files onto the training run, so the registry entry carries its evaluation."""
     numbers = {k: float(v) for k, v in metrics.items() if isinstance(v, int | float) and not isinstance(v, bool)}
@@ -280,7 +288,7 @@ def _log(run_id: str, metrics: dict[str, Any], passed: bool, out_dir: Path) -> N
     with mlflow.start_run(run_id=run_id):
         mlflow.log_metrics({metric_key(k): v for k, v in numbers.items()})
         mlflow.set_tag("gate_passed", str(passed).lower())
-        for name in ("decision.json", "metrics.json", *PLOTS, *TABLES):
+        for name in ("decision.json", "metrics.json", SUBGROUPS_FILE, *PLOTS, *TABLES):
             mlflow.log_artifact(str(out_dir / name), artifact_path="evaluation")
         mlflow.log_artifacts(str(out_dir / REFERENCE_DIR), artifact_path=REFERENCE_DIR)  # drift reference
 
@@ -301,6 +309,7 @@ def run(
             write_skipped_figure(out_dir / name, reason)
         write_skipped_tables(out_dir, TABLES)
         write_skipped(out_dir / REFERENCE_DIR / "skipped.json", reason)
+        write_skipped(out_dir / SUBGROUPS_FILE, reason)
         return write_skipped(out_dir / "decision.json", reason, passed=False, failed=[], rules=[])
     validation_passed = read_validation(validation_dir)
     baseline = read_baseline(baseline_dir, tracking, patch_dir, task.classes)
@@ -310,8 +319,12 @@ def run(
     if len(test.labels) == 0:
         raise DataError(patch_dir / "patches.parquet", "the test split is empty")
     device, y = pick_device("auto"), test.labels.numpy()
-    boot = patient_counts(resampling_units(test.patients, patch_dir), cfg.bootstrap)
+    units = resampling_units(test.patients, patch_dir)
+    boot = patient_counts(units, cfg.bootstrap)
     challenger = score(model, test, val, task.classes, cfg, boot, device, norm)
+    groups = subgroup_table(
+        group_labels(patch_dir, task.classes), y, challenger.pred, test.patients, units, task.classes, cfg.bootstrap
+    )
     champion, champ_version = _champion(tracking, cfg, patch_dir, task.classes, size, boot, device, (test, val))
     diff_ci = (
         None
@@ -330,6 +343,7 @@ def run(
         leak_patients=leaks,
         diff_ci=diff_ci,
         test_resolution=resolved,
+        subgroups=groups,
     )
     out_dir.mkdir(parents=True, exist_ok=True)
     _plots(out_dir, challenger, y, task.classes, cfg.calibration_bins)
@@ -352,8 +366,11 @@ def run(
         "test_resolution_macro_f1": resolved["macro_f1"],
         "leak_patients": leaks,
         "validation_passed": validation_passed,
+        **_worst_groups(groups, cfg.gate.min_group_size),
     }
     write_json(out_dir / "metrics.json", metrics)
+    gate = {k: getattr(cfg.gate, k) for k in ("min_group_size", "min_group_recall")}
+    write_json(out_dir / SUBGROUPS_FILE, {**groups, **gate})
     report = {**decision.as_dict(), "run_id": train_summary["run_id"], "champion_version": champ_version}
     write_json(out_dir / "decision.json", report)
     _log(train_summary["run_id"], metrics, decision.passed, out_dir)

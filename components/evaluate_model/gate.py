@@ -1,10 +1,12 @@
 """The promotion gate: a pure function from metrics to a decision with one reason per rule.
 
-Absolute floors protect patients whatever happened before; the classic baseline proves the CNN
-earns its complexity; the comparison with the champion (evaluated on the same test set, paired
-patient bootstrap) stops regressions; the data rules refuse a model built on a failed validation
-or on a split where test patients were also trained on. "No champion yet" is an explicit,
-recorded outcome, not a silent skip, and a rule that is switched off is still listed as such.
+Absolute floors protect patients whatever happened before, on the whole test set and on its worst
+subgroup (skin tone, body site: a group with fewer than `min_group_size` patients is too noisy to
+gate and is only reported); the classic baseline proves the CNN earns its complexity; the
+comparison with the champion (evaluated on the same test set, paired patient bootstrap) stops
+regressions; the data rules refuse a model built on a failed validation or on a split where test
+patients were also trained on. "No champion yet" is an explicit, recorded outcome, not a silent
+skip, and a rule that is switched off is still listed as such.
 
 The champion rule and the test set's resolution. A test set of P patients can only tell apart
 differences larger than its *resolution* r: the half-width of the paired patient-bootstrap CI of
@@ -52,6 +54,8 @@ class GateConfig:
     min_gain_vs_baseline: float = 0.0  # macro-F1 the CNN must beat the classic baseline by
     require_validation_passed: bool = True
     require_no_patient_leak: bool = True
+    min_group_recall: float = 0.0  # worst per-class recall in any subgroup (tone, body site) big enough to gate
+    min_group_size: int = 10  # patients; a smaller subgroup is reported, not gated
 
     def __post_init__(self) -> None:
         if self.margin_rule not in MARGIN_RULES:
@@ -113,6 +117,37 @@ def _recall_rules(challenger: dict[str, Any], cfg: GateConfig) -> list[Rule]:
         else:
             rules.append(_floor(f"recall[{cls}]", m["recall"], cfg.min_class_recall))
     return rules
+
+
+def worst_gated(rows: Sequence[dict[str, Any]], min_size: int) -> dict[str, Any] | None:
+    """The subgroup row with ≥ `min_size` patients and the lowest worst per-class recall; None if none."""
+    gated = [r for r in rows if r["n_patients"] >= min_size and r["worst_recall"] is not None]
+    return min(gated, key=lambda r: r["worst_recall"]) if gated else None
+
+
+def _group_rule(grouping: str, rows: Sequence[dict[str, Any]], cfg: GateConfig) -> Rule:
+    """Worst subgroup of one grouping: a model may pass on average and fail one skin tone."""
+    name, need, size = f"group_recall[{grouping}]", cfg.min_group_recall, cfg.min_group_size
+    small = sorted(r["group"] for r in rows if r["n_patients"] < size)
+    aside = f"; under {size} patients, reported not gated: {', '.join(small)}" if small else ""
+    worst = worst_gated(rows, size)
+    if worst is None:
+        return Rule(name, None, need, True, f"no {grouping} group has ≥ {size} patients: reported, not gated{aside}")
+    ok = worst["worst_recall"] >= need
+    return Rule(
+        name,
+        worst["worst_recall"],
+        need,
+        ok,
+        f"worst group {grouping}={worst['group']} ({worst['n_patients']} patients): recall[{worst['worst_class']}] "
+        f"{worst['worst_recall']:.4f} {'≥' if ok else '<'} {need:.4f}{aside}",
+    )
+
+
+def _group_rules(subgroups: dict[str, Any] | None, cfg: GateConfig) -> list[Rule]:
+    if not subgroups or not subgroups.get("groupings"):
+        return [Rule("group_recall", None, cfg.min_group_recall, True, "no subgroup column known: not gated")]
+    return [_group_rule(g, rows, cfg) for g, rows in subgroups["groupings"].items()]
 
 
 def _baseline_rule(challenger: dict[str, Any], baseline: dict[str, Any] | None, cfg: GateConfig) -> Rule:
@@ -226,11 +261,13 @@ def decide(
     leak_patients: Sequence[str] = (),
     diff_ci: Sequence[float] | None = None,
     test_resolution: dict[str, Any] | None = None,
+    subgroups: dict[str, Any] | None = None,
 ) -> Decision:
     """Apply every rule; the gate passes only if all pass (fail hard by default).
 
     `challenger`/`champion`/`baseline` are `classification_metrics` dicts on the same test split;
-    `diff_ci` is the paired bootstrap interval of challenger − champion macro-F1.
+    `diff_ci` is the paired bootstrap interval of challenger − champion macro-F1; `subgroups` is
+    subgroups.py's table (per grouping, one row per group with `n_patients` and `worst_recall`).
     """
     rules = [
         Rule(
@@ -243,6 +280,7 @@ def decide(
         _floor("min_accuracy", challenger["accuracy"], cfg.min_accuracy),
         _floor("min_macro_f1", challenger["macro_f1"], cfg.min_macro_f1),
         *_recall_rules(challenger, cfg),
+        *_group_rules(subgroups, cfg),
         _baseline_rule(challenger, baseline, cfg),
         _champion_rule(challenger, champion, cfg, diff_ci),
         _validation_rule(validation_passed, cfg),

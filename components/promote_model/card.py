@@ -2,8 +2,8 @@
 it is (with uncertainty when the evaluation measured it) and where it is known to fail.
 
 A pure function over the stage files (train_summary.json, metrics.json, decision.json and, when
-given, crop_report.json), so it is tested without a registry and says plainly what is missing
-instead of leaving a section out.
+given, crop_report.json and evaluate_model's subgroups.json), so it is tested without a registry
+and says plainly what is missing instead of leaving a section out.
 """
 
 from __future__ import annotations
@@ -127,6 +127,61 @@ def _flat(doc: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
+def _with_ci(value: Any, bounds: Any) -> str:
+    if not _num(value):
+        return "—"
+    if isinstance(bounds, list | tuple) and len(bounds) == 2 and all(_num(b) for b in bounds):
+        return f"{value:.3f} [{bounds[0]:.3f}, {bounds[1]:.3f}]"
+    return f"{value:.3f}"
+
+
+def _group_rows(rows: list[dict[str, Any]], min_size: int | None) -> list[list[Any]]:
+    out = []
+    for r in rows:
+        ci = r.get("ci") or {}
+        worst = r.get("worst_class")
+        worst_ci = ((r.get("per_class") or {}).get(worst) or {}).get("recall_ci")
+        gated = "—" if min_size is None else ("yes" if r.get("n_patients", 0) >= min_size else "no (too few patients)")
+        out.append(
+            [
+                r.get("group"),
+                r.get("n"),
+                r.get("n_patients"),
+                _with_ci(r.get("accuracy"), ci.get("accuracy")),
+                _with_ci(r.get("macro_f1"), ci.get("macro_f1")),
+                "—" if worst is None else f"{_with_ci(r.get('worst_recall'), worst_ci)} ({worst})",
+                gated,
+            ]
+        )
+    return out
+
+
+def _subgroups(subgroups: dict[str, Any] | None) -> list[str]:
+    """Metrics per skin tone / body site: an average can hide the group the model fails."""
+    lines = ["## Subgroups", ""]
+    if not subgroups or not subgroups.get("groupings"):
+        return lines + [
+            "Not reported by this evaluation (no subgroup column in its subgroups.json, or none given).",
+            "",
+        ]
+    confidence = (subgroups.get("bootstrap") or {}).get("confidence", 0.95)
+    min_size = subgroups.get("min_group_size")
+    header = ["group", "patches", "patients", f"accuracy [{confidence * 100:g} % CI]", "macro-F1 [CI]"]
+    header += ["worst class recall", "gated"]
+    groupings = subgroups["groupings"]
+    for grouping in [g for g in subgroups.get("order") or groupings if g in groupings]:
+        rows = _group_rows(groupings[grouping], min_size)
+        lines += [f"### By {grouping.replace('_', ' ')}", "", *_table(header, rows), ""]
+    lines.append(
+        "CIs: patient bootstrap within each group. Gate: the worst class recall of every group with "
+        f"≥ {_fmt(min_size)} patients must reach {_fmt(subgroups.get('min_group_recall'))} "
+        "(`gate.min_group_recall`); smaller groups are reported, not gated."
+    )
+    if subgroups.get("not_known"):
+        lines.append(f"Not known for this data (no column): {', '.join(subgroups['not_known'])}.")
+    return lines + [""]
+
+
 def _calibration(metrics: dict[str, Any]) -> list[str]:
     raw = metrics.get("calibration")
     calibration: dict[str, Any] = raw if isinstance(raw, dict) else {}
@@ -211,8 +266,10 @@ def model_card(
     *,
     name: str | None = None,
     version: str | None = None,
+    subgroups: dict[str, Any] | None = None,
 ) -> str:
-    """The Markdown card for one promoted version (`name`/`version` only label the title)."""
+    """The Markdown card for one promoted version (`name`/`version` only label the title;
+    `subgroups` is evaluate_model's subgroups.json)."""
     kind = summary.get("kind", "classifier")
     title = f"{name or summary.get('registered_model', 'model')}" + (f" v{version}" if version else "")
     head = [
@@ -234,6 +291,7 @@ def model_card(
         _data(summary, crop_report),
         _metrics(metrics),
         _per_class(metrics, summary),
+        _subgroups(subgroups),
         _calibration(metrics),
         _gate(decision, metrics),
         _limits(summary, metrics, crop_report),

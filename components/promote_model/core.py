@@ -39,6 +39,7 @@ from components.promote_model.config import PromoteConfig
 SUMMARY = "train_summary.json"  # written by train_model and by the detector stage alike
 KINDS = ("classifier", "detector")
 CARD = "model_card.md"
+SUBGROUPS = "subgroups.json"  # evaluate_model's; promote_model may not import that stage
 ARTIFACT_DIR = "promotion"  # where decision.json and the card go in the version's run
 MAX_TEXT = 5000  # registry column limit for tag values and version descriptions
 
@@ -68,6 +69,13 @@ def _read(path: Path) -> dict[str, Any]:
     if not isinstance(doc, dict):
         raise DataError(path, f"expected a JSON object, found {type(doc).__name__}")
     return doc
+
+
+def _subgroups(eval_dir: Path) -> dict[str, Any] | None:
+    """evaluate_model's metrics per skin tone / body site for the card; None when the evaluation
+    wrote none (a detector's, or one from before the file existed)."""
+    path = eval_dir / SUBGROUPS
+    return _read(path) if path.is_file() else None
 
 
 def _summary(train_dir: Path) -> tuple[dict[str, Any], str]:
@@ -237,6 +245,7 @@ def run(
     _check_gate(decision, summary, decision_path)
     metrics = _read(eval_dir / "metrics.json")
     crop_report = _read(patches_dir / "crop_report.json") if patches_dir is not None else None
+    subgroups = _subgroups(eval_dir)
     mlflow.set_tracking_uri(resolved_uri(tracking))
     client = MlflowClient()
     name = registered_name(tracking, kind, summary)
@@ -258,7 +267,8 @@ def run(
         if version is None:
             version = str(mlflow.register_model(summary["model_uri"], name).version)
         card = _write_text(
-            out_dir / CARD, model_card(summary, metrics, decision, crop_report, name=name, version=version)
+            out_dir / CARD,
+            model_card(summary, metrics, decision, crop_report, name=name, version=version, subgroups=subgroups),
         )
         _annotate(client, name, version, summary, metrics, decision, card, decision_path)
         if cfg.export_onnx and kind == "classifier":

@@ -44,7 +44,8 @@ def main(argv: list[str] | None = None) -> None:
     elif "run_id" in summary:  # DDP ranks other than 0 train silently
         print(
             f"train_model: run {summary['run_id']} best val macro-F1 {summary['best_val_macro_f1']:.3f} "
-            f"at epoch {summary['best_epoch']} ({summary['epochs_run']} epochs)"
+            f"at epoch {summary['best_epoch']} ({summary['epochs_run']} epochs), kept epoch "
+            f"{summary['kept_epoch']} (val macro-F1 {summary['kept_val_macro_f1']:.3f})"
         )
 
 

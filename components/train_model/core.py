@@ -135,16 +135,23 @@ def _finish(
     active: mlflow.ActiveRun,
     data_version: str,
 ) -> dict[str, Any]:
-    """Best weights into checkpoint.pt, curves and model into MLflow; returns the summary."""
+    """Kept weights into checkpoint.pt, curves and model into MLflow; returns the summary."""
     assert state.best_state is not None  # the first epoch always beats the initial score of -1
     model.load_state_dict(state.best_state)
-    save_best(out_dir / CHECKPOINT, state.best_state, cfg, task.classes, state.best_epoch, state.best_score, state.norm)
+    save_best(out_dir / CHECKPOINT, state.best_state, cfg, task.classes, state.kept_epoch, state.kept_score, state.norm)
     plot_curves(state.history, out_dir / "curves.png")
     write_curves(state.history, out_dir / CURVES_CSV)
     mlflow.log_artifact(str(out_dir / CURVES_CSV))
     mlflow.log_artifact(str(out_dir / "curves.png"))
     model_uri = _log_model(model, train.sample(2), task, cfg, out_dir, state.norm)
-    mlflow.log_metrics({"best_val_macro_f1": state.best_score, "best_epoch": state.best_epoch})
+    mlflow.log_metrics(
+        {
+            "best_val_macro_f1": state.best_score,
+            "best_epoch": state.best_epoch,
+            "kept_val_macro_f1": state.kept_score,
+            "kept_epoch": state.kept_epoch,
+        }
+    )
     mlflow.log_param("epochs_planned", state.epochs)  # epochs raised to reach min_steps on a small set
     return {
         "run_id": active.info.run_id,
@@ -154,6 +161,8 @@ def _finish(
         "arch": cfg.arch,
         "best_epoch": state.best_epoch,
         "best_val_macro_f1": state.best_score,
+        "kept_epoch": state.kept_epoch,  # the weights logged (train_model.keep_weights)
+        "kept_val_macro_f1": state.kept_score,
         "epochs_run": len(state.history),
         "epochs_planned": state.epochs,
         "classes": list(task.classes),

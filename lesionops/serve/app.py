@@ -26,6 +26,7 @@ from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from components.common.scope import ScopeConfig
 from components.common.store import Store
 from components.common.task import TaskConfig
 from components.common.tracking import TrackingConfig
@@ -178,12 +179,14 @@ def create_app(
     *,
     crop: CropConfig | None = None,
     promote: PromoteConfig | None = None,
+    scope: ScopeConfig | None = None,
 ) -> FastAPI:
     """The app for these configs. `crop` (the crop_patches section) must be the one the classifier
     was trained with: serving rebuilds patches with it. `promote` (the promote_model section) names
-    the audit log and lock that POST /rollback uses. Users live in the store (`lesionops users`)."""
+    the audit log and lock that POST /rollback uses. `scope` (serve_scope) makes /classify refuse
+    photos the classifier cannot answer; None answers every photo. Users live in the store (`lesionops users`)."""
     crop = crop or CropConfig()
-    champions = Champions(tracking, cfg.champion_alias, task.classes, backend=cfg.backend)
+    champions = Champions(tracking, cfg.champion_alias, task.classes, backend=cfg.backend, scope=scope)
     metrics = ServeMetrics()
 
     @asynccontextmanager

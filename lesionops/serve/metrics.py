@@ -31,6 +31,9 @@ class ServeMetrics:
         self.predictions = Counter(
             "lesionops_predictions", "Predictions by kind and (top) class", ["kind", "label"], registry=self.registry
         )
+        self.out_of_scope = Counter(
+            "lesionops_out_of_scope", "Photos refused as out of scope, by reason", ["reason"], registry=self.registry
+        )
         self.feedback = Counter(
             "lesionops_feedback",
             "Feedback reports by event (reported, accepted, rejected)",

@@ -26,13 +26,17 @@ from pathlib import Path
 from typing import Any
 
 import mlflow
+import pandas as pd
 import torch
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from torch import nn
 
+from components.common.drift_reference import ARTIFACT_PATH as REFERENCE_DIR
+from components.common.drift_reference import MODEL_TABLE
 from components.common.errors import DataError
 from components.common.onnx_export import ARTIFACT, checked_session, export_classifier
+from components.common.scope import ScopeConfig, ScopeModel, fit_scope
 from components.common.tracking import TrackingConfig, resolved_uri, version_by_alias
 from lesionops.serve.batching import MicroBatcher
 
@@ -59,6 +63,7 @@ class Classifier:
     lock: threading.Lock = field(default_factory=threading.Lock, compare=False, repr=False)
     onnx: Any = field(default=None, compare=False, repr=False)  # ONNX Runtime session (serve.backend: onnx)
     batcher: MicroBatcher = field(default_factory=MicroBatcher, compare=False, repr=False)  # concurrent requests
+    scope: ScopeModel | None = field(default=None, compare=False, repr=False)  # serve_scope; None: every photo answered
 
     def info(self) -> dict[str, str]:
         return {"name": self.name, "version": self.version}
@@ -107,7 +112,28 @@ def _load_module(client: MlflowClient, uri: str, name: str, version: str) -> nn.
     return loaded.eval()
 
 
-def load_classifier(client: MlflowClient, uri: str, name: str, version: Any, backend: str = "torch") -> Classifier:
+def _reference_rows(client: MlflowClient, run_id: str) -> pd.DataFrame | None:
+    """The held-out rows of the version's drift reference (evaluate_model logs `reference/` on the
+    training run): what the scope check is fitted and calibrated on. None when the run has none."""
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            path = client.download_artifacts(run_id, f"{REFERENCE_DIR}/{MODEL_TABLE}", tmp)
+        except (MlflowException, OSError):
+            return None
+        return pd.read_parquet(path)
+
+
+def _scope(client: MlflowClient, run_id: str, cfg: ScopeConfig | None, label: str) -> ScopeModel | None:
+    if cfg is None or not cfg.enabled:
+        return None
+    scope = fit_scope(_reference_rows(client, run_id), cfg)
+    log.info("serve: %s scope: %s", label, scope.note)
+    return scope
+
+
+def load_classifier(
+    client: MlflowClient, uri: str, name: str, version: Any, backend: str = "torch", scope: ScopeConfig | None = None
+) -> Classifier:
     prep = _run_json(client, version.run_id, "preprocessing.json")
     try:
         classes, size = tuple(str(c) for c in prep["classes"]), int(prep["image_size"])
@@ -131,6 +157,7 @@ def load_classifier(client: MlflowClient, uri: str, name: str, version: Any, bac
         std,  # type: ignore[arg-type]
         temperature,
         onnx=onnx,
+        scope=_scope(client, version.run_id, scope, label),
     )
 
 
@@ -172,8 +199,10 @@ class Champions:
         task_classes: tuple[str, ...],
         wanted: tuple[str, ...] = KINDS,
         backend: str = "torch",
+        scope: ScopeConfig | None = None,
     ) -> None:
         self.uri = resolved_uri(tracking)
+        self.scope = scope
         self.names = {"classifier": tracking.registered_model, "detector": tracking.registered_detector}
         self.alias, self.task_classes, self.wanted, self.backend = alias, task_classes, wanted, backend
         self.client = MlflowClient(tracking_uri=self.uri, registry_uri=self.uri)
@@ -215,7 +244,7 @@ class Champions:
             return
         try:
             loaded = (
-                load_classifier(self.client, self.uri, name, version, self.backend)
+                load_classifier(self.client, self.uri, name, version, self.backend, self.scope)
                 if kind == "classifier"
                 else load_detector(self.client, self.uri, name, version, self.task_classes)
             )

@@ -5,8 +5,8 @@ requests overlap while each model runs one forward at a time. A /classify upload
 at the reduced scale its patch needs; drift features are measured off the request path (features.py).
 
 Every stored prediction and report names the signed-in user. An anonymous kiosk request
-(`serve.anonymous_classify`) is answered from a temporary copy that is deleted before the answer
-leaves: no image file, no row, no prediction id to report on.
+(`serve.anonymous_classify`) is answered from memory: no image file, no row, no prediction id to
+report on.
 """
 
 from __future__ import annotations
@@ -15,11 +15,14 @@ import uuid
 from collections.abc import Callable
 from typing import Annotated, Any
 
+import numpy as np
 from fastapi import APIRouter, Depends, File, Form, HTTPException, Request, UploadFile
+from PIL import Image
 
 from components.common.store import Feedback, ImageDeleted, Prediction, StoredImage, utc_now
 from lesionops.serve.auth import predict_user, require
 from lesionops.serve.inference import annotate, classify, detect, patch_for, patch_scale
+from lesionops.serve.models import Classifier
 from lesionops.serve.schemas import ClassifyResponse, DetectResponse, FeedbackResponse
 from lesionops.serve.state import ServeState, count_upload, get_state, require_form
 from lesionops.serve.uploads import InputError, Upload, check_content_type, decode_image, parse_box, store_image
@@ -110,6 +113,7 @@ def classify_route(
     stored = store_image(state.image_dir, upload) if user is not None else None
     cfg = state.cfg
     answer = classify(model, patch, k, cfg.torch_threads, cfg.max_batch, cfg.batch_wait_ms / 1000)
+    scope = _scope(state, model, patch, answer.embedding)
     top1 = answer.top[0]
     prediction_id = _record(
         state,
@@ -118,7 +122,7 @@ def classify_route(
         "classify",
         model,
         region,
-        {"top": answer.top},
+        {"top": answer.top, **({"scope": scope} if scope else {})},  # the model's answer kept for audit
         (top1["label"], top1["confidence"]),
         answer.embedding,
     )
@@ -126,10 +130,23 @@ def classify_route(
         "prediction_id": prediction_id,
         "kind": "classify",
         "model": model.info(),
-        "top": answer.top,
+        "top": answer.top if scope is None or scope["in_scope"] else [],
+        "scope": scope,
         "box": region,
         "image": {"width": width, "height": height},
     }
+
+
+def _scope(state: ServeState, model: Classifier, patch: Image.Image, embedding: np.ndarray) -> dict[str, Any] | None:
+    """The serve_scope verdict on the patch the model saw (None: the check is off). An out-of-scope
+    photo is still stored with the model's answer, counted by reason, and its image statistics
+    feed monitor_drift's acquisition alerts like every other upload's."""
+    if model.scope is None:
+        return None
+    verdict = model.scope.judge(np.asarray(patch.convert("RGB")), embedding)
+    for reason in verdict.reasons:
+        state.metrics.out_of_scope.labels(reason).inc()
+    return verdict.as_dict()
 
 
 @router.post(

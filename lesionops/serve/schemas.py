@@ -36,11 +36,19 @@ class Ranked(BaseModel):
 PredictionId = Field(description="what /feedback reports on; null for an anonymous kiosk answer (nothing stored)")
 
 
+class Scope(BaseModel):
+    in_scope: bool
+    reasons: list[str] = Field(description="near_black | grey | unfamiliar (the embedding is far from every class)")
+    distance: float | None = Field(description="Mahalanobis distance of the embedding to the nearest class mean")
+    threshold: float | None = Field(description="refused above this (serve_scope.false_rejection on held-out photos)")
+
+
 class ClassifyResponse(BaseModel):
     prediction_id: str | None = PredictionId
     kind: Literal["classify"]
     model: ModelRef
-    top: list[Ranked]
+    top: list[Ranked] = Field(description="empty when the photo is out of scope: no diagnosis-like answer")
+    scope: Scope | None = Field(None, description="the per-request scope check (serve_scope); None: not checked")
     box: list[float] | None = Field(description="x1,y1,x2,y2 in stored-image pixels (0-based, x2/y2 exclusive)")
     image: ImageSize
 

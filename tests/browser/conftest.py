@@ -43,9 +43,10 @@ def serving(tmp_path_factory: pytest.TempPathFactory) -> ServeSetup:
 @pytest.fixture(scope="session")
 def base_url(chromium: WebDriver, serving: ServeSetup) -> Iterator[str]:
     """The real app on a loopback port (started after the browser check, so no browser: no app)."""
+    from components.common.scope import ScopeConfig
     from tests.serve.fixtures import serve_in_thread
 
-    with serve_in_thread(serving.app()) as url:
+    with serve_in_thread(serving.app(scope=ScopeConfig())) as url:  # the grey-film test needs it
         yield url
 
 

@@ -106,6 +106,25 @@ def test_drag_box_classify_and_report_wrong(
     assert chromium.execute_script("return localStorage.getItem('lesionops.token')") is None
 
 
+def test_a_grey_film_gets_the_reason_and_no_diseases(
+    chromium: WebDriver, base_url: str, tmp_path: Path, shot: Shot
+) -> None:
+    """serve_scope: a chest film sent to a skin model is refused on the page, with what to send instead."""
+    from PIL import Image
+
+    film = tmp_path / "film.jpg"
+    Image.new("L", (WIDTH, HEIGHT), 128).convert("RGB").save(film)
+    open_clinician(chromium, base_url, harness.VIEWPORTS["desktop"])
+    choose(chromium, film)
+    harness.image_loaded(chromium, harness.visible(chromium, "photo"))
+    by_id(chromium, "go").click()
+    notice = harness.visible(chromium, "out-of-scope")
+    assert "black and white" in notice.text and "colour photo of the skin" in notice.text
+    assert chromium.find_elements("css selector", "#top li") == []
+    shot("out-of-scope")
+    by_id(chromium, "sign-out").click()
+
+
 def shown_box(text: str) -> list[float]:
     """The box the page says it will send ("x1, y1 → x2, y2 (w × h px)")."""
     return [float(v) for v in re.findall(r"\d+", text)[:4]]

@@ -42,6 +42,22 @@ RULES = {
     "no_patient_leak",
 }
 
+# tone from crop_patches, body site from the synthetic metadata.csv; no stage records a camera
+GROUP_RULES = {"group_recall[skin_tone]", "group_recall[body_site]"}
+
+
+def check_subgroups(out: Path, metrics: dict, classes: tuple[str, ...]) -> None:
+    """Every test patch in exactly one group per grouping, each group with its size and CIs."""
+    table = json.loads((out / "subgroups.json").read_text())
+    assert set(table["groupings"]) == {"skin_tone", "body_site"} and table["not_known"] == ["camera"]
+    for rows in table["groupings"].values():
+        assert sum(r["n"] for r in rows) == metrics["n_test"]
+        assert sum(r["n_patients"] for r in rows) >= metrics["n_test_patients"]  # a patient may span sites
+        for r in rows:
+            lo, hi = r["ci"]["accuracy"]
+            assert 0.0 <= lo <= r["accuracy"] <= hi <= 1.0 and set(r["per_class"]) == set(classes)
+    assert "worst_group_recall_skin_tone" in metrics
+
 
 def check_block(block: dict, classes: tuple[str, ...]) -> None:
     for metric in ("accuracy", "macro_f1", "macro_recall"):
@@ -142,7 +158,7 @@ def test_evaluate_with_baseline_then_against_itself_as_champion(
     assert metrics["baseline_model_uri"] == trained["model_uri"]
     assert metrics["leak_patients"] == [] and metrics["validation_passed"] is True
     rules = {r["name"]: r for r in decision["rules"]}
-    assert RULES | {f"recall[{c}]" for c in task.classes} == set(rules)
+    assert RULES | {f"recall[{c}]" for c in task.classes} | GROUP_RULES == set(rules)
     assert rules["beats_baseline"]["value"] == pytest.approx(metrics["gain_vs_baseline"])
     assert rules["non_inferior_to_champion"]["reason"] == "no champion yet: first model"
     assert rules["validation_passed"]["passed"] and rules["no_patient_leak"]["passed"]
@@ -153,6 +169,7 @@ def test_evaluate_with_baseline_then_against_itself_as_champion(
         for name in ("confusion_matrix.png", "reliability.png", "roc.png")
     )
     check_plot_data_and_kfp_outputs(tmp_path / "eval1", metrics, task.classes)
+    check_subgroups(tmp_path / "eval1", metrics, task.classes)
     client = mlflow.MlflowClient(tracking.tracking_uri)
     logged = client.get_run(summary["run_id"]).data.metrics
     assert logged["test_ece"] == pytest.approx(metrics["test_ece"]) and "test_macro_f1_ci_low" in logged
@@ -160,6 +177,7 @@ def test_evaluate_with_baseline_then_against_itself_as_champion(
         "evaluation/reliability.png",
         "evaluation/roc.png",
         "evaluation/metrics.json",
+        "evaluation/subgroups.json",
     }
 
     # The same model as champion (the registry's pt2 export): identical scores, difference CI at 0.

@@ -14,19 +14,23 @@ from pathlib import Path
 from typing import Any
 
 import mlflow
+import numpy as np
 import pytest
 from filelock import FileLock
 from mlflow.tracking import MlflowClient
 
+from components.common.bootstrap import BootstrapConfig
 from components.common.cli import run_main
 from components.common.errors import GateFailed, LesionOpsError
 from components.common.io import write_json
 from components.common.tracking import TrackingConfig, setup
+from components.evaluate_model.subgroups import subgroup_table
 from components.promote_model.__main__ import main
 from components.promote_model.audit import LAST_MOVE_TAG, read_audit
 from components.promote_model.config import PromoteConfig
 from components.promote_model.core import PromotionRefused, run
 from components.promote_model.rollback import rollback
+from lesionops.champion import card_section, champion_card
 
 CLASSES = ["lichen_planus", "psoriasis"]
 
@@ -86,6 +90,7 @@ def _evaluate(
     champion: str | None,
     passed: bool = True,
     ci: dict[str, list[float]] | None = None,
+    subgroups: dict[str, Any] | None = None,
 ) -> Path:
     """decision.json + metrics.json as evaluate_model writes them, against `champion`."""
     run_id = json.loads((train_dir / "train_summary.json").read_text())["run_id"]
@@ -131,7 +136,18 @@ def _evaluate(
     if ci is not None:
         metrics["ci"] = ci
     write_json(out / "metrics.json", metrics)
+    if subgroups is not None:
+        write_json(out / "subgroups.json", subgroups)
     return out
+
+
+def _tone_table() -> dict[str, Any]:
+    """evaluate_model's subgroups.json for 8 test patients, 4 of light and 4 of dark skin."""
+    patients = [f"p{i}" for i in range(8) for _ in range(5)]
+    y = np.array([0, 1] * 20)
+    tone = ["light"] * 20 + ["dark"] * 20
+    table = subgroup_table({"skin_tone": tone}, y, y, patients, patients, tuple(CLASSES), BootstrapConfig(100))
+    return {**table, "min_group_size": 4}
 
 
 def _promote(
@@ -169,7 +185,7 @@ def test_promotions_move_champion_keep_previous_and_leave_provenance(store, tmp_
         cfg,
         tracking,
         train,
-        _evaluate(tmp_path, "b", train, "1", ci={"macro_f1": [0.8, 0.93]}),
+        _evaluate(tmp_path, "b", train, "1", ci={"macro_f1": [0.8, 0.93]}, subgroups=_tone_table()),
         tmp_path / "out-b",
         patches,
     )
@@ -199,6 +215,13 @@ def test_promotions_move_champion_keep_previous_and_leave_provenance(store, tmp_
     assert "[0.8000, 0.9300]" in card and "| test | 20 | 20 | 8 |" in card
     artifacts = {a.path for a in client.list_artifacts(second["run_id"], "promotion")}
     assert artifacts == {"promotion/decision.json", "promotion/model_card.md"}
+    # what `make demo` prints: the champion's card, read back from its run, cut to the subgroup table
+    tone = card_section(champion_card(second["run_id"]) or "", "Subgroups") or ""
+    assert tone.startswith("## Subgroups") and "### By skin tone" in tone and "| dark | 20 | 4 |" in tone
+    assert "## Calibration" not in tone
+    assert card_section(champion_card(first["run_id"]) or "", "Subgroups") == (
+        "## Subgroups\n\nNot reported by this evaluation (no subgroup column in its subgroups.json, or none given)."
+    )
 
 
 def test_failed_gate_leaves_the_registry_alone(store, tmp_path: Path) -> None:

@@ -103,7 +103,12 @@ def _same_weights(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> boo
     [
         {"scheduler": "cosine", "augment": "strong", "optimizer": "adamw", "class_weights": "balanced"},
         {"scheduler": "plateau", "augment": "light", "optimizer": "sgd", "freeze_layers": 1},
-        {"scheduler": "onecycle", "augment": "light", "sampler": "balanced"},  # per-batch schedule, drawn order
+        {
+            "scheduler": "onecycle",
+            "augment": "light",
+            "sampler": "balanced",
+            "keep_weights": "latest_tied",
+        },  # per batch
     ],
 )
 def test_resume_after_a_crash_ends_with_the_uninterrupted_weights(
@@ -122,6 +127,7 @@ def test_resume_after_a_crash_ends_with_the_uninterrupted_weights(
     assert _same_weights(final[0]["state_dict"], final[1]["state_dict"])
     assert _same_weights(final[0]["optimizer"]["state"][0], final[1]["optimizer"]["state"][0])
     assert _same_weights(straight.best_state, resumed.best_state) and straight.best_epoch == resumed.best_epoch
+    assert straight.kept_epoch == resumed.kept_epoch
     drop = ("epoch_seconds", "train_images_per_s")  # wall-clock, the only fields allowed to differ
     assert [{k: v for k, v in r.items() if k not in drop} for r in straight.history] == [
         {k: v for k, v in r.items() if k not in drop} for r in resumed.history

@@ -16,7 +16,7 @@ import yaml
 from components.common.tracking import TrackingConfig
 from components.promote_model.config import PromoteConfig
 from components.promote_model.core import run as promote
-from lesionops.champion import champion_summary
+from lesionops.champion import card_section, champion_card, champion_summary
 from tests.conftest import REPO, tiny_params
 
 pytestmark = pytest.mark.slow
@@ -100,6 +100,10 @@ def test_dvc_and_kfp_local_run_the_same_stages_and_agree(tiny_dataset: Path, tmp
     )
     kfp_champion = champion_summary(TrackingConfig(**kfp_doc["mlflow"]))
     assert kfp_champion is not None and kfp_champion["version"] == "1"
+    # what `make demo` prints under the champion: its card's table per skin tone, with CIs
+    subgroups = card_section(champion_card(kfp_champion["run_id"]) or "", "Subgroups") or ""
+    assert "### By skin tone" in subgroups and "accuracy [95 % CI]" in subgroups, subgroups
+    assert "### By skin tone" in (dvc_root / "outputs/promote_model/classifier/model_card.md").read_text()
 
     # Same patches, same splits, same lineage.
     dvc_patches = pd.read_parquet(dvc_root / "outputs/crop_patches/patches.parquet")

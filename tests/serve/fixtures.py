@@ -74,10 +74,11 @@ class ServeSetup:
     task: TaskConfig
     crop: CropConfig
 
-    def app(self) -> FastAPI:
+    def app(self, scope: Any = None) -> FastAPI:
+        """The app; `scope` (a ScopeConfig) turns the per-request scope check on."""
         from lesionops.serve.app import create_app
 
-        return create_app(self.cfg, self.tracking, self.task, crop=self.crop, promote=self.promote)
+        return create_app(self.cfg, self.tracking, self.task, crop=self.crop, promote=self.promote, scope=scope)
 
     @property
     def promote(self) -> Any:

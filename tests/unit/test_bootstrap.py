@@ -3,9 +3,7 @@ import time
 import numpy as np
 import pytest
 
-from components.common.errors import ConfigError
-from components.common.metrics import classification_metrics
-from components.evaluate_model.bootstrap import (
+from components.common.bootstrap import (
     METRICS,
     BootstrapConfig,
     confidence_intervals,
@@ -15,6 +13,8 @@ from components.evaluate_model.bootstrap import (
     resampled_confusions,
     resampling_units,
 )
+from components.common.errors import ConfigError
+from components.common.metrics import classification_metrics
 
 CLASSES = ("a", "b", "c", "d", "e")
 

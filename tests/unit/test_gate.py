@@ -53,6 +53,7 @@ def test_healthy_first_model_passes_with_no_champion_recorded() -> None:
         "min_macro_f1",
         "recall[c0]",
         "recall[c1]",
+        "group_recall",
         "beats_baseline",
         "non_inferior_to_champion",
         "validation_passed",

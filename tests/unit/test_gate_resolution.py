@@ -14,8 +14,8 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
+from components.common.bootstrap import BootstrapConfig, confidence_intervals, paired_difference, patient_counts
 from components.common.metrics import classification_metrics
-from components.evaluate_model.bootstrap import BootstrapConfig, confidence_intervals, paired_difference, patient_counts
 from components.evaluate_model.gate import GateConfig, decide, resolution
 
 GATE = GateConfig(

@@ -41,6 +41,7 @@ def test_build_refuses_bad_values(values: dict, message: str) -> None:
 
 
 def test_repo_params_build_every_stage_config() -> None:
+    from components.common.scope import ScopeConfig
     from components.crop_patches.config import CropConfig
     from components.crossval.config import CrossvalConfig
     from components.evaluate_detector.config import EvaluateDetectorConfig
@@ -72,6 +73,7 @@ def test_repo_params_build_every_stage_config() -> None:
         ("monitor_drift", MonitorConfig),
         ("serve", ServeConfig),
         ("serve_k8s", ServeK8sConfig),
+        ("serve_scope", ScopeConfig),
         ("retrain", RetrainConfig),
         ("kubeflow", KubeflowConfig),
     ]:

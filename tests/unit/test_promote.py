@@ -2,14 +2,20 @@ import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
+from components.common.bootstrap import BootstrapConfig
 from components.common.errors import DataError, GateFailed
+from components.common.io import read_json, write_json
 from components.common.tracking import TrackingConfig
+from components.evaluate_model.subgroups import subgroup_table
 from components.promote_model.audit import alias_move, append_audit, audit_path, champion_before, read_audit
 from components.promote_model.card import model_card, most_confused
 from components.promote_model.config import PromoteConfig
 from components.promote_model.core import gate_report, run
+
+BOOT = BootstrapConfig(n_resamples=100, seed=0)
 
 SUMMARY = {
     "run_id": "abc",
@@ -162,6 +168,30 @@ def test_card_covers_use_data_classes_calibration_gate_and_limits() -> None:
     assert "evaluated against champion v3" in card and "| recall[lupus] | 0.1000 | 0.2000 | FAIL |" in card
     assert "`lupus` is most often predicted as `psoriasis` (8 of 10" in card
     assert "split by patient" in card and "Test patients: 12" in card
+
+
+def test_card_shows_metrics_per_subgroup_with_cis_from_evaluate_models_table(tmp_path: Path) -> None:
+    patients = [f"p{i}" for i in range(6) for _ in range(4)]
+    y = np.array([0, 1, 2, 2] * 6)
+    pred = np.where(np.arange(24) >= 16, 0, y)  # the two "dark" patients: every patch called eczema
+    tone = ["light"] * 16 + ["dark"] * 8
+    labels = {"skin_tone": tone, "body_site": ["arm", "leg"] * 12}
+    table = subgroup_table(labels, y, pred, patients, patients, tuple(SUMMARY["classes"]), BOOT)
+    written = tmp_path / "subgroups.json"  # as promote_model reads it back: JSON with sorted keys
+    write_json(written, {**table, "min_group_size": 3, "min_group_recall": 0.2})
+    card = model_card(SUMMARY, METRICS, DECISION, None, subgroups=read_json(written))
+    assert card.index("### By skin tone") < card.index("### By body site") < card.index("## Calibration")
+    assert "| group | patches | patients | accuracy [95 % CI] | macro-F1 [CI] | worst class recall | gated |" in card
+    assert (
+        "| dark | 8 | 2 | 0.250 [0.250, 0.250] |" in card
+        and "| 0.000 [0.000, 0.000] (psoriasis) | no (too few patients) |" in card
+    )
+    assert (
+        "| light | 16 | 4 | 1.000 [1.000, 1.000] | 1.000 [1.000, 1.000] | 1.000 [1.000, 1.000] (eczema) | yes |" in card
+    )
+    assert "Not known for this data (no column): camera." in card
+    assert "with ≥ 3 patients must reach 0.2000 (`gate.min_group_recall`)" in card
+    assert "## Subgroups\n\nNot reported" in model_card(SUMMARY, METRICS, DECISION, None)
 
 
 def test_nested_calibration_is_flattened() -> None:

@@ -53,7 +53,7 @@ def save_best(
             "config": dataclasses.asdict(cfg),
             "classes": list(classes),
             "epoch": epoch,
-            "best_val_macro_f1": score,
+            "val_macro_f1": score,
             "normalization": norm.as_dict(),
         },
         path,

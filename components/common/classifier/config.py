@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from components.common.classifier.augment import ORIENTATIONS
 from components.common.classifier.augment import PRESETS as AUGMENTS
+from components.common.classifier.selection import RULES as KEEP_RULES
 from components.common.errors import ConfigError
 
 OPTIMIZERS = ("sgd", "adam", "adamw", "adagrad")
@@ -46,6 +47,9 @@ class TrainConfig:
     patience: int = 4
     min_delta: float = 0.002
     min_epochs: int | None = 0  # no early stop before this epoch; None: not before a fixed-length schedule ends
+    keep_weights: str = "best"  # best | latest_tied (see selection.py)
+    keep_confidence: float = 0.95  # latest_tied: paired bootstrap level of "beats significantly"
+    keep_resamples: int = 1000  # latest_tied: bootstrap resamples of the val split
     seed: int = 42
     device: str = "auto"
     threads: int = 0  # 0 = let torch decide
@@ -80,6 +84,9 @@ class TrainConfig:
             (self.scheduler in SCHEDULERS, "scheduler", f"one of {list(SCHEDULERS)}", self.scheduler),
             (0 < self.warmup_fraction < 1, "warmup_fraction", "0 < value < 1", self.warmup_fraction),
             (self.min_epochs is None or self.min_epochs >= 0, "min_epochs", "≥ 0 or null", self.min_epochs),
+            (self.keep_weights in KEEP_RULES, "keep_weights", f"one of {list(KEEP_RULES)}", self.keep_weights),
+            (0 < self.keep_confidence < 1, "keep_confidence", "0 < value < 1", self.keep_confidence),
+            (self.keep_resamples >= 1, "keep_resamples", "≥ 1", self.keep_resamples),
             (self.pretrained in PRETRAINED, "pretrained", f"one of {list(PRETRAINED)}", self.pretrained),
             (
                 not (self.pretrained != "none" and self.pretrained_path),

@@ -21,6 +21,7 @@ class PatchSet:
     images: torch.Tensor  # N×3×H×W uint8
     labels: torch.Tensor  # N int64
     patients: tuple[str, ...]
+    units: tuple[str, ...]  # each row's bootstrap unit (see `units`)
 
 
 def split_table(patch_dir: Path, split: str, classes: tuple[str, ...]) -> tuple[pd.DataFrame, torch.Tensor]:
@@ -43,6 +44,13 @@ def split_table(patch_dir: Path, split: str, classes: tuple[str, ...]) -> tuple[
     return frame, torch.tensor([index[c] for c in frame.label], dtype=torch.int64)
 
 
+def units(frame: pd.DataFrame) -> tuple[str, ...]:
+    """Each row's bootstrap resampling unit: its split group (patients joined by byte copies and
+    near-duplicates), or its patient on tables from before split groups existed."""
+    column = "split_group" if "split_group" in frame.columns else "patient_id"
+    return tuple(frame[column].astype(str))
+
+
 def decode_patch(path: Path, size: int) -> np.ndarray:
     """One patch file → H×W×3 uint8 at `size` (bilinear, as at inference)."""
     with Image.open(path) as opened:
@@ -58,4 +66,4 @@ def load_split(patch_dir: Path, split: str, classes: tuple[str, ...], size: int)
     images = torch.empty(len(frame), 3, size, size, dtype=torch.uint8)
     for i, rel in enumerate(frame.patch_path):  # straight into the tensor: no list of arrays + stack copy
         images[i] = torch.from_numpy(decode_patch(patch_dir / "patches" / rel, size)).permute(2, 0, 1)
-    return PatchSet(images, labels, tuple(frame.patient_id.astype(str)))
+    return PatchSet(images, labels, tuple(frame.patient_id.astype(str)), units(frame))

@@ -27,7 +27,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from components.common.classifier.config import TrainConfig
-from components.common.classifier.data import decode_patch, load_split, split_table
+from components.common.classifier.data import decode_patch, load_split, split_table, units
 from components.common.device import to_device
 from components.common.preprocessing import Normalization, channel_stats
 
@@ -36,6 +36,7 @@ Batch = tuple[torch.Tensor, torch.Tensor]  # uint8 N×3×H×W and int64 N, both 
 
 class Source(Protocol):
     labels: torch.Tensor  # every row's class index, on the host
+    units: tuple[str, ...] | None  # every row's bootstrap unit (patient or split group); None: unknown
 
     def __len__(self) -> int: ...
     def batches(self, indices: torch.Tensor, batch_size: int) -> Iterator[Batch]: ...
@@ -48,9 +49,14 @@ class MemorySource:
     device memory, else pinned on CUDA; see the module doc."""
 
     def __init__(
-        self, images: torch.Tensor, labels: torch.Tensor, device: torch.device, gpu_fraction: float = 0.0
+        self,
+        images: torch.Tensor,
+        labels: torch.Tensor,
+        device: torch.device,
+        gpu_fraction: float = 0.0,
+        units: tuple[str, ...] | None = None,
     ) -> None:
-        self.device = device
+        self.device, self.units = device, units
         self.resident = device.type == "cuda" and images.nbytes <= gpu_fraction * torch.cuda.mem_get_info(device)[0]
         self.pinned = device.type == "cuda" and not self.resident
         self.labels = labels
@@ -136,9 +142,16 @@ class FileSource:
     """Files decoded per batch by DataLoader workers; see the module doc."""
 
     def __init__(
-        self, patch_dir: Path, paths: list[str], labels: torch.Tensor, size: int, device: torch.device, num_workers: int
+        self,
+        patch_dir: Path,
+        paths: list[str],
+        labels: torch.Tensor,
+        size: int,
+        device: torch.device,
+        num_workers: int,
+        units: tuple[str, ...] | None = None,
     ) -> None:
-        self.device, self.labels = device, labels
+        self.device, self.labels, self.units = device, labels, units
         self.files = _Files(patch_dir / "patches", paths, labels, size)
         self.plan = _Plan()
         # Its own generator: a DataLoader otherwise draws worker seeds from the global RNG, which
@@ -177,6 +190,6 @@ def open_split(
     """The source `cfg.loader` asks for, for one split of crop_patches' output."""
     if cfg.loader == "memory":
         data = load_split(patch_dir, split, classes, cfg.image_size)
-        return MemorySource(data.images, data.labels, device, cfg.gpu_memory_fraction)
+        return MemorySource(data.images, data.labels, device, cfg.gpu_memory_fraction, data.units)
     frame, labels = split_table(patch_dir, split, classes)
-    return FileSource(patch_dir, list(frame.patch_path), labels, cfg.image_size, device, cfg.num_workers)
+    return FileSource(patch_dir, list(frame.patch_path), labels, cfg.image_size, device, cfg.num_workers, units(frame))

@@ -1,8 +1,10 @@
 """The epoch loop: train, validate, schedule, stop early, checkpoint — and resume where it stopped.
 
 Early stopping follows seeds 000/003: the best val macro-F1 counts only if it beats the previous
-best by `min_delta`, and training stops `patience` epochs after the last such gain. The best
-weights are kept in memory and in `last.pt`, so a resumed run knows what it is trying to beat.
+best by `min_delta`, and training stops `patience` epochs after the last such gain. Which epoch's
+weights are kept is `keep_weights` (selection.py: the best epoch, or the latest one the best does
+not beat significantly). The kept weights and the best epoch's val predictions are held in memory
+and in `last.pt`, so a resumed run knows what it is trying to beat.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from rich.progress import Progress
 from torch import nn
@@ -36,6 +39,7 @@ from components.common.classifier.engine import (
 )
 from components.common.classifier.loader import Source
 from components.common.classifier.models import trainable
+from components.common.classifier.selection import TieTest
 from components.common.metrics import classification_metrics
 from components.common.preprocessing import IMAGENET, Normalization
 from components.common.task import TaskConfig
@@ -46,9 +50,12 @@ EpochHook = Callable[[int, dict[str, float]], None]
 @dataclass
 class FitState:
     next_epoch: int = 0
-    best_score: float = -1.0
+    best_score: float = -1.0  # the highest val macro-F1 (gains under min_delta do not count)
     best_epoch: int = -1
-    best_state: dict[str, torch.Tensor] | None = None
+    best_pred: torch.Tensor | None = None  # the best epoch's val predictions (rank 0; latest_tied)
+    best_state: dict[str, torch.Tensor] | None = None  # the KEPT weights (keep_weights)
+    kept_epoch: int = -1
+    kept_score: float = -1.0
     history: list[dict[str, float]] = field(default_factory=list)
     stopped: bool = False
     norm: Normalization = IMAGENET  # the train patches' statistics the run normalised with
@@ -76,11 +83,19 @@ class Parts:
     task: TaskConfig
     ctx: Dist
     device: torch.device
+    ties: TieTest | None  # latest_tied on rank 0: the val split's paired bootstrap
+
+
+def _ties(cfg: TrainConfig, val: Source, n_classes: int, ctx: Dist) -> TieTest | None:
+    if cfg.keep_weights != "latest_tied" or not ctx.main:
+        return None
+    units = val.units if val.units is not None else tuple(str(i) for i in range(len(val)))
+    return TieTest(val.labels.numpy(), units, n_classes, cfg.keep_confidence, cfg.keep_resamples, cfg.seed)
 
 
 def _parts(
     model: nn.Module,
-    train: Source,
+    sources: tuple[Source, Source],
     cfg: TrainConfig,
     task: TaskConfig,
     device: torch.device,
@@ -88,6 +103,7 @@ def _parts(
     frozen: list[nn.Module],
     norm: Normalization,
 ) -> Parts:
+    train, val = sources
     opt = make_optimizer(cfg, trainable(model))
     sched = make_scheduler(cfg, opt, steps_per_epoch(len(train), cfg, ctx))
     dtype = amp_dtype(cfg, device)
@@ -111,7 +127,8 @@ def _parts(
         norm=norm,
         batch_sched=sched if per_batch(sched) else None,
     )
-    return Parts(trainer, sched, torch.Generator().manual_seed(cfg.seed), cfg, task, ctx, device)
+    order = torch.Generator().manual_seed(cfg.seed)
+    return Parts(trainer, sched, order, cfg, task, ctx, device, _ties(cfg, val, len(task.classes), ctx))
 
 
 def _restore(ckpt: dict[str, Any], model: nn.Module, p: Parts) -> FitState:
@@ -128,6 +145,9 @@ def _restore(ckpt: dict[str, Any], model: nn.Module, p: Parts) -> FitState:
         best_score=ckpt["best_score"],
         best_epoch=ckpt["best_epoch"],
         best_state=ckpt["best_state_dict"],
+        best_pred=ckpt.get("best_pred"),  # absent in older files: ties count again from the next best
+        kept_epoch=ckpt.get("kept_epoch", ckpt["best_epoch"]),
+        kept_score=ckpt.get("kept_score", ckpt["best_score"]),
         history=list(ckpt["history"]),
         stopped=ckpt["stopped"],
     )
@@ -147,6 +167,9 @@ def _save_last(path: Path, model: nn.Module, p: Parts, state: FitState, rngs: li
             "best_score": state.best_score,
             "best_epoch": state.best_epoch,
             "best_state_dict": state.best_state,
+            "best_pred": state.best_pred,
+            "kept_epoch": state.kept_epoch,
+            "kept_score": state.kept_score,
             "history": state.history,
             "rng": rngs,
             "config": dataclasses.asdict(p.cfg),
@@ -159,11 +182,16 @@ def _save_last(path: Path, model: nn.Module, p: Parts, state: FitState, rngs: li
 
 
 def _validate(p: Parts, model: nn.Module, val: Source, state: FitState, epoch: int) -> tuple[list[float], float]:
-    """Rank 0's [macro-F1, improved, stop] and val accuracy."""
-    m = classification_metrics(val.labels.numpy(), p.trainer.probabilities(model, val).argmax(1), p.task.classes)
+    """Rank 0's [macro-F1, improved, stop, keep] and val accuracy; a new best's predictions go
+    into `state.best_pred` (rank 0 only: the other ranks never compare)."""
+    pred = p.trainer.probabilities(model, val).argmax(1)
+    m = classification_metrics(val.labels.numpy(), pred, p.task.classes)
     improved = m["macro_f1"] > state.best_score + p.cfg.min_delta
     stop = not improved and epoch - state.best_epoch >= p.cfg.patience and epoch + 1 >= p.cfg.epochs_before_stopping
-    return [m["macro_f1"], float(improved), float(stop)], m["accuracy"]
+    tied = p.ties is not None and state.best_pred is not None and p.ties.tied(state.best_pred.numpy(), pred)
+    if improved:
+        state.best_pred = torch.from_numpy(np.asarray(pred))
+    return [m["macro_f1"], float(improved), float(stop), float(improved or tied)], m["accuracy"]
 
 
 def _epoch(p: Parts, model: nn.Module, train: Source, val: Source, state: FitState, epoch: int) -> dict[str, float]:
@@ -171,8 +199,8 @@ def _epoch(p: Parts, model: nn.Module, train: Source, val: Source, state: FitSta
     start, lr = time.perf_counter(), float(p.trainer.opt.param_groups[0]["lr"])
     shard = distributed.shard(epoch_order(p.cfg, train.labels, p.order), p.ctx)
     loss_sum, seen = distributed.sum_all(list(p.trainer.epoch(train, shard, p.cfg.batch_size)), p.ctx, p.device)
-    verdict, accuracy = _validate(p, model, val, state, epoch) if p.ctx.main else ([0.0] * 3, 0.0)
-    score, improved, stop = distributed.from_main(verdict, p.ctx, p.device)
+    verdict, accuracy = _validate(p, model, val, state, epoch) if p.ctx.main else ([0.0] * 4, 0.0)
+    score, improved, stop, keep = distributed.from_main(verdict, p.ctx, p.device)
     step_scheduler(p.sched, score)
     seconds = time.perf_counter() - start
     row = {
@@ -187,6 +215,8 @@ def _epoch(p: Parts, model: nn.Module, train: Source, val: Source, state: FitSta
     state.history.append(row)
     if improved:
         state.best_score, state.best_epoch = score, epoch
+    if keep:
+        state.kept_score, state.kept_epoch = score, epoch
         state.best_state = copy.deepcopy(model.state_dict())
     state.next_epoch, state.stopped = epoch + 1, bool(stop)
     return row
@@ -213,7 +243,7 @@ def fit(
     the same patches give the same numbers), returned in `FitState.norm` to be stored with the model."""
     norm = train.normalization()
     cfg = cfg.planned(steps_per_epoch(len(train), cfg, ctx))
-    p = _parts(model, train, cfg, task, device, ctx, frozen, norm)
+    p = _parts(model, (train, val), cfg, task, device, ctx, frozen, norm)
     state = _restore(resume, model, p) if resume else FitState()
     state.norm, state.epochs = norm, cfg.epochs
     p.trainer.model = distributed.wrap(model, ctx, device)  # after the restore: DDP syncs from rank 0

@@ -144,12 +144,31 @@ function detectionItem({ label, score }) {
   return li;
 }
 
+const SCOPE_REASONS = {
+  grey: "it is black and white (an X-ray or a grey photo?)",
+  near_black: "it is almost black",
+  unfamiliar: "it looks unlike the photos the model learned from",
+};
+
+/** An out-of-scope photo gets no diseases: say why and what to send instead. */
+function showScope(scope) {
+  const refused = Boolean(scope && !scope.in_scope);
+  $("out-of-scope").hidden = !refused;
+  if (refused) {
+    const why = scope.reasons.map((r) => SCOPE_REASONS[r] || r).join("; ");
+    $("out-of-scope").textContent =
+      `No result: this photo cannot be assessed by the model because ${why}. ` +
+      "Please upload a sharp colour photo of the skin lesion.";
+  }
+}
+
 function showResult(answer) {
   last = answer;
   const classify = answer.kind === "classify";
   $("model-version").textContent = `${answer.model.name} version ${answer.model.version}`;
   $("top").hidden = !classify;
   $("top").replaceChildren(...(classify ? answer.top.map(barItem) : []));
+  showScope(classify ? answer.scope : null);
   $("annotated-figure").hidden = classify || !answer.annotated_png;
   if (!classify && answer.annotated_png) $("annotated").src = answer.annotated_png;
   const found = classify ? [] : [...answer.detections].sort((a, b) => b.score - a.score);

@@ -10,6 +10,9 @@ The paired difference uses the same patient resamples for both models: the share
 cancels, which is what makes a non-inferiority decision on one test set meaningful. When the patch
 table has `split_group` (patients joined by byte copies and near-duplicate photos, which are not
 independent either), the resampling unit is the split group (`resampling_units`).
+
+It lives in common because two stages use it: evaluate_model (CIs, the gate) and train_model
+(which epoch's weights to keep, against the val split).
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ METRICS = ("accuracy", "macro_f1", "macro_recall")
 
 @dataclass(frozen=True)
 class BootstrapConfig:
-    """The `evaluate_model.bootstrap` section of params.yaml."""
+    """A patient bootstrap: `evaluate_model.bootstrap` in params.yaml (train_model builds its own)."""
 
     n_resamples: int = 1000
     confidence: float = 0.95
@@ -48,16 +51,19 @@ def resampling_units(patients: Sequence[str], patch_dir: Path) -> list[str]:
     return [group.get(str(p), str(p)) for p in patients]
 
 
-def patient_counts(patients: Sequence[str], cfg: BootstrapConfig) -> tuple[np.ndarray, np.ndarray]:
+def patient_counts(
+    patients: Sequence[str], cfg: BootstrapConfig, where: str = "evaluate_model.bootstrap"
+) -> tuple[np.ndarray, np.ndarray]:
     """(R×P counts of how often each patient is drawn, patient index of every sample).
 
     Drawing P patients with replacement is a multinomial(P, uniform) draw; seeded, so the same
     config gives the same resamples for the challenger, the champion and their difference.
+    `where` names the params section `cfg` came from, for the error.
     """
     if cfg.n_resamples < 1:
-        raise ConfigError(f"evaluate_model.bootstrap.n_resamples: must be ≥ 1, found {cfg.n_resamples}")
+        raise ConfigError(f"{where}.n_resamples: must be ≥ 1, found {cfg.n_resamples}")
     if not 0.0 < cfg.confidence < 1.0:
-        raise ConfigError(f"evaluate_model.bootstrap.confidence: must be in (0, 1), found {cfg.confidence}")
+        raise ConfigError(f"{where}.confidence: must be in (0, 1), found {cfg.confidence}")
     ids, index = np.unique(np.asarray(patients, dtype=str), return_inverse=True)
     rng = np.random.default_rng(cfg.seed)
     counts = (
