@@ -26,8 +26,9 @@ from components.common.embedding import logits_and_embedding
 from components.common.scope import BRIGHTNESS, SATURATION, ScopeConfig, patch_stats
 from components.common.store import Store
 from lesionops.serve.app import create_app
-from lesionops.serve.inference import patch_for, to_batch
+from lesionops.serve.inference import patch_for, patch_scale, to_batch
 from lesionops.serve.models import load_classifier
+from lesionops.serve.uploads import decode_image
 from tests.serve.fixtures import TOKEN, ServeSetup, build_serving, image_bytes, serve_in_thread
 
 N_REFERENCE = 80
@@ -39,12 +40,11 @@ def _log_reference(setup: ServeSetup) -> None:
     client = MlflowClient(tracking_uri=uri, registry_uri=uri)
     version = client.get_model_version_by_alias(setup.tracking.registered_model, "champion")
     model = load_classifier(client, uri, setup.tracking.registered_model, version)
-    rows = []
+    rows, crop = [], setup.crop
     with tempfile.TemporaryDirectory() as tmp:
         for i in range(N_REFERENCE):
-            path = Path(tmp) / f"{i}.jpg"
-            path.write_bytes(image_bytes(seed=100 + i))
-            patch = patch_for(path, (160, 120), None, 1, setup.crop)
+            upload = decode_image(image_bytes(seed=100 + i), 10**7, scale=lambda w, h: patch_scale((w, h), None, crop))
+            patch = patch_for(upload.image, upload.size, None, upload.orientation, crop)
             with torch.inference_mode():
                 _, emb = logits_and_embedding(model.module, to_batch(patch, model))
             brightness, saturation = patch_stats(np.asarray(patch))
