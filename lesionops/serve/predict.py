@@ -169,20 +169,38 @@ def detect_route(
     count_upload(request, user)
     upload = read_upload(file, state)
     detections = detect(model, upload.image, state.cfg.detect_score_threshold, state.cfg.torch_threads)
+    scope = _detect_scope(state, upload.image)
     best = (detections[0]["label"], detections[0]["score"]) if detections else (None, None)
     stored = store_image(state.image_dir, upload) if user is not None else None
-    prediction_id = _record(state, user, stored, "detect", model, None, {"detections": detections}, best)
+    outputs = {"detections": detections, **({"scope": scope} if scope else {})}
+    prediction_id = _record(state, user, stored, "detect", model, None, outputs, best)
     width, height = upload.size
     out = {
         "prediction_id": prediction_id,
         "kind": "detect",
         "model": model.info(),
-        "detections": detections,
+        "detections": detections if scope is None or scope["in_scope"] else [],
+        "scope": scope,
         "image": {"width": width, "height": height},
     }
     if annotated:
         out["annotated_png"] = annotate(upload.image, detections, model.classes)
     return out
+
+
+def _detect_scope(state: ServeState, image: Image.Image) -> dict[str, Any] | None:
+    """The acquisition checks (near-black; grey when the classifier's reference is colour) on a
+    thumbnail of the whole photo: the detector has no embedding reference, so its scope is the
+    classifier champion's minus the embedding check. None when there is no classifier scope."""
+    classifier = state.champions.classifier
+    if classifier is None or classifier.scope is None:
+        return None
+    thumb = image.convert("RGB")
+    thumb.thumbnail((128, 128))
+    verdict = classifier.scope.judge(np.asarray(thumb), None)
+    for reason in verdict.reasons:
+        state.metrics.out_of_scope.labels(reason).inc()
+    return verdict.as_dict()
 
 
 def iou(a: list[float], b: list[float]) -> float:

@@ -63,7 +63,8 @@ class DetectResponse(BaseModel):
     prediction_id: str | None = PredictionId
     kind: Literal["detect"]
     model: ModelRef
-    detections: list[Detection]
+    detections: list[Detection] = Field(description="empty when the photo is out of scope")
+    scope: Scope | None = Field(None, description="acquisition checks with the classifier's scope; None: not checked")
     image: ImageSize
     annotated_png: str | None = Field(None, description="data:image/png;base64,... when annotated=true")
 

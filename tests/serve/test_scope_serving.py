@@ -65,7 +65,7 @@ def _log_reference(setup: ServeSetup) -> None:
 
 @pytest.fixture(scope="module")
 def scoped(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, ServeSetup]]:
-    setup = build_serving(tmp_path_factory.mktemp("scope"), detector=False)
+    setup = build_serving(tmp_path_factory.mktemp("scope"))
     mlflow.set_tracking_uri(setup.tracking.tracking_uri)
     _log_reference(setup)
     app = create_app(setup.cfg, setup.tracking, setup.task, crop=setup.crop, scope=ScopeConfig(false_rejection=0.05))
@@ -79,9 +79,9 @@ def _jpeg(pixels: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
-def _classify(url: str, data: bytes) -> dict:
+def _classify(url: str, data: bytes, route: str = "/classify") -> dict:
     with httpx.Client(base_url=url, timeout=60, headers={"Authorization": f"Bearer {TOKEN}"}) as client:
-        r = client.post("/classify", files={"file": ("p.jpg", data, "image/jpeg")})
+        r = client.post(route, files={"file": ("p.jpg", data, "image/jpeg")})
     assert r.status_code == 200, r.text
     return r.json()
 
@@ -123,3 +123,14 @@ def test_a_photo_far_from_every_class_is_refused_by_its_embedding(scoped: tuple[
     answer = _classify(url, _jpeg(noise))
     assert answer["scope"]["reasons"] == ["unfamiliar"] and answer["top"] == []
     assert answer["scope"]["distance"] > answer["scope"]["threshold"]
+
+
+def test_detect_gets_the_acquisition_checks(scoped: tuple[str, ServeSetup]) -> None:
+    """/detect: near-black and grey (the classifier's reference is colour), no embedding check."""
+    url, _ = scoped
+    film = np.repeat(np.linspace(20, 230, 160, dtype=np.uint8)[None, :, None], 120, axis=0).repeat(3, axis=2)
+    refused = _classify(url, _jpeg(film), "/detect")
+    assert refused["scope"]["reasons"] == ["grey"] and refused["detections"] == []
+    answered = _classify(url, image_bytes(seed=4), "/detect")
+    assert answered["scope"]["in_scope"] and answered["scope"]["reasons"] == []
+    assert answered["scope"].get("distance") is None  # no embedding check on /detect

@@ -168,7 +168,7 @@ function showResult(answer) {
   $("model-version").textContent = `${answer.model.name} version ${answer.model.version}`;
   $("top").hidden = !classify;
   $("top").replaceChildren(...(classify ? answer.top.map(barItem) : []));
-  showScope(classify ? answer.scope : null);
+  showScope(answer.scope);
   $("annotated-figure").hidden = classify || !answer.annotated_png;
   if (!classify && answer.annotated_png) $("annotated").src = answer.annotated_png;
   const found = classify ? [] : [...answer.detections].sort((a, b) => b.score - a.score);
@@ -178,6 +178,7 @@ function showResult(answer) {
   if (!classify && (!found.length || more > 0)) {
     const li = document.createElement("li");
     li.className = "muted";
+    li.hidden = Boolean(answer.scope && !answer.scope.in_scope); // the notice above says why
     li.textContent = found.length
       ? `…and ${more} more with lower scores (all drawn on the photo).`
       : "No lesion found above the detector's score threshold.";
