@@ -101,7 +101,8 @@ class MonitorConfig:
     cooldown_hours: float = 24.0
     dark_brightness: float = 20.0  # mean luma (0-255) below which an image is near-black
     grey_saturation: float = 0.03  # mean HSV saturation below which an image is grey
-    max_acquisition_failure_share: float = 0.1
+    max_acquisition_failure_share: float = 0.02  # tolerated share; alert when significantly above it
+    acquisition_alpha: float = 0.01  # level of that one-sided binomial test (window.acquisition_alert)
     max_side: int = 256
 
     def __post_init__(self) -> None:
@@ -121,6 +122,7 @@ class MonitorConfig:
                 "dark_brightness": 0 <= self.dark_brightness < 255,
                 "grey_saturation": 0 <= self.grey_saturation < 1,
                 "max_acquisition_failure_share": 0 <= self.max_acquisition_failure_share < 1,
+                "acquisition_alpha": 0 < self.acquisition_alpha < 1,
                 "max_side": self.max_side >= 16,
             },
             asdict(self),

@@ -167,7 +167,8 @@ def decide(
             (
                 f"acquisition alert: {window.acquisition_failure_share:.0%} of the window is unreadable "
                 f"({window.n_unreadable}), near-black ({window.n_dark}) or of the wrong modality "
-                f"({window.n_wrong_modality}), above {cfg.max_acquisition_failure_share:.0%}: check the camera, "
+                f"({window.n_wrong_modality}), significantly above the {cfg.max_acquisition_failure_share:.0%} "
+                "tolerated: check the camera, "
                 "the upload path and what is being sent",
                 f"no retrain while captures fail: a model would learn the fault{deferred}",
             ),

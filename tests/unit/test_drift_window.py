@@ -16,7 +16,7 @@ from components.common.image_stats import FEATURES
 from components.common.io import read_json, write_json
 from components.monitor_drift.config import MonitorConfig
 from components.monitor_drift.core import monitor_frames
-from components.monitor_drift.window import assess_window
+from components.monitor_drift.window import acquisition_alert, assess_window
 
 CFG = MonitorConfig(min_window=30)
 CLASSES = ("eczema", "psoriasis", "lichen_planus")
@@ -284,3 +284,21 @@ def test_drift_pages_open_with_the_decisions_verdict(
             assert f"<td>{check['name']}</td><td>{check['verdict']}</td>" in banner
         snapshot = json.loads((tmp_path / page.replace(".html", ".evidently.json")).read_text(encoding="utf-8"))
         assert snapshot and isinstance(snapshot, dict)
+
+
+@pytest.mark.parametrize(
+    ("failures", "n", "alert"),
+    [
+        (0, 500, False),
+        (1, 100, False),
+        (2, 100, False),
+        (10, 500, False),
+        (50, 500, True),
+        (10, 100, True),
+        (3, 20, True),
+    ],
+)
+def test_the_acquisition_alert_is_a_binomial_test_above_the_tolerated_share(failures: int, n: int, alert: bool) -> None:
+    """Tolerance 2 %, level 1 %: a share at the tolerance never alerts, 10 % chest films always do."""
+    cfg = MonitorConfig(max_acquisition_failure_share=0.02, acquisition_alpha=0.01)
+    assert acquisition_alert(failures, n, cfg) is alert
