@@ -50,6 +50,14 @@ class FeatureTable:
     unreadable: tuple[tuple[str, str], ...] = ()
 
 
+def luma_and_saturation(pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-pixel BT.601 luma (0–255) and HSV saturation (0–1) of float RGB pixels (last axis): the
+    brightness and saturation every acquisition check reads (monitor_drift's masks, serving's scope)."""
+    luma = pixels @ _LUMA.astype(pixels.dtype)
+    hi, lo = pixels.max(axis=-1), pixels.min(axis=-1)
+    return luma, np.divide(hi - lo, hi, out=np.zeros_like(hi), where=hi > 0)
+
+
 def image_features(
     img: Image.Image, max_side: int = 256, original_size: tuple[int, int] | None = None
 ) -> dict[str, float]:
@@ -64,9 +72,7 @@ def image_features(
     if max(rgb.size) > max_side:
         rgb.thumbnail((max_side, max_side), Image.Resampling.BILINEAR)
     arr = np.asarray(rgb, dtype=np.float32)
-    luma = arr @ _LUMA
-    hi, lo = arr.max(axis=2), arr.min(axis=2)
-    saturation = np.divide(hi - lo, hi, out=np.zeros_like(hi), where=hi > 0)  # HSV saturation, 0..1
+    luma, saturation = luma_and_saturation(arr)
     means = arr.reshape(-1, 3).mean(axis=0)
     ita = ita_of_pixels(np.asarray(rgb))
     return {

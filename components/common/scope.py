@@ -23,12 +23,11 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from skimage.color import rgb2hsv
 from sklearn.covariance import LedoitWolf
 
 from components.common.errors import ConfigError
+from components.common.image_stats import luma_and_saturation
 
-LUMA = np.array([0.299, 0.587, 0.114])  # ITU-R BT.601, as image_stats
 BRIGHTNESS, SATURATION = "patch_brightness", "patch_saturation"  # reference model.parquet columns
 MIN_ROWS_PER_CLASS = 2  # a class mean needs two val patches; fewer and the embedding check is off
 
@@ -60,9 +59,8 @@ def patch_stats(images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     pixels = np.asarray(images, dtype=np.float64)
     if pixels.ndim == 3:
         pixels = pixels[None]
-    brightness = (pixels @ LUMA).mean(axis=(1, 2))
-    saturation = rgb2hsv(pixels / 255.0, channel_axis=-1)[..., 1].mean(axis=(1, 2))
-    return brightness, saturation
+    luma, saturation = luma_and_saturation(pixels)  # the measures monitor_drift's masks read
+    return luma.mean(axis=(1, 2)), saturation.mean(axis=(1, 2))
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ import numpy as np
 from fastapi import APIRouter, Depends, File, Form, HTTPException, Request, UploadFile
 from PIL import Image
 
+from components.common.scope import Verdict
 from components.common.store import Feedback, ImageDeleted, Prediction, StoredImage, utc_now
 from lesionops.serve.auth import predict_user, require
 from lesionops.serve.inference import annotate, classify, detect, patch_for, patch_scale
@@ -143,10 +144,7 @@ def _scope(state: ServeState, model: Classifier, patch: Image.Image, embedding: 
     feed monitor_drift's acquisition alerts like every other upload's."""
     if model.scope is None:
         return None
-    verdict = model.scope.judge(np.asarray(patch.convert("RGB")), embedding)
-    for reason in verdict.reasons:
-        state.metrics.out_of_scope.labels(reason).inc()
-    return verdict.as_dict()
+    return _counted(state, model.scope.judge(np.asarray(patch), embedding))
 
 
 @router.post(
@@ -195,9 +193,13 @@ def _detect_scope(state: ServeState, image: Image.Image) -> dict[str, Any] | Non
     classifier = state.champions.classifier
     if classifier is None or classifier.scope is None:
         return None
-    thumb = image.convert("RGB")
+    thumb = image.copy()  # RGB already (decode_image); thumbnail works in place
     thumb.thumbnail((128, 128))
-    verdict = classifier.scope.judge(np.asarray(thumb), None)
+    return _counted(state, classifier.scope.judge(np.asarray(thumb), None))
+
+
+def _counted(state: ServeState, verdict: Verdict) -> dict[str, Any]:
+    """The verdict as the answer carries it, each refusal reason counted (/metrics)."""
     for reason in verdict.reasons:
         state.metrics.out_of_scope.labels(reason).inc()
     return verdict.as_dict()
