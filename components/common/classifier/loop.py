@@ -55,11 +55,15 @@ class FitState:
     best_pred: torch.Tensor | None = None  # the best epoch's val predictions (rank 0; latest_tied)
     best_state: dict[str, torch.Tensor] | None = None  # the KEPT weights (keep_weights)
     kept_epoch: int = -1
-    kept_score: float = -1.0
     history: list[dict[str, float]] = field(default_factory=list)
     stopped: bool = False
     norm: Normalization = IMAGENET  # the train patches' statistics the run normalised with
     epochs: int = 0  # the planned length (train_model.epochs, raised to reach min_steps)
+
+    @property
+    def kept_score(self) -> float:
+        """The kept weights' val macro-F1 (their epoch's row of the history)."""
+        return self.history[self.kept_epoch]["val_macro_f1"] if self.kept_epoch >= 0 else -1.0
 
 
 def steps_per_epoch(n_train: int, cfg: TrainConfig, ctx: Dist) -> int:
@@ -147,7 +151,6 @@ def _restore(ckpt: dict[str, Any], model: nn.Module, p: Parts) -> FitState:
         best_state=ckpt["best_state_dict"],
         best_pred=ckpt.get("best_pred"),  # absent in older files: ties count again from the next best
         kept_epoch=ckpt.get("kept_epoch", ckpt["best_epoch"]),
-        kept_score=ckpt.get("kept_score", ckpt["best_score"]),
         history=list(ckpt["history"]),
         stopped=ckpt["stopped"],
     )
@@ -169,7 +172,6 @@ def _save_last(path: Path, model: nn.Module, p: Parts, state: FitState, rngs: li
             "best_state_dict": state.best_state,
             "best_pred": state.best_pred,
             "kept_epoch": state.kept_epoch,
-            "kept_score": state.kept_score,
             "history": state.history,
             "rng": rngs,
             "config": dataclasses.asdict(p.cfg),
@@ -216,7 +218,7 @@ def _epoch(p: Parts, model: nn.Module, train: Source, val: Source, state: FitSta
     if improved:
         state.best_score, state.best_epoch = score, epoch
     if keep:
-        state.kept_score, state.kept_epoch = score, epoch
+        state.kept_epoch = epoch
         state.best_state = copy.deepcopy(model.state_dict())
     state.next_epoch, state.stopped = epoch + 1, bool(stop)
     return row
