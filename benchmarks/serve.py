@@ -180,7 +180,7 @@ def main() -> None:
     parser.add_argument("--bare", type=int, default=200)
     parser.add_argument("--arch", default=None, help="default: train_model.arch of --params")
     parser.add_argument("--image-size", type=int, default=None, help="default: train_model.image_size")
-    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: serve.torch_threads)")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: serve's, torch_threads or cores - 1)")
     parser.add_argument("--single", type=int, default=100, help="requests of the one-client row (0: skip)")
     parser.add_argument("--batch-clients", type=int, default=16, help="clients of the batch row (0: skip)")
     parser.add_argument("--max-batch", type=int, default=None, help="default: serve.max_batch")
@@ -192,11 +192,14 @@ def main() -> None:
     task = TaskConfig(name="bench", classes=tuple(doc["task"]["classes"]))
     crop = section(doc, "crop_patches", CropConfig)
     serve_cfg = section(doc, "serve", ServeConfig)
-    threads = args.threads if args.threads is not None else serve_cfg.torch_threads
+    threads = args.threads if args.threads is not None else serve_cfg.model_threads
     max_batch = args.max_batch or serve_cfg.max_batch
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        tracking = registry(root / "mlruns", task, train)
+        # logged in a thread that then exits: training happens in another process in real life, and
+        # its OpenMP team must not stay in this one next to the server's model thread (serve/batching.py)
+        with ThreadPoolExecutor(1) as logger:
+            tracking = logger.submit(registry, root / "mlruns", task, train).result()
         images = photos(root / "photos", task)
         cfg = ServeConfig(
             store_url=f"sqlite:///{root / 'serve.db'}",
@@ -236,6 +239,7 @@ def api_rows(
     """The API rows of one server (`cfg.backend`): `--clients`, then one client and the batch clients."""
     app = create_app(cfg, tracking, task, crop=crop)
     server, thread, url = serve(app)
+    app.state.serve.features.ready.wait(120)  # type: ignore[attr-defined]  # its process started (once)
     suffix = "" if cfg.backend == "torch" else f", {cfg.backend}"
     rows = {}
     try:

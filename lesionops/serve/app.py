@@ -168,7 +168,13 @@ def _oidc(cfg: ServeConfig) -> OidcVerifier | None:
 
 def _feature_worker(cfg: ServeConfig, store: Store) -> FeatureWorker:
     return FeatureWorker(
-        store, Path(cfg.image_dir), cfg.feature_max_side, cfg.feature_queue, cfg.feature_rescan_s, cfg.feature_nice
+        store,
+        Path(cfg.image_dir),
+        cfg.feature_max_side,
+        cfg.feature_queue,
+        cfg.feature_rescan_s,
+        cfg.feature_nice,
+        cfg.feature_idle,
     )
 
 

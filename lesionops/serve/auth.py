@@ -159,7 +159,7 @@ def current_user(
 def require(permission: str) -> Callable[..., User]:
     """A dependency: the signed-in user holding `permission` (401 without one, 403 without the role)."""
 
-    def dependency(user: Annotated[User | None, Depends(current_user)]) -> User:
+    async def dependency(user: Annotated[User | None, Depends(current_user)]) -> User:  # no I/O: no thread hop
         if user is None:
             raise _unauthorized("sign in: send 'Authorization: Bearer <your token>' (`lesionops users add`)")
         if not user.can(permission):
@@ -170,8 +170,10 @@ def require(permission: str) -> Callable[..., User]:
     return dependency
 
 
-def predict_user(request: Request, user: Annotated[User | None, Depends(current_user)]) -> User | None:
-    """The user of /classify and /detect; None only for an anonymous caller of a kiosk server."""
+async def predict_user(request: Request, user: Annotated[User | None, Depends(current_user)]) -> User | None:
+    """The user of /classify and /detect; None only for an anonymous caller of a kiosk server.
+    `async` because it does no I/O: FastAPI runs a plain `def` dependency in its thread pool, a hop
+    per request that costs more than this check (current_user reads the store: it stays `def`)."""
     if user is None:
         if request.app.state.serve.cfg.anonymous_classify:
             return None

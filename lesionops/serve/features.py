@@ -1,4 +1,4 @@
-"""Drift features off the request path: a worker thread measures them after the answer has gone.
+"""Drift features off the request path: measured after the answer has gone, in a child process.
 
 A prediction row is committed (durably, before the answer) with its features pending
 (`features_pending`); this worker measures them from the stored image with `read_features`, the very
@@ -12,51 +12,70 @@ with a conditional UPDATE. Nothing is lost on the way:
 - two servers filling one row: only a row still pending is written, and both measure the same values.
 
 An image that can no longer be read (deleted by retention before its features were measured) gets
-empty features, as a value that cannot be measured does: the drift tests see NaN. The thread runs
-at a lower OS priority (`serve.feature_nice`): requests come first when they keep the CPU busy.
+empty features, as a value that cannot be measured does: the drift tests see NaN.
+
+The measuring itself runs in a child process (feature_process.py) at a lower OS priority
+(`serve.feature_idle`: Linux's SCHED_IDLE, and `serve.feature_nice`); the thread only feeds it and
+writes the results. In a thread, the ~10 ms of Python and numpy per image held the GIL that the
+model's forwards need between layers, and no nice value outranks a lock: a lone client's forward
+went from 6.6 to 12.9 ms while the worker ran. As a process it yields the CPU to requests; while
+they keep every core busy its rows wait, pending in the store. One such process serves every app of
+the server process; a dead one is replaced, and its rows are measured again.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-import math
-import os
 import queue
 import threading
 from pathlib import Path
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from components.common.errors import DataError
-from components.common.image_stats import read_features
 from components.common.store import Store
+from lesionops.serve.feature_process import FeatureProcess, FeatureProcessError
 
 log = logging.getLogger("lesionops.serve")
 SCAN_ROWS = 256  # pending rows read from the store at a time
 FILL_ROWS = 32  # rows measured, then stored in one commit (one fsync instead of one a row)
 
 
-def drift_features(path: Path, max_side: int) -> dict[str, float]:
-    """Features of the full stored image, by the function the drift reference was built with (same
-    reduced JPEG decode, same downscale), so the two are comparable. A value that could not be
-    measured (no skin tone on a grey film) is left out: JSON has no NaN."""
-    return {k: v for k, v in read_features(path, max_side).items() if math.isfinite(v)}
+_processes: dict[tuple[int, bool], FeatureProcess] = {}  # (nice, idle) → this server's feature process
+_processes_lock = threading.Lock()
+
+
+def _feature_process(nice: int, idle: bool) -> FeatureProcess:
+    """The feature process of this server process, started on first use and shared by its workers
+    (one per app; tests build many); a dead one is replaced."""
+    with _processes_lock:
+        child = _processes.get((nice, idle))
+        if child is None or not child.alive():
+            child = _processes[nice, idle] = FeatureProcess(nice, idle)
+        return child
 
 
 class FeatureWorker:
     """Fills the drift features of pending prediction rows, in a daemon thread of the server."""
 
     def __init__(
-        self, store: Store, image_dir: Path, max_side: int, queue_size: int, rescan_s: float, nice: int = 0
+        self,
+        store: Store,
+        image_dir: Path,
+        max_side: int,
+        queue_size: int,
+        rescan_s: float,
+        nice: int = 0,
+        idle: bool = False,
     ) -> None:
         self.store, self.image_dir, self.max_side = store, image_dir, max_side
-        self.rescan_s, self.nice = rescan_s, nice
+        self.rescan_s, self.nice, self.idle = rescan_s, nice, idle
         self._queue: queue.Queue[tuple[str, str] | None] = queue.Queue(queue_size)
         self._stop = threading.Event()
         self._scan = threading.Event()  # set: the store may hold pending rows the queue does not
         self._scan.set()  # at start: whatever a previous run (or another server) left
         self._thread = threading.Thread(target=self._run, name="lesionops-features", daemon=True)
+        self.ready = threading.Event()  # set once the feature process runs (tests, benchmarks wait)
 
     def start(self) -> None:
         self._thread.start()
@@ -76,7 +95,9 @@ class FeatureWorker:
             self._scan.set()
 
     def _run(self) -> None:
-        _lower_priority(self.nice)
+        with contextlib.suppress(OSError, FeatureProcessError):  # else started again with the first rows
+            _feature_process(self.nice, self.idle)
+        self.ready.set()
         while not self._stop.is_set():
             if self._scan.is_set() and self._queue.empty():
                 self._scan.clear()
@@ -116,7 +137,13 @@ class FeatureWorker:
 
     def _fill(self, jobs: list[tuple[str, str]]) -> bool:
         """Measure rows and store them in one commit; False when the store failed (they stay pending)."""
-        measured = {prediction_id: self._measure(prediction_id, image_path) for prediction_id, image_path in jobs}
+        try:
+            measured = self._measure(jobs)
+        except FeatureProcessError as exc:  # the child died (killed, out of memory): a new one next time
+            log.error("serve: the drift-feature process died (%s); %d rows stay pending", exc, len(jobs))
+            self._scan.set()
+            self._stop.wait(1.0)
+            return False
         try:
             self.store.fill_features(measured)
         except SQLAlchemyError:
@@ -126,20 +153,13 @@ class FeatureWorker:
             return False
         return True
 
-    def _measure(self, prediction_id: str, image_path: str) -> dict[str, float]:
-        try:
-            return drift_features(self.image_dir / image_path, self.max_side)
-        except DataError as exc:  # the image is gone or unreadable: nothing to measure
-            log.warning("serve: no drift features for prediction %s (%s)", prediction_id, exc.problem)
-            return {}
-
-
-def _lower_priority(nice: int) -> None:
-    """Raise this thread's nice value (Linux keeps one per thread); elsewhere leave it."""
-    if nice <= 0:
-        return
-    tid = threading.get_native_id()
-    try:
-        os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + nice))
-    except (AttributeError, OSError):  # pragma: no cover - not Linux
-        log.info("serve: the feature worker runs at normal priority (no per-thread nice here)")
+    def _measure(self, jobs: list[tuple[str, str]]) -> dict[str, dict[str, float]]:
+        """prediction id → features, measured in the feature process."""
+        paths = [self.image_dir / image_path for _, image_path in jobs]
+        results = _feature_process(self.nice, self.idle).measure(paths, self.max_side)
+        measured = {}
+        for (prediction_id, _), (features, problem) in zip(jobs, results, strict=True):
+            if problem is not None:  # the image is gone or unreadable: nothing to measure
+                log.warning("serve: no drift features for prediction %s (%s)", prediction_id, problem)
+            measured[prediction_id] = features
+        return measured

@@ -28,6 +28,7 @@ from components.common.preprocessing import Normalization, normalize
 from components.crop_patches.config import CropConfig
 from components.crop_patches.geometry import Window, box_window
 from components.crop_patches.pixels import CropItem, ImageJob, decode_factor, render
+from lesionops.serve.batching import on_model_thread
 from lesionops.serve.models import Classifier, Detector
 
 PALETTE = ((230, 25, 75), (60, 180, 75), (0, 130, 200), (245, 130, 48), (145, 30, 180), (70, 240, 240))
@@ -94,14 +95,19 @@ def calibrated(logits: torch.Tensor, temperature: float) -> np.ndarray:
 
 
 def _threads(n: int) -> None:
-    """OpenMP thread counts are per calling thread: set them in the request thread that runs the model."""
+    """OpenMP thread counts are per calling thread: set them on the model thread that runs the forward."""
     if n and torch.get_num_threads() != n:
         torch.set_num_threads(n)
 
 
 def run_classifier(model: Classifier, batch: torch.Tensor, threads: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    """(logits, embedding). One call at a time per model: the embedding hook is registered on the
-    shared module, so two concurrent forwards would capture each other's activations."""
+    """(logits, embedding), computed on the process's model thread (batching.on_model_thread). One
+    call at a time per model: the embedding hook is registered on the shared module, so two
+    concurrent forwards would capture each other's activations."""
+    return on_model_thread(_classifier_forward, model, batch, threads)
+
+
+def _classifier_forward(model: Classifier, batch: torch.Tensor, threads: int) -> tuple[torch.Tensor, torch.Tensor]:
     if model.onnx is not None:  # serve.backend: onnx (both outputs are graph outputs, no hook)
         return run_session(model.onnx, batch)
     with model.lock, torch.inference_mode():
@@ -124,10 +130,7 @@ def classify(
 
 def detect(model: Detector, img: Image.Image, threshold: float, threads: int = 0) -> list[dict[str, Any]]:
     """Boxes (xyxy, stored pixel frame) at or above `threshold`, best first."""
-    x = torch.from_numpy(np.array(img)).permute(2, 0, 1).float().div_(255.0)
-    with model.lock, torch.inference_mode():
-        _threads(threads)
-        out = model.module([x])[0]
+    out = on_model_thread(_detector_forward, model, img, threads)
     found = []
     for box, score, label in zip(out["boxes"].tolist(), out["scores"].tolist(), out["labels"].tolist(), strict=True):
         index = int(label) - model.label_offset
@@ -140,6 +143,14 @@ def detect(model: Detector, img: Image.Image, threshold: float, threads: int = 0
                 }
             )
     return sorted(found, key=lambda d: -d["score"])
+
+
+def _detector_forward(model: Detector, img: Image.Image, threads: int) -> dict[str, torch.Tensor]:
+    x = torch.from_numpy(np.array(img)).permute(2, 0, 1).float().div_(255.0)
+    with model.lock, torch.inference_mode():
+        _threads(threads)
+        out: dict[str, torch.Tensor] = model.module([x])[0]
+        return out
 
 
 def annotate(img: Image.Image, detections: list[dict[str, Any]], classes: tuple[str, ...]) -> str:

@@ -38,7 +38,7 @@ from components.common.errors import DataError
 from components.common.onnx_export import ARTIFACT, checked_session, export_classifier
 from components.common.scope import ScopeConfig, ScopeModel, fit_scope
 from components.common.tracking import TrackingConfig, resolved_uri, version_by_alias
-from lesionops.serve.batching import MicroBatcher
+from lesionops.serve.batching import MicroBatcher, on_model_thread
 
 log = logging.getLogger("lesionops.serve")
 KINDS = ("classifier", "detector")
@@ -145,7 +145,8 @@ def load_classifier(
         raise LoadError(f"run {version.run_id}: temperature {temperature} is not positive")
     module = _load_module(client, uri, name, str(version.version))
     label = f"models:/{name}/{version.version}"
-    onnx = _onnx_session(client, version.run_id, module, size, label) if backend == "onnx" else None
+    # the export and its check run forwards: on the model thread, which must stay the only one (batching.py)
+    onnx = on_model_thread(_onnx_session, client, version.run_id, module, size, label) if backend == "onnx" else None
     return Classifier(
         name,
         str(version.version),

@@ -113,7 +113,7 @@ def classify_route(
     patch = patch_for(upload.image, upload.size, region, upload.orientation, state.crop)
     stored = store_image(state.image_dir, upload) if user is not None else None
     cfg = state.cfg
-    answer = classify(model, patch, k, cfg.torch_threads, cfg.max_batch, cfg.batch_wait_ms / 1000)
+    answer = classify(model, patch, k, cfg.model_threads, cfg.max_batch, cfg.batch_wait_ms / 1000)
     scope = _scope(state, model, patch, answer.embedding)
     top1 = answer.top[0]
     prediction_id = _record(
@@ -166,7 +166,7 @@ def detect_route(
         raise HTTPException(503, state.champions.reason("detector"))
     count_upload(request, user)
     upload = read_upload(file, state)
-    detections = detect(model, upload.image, state.cfg.detect_score_threshold, state.cfg.torch_threads)
+    detections = detect(model, upload.image, state.cfg.detect_score_threshold, state.cfg.model_threads)
     scope = _detect_scope(state, upload.image)
     best = (detections[0]["label"], detections[0]["score"]) if detections else (None, None)
     stored = store_image(state.image_dir, upload) if user is not None else None

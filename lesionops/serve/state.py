@@ -59,8 +59,9 @@ def count_upload(request: Request, user: User | None) -> None:
 FORM_TYPES = ("multipart/form-data", "application/x-www-form-urlencoded")
 
 
-def require_form(request: Request) -> None:
+async def require_form(request: Request) -> None:
     """415 for a body that is not a form (JSON, raw image bytes...), before the field checks.
+    `async`: a header check needs no thread-pool hop.
 
     multipart/form-data carries files; a urlencoded form is accepted too (a report about a stored
     prediction has no file), and a missing file is then the usual 422."""

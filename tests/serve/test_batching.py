@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import os
+import threading
+
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
 from components.common.classifier.models import build_model
-from lesionops.serve.batching import MicroBatcher
+from lesionops.serve.batching import MicroBatcher, on_model_thread
+from lesionops.serve.config import ServeConfig
 from lesionops.serve.inference import classify, run_classifier, to_batch
 from lesionops.serve.models import Classifier
 from tests.serve.fixtures import all_at_once
@@ -76,3 +80,34 @@ def test_a_failing_forward_reaches_every_request_in_its_batch_and_nothing_hangs(
     assert all_at_once(3, submit) == ["out of memory"] * 3 and calls == [3]
     logits, embedding = batcher.run(torch.full((1, 3, 2, 2), 7.0), forward, max_batch=3)  # not stuck
     assert logits.tolist() == [[7.0, 7.0]] and embedding.shape == (1, 12)
+
+
+def test_every_forward_runs_on_the_one_model_thread() -> None:
+    """Request threads hand their forwards to one thread: libgomp keeps an OpenMP team per calling
+    thread, and several teams on few cores make every forward wait (batching.py)."""
+    model = _model("small_cnn")
+    threads: list[int] = []
+    model.module.register_forward_hook(lambda *_: threads.append(threading.get_ident()))
+    patches = _patches(6)
+    all_at_once(6, lambda i: classify(model, patches[i], 1, max_batch=2, wait_s=0.01))
+    run_classifier(model, to_batch(patches[0], model))  # and from this (main) thread
+    assert len(threads) >= 4 and len(set(threads)) == 1
+    assert threads[0] != threading.get_ident()
+
+
+def test_the_model_thread_runs_nested_calls_in_place_and_passes_errors_on() -> None:
+    here = on_model_thread(threading.get_ident)
+    assert on_model_thread(lambda: on_model_thread(threading.get_ident)) == here  # no deadlock
+
+    def fail() -> None:
+        raise ValueError("bad batch")
+
+    with pytest.raises(ValueError, match="bad batch"):
+        on_model_thread(fail)
+    assert on_model_thread(threading.get_ident) == here  # still serving
+
+
+def test_model_threads_leave_a_core_to_the_requests() -> None:
+    cores = len(os.sched_getaffinity(0))
+    assert ServeConfig().model_threads == max(1, cores - 1)
+    assert ServeConfig(torch_threads=3).model_threads == 3

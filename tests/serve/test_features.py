@@ -5,6 +5,8 @@ previous run left pending when it starts, and loses nothing when its queue is fu
 from __future__ import annotations
 
 import math
+import os
+import signal
 import uuid
 from pathlib import Path
 
@@ -12,7 +14,7 @@ import httpx
 
 from components.common.image_stats import read_features
 from components.common.store import Prediction, Store, StoredImage, utc_now
-from lesionops.serve.features import FeatureWorker
+from lesionops.serve.features import FeatureWorker, _processes
 from lesionops.serve.uploads import decode_image, store_image
 from tests.serve.fixtures import ServeSetup, build_serving, filled, image_bytes, serve_in_thread
 
@@ -81,3 +83,24 @@ def test_rows_that_do_not_fit_in_the_queue_are_filled_from_the_store(tmp_path: P
         worker.stop()
     expected = _inline(Path(serving.cfg.image_dir) / image.path, 256)
     assert all(row["features"] == expected for row in rows)
+
+
+def test_a_killed_feature_process_is_replaced_and_its_rows_are_still_filled(
+    client: httpx.Client, serving: ServeSetup
+) -> None:
+    store = Store(serving.cfg.store_url)
+
+    def classify(seed: int) -> str:
+        r = client.post("/classify", files={"file": ("p.jpg", image_bytes(seed=seed), "image/jpeg")})
+        assert r.status_code == 200, r.text
+        return str(r.json()["prediction_id"])
+
+    filled(store, classify(11))
+    child = _processes[serving.cfg.feature_nice, serving.cfg.feature_idle]  # the server's feature process
+    assert child.alive() and child.pid != os.getpid()
+    os.kill(child.pid, signal.SIGKILL)
+    ids = [classify(seed) for seed in (12, 13)]
+    for prediction_id in ids:  # the first batch after the kill fails; the rescan measures it again
+        row = filled(store, prediction_id)
+        assert row["features"] == _inline(Path(serving.cfg.image_dir) / row["image_path"], serving.cfg.feature_max_side)
+    assert _processes[serving.cfg.feature_nice, serving.cfg.feature_idle].pid != child.pid  # replaced
