@@ -180,7 +180,9 @@ def main() -> None:
     parser.add_argument("--bare", type=int, default=200)
     parser.add_argument("--arch", default=None, help="default: train_model.arch of --params")
     parser.add_argument("--image-size", type=int, default=None, help="default: train_model.image_size")
-    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: serve's, torch_threads or cores - 1)")
+    parser.add_argument(
+        "--threads", type=int, default=None, help="torch threads (default: serve's, torch_threads or cores - 1)"
+    )
     parser.add_argument("--single", type=int, default=100, help="requests of the one-client row (0: skip)")
     parser.add_argument("--batch-clients", type=int, default=16, help="clients of the batch row (0: skip)")
     parser.add_argument("--max-batch", type=int, default=None, help="default: serve.max_batch")
