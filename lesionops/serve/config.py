@@ -51,9 +51,9 @@ class ServeConfig:
     @property
     def model_threads(self) -> int:
         """`torch_threads`, or with 0 one core fewer than the process may use (at least 1): the request
-        threads and the drift features need a core. OpenMP spin-waits between the layers, so a forward
-        on every core of a machine that is also parsing requests stalls on whichever thread lost its
-        core: on 2 cores under 4 clients, 2 forward threads served 25 requests/s and 1 served 59."""
+        threads and the drift features need a core. OpenMP's threads spin on every core between
+        layers: on 2 cores under 4 clients, 2 forward threads left 236 of 300 rows' drift features
+        pending (41 req/s counting their drain), 1 thread left 3 (50-55 req/s) (benchmarks/serve.py)."""
         usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
         return self.torch_threads or max(1, usable - 1)
 
