@@ -130,7 +130,8 @@ def classify(
 
 def detect(model: Detector, img: Image.Image, threshold: float, threads: int = 0) -> list[dict[str, Any]]:
     """Boxes (xyxy, stored pixel frame) at or above `threshold`, best first."""
-    out = on_model_thread(_detector_forward, model, img, threads)
+    x = torch.from_numpy(np.array(img)).permute(2, 0, 1).float().div_(255.0)
+    out = on_model_thread(_detector_forward, model, x, threads)
     found = []
     for box, score, label in zip(out["boxes"].tolist(), out["scores"].tolist(), out["labels"].tolist(), strict=True):
         index = int(label) - model.label_offset
@@ -145,8 +146,7 @@ def detect(model: Detector, img: Image.Image, threshold: float, threads: int = 0
     return sorted(found, key=lambda d: -d["score"])
 
 
-def _detector_forward(model: Detector, img: Image.Image, threads: int) -> dict[str, torch.Tensor]:
-    x = torch.from_numpy(np.array(img)).permute(2, 0, 1).float().div_(255.0)
+def _detector_forward(model: Detector, x: torch.Tensor, threads: int) -> dict[str, torch.Tensor]:
     with model.lock, torch.inference_mode():
         _threads(threads)
         out: dict[str, torch.Tensor] = model.module([x])[0]
