@@ -60,7 +60,11 @@ class FeatureProcess:
             stdout=subprocess.PIPE,
             text=True,
         )
-        self.measure([], 8)  # answered once the child has imported what it measures with
+        try:
+            self.measure([], 8)  # answered once the child has imported what it measures with
+        except FeatureProcessError:
+            self.close()  # reaped, not left a zombie
+            raise
 
     @property
     def pid(self) -> int:
@@ -78,14 +82,20 @@ class FeatureProcess:
                 self._proc.stdin.write(job + "\n")
                 self._proc.stdin.flush()
                 line = self._proc.stdout.readline()
-            except (BrokenPipeError, OSError, ValueError) as exc:
-                raise FeatureProcessError(f"the feature process {self.pid} is gone ({exc})") from exc
+            except (OSError, ValueError) as exc:  # BrokenPipeError: it ended before reading the job
+                raise self._ended() from exc
         try:
             answer = json.loads(line)
         except json.JSONDecodeError as exc:
-            code = self._proc.poll()
-            raise FeatureProcessError(f"the feature process {self.pid} ended (exit code {code})") from exc
+            raise self._ended() from exc
         return [(dict(features), problem) for features, problem in answer]
+
+    def _ended(self) -> FeatureProcessError:
+        try:
+            code: int | None = self._proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            code = None  # alive but not answering (a broken pipe of its own)
+        return FeatureProcessError(f"the feature process {self.pid} ended (exit code {code})")
 
     def close(self) -> None:
         """Close its stdin (it exits) and reap it."""

@@ -76,6 +76,7 @@ class FeatureWorker:
         self._scan.set()  # at start: whatever a previous run (or another server) left
         self._thread = threading.Thread(target=self._run, name="lesionops-features", daemon=True)
         self.ready = threading.Event()  # set once the feature process runs (tests, benchmarks wait)
+        self._failures = 0  # feature-process failures in a row
 
     def start(self) -> None:
         self._thread.start()
@@ -140,10 +141,13 @@ class FeatureWorker:
         try:
             measured = self._measure(jobs)
         except FeatureProcessError as exc:  # the child died (killed, out of memory): a new one next time
-            log.error("serve: the drift-feature process died (%s); %d rows stay pending", exc, len(jobs))
+            log.error("serve: the drift-feature process failed (%s); %d rows stay pending", exc, len(jobs))
             self._scan.set()
-            self._stop.wait(1.0)
+            # waits of 1, 2, 4 ... s (at most rescan_s): a child that cannot start is not respawned in a loop
+            self._stop.wait(min(self.rescan_s, 2.0**self._failures))
+            self._failures += 1
             return False
+        self._failures = 0
         try:
             self.store.fill_features(measured)
         except SQLAlchemyError:

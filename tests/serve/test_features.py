@@ -6,14 +6,18 @@ from __future__ import annotations
 
 import math
 import os
+import shutil
 import signal
+import sys
 import uuid
 from pathlib import Path
 
 import httpx
+import pytest
 
 from components.common.image_stats import read_features
 from components.common.store import Prediction, Store, StoredImage, utc_now
+from lesionops.serve.feature_process import FeatureProcess, FeatureProcessError
 from lesionops.serve.features import FeatureWorker, _processes
 from lesionops.serve.uploads import decode_image, store_image
 from tests.serve.fixtures import ServeSetup, build_serving, filled, image_bytes, serve_in_thread
@@ -104,3 +108,9 @@ def test_a_killed_feature_process_is_replaced_and_its_rows_are_still_filled(
         row = filled(store, prediction_id)
         assert row["features"] == _inline(Path(serving.cfg.image_dir) / row["image_path"], serving.cfg.feature_max_side)
     assert _processes[serving.cfg.feature_nice, serving.cfg.feature_idle].pid != child.pid  # replaced
+
+
+def test_a_feature_process_that_cannot_start_is_refused_with_its_exit_code(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sys, "executable", shutil.which("false"))  # a child that exits at once
+    with pytest.raises(FeatureProcessError, match=r"ended \(exit code 1\)"):
+        FeatureProcess(0, False)
