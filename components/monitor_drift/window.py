@@ -224,7 +224,8 @@ def assess_window(
     cur = cur.dropna(subset=["brightness", "saturation"]).reset_index(drop=True)
     dark, wrong = acquisition_masks(cur, ref, cfg)
     n_files = len(cur) + n_unreadable
-    fail_share = (n_unreadable + int(dark.sum()) + int(wrong.sum())) / n_files if n_files else 0.0
+    failures = n_unreadable + int(dark.sum()) + int(wrong.sum())
+    fail_share = failures / n_files if n_files else 0.0
     usable = cur[~(dark | wrong)]
     per_feature: dict[str, dict[str, Any]] = {}
     checks: list[CheckResult] = []
@@ -248,7 +249,7 @@ def assess_window(
         drifted_share=len(features_drifted) / len(per_feature) if per_feature else 0.0,
         drifted_features=features_drifted,
         n_features=len(per_feature),
-        acquisition_alert=acquisition_alert(round(fail_share * n_files), n_files, cfg),
+        acquisition_alert=acquisition_alert(failures, n_files, cfg),
         acquisition_failure_share=fail_share,
         n_unreadable=n_unreadable,
         n_dark=int(dark.sum()),
