@@ -101,16 +101,16 @@ def _threads(n: int) -> None:
 
 
 def run_classifier(model: Classifier, batch: torch.Tensor, threads: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    """(logits, embedding), computed on the process's model thread (batching.on_model_thread). One
-    call at a time per model: the embedding hook is registered on the shared module, so two
-    concurrent forwards would capture each other's activations."""
+    """(logits, embedding), computed on the process's model thread (batching.on_model_thread). That
+    one thread is also what keeps forwards one at a time: the embedding hook is registered on the
+    shared module, so two concurrent forwards would capture each other's activations."""
     return on_model_thread(_classifier_forward, model, batch, threads)
 
 
 def _classifier_forward(model: Classifier, batch: torch.Tensor, threads: int) -> tuple[torch.Tensor, torch.Tensor]:
     if model.onnx is not None:  # serve.backend: onnx (both outputs are graph outputs, no hook)
         return run_session(model.onnx, batch)
-    with model.lock, torch.inference_mode():
+    with torch.inference_mode():
         _threads(threads)
         return logits_and_embedding(model.module, batch)
 
@@ -147,7 +147,7 @@ def detect(model: Detector, img: Image.Image, threshold: float, threads: int = 0
 
 
 def _detector_forward(model: Detector, x: torch.Tensor, threads: int) -> dict[str, torch.Tensor]:
-    with model.lock, torch.inference_mode():
+    with torch.inference_mode():
         _threads(threads)
         out: dict[str, torch.Tensor] = model.module([x])[0]
         return out

@@ -59,8 +59,6 @@ class Classifier:
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
     temperature: float
-    # logits_and_embedding hooks the shared module per call: one forward at a time (see inference.py)
-    lock: threading.Lock = field(default_factory=threading.Lock, compare=False, repr=False)
     onnx: Any = field(default=None, compare=False, repr=False)  # ONNX Runtime session (serve.backend: onnx)
     batcher: MicroBatcher = field(default_factory=MicroBatcher, compare=False, repr=False)  # concurrent requests
     scope: ScopeModel | None = field(default=None, compare=False, repr=False)  # serve_scope; None: every photo answered
@@ -77,7 +75,6 @@ class Detector:
     module: nn.Module
     classes: tuple[str, ...]
     label_offset: int  # model label = class index + offset (0 is background)
-    lock: threading.Lock = field(default_factory=threading.Lock, compare=False, repr=False)
 
     def info(self) -> dict[str, str]:
         return {"name": self.name, "version": self.version}
