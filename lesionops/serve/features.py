@@ -75,7 +75,7 @@ class FeatureWorker:
         self._scan = threading.Event()  # set: the store may hold pending rows the queue does not
         self._scan.set()  # at start: whatever a previous run (or another server) left
         self._thread = threading.Thread(target=self._run, name="lesionops-features", daemon=True)
-        self.ready = threading.Event()  # set once the feature process runs (tests, benchmarks wait)
+        self.ready = threading.Event()  # set after the feature process started or failed to (tests wait)
         self._failures = 0  # feature-process failures in a row
 
     def start(self) -> None:
