@@ -5,7 +5,8 @@ Set-up (all in a temp folder): the classifier architecture and input size of par
 (`train_model.arch`, `image_size`; random weights: speed does not depend on them) logged by
 train_model's own `_log_model`, registered and made `champion` in a fresh SQLite MLflow registry;
 a few synthetic 640×480 labelImg photos from `lesionops synth`'s generator; the real app
-(`create_app`) under uvicorn on loopback in this process, with its SQLite store (WAL, FULL sync).
+(`create_app`) under uvicorn on loopback in this process, with its SQLite store (WAL, FULL sync);
+its classifier forwards run in the server's model process (`serve.model_process`, params.yaml).
 
 Measured:
 1. API: `--clients` threads with their own httpx connection post `--requests` /classify calls
@@ -18,7 +19,8 @@ Measured:
    `--batch-clients` clients (a batch re-scoring), with the mean micro-batch size the server formed
    (`serve.max_batch`, `--max-batch` overrides it; 1 = every request its own forward). Then a
    second server with `serve.backend: onnx` (ONNX Runtime, the graph exported at load) under the
-   `--clients` load.
+   `--clients` load, and one with `serve.model_process: false` (the forward on the server's own
+   model thread; `--no-in-process` skips it).
 2. bare model: the one reduced decode (`decode_open`) + `patch_for` + `to_batch` + the forward
    pass with embeddings, the exact calls the route makes, sequentially in this thread (half before, half after the API load): p50, calls/s.
    The ratio API req/s ÷ bare calls/s says how much throughput the HTTP, storage and drift-feature
@@ -27,7 +29,7 @@ Measured:
 
     .venv/bin/python benchmarks/serve.py [--requests 400] [--clients 4] [--arch ARCH] [--image-size N]
         [--warmup 20] [--bare 200] [--threads N] [--single 100] [--batch-clients 16] [--max-batch N]
-        [--no-onnx] [--params params.yaml]
+        [--no-onnx] [--no-in-process] [--params params.yaml]
 """
 
 from __future__ import annotations
@@ -187,6 +189,12 @@ def main() -> None:
     parser.add_argument("--batch-clients", type=int, default=16, help="clients of the batch row (0: skip)")
     parser.add_argument("--max-batch", type=int, default=None, help="default: serve.max_batch")
     parser.add_argument("--no-onnx", dest="onnx", action="store_false", help="skip the ONNX Runtime rows")
+    parser.add_argument(
+        "--no-in-process",
+        dest="in_process",
+        action="store_false",
+        help="skip the row with serve.model_process off (the forward on the server's model thread)",
+    )
     args = parser.parse_args()
     doc = load_params(args.params)
     train = section(doc, "train_model", TrainConfig)
@@ -212,6 +220,7 @@ def main() -> None:
             upload_rate=None,
             max_batch=max_batch,
             batch_wait_ms=serve_cfg.batch_wait_ms,
+            model_process=serve_cfg.model_process,
         )
         store = Store(cfg.store_url)
         _, token = add_user(store, "bench", "clinician")  # signed in, as every clinic request is
@@ -222,7 +231,10 @@ def main() -> None:
         rows = api_rows(args, cfg, tracking, task, crop, images, token)
         if args.onnx:
             onnx_cfg = dataclasses.replace(cfg, backend="onnx")
-            rows |= api_rows(args, onnx_cfg, tracking, task, crop, images, token, only_main=True)
+            rows |= api_rows(args, onnx_cfg, tracking, task, crop, images, token, "onnx")
+        if args.in_process and cfg.model_process:  # what the model process wins, in the same run
+            inline_cfg = dataclasses.replace(cfg, model_process=False)
+            rows |= api_rows(args, inline_cfg, tracking, task, crop, images, token, "in-process")
         for b in backends:
             bare_times[b] += bare(tracking, task, crop, images, args.bare - args.bare // 2, threads, b)
     report(args, train, task, threads, max_batch, rows, bare_times)
@@ -236,13 +248,14 @@ def api_rows(
     crop: CropConfig,
     images: list[tuple[bytes, str]],
     token: str,
-    only_main: bool = False,
+    variant: str = "",
 ) -> dict[str, tuple[list[float], float, float]]:
-    """The API rows of one server (`cfg.backend`): `--clients`, then one client and the batch clients."""
+    """The API rows of one server: `--clients`, then (the main server, no `variant`) one client and
+    the batch clients."""
     app = create_app(cfg, tracking, task, crop=crop)
     server, thread, url = serve(app)
     app.state.serve.features.ready.wait(120)  # type: ignore[attr-defined]  # its process started (once)
-    suffix = "" if cfg.backend == "torch" else f", {cfg.backend}"
+    suffix, only_main = (f", {variant}", True) if variant else ("", False)
     rows = {}
     try:
         load(url, images, args.warmup, args.clients, token)
@@ -308,12 +321,12 @@ def report(
     )
     for name, (latencies, wall, mean_batch) in rows.items():
         print(
-            f"  API  /classify, {name:>16}: p50 {pct(latencies, 50):7.1f} ms  p99 {pct(latencies, 99):7.1f} ms  "
+            f"  API  /classify, {name:>22}: p50 {pct(latencies, 50):7.1f} ms  p99 {pct(latencies, 99):7.1f} ms  "
             f"{len(latencies) / wall:7.1f} req/s  (mean batch {mean_batch:.1f})"
         )
     for backend, times in bare_times.items():
         print(
-            f"  bare model call, {backend:>15}: p50 {pct(times, 50):7.1f} ms  p99 {pct(times, 99):7.1f} ms  "
+            f"  bare model call, {backend:>21}: p50 {pct(times, 50):7.1f} ms  p99 {pct(times, 99):7.1f} ms  "
             f"{1 / statistics.mean(times):7.1f} calls/s  (crop + preprocess + forward, one thread)"
         )
     latencies, wall, _ = rows[f"{args.clients} clients"]
@@ -322,6 +335,11 @@ def report(
         f"  ratio API req/s / bare calls/s = {api_rps / bare_rps:.2f}; "
         f"API p50 / bare p50 = {pct(latencies, 50) / pct(bare_torch, 50):.1f}x"
     )
+    inline = rows.get(f"{args.clients} clients, in-process")
+    if inline is not None:
+        print(
+            f"  ratio with the forward in the server (serve.model_process false) = {len(inline[0]) / inline[1] / bare_rps:.2f}"
+        )
     if "1 client" in rows:
         single = pct(rows["1 client"][0], 50)
         print(f"  one client: API p50 - bare p50 = {single - pct(bare_torch, 50):+.1f} ms")

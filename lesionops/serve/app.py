@@ -192,7 +192,14 @@ def create_app(
     the audit log and lock that POST /rollback uses. `scope` (serve_scope) makes /classify refuse
     photos the classifier cannot answer; None answers every photo. Users live in the store (`lesionops users`)."""
     crop = crop or CropConfig()
-    champions = Champions(tracking, cfg.champion_alias, task.classes, backend=cfg.backend, scope=scope)
+    champions = Champions(
+        tracking,
+        cfg.champion_alias,
+        task.classes,
+        backend=cfg.backend,
+        scope=scope,
+        process_threads=cfg.model_threads if cfg.model_process else None,
+    )
     metrics = ServeMetrics()
 
     @asynccontextmanager

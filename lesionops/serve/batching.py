@@ -13,7 +13,9 @@ once led a forward (and the thread that loaded the model) keeps a team; once the
 more threads than there are cores, libgomp stops spin-waiting between parallel regions and every
 forward pays sleep/wake-up latency: resnet18 at 64 px took 12.6 ms instead of 5.8 ms on 2 cores
 (the same as OMP_WAIT_POLICY=PASSIVE). Handing each forward to one long-lived thread keeps a single
-team in the process; the hand-over costs tens of microseconds.
+team in the process; the hand-over costs tens of microseconds. With `serve.model_process` the
+classifier's forward itself runs in a child process (model_process.py) and this thread only waits
+for it; detector and ONNX forwards run here.
 """
 
 from __future__ import annotations

@@ -37,6 +37,9 @@ class ServeConfig:
     champion_alias: str = "champion"
     torch_threads: int = 0  # intra-op threads of the model forward; 0 = one core fewer than this process may use
     backend: str = "torch"  # classifier forward: torch, or onnx (ONNX Runtime; the graph logged at promotion)
+    model_process: bool = (
+        True  # torch classifier forwards run in a child process (model_process.py); False: in this one
+    )
     max_batch: int = 8  # concurrent /classify requests answered by one forward pass (1 = one at a time)
     batch_wait_ms: float = 0.0  # how long a forward waits for company (0: runs at once, batches form under load)
     anonymous_classify: bool = False  # demo kiosk: /classify and /detect answer anonymous callers, storing nothing
@@ -53,7 +56,8 @@ class ServeConfig:
         """`torch_threads`, or with 0 one core fewer than the process may use (at least 1): the request
         threads and the drift features need a core. OpenMP's threads spin on every core between
         layers: on 2 cores under 4 clients, 2 forward threads left 236 of 300 rows' drift features
-        pending (41 req/s counting their drain), 1 thread left 3 (50-55 req/s) (benchmarks/serve.py)."""
+        pending (41 req/s counting their drain), 1 thread left 3 (50-55 req/s) (benchmarks/serve.py,
+        forwards in the server). The model process (`model_process`) runs with this many."""
         usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
         return self.torch_threads or max(1, usable - 1)
 

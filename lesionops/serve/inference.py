@@ -110,6 +110,8 @@ def run_classifier(model: Classifier, batch: torch.Tensor, threads: int = 0) -> 
 def _classifier_forward(model: Classifier, batch: torch.Tensor, threads: int) -> tuple[torch.Tensor, torch.Tensor]:
     if model.onnx is not None:  # serve.backend: onnx (both outputs are graph outputs, no hook)
         return run_session(model.onnx, batch)
+    if model.worker is not None:  # serve.model_process: the forward runs there, this thread only waits
+        return model.worker.forward(model.key, model.module, batch)
     with torch.inference_mode():
         _threads(threads)
         return logits_and_embedding(model.module, batch)

@@ -20,6 +20,7 @@ import json
 import logging
 import tempfile
 import threading
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,6 +40,7 @@ from components.common.onnx_export import ARTIFACT, checked_session, export_clas
 from components.common.scope import ScopeConfig, ScopeModel, fit_scope
 from components.common.tracking import TrackingConfig, resolved_uri, version_by_alias
 from lesionops.serve.batching import MicroBatcher, on_model_thread
+from lesionops.serve.model_process import ModelProcess, ModelProcessError, model_process
 
 log = logging.getLogger("lesionops.serve")
 KINDS = ("classifier", "detector")
@@ -62,6 +64,8 @@ class Classifier:
     onnx: Any = field(default=None, compare=False, repr=False)  # ONNX Runtime session (serve.backend: onnx)
     batcher: MicroBatcher = field(default_factory=MicroBatcher, compare=False, repr=False)  # concurrent requests
     scope: ScopeModel | None = field(default=None, compare=False, repr=False)  # serve_scope; None: every photo answered
+    worker: ModelProcess | None = field(default=None, compare=False, repr=False)  # serve.model_process: forwards there
+    key: str = field(default_factory=lambda: uuid.uuid4().hex, compare=False, repr=False)  # this load, in `worker`
 
     def info(self) -> dict[str, str]:
         return {"name": self.name, "version": self.version}
@@ -129,8 +133,16 @@ def _scope(client: MlflowClient, run_id: str, cfg: ScopeConfig | None, label: st
 
 
 def load_classifier(
-    client: MlflowClient, uri: str, name: str, version: Any, backend: str = "torch", scope: ScopeConfig | None = None
+    client: MlflowClient,
+    uri: str,
+    name: str,
+    version: Any,
+    backend: str = "torch",
+    scope: ScopeConfig | None = None,
+    process_threads: int | None = None,
 ) -> Classifier:
+    """One registry version, ready to serve. `process_threads`: torch forwards run in the server's
+    model process with that many threads (model_process.py); None: on the in-process model thread."""
     prep = _run_json(client, version.run_id, "preprocessing.json")
     try:
         classes, size = tuple(str(c) for c in prep["classes"]), int(prep["image_size"])
@@ -144,6 +156,8 @@ def load_classifier(
     label = f"models:/{name}/{version.version}"
     # the export and its check run forwards: on the model thread, which must stay the only one (batching.py)
     onnx = on_model_thread(_onnx_session, client, version.run_id, module, size, label) if backend == "onnx" else None
+    key = uuid.uuid4().hex
+    worker = _worker(module, key, label, process_threads) if onnx is None and process_threads is not None else None
     return Classifier(
         name,
         str(version.version),
@@ -156,7 +170,20 @@ def load_classifier(
         temperature,
         onnx=onnx,
         scope=_scope(client, version.run_id, scope, label),
+        worker=worker,
+        key=key,
     )
+
+
+def _worker(module: nn.Module, key: str, label: str, threads: int) -> ModelProcess:
+    """The model process, holding `module` as `key`: a model it cannot load (or a process that
+    cannot start) fails the load here, not the first request."""
+    try:
+        worker = model_process(threads)
+        worker.load(key, module)
+    except ModelProcessError as exc:
+        raise LoadError(f"{label} cannot be served by the model process ({exc})") from exc
+    return worker
 
 
 def _onnx_session(client: MlflowClient, run_id: str, module: nn.Module, size: int, label: str) -> Any:
@@ -198,9 +225,10 @@ class Champions:
         wanted: tuple[str, ...] = KINDS,
         backend: str = "torch",
         scope: ScopeConfig | None = None,
+        process_threads: int | None = None,
     ) -> None:
         self.uri = resolved_uri(tracking)
-        self.scope = scope
+        self.scope, self.process_threads = scope, process_threads  # load_classifier's
         self.names = {"classifier": tracking.registered_model, "detector": tracking.registered_detector}
         self.alias, self.task_classes, self.wanted, self.backend = alias, task_classes, wanted, backend
         self.client = MlflowClient(tracking_uri=self.uri, registry_uri=self.uri)
@@ -242,7 +270,7 @@ class Champions:
             return
         try:
             loaded = (
-                load_classifier(self.client, self.uri, name, version, self.backend, self.scope)
+                load_classifier(self.client, self.uri, name, version, self.backend, self.scope, self.process_threads)
                 if kind == "classifier"
                 else load_detector(self.client, self.uri, name, version, self.task_classes)
             )
