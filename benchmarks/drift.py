@@ -393,9 +393,11 @@ def main() -> None:
         "unshifted*: windows of consecutive uploads (whole patients, 2-6 photos each); "
         "other rows: images drawn at random from the pool"
     )
-    far = next(r for r in table if r["pool"] == "unshifted" and r["n"] == 100)["detected"]
+    n_far = min(args.sizes)  # the target is stated at n = 100; `--sizes 500` alone reports n = 500
+    far = next(r for r in table if r["pool"] == "unshifted" and r["n"] == n_far)["detected"]
     print(
-        f"\nfalse-alarm rate, unshifted, n = 100: {far:.1%} (target ≤ 5 %): {'OK' if far <= 0.05 else 'ABOVE TARGET'}"
+        f"\nfalse-alarm rate, unshifted, n = {n_far}: {far:.1%} (target ≤ 5 % at n = 100): "
+        f"{'OK' if far <= 0.05 else 'ABOVE TARGET'}"
     )
     print(f"window tests: {len(table) * args.windows} windows in {t_windows:.0f} s")
     for n, rate in retrain.items():
@@ -425,7 +427,7 @@ def main() -> None:
             json.dumps(
                 {
                     "table": table,
-                    "false_alarm_n100": far,
+                    "false_alarm": {"n": n_far, "rate": far},
                     "check_10000_vs_5000_s": t_check,
                     "false_retrain": retrain,
                     "folder_features_s": t_folder,
