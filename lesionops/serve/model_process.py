@@ -22,6 +22,7 @@ import threading
 from collections import OrderedDict
 from typing import Any
 
+import cloudpickle
 import numpy as np
 import torch
 from torch import nn
@@ -82,7 +83,9 @@ class ModelProcess:
 
     def _load(self, key: str, module: nn.Module) -> None:
         buffer = io.BytesIO()
-        torch.save(module, buffer)
+        # cloudpickle, as MLflow pickles the module it logs: a model with a lambda or a class defined
+        # in a script still travels (plain pickle refuses those); the child needs nothing special
+        torch.save(module, buffer, pickle_module=cloudpickle)
         _answer_or_raise(self._child.call(("load", key, buffer.getvalue())))
         self._loaded[key] = None
         while len(self._loaded) > MAX_MODELS:

@@ -83,6 +83,14 @@ def test_a_killed_child_is_replaced_and_the_batch_still_answered() -> None:
         worker.close()
 
 
+def test_a_module_plain_pickle_refuses_still_reaches_the_child(worker: ModelProcess) -> None:
+    module = _module("small_cnn")
+    module.scale = lambda x: x * 2  # plain pickle cannot send a lambda; MLflow's cloudpickle logs such modules
+    worker.load("lambda", module)
+    logits, _ = worker.forward("lambda", module, _batch(2))
+    torch.testing.assert_close(logits, logits_and_embedding(module, _batch(2))[0], rtol=0, atol=1e-5)
+
+
 def test_a_batch_the_model_cannot_take_is_refused_and_the_child_lives_on(worker: ModelProcess) -> None:
     module = _module("small_cnn")
     worker.load("shape", module)
