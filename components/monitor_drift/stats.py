@@ -16,12 +16,13 @@ against the remaining reference; p = (1 + #{null ≥ observed}) / (windows + 1),
   the reference; the null windows reuse one reference kernel matrix (one matrix product for all);
 * predicted-class mix: the chi-square statistic of the 2 x classes table of counts;
 * calibrated confidence: the two-sample KS statistic;
+* skin tone (tone.py): KS and median shift of ITA°, one family p (`calibrated_min_p`);
 * error rate of reviewed feedback: a one-sided Bernoulli CUSUM (sequential, not calibrated this way).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -297,6 +298,34 @@ def class_mix_check(ref: Sequence[str], cur: Sequence[str], null: np.ndarray, al
 def ks_null(values: np.ndarray, groups: np.ndarray, n: int, count: int, rng: np.random.Generator) -> np.ndarray:
     col = values.reshape(-1, 1)
     return np.array([ks_statistics(col[_rest(len(col), w)], col[w])[0] for w in group_windows(groups, n, count, rng)])
+
+
+def window_null(
+    values: np.ndarray,
+    groups: np.ndarray,
+    n: int,
+    count: int,
+    rng: np.random.Generator,
+    statistics: Callable[[np.ndarray, np.ndarray], np.ndarray],
+) -> np.ndarray:
+    """`statistics(rest, window)` (a vector) of `count` whole-patient windows of n rows, each against
+    the rest of the reference: one row per window."""
+    return np.array(
+        [statistics(values[_rest(len(values), w)], values[w]) for w in group_windows(groups, n, count, rng)]
+    )
+
+
+def calibrated_min_p(observed: np.ndarray, null: np.ndarray) -> tuple[float, np.ndarray]:
+    """(family p, per-statistic p) of several statistics of one window (larger = more extreme).
+
+    Each statistic's p comes from its own column of `null` (rows: the calibration windows); the
+    family p is the share of calibration windows whose own smallest p (each against the other
+    windows) is at most the window's smallest: Westfall-Young min-p, which keeps the family at its
+    level however correlated the statistics are, and loses little to the best of them."""
+    per = np.array([monte_carlo_p(float(o), null[:, j]) for j, o in enumerate(observed)])
+    others = (null[None, :, :] >= null[:, None, :]).sum(axis=1) - 1  # (windows, k), itself left out
+    own_min = ((1 + others) / len(null)).min(axis=1)
+    return float((1 + np.sum(own_min <= per.min())) / (len(null) + 1)), per
 
 
 def confidence_check(ref: np.ndarray, cur: np.ndarray, null: np.ndarray, alpha: float) -> CheckResult:

@@ -42,9 +42,10 @@ from components.monitor_drift.stats import (
     mmd_check,
     mmd_null,
     skipped,
+    window_null,
 )
 from components.monitor_drift.tone import NAME as TONE_CHECK
-from components.monitor_drift.tone import tone_check
+from components.monitor_drift.tone import tone_check, tone_statistics
 
 MODEL_CHECKS = ("embedding_mmd", "class_mix", "confidence")
 IMAGE_CHECKS = ("image_statistics", TONE_CHECK)
@@ -194,7 +195,7 @@ def image_check(
 
 
 def skin_tone_check(ref: Reference, usable: pd.DataFrame, cfg: MonitorConfig, cache: Cache) -> CheckResult:
-    """KS on the per-image ITA°, calibrated on whole-patient reference windows (tone.py); skipped
+    """KS and median shift of the per-image ITA°, calibrated on whole-patient reference windows (tone.py); skipped
     when either side has no measured tone (an older reference or store rows, a grey modality)."""
     if ITA_COLUMN not in ref.images:
         return skipped(TONE_CHECK, "the reference has no skin tone (ita column): rebuild it with evaluate_model")
@@ -206,7 +207,8 @@ def skin_tone_check(ref: Reference, usable: pd.DataFrame, cfg: MonitorConfig, ca
         return skipped(TONE_CHECK, f"{len(cur)} window image(s) with a measured skin tone, need {cfg.min_window}")
     measured = ref.images[np.isfinite(ref.images[ITA_COLUMN].to_numpy(float))]
     values, groups, n = measured[ITA_COLUMN].to_numpy(float), groups_of(measured), len(cur)
-    null = _cached(cache, "skin_tone", n, cfg, lambda rng: ks_null(values, groups, n, cfg.calibration.windows, rng))
+    count = cfg.calibration.windows
+    null = _cached(cache, "skin_tone", n, cfg, lambda rng: window_null(values, groups, n, count, rng, tone_statistics))
     return tone_check(values, cur, null, cfg.skin_tone_alpha)
 
 
