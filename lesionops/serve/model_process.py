@@ -8,8 +8,8 @@ server's model thread sends the normalised batch (2×3×64×64 floats are 98 kB)
 pipe, holding nothing: 1.07-1.09 (benchmarks/serve.py, 2 cores, README).
 
 The child holds copies of the served classifiers, keyed per loaded version: the module is sent
-once (torch.save bytes over the pipe) when the version is loaded, and again after the child was
-replaced. It computes `logits_and_embedding`, the function evaluate_model and the in-process path
+once (torch.save bytes, cloudpickled as MLflow logs it) when the version is loaded, and again
+after the child was replaced. It computes `logits_and_embedding`, the function evaluate_model and the in-process path
 use, so answers are the in-process ones to float precision (tested). A dead child (killed, out of
 memory) is replaced and the batch sent again once: a forward has no side effects.
 """
