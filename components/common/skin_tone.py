@@ -44,7 +44,12 @@ Box = tuple[float, float, float, float]  # labelImg / VOC: 1-based, inclusive, i
 
 def ita_from_lab(lab: np.ndarray) -> np.ndarray:
     """Per-pixel ITA° of (..., 3) CIELAB values (b* must be > 0: the caller picks skin pixels)."""
-    return np.degrees(np.arctan((lab[..., 0] - 50.0) / lab[..., 2]))
+    return ita_of(lab[..., 0], lab[..., 2])
+
+
+def ita_of(lightness: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """ITA° from L* and b* arrays of the same shape (b* > 0)."""
+    return np.degrees(np.arctan((lightness - 50.0) / b))
 
 
 def ita_of_pixels(rgb: np.ndarray, mask: np.ndarray | None = None) -> float:
@@ -55,7 +60,7 @@ def ita_of_pixels(rgb: np.ndarray, mask: np.ndarray | None = None) -> float:
     skin = considered & (lab[..., 2] > MIN_B) & (lightness >= MIN_L) & (lightness <= MAX_L) & (chroma <= MAX_CHROMA)
     if skin.sum() < max(1, MIN_SKIN_SHARE * considered.sum()):
         return float("nan")
-    return float(np.median(ita_from_lab(lab[skin])))
+    return float(np.median(ita_of(lightness[skin], lab[..., 2][skin])))  # two channels picked, not all three
 
 
 def outside_boxes(shape: tuple[int, int], boxes: Iterable[Box], scale: tuple[float, float] = (1.0, 1.0)) -> np.ndarray:
