@@ -25,11 +25,19 @@ import struct
 import subprocess
 import sys
 import threading
-from collections.abc import Callable, Sequence
-from typing import IO, Any
+from collections.abc import Callable, Hashable, Sequence
+from typing import IO, Any, Generic, Protocol, TypeVar
 
 _LENGTH = struct.Struct("<Q")
 READY = "ready"
+
+
+class _Living(Protocol):
+    def alive(self) -> bool: ...
+
+
+K = TypeVar("K", bound=Hashable)
+C = TypeVar("C", bound=_Living)
 
 
 class ChildError(RuntimeError):
@@ -115,6 +123,25 @@ class Child:
         except subprocess.TimeoutExpired:
             self._proc.kill()
             self._proc.wait()
+
+
+class Children(Generic[K, C]):
+    """One child per key in this server process, started on first use and shared by its apps (tests
+    build many); a dead one is replaced. `children[key]` is the current one (KeyError: none yet)."""
+
+    def __init__(self, start: Callable[[K], C]) -> None:
+        self._start, self._lock = start, threading.Lock()
+        self._children: dict[K, C] = {}
+
+    def get(self, key: K) -> C:
+        with self._lock:
+            child = self._children.get(key)
+            if child is None or not child.alive():
+                child = self._children[key] = self._start(key)
+            return child
+
+    def __getitem__(self, key: K) -> C:
+        return self._children[key]
 
 
 def run_child(answer: Callable[[Any], Any]) -> None:

@@ -37,9 +37,7 @@ class ServeConfig:
     champion_alias: str = "champion"
     torch_threads: int = 0  # intra-op threads of the model forward; 0 = one core fewer than this process may use
     backend: str = "torch"  # classifier forward: torch, or onnx (ONNX Runtime; the graph logged at promotion)
-    model_process: bool = (
-        True  # torch classifier forwards run in a child process (model_process.py); False: in this one
-    )
+    model_process: bool = True  # torch classifier forwards run in a child process (model_process.py)
     max_batch: int = 8  # concurrent /classify requests answered by one forward pass (1 = one at a time)
     batch_wait_ms: float = 0.0  # how long a forward waits for company (0: runs at once, batches form under load)
     anonymous_classify: bool = False  # demo kiosk: /classify and /detect answer anonymous callers, storing nothing

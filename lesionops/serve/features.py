@@ -34,6 +34,7 @@ from pathlib import Path
 from sqlalchemy.exc import SQLAlchemyError
 
 from components.common.store import Store
+from lesionops.serve.child import Children
 from lesionops.serve.feature_process import FeatureProcess, FeatureProcessError
 
 log = logging.getLogger("lesionops.serve")
@@ -41,18 +42,13 @@ SCAN_ROWS = 256  # pending rows read from the store at a time
 FILL_ROWS = 32  # rows measured, then stored in one commit (one fsync instead of one a row)
 
 
-_processes: dict[tuple[int, bool], FeatureProcess] = {}  # (nice, idle) → this server's feature process
-_processes_lock = threading.Lock()
+_processes: Children[tuple[int, bool], FeatureProcess] = Children(lambda key: FeatureProcess(*key))  # (nice, idle)
 
 
 def _feature_process(nice: int, idle: bool) -> FeatureProcess:
-    """The feature process of this server process, started on first use and shared by its workers
-    (one per app; tests build many); a dead one is replaced."""
-    with _processes_lock:
-        child = _processes.get((nice, idle))
-        if child is None or not child.alive():
-            child = _processes[nice, idle] = FeatureProcess(nice, idle)
-        return child
+    """The feature process of this server process (child.Children: shared by its workers, one per
+    app; replaced when dead)."""
+    return _processes.get((nice, idle))
 
 
 class FeatureWorker:

@@ -9,8 +9,8 @@ pipe, holding nothing: 1.07-1.09 (benchmarks/serve.py, 2 cores, README).
 
 The child holds copies of the served classifiers, keyed per loaded version: the module is sent
 once (torch.save bytes, cloudpickled as MLflow logs it) when the version is loaded, and again
-after the child was replaced. It computes `logits_and_embedding`, the function evaluate_model and the in-process path
-use, so answers are the in-process ones to float precision (tested). A dead child (killed, out of
+after the child was replaced. It computes `logits_and_embedding`, the function evaluate_model and
+the in-process path use, so answers are the in-process ones to float precision (tested). A dead child (killed, out of
 memory) is replaced and the batch sent again once: a forward has no side effects.
 """
 
@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 from components.common.embedding import logits_and_embedding
-from lesionops.serve.child import Child, ChildError, run_child
+from lesionops.serve.child import Child, ChildError, Children, run_child
 
 MAX_MODELS = 4  # versions the child keeps (the champion, the one it replaced, a rollback); older ones are dropped
 
@@ -103,18 +103,12 @@ def _answer_or_raise(answer: tuple[str, Any]) -> Any:
     return value
 
 
-_processes: dict[int, ModelProcess] = {}  # torch threads → this server's model process
-_processes_lock = threading.Lock()
+_processes: Children[int, ModelProcess] = Children(ModelProcess)  # torch threads → this server's model process
 
 
 def model_process(threads: int) -> ModelProcess:
-    """The model process of this server process, started on first use and shared by its apps (tests
-    build many); a dead one is replaced."""
-    with _processes_lock:
-        child = _processes.get(threads)
-        if child is None or not child.alive():
-            child = _processes[threads] = ModelProcess(threads)
-        return child
+    """The model process of this server process (child.Children: shared, replaced when dead)."""
+    return _processes.get(threads)
 
 
 # ---- the child ---------------------------------------------------------------------------------
@@ -132,13 +126,14 @@ def _answer(request: tuple[str, str, Any]) -> tuple[str, Any]:
         if op == "drop":
             _models.pop(key, None)
             return "ok", None
-        if op == "forward":
-            with torch.inference_mode():
-                logits, embedding = logits_and_embedding(_models[key], torch.tensor(np.asarray(payload)))
-            return "ok", (logits.numpy(), embedding.numpy())
-        return "error", f"unknown request {op!r}"
-    except KeyError:
-        return "error", f"no model {key!r} loaded"
+        if op != "forward":
+            return "error", f"unknown request {op!r}"
+        model = _models.get(key)
+        if model is None:
+            return "error", f"no model {key!r} loaded"
+        with torch.inference_mode():
+            logits, embedding = logits_and_embedding(model, torch.tensor(np.asarray(payload)))
+        return "ok", (logits.numpy(), embedding.numpy())
     except (RuntimeError, TypeError, ValueError, AttributeError, ModuleNotFoundError, EOFError) as exc:
         return "error", f"{type(exc).__name__}: {exc}"
 
