@@ -296,8 +296,9 @@ def class_mix_check(ref: Sequence[str], cur: Sequence[str], null: np.ndarray, al
 
 
 def ks_null(values: np.ndarray, groups: np.ndarray, n: int, count: int, rng: np.random.Generator) -> np.ndarray:
+    """KS statistic of each whole-patient window of one column against the rest (window_null)."""
     col = values.reshape(-1, 1)
-    return np.array([ks_statistics(col[_rest(len(col), w)], col[w])[0] for w in group_windows(groups, n, count, rng)])
+    return window_null(col, groups, n, count, rng, ks_statistics)[:, 0]
 
 
 def window_null(
