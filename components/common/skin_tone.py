@@ -42,13 +42,8 @@ MIN_SKIN_SHARE = 0.05
 Box = tuple[float, float, float, float]  # labelImg / VOC: 1-based, inclusive, in the stored frame
 
 
-def ita_from_lab(lab: np.ndarray) -> np.ndarray:
-    """Per-pixel ITA° of (..., 3) CIELAB values (b* must be > 0: the caller picks skin pixels)."""
-    return ita_of(lab[..., 0], lab[..., 2])
-
-
 def ita_of(lightness: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """ITA° from L* and b* arrays of the same shape (b* > 0)."""
+    """Per-pixel ITA° from L* and b* arrays of the same shape (b* must be > 0: the caller picks skin pixels)."""
     return np.degrees(np.arctan((lightness - 50.0) / b))
 
 

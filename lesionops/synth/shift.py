@@ -122,9 +122,9 @@ def darker_skinned(seed: int, patient: int) -> bool:
 
 def _keep_patient(cfg: ShiftConfig, patient: int) -> bool:
     """skin_tone: darker-skinned patients always, the others with probability 1 - severity."""
-    return darker_skinned(cfg.seed, patient) or np.random.default_rng([cfg.seed, 7, patient]).random() >= min(
-        cfg.severity, 1.0
-    )
+    if darker_skinned(cfg.seed, patient):
+        return True
+    return bool(np.random.default_rng([cfg.seed, 7, patient]).random() >= min(cfg.severity, 1.0))
 
 
 def _shots(cfg: ShiftConfig) -> tuple[skin.SynthConfig, list]:
