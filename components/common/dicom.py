@@ -20,7 +20,15 @@ from components.common.errors import DataError
 from components.common.images import IMAGE_CORRUPT
 
 # Technical, non-identifying fields; anything else in the header stays in the header.
-SAFE_TAGS = ("Modality", "Rows", "Columns", "PhotometricInterpretation", "BitsStored")
+SAFE_TAGS = (
+    "Modality",
+    "Rows",
+    "Columns",
+    "PhotometricInterpretation",
+    "BitsStored",
+    "Manufacturer",  # the scanner, for results per camera (evaluate_model subgroups)
+    "ManufacturerModelName",
+)
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ from PIL import Image, ImageChops, UnidentifiedImageError
 from components.common.errors import DataError
 
 EXIF_ORIENTATION = 0x0112
+EXIF_MAKE, EXIF_MODEL = 0x010F, 0x0110  # IFD0: who made the camera, and which one
 # The one list of file types read as images: photos Pillow decodes, plus DICOM (ingest converts it).
 PHOTO_EXTENSIONS: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
 IMAGE_EXTENSIONS: tuple[str, ...] = (*PHOTO_EXTENSIONS, ".dcm")
@@ -51,6 +52,7 @@ class ImageInfo:
     bit_depth: int = 8
     phash: str | None = None
     grey: bool | None = None  # every pixel grey (R = G = B); None when the pixels were not decoded
+    camera: str = ""  # EXIF make and model ("" when the photo does not say)
 
 
 @contextmanager
@@ -91,9 +93,16 @@ def probe(
     name = path if isinstance(path, Path) else Path(str(getattr(path, "name", "<bytes>")))
     try:
         with _pixel_limit(max_pixels), Image.open(path) as img:
-            orientation = int(img.getexif().get(EXIF_ORIENTATION, 1) or 1)
+            exif = img.getexif()
+            orientation = int(exif.get(EXIF_ORIENTATION, 1) or 1)
             info = ImageInfo(
-                img.width, img.height, img.mode, img.format or "", orientation, _BIT_DEPTH.get(img.mode, 8)
+                img.width,
+                img.height,
+                img.mode,
+                img.format or "",
+                orientation,
+                _BIT_DEPTH.get(img.mode, 8),
+                camera=camera_name(exif.get(EXIF_MAKE), exif.get(EXIF_MODEL)),
             )
             if decode == "header":
                 return info
@@ -108,6 +117,16 @@ def probe(
         raise DataError(name, f"image too large ({exc})", code=IMAGE_TOO_LARGE) from exc
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise DataError(name, f"not a readable image ({exc})", code=IMAGE_CORRUPT) from exc
+
+
+def camera_name(make: object, model: object) -> str:
+    """ "Make Model" from EXIF (or DICOM's manufacturer and model), the make left out when the model
+    already starts with its first word ("NIKON CORPORATION" + "NIKON D750" is "NIKON D750"); ""
+    when neither is given."""
+    make_s, model_s = (" ".join(str(v).replace("\x00", " ").split()) if v is not None else "" for v in (make, model))
+    if make_s and model_s.lower().startswith(make_s.split()[0].lower()):
+        return model_s
+    return " ".join(p for p in (make_s, model_s) if p)
 
 
 def draft_size(width: int, height: int) -> tuple[int, int]:

@@ -84,6 +84,7 @@ def _box_rows(accepted: pd.DataFrame, whole: bool) -> list[dict[str, Any]]:
                 "height": img.get("height"),
                 "orientation": img.get("orientation") or 1,
                 "body_site": img.get("body_site"),
+                "camera": img.get("camera"),
                 "split_group": group_of({**box, "split_group": img.get("split_group")}),
             }
         )
@@ -131,6 +132,7 @@ def plan(accepted: pd.DataFrame, cfg: CropConfig, task: TaskConfig, where: Path)
                 "image_height": h,
                 "orientation": int(row.get("orientation") or 1),
                 "body_site": row.get("body_site") or None,  # metadata.csv's; evaluate_model reports per site
+                "camera": row.get("camera") or None,  # metadata.csv's, else EXIF make and model
             }
         )
     frame = pd.DataFrame(crops)

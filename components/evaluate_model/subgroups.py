@@ -4,9 +4,10 @@ One test-set average can hide a model that fails on dark skin or on one body sit
 is cut by each grouping column of `patches.parquet` and every group gets its accuracy, macro-F1 and
 per-class recall with patient-bootstrap CIs (components/common/bootstrap.py, resampling the group's
 own patients or split groups) and its sample size in patches and patients. A grouping whose column
-is absent or empty is listed under `not_known` (ingest keeps no camera today; tone is measured by
-crop_patches, body site comes from metadata.csv). Rows with no value (a photo with no measured skin)
-form the group "unknown". The gate (gate.py `_group_rules`) reads the table this module writes.
+is absent or empty is listed under `not_known` (tone is measured by crop_patches; body site comes
+from metadata.csv, camera from its `camera` column or else the photo's EXIF make and model). Rows
+with no value (a photo with no measured skin) form the group "unknown". The gate (gate.py
+`_group_rules`) reads the table this module writes.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from components.common.metrics import classification_metrics
 from components.common.skin_tone import TONE_NAMES
 
 SUBGROUPS_FILE = "subgroups.json"
-# grouping name → patches.parquet column; camera: no stage records it yet, so it reads "not known"
+# grouping name → patches.parquet column
 GROUPINGS = {"skin_tone": "skin_tone", "body_site": "body_site", "camera": "camera"}
 UNKNOWN = "unknown"
 

@@ -45,6 +45,7 @@ COLUMNS = (
     "patient_source",
     "body_site",
     "label_source",
+    "camera",
     *IMAGE_FIELDS[3:],
     *ANNOTATION_FIELDS,
     "declared_split",
@@ -70,7 +71,7 @@ def _patient(rel: str, meta: dict[str, dict[str, str]], pattern: re.Pattern[str]
     """metadata.csv (by file name or relative path) first, then the pattern on name or path."""
     name = rel.rsplit("/", 1)[-1]
     row = meta.get(rel) or meta.get(name) or {}
-    extra = {"body_site": row.get("body_site", ""), "label_source": row.get("label_source", "")}
+    extra = {k: row.get(k, "") for k in ("body_site", "label_source", "camera")}
     if row.get("patient_id"):
         return {"patient_id": row["patient_id"], "patient_source": "metadata", **extra}
     for text in (name, rel):
@@ -129,6 +130,8 @@ def _rows(
             **fields,
             "declared_split": _declared_split(pair.rel),
         }
+        # metadata.csv's camera (or source) first, else what the file's EXIF / DICOM header says
+        image_row["camera"] = image_row["camera"] or image_row.get("exif_camera") or ""
         rows.append(image_row)
         shared = {k: image_row[k] for k in ("rel_path", "sha256", "patient_id", "source_uri", "annotation_format")}
         rows.extend({"row_type": "box", **shared, **box} for box in boxes)

@@ -52,6 +52,8 @@ def reused_image(prev: Previous, rel: str, path: Path) -> dict[str, Any] | None:
     stat = path.stat()
     if row.get("file_size") != stat.st_size or row.get("mtime_ns") != stat.st_mtime_ns:
         return None
+    if not set(IMAGE_FIELDS) <= row.keys():
+        return None  # a manifest from before a field existed (exif_camera): read the file again
     return {k: row.get(k) for k in IMAGE_FIELDS}
 
 

@@ -23,7 +23,7 @@ from components.common.formats import (
     read_yolo_file,
 )
 from components.common.hashing import sha256_file
-from components.common.images import IMAGE_CORRUPT, is_grey, phash, probe
+from components.common.images import IMAGE_CORRUPT, camera_name, is_grey, phash, probe
 from components.ingest_data.discover import Pairing
 
 READS: Counter[str] = Counter()  # "image" / "annotation": files actually opened since import
@@ -44,6 +44,7 @@ IMAGE_FIELDS = (
     "phash",
     "decode",
     "grey_pixels",
+    "exif_camera",
 )
 ANNOTATION_FIELDS = (
     "annotation_path",
@@ -78,6 +79,7 @@ def _dicom_fields(path: Path) -> dict[str, Any]:
         "phash": phash(dcm.image),
         "decode": "full",
         "grey_pixels": is_grey(dcm.image),
+        "exif_camera": camera_name(dcm.tags.get("Manufacturer"), dcm.tags.get("ManufacturerModelName")),
     }
 
 
@@ -94,6 +96,7 @@ def _photo_fields(fh: IO[bytes], max_pixels: int, decode: str) -> dict[str, Any]
         "phash": info.phash,
         "decode": decode,
         "grey_pixels": info.grey,
+        "exif_camera": info.camera,
     }
 
 
@@ -133,6 +136,7 @@ def read_image(path: Path, max_pixels: int, decode: str = "draft") -> dict[str, 
             orientation=1,
             phash=None,
             grey_pixels=None,
+            exif_camera="",
             modality="dicom" if dicom else "photo",
             decode="full" if dicom else decode,
             image_error=exc.problem,

@@ -74,6 +74,7 @@ def _accepted(source: Path, out: Path, specs: list[dict[str, Any]]) -> Path:
                 "orientation": float(spec.get("orientation", 1)),
                 "patient_id": spec["patient"],
                 "label": spec.get("label", boxes[0][4] if boxes else None),
+                "camera": spec.get("camera", ""),
             }
         )
         for i, (x0, y0, x1, y1, label) in enumerate(boxes):

@@ -34,7 +34,8 @@ def test_crops_carry_the_skin_tone_around_the_lesion(tmp_path: Path) -> None:
     for i in range(6):
         tone = SKIN_TONES[0] if i % 2 else SKIN_TONES[5]  # very light and dark patients
         _skin_photo(src / f"images/p{i}.jpg", tone, i)
-        specs.append({"rel": f"images/p{i}.jpg", "patient": f"P{i}", "boxes": [BOX]})
+        camera = "DermLite DL4" if i < 3 else ""  # ingest's camera column: metadata.csv or EXIF
+        specs.append({"rel": f"images/p{i}.jpg", "patient": f"P{i}", "boxes": [BOX], "camera": camera})
     cfg = _cfg(split=SplitConfig(train=0.34, val=0.33, test=0.33))
     run(cfg, TASK, _accepted(src, tmp_path / "v1", specs), src, tmp_path / "out")
     crops = pd.read_parquet(tmp_path / "out" / CROPS).set_index("rel_path")
@@ -45,6 +46,9 @@ def test_crops_carry_the_skin_tone_around_the_lesion(tmp_path: Path) -> None:
         assert row.skin_tone == ("very_light" if i % 2 else "dark")
     patches = pd.read_parquet(tmp_path / "out" / PATCHES)
     assert {"ita", "skin_tone"} <= set(patches.columns) and "tone_key" not in patches.columns
+    cameras = [crops.loc[f"images/p{i}.jpg", "camera"] for i in range(6)]
+    assert cameras == ["DermLite DL4"] * 3 + [None] * 3  # carried for results per camera
+    assert set(patches.camera.dropna()) == {"DermLite DL4"}
     report = json.loads((tmp_path / "out" / REPORT).read_text(encoding="utf-8"))["skin_tone"]
     per_split = report["per_split"]
     assert sum(s["measured"] for s in per_split.values()) == 6

@@ -29,6 +29,8 @@ IMAGE_COLUMNS = {
     "patient_source",
     "body_site",
     "label_source",
+    "camera",
+    "exif_camera",
     "width",
     "height",
     "mode",
@@ -73,10 +75,20 @@ BOX_COLUMNS = {
 BOOKKEEPING = {"row_type", "mtime_ns", "annotation_mtime_ns"}
 
 
-def _photo(path: Path, size: tuple[int, int] = (40, 30), seed: int = 0, mode: str = "RGB") -> Path:
+def _photo(
+    path: Path,
+    size: tuple[int, int] = (40, 30),
+    seed: int = 0,
+    mode: str = "RGB",
+    camera: tuple[str, str] | None = None,
+) -> Path:
+    """A noise photo; `camera` (make, model) is written as EXIF, as a phone or dermatoscope does."""
     path.parent.mkdir(parents=True, exist_ok=True)
     arr = np.random.default_rng(seed).integers(0, 255, (size[1], size[0], 3), np.uint8)
-    Image.fromarray(arr).convert(mode).save(path)
+    exif = Image.Exif()
+    if camera:
+        exif[0x010F], exif[0x0110] = camera
+    Image.fromarray(arr).convert(mode).save(path, exif=exif)
     return path
 
 
@@ -104,9 +116,9 @@ def _voc(image: Path, boxes: list[VocBox], xml: Path | None = None) -> Path:
 def messy(tmp_path: Path) -> Path:
     """One dataset with every format, image kind and patient-id route the issue lists."""
     d = tmp_path / "data"
-    a = _photo(d / "train" / "P001_a.jpg")
+    a = _photo(d / "train" / "P001_a.jpg", camera=("Apple", "iPhone 12"))
     _voc(a, [VocBox("psoriasis", 2, 3, 20, 25)])
-    voc2 = _photo(d / "voc" / "JPEGImages" / "P002_b.png", seed=1)
+    voc2 = _photo(d / "voc" / "JPEGImages" / "P002_b.png", seed=1, camera=("Canon", "Canon EOS 80D"))
     _voc(
         voc2, [VocBox("eczema", 1, 1, 10, 10), VocBox("lupus", 5, 5, 30, 20)], d / "voc" / "Annotations" / "P002_b.xml"
     )
@@ -126,12 +138,16 @@ def messy(tmp_path: Path) -> Path:
     _photo(d / "kinds" / "cmyk.tif", seed=4, mode="CMYK")
     _photo(d / "kinds" / "alpha.png", seed=5, mode="RGBA")
     _photo(d / "kinds" / "grey.png", seed=6, mode="L")
-    write_dicom(d / "xray" / "chest.dcm", ramp(30, 40), "MONOCHROME1")
+    write_dicom(
+        d / "xray" / "chest.dcm", ramp(30, 40), "MONOCHROME1", Manufacturer="FUJIFILM", ManufacturerModelName="FCR"
+    )
     _voc(_photo(d / "stray" / "x.jpg"), [VocBox("eczema", 1, 1, 5, 5)], d / "stray" / "orphan.xml")
     (d / "stray" / "x.jpg").unlink()
     (d / "broken.xml").write_text("<annotation>")
     (d / "bad.jpg").write_bytes(b"")
-    (d / "metadata.csv").write_text("filename,patient_id,body_site,label_source\nP001_a.jpg,PX,arm,biopsy\n")
+    (d / "metadata.csv").write_text(
+        "filename,patient_id,body_site,label_source,camera\nP001_a.jpg,PX,arm,biopsy,DermLite DL4\n"
+    )
     return d
 
 
@@ -151,6 +167,11 @@ def test_every_format_kind_and_patient_route(messy: Path, tmp_path: Path) -> Non
         "train/P001_a.jpg", ["annotation_format", "patient_id", "patient_source", "body_site", "declared_split"]
     ].tolist() == ["voc", "PX", "metadata", "arm", "train"]
     assert img.loc["voc/JPEGImages/P002_b.png", "annotation_path"] == "voc/Annotations/P002_b.xml"
+    # camera: metadata.csv's first (the dermatoscope on the phone), else the EXIF make and model
+    assert img.loc["train/P001_a.jpg", ["camera", "exif_camera"]].tolist() == ["DermLite DL4", "Apple iPhone 12"]
+    assert img.loc["voc/JPEGImages/P002_b.png", "camera"] == "Canon EOS 80D"
+    assert img.loc["yolo/val/P003_c.png", "camera"] == ""
+    assert img.loc["xray/chest.dcm", "camera"] == "FUJIFILM FCR"  # DICOM's manufacturer and model
     assert img.loc["voc/JPEGImages/P002_b.png", "patient_source"] == "pattern"
     yolo = img.loc["yolo/val/P003_c.png"]
     assert (yolo.annotation_format, yolo.classes_txt, yolo.classes_txt_path, yolo.declared_split) == (
@@ -345,3 +366,15 @@ def test_cli_takes_a_uri(messy: Path, tmp_path: Path, monkeypatch: pytest.Monkey
     main(["--source", messy.resolve().as_uri(), "--out", str(tmp_path / "out"), "--params-json", json.dumps(doc)])
     assert (tmp_path / "out" / "manifest.parquet").is_file()
     shutil.rmtree(tmp_path / "out")
+
+
+def test_a_manifest_from_before_the_camera_column_is_read_again(messy: Path, tmp_path: Path) -> None:
+    """Images are reused by size and mtime; a row without a field the code now writes (exif_camera)
+    would keep it empty forever, so such a manifest's images are read again, once."""
+    from components.common.io import read_json
+
+    first = run(_cfg(tmp_path), messy, tmp_path / "out")
+    first.drop(columns=["exif_camera"]).to_parquet(tmp_path / "out" / "manifest.parquet")
+    again = run(_cfg(tmp_path), messy, tmp_path / "out")
+    assert read_json(tmp_path / "out" / "ingest_report.json")["images_reused"] == 0
+    pd.testing.assert_frame_equal(first, again)

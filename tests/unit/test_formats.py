@@ -227,3 +227,28 @@ def test_yolo_and_createml_twins_of_a_voc_box_read_back_exactly(
     assert entries is not None
     created = read_createml_entry(js, entries["a.jpg"]).boxes[0]
     assert (created.name, created.xmin, created.ymin, created.xmax, created.ymax) == ("Living Cell", *box)
+
+
+@pytest.mark.parametrize(
+    "make, model, want",
+    [
+        ("Canon", "Canon EOS 80D", "Canon EOS 80D"),  # the model already names the make
+        ("Apple", "iPhone 12", "Apple iPhone 12"),
+        ("  NIKON CORPORATION\x00", "NIKON D750 ", "NIKON D750"),  # padded, NUL-terminated EXIF strings
+        (None, "DL4", "DL4"),
+        (None, None, ""),
+    ],
+)
+def test_camera_name(make: object, model: object, want: str) -> None:
+    from components.common.images import camera_name
+
+    assert camera_name(make, model) == want
+
+
+def test_probe_reads_the_camera_from_exif(tmp_path: Path) -> None:
+    exif = Image.Exif()
+    exif[0x010F], exif[0x0110] = "Apple", "iPhone 12"
+    Image.new("RGB", (20, 10)).save(tmp_path / "a.jpg", exif=exif)
+    Image.new("RGB", (20, 10)).save(tmp_path / "b.jpg")
+    assert probe(tmp_path / "a.jpg", decode="header").camera == "Apple iPhone 12"
+    assert probe(tmp_path / "b.jpg").camera == ""

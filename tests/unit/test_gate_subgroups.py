@@ -112,11 +112,15 @@ def test_group_labels_follow_the_test_split_order_and_skip_unknown_columns(tmp_p
             "patient_id": ["p1", "p2", "p3", "p4"],
             "skin_tone": ["dark", None, "light", "tan"],
             "body_site": ["", "", None, "arm"],
+            "camera": ["Canon EOS 80D", None, "DermLite DL4", ""],
         }
     ).to_parquet(tmp_path / "patches.parquet")
     labels = group_labels(tmp_path, CLASSES)
-    assert labels == {"skin_tone": ["unknown", "light", "dark"]}  # sorted by patch_path, like load_split
-    assert "camera" in GROUPINGS
+    assert labels == {  # sorted by patch_path, like load_split
+        "skin_tone": ["unknown", "light", "dark"],
+        "camera": ["unknown", "DermLite DL4", "Canon EOS 80D"],
+    }
+    assert set(GROUPINGS) == {"skin_tone", "body_site", "camera"}
 
 
 @pytest.mark.parametrize("size", [0, 1])
