@@ -15,7 +15,7 @@ monitor_drift tests a window:
 - `skin_tone`: the repository's test (monitor_drift.tone.tone_check: KS and median shift of ITA°,
   one min-p family, p from `calibration.windows` whole-patient windows of the reference against the
   rest, `skin_tone_alpha`), and each of its two statistics alone at the same level;
-- `oracle`: the same calibration, but the statistic is the difference in the share of patients the
+- `oracle`: the same calibration, but the statistic is the (size-scaled) difference in the share of patients the
   generator made darker-skinned (shift.darker_skinned), photo-weighted: a perfect tone measurement
   cut at the generator's own threshold, which is what the shift selects on.
 
@@ -41,7 +41,7 @@ from components.common.image_stats import image_features
 from components.common.params import load_params, section
 from components.common.skin_tone import ITA_COLUMN
 from components.monitor_drift.config import MonitorConfig
-from components.monitor_drift.stats import group_windows, monte_carlo_p, window_null
+from components.monitor_drift.stats import group_windows, monte_carlo_p, size_scale, window_null
 from components.monitor_drift.tone import tone_check, tone_statistics
 from lesionops.synth.shift import ShiftConfig, darker_skinned, stream
 
@@ -80,6 +80,11 @@ def pools(seed: int, args: argparse.Namespace, executor: ProcessPoolExecutor) ->
     return {name: frame[np.isfinite(frame[ITA_COLUMN])].reset_index(drop=True) for name, frame in out.items()}
 
 
+def _oracle(ref: np.ndarray, cur: np.ndarray) -> float:
+    """The difference in darker share, size-scaled as the repository's tests are (stats.size_scale)."""
+    return float(abs(cur.mean() - ref.mean()) * size_scale(len(ref), len(cur)))
+
+
 def rates(
     ref: pd.DataFrame, pool: pd.DataFrame, n: int, cfg: MonitorConfig, windows: int, seed: int
 ) -> dict[str, float]:
@@ -90,7 +95,7 @@ def rates(
     darker = ref.darker.to_numpy(float)
     count, alpha = cfg.calibration.windows, cfg.skin_tone_alpha
     tone_null = window_null(ita, groups, n, count, rng, tone_statistics)
-    oracle_null = window_null(darker, groups, n, count, rng, lambda r, w: np.array([abs(w.mean() - r.mean())]))[:, 0]
+    oracle_null = window_null(darker, groups, n, count, rng, lambda r, w: np.array([_oracle(r, w)]))[:, 0]
     found = dict.fromkeys(("skin_tone", "ks_alone", "median_alone", "oracle"), 0)
     for w in group_windows(pool.patient_id.to_numpy(str), n, windows, rng):
         cur = pool.iloc[w]
@@ -98,7 +103,7 @@ def rates(
         found["skin_tone"] += check.verdict == "drift"
         found["ks_alone"] += check.detail["p_ks"] <= alpha
         found["median_alone"] += check.detail["p_median_shift"] <= alpha
-        found["oracle"] += monte_carlo_p(abs(cur.darker.to_numpy(float).mean() - darker.mean()), oracle_null) <= alpha
+        found["oracle"] += monte_carlo_p(_oracle(darker, cur.darker.to_numpy(float)), oracle_null) <= alpha
     return {k: v / windows for k, v in found.items()}
 
 

@@ -8,6 +8,8 @@ such data (benchmarks/drift.py: 14 % of unshifted windows of 100 instead of 5 %)
 compares its statistic with a null distribution made from the reference: `windows` times, a window
 of n rows is formed from whole reference patients (the clustering a clinic stream has) and tested
 against the remaining reference; p = (1 + #{null ≥ observed}) / (windows + 1), a Monte Carlo test.
+Statistics whose spread shrinks with the sample sizes (KS D, a median shift, MMD²) are compared
+size-scaled (`size_scale`): a null window meets N - n reference rows, the real window all N.
 
 * image statistics: two-sample KS per feature; the family statistic is the smallest asymptotic
   p-value (Westfall-Young min-p, the calibrated form of Bonferroni); a feature is drifted when its
@@ -89,6 +91,17 @@ def _rest(size: int, window: np.ndarray) -> np.ndarray:
     return mask
 
 
+def size_scale(m: int | np.ndarray, n: int | np.ndarray) -> np.ndarray:
+    """sqrt(m n / (m + n)): a two-sample statistic of samples of m and n rows times this (KS D, a
+    shift of medians; its square for MMD²) has a spread that no longer depends on the sizes.
+
+    Why: a calibration window of n rows is tested against the rest of the reference (N - n rows),
+    the real window against all N. Unscaled, the null is wider than the test it calibrates: by 3 %
+    for n = 500 of N = 2,000, by 15 % for n = 1,000, power given away for nothing."""
+    m, n = np.asarray(m, dtype=float), np.asarray(n, dtype=float)
+    return np.sqrt(m * n / (m + n))
+
+
 # --- image statistics -----------------------------------------------------------------------
 
 
@@ -108,12 +121,15 @@ def ks_pvalues(d: np.ndarray, m: int, n: int) -> np.ndarray:
 
 
 def feature_null(ref: np.ndarray, groups: np.ndarray, n: int, count: int, rng: np.random.Generator) -> np.ndarray:
-    """Smallest per-feature KS p-value of whole-patient windows against the rest of the reference."""
-    out = []
-    for w in group_windows(groups, n, count, rng):
-        d = ks_statistics(ref[_rest(len(ref), w)], ref[w])
-        out.append(ks_pvalues(d, len(ref) - len(w), len(w)).min())
-    return np.array(out)
+    """Smallest per-feature KS p-value of whole-patient windows against the rest of the reference.
+
+    Every window has the same size (group_windows), so every feature of every window has the same
+    sample sizes and the p-value falls as D grows: the smallest p is the p of the largest D, and
+    one vectorised kstwo.sf call (~0.1-0.5 ms per value) serves all windows."""
+    windows = group_windows(groups, n, count, rng)
+    largest = np.array([ks_statistics(ref[_rest(len(ref), w)], ref[w]).max() for w in windows])
+    size = len(windows[0])
+    return ks_pvalues(largest, len(ref) - size, size)
 
 
 def feature_check(
@@ -205,7 +221,8 @@ def mmd_null(kref: KernelReference, n: int, count: int, rng: np.random.Generator
     total = float(kref.row.sum())
     k = m64.sum(axis=0)
     srr, swr = total - 2 * sw + sww, sw - sww
-    return _mmd_u(srr, sww, swr, (size - k).astype(int), k.astype(int))
+    rest, k = (size - k).astype(int), k.astype(int)
+    return _mmd_u(srr, sww, swr, rest, k) * size_scale(rest, k) ** 2
 
 
 def mmd_check(
@@ -225,12 +242,13 @@ def mmd_check(
     syy = float(np.exp(-_sq_distances(y, y) / g).sum())
     sxy = float(np.exp(-_sq_distances(kref.emb, y) / g).sum())
     stat = float(_mmd_u(np.array(sxx), np.array(syy), np.array(sxy), m, n))
-    p = monte_carlo_p(stat, null)
+    p = monte_carlo_p(stat * float(size_scale(m, n)) ** 2, null)  # the null is size-scaled (size_scale)
     return CheckResult(
         "embedding_mmd",
         DRIFT if p <= alpha else NO_DRIFT,
         f"embedding MMD² {stat:.4g}, patient-calibrated p {p:.3g} vs alpha {alpha:g} ({m} reference vs "
-        f"{n} current, bandwidth {kref.sigma:.3g}; null 99th pct {np.quantile(null, 0.99):.3g})",
+        f"{n} current, bandwidth {kref.sigma:.3g}; null 99th pct "
+        f"{np.quantile(null, 0.99) / float(size_scale(m, n)) ** 2:.3g})",
         stat,
         p,
         alpha,
@@ -295,10 +313,14 @@ def class_mix_check(ref: Sequence[str], cur: Sequence[str], null: np.ndarray, al
     )
 
 
+def scaled_ks(ref: np.ndarray, cur: np.ndarray) -> float:
+    """The two-sample KS statistic of two 1-d samples times size_scale (a null and a window compare)."""
+    return float(ks_statistics(ref.reshape(-1, 1), cur.reshape(-1, 1))[0] * size_scale(len(ref), len(cur)))
+
+
 def ks_null(values: np.ndarray, groups: np.ndarray, n: int, count: int, rng: np.random.Generator) -> np.ndarray:
-    """KS statistic of each whole-patient window of one column against the rest (window_null)."""
-    col = values.reshape(-1, 1)
-    return window_null(col, groups, n, count, rng, ks_statistics)[:, 0]
+    """Size-scaled KS statistic of each whole-patient window of one column against the rest."""
+    return window_null(values, groups, n, count, rng, lambda r, w: np.array([scaled_ks(r, w)]))[:, 0]
 
 
 def window_null(
@@ -324,15 +346,19 @@ def calibrated_min_p(observed: np.ndarray, null: np.ndarray) -> tuple[float, np.
     windows) is at most the window's smallest: Westfall-Young min-p, which keeps the family at its
     level however correlated the statistics are, and loses little to the best of them."""
     per = np.array([monte_carlo_p(float(o), null[:, j]) for j, o in enumerate(observed)])
-    others = (null[None, :, :] >= null[:, None, :]).sum(axis=1) - 1  # (windows, k), itself left out
+    ordered = np.sort(null, axis=0)
+    # per window and statistic: how many other windows are at least as extreme (itself left out)
+    others = np.column_stack(
+        [len(null) - np.searchsorted(ordered[:, j], null[:, j], "left") - 1 for j in range(null.shape[1])]
+    )
     own_min = ((1 + others) / len(null)).min(axis=1)
     return float((1 + np.sum(own_min <= per.min())) / (len(null) + 1)), per
 
 
 def confidence_check(ref: np.ndarray, cur: np.ndarray, null: np.ndarray, alpha: float) -> CheckResult:
-    """Two-sample KS statistic of the calibrated confidence, p from the patient-window null."""
+    """Two-sample KS statistic of the calibrated confidence, p from the patient-window null (ks_null)."""
     stat = float(ks_statistics(ref.reshape(-1, 1), cur.reshape(-1, 1))[0])
-    p = monte_carlo_p(stat, null)
+    p = monte_carlo_p(scaled_ks(ref, cur), null)
     return CheckResult(
         "confidence",
         DRIFT if p <= alpha else NO_DRIFT,

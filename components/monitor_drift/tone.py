@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from components.common.skin_tone import TONE_NAMES, tone_mix
-from components.monitor_drift.stats import DRIFT, NO_DRIFT, CheckResult, calibrated_min_p, ks_statistics
+from components.monitor_drift.stats import DRIFT, NO_DRIFT, CheckResult, calibrated_min_p, ks_statistics, size_scale
 
 NAME = "skin_tone"
 
@@ -36,9 +36,11 @@ def _mix_text(mix: dict[str, float]) -> str:
 
 
 def tone_statistics(ref: np.ndarray, cur: np.ndarray) -> np.ndarray:
-    """[KS statistic, |median shift| in degrees] of the window's ITA° against the reference's."""
+    """[KS statistic, |median shift| in degrees] of the window's ITA° against the reference's, both
+    times stats.size_scale, so that windows tested against the rest of the reference calibrate a
+    window tested against all of it."""
     ks = ks_statistics(ref.reshape(-1, 1), cur.reshape(-1, 1))[0]
-    return np.array([ks, abs(float(np.median(cur)) - float(np.median(ref)))])
+    return np.array([ks, abs(float(np.median(cur)) - float(np.median(ref)))]) * size_scale(len(ref), len(cur))
 
 
 def tone_check(ref: np.ndarray, cur: np.ndarray, null: np.ndarray, alpha: float) -> CheckResult:
@@ -47,21 +49,22 @@ def tone_check(ref: np.ndarray, cur: np.ndarray, null: np.ndarray, alpha: float)
     ref, cur = ref[np.isfinite(ref)], cur[np.isfinite(cur)]
     observed = tone_statistics(ref, cur)
     p, (p_ks, p_median) = calibrated_min_p(observed, null)
+    ks = float(observed[0] / size_scale(len(ref), len(cur)))
     mixes = tone_mix(ref), tone_mix(cur)
     medians = float(np.median(ref)), float(np.median(cur))
     return CheckResult(
         NAME,
         DRIFT if p <= alpha else NO_DRIFT,
-        f"skin tone: median ITA {medians[0]:.1f}° → {medians[1]:.1f}° (p {p_median:.3g}), KS {observed[0]:.3g} "
+        f"skin tone: median ITA {medians[0]:.1f}° → {medians[1]:.1f}° (p {p_median:.3g}), KS {ks:.3g} "
         f"(p {p_ks:.3g}); patient-calibrated p {p:.3g} vs alpha {alpha:g}; mix {_mix_text(mixes[1])} "
         f"(reference {_mix_text(mixes[0])})",
-        float(observed[0]),
+        ks,
         p,
         alpha,
         {
             "reference_median_ita": medians[0],
             "current_median_ita": medians[1],
-            "ks_statistic": float(observed[0]),
+            "ks_statistic": ks,
             "p_ks": float(p_ks),
             "p_median_shift": float(p_median),
             "reference_mix": mixes[0],

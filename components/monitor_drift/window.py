@@ -241,6 +241,11 @@ def assess_window(
         check, per_feature = image_check(ref, usable, cfg, cache)
         checks += [check, skin_tone_check(ref, usable, cfg, cache)]
         model, notes = model_checks(ref, usable, cfg, cache)
+        if "patient_id" not in ref.images:
+            notes.append(
+                "the reference has no patient_id: its calibration windows are single photos, so a window "
+                "of whole patients (several photos each) reads as drift more often than the alphas say"
+            )
         checks += model
     checks.append(feedback_check(reviews, cfg))
     drifted = [c for c in checks if c.verdict == DRIFT]

@@ -169,11 +169,15 @@ def test_store_mode_without_a_champion_has_no_reference(tmp_path: Path) -> None:
 
 @pytest.fixture(scope="module")
 def stream_reference(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A reference folder from an unshifted stream (as evaluate_model writes images.parquet)."""
+    """A reference folder from an unshifted stream, with each photo's patient (as evaluate_model
+    writes images.parquet: the calibration windows are whole patients)."""
     root = tmp_path_factory.mktemp("ref")
     write_stream(root / "stream", ShiftConfig("none", 1.0, 120, seed=1, width=160, height=120))
     table = features_frame(list_images(root / "stream" / "images"), 256)
-    table.frame.to_parquet(root / "images.parquet")
+    stream = pd.read_csv(root / "stream" / "stream.csv")
+    patient = dict(zip(stream.file, stream.patient, strict=True))
+    frame = table.frame.assign(patient_id=[patient[f"images/{Path(p).name}"] for p in table.frame.path])
+    frame.to_parquet(root / "images.parquet")
     return root
 
 
