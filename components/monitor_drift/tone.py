@@ -11,9 +11,10 @@ is), at `skin_tone_alpha`. Two statistics, one family p (stats.calibrated_min_p)
 - the shift of the median ITA°: the patients as a whole getting darker or lighter.
 
 On whole-patient windows with half the lighter-skinned patients gone (benchmarks/tone_power.py, 4
-seeds of reference and clinic) KS alone flagged 47 % of windows of 500 and 63 % of 1,000, the
-median shift alone 65 % / 95 %, the two as one family 59 % / 92 %: the median carries a shift of the
-whole population, KS keeps a change of shape with the same median in view.
+seeds of reference and clinic) KS alone flagged 53 % of windows of 500 and 79 % of 1,000, the
+median shift alone 68 % / 93 %, the two as one family 66 % / 91 % (an oracle that knows each
+patient's tone: 67 % / 90 %): the median carries a shift of the whole population, KS keeps a change
+of shape with the same median in view.
 
 The Del Bino category mix of both sides is reported with it, because that is what a clinician reads.
 """
