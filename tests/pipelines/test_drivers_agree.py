@@ -63,6 +63,8 @@ def test_dvc_and_kfp_local_run_the_same_stages_and_agree(tiny_dataset: Path, tmp
     assert files["outputs/evaluate_model/metrics.json"]["data"]["test_macro_f1"] > 0
     assert "best_val_macro_f1" in files["outputs/train_model/train_summary.json"]["data"]
     assert "error" not in files["outputs/train_baseline/baseline_metrics.json"]
+    tone = files["outputs/crop_patches/crop_report.json"]["data"]["skin_tone"]["per_split"]  # the data version's
+    assert sum(split["measured"] for split in tone.values()) > 0  # skin-tone mix, in `dvc metrics diff` too
     # every stage ran; the ones this task does not use said so instead of failing the graph
     for skipped in (
         "promote_model/detector/promotion.json",
