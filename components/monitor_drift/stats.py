@@ -242,13 +242,14 @@ def mmd_check(
     syy = float(np.exp(-_sq_distances(y, y) / g).sum())
     sxy = float(np.exp(-_sq_distances(kref.emb, y) / g).sum())
     stat = float(_mmd_u(np.array(sxx), np.array(syy), np.array(sxy), m, n))
-    p = monte_carlo_p(stat * float(size_scale(m, n)) ** 2, null)  # the null is size-scaled (size_scale)
+    scale = float(size_scale(m, n)) ** 2  # the null is size-scaled (mmd_null)
+    p = monte_carlo_p(stat * scale, null)
     return CheckResult(
         "embedding_mmd",
         DRIFT if p <= alpha else NO_DRIFT,
         f"embedding MMD² {stat:.4g}, patient-calibrated p {p:.3g} vs alpha {alpha:g} ({m} reference vs "
         f"{n} current, bandwidth {kref.sigma:.3g}; null 99th pct "
-        f"{np.quantile(null, 0.99) / float(size_scale(m, n)) ** 2:.3g})",
+        f"{np.quantile(null, 0.99) / scale:.3g})",
         stat,
         p,
         alpha,

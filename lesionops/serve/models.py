@@ -22,7 +22,7 @@ import tempfile
 import threading
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -156,9 +156,7 @@ def load_classifier(
     label = f"models:/{name}/{version.version}"
     # the export and its check run forwards: on the model thread, which must stay the only one (batching.py)
     onnx = on_model_thread(_onnx_session, client, version.run_id, module, size, label) if backend == "onnx" else None
-    key = uuid.uuid4().hex
-    worker = _worker(module, key, label, process_threads) if onnx is None and process_threads is not None else None
-    return Classifier(
+    loaded = Classifier(
         name,
         str(version.version),
         version.run_id,
@@ -170,9 +168,10 @@ def load_classifier(
         temperature,
         onnx=onnx,
         scope=_scope(client, version.run_id, scope, label),
-        worker=worker,
-        key=key,
     )
+    if onnx is not None or process_threads is None:
+        return loaded
+    return replace(loaded, worker=_worker(module, loaded.key, label, process_threads))  # held there as this load's key
 
 
 def _worker(module: nn.Module, key: str, label: str, threads: int) -> ModelProcess:
